@@ -1,0 +1,19 @@
+"""Modelyard: a self-hosted AI development platform.
+
+The package root stays light: ``import modelyard`` must not import torch, FastAPI or SQLAlchemy.
+``modelyard.Client`` is resolved lazily.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["Client", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Client":
+        from modelyard.client import Client
+
+        return Client
+    raise AttributeError(f"module 'modelyard' has no attribute {name!r}")

@@ -1,0 +1,44 @@
+"""What every CLI module shares: global options, the SDK client, JSON/human output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class GlobalOptions:
+    home: Path | None = None
+    url: str | None = None
+    token: str | None = None
+    debug: bool = False
+
+
+OPTIONS = GlobalOptions()
+
+
+def get_client():
+    """The SDK client for this invocation: HTTP when ``--url`` is set, in-process on ``--home`` otherwise."""
+    from modelyard.client import Client
+
+    return Client(url=OPTIONS.url, token=OPTIONS.token, home=OPTIONS.home)
+
+
+def print_json(data: Any) -> None:
+    """Machine output: one JSON document on stdout (no rich markup, no wrapping)."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 1):
+    """Print one clear line on stderr and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(code)

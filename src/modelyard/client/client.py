@@ -1,0 +1,209 @@
+"""``Client``: the SDK over the REST API. With ``url`` it speaks HTTP; without one it runs the same API in-process
+on the local workspace, so the CLI, tests and scripts share one code path.
+
+Example::
+
+    import modelyard
+    client = modelyard.Client()                       # in-process on ~/.modelyard
+    job = client.jobs.submit("blob.verify")
+    job = client.jobs.wait(job["id"])
+    print(job["status"], job["result"])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelyard.core import errors
+from modelyard.core.errors import ModelyardError, Unavailable
+
+_BY_STATUS: dict[int, type[ModelyardError]] = {
+    401: errors.Unauthorized,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    413: errors.PayloadTooLarge,
+    422: errors.InvalidInput,
+    503: errors.Unavailable,
+}
+IN_PROCESS_URL = "http://modelyard.in-process"
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()["error"]
+        code, message = body.get("code", "error"), body.get("message", response.reason_phrase)
+    except (ValueError, KeyError, TypeError):
+        code, message = "error", f"HTTP {response.status_code}: {response.text[:200]}"
+    cls = _BY_STATUS.get(response.status_code, ModelyardError)
+    raise cls(message, code=code, status=response.status_code)
+
+
+class Client:
+    """Args:
+        url: server URL (``http://127.0.0.1:8765``); ``None`` runs the API in-process on ``home``.
+        token: API token (``Authorization: Bearer``). In-process without a token you act as the workspace owner.
+        home: workspace folder for in-process mode (default ``$MODELYARD_HOME`` or ``~/.modelyard``).
+        timeout: seconds per HTTP request.
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None, home: str | Path | None = None,
+                 timeout: float = 60.0):
+        self.url = url.rstrip("/") if url else None
+        self.token = token
+        self._workspace = None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if self.url:
+            self._http: httpx.Client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        else:
+            from starlette.testclient import TestClient
+
+            from modelyard.core.settings import Settings
+            from modelyard.server.app import create_app
+            from modelyard.server.auth import Principal
+            from modelyard.store.workspace import Workspace
+
+            self._workspace = Workspace.open(Settings.load(home))
+            app = create_app(self._workspace, local_principal=Principal("local", "admin"))
+            self._http = TestClient(app, base_url=IN_PROCESS_URL, headers=headers, raise_server_exceptions=False)
+        self.jobs = Jobs(self)
+        self.tokens = Tokens(self)
+        self.blobs = Blobs(self)
+
+    # -- plumbing -----------------------------------------------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach the Modelyard server at {self.url}: {exc}") from exc
+        _raise_for(response)
+        return response
+
+    def get_json(self, path: str, **kwargs) -> Any:
+        return self.request("GET", path, **kwargs).json()
+
+    def close(self) -> None:
+        self._http.close()
+        if self._workspace is not None:
+            self._workspace.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def in_process(self) -> bool:
+        return self.url is None
+
+    # -- system -------------------------------------------------------------------------------------------------
+    def health(self) -> dict:
+        return self.get_json("/healthz")
+
+    def version(self) -> dict:
+        return self.get_json("/api/v1/version")
+
+
+class Jobs:
+    def __init__(self, client: Client):
+        self._c = client
+
+    def submit(self, kind: str, spec: dict | None = None) -> dict:
+        return self._c.request("POST", "/api/v1/jobs", json={"kind": kind, "spec": spec or {}}).json()
+
+    def get(self, job_id: str) -> dict:
+        return self._c.get_json(f"/api/v1/jobs/{job_id}")
+
+    def list(self, status: str | None = None, kind: str | None = None, owner: str | None = None,
+             limit: int = 50, before: str | None = None) -> dict:
+        params = {k: v for k, v in
+                  {"status": status, "kind": kind, "owner": owner, "limit": limit, "before": before}.items()
+                  if v is not None}
+        return self._c.get_json("/api/v1/jobs", params=params)
+
+    def kinds(self) -> dict:
+        return self._c.get_json("/api/v1/job-kinds")
+
+    def cancel(self, job_id: str) -> dict:
+        return self._c.request("POST", f"/api/v1/jobs/{job_id}/cancel").json()
+
+    def logs(self, job_id: str, offset: int = 0) -> tuple[str, int, str]:
+        """Log text from ``offset``, the next offset, and the job's status when read."""
+        response = self._c.request("GET", f"/api/v1/jobs/{job_id}/logs", params={"offset": offset})
+        return (response.content.decode("utf-8", errors="replace"), int(response.headers["X-Log-Offset"]),
+                response.headers["X-Job-Status"])
+
+    def follow_logs(self, job_id: str, poll_s: float = 0.5, timeout: float | None = None) -> Iterator[str]:
+        """Yield log text as it is written, until the job ends (polling with offsets works on both transports)."""
+        offset, deadline = 0, None if timeout is None else time.monotonic() + timeout
+        while True:
+            text, offset, status = self.logs(job_id, offset)
+            if text:
+                yield text
+            elif status in ("succeeded", "failed", "cancelled"):
+                return
+            else:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"job {job_id} still {status} after {timeout}s")
+                time.sleep(poll_s)
+
+    def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.3,
+             on_update: Callable[[dict], None] | None = None) -> dict:
+        """Poll until the job ends; returns its final state. ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
+            time.sleep(poll_s)
+
+
+class Tokens:
+    def __init__(self, client: Client):
+        self._c = client
+
+    def create(self, name: str, role: str) -> dict:
+        return self._c.request("POST", "/api/v1/tokens", json={"name": name, "role": role}).json()
+
+    def list(self) -> dict:
+        return self._c.get_json("/api/v1/tokens")
+
+    def revoke(self, token_id: str) -> dict:
+        return self._c.request("DELETE", f"/api/v1/tokens/{token_id}").json()
+
+
+class Blobs:
+    def __init__(self, client: Client):
+        self._c = client
+
+    def put(self, path: str | Path) -> dict:
+        path = Path(path)
+        if not path.is_file():
+            raise errors.InvalidInput(f"no such file: {path}")
+        with open(path, "rb") as handle:
+            return self._c.request(
+                "POST", "/api/v1/blobs", content=handle, headers={"Content-Type": "application/octet-stream"}
+            ).json()
+
+    def get(self, digest: str, dest: str | Path) -> Path:
+        """Download a verified blob to ``dest`` (written atomically)."""
+        import os
+
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.part")
+        response = self._c.request("GET", f"/api/v1/blobs/{digest}")
+        tmp.write_bytes(response.content)
+        os.replace(tmp, dest)
+        return dest

@@ -1,0 +1,1 @@
+"""Leaf package: settings, errors, ids, the plugin registry. Imports nothing else from modelyard."""

@@ -1,0 +1,67 @@
+"""What a job kind is: a typed spec, a function, and whether a crashed run may simply be retried.
+
+A kind lives in the package that owns the capability (``modelyard.migrate.jobs``, ...) and is named in
+``modelyard.core.plugins.JOB_KINDS``. The job machinery (``modelyard.jobs``) knows kinds only through this file.
+
+Example::
+
+    class VerifySpec(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        sample: int | None = None
+
+    def verify(spec: VerifySpec, ctx: JobContext) -> dict:
+        ctx.progress(0.5, "half way")
+        return {"ok": True}
+
+    BLOB_VERIFY = JobKind("blob.verify", VerifySpec, verify, idempotent=True, description="...")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+
+class JobContext(Protocol):
+    """What a running job may touch. Given to ``JobKind.run``; never constructed by kinds."""
+
+    job_id: str
+    workdir: Path  # a folder of the job's own for outputs; results should name files in it
+    home: Path  # the workspace folder
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress in 0..1 with a short message; cheap to call often (rate-limited)."""
+
+    def log(self, message: str) -> None:
+        """Append a timestamped line to the job's log."""
+
+    def cancelled(self) -> bool:
+        """True once a cancel was requested; long loops may check it to stop cleanly."""
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A registered kind of job.
+
+    Args:
+        name: the public name, ``noun.verb`` (``blob.verify``).
+        spec_model: pydantic model the submitted spec must validate against (422 naming the field otherwise).
+        run: ``run(spec, ctx) -> dict``; the dict (JSON-able) becomes the job's result.
+        idempotent: a run interrupted by a crash is re-queued instead of failed.
+        description: one line for ``modelyard jobs kinds`` and the API.
+        max_attempts: how many times an idempotent job is re-queued before it is failed.
+    """
+
+    name: str
+    spec_model: type[BaseModel]
+    run: Callable[[Any, JobContext], dict]
+    idempotent: bool = False
+    description: str = ""
+    max_attempts: int = 3
+
+    def validate_spec(self, spec: dict | None) -> BaseModel:
+        return self.spec_model.model_validate(spec or {})

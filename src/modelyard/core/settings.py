@@ -1,0 +1,92 @@
+"""Workspace settings: explicit arguments > environment (``MODELYARD_*``) > ``<home>/config.toml`` > defaults.
+
+Example ``config.toml``::
+
+    db_url = "postgresql+psycopg://modelyard@localhost/modelyard"
+    max_body_bytes = 104857600
+    workers = 4
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from modelyard.core.errors import WorkspaceError
+
+ENV_PREFIX = "MODELYARD_"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MODELYARD_HOME") or Path.home() / ".modelyard").expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to open a workspace.
+
+    Args:
+        home: workspace folder (database, blobs, job logs). Default ``$MODELYARD_HOME`` or ``~/.modelyard``.
+        db_url: SQLAlchemy URL; default SQLite at ``<home>/modelyard.db``. PostgreSQL:
+            ``postgresql+psycopg://user:pw@host/db``.
+        max_body_bytes: largest request body the REST API accepts (413 above it). Default 64 MiB.
+        workers: jobs a worker runs at once. Default: the number of cores.
+        heartbeat_s: how often a worker marks its running jobs alive.
+        stale_after_s: a running job whose heartbeat is older than this is recovered by any worker.
+    """
+
+    home: Path = field(default_factory=default_home)
+    db_url: str | None = None
+    max_body_bytes: int = 64 * 1024 * 1024
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    heartbeat_s: float = 1.0
+    stale_after_s: float = 15.0
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'modelyard.db'}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @classmethod
+    def load(cls, home: str | Path | None = None, **overrides) -> Settings:
+        """Resolve settings for ``home`` from its config file, the environment and ``overrides``."""
+        home_path = Path(home).expanduser() if home else default_home()
+        values: dict = {}
+        config_file = home_path / "config.toml"
+        if config_file.is_file():
+            try:
+                values.update(tomllib.loads(config_file.read_text(encoding="utf-8")))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise WorkspaceError(f"cannot read {config_file}: {exc}") from exc
+        known = {f.name: f for f in fields(cls) if f.name != "home"}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise WorkspaceError(f"{config_file}: unknown setting(s) {', '.join(sorted(unknown))}")
+        for name in known:
+            env = os.environ.get(ENV_PREFIX + name.upper())
+            if env not in (None, ""):
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(home=home_path.resolve())
+        coerced = {}
+        for name, value in values.items():
+            kind = type(getattr(settings, name)) if getattr(settings, name) is not None else str
+            try:
+                coerced[name] = kind(value)
+            except (TypeError, ValueError) as exc:
+                raise WorkspaceError(f"setting {name}={value!r} is not a valid {kind.__name__}") from exc
+        settings = replace(settings, **coerced)
+        if settings.workers < 1:
+            raise WorkspaceError(f"setting workers={settings.workers} must be at least 1")
+        if settings.max_body_bytes < 1024:
+            raise WorkspaceError(f"setting max_body_bytes={settings.max_body_bytes} must be at least 1024")
+        return settings

@@ -1,0 +1,132 @@
+"""Executors start job processes and report when they end. The worker loop owns the queue; an executor only
+owns processes, so a Ray executor can replace ``LocalExecutor`` without touching the worker or any caller.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from modelyard.core.settings import Settings
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    pid_started: float
+
+
+class Executor(ABC):
+    """Runs jobs somewhere. All methods are called from the worker loop's thread."""
+
+    @abstractmethod
+    def start(self, job_id: str, log_path: Path) -> Started:
+        """Start the job's process; it records its own result in the queue."""
+
+    @abstractmethod
+    def poll(self) -> dict[str, int]:
+        """Jobs whose process has ended since the last poll, with exit codes."""
+
+    @abstractmethod
+    def kill(self, job_id: str) -> None:
+        """Stop the job's whole process tree now."""
+
+    @abstractmethod
+    def active(self) -> set[str]:
+        """Jobs whose processes are still running."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux/glibc: recovery on restart still handles orphans
+        pass
+
+
+def kill_tree(pid: int, pid_started: float | None = None, timeout: float = 3.0) -> bool:
+    """SIGTERM then SIGKILL a process and all its descendants. ``pid_started`` guards against pid reuse.
+
+    Returns True when something was killed.
+    """
+    try:
+        root = psutil.Process(pid)
+        if pid_started is not None and abs(root.create_time() - pid_started) > 0.01:
+            return False
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=timeout)
+    return True
+
+
+class LocalExecutor(Executor):
+    """One OS process per job (``python -m modelyard.jobs.runner``), in its own session, killed with its parent."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, job_id: str, log_path: Path) -> Started:
+        env = dict(os.environ)
+        env["MODELYARD_HOME"] = str(self.settings.home)
+        if self.settings.db_url:
+            env["MODELYARD_DB_URL"] = self.settings.db_url
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "modelyard.jobs.runner", "--home", str(self.settings.home), "--job", job_id],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - the worker loop is single-threaded
+                close_fds=True,
+            )
+        self._procs[job_id] = proc
+        try:
+            created = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            created = 0.0
+        return Started(proc.pid, created)
+
+    def poll(self) -> dict[str, int]:
+        ended = {}
+        for job_id, proc in list(self._procs.items()):
+            code = proc.poll()
+            if code is not None:
+                ended[job_id] = code
+                del self._procs[job_id]
+        return ended
+
+    def kill(self, job_id: str) -> None:
+        proc = self._procs.pop(job_id, None)
+        if proc is None:
+            return
+        kill_tree(proc.pid)
+        proc.wait(timeout=10)
+
+    def active(self) -> set[str]:
+        return set(self._procs)

@@ -1,0 +1,1 @@
+"""The REST API (FastAPI) over a workspace; later also the web console."""

@@ -1,0 +1,111 @@
+"""``create_app(workspace)``: the FastAPI application. Routes live in ``routes_*.py``, one noun each."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from modelyard import __version__
+from modelyard.core.errors import ModelyardError
+from modelyard.server.auth import Principal
+from modelyard.server.limits import BodyLimitMiddleware
+from modelyard.store.workspace import Workspace
+
+log = logging.getLogger("modelyard.server")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+}
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        loc = [str(p) for p in error.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            where = f"{loc[0]} field '{'.'.join(loc[1:])}'" if len(loc) > 1 else loc[0]
+        else:
+            where = ".".join(loc) or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(workspace: Workspace, local_principal: Principal | None = None) -> FastAPI:
+    """The API over ``workspace``.
+
+    Args:
+        workspace: an opened workspace.
+        local_principal: who a request without a token is, for the in-process SDK only (the caller already has
+            the workspace's files). ``None`` for every network-facing server: then every route under ``/api/v1``
+            needs a token.
+    """
+    from swagger_ui_bundle import swagger_ui_path
+
+    from modelyard.server import routes_blobs, routes_jobs, routes_system, routes_tokens
+
+    app = FastAPI(
+        title="Modelyard API",
+        version=__version__,
+        description="Self-hosted AI development platform. Authenticate with `Authorization: Bearer <token>`.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.workspace = workspace
+    app.state.local_principal = local_principal
+
+    @app.exception_handler(ModelyardError)
+    async def _modelyard_error(_request: Request, exc: ModelyardError):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, exc.code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError):
+        return _error(422, "invalid_input", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return _error(exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), message, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception):
+        log.exception("unhandled error")
+        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Modelyard API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+    app.include_router(routes_system.router)
+    app.include_router(routes_jobs.router, prefix="/api/v1")
+    app.include_router(routes_tokens.router, prefix="/api/v1")
+    app.include_router(routes_blobs.router, prefix="/api/v1")
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=workspace.settings.max_body_bytes)
+    return app

@@ -1,0 +1,37 @@
+"""Health (no auth) and version."""
+
+from __future__ import annotations
+
+import platform
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from modelyard import __version__
+from modelyard.server.auth import Principal, require
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["system"])
+def healthz(request: Request):
+    """Liveness and database reachability. Needs no token."""
+    try:
+        with request.app.state.workspace.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        return JSONResponse({"status": "unhealthy", "reason": f"database: {exc.__class__.__name__}"}, 503)
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/api/v1/version", tags=["system"])
+def version(request: Request, principal: Principal = Depends(require("viewer"))):
+    return {
+        "schema": "modelyard.version/1",
+        "version": __version__,
+        "api": "v1",
+        "database": request.app.state.workspace.engine.dialect.name,
+        "python": platform.python_version(),
+        "you": {"name": principal.name, "role": principal.role},
+    }

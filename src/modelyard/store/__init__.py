@@ -1,0 +1,1 @@
+"""Persistence: the metadata database (SQLAlchemy 2 + Alembic) and the content-addressed blob store."""

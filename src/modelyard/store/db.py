@@ -1,0 +1,140 @@
+"""Open the metadata database: SQLite by default (WAL, foreign keys, busy timeout), PostgreSQL by URL.
+
+Alembic migrations run automatically on open, under a lock so two processes starting together do not race.
+Every failure to open becomes one ``WorkspaceError`` line that says what is wrong with which file or URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from modelyard.core.errors import WorkspaceError
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for ``url`` with Modelyard's connection settings (no I/O until first use)."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise WorkspaceError(f"invalid database URL {url!r}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            poolclass=sa.pool.NullPool if parsed.database in (None, "", ":memory:") else None,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no branch - trivial
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.close()
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        try:
+            return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        except ModuleNotFoundError as exc:
+            raise WorkspaceError(
+                f"the PostgreSQL driver is not installed ({exc.name}); install modelyard[postgres]"
+            ) from exc
+    raise WorkspaceError(f"unsupported database {parsed.get_backend_name()!r}; use sqlite:// or postgresql+psycopg://")
+
+
+def describe(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine, conn: sa.Connection):
+    if engine.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7412300)"))
+        yield
+        return
+    db_path = engine.url.database
+    if not db_path or db_path == ":memory:":
+        yield
+        return
+    lock_path = Path(db_path + ".migrate.lock")
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def migrate(engine: Engine) -> str:
+    """Bring the database to the newest schema; returns the revision. Cheap when already current."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
+    head = head_revision()
+    with engine.connect() as probe:
+        if MigrationContext.configure(probe).get_current_revision() == head:
+            return head
+    with engine.begin() as conn, _migration_lock(engine, conn):
+        if MigrationContext.configure(conn).get_current_revision() != head:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    return head
+
+
+def open_database(url: str) -> Engine:
+    """Create the engine, check the database is usable and migrate it. Raises one-line ``WorkspaceError``s."""
+    engine = create_db_engine(url)
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        path = Path(engine.url.database)
+        if path.exists() and not path.is_file():
+            raise WorkspaceError(f"cannot open database {path}: it is not a regular file")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise WorkspaceError(f"database {path} is not writable")
+        if path.exists() and path.stat().st_size > 0:
+            with open(path, "rb") as handle:
+                if handle.read(16) != b"SQLite format 3\x00":
+                    raise WorkspaceError(f"database {path} is corrupt or not a SQLite database")
+        if not os.access(path.parent, os.W_OK):
+            raise WorkspaceError(f"database folder {path.parent} is not writable")
+    try:
+        migrate(engine)
+    except sa.exc.DatabaseError as exc:
+        engine.dispose()
+        reason = str(exc.orig).splitlines()[0] if getattr(exc, "orig", None) else str(exc).splitlines()[0]
+        raise WorkspaceError(f"cannot open database {describe(url)}: {reason}") from exc
+    except sa.exc.OperationalError as exc:  # pragma: no cover - subclass of DatabaseError, kept for clarity
+        engine.dispose()
+        raise WorkspaceError(f"cannot open database {describe(url)}: {exc}") from exc
+    return engine
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything Modelyard stores is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

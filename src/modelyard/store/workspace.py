@@ -1,0 +1,48 @@
+"""A workspace: the home folder, its metadata database and its blob store, opened together."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from modelyard.core.errors import WorkspaceError
+from modelyard.core.settings import Settings
+from modelyard.store.blobs import BlobStore
+from modelyard.store.db import open_database
+
+
+@dataclass
+class Workspace:
+    settings: Settings
+    engine: Engine
+    blobs: BlobStore
+
+    @classmethod
+    def open(cls, settings: Settings, create: bool = True) -> Workspace:
+        """Open (and with ``create``, make) the workspace at ``settings.home``; migrate its database."""
+        home = settings.home
+        if not home.exists():
+            if not create:
+                raise WorkspaceError(f"no workspace at {home}; run 'modelyard init --home {home}'")
+            try:
+                home.mkdir(parents=True)
+            except OSError as exc:
+                raise WorkspaceError(f"cannot create workspace folder {home}: {exc.strerror}") from exc
+        if not home.is_dir():
+            raise WorkspaceError(f"workspace path {home} is not a folder")
+        if not os.access(home, os.W_OK | os.X_OK):
+            raise WorkspaceError(f"workspace folder {home} is not writable")
+        for sub in (settings.blobs_dir, settings.jobs_dir):
+            sub.mkdir(exist_ok=True)
+        engine = open_database(settings.database_url)
+        return cls(settings=settings, engine=engine, blobs=BlobStore(settings.blobs_dir))
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    def close(self) -> None:
+        self.engine.dispose()
