@@ -164,14 +164,16 @@ def start_server(home: Path, *extra: str, token: str | None = None, timeout: flo
         token = json.loads(run_cli("init", "--json", home=home, check=True).stdout)["token"]
     info = home / "server.json"
     info.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelyard.cli.main", "--home", str(home), "server", "--port", "0", *extra],
-        env=cli_env(home), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    log_path = home / "server-test.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelyard.cli.main", "--home", str(home), "server", "--port", "0", *extra],
+            env=cli_env(home), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {proc.stdout.read().decode()}")
+            raise AssertionError(f"server exited {proc.returncode}: {log_path.read_text()}")
         if info.exists():
             url = json.loads(info.read_text())["url"]
             try:

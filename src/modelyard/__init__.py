@@ -6,7 +6,7 @@ The package root stays light: ``import modelyard`` must not import torch, FastAP
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from modelyard.core.version import __version__
 
 __all__ = ["Client", "__version__"]
 

@@ -10,8 +10,14 @@ from typing import Any
 
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    # Piped output (CI logs, `| less`) is not wrapped at 80 columns: ids and digests must stay whole.
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=max(probe.width, 160))
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 @dataclass

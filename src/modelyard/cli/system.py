@@ -99,13 +99,20 @@ def server(
         cmd = [sys.executable, "-m", "modelyard.cli.main", "--home", str(settings.home), "worker"]
         if workers:
             cmd += ["--concurrency", str(workers)]
-        worker_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        from modelyard.jobs.executor import exit_with_parent
+
+        # the worker stops (gracefully, SIGTERM) even when the server dies with kill -9
+        worker_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=exit_with_parent)  # noqa: PLW1509
     info_path = settings.home / SERVER_FILE
     _write_atomic(info_path, json.dumps({"url": url, "pid": os.getpid(),
                                          "worker_pid": worker_proc.pid if worker_proc else None}))
     err_console.print(f"Modelyard {url} (docs {url}/docs), workspace {settings.home}"
                       f"{'' if no_worker else ', worker pid ' + str(worker_proc.pid)}", soft_wrap=True, highlight=False)
     config = uvicorn.Config(create_app(workspace), log_level="warning", access_log=False, lifespan="off")
+    # uvicorn re-raises the signal that stopped it once it has restored the previous handlers; make those
+    # handlers no-ops so the clean-up below runs and the exit code is 0 after a SIGTERM/SIGINT.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
@@ -151,7 +158,7 @@ def worker(
 
 def version(as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False) -> None:
     """Print the client's version, and the server's when --url is set."""
-    from modelyard import __version__
+    from modelyard.core.version import __version__
 
     data = {"schema": "modelyard.version/1", "client": __version__, "server": None}
     if OPTIONS.url:

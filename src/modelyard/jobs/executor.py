@@ -46,12 +46,21 @@ class Executor(ABC):
         """Jobs whose processes are still running."""
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    os.setsid()
+def _set_parent_death_signal(sig: int) -> None:
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
     except OSError:  # not Linux/glibc: recovery on restart still handles orphans
         pass
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    _set_parent_death_signal(signal.SIGKILL)
+
+
+def exit_with_parent() -> None:
+    """``preexec_fn`` for helper processes (a server's worker): SIGTERM them when their parent dies."""
+    _set_parent_death_signal(signal.SIGTERM)
 
 
 def kill_tree(pid: int, pid_started: float | None = None, timeout: float = 3.0) -> bool:

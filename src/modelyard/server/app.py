@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modelyard import __version__
+from modelyard.core.version import __version__
 from modelyard.core.errors import ModelyardError
 from modelyard.server.auth import Principal
 from modelyard.server.limits import BodyLimitMiddleware

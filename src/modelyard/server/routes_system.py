@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from modelyard import __version__
+from modelyard.core.version import __version__
 from modelyard.server.auth import Principal, require
 
 router = APIRouter()

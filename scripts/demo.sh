@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The end-to-end demo behind `make demo`: a fresh workspace on the embedded default (SQLite + local files), a real
+# server on a free 127.0.0.1 port, real jobs submitted through the CLI, and a clean stop.
+# Outputs go to $OUT_DIR (default ./.demo); `modelyard` must be on PATH (the Makefile puts .venv/bin first).
+set -euo pipefail
+
+OUT_DIR=${OUT_DIR:-"$PWD/.demo"}
+HOME_DIR="$OUT_DIR/home"
+PY=$(dirname "$(command -v modelyard)")/python
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+json() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
+
+rm -rf "$OUT_DIR"
+mkdir -p "$OUT_DIR"
+
+step "1. Create a workspace at $HOME_DIR"
+modelyard init --home "$HOME_DIR" --json > "$OUT_DIR/init.json"
+TOKEN=$(json "$OUT_DIR/init.json" "d['token']")
+echo "database: $(json "$OUT_DIR/init.json" "d['database']")"
+echo "admin token: ${TOKEN:0:10}… (full token in $OUT_DIR/init.json)"
+
+step "2. Start the server (REST API + job worker) on a free local port"
+modelyard server --home "$HOME_DIR" --port 0 > "$OUT_DIR/server.log" 2>&1 &
+SERVER_PID=$!
+SERVER_RC=
+stop_server() {
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID"
+    SERVER_RC=0
+    wait "$SERVER_PID" || SERVER_RC=$?
+  fi
+}
+trap stop_server EXIT
+for _ in $(seq 1 150); do
+  [ -f "$HOME_DIR/server.json" ] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT_DIR/server.log"; exit 1; }
+  sleep 0.2
+done
+URL=$(json "$HOME_DIR/server.json" "d['url']")
+export MODELYARD_URL="$URL" MODELYARD_TOKEN="$TOKEN"
+echo "server: $URL (API docs: $URL/docs)"
+echo "health without a token: $("$PY" -c "import httpx,sys; print(httpx.get(sys.argv[1]+'/healthz').status_code)" "$URL")"
+echo "jobs without a token:   $("$PY" -c "import httpx,sys; print(httpx.get(sys.argv[1]+'/api/v1/jobs').status_code)" "$URL")"
+
+step "3. Store a few files in the content-addressed blob store"
+modelyard blobs put README.md pyproject.toml Makefile
+
+step "4. Submit a real job through the CLI (blob.verify re-hashes every blob) and wait for it"
+modelyard jobs submit blob.verify --wait --json > "$OUT_DIR/blob-verify.json"
+echo "job $(json "$OUT_DIR/blob-verify.json" "d['id']"): $(json "$OUT_DIR/blob-verify.json" "d['status']")," \
+     "$(json "$OUT_DIR/blob-verify.json" "d['result']['ok']") blobs verified," \
+     "$(json "$OUT_DIR/blob-verify.json" "d['result']['bytes']") bytes, healthy=$(json "$OUT_DIR/blob-verify.json" "d['result']['healthy']")"
+echo "its log:"
+modelyard jobs logs "$(json "$OUT_DIR/blob-verify.json" "d['id']")" | sed 's/^/  /'
+
+step "5. Jobs in the workspace"
+modelyard jobs list
+
+# --- later capabilities append their demo steps below this line ---
+
+step "Stop the server cleanly"
+trap - EXIT
+stop_server
+[ "$SERVER_RC" = 0 ] || { echo "the server did not stop cleanly (exit $SERVER_RC)"; cat "$OUT_DIR/server.log"; exit 1; }
+echo "server stopped cleanly (exit 0); its log: $OUT_DIR/server.log"
+
+step "Done. Outputs in $OUT_DIR:"
+ls -1 "$OUT_DIR" | sed 's/^/  /'

@@ -1,0 +1,84 @@
+"""The CLI as a user runs it: real processes, one-line errors, --json schemas."""
+
+import json
+import os
+
+from conftest import run_cli
+
+
+def test_init_prints_the_admin_token_once(tmp_path):
+    home = tmp_path / "w"
+    first = run_cli("init", "--home", str(home), check=True)
+    assert "myd_" in first.stdout and "Admin token" in first.stdout
+    second = run_cli("init", "--home", str(home), check=True)
+    assert "myd_" not in second.stdout and "Already initialised" in second.stdout
+    data = json.loads(run_cli("init", "--json", home=home, check=True).stdout)
+    assert data["schema"] == "modelyard.init/1" and data["token"] is None and data["home"] == str(home)
+
+
+def test_jobs_in_process_with_json_schemas(tmp_path):
+    home = tmp_path / "w"
+    run_cli("init", home=home, check=True)
+    job = json.loads(run_cli("jobs", "submit", "system.sleep", "--set", "seconds=0.1", "--json",
+                             home=home, check=True).stdout)
+    assert job["schema"] == "modelyard.job/1" and job["spec"]["seconds"] == 0.1
+    shown = json.loads(run_cli("jobs", "show", job["id"], "--json", home=home, check=True).stdout)
+    assert shown["id"] == job["id"]
+    kinds = json.loads(run_cli("jobs", "kinds", "--json", home=home, check=True).stdout)
+    assert kinds["schema"] == "modelyard.job-kinds/1"
+    tokens = json.loads(run_cli("tokens", "list", "--json", home=home, check=True).stdout)
+    assert tokens["schema"] == "modelyard.token-list/1" and tokens["items"][0]["role"] == "admin"
+    version = json.loads(run_cli("version", "--json", check=True).stdout)
+    assert version["schema"] == "modelyard.version/1"
+    run_cli("worker", "--until-idle", home=home, check=True)
+    waited = run_cli("jobs", "wait", job["id"], home=home, check=True)
+    assert "succeeded" in waited.stdout
+    assert "slept 0.1s" in run_cli("jobs", "logs", job["id"], home=home, check=True).stdout
+
+
+def _one_line_error(proc, code, text):
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_errors_are_one_line(tmp_path):
+    home = tmp_path / "w"
+    run_cli("init", home=home, check=True)
+    _one_line_error(run_cli("jobs", "submit", "nope", home=home), 2, "unknown job kind 'nope'; known kinds:")
+    _one_line_error(run_cli("jobs", "submit", "system.sleep", "--set", "seconds=x", home=home), 2, "spec.seconds")
+    _one_line_error(run_cli("jobs", "show", "job_missing", home=home), 1, "job job_missing not found")
+    _one_line_error(run_cli("jobs", "submit", "system.sleep", "--set", "oops", home=home), 2, "expected key=value")
+    _one_line_error(run_cli("server", "--home", str(tmp_path / "absent"), "--port", "0"), 1, "no workspace at")
+    _one_line_error(run_cli("server", "--port", "70000", home=home), 2, "--port must be between")
+
+
+def test_corrupt_database_is_one_clear_startup_error(tmp_path):
+    home = tmp_path / "w"
+    home.mkdir()
+    (home / "modelyard.db").write_bytes(os.urandom(4096))
+    for args in (("init",), ("jobs", "list"), ("worker", "--until-idle"), ("server", "--port", "0")):
+        _one_line_error(run_cli(*args, home=home), 1, "corrupt or not a SQLite database")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = run_cli("--debug", "jobs", "show", "job_missing", home=tmp_path / "w")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_help_is_light():
+    """`modelyard --help` must not import torch, FastAPI, SQLAlchemy or numpy (it has to be instant)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from modelyard.cli.main import main\n"
+        "main(['--help'])\n"
+        "heavy = [m for m in ('torch', 'fastapi', 'sqlalchemy', 'onnx', 'openvino', 'numpy') if m in sys.modules]\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "Usage: modelyard" in proc.stdout
+    assert proc.stderr.strip().endswith("HEAVY="), proc.stderr

@@ -1,0 +1,60 @@
+"""A real ``modelyard server`` process on 127.0.0.1, driven over HTTP by httpx, the SDK and the CLI."""
+
+import json
+
+import httpx
+
+from conftest import run_cli
+from modelyard.client import Client
+
+
+def test_health_auth_and_a_job_end_to_end_over_http(live_server):
+    url, token = live_server.url, live_server.token
+    assert url.startswith("http://127.0.0.1:")
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    assert httpx.get(f"{url}/api/v1/jobs").status_code == 401
+    assert httpx.get(f"{url}/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+    with Client(url=url, token=token) as client:
+        job = client.jobs.submit("system.sleep", {"seconds": 1.0, "step": 0.2})
+        streamed = b""
+        with httpx.stream("GET", f"{url}/api/v1/jobs/{job['id']}/logs", params={"follow": True},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=60) as response:
+            for chunk in response.iter_bytes():
+                streamed += chunk
+        assert b"slept 1.0s" in streamed and b"succeeded" in streamed
+        assert client.jobs.get(job["id"])["status"] == "succeeded"
+        followed = "".join(client.jobs.follow_logs(job["id"]))
+        assert "slept 1.0s" in followed
+
+
+def test_cli_against_the_server(live_server):
+    common = ("--url", live_server.url, "--token", live_server.token)
+    submitted = run_cli(*common, "jobs", "submit", "blob.verify", "--wait", "--json", check=True)
+    job = json.loads(submitted.stdout)
+    assert job["status"] == "succeeded" and job["result"]["healthy"] is True
+    listed = json.loads(run_cli(*common, "jobs", "list", "--json", check=True).stdout)
+    assert listed["schema"] == "modelyard.job-list/1" and listed["items"][0]["id"] == job["id"]
+    viewer = json.loads(run_cli(*common, "tokens", "create", "--role", "viewer", "--json", check=True).stdout)
+    denied = run_cli("--url", live_server.url, "--token", viewer["token"], "jobs", "submit", "system.sleep")
+    assert denied.returncode == 1 and denied.stderr.count("\n") == 1 and "editor role" in denied.stderr
+    run_cli(*common, "tokens", "revoke", viewer["id"], check=True)
+    revoked = run_cli("--url", live_server.url, "--token", viewer["token"], "jobs", "list")
+    assert revoked.returncode == 1 and "revoked" in revoked.stderr
+
+
+def test_server_stops_cleanly_and_takes_its_worker_along(live_server):
+    import psutil
+
+    info = json.loads((live_server.home / "server.json").read_text())
+    worker = psutil.Process(info["worker_pid"])
+    assert live_server.stop() == 0
+    assert not (live_server.home / "server.json").exists()
+    worker.wait(timeout=10)
+    assert not worker.is_running()
+
+
+def test_unreachable_server_is_one_line():
+    proc = run_cli("--url", "http://127.0.0.1:9", "--token", "x", "jobs", "list")
+    assert proc.returncode == 1 and "cannot reach the Modelyard server" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,25 @@
+"""The README's `make demo` runs scripts/demo.sh; run that script end to end."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_demo_script_runs_end_to_end(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["OUT_DIR"] = str(tmp_path / "demo")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    out = proc.stdout
+    assert "health without a token: 200" in out and "jobs without a token:   401" in out
+    assert "succeeded, 3 blobs verified" in out and "healthy=True" in out
+    assert "server stopped cleanly (exit 0)" in out
+    assert not (tmp_path / "demo" / "home" / "server.json").exists()
