@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", required=True)
     parser.add_argument("--job", required=True)
     args = parser.parse_args(argv)
-    workspace = Workspace.open(Settings.load(args.home), create=False)
+    workspace = Workspace.open(Settings.load(args.home), create=False, migrate=False)
     try:
         return run_job(JobQueue(workspace), args.job)
     finally:

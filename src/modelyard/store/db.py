@@ -106,8 +106,14 @@ def migrate(engine: Engine) -> str:
     return head
 
 
-def open_database(url: str) -> Engine:
-    """Create the engine, check the database is usable and migrate it. Raises one-line ``WorkspaceError``s."""
+def open_database(url: str, run_migrations: bool = True) -> Engine:
+    """Create the engine, check the database is usable and migrate it. Raises one-line ``WorkspaceError``s.
+
+    Args:
+        url: SQLAlchemy URL.
+        run_migrations: bring the schema to head (default). Job processes pass False: their worker already did,
+            and importing Alembic would double a job's start-up time.
+    """
     engine = create_db_engine(url)
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         path = Path(engine.url.database)
@@ -122,7 +128,11 @@ def open_database(url: str) -> Engine:
         if not os.access(path.parent, os.W_OK):
             raise WorkspaceError(f"database folder {path.parent} is not writable")
     try:
-        migrate(engine)
+        if run_migrations:
+            migrate(engine)
+        else:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1 FROM jobs WHERE 1 = 0"))
     except sa.exc.DatabaseError as exc:
         engine.dispose()
         reason = str(exc.orig).splitlines()[0] if getattr(exc, "orig", None) else str(exc).splitlines()[0]

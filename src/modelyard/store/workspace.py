@@ -21,8 +21,9 @@ class Workspace:
     blobs: BlobStore
 
     @classmethod
-    def open(cls, settings: Settings, create: bool = True) -> Workspace:
-        """Open (and with ``create``, make) the workspace at ``settings.home``; migrate its database."""
+    def open(cls, settings: Settings, create: bool = True, migrate: bool = True) -> Workspace:
+        """Open (and with ``create``, make) the workspace at ``settings.home``; migrate its database unless
+        ``migrate`` is False (job processes, whose worker already migrated)."""
         home = settings.home
         if not home.exists():
             if not create:
@@ -37,7 +38,7 @@ class Workspace:
             raise WorkspaceError(f"workspace folder {home} is not writable")
         for sub in (settings.blobs_dir, settings.jobs_dir):
             sub.mkdir(exist_ok=True)
-        engine = open_database(settings.database_url)
+        engine = open_database(settings.database_url, run_migrations=migrate)
         return cls(settings=settings, engine=engine, blobs=BlobStore(settings.blobs_dir))
 
     @property
