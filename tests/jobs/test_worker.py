@@ -154,3 +154,28 @@ def test_stale_heartbeat_is_recovered_without_restart(sqlite_workspace):
     proc.wait(timeout=60)
     final = queue.get(job.id)
     assert final.status == "failed" and "other-host:12345" in final.error
+
+
+def test_a_job_process_that_dies_is_failed_with_its_exit_code(sqlite_workspace):
+    queue = JobQueue(sqlite_workspace)
+    job = queue.submit("system.sleep", {"seconds": 60})
+    proc = start_worker(sqlite_workspace.settings)
+    try:
+        running = wait_for(lambda: (j := queue.get(job.id)).pid and j)
+        os.kill(running.pid, signal.SIGKILL)
+        final = wait_for(lambda: (j := queue.get(job.id)).done and j)
+    finally:
+        stop(proc)
+    assert final.status == "failed" and "exited with code -9" in final.error
+    assert "exited with code -9" in final.log_path.read_text()
+
+
+def test_stopping_the_worker_fails_its_running_job_with_the_reason(sqlite_workspace):
+    queue = JobQueue(sqlite_workspace)
+    job = queue.submit("system.sleep", {"seconds": 60})
+    proc = start_worker(sqlite_workspace.settings)
+    wait_for(lambda: queue.get(job.id).pid)
+    stop(proc)
+    assert proc.returncode == 0
+    final = queue.get(job.id)
+    assert final.status == "failed" and "shut down" in final.error

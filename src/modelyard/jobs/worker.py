@@ -110,11 +110,11 @@ class Worker:
             if job.status == "running":
                 if job.cancel_requested:
                     self.queue.finish(job_id, "cancelled", message="cancelled", worker=self.id)
+                    self._note(job_id, "cancelled on request")
                 else:
-                    self.queue.finish(
-                        job_id, "failed", worker=self.id, message="failed",
-                        error=f"job process exited with code {code} without reporting a result (see the job log)",
-                    )
+                    error = f"job process exited with code {code} without reporting a result (see the job log)"
+                    self.queue.finish(job_id, "failed", worker=self.id, message="failed", error=error)
+                    self._note(job_id, error)
 
     def _heartbeat(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -187,6 +187,7 @@ class Worker:
                 self.queue.requeue(job_id, f"re-queued: {reason}", worker=self.id)
             else:
                 self.queue.finish(job_id, "failed", error=reason, message="failed: worker stopped", worker=self.id)
+            self._note(job_id, ("re-queued: " if idempotent else "failed: ") + reason)
 
 
 def _now():
