@@ -7,8 +7,7 @@ import sqlalchemy as sa
 
 from modelyard.core.errors import WorkspaceError
 from modelyard.core.settings import Settings
-from modelyard.store.db import head_revision, open_database
-from modelyard.store.schema import metadata
+from modelyard.store.db import full_metadata, head_revision, open_database
 from modelyard.store.workspace import Workspace
 
 
@@ -20,7 +19,7 @@ def test_migrations_build_exactly_the_declared_schema(workspace):
     with workspace.engine.connect() as conn:
         context = MigrationContext.configure(conn)
         assert context.get_current_revision() == head_revision()
-        diff = compare_metadata(context, metadata)
+        diff = compare_metadata(context, full_metadata())
     assert diff == []
 
 

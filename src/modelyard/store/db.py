@@ -78,6 +78,21 @@ def _migration_lock(engine: Engine, conn: sa.Connection):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def full_metadata() -> sa.MetaData:
+    """The metadata of every table: ``schema.py`` plus each ``schema_<area>.py`` module beside it (one per
+    capability, so capabilities add tables without editing a shared file)."""
+    import importlib
+    import pkgutil
+
+    from modelyard.store import schema
+
+    package_dir = Path(__file__).parent
+    for module in pkgutil.iter_modules([str(package_dir)]):
+        if module.name.startswith("schema_"):
+            importlib.import_module(f"modelyard.store.{module.name}")
+    return schema.metadata
+
+
 def head_revision() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
