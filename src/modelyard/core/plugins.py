@@ -16,6 +16,9 @@ from modelyard.core.errors import InvalidInput, Unavailable
 JOB_KINDS: dict[str, str] = {
     "blob.verify": "modelyard.jobs.builtin:BLOB_VERIFY",
     "system.sleep": "modelyard.jobs.builtin:SLEEP",
+    "migrate.convert": "modelyard.migrate.model_jobs:CONVERT",
+    "migrate.compare": "modelyard.migrate.model_jobs:COMPARE",
+    "migrate.coverage": "modelyard.migrate.model_jobs:COVERAGE",
 }
 
 

@@ -1,0 +1,120 @@
+"""One contract suite run against every available backend, plus availability reasons and precision hints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelyard.core.errors import InvalidInput, Unavailable
+from modelyard.runtime.backend import LayerCall
+from modelyard.runtime.feeds import random_feeds
+from modelyard.runtime.registry import get_backend, list_backends
+
+AVAILABLE = [s.name for s in list_backends() if s.available]
+UNAVAILABLE = [s for s in list_backends() if not s.available]
+
+
+def _artifact(name, mlp_spec, mlp_onnx):
+    backend = get_backend(name)
+    return mlp_spec.source() if "torch" in backend.formats else mlp_onnx
+
+
+@pytest.fixture(scope="module")
+def reference(mlp_spec):
+    runner = get_backend("torch:cpu").load(mlp_spec.source(), dtype="float64")
+    return runner
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_backend_contract(name, mlp_spec, mlp_onnx, reference):
+    runner = get_backend(name).load(_artifact(name, mlp_spec, mlp_onnx))
+    assert runner.backend_name == name
+    feeds = next(random_feeds(mlp_spec, 1, seed=3))
+    outputs = runner.infer(feeds)
+    assert list(outputs) == ["logits"] and runner.output_names == ["logits"]
+    assert outputs["logits"].shape == (3, 5)
+    assert runner.last_latency_s is not None and runner.last_latency_s >= 0
+    expected = reference.infer(feeds)["logits"]
+    np.testing.assert_allclose(outputs["logits"], expected, rtol=1e-4, atol=1e-5)
+    assert runner.info.get("precision") == "fp32"
+
+    with pytest.raises(InvalidInput, match="missing \\['x'\\]"):
+        runner.infer({"y": feeds["x"]})
+    with pytest.raises(InvalidInput, match="dim 1 must be 8"):
+        runner.infer({"x": np.zeros((3, 7), dtype=np.float32)})
+    with pytest.raises(InvalidInput, match="rank"):
+        runner.infer({"x": np.zeros((3,), dtype=np.float32)})
+
+    layers = runner.layers()
+    names = [layer.name for layer in layers]
+    assert "0" in names and "2" in names, names  # Sequential children: Linear 0, Linear 2
+    inter = runner.intermediates(feeds, ["0", "4"])
+    assert inter["0"].shape == (3, 16)
+    np.testing.assert_allclose(inter["4"], expected, rtol=1e-4, atol=1e-5)
+    calls = reference.layer_calls(feeds, ["2"])
+    replayed = runner.replay(feeds, calls)
+    np.testing.assert_allclose(replayed["2"], reference.intermediates(feeds, ["2"])["2"], rtol=1e-4, atol=1e-5)
+    runner.close()
+
+
+def test_unavailable_backends_say_why():
+    assert any(s.name == "torch:cpu" and s.available for s in list_backends())
+    for status in UNAVAILABLE:
+        assert status.reason, status
+        assert not status
+    missing = [s.name for s in UNAVAILABLE if s.name.startswith(("torch:", "onnxruntime:", "openvino:"))]
+    if missing:
+        with pytest.raises(Unavailable, match=missing[0]):
+            get_backend(missing[0]).load(None)
+
+
+def test_unknown_backend_and_device():
+    with pytest.raises(InvalidInput, match="unknown backend 'tensorflow'"):
+        get_backend("tensorflow:cpu")
+    with pytest.raises(InvalidInput, match="unknown device 'tpu'"):
+        get_backend("torch:tpu")
+
+
+def test_backend_rejects_wrong_format(mlp_onnx):
+    with pytest.raises(InvalidInput, match="cannot run a onnx model"):
+        get_backend("torch:cpu").load(mlp_onnx)
+
+
+@pytest.mark.gpu
+def test_torch_cuda_reference_path(mlp_spec):
+    ok, why = get_backend("torch:cuda").available()
+    if not ok:
+        pytest.skip(f"torch:cuda unavailable: {why}")
+    runner = get_backend("torch:cuda").load(mlp_spec.source())
+    feeds = next(random_feeds(mlp_spec, 1))
+    cpu = get_backend("torch:cpu").load(mlp_spec.source()).infer(feeds)["logits"]
+    np.testing.assert_allclose(runner.infer(feeds)["logits"], cpu, rtol=1e-4, atol=1e-5)
+    assert runner.info["allow_tf32"] is False
+
+
+def test_openvino_precision_hint_is_explicit_and_recorded(mlp_spec, mlp_ir):
+    if "openvino:cpu" not in AVAILABLE:
+        pytest.skip("openvino:cpu unavailable")
+    runner = get_backend("openvino:cpu").load(mlp_ir)
+    assert runner.info["inference_precision_hint"] == "f32"
+    assert runner.info["compiled_inference_precision"] in ("f32", "float32")
+    assert [layer.name for layer in runner.layers()][:1] == ["0"]  # layer map read from the sidecar
+    bf16 = get_backend("openvino:cpu").load(mlp_ir, precision="bf16")
+    assert bf16.info["inference_precision_hint"] == "bf16"
+    with pytest.raises(InvalidInput, match="precision"):
+        get_backend("openvino:cpu").load(mlp_ir, precision="int4")
+
+
+def test_corrupt_onnx_is_one_clear_error(tmp_path, mlp_spec):
+    from modelyard.runtime.spec import artifact_from_path
+
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 10)
+    with pytest.raises(InvalidInput, match="broken.onnx"):
+        get_backend("onnxruntime:cpu").load(artifact_from_path(bad, mlp_spec))
+
+
+def test_layer_call_flattens_arrays():
+    a, b = np.zeros(2), np.ones(3)
+    call = LayerCall([a, (b, "x")], {"mask": a})
+    assert [x.shape for x in call.arrays()] == [(2,), (3,), (2,)]
