@@ -37,7 +37,7 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 URL=$(json "$HOME_DIR/server.json" "d['url']")
-export MODELYARD_URL="$URL" MODELYARD_TOKEN="$TOKEN"
+export MODELYARD_URL="$URL" MODELYARD_TOKEN="$TOKEN" MODELYARD_HOME="$HOME_DIR"
 echo "server: $URL (API docs: $URL/docs)"
 echo "health without a token: $("$PY" -c "import httpx,sys; print(httpx.get(sys.argv[1]+'/healthz').status_code)" "$URL")"
 echo "jobs without a token:   $("$PY" -c "import httpx,sys; print(httpx.get(sys.argv[1]+'/api/v1/jobs').status_code)" "$URL")"
@@ -57,6 +57,26 @@ step "5. Jobs in the workspace"
 modelyard jobs list
 
 # --- later capabilities append their demo steps below this line ---
+
+step "6. Which inference backends run here, and why the others don't"
+modelyard backends
+
+step "7. Convert a PyTorch model (ModelSpec) to ONNX fp16, check OpenVINO's operator coverage, prove precision"
+cat > "$OUT_DIR/cnn.yaml" <<'YAML'
+name: tiny-cnn
+entrypoint: modelyard.runtime.zoo:tiny_cnn
+inputs:
+  - {name: x, shape: [batch, 3, 32, 32], range: [-1, 1]}
+outputs: [logits]
+dims: {batch: 2}
+task: {type: classification}
+YAML
+modelyard migrate convert "$OUT_DIR/cnn.yaml" --to onnx-fp16 -o "$OUT_DIR/converted"
+modelyard migrate coverage "$OUT_DIR/cnn.yaml" --target openvino:cpu
+modelyard migrate compare "$OUT_DIR/cnn.yaml" --target openvino:cpu --samples 4 --layerwise -o "$OUT_DIR/compare.html"
+modelyard migrate compare "$OUT_DIR/cnn.yaml" --target-model "$OUT_DIR/converted/tiny-cnn.fp16.onnx" --samples 4 \
+  --preset fp16 --json > "$OUT_DIR/compare-fp16.json"
+echo "fp16 artifact vs torch:cpu under fp16 thresholds: $(json "$OUT_DIR/compare-fp16.json" "d['verdict']")"
 
 step "Stop the server cleanly"
 trap - EXIT
