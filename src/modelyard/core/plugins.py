@@ -19,6 +19,8 @@ JOB_KINDS: dict[str, str] = {
     "migrate.convert": "modelyard.migrate.model_jobs:CONVERT",
     "migrate.compare": "modelyard.migrate.model_jobs:COMPARE",
     "migrate.coverage": "modelyard.migrate.model_jobs:COVERAGE",
+    "migrate.analyze": "modelyard.migrate.code_jobs:ANALYZE",
+    "migrate.apply": "modelyard.migrate.code_jobs:APPLY",
 }
 
 

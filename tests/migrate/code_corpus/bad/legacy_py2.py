@@ -1,0 +1,4 @@
+import torch
+
+def main():
+    print "training on", torch.cuda.device_count(), "GPUs"
