@@ -58,10 +58,20 @@ modelyard jobs list
 
 # --- later capabilities append their demo steps below this line ---
 
-step "6. Which inference backends run here, and why the others don't"
+step "6. Analyse a CUDA PyTorch project and migrate it to run on any accelerator"
+modelyard migrate analyze examples/gpu_project --target any
+modelyard migrate analyze examples/gpu_project --target npu -o "$OUT_DIR/analysis-npu.html"
+modelyard migrate analyze examples/gpu_project --target any --json > "$OUT_DIR/analysis.json"
+echo "readiness for any: $(json "$OUT_DIR/analysis.json" "d['summary']['readiness_score']")/100," \
+     "effort $(json "$OUT_DIR/analysis.json" "d['summary']['effort_hours']['low']")-$(json "$OUT_DIR/analysis.json" "d['summary']['effort_hours']['high']") h"
+modelyard migrate apply examples/gpu_project --target any --out "$OUT_DIR/gpu_project_any"
+echo "training the migrated project for 5 steps on this machine:"
+(cd "$OUT_DIR/gpu_project_any" && "$PY" train.py --steps 5 --workers 0)
+
+step "7. Which inference backends run here, and why the others don't"
 modelyard backends
 
-step "7. Convert a PyTorch model (ModelSpec) to ONNX fp16, check OpenVINO's operator coverage, prove precision"
+step "8. Convert a PyTorch model (ModelSpec) to ONNX fp16, check OpenVINO's operator coverage, prove precision"
 cat > "$OUT_DIR/cnn.yaml" <<'YAML'
 name: tiny-cnn
 entrypoint: modelyard.runtime.zoo:tiny_cnn

@@ -21,6 +21,7 @@ def test_demo_script_runs_end_to_end(tmp_path):
     out = proc.stdout
     assert "health without a token: 200" in out and "jobs without a token:   401" in out
     assert "succeeded, 3 blobs verified" in out and "healthy=True" in out
+    assert "readiness for any: " in out and "5 steps in" in out
     assert "PASS openvino:cpu vs torch:cpu" in out and "no divergence" in out
     assert "fp16 artifact vs torch:cpu under fp16 thresholds: pass" in out
     assert "server stopped cleanly (exit 0)" in out
