@@ -14,7 +14,7 @@ def test_every_registered_job_kind_loads_and_has_a_valid_default_contract():
 
 
 def test_unknown_kind_lists_the_known_ones():
-    with pytest.raises(InvalidInput, match="known kinds: blob.verify, .*system.sleep"):
+    with pytest.raises(InvalidInput, match="known kinds: .*blob.verify, .*system.sleep"):
         plugins.load_job_kind("nope")
 
 

@@ -1,11 +1,12 @@
-"""``modelyard migrate ...``: code analysis and migration (migrate_code) and model conversion, coverage and
-compare (migrate_model). Each module adds its commands to this Typer app."""
+"""``modelyard migrate ...``: code analysis and migration (migrate_code), model conversion, coverage and compare
+(migrate_model), benchmark, optimisation and the whole pipeline (migrate_optimize). Each module adds its commands
+to this Typer app."""
 
 from __future__ import annotations
 
 import typer
 
-from modelyard.cli import migrate_code, migrate_model
+from modelyard.cli import migrate_code, migrate_model, migrate_optimize
 
 HELP = "Migrate GPU PyTorch code and models to another accelerator."
 
@@ -13,3 +14,4 @@ app = typer.Typer(help=HELP, no_args_is_help=True)
 
 migrate_code.register(app)
 migrate_model.register(app)
+migrate_optimize.register(app)

@@ -21,6 +21,9 @@ JOB_KINDS: dict[str, str] = {
     "migrate.coverage": "modelyard.migrate.model_jobs:COVERAGE",
     "migrate.analyze": "modelyard.migrate.code_jobs:ANALYZE",
     "migrate.apply": "modelyard.migrate.code_jobs:APPLY",
+    "migrate.benchmark": "modelyard.migrate.pipeline_jobs:BENCHMARK",
+    "migrate.optimize": "modelyard.migrate.pipeline_jobs:OPTIMIZE",
+    "migrate.run": "modelyard.migrate.pipeline_jobs:RUN",
 }
 
 
