@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelyard.core.errors import InvalidInput, NotFound
+from modelyard.core.errors import InvalidInput, NotFound, Unavailable
 from modelyard.runtime.backend import LayerCall
 from modelyard.runtime.graph_layers import GraphLayer, layers_for
 
@@ -102,7 +102,12 @@ class GraphLayers:
 
         if name not in self._submodels:
             layer = self.by_name[name]
-            self._submodels[name] = onnx.utils.Extractor(self.model).extract_model(list(layer.inputs), [layer.output])
+            try:
+                extracted = onnx.utils.Extractor(self.model).extract_model(list(layer.inputs), [layer.output])
+            except (ValueError, KeyError) as exc:
+                # e.g. a QDQ graph whose layer boundary runs through quantize/dequantize pairs
+                raise Unavailable(f"layer {name} cannot be cut out of the ONNX graph for replay: {exc}") from exc
+            self._submodels[name] = extracted
         return self._submodels[name]
 
     def replay_feeds(self, name: str, call: LayerCall, own: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelyard.core.errors import InvalidInput
+from modelyard.core.errors import InvalidInput, Unavailable
 from modelyard.runtime.backend import Backend, LayerCall, LayerInfo, Runner, TensorInfo
 from modelyard.runtime.onnx_graph import GraphLayers, graph_precision, load_onnx, onnx_dtype_name, with_outputs
 
@@ -126,7 +126,12 @@ class OnnxRuntimeRunner(Runner):
             layer_feeds, from_reference = self.graph.replay_feeds(name, calls[name], own)
             session = self._replay_sessions.get(name)
             if session is None:
-                session = self._session(self.graph.submodel(name))
+                try:
+                    submodel = self.graph.submodel(name)
+                except Unavailable as exc:  # this layer is reported as not replayable; the others still replay
+                    self.info.setdefault("replay_skipped", {})[name] = str(exc)
+                    continue
+                session = self._session(submodel)
                 self._replay_sessions[name] = session
             results[name] = self._run(session, layer_feeds)[self.graph.by_name[name].output]
             used[name] = from_reference

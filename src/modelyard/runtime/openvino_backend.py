@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelyard.core.errors import InvalidInput
+from modelyard.core.errors import InvalidInput, Unavailable
 from modelyard.runtime.backend import Backend, LayerCall, LayerInfo, Runner, TensorInfo
 from modelyard.runtime.graph_layers import load_layer_map
 from modelyard.runtime.onnx_graph import GraphLayers, graph_precision, load_onnx
@@ -116,7 +116,12 @@ class OpenVinoRunner(Runner):
             layer_feeds, _ = self.graph.replay_feeds(name, calls[name], own)
             compiled = self._replay_models.get(name)
             if compiled is None:
-                compiled = self._compile(self.core.read_model(self.graph.submodel(name).SerializeToString()))
+                try:
+                    submodel = self.graph.submodel(name)
+                except Unavailable as exc:  # this layer is reported as not replayable; the others still replay
+                    self.info.setdefault("replay_skipped", {})[name] = str(exc)
+                    continue
+                compiled = self._compile(self.core.read_model(submodel.SerializeToString()))
                 self._replay_models[name] = compiled
             output = self.graph.by_name[name].output
             values = self._run(compiled, layer_feeds)
