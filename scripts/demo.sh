@@ -88,6 +88,14 @@ modelyard migrate compare "$OUT_DIR/cnn.yaml" --target-model "$OUT_DIR/converted
   --preset fp16 --json > "$OUT_DIR/compare-fp16.json"
 echo "fp16 artifact vs torch:cpu under fp16 thresholds: $(json "$OUT_DIR/compare-fp16.json" "d['verdict']")"
 
+step "9. The whole migration in one command: analyze -> apply -> convert -> coverage -> compare -> optimize -> package -> report"
+modelyard migrate run examples/migration.yaml -o "$OUT_DIR/migration"
+REPORT_JSON="$OUT_DIR/migration/report/report.json"
+echo "readiness $(json "$REPORT_JSON" "d['headline']['readiness_score']")/100," \
+     "verdict $(json "$REPORT_JSON" "d['headline']['verdict']")," \
+     "speedup $(json "$REPORT_JSON" "d['headline']['speedup']")x at $(json "$REPORT_JSON" "d['headline']['accuracy']")"
+echo "report: $OUT_DIR/migration/report/report.html"
+
 step "Stop the server cleanly"
 trap - EXIT
 stop_server

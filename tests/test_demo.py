@@ -24,5 +24,7 @@ def test_demo_script_runs_end_to_end(tmp_path):
     assert "readiness for any: " in out and "5 steps in" in out
     assert "PASS openvino:cpu vs torch:cpu" in out and "no divergence" in out
     assert "fp16 artifact vs torch:cpu under fp16 thresholds: pass" in out
+    assert "verdict pass" in out and "report: " in out
+    assert (tmp_path / "demo" / "migration" / "report" / "report.html").is_file()
     assert "server stopped cleanly (exit 0)" in out
     assert not (tmp_path / "demo" / "home" / "server.json").exists()
