@@ -3,16 +3,13 @@ and a real server process on 127.0.0.1."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from support import start_server
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ENV = "MODELYARD_TEST_PG_URL"
@@ -119,71 +116,6 @@ def client(tmp_path):
 
     with Client(home=tmp_path / "home") as c:
         yield c
-
-
-def cli_env(home: Path | None = None, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_") or k == PG_ENV}
-    if home is not None:
-        env["MODELYARD_HOME"] = str(home)
-    env.update({k: str(v) for k, v in extra.items()})
-    env["COLUMNS"] = "200"
-    return env
-
-
-def run_cli(*args: str, home: Path | None = None, check: bool = False, timeout: float = 120, **extra_env):
-    """Run ``modelyard ...`` as a real process; returns the CompletedProcess."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "modelyard.cli.main", *args],
-        capture_output=True, text=True, env=cli_env(home, **extra_env), timeout=timeout, stdin=subprocess.DEVNULL,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"modelyard {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-class ServerProcess:
-    def __init__(self, home: Path, proc: subprocess.Popen, url: str, token: str):
-        self.home, self.proc, self.url, self.token = home, proc, url, token
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def start_server(home: Path, *extra: str, token: str | None = None, timeout: float = 30) -> ServerProcess:
-    """``modelyard init`` (if needed) + ``modelyard server --port 0`` on 127.0.0.1; waits until it answers."""
-    import httpx
-
-    if token is None:
-        token = json.loads(run_cli("init", "--json", home=home, check=True).stdout)["token"]
-    info = home / "server.json"
-    info.unlink(missing_ok=True)
-    log_path = home / "server-test.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modelyard.cli.main", "--home", str(home), "server", "--port", "0", *extra],
-            env=cli_env(home), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {log_path.read_text()}")
-        if info.exists():
-            url = json.loads(info.read_text())["url"]
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    return ServerProcess(home, proc, url, token)
-            except httpx.TransportError:
-                pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not come up in time")
 
 
 @pytest.fixture

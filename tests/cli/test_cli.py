@@ -3,7 +3,7 @@
 import json
 import os
 
-from conftest import run_cli
+from support import run_cli
 
 
 def test_init_prints_the_admin_token_once(tmp_path):

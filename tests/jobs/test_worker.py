@@ -12,7 +12,7 @@ import pytest
 
 from pathlib import Path
 
-from conftest import cli_env
+from support import cli_env
 from modelyard.jobs.queue import JobQueue
 
 

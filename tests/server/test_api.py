@@ -102,7 +102,8 @@ def test_malformed_specs_are_422_naming_the_field(api):
     assert_error(api.post("/api/v1/jobs", content=b"{not json", headers={**h, "Content-Type": "application/json"}),
                  422)
     response = api.post("/api/v1/jobs", json={"kind": "train.everything"}, headers=h)
-    assert_error(response, 422, "unknown_job_kind", "known kinds: blob.verify")
+    assert_error(response, 422, "unknown_job_kind", "known kinds: ")
+    assert "blob.verify" in response.json()["error"]["message"]
     assert_error(api.get("/api/v1/jobs", params={"limit": 0}, headers=h), 422, contains="query field 'limit'")
     assert_error(api.get("/api/v1/jobs", params={"status": "done"}, headers=h), 422, contains="status")
     assert_error(api.post("/api/v1/tokens", json={"name": "x", "role": "god"}, headers=auth(api, "admin")), 422)

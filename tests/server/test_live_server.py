@@ -4,7 +4,7 @@ import json
 
 import httpx
 
-from conftest import run_cli
+from support import run_cli
 from modelyard.client import Client
 
 

@@ -56,10 +56,14 @@ def _register() -> None:
 # name -> module with ``app`` (a Typer) and ``HELP``; later issues add a line each.
 EXTRA_APPS: dict[str, str] = {
     "migrate": "modelyard.cli.migrate",
+    "models": "modelyard.cli.models",
+    "services": "modelyard.cli.services",
 }
 # modules with ``register(app)`` adding top-level commands.
 EXTRA_COMMAND_MODULES: list[str] = [
     "modelyard.cli.backends",
+    "modelyard.cli.deploy",
+    "modelyard.cli.batch",
 ]
 
 _register()

@@ -73,6 +73,16 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _start_service_supervisor(workspace) -> None:
+    """Services deployed before a restart come back with the platform: start their supervisor if any should run."""
+    from modelyard.deploy.supervisor import ensure_running
+
+    try:
+        ensure_running(workspace.settings, workspace=workspace)
+    except Exception as exc:  # noqa: BLE001 - the API must come up even when services cannot
+        err_console.print(f"warning: cannot start the service supervisor: {exc}", highlight=False, soft_wrap=True)
+
+
 def server(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one (written to <home>/server.json).")] = 8765,
@@ -108,6 +118,7 @@ def server(
                                          "worker_pid": worker_proc.pid if worker_proc else None}))
     err_console.print(f"Modelyard {url} (docs {url}/docs), workspace {settings.home}"
                       f"{'' if no_worker else ', worker pid ' + str(worker_proc.pid)}", soft_wrap=True, highlight=False)
+    _start_service_supervisor(workspace)
     config = uvicorn.Config(create_app(workspace), log_level="warning", access_log=False, lifespan="off")
     # uvicorn re-raises the signal that stopped it once it has restored the previous handlers; make those
     # handlers no-ops so the clean-up below runs and the exit code is 0 after a SIGTERM/SIGINT.

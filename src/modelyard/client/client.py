@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 
 from modelyard.core import errors
+from modelyard.client.registry import Models
+from modelyard.client.services import Services
 from modelyard.core.errors import ModelyardError, Unavailable
 
 _BY_STATUS: dict[int, type[ModelyardError]] = {
@@ -76,6 +78,8 @@ class Client:
         self.jobs = Jobs(self)
         self.tokens = Tokens(self)
         self.blobs = Blobs(self)
+        self.models = Models(self)
+        self.services = Services(self)
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:

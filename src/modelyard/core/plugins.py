@@ -20,6 +20,7 @@ JOB_KINDS: dict[str, str] = {
     "migrate.compare": "modelyard.migrate.model_jobs:COMPARE",
     "migrate.coverage": "modelyard.migrate.model_jobs:COVERAGE",
     "migrate.analyze": "modelyard.migrate.code_jobs:ANALYZE",
+    "batch.predict": "modelyard.deploy.batch:BATCH_PREDICT",
     "migrate.apply": "modelyard.migrate.code_jobs:APPLY",
     "migrate.benchmark": "modelyard.migrate.pipeline_jobs:BENCHMARK",
     "migrate.optimize": "modelyard.migrate.pipeline_jobs:OPTIMIZE",

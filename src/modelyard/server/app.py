@@ -59,7 +59,14 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     """
     from swagger_ui_bundle import swagger_ui_path
 
-    from modelyard.server import routes_blobs, routes_jobs, routes_system, routes_tokens
+    from modelyard.server import (
+        routes_blobs,
+        routes_jobs,
+        routes_models,
+        routes_services,
+        routes_system,
+        routes_tokens,
+    )
 
     app = FastAPI(
         title="Modelyard API",
@@ -107,5 +114,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     app.include_router(routes_jobs.router, prefix="/api/v1")
     app.include_router(routes_tokens.router, prefix="/api/v1")
     app.include_router(routes_blobs.router, prefix="/api/v1")
+    app.include_router(routes_models.router, prefix="/api/v1")
+    app.include_router(routes_services.router, prefix="/api/v1")
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=workspace.settings.max_body_bytes)
     return app

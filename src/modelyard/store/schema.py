@@ -62,3 +62,86 @@ tokens = sa.Table(
     sa.Column("revoked_at", Timestamp, nullable=True),
     sa.CheckConstraint("role IN ('viewer','editor','admin')", name="role"),
 )
+
+# -- model registry and services (issue 6) ---------------------------------------------------------------------------
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_by", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("model_id", sa.String(40), sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("format", sa.String(32), nullable=False),
+    sa.Column("source_format", sa.String(32), nullable=False),
+    sa.Column("entry", sa.String(500), nullable=False),
+    sa.Column("files", JSONType, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("signature", JSONType, nullable=False),
+    sa.Column("metrics", JSONType, nullable=False),
+    sa.Column("tags", JSONType, nullable=False),
+    sa.Column("lineage", JSONType, nullable=False),
+    sa.Column("card", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_by", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("model_id", "version", name="uq_model_versions_model_id_version"),
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("model_id", sa.String(40), sa.ForeignKey("models.id"), primary_key=True),
+    sa.Column("alias", sa.String(100), primary_key=True),
+    sa.Column("version_id", sa.String(40), sa.ForeignKey("model_versions.id"), nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False, server_default=""),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+SERVICE_STATES = ("running", "stopped")
+REVISION_STATUSES = ("pending", "live", "failed", "superseded")
+
+services = sa.Table(
+    "services",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("public", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("replicas", sa.Integer, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("live_revision", sa.Integer, nullable=True),
+    sa.Column("created_by", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.CheckConstraint("state IN ('running','stopped')", name="state"),
+    sa.CheckConstraint("replicas >= 1", name="replicas"),
+)
+
+service_revisions = sa.Table(
+    "service_revisions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("service_id", sa.String(40), sa.ForeignKey("services.id"), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("traffic", JSONType, nullable=False),
+    sa.Column("config", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_by", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("service_id", "revision", name="uq_service_revisions_service_id_revision"),
+    sa.CheckConstraint("status IN ('pending','live','failed','superseded')", name="status"),
+)

@@ -1,0 +1,151 @@
+"""``client.services``: deploy model versions as real-time services and manage them; ``predict`` calls one.
+
+Example::
+
+    client.services.deploy("resnet@production", name="resnet", replicas=2)        # waits until it serves
+    client.services.predict("resnet", {"pixel_values": batch})                   # numpy in, numpy out
+    client.services.traffic("resnet", {"resnet@3": 90, "resnet@4": 10})
+    client.services.rollback("resnet")
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from modelyard.core.errors import ModelyardError
+
+
+class DeployFailed(ModelyardError):
+    code = "deploy_failed"
+    status = 409
+
+
+class Services:
+    def __init__(self, client):
+        self._c = client
+
+    def deploy(self, model: str, name: str | None = None, *, backend: str = "auto", replicas: int = 1,
+               max_batch: int = 16, max_wait_ms: float = 5.0, instances: int = 2, port: int = 0,
+               host: str = "127.0.0.1", public: bool = False, wait: bool = True, timeout: float = 300.0) -> dict:
+        """Deploy ``model`` (``N@V``/``N@alias``/``N``); with ``wait``, until the new revision serves.
+
+        Raises:
+            DeployFailed: the revision could not start (the message says why and what keeps serving).
+        """
+        body = {"model": model, "name": name, "backend": backend, "replicas": replicas, "max_batch": max_batch,
+                "max_wait_ms": max_wait_ms, "instances": instances, "port": port, "host": host, "public": public}
+        service = self._c.request("POST", "/api/v1/services", json=body).json()
+        return self.wait(service["name"], service["revision"], timeout) if wait else service
+
+    def wait(self, name: str, revision: int | None = None, timeout: float = 300.0, poll_s: float = 0.25) -> dict:
+        """Poll until ``revision`` (default: the newest) is live with every replica ready, or failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            service = self.get(name)
+            wanted = revision or service["revision"]
+            entry = next((r for r in service["revisions"] if r["revision"] == wanted), None)
+            if entry is not None and entry["status"] == "failed":
+                live = service["live_revision"]
+                still = (f"; revision {live} ({', '.join(t['ref'] for t in service['traffic'])}) keeps serving"
+                         if live else "")
+                raise DeployFailed(f"service {name} revision {wanted} failed: {entry['message']}{still}")
+            if (entry is not None and entry["status"] == "live" and service["status"] == "ready"
+                    and service["healthy_replicas"] >= service["replicas"]):
+                return service
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service {name} revision {wanted} not serving after {timeout:.0f}s "
+                                   f"(status {service['status']}: {service['message']})")
+            time.sleep(poll_s)
+
+    def list(self) -> dict:
+        return self._c.get_json("/api/v1/services")
+
+    def get(self, name: str) -> dict:
+        return self._c.get_json(f"/api/v1/services/{quote(name)}")
+
+    def scale(self, name: str, replicas: int) -> dict:
+        return self._c.request("POST", f"/api/v1/services/{quote(name)}/scale", json={"replicas": replicas}).json()
+
+    def stop(self, name: str) -> dict:
+        return self._c.request("POST", f"/api/v1/services/{quote(name)}/stop").json()
+
+    def start(self, name: str) -> dict:
+        return self._c.request("POST", f"/api/v1/services/{quote(name)}/start").json()
+
+    def delete(self, name: str) -> dict:
+        return self._c.request("DELETE", f"/api/v1/services/{quote(name)}").json()
+
+    def traffic(self, name: str, weights: dict[str, float], wait: bool = True, timeout: float = 300.0) -> dict:
+        service = self._c.request("PUT", f"/api/v1/services/{quote(name)}/traffic", json={"traffic": weights}).json()
+        return self.wait(name, service["revision"], timeout) if wait else service
+
+    def rollback(self, name: str, revision: int | None = None, wait: bool = True, timeout: float = 300.0) -> dict:
+        service = self._c.request("POST", f"/api/v1/services/{quote(name)}/rollback",
+                                  json={"revision": revision}).json()
+        return self.wait(name, service["revision"], timeout) if wait else service
+
+    def logs(self, name: str, source: str = "events", replica: int | None = None, lines: int = 200) -> str:
+        params = {"source": source, "lines": lines}
+        if replica is not None:
+            params["replica"] = replica
+        return self._c.request("GET", f"/api/v1/services/{quote(name)}/logs", params=params).text
+
+    def metrics(self, name: str) -> str:
+        """The service's Prometheus metrics text."""
+        return self._c.request("GET", f"/api/v1/services/{quote(name)}/metrics").text
+
+    def predict_body(self, name: str, body: bytes, content_type: str, key: str | None = None,
+                     input_name: str | None = None) -> dict:
+        """POST a ready-made body (JSON text, .npy, safetensors or image bytes) through the platform's proxy and
+        return the JSON answer; a 4xx/5xx raises with the service's message."""
+        from modelyard.client.client import _raise_for
+
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        if key is not None:
+            headers["X-Modelyard-Key"] = key
+        params = {"input": input_name} if input_name else None
+        response = self._c._http.request("POST", f"/api/v1/services/{quote(name)}/predict", content=body,
+                                         headers=headers, params=params)
+        _raise_for(response)
+        return response.json()
+
+    def predict(self, name: str, inputs: dict, key: str | None = None) -> dict:
+        """Run one request: ``inputs`` maps names to arrays or nested lists (sent as safetensors when they are
+        numpy arrays, else as JSON). Returns ``{"outputs": {name: ndarray}, "model": "N@V"}``."""
+        import numpy as np
+
+        from modelyard.client.client import _raise_for
+
+        headers = {"Accept": "application/x-safetensors"}
+        if key is not None:
+            headers["X-Modelyard-Key"] = key
+        if all(isinstance(v, np.ndarray) for v in inputs.values()):
+            from safetensors.numpy import save
+
+            content = save({k: np.ascontiguousarray(v) for k, v in inputs.items()})
+            headers["Content-Type"] = "application/x-safetensors"
+            response = self._c._http.request("POST", f"/api/v1/services/{quote(name)}/predict", content=content,
+                                             headers=headers)
+        else:
+            response = self._c._http.request("POST", f"/api/v1/services/{quote(name)}/predict",
+                                             json={"inputs": inputs}, headers=headers)
+        _raise_for(response)
+        from safetensors.numpy import load
+
+        return {"outputs": dict(load(response.content)), "model": response.headers.get("x-modelyard-model")}
+
+    def predict_file(self, name: str, path: str | Path, input_name: str | None = None, key: str | None = None) -> dict:
+        """Send a file as it is: ``.json`` (the JSON body), ``.npy``, ``.safetensors`` or a PNG/JPEG image."""
+        from modelyard.core.errors import InvalidInput
+
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidInput(f"no such file: {path}")
+        types = {".json": "application/json", ".npy": "application/x-npy", ".safetensors": "application/x-safetensors",
+                 ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+        content_type = types.get(path.suffix.lower())
+        if content_type is None:
+            raise InvalidInput(f"{path.name}: send .json, .npy, .safetensors, .png or .jpg")
+        return self.predict_body(name, path.read_bytes(), content_type, key, input_name)

@@ -1,0 +1,193 @@
+"""Batch inference inputs and outputs.
+
+Inputs are read as an ordered list of rows with a key each, cut into fixed chunks (the same cut on every run, so a
+resumed job skips exactly the chunks it finished):
+
+* a folder of images (PNG/JPEG/BMP/PPM): key = file name, preprocessed as the signature says;
+* a CSV or Parquet table: key = the ``key`` column (default: the row number), features = the other numeric
+  columns (or ``columns``) in order, for a model with one ``[batch, features]`` input;
+* an ``.npz`` file: one array per input with a leading sample axis; key = the ``key`` array or the index.
+
+Outputs (by suffix): ``.parquet`` (key column + one column per output, vectors as lists), ``.csv`` (vectors spread
+over ``name_0, name_1...``) or ``.npz`` (``key`` + one stacked array per output).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from modelyard.core.errors import InvalidInput, NotFound
+from modelyard.registry.signature import Signature
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".npz")
+
+
+@dataclass
+class Source:
+    """Rows to predict: ``keys`` in order and ``read(start, stop) -> feeds`` for a slice of them."""
+
+    keys: list
+    kind: str
+    _read: object
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def read(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        return self._read(start, stop)
+
+
+def open_source(path: Path, signature: Signature, key: str | None = None, columns: list[str] | None = None) -> Source:
+    if not path.exists():
+        raise NotFound(f"input {path} does not exist")
+    if path.is_dir():
+        return _images(path, signature)
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".parquet"):
+        return _table(path, signature, key, columns)
+    if suffix == ".npz":
+        return _arrays(path, signature, key)
+    raise InvalidInput(f"input {path.name}: expected a folder of images, a .csv/.parquet table or an .npz file")
+
+
+def _images(folder: Path, signature: Signature) -> Source:
+    from modelyard.deploy.images import decode_image, preprocess
+
+    if signature.preprocessing is None:
+        raise InvalidInput("the model's signature declares no image preprocessing: it cannot read an image folder "
+                           "(register it with --preprocessing)")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InvalidInput(f"input {folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    target = signature.input(signature.image_input)
+
+    def read(start: int, stop: int) -> dict[str, np.ndarray]:
+        arrays = []
+        for f in files[start:stop]:
+            try:
+                arrays.append(preprocess(decode_image(f.read_bytes()), signature.preprocessing, target))
+            except Exception as exc:  # noqa: BLE001 - name the file that broke the batch
+                raise InvalidInput(f"{f.name}: {exc}") from None
+        return {target.name: np.concatenate(arrays, axis=0)}
+
+    return Source([f.name for f in files], "images", read)
+
+
+def _table(path: Path, signature: Signature, key: str | None, columns: list[str] | None) -> Source:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if path.suffix.lower() == ".csv":
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(path)
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    if len(signature.inputs) != 1 or len(signature.inputs[0].shape) != 2:
+        raise InvalidInput("a table feeds a model with one [batch, features] input; this model takes "
+                           + ", ".join(f"{t.name}{t.describe_shape()}" for t in signature.inputs))
+    spec = signature.inputs[0]
+    if key is not None and key not in table.column_names:
+        raise InvalidInput(f"key column {key!r} is not in {path.name} (columns: {table.column_names})")
+    names = columns or [c for c in table.column_names if c != key]
+    missing = [c for c in names if c not in table.column_names]
+    if missing:
+        raise InvalidInput(f"columns {missing} are not in {path.name}")
+    bad = [c for c in names if not (pa.types.is_integer(table[c].type) or pa.types.is_floating(table[c].type)
+                                    or pa.types.is_boolean(table[c].type))]
+    if bad:
+        raise InvalidInput(f"columns {bad} of {path.name} are not numeric; name the feature columns with --columns")
+    width = spec.shape[1]
+    if isinstance(width, int) and width != len(names):
+        raise InvalidInput(f"{path.name} has {len(names)} feature columns {names}, input {spec.name!r} takes {width}")
+    dtype = "float32" if spec.dtype == "bfloat16" else spec.dtype
+    matrix = np.column_stack([pc.cast(table[c], pa.float64()).to_numpy(zero_copy_only=False) for c in names])
+    if np.isnan(matrix).any():
+        raise InvalidInput(f"{path.name} has empty cells in the feature columns")
+    matrix = matrix.astype(dtype)
+    keys = table[key].to_pylist() if key else list(range(table.num_rows))
+    return Source(keys, "table", lambda start, stop: {spec.name: matrix[start:stop]})
+
+
+def _arrays(path: Path, signature: Signature, key: str | None) -> Source:
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    names = [t.name for t in signature.inputs]
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise InvalidInput(f"{path.name} has no array for input(s) {missing} (it has {sorted(arrays)})")
+    counts = {n: arrays[n].shape[0] if arrays[n].ndim else 0 for n in names}
+    if len(set(counts.values())) != 1:
+        raise InvalidInput(f"{path.name}: inputs hold different sample counts {counts}")
+    count = next(iter(counts.values()))
+    if key is not None:
+        if key not in arrays or len(arrays[key]) != count:
+            raise InvalidInput(f"{path.name}: key array {key!r} is missing or not {count} long")
+        keys = arrays[key].tolist()
+    else:
+        keys = list(range(count))
+    return Source(keys, "arrays", lambda start, stop: {n: arrays[n][start:stop] for n in names})
+
+
+def write_part(path: Path, keys: list, outputs: dict[str, np.ndarray]) -> None:
+    """One finished chunk, written atomically (a crash leaves either the whole part or none)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, __key__=np.asarray(keys), **{f"out_{k}": v for k, v in outputs.items()})
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_part(path: Path) -> tuple[list, dict[str, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as data:
+        keys = data["__key__"].tolist()
+        outputs = {k.removeprefix("out_"): data[k] for k in data.files if k.startswith("out_")}
+    return keys, outputs
+
+
+def write_output(path: Path, key_name: str, keys: list, outputs: dict[str, np.ndarray]) -> None:
+    """Write every row (atomically: a temporary file renamed into place)."""
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if suffix == ".npz":
+        with open(tmp, "wb") as handle:
+            np.savez(handle, key=np.asarray(keys), **outputs)
+    else:
+        import pyarrow as pa
+
+        columns = {key_name: pa.array(keys)}
+        for name, value in outputs.items():
+            flat = value.reshape(value.shape[0], -1) if value.ndim > 1 else value
+            if flat.ndim == 1:
+                columns[name] = pa.array(flat)
+            elif suffix == ".csv":
+                for j in range(flat.shape[1]):
+                    columns[f"{name}_{j}"] = pa.array(flat[:, j])
+            else:
+                columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
+        table = pa.table(columns)
+        if suffix == ".csv":
+            import pyarrow.csv as pacsv
+
+            pacsv.write_csv(table, tmp)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def iter_chunks(total: int, size: int) -> Iterator[tuple[int, int, int]]:
+    """``(index, start, stop)`` of each chunk."""
+    for index, start in enumerate(range(0, total, size)):
+        yield index, start, min(total, start + size)

@@ -1,0 +1,64 @@
+"""Image bytes -> an input tensor, as the signature's preprocessing says (resize, scale, mean/std, layout).
+
+The resize is nearest-neighbour with the same index arithmetic as the runtime's image-folder loader, so a
+service, a batch job over an image folder and ``migrate compare --data images/`` see the same tensor.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from modelyard.deploy.protocol import BadRequest
+from modelyard.registry.signature import TensorSpec
+
+MAX_PIXELS = 64 * 1024 * 1024  # decompression-bomb guard
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """PNG/JPEG bytes -> ``H x W x C`` uint8 (C is 1 or 3)."""
+    try:
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - pillow is in the ml extra
+        raise BadRequest(f"image input needs Pillow: {exc}") from None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in ("PNG", "JPEG"):
+                raise BadRequest(f"body is a {img.format} image; send PNG or JPEG")
+            if img.width * img.height > MAX_PIXELS:
+                raise BadRequest(f"image of {img.width}x{img.height} pixels is too large")
+            array = np.asarray(img.convert("L" if img.mode in ("L", "I;16", "I") else "RGB"))
+    except BadRequest:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises UnidentifiedImageError, OSError, DecompressionBomb...
+        raise BadRequest(f"body is not a readable PNG or JPEG image ({type(exc).__name__})") from None
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def resize_nearest(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    rows = (np.arange(h) * pixels.shape[0] / h).astype(int)
+    cols = (np.arange(w) * pixels.shape[1] / w).astype(int)
+    return pixels[rows][:, cols]
+
+
+def preprocess(pixels: np.ndarray, pre: dict, target: TensorSpec) -> np.ndarray:
+    """``H x W x C`` uint8 -> ``[1, C, H, W]`` (or NHWC) in the input's dtype."""
+    layout = pre.get("layout", "NCHW")
+    shape = target.shape
+    size = pre.get("size")
+    if size is None:
+        size = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+    channels = shape[1] if layout == "NCHW" else shape[3]
+    if isinstance(channels, int) and pixels.shape[2] != channels:
+        pixels = pixels.repeat(channels, axis=2) if pixels.shape[2] == 1 else pixels[:, :, :channels]
+    pixels = resize_nearest(pixels, (int(size[0]), int(size[1])))
+    c = pixels.shape[2]
+    mean = np.asarray(pre.get("mean", [0.0] * 3), dtype=np.float32)[:c]
+    std = np.asarray(pre.get("std", [1.0] * 3), dtype=np.float32)[:c]
+    value = (pixels.astype(np.float32) * float(pre.get("scale", 1 / 255)) - mean) / std
+    if layout == "NCHW":
+        value = value.transpose(2, 0, 1)
+    dtype = "float32" if target.dtype == "bfloat16" else target.dtype
+    return np.ascontiguousarray(value[None].astype(dtype))

@@ -1,0 +1,276 @@
+"""The ASGI app one replica serves: ``POST /v1/predict``, ``GET /v1/models``, ``/healthz``, ``/readyz``,
+``/metrics``.
+
+A replica holds every version of its revision's traffic split, each with its own runner and dynamic batcher. A
+request goes to a version by weight; with a key (``X-Modelyard-Key`` header, ``?key=`` or the JSON ``key``) the
+choice is a hash of the key, so the same key always lands on the same version while the split stands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelyard.core.errors import ModelyardError, PayloadTooLarge, Unauthorized
+from modelyard.deploy.batching import DynamicBatcher
+from modelyard.deploy.protocol import (
+    BadRequest,
+    decode,
+    encode_json,
+    encode_npy,
+    encode_safetensors,
+    media_type,
+    validate,
+)
+from modelyard.deploy.state import INTERNAL_HEADER, KEY_HEADER
+from modelyard.registry.signature import Signature
+
+TOKEN_CACHE_S = 10.0
+
+
+@dataclass
+class LoadedVersion:
+    ref: str
+    version_id: str
+    weight: float
+    signature: Signature
+    batcher: DynamicBatcher
+    backend: str
+
+
+def bucket(key: str) -> float:
+    """A stable position in [0, 100) for a sticky key."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 10_000 / 100.0
+
+
+class TokenCheck:
+    """Bearer tokens for predict (any active token), cached briefly so predict does not hit the database."""
+
+    def __init__(self, engine, internal_key: str):
+        self.engine = engine
+        self.internal_key = internal_key
+        self._cache: dict[str, float] = {}
+
+    def allowed(self, headers) -> str | None:
+        """The caller's name when the headers carry a valid credential known without I/O, else None."""
+        if self.internal_key and headers.get(INTERNAL_HEADER) == self.internal_key:
+            return "platform"
+        secret = _bearer(headers)
+        if secret is None:
+            return None
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        expiry = self._cache.get(digest)
+        return "token" if expiry is not None and expiry > time.monotonic() else None
+
+    def authenticate(self, headers) -> str:
+        """Blocking check against the token table (run in a thread); raises Unauthorized."""
+        from modelyard.store.tokens import TokenStore
+
+        secret = _bearer(headers)
+        info = TokenStore(self.engine).authenticate(secret)
+        self._cache[hashlib.sha256(secret.encode()).hexdigest()] = time.monotonic() + TOKEN_CACHE_S
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        return info.name
+
+
+def _bearer(headers) -> str | None:
+    header = headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+class ModelServer:
+    """Args:
+        service: the service name.
+        revision: the revision this replica serves.
+        replica: its index (for logs).
+        versions: the loaded versions (weights add up to 100).
+        public: predict needs no token.
+        tokens: the token checker (None when public).
+        max_body_bytes: larger bodies get 413.
+        metrics_dir: Prometheus multiprocess folder.
+        access_log: file for one JSON line per predict request (None: no access log).
+    """
+
+    def __init__(self, service: str, revision: int, replica: int, versions: list[LoadedVersion], public: bool,
+                 tokens: TokenCheck | None, max_body_bytes: int, metrics_dir: Path, access_log: Path | None):
+        from modelyard.deploy.metrics import ServiceMetrics
+
+        self.service = service
+        self.revision = revision
+        self.replica = replica
+        self.versions = versions
+        self.public = public
+        self.tokens = tokens
+        self.max_body_bytes = max_body_bytes
+        self.metrics_dir = metrics_dir
+        self.metrics = ServiceMetrics()
+        self._log = open(access_log, "a", buffering=1, encoding="utf-8") if access_log else None  # noqa: SIM115
+        self._cumulative = []
+        total = 0.0
+        for version in versions:
+            total += version.weight
+            self._cumulative.append(total)
+        for version in versions:
+            version.batcher.on_batch = self._batch_observer(version.ref)
+
+    def _batch_observer(self, ref: str):
+        labels = (self.service, ref)
+
+        def observe(requests: int, rows: int, seconds: float) -> None:
+            self.metrics.batch_size.labels(*labels).observe(rows)
+            self.metrics.batch_requests.labels(*labels).observe(requests)
+            self.metrics.inference.labels(*labels).observe(seconds)
+
+        return observe
+
+    def choose(self, key: str | None) -> LoadedVersion:
+        if len(self.versions) == 1:
+            return self.versions[0]
+        point = bucket(key) if key is not None else random.random() * 100.0
+        for version, edge in zip(self.versions, self._cumulative, strict=True):
+            if point < edge and version.weight > 0:
+                return version
+        return next(v for v in reversed(self.versions) if v.weight > 0)
+
+    def access(self, record: dict) -> None:
+        if self._log is not None:
+            self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def describe(self) -> dict:
+        return {"schema": "modelyard.service-models/1", "service": self.service, "revision": self.revision,
+                "replica": self.replica,
+                "versions": [{"ref": v.ref, "weight": v.weight, "backend": v.backend,
+                              "signature": v.signature.to_dict()} for v in self.versions]}
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+async def _read_body(request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_app(server: ModelServer):
+    """The Starlette app of one replica."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def authorize(request) -> str | None:
+        if server.public:
+            return "public"
+        who = server.tokens.allowed(request.headers)
+        if who is None:
+            who = await run_in_threadpool(server.tokens.authenticate, request.headers)
+        return who
+
+    async def predict(request):
+        started = time.perf_counter()
+        version: LoadedVersion | None = None
+        status, reason, rows, size_in, body_out = 200, None, 0, 0, b""
+        key = request.headers.get(KEY_HEADER) or request.query_params.get("key")
+        try:
+            await authorize(request)
+            body = await _read_body(request, server.max_body_bytes)
+            size_in = len(body)
+            signature = server.versions[0].signature
+            decoded = decode(body, request.headers.get("content-type"), signature, request.query_params.get("input"))
+            key = key if key is not None else decoded.key
+            version = server.choose(key)
+            feeds, rows = validate(version.signature, decoded)
+            server.metrics.queue_depth.labels(server.service, version.ref).inc()
+            try:
+                outputs = await version.batcher.submit(feeds, rows)
+            finally:
+                server.metrics.queue_depth.labels(server.service, version.ref).dec()
+            accept = media_type(request.headers.get("accept"))
+            headers = {"x-modelyard-model": version.ref}
+            if accept in ("application/x-npy", "application/npy"):
+                name = request.query_params.get("output") or next(iter(outputs))
+                if name not in outputs:
+                    raise BadRequest(f"unknown output {name!r}; the model returns {list(outputs)}")
+                body_out = encode_npy(outputs[name])
+                response = Response(body_out, media_type="application/x-npy", headers=headers)
+            elif accept in ("application/x-safetensors", "application/safetensors"):
+                body_out = encode_safetensors(outputs)
+                response = Response(body_out, media_type="application/x-safetensors", headers=headers)
+            else:
+                body_out = encode_json(outputs, version.ref)
+                response = Response(body_out, media_type="application/json", headers=headers)
+        except ModelyardError as exc:
+            status, reason = exc.status, exc.code
+            headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+            response = _error(exc.status, exc.code, exc.message, headers)
+        except Exception as exc:  # noqa: BLE001 - a model failure is this request's 500, never the replica's end
+            status, reason = 500, "inference_error"
+            response = _error(500, "inference_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        elapsed = time.perf_counter() - started
+        ref = version.ref if version else "none"
+        server.metrics.requests.labels(server.service, ref, str(status)).inc()
+        if status >= 400:
+            server.metrics.errors.labels(server.service, ref, reason or "error").inc()
+        else:
+            server.metrics.latency.labels(server.service, ref).observe(elapsed)
+        server.access({
+            "ts": round(time.time(), 3), "service": server.service, "revision": server.revision,
+            "replica": server.replica, "client": request.client.host if request.client else None,
+            "path": request.url.path, "status": status, "ms": round(elapsed * 1000, 3), "model": ref,
+            "rows": rows, "bytes_in": size_in, "bytes_out": len(body_out), "key": key, "error": reason,
+        })
+        return response
+
+    async def models(request):
+        try:
+            await authorize(request)
+        except ModelyardError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        return JSONResponse(server.describe())
+
+    async def healthz(_request):
+        return JSONResponse({"status": "ok", "service": server.service, "replica": server.replica})
+
+    async def readyz(_request):
+        return JSONResponse({"status": "ready", "service": server.service, "revision": server.revision,
+                             "replica": server.replica, "models": [v.ref for v in server.versions]})
+
+    async def metrics(_request):
+        from modelyard.deploy.metrics import render
+
+        body = await run_in_threadpool(render, server.metrics_dir)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def not_found(request, _exc):
+        return _error(404, "not_found", f"no route {request.url.path}; use POST /v1/predict")
+
+    async def wrong_method(request, _exc):
+        return _error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
+
+    routes = [
+        Route("/v1/predict", predict, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: wrong_method})

@@ -1,0 +1,129 @@
+"""One replica process: ``python -m modelyard.deploy.replica --config FILE --index K --listen-fd N --control-fd M``.
+
+Started by the supervisor with two inherited listening sockets: the service port (shared by every replica of the
+service, so the kernel hands each new connection to whichever replica accepts first and a dead replica loses no
+queued connection) and a private control port the supervisor health-checks. The replica loads and warms up every
+version of its revision *before* it accepts anything; when a version cannot load it writes the reason to
+``replica-<k>.error`` and exits with code 3, and the supervisor keeps the previous revision serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+EXIT_LOAD_FAILED = 3
+
+
+def _warm_feeds(signature) -> dict[str, np.ndarray] | None:
+    """One row of zeros per input, when every dim but the first is fixed (else the model's valid sizes are
+    unknown and warm-up is skipped)."""
+    feeds = {}
+    for tensor in signature.inputs:
+        if any(not isinstance(d, int) for d in tensor.shape[1:]):
+            return None
+        dtype = "float32" if tensor.dtype == "bfloat16" else tensor.dtype
+        try:
+            feeds[tensor.name] = np.zeros((1, *tensor.shape[1:]), dtype=dtype)
+        except TypeError:
+            return None
+    return feeds
+
+
+def _backend_for(config_backend: str, fmt: str) -> str:
+    from modelyard.deploy.services import DEFAULT_FORMAT_BACKENDS
+
+    return DEFAULT_FORMAT_BACKENDS[fmt] if config_backend == "auto" else config_backend
+
+
+def load_versions(workspace, config: dict) -> list:
+    """Materialize, load and warm up every version with traffic; raises on the first that cannot."""
+    from modelyard.deploy.batching import DynamicBatcher
+    from modelyard.deploy.model_server import LoadedVersion
+    from modelyard.registry.resolve import materialize
+    from modelyard.registry.versions import ModelRegistry
+    from modelyard.runtime.registry import get_backend
+    from modelyard.runtime.spec import Artifact
+
+    registry = ModelRegistry(workspace)
+    serving = config["config"]
+    threads = max(1, (os.cpu_count() or 1) // max(1, int(config.get("replicas", 1))))
+    loaded = []
+    for entry in config["traffic"]:
+        if entry["weight"] <= 0:
+            continue
+        version = registry.get_version_by_id(entry["version_id"])
+        folder = materialize(registry, version)
+        backend_name = _backend_for(serving["backend"], version.format)
+        backend = get_backend(backend_name)
+        options = {"threads": threads} if backend.name == "onnxruntime" else {}
+        from modelyard.registry.resolve import ResolvedModel, version_spec
+
+        spec = version_spec(ResolvedModel(version, folder))
+        runner = backend.load(Artifact(version.format, folder / version.entry, spec), **options)
+        warm = _warm_feeds(version.signature)
+        if warm is not None:
+            try:
+                runner.infer(warm)
+            except Exception as exc:  # noqa: BLE001 - any failure here means the version cannot serve
+                raise RuntimeError(f"{version.ref}: warm-up inference failed: {exc}") from exc
+        # ORT sessions may run concurrently; other runtimes' runners hold one infer request: one at a time
+        parallel = serving.get("instances", 1) if backend.name == "onnxruntime" else 1
+        batcher = DynamicBatcher(runner.infer, serving["max_batch"], serving["max_wait_ms"],
+                                 batchable=version.signature.batchable, parallel=parallel)
+        loaded.append(LoadedVersion(version.ref, version.id, entry["weight"], version.signature, batcher,
+                                    backend.full_name))
+    if not loaded:
+        raise RuntimeError("no version in the traffic split has a weight above 0")
+    return loaded
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modelyard.deploy.replica")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--listen-fd", type=int, required=True)
+    parser.add_argument("--control-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    error_file = Path(config["run_dir"]) / f"replica-{args.index}.error"
+    error_file.unlink(missing_ok=True)
+    listen = socket.socket(fileno=args.listen_fd)
+    control = socket.socket(fileno=args.control_fd)
+    try:
+        from modelyard.core.settings import Settings
+        from modelyard.store.workspace import Workspace
+
+        workspace = Workspace.open(Settings.load(config["home"]), create=False)
+        versions = load_versions(workspace, config)
+    except Exception as exc:  # noqa: BLE001 - reported to the supervisor through the error file
+        traceback.print_exc()
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        error_file.write_text(message, encoding="utf-8")
+        return EXIT_LOAD_FAILED
+    import uvicorn
+
+    from modelyard.deploy.model_server import ModelServer, TokenCheck, build_app
+    from modelyard.deploy.state import internal_key
+
+    tokens = None if config["public"] else TokenCheck(workspace.engine, internal_key(Path(config["home"])))
+    server = ModelServer(config["service"], config["revision"], args.index, versions, config["public"], tokens,
+                         config["max_body_bytes"], Path(config["metrics_dir"]), Path(config["access_log"]))
+    print(f"replica {args.index} of {config['service']} revision {config['revision']} serving "
+          f"{', '.join(v.ref for v in versions)} (pid {os.getpid()})", flush=True)
+    uv_config = uvicorn.Config(build_app(server), lifespan="off", access_log=False, log_level="warning",
+                               timeout_graceful_shutdown=10, timeout_keep_alive=30)
+    uvicorn.Server(uv_config).run(sockets=[listen, control])
+    workspace.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

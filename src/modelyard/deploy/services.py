@@ -1,0 +1,367 @@
+"""Services as data: what should run (the ``services`` row) and every configuration it ever had (numbered
+``service_revisions``: traffic split over model versions + batching config). Deploy, traffic changes and rollback
+each add a revision; the supervisor makes the newest one live or marks it failed, and the previous live revision
+keeps serving until then.
+
+Example::
+
+    store = ServiceStore(workspace)
+    store.deploy(DeploySpec(model="resnet@production", name="resnet"), created_by="alice")
+    store.set_traffic("resnet", {"resnet@3": 90, "resnet@4": 10})
+    store.rollback("resnet")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from modelyard.core.errors import Conflict, InvalidInput, NotFound
+from modelyard.core.ids import isoformat, new_id, utcnow
+from modelyard.registry.refs import check_name, parse_ref
+from modelyard.registry.versions import ModelRegistry
+from modelyard.store.db import as_utc
+from modelyard.store.schema import service_revisions, services
+from modelyard.store.workspace import Workspace
+
+MAX_REPLICAS = 16
+DEFAULT_FORMAT_BACKENDS = {"onnx": "onnxruntime:cpu", "openvino": "openvino:cpu"}
+
+
+class DeploySpec(BaseModel):
+    """A deployment, as the CLI, REST and SDK take it.
+
+    Args:
+        model: ``N@V``, ``N@alias`` or ``N`` (newest); an alias is resolved now and the version pinned.
+        name: the service name (default: the model name).
+        backend: ``auto`` (onnxruntime:cpu for ONNX, openvino:cpu for IR) or a ``backend:device``.
+        replicas: replica processes (1-16). Default 1.
+        max_batch: most rows stacked into one inference (1 turns batching off). Default 16.
+        max_wait_ms: how long a batch may wait for more requests once traffic is concurrent. Default 5.
+        instances: inferences one replica runs at once (ONNX Runtime only; others run one). Default 2.
+        port: the service port; 0 picks a free one (kept across restarts). Default 0.
+        host: interface to listen on. Default 127.0.0.1.
+        public: predict needs no token. Default False.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=220)
+    name: str | None = Field(default=None, max_length=100)
+    backend: str = Field(default="auto", max_length=60)
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    max_batch: int = Field(default=16, ge=1, le=1024)
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    instances: int = Field(default=2, ge=1, le=16)
+    port: int = Field(default=0, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=200)
+    public: bool = False
+
+    @field_validator("model")
+    @classmethod
+    def _model_ref(cls, value: str) -> str:
+        parse_ref(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Revision:
+    revision: int
+    traffic: list[dict]
+    config: dict
+    status: str
+    message: str
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+    def to_dict(self) -> dict:
+        return {"revision": self.revision, "traffic": self.traffic, "config": self.config, "status": self.status,
+                "message": self.message, "created_by": self.created_by, "created_at": isoformat(self.created_at),
+                "finished_at": isoformat(self.finished_at)}
+
+    def describe(self) -> str:
+        return ", ".join(f"{t['ref']}={t['weight']:g}%" for t in self.traffic)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service row with its revisions (newest first)."""
+
+    id: str
+    name: str
+    state: str
+    host: str
+    port: int
+    public: bool
+    replicas: int
+    revision: int
+    live_revision: int | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    revisions: tuple[Revision, ...]
+
+    def get_revision(self, number: int | None) -> Revision | None:
+        return next((r for r in self.revisions if r.revision == number), None)
+
+    @property
+    def desired(self) -> Revision:
+        return self.get_revision(self.revision)
+
+    @property
+    def live(self) -> Revision | None:
+        return self.get_revision(self.live_revision)
+
+    def to_dict(self) -> dict:
+        live = self.live
+        return {
+            "schema": "modelyard.service/1",
+            "id": self.id, "name": self.name, "state": self.state, "host": self.host, "port": self.port,
+            "url": f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.port}"
+            if self.port else None,
+            "public": self.public, "replicas": self.replicas, "revision": self.revision,
+            "live_revision": self.live_revision,
+            "traffic": live.traffic if live else [],
+            "config": live.config if live else self.desired.config,
+            "revisions": [r.to_dict() for r in self.revisions],
+            "created_by": self.created_by, "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
+        }
+
+
+def _resolve_backend(backend: str, formats: set[str]) -> str:
+    """Check ``backend`` can run every format in the traffic (no probing: availability is the replica's call)."""
+    if backend == "auto":
+        return backend
+    from modelyard.runtime.registry import BACKENDS, get_backend
+
+    instance = get_backend(backend)
+    cls_formats = set(type(instance).formats)
+    missing = formats - cls_formats
+    if missing:
+        raise InvalidInput(f"backend {backend} cannot run {', '.join(sorted(missing))} models "
+                           f"(it runs {', '.join(sorted(cls_formats))}; known backends: {', '.join(BACKENDS)})")
+    return instance.full_name
+
+
+class ServiceStore:
+    """Service rows of one workspace. Constructing it does no I/O."""
+
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self.engine = workspace.engine
+        self.registry = ModelRegistry(workspace)
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    def _revisions(self, conn, service_id: str) -> tuple[Revision, ...]:
+        rows = conn.execute(sa.select(service_revisions).where(service_revisions.c.service_id == service_id)
+                            .order_by(service_revisions.c.revision.desc())).all()
+        return tuple(Revision(r.revision, r.traffic, r.config, r.status, r.message, r.created_by,
+                              as_utc(r.created_at), as_utc(r.finished_at)) for r in rows)
+
+    def _service(self, conn, row) -> Service:
+        return Service(row.id, row.name, row.state, row.host, row.port, bool(row.public), row.replicas,
+                       row.revision, row.live_revision, row.created_by, as_utc(row.created_at),
+                       as_utc(row.updated_at), self._revisions(conn, row.id))
+
+    def get(self, name: str) -> Service:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(services).where(services.c.name == name)).first()
+            if row is None:
+                raise NotFound(f"service {name!r} not found")
+            return self._service(conn, row)
+
+    def list(self, state: str | None = None) -> list[Service]:
+        query = sa.select(services).order_by(services.c.name)
+        if state:
+            query = query.where(services.c.state == state)
+        with self.engine.connect() as conn:
+            return [self._service(conn, row) for row in conn.execute(query).all()]
+
+    def any_running(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(services)
+                                .where(services.c.state == "running")).scalar_one() > 0
+
+    # -- traffic ------------------------------------------------------------------------------------------------
+    def _traffic(self, weights: dict[str, float]) -> list[dict]:
+        if not weights:
+            raise InvalidInput("traffic: give at least one N@V=PERCENT")
+        entries, seen = [], set()
+        for ref, weight in weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 100:
+                raise InvalidInput(f"traffic {ref}: weight {weight!r} must be a percentage between 0 and 100")
+            version = self.registry.get_version(ref)
+            if version.id in seen:
+                raise InvalidInput(f"traffic: {version.ref} is named twice")
+            seen.add(version.id)
+            entries.append({"ref": version.ref, "model": version.name, "version": version.version,
+                            "version_id": version.id, "format": version.format, "weight": float(weight),
+                            "requested": ref})
+        total = sum(e["weight"] for e in entries)
+        if abs(total - 100.0) > 1e-6:
+            raise InvalidInput(f"traffic: weights add up to {total:g}, not 100")
+        if all(e["weight"] == 0 for e in entries):
+            raise InvalidInput("traffic: at least one version needs a weight above 0")
+        names = {e["model"] for e in entries}
+        signatures = {str(self.registry.get_version_by_id(e["version_id"]).signature.to_dict()["inputs"])
+                      for e in entries}
+        if len(signatures) > 1:
+            raise InvalidInput(f"traffic: the versions take different inputs ({', '.join(sorted(names))}); a "
+                               "request must fit every version it may be routed to")
+        return entries
+
+    def _add_revision(self, conn, service_id: str, number: int, traffic: list[dict], config: dict,
+                      created_by: str) -> None:
+        conn.execute(service_revisions.insert().values(
+            id=new_id("srev"), service_id=service_id, revision=number, traffic=traffic, config=config,
+            status="pending", message="waiting for the supervisor", created_by=created_by, created_at=utcnow()))
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def deploy(self, spec: DeploySpec, created_by: str = "") -> Service:
+        """Create the service, or add a revision serving ``spec.model`` at 100% to an existing one."""
+        version = self.registry.get_version(spec.model)
+        name = check_name(spec.name or version.name.replace(".", "-"), "service name")
+        backend = _resolve_backend(spec.backend, {version.format})
+        traffic = self._traffic({version.ref: 100.0})
+        traffic[0]["requested"] = spec.model
+        config = {"backend": backend, "max_batch": spec.max_batch, "max_wait_ms": spec.max_wait_ms,
+                  "instances": spec.instances}
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(sa.select(services).where(services.c.name == name)).first()
+                if row is None:
+                    service_id = new_id("svc")
+                    conn.execute(services.insert().values(
+                        id=service_id, name=name, state="running", host=spec.host, port=spec.port,
+                        public=spec.public, replicas=spec.replicas, revision=1, live_revision=None,
+                        created_by=created_by, created_at=now, updated_at=now))
+                    self._add_revision(conn, service_id, 1, traffic, config, created_by)
+                else:
+                    if spec.host != row.host or (spec.port and spec.port != row.port):
+                        raise Conflict(f"service {name!r} listens on {row.host}:{row.port}; to move it, stop and "
+                                       "delete it first ('modelyard services delete')")
+                    number = self._next_revision(conn, row.id)
+                    self._add_revision(conn, row.id, number, traffic, config, created_by)
+                    conn.execute(services.update().where(services.c.id == row.id).values(
+                        state="running", public=spec.public, replicas=spec.replicas, revision=number,
+                        updated_at=now))
+        except sa.exc.IntegrityError as exc:
+            raise Conflict(f"service {name!r} changed concurrently; try again") from exc
+        return self.get(name)
+
+    @staticmethod
+    def _next_revision(conn, service_id: str) -> int:
+        latest = conn.execute(sa.select(sa.func.max(service_revisions.c.revision))
+                              .where(service_revisions.c.service_id == service_id)).scalar()
+        return (latest or 0) + 1
+
+    def _new_revision(self, name: str, traffic: list[dict], config: dict, created_by: str) -> Service:
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(services).where(services.c.name == name)).first()
+            if row is None:
+                raise NotFound(f"service {name!r} not found")
+            number = self._next_revision(conn, row.id)
+            self._add_revision(conn, row.id, number, traffic, config, created_by)
+            conn.execute(services.update().where(services.c.id == row.id).values(
+                state="running", revision=number, updated_at=utcnow()))
+        return self.get(name)
+
+    def set_traffic(self, name: str, weights: dict[str, float], created_by: str = "") -> Service:
+        """A new revision splitting traffic by percentage (``{"resnet@3": 90, "resnet@4": 10}``)."""
+        service = self.get(name)
+        traffic = self._traffic(weights)
+        base = service.live or service.desired
+        config = dict(base.config)
+        _resolve_backend(config["backend"], {t["format"] for t in traffic})
+        return self._new_revision(name, traffic, config, created_by)
+
+    def rollback(self, name: str, to_revision: int | None = None, created_by: str = "") -> Service:
+        """A new revision copying an earlier live one: ``to_revision``, or the one live before the current."""
+        service = self.get(name)
+        if to_revision is not None:
+            target = service.get_revision(to_revision)
+            if target is None:
+                raise NotFound(f"service {name!r} has no revision {to_revision}")
+            if target.status == "failed":
+                raise Conflict(f"revision {to_revision} of {name!r} failed to start; roll back to one that served")
+        else:
+            current = service.live_revision or service.revision
+            target = next((r for r in service.revisions if r.revision < current
+                           and r.status in ("live", "superseded")), None)
+            if target is None:
+                raise Conflict(f"service {name!r} has no earlier revision that served to roll back to")
+        for entry in target.traffic:
+            self.registry.get_version_by_id(entry["version_id"])  # NotFound when a version was deleted since
+        return self._new_revision(name, [dict(t) for t in target.traffic], dict(target.config), created_by)
+
+    def scale(self, name: str, replicas: int) -> Service:
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise InvalidInput(f"replicas must be between 1 and {MAX_REPLICAS}, not {replicas}")
+        self._update(name, replicas=replicas)
+        return self.get(name)
+
+    def stop(self, name: str) -> Service:
+        self._update(name, state="stopped")
+        return self.get(name)
+
+    def start(self, name: str) -> Service:
+        service = self.get(name)
+        if service.live_revision is None and service.desired.status == "failed":
+            raise Conflict(f"service {name!r} never started successfully; deploy a version that loads")
+        self._update(name, state="running")
+        return self.get(name)
+
+    def delete(self, name: str) -> None:
+        service = self.get(name)
+        if service.state == "running":
+            raise Conflict(f"service {name!r} is running; stop it first")
+        with self.engine.begin() as conn:
+            conn.execute(service_revisions.delete().where(service_revisions.c.service_id == service.id))
+            conn.execute(services.delete().where(services.c.id == service.id))
+
+    def _update(self, name: str, **values) -> None:
+        with self.engine.begin() as conn:
+            done = conn.execute(services.update().where(services.c.name == name)
+                                .values(updated_at=utcnow(), **values))
+        if not done.rowcount:
+            raise NotFound(f"service {name!r} not found")
+
+    # -- the supervisor's side ----------------------------------------------------------------------------------
+    def set_port(self, name: str, port: int) -> None:
+        self._update(name, port=port)
+
+    def mark_live(self, name: str, revision: int) -> None:
+        """``revision`` now serves: it becomes live, the previous live one superseded."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(services).where(services.c.name == name)).first()
+            if row is None:
+                return
+            conn.execute(service_revisions.update().where(
+                service_revisions.c.service_id == row.id, service_revisions.c.status == "live",
+                service_revisions.c.revision != revision).values(status="superseded"))
+            conn.execute(service_revisions.update().where(
+                service_revisions.c.service_id == row.id, service_revisions.c.revision == revision)
+                .values(status="live", message="serving", finished_at=now))
+            conn.execute(services.update().where(services.c.id == row.id)
+                         .values(live_revision=revision, updated_at=now))
+
+    def mark_failed(self, name: str, revision: int, message: str) -> None:
+        """``revision`` could not start: record why, and point the service back at its live revision."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(services).where(services.c.name == name)).first()
+            if row is None:
+                return
+            conn.execute(service_revisions.update().where(
+                service_revisions.c.service_id == row.id, service_revisions.c.revision == revision)
+                .values(status="failed", message=message[:4000], finished_at=now))
+            if row.revision == revision and row.live_revision is not None:
+                conn.execute(services.update().where(services.c.id == row.id)
+                             .values(revision=row.live_revision, updated_at=now))

@@ -1,0 +1,157 @@
+"""Real-time services: deploy, list, show, scale, stop/start, traffic split, rollback, logs, metrics, and the
+predict proxy ``/api/v1/services/S/predict`` (a token unless the service is public)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.core.errors import Unavailable
+from modelyard.deploy.services import DeploySpec
+from modelyard.server.auth import Principal, require
+
+router = APIRouter(tags=["services"])
+_PROXY_HEADERS = ("content-type", "accept", "x-modelyard-key")
+_RESPONSE_HEADERS = ("content-type", "x-modelyard-model")
+
+
+class Scale(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    replicas: int = Field(ge=1, le=16)
+
+
+class Traffic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    traffic: dict[str, float] = Field(description='model version -> percent, e.g. {"resnet@3": 90, "resnet@4": 10}')
+
+
+class Rollback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    revision: int | None = Field(default=None, ge=1, description="default: the revision live before the current")
+
+
+def _store(request: Request):
+    from modelyard.deploy.services import ServiceStore
+
+    return ServiceStore(request.app.state.workspace)
+
+
+def _view(request: Request, service) -> dict:
+    from modelyard.deploy.supervisor import ensure_running
+    from modelyard.deploy.views import service_view
+
+    workspace = request.app.state.workspace
+    if service.state == "running":
+        ensure_running(workspace.settings, only_if_services=False)
+    return service_view(workspace.home, service)
+
+
+@router.post("/services", status_code=201)
+def deploy(body: DeploySpec, request: Request, principal: Principal = Depends(require("editor"))):
+    """Deploy a model version as a service (or a new revision of an existing one). Answers at once with status
+    ``deploying``; poll ``GET /services/{name}`` until the revision is ``live`` or ``failed``."""
+    return _view(request, _store(request).deploy(body, created_by=principal.name))
+
+
+@router.get("/services")
+def list_services(request: Request, _: Principal = Depends(require("viewer"))):
+    return {"schema": "modelyard.service-list/1", "items": [_view(request, s) for s in _store(request).list()]}
+
+
+@router.get("/services/{name}")
+def get_service(name: str, request: Request, _: Principal = Depends(require("viewer"))):
+    return _view(request, _store(request).get(name))
+
+
+@router.post("/services/{name}/scale")
+def scale(name: str, body: Scale, request: Request, _: Principal = Depends(require("editor"))):
+    return _view(request, _store(request).scale(name, body.replicas))
+
+
+@router.post("/services/{name}/stop")
+def stop(name: str, request: Request, _: Principal = Depends(require("editor"))):
+    return _view(request, _store(request).stop(name))
+
+
+@router.post("/services/{name}/start")
+def start(name: str, request: Request, _: Principal = Depends(require("editor"))):
+    return _view(request, _store(request).start(name))
+
+
+@router.put("/services/{name}/traffic")
+def set_traffic(name: str, body: Traffic, request: Request, principal: Principal = Depends(require("editor"))):
+    return _view(request, _store(request).set_traffic(name, body.traffic, created_by=principal.name))
+
+
+@router.post("/services/{name}/rollback")
+def rollback(name: str, request: Request, body: Rollback | None = None,
+             principal: Principal = Depends(require("editor"))):
+    revision = body.revision if body else None
+    return _view(request, _store(request).rollback(name, revision, created_by=principal.name))
+
+
+@router.delete("/services/{name}")
+def delete(name: str, request: Request, _: Principal = Depends(require("editor"))):
+    _store(request).delete(name)
+    return {"schema": "modelyard.service-deleted/1", "name": name}
+
+
+@router.get("/services/{name}/logs", response_class=Response)
+def logs(name: str, request: Request, source: str = Query("events", description="events, access or replica"),
+         replica: int | None = Query(None, ge=0), revision: int | None = Query(None, ge=1),
+         lines: int = Query(200, ge=1, le=100_000), _: Principal = Depends(require("viewer"))):
+    """The service's events (what the supervisor did), its access log (one JSON line per request) or its
+    replicas' own output."""
+    from modelyard.deploy.views import service_logs
+
+    _store(request).get(name)
+    text = service_logs(request.app.state.workspace.home, name, source, replica, lines, revision)
+    return Response(text, media_type="text/plain; charset=utf-8")
+
+
+def _forward(request: Request, service, method: str, path: str, body: bytes = b"") -> Response:
+    import httpx
+
+    from modelyard.deploy.state import INTERNAL_HEADER, internal_key
+
+    if service.state != "running" or not service.port:
+        raise Unavailable(f"service {service.name!r} is {service.state}; start it first")
+    host = "127.0.0.1" if service.host in ("0.0.0.0", "::") else service.host
+    headers = {k: v for k, v in request.headers.items() if k.lower() in _PROXY_HEADERS}
+    headers[INTERNAL_HEADER] = internal_key(request.app.state.workspace.home)
+    url = f"http://{host}:{service.port}{path}"
+    params = dict(request.query_params)
+    for attempt in range(2):
+        try:
+            # NOTE: a client per call: a pooled module-level one would leak its sockets past the app's life
+            with httpx.Client(timeout=120.0) as http:
+                upstream = http.request(method, url, content=body, headers=headers, params=params)
+            break
+        except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+            # predict is a pure function of its body: retrying once on a replica that died mid-request is safe
+            if attempt:
+                raise Unavailable(f"service {service.name!r} does not answer at {url}: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            raise Unavailable(f"service {service.name!r} did not answer in time: {exc}") from exc
+    out = {k: v for k, v in upstream.headers.items() if k.lower() in _RESPONSE_HEADERS}
+    return Response(upstream.content, status_code=upstream.status_code, headers=out)
+
+
+@router.post("/services/{name}/predict", response_class=Response)
+async def predict(name: str, request: Request):
+    """Proxy to the service's ``POST /v1/predict`` (same bodies and answers). Needs a token unless the service
+    is public."""
+    from starlette.concurrency import run_in_threadpool
+
+    service = await run_in_threadpool(_store(request).get, name)
+    if not service.public:
+        await run_in_threadpool(require("viewer"), request)
+    body = await request.body()
+    return await run_in_threadpool(_forward, request, service, "POST", "/v1/predict", body)
+
+
+@router.get("/services/{name}/metrics", response_class=Response)
+def metrics(name: str, request: Request, _: Principal = Depends(require("viewer"))):
+    """The service's Prometheus metrics (all replicas)."""
+    return _forward(request, _store(request).get(name), "GET", "/metrics")

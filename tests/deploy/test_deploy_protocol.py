@@ -1,0 +1,94 @@
+"""Request bodies: every malformed, misnamed, mistyped or misshapen input is a 400 naming the input."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from modelyard.deploy.protocol import BadRequest, decode, validate
+from modelyard.registry.signature import Signature, TensorSpec
+
+LINEAR = Signature((TensorSpec("x", "float32", ("batch", 4)),), (TensorSpec("y", "float32", ("batch", 3)),))
+TWO = Signature((TensorSpec("ids", "int64", ("batch", "seq")), TensorSpec("mask", "int64", ("batch", "seq"))),
+                (TensorSpec("out", "float32", ("batch", 2)),))
+IMAGE = Signature((TensorSpec("image", "float32", ("batch", 3, 8, 8)),), (TensorSpec("mean", "float32", ("batch", 3)),),
+                  preprocessing={"input": "image", "size": [8, 8], "scale": 1.0, "mean": [0, 0, 0],
+                                 "std": [1, 1, 1], "layout": "NCHW"})
+
+
+def feeds(body, signature=LINEAR, content_type="application/json", input_name=None):
+    if isinstance(body, dict):
+        body = json.dumps(body).encode()
+    return validate(signature, decode(body, content_type, signature, input_name))
+
+
+def npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_valid_bodies():
+    out, rows = feeds({"inputs": {"x": [[1, 2, 3, 4], [5, 6, 7, 8]]}})
+    assert rows == 2 and out["x"].dtype == np.float32
+    out, rows = feeds({"inputs": [[1, 2, 3, 4]]})  # one-input model: the name may be left out
+    assert rows == 1
+    out, rows = feeds(npy(np.ones((3, 4), np.float64)), content_type="application/x-npy")
+    assert rows == 3 and out["x"].dtype == np.float32
+    from safetensors.numpy import save
+
+    body = save({"ids": np.ones((2, 5), np.int32), "mask": np.ones((2, 5), np.int32)})
+    out, rows = feeds(body, TWO, "application/x-safetensors")
+    assert rows == 2 and out["ids"].dtype == np.int64
+    assert decode(json.dumps({"inputs": [[1, 2, 3, 4]], "key": "user-7"}).encode(), "application/json",
+                  LINEAR).key == "user-7"
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"{not json", "malformed JSON"),
+    (b"[1, 2]", "must be an object"),
+    ({"inputs": {"x": [[1, 2, 3, 4]]}, "extra": 1}, "unexpected JSON field"),
+    ({"inputs": {"z": [[1, 2, 3, 4]]}}, "unexpected input(s) ['z']"),
+    ({"inputs": {}}, "missing input(s) ['x']"),
+    ({"inputs": {"x": [[1, 2, 3]]}}, "input 'x' has shape [1, 3], the model expects (batch, 4) (dim 1 must be 4)"),
+    ({"inputs": {"x": [1, 2, 3, 4]}}, "send a batch: shape (1, 4)"),
+    ({"inputs": {"x": [[1, 2], [1, 2, 3]]}}, "not a rectangular array"),
+    ({"inputs": {"x": [["a", "b", "c", "d"]]}}, "input 'x' holds text"),
+    (b"", "empty request body"),
+])
+def test_bad_json_bodies_are_400_naming_the_problem(body, message):
+    with pytest.raises(BadRequest) as info:
+        feeds(body)
+    assert info.value.status == 400 and message in str(info.value)
+
+
+def test_dtype_and_binary_errors():
+    with pytest.raises(BadRequest, match="input 'ids' has dtype float64, the model expects int64"):
+        feeds({"inputs": {"ids": [[1.5, 2]], "mask": [[1, 1]]}}, TWO)
+    with pytest.raises(BadRequest, match="'ids' has 2 rows, other inputs have 1|'mask' has 1 rows"):
+        feeds({"inputs": {"ids": [[1, 2], [3, 4]], "mask": [[1, 1]]}}, TWO)
+    with pytest.raises(BadRequest, match="not a readable .npy"):
+        feeds(b"\x93NUMPYgarbage", content_type="application/x-npy")
+    with pytest.raises(BadRequest, match="a .npy body feeds one input"):
+        feeds(npy(np.ones((1, 3), np.int64)), TWO, "application/x-npy")
+    with pytest.raises(BadRequest, match="not a readable safetensors"):
+        feeds(b"junk", content_type="application/x-safetensors")
+    with pytest.raises(BadRequest) as info:
+        feeds(b"<xml/>", content_type="application/xml")
+    assert info.value.status == 415
+
+
+def test_images_need_declared_preprocessing_and_real_image_bytes():
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(buffer, format="PNG")
+    out, rows = feeds(buffer.getvalue(), IMAGE, "image/png")
+    assert rows == 1 and out["image"].shape == (1, 3, 8, 8) and float(out["image"].max()) == 200.0
+    with pytest.raises(BadRequest, match="takes no images"):
+        feeds(buffer.getvalue(), LINEAR, "image/png")
+    with pytest.raises(BadRequest, match="not a readable PNG or JPEG"):
+        feeds(b"\x89PNG\r\n\x1a\nthis is not an image", IMAGE, "image/png")
+    with pytest.raises(BadRequest, match="not a readable PNG or JPEG"):
+        feeds(b"plain text pretending", IMAGE, "image/jpeg")
