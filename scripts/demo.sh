@@ -96,6 +96,38 @@ echo "readiness $(json "$REPORT_JSON" "d['headline']['readiness_score']")/100," 
      "speedup $(json "$REPORT_JSON" "d['headline']['speedup']")x at $(json "$REPORT_JSON" "d['headline']['accuracy']")"
 echo "report: $OUT_DIR/migration/report/report.html"
 
+step "10. Serve the migrated model: register it, deploy it, ask it through the CLI, read its metrics, stop it"
+MODEL_FILE=$(find "$OUT_DIR/migration/package/model" -maxdepth 1 \( -name '*.onnx' -o -name '*.xml' \) | sort | head -n 1)
+modelyard models register "$MODEL_FILE" --name gpu-project-classifier --tag stage=demo \
+  --description "The demo's migrated and optimised classifier." --json > "$OUT_DIR/model.json"
+modelyard models alias gpu-project-classifier@1 production
+modelyard models show gpu-project-classifier@production
+modelyard deploy gpu-project-classifier@production --name demo --max-batch 8
+"$PY" - "$OUT_DIR/model.json" "$OUT_DIR/request.json" <<'PYEOF'
+import json, sys
+import numpy as np
+sig = json.load(open(sys.argv[1]))["signature"]
+rng = np.random.default_rng(0)
+inputs = {}
+for t in sig["inputs"]:
+    shape = [d if isinstance(d, int) else 1 for d in t["shape"]]
+    if t["dtype"].startswith("int"):
+        inputs[t["name"]] = rng.integers(0, 8, size=shape).tolist()
+    else:
+        inputs[t["name"]] = rng.standard_normal(shape).astype("float32").tolist()
+json.dump({"inputs": inputs}, open(sys.argv[2], "w"))
+PYEOF
+for i in 1 2 3; do
+  modelyard services predict demo --file "$OUT_DIR/request.json" --key "user-$i" > "$OUT_DIR/answer-$i.json"
+  echo "answer $i from $(json "$OUT_DIR/answer-$i.json" "d['model']"):" \
+       "$(json "$OUT_DIR/answer-$i.json" "{k: [round(x, 3) for x in v[0][:4]] for k, v in d['outputs'].items()}")"
+done
+echo "a bad request is refused with a clear message, and the service keeps serving:"
+modelyard services predict demo --data '{"inputs": {"nope": [[1]]}}' 2>&1 | sed 's/^/  /' || true
+modelyard services show demo
+modelyard services metrics demo
+modelyard services stop demo
+
 step "Stop the server cleanly"
 trap - EXIT
 stop_server

@@ -26,5 +26,7 @@ def test_demo_script_runs_end_to_end(tmp_path):
     assert "fp16 artifact vs torch:cpu under fp16 thresholds: pass" in out
     assert "verdict pass" in out and "report: " in out
     assert (tmp_path / "demo" / "migration" / "report" / "report.html").is_file()
+    assert "answer 3 from gpu-project-classifier@1" in out and "unexpected input(s) ['nope']" in out
+    assert "replicas 1/1 healthy" in out
     assert "server stopped cleanly (exit 0)" in out
     assert not (tmp_path / "demo" / "home" / "server.json").exists()
