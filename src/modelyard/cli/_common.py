@@ -48,3 +48,19 @@ def fail(message: str, code: int = 1):
     """Print one clear line on stderr and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise SystemExit(code)
+
+
+SPEC_HELP = "ModelSpec file (.yaml/.json) or a registered model: modelyard://NAME@VERSION or modelyard://NAME@ALIAS."
+
+
+def load_model_spec(arg: str):
+    """A ModelSpec from a file, or from the registry for ``modelyard://NAME@VERSION|ALIAS`` (workspace ``--home``)."""
+    from modelyard.registry.refs import is_registry_ref
+
+    if is_registry_ref(arg):
+        from modelyard.registry.resolve import spec_from_ref
+
+        return spec_from_ref(arg, home=OPTIONS.home)
+    from modelyard.runtime.spec import load_spec
+
+    return load_spec(arg)

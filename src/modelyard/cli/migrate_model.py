@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli._common import console, fail, print_json
+from modelyard.cli._common import SPEC_HELP, console, fail, load_model_spec, print_json
 
 
 def _run(action):
@@ -56,7 +56,7 @@ def _progress(enabled: bool):
 def register(app: typer.Typer) -> None:
     @app.command("convert")
     def convert_command(
-        spec: Annotated[Path, typer.Argument(help="ModelSpec file (.yaml/.json).")],
+        spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
         to: Annotated[str, typer.Option("--to", help="Target format: onnx, onnx-simplified, onnx-fp16, onnx-int8, "
                                         "onnx-int8-static, openvino, openvino-fp16, openvino-bf16, openvino-int8, "
                                         "torch-export.")] = "onnx",
@@ -72,9 +72,8 @@ def register(app: typer.Typer) -> None:
 
         def action():
             from modelyard.migrate.passes import convert
-            from modelyard.runtime.spec import load_spec
 
-            model_spec = load_spec(spec)
+            model_spec = load_model_spec(spec)
             return convert(model_spec, to, out_dir=out, cache_dir=_cache(cache_dir), opset=opset,
                            calibration=calib, progress=_progress(not json_out))
 
@@ -91,7 +90,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("coverage")
     def coverage_command(
-        spec: Annotated[Path, typer.Argument(help="ModelSpec file (.yaml/.json).")],
+        spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
         target: Annotated[str, typer.Option("--target", help="openvino:cpu, onnxruntime:<ep> or npu.")] = "openvino:cpu",
         model: Annotated[Path | None, typer.Option("--model", help="Use this .onnx instead of exporting the spec.")] = None,
         cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Pass cache.")] = None,
@@ -101,9 +100,8 @@ def register(app: typer.Typer) -> None:
 
         def action():
             from modelyard.migrate.coverage import op_coverage
-            from modelyard.runtime.spec import load_spec
 
-            return op_coverage(load_spec(spec), target, model_path=model, cache_dir=_cache(cache_dir))
+            return op_coverage(load_model_spec(spec), target, model_path=model, cache_dir=_cache(cache_dir))
 
         result = _run(action)
         if json_out:
@@ -128,7 +126,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compare")
     def compare_command(
-        spec: Annotated[Path, typer.Argument(help="ModelSpec file (.yaml/.json).")],
+        spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
         ref: Annotated[str, typer.Option("--ref", help="Reference backend:device.")] = "torch:cpu",
         target: Annotated[str, typer.Option("--target", help="Target backend:device.")] = "onnxruntime:cpu",
         target_model: Annotated[Path | None, typer.Option("--target-model", help="A converted model (.onnx/.xml) "
@@ -156,9 +154,8 @@ def register(app: typer.Typer) -> None:
         def action():
             from modelyard.migrate.compare import compare_models
             from modelyard.migrate.model_metrics import load_thresholds
-            from modelyard.runtime.spec import load_spec
 
-            model_spec = load_spec(spec)
+            model_spec = load_model_spec(spec)
             limits = load_thresholds(str(thresholds) if thresholds else None, preset) if (thresholds or preset) else None
             return compare_models(
                 model_spec, ref, target, target_model=target_model, samples=samples, data=data, seed=seed,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli._common import console, print_json
+from modelyard.cli._common import SPEC_HELP, console, load_model_spec, print_json
 
 
 def _run(action):
@@ -62,7 +62,7 @@ def _int_list(text: str, option: str) -> list[int]:
 def register(app: typer.Typer) -> None:
     @app.command("benchmark")
     def benchmark_command(
-        spec: Annotated[Path, typer.Argument(help="ModelSpec file (.yaml/.json).")],
+        spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
         backend: Annotated[str, typer.Option("--backend", help="backend:device, e.g. torch:cpu, onnxruntime:cpu, "
                                              "openvino:cpu.")] = "onnxruntime:cpu",
         batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1",
@@ -80,13 +80,12 @@ def register(app: typer.Typer) -> None:
 
         def action():
             from modelyard.migrate.bench import BenchSettings, benchmark
-            from modelyard.runtime.spec import load_spec
 
             options = {"threads": threads}
             if precision is not None:
                 options["precision"] = precision
             return benchmark(
-                load_spec(spec), backend, batch_sizes=_int_list(batch_sizes, "--batch-sizes"), options=options,
+                load_model_spec(spec), backend, batch_sizes=_int_list(batch_sizes, "--batch-sizes"), options=options,
                 model_path=model, data=data, profile=profile, settings=BenchSettings(max_seconds=max_seconds),
                 cache_dir=_cache_root(cache_dir) / "passes", progress=_progress(not json_out),
             )
@@ -115,7 +114,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("optimize")
     def optimize_command(
-        spec: Annotated[Path, typer.Argument(help="ModelSpec file (.yaml/.json).")],
+        spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
         target: Annotated[str, typer.Option("--target", help="Device (cpu, cuda, npu, gpu) or one backend:device.")] = "cpu",
         objective: Annotated[str, typer.Option("--objective", help="latency or throughput.")] = "latency",
         batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size optimised for.")] = 1,
@@ -138,10 +137,9 @@ def register(app: typer.Typer) -> None:
 
         def action():
             from modelyard.migrate.optimize import optimize
-            from modelyard.runtime.spec import load_spec
 
             return optimize(
-                load_spec(spec), target, objective=objective, batch_size=batch_size,
+                load_model_spec(spec), target, objective=objective, batch_size=batch_size,
                 max_accuracy_drop=max_accuracy_drop, budget_s=budget_s, out_dir=out, samples=samples, data=data,
                 calibration=calib, strategy=strategy, cache_dir=_cache_root(cache_dir), use_cache=not no_cache,
                 min_speedup=min_speedup, progress=_progress(not json_out),
