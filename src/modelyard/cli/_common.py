@@ -64,3 +64,15 @@ def load_model_spec(arg: str):
     from modelyard.runtime.spec import load_spec
 
     return load_spec(arg)
+
+
+def run_action(action):
+    """Call ``action``; a ModelyardError becomes one line on stderr (exit 2 for bad input, 1 otherwise)."""
+    from modelyard.core.errors import InvalidInput, ModelyardError
+
+    try:
+        return action()
+    except ModelyardError as exc:
+        if OPTIONS.debug:
+            raise
+        fail(str(exc), code=2 if isinstance(exc, InvalidInput) else 1)

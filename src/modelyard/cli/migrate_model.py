@@ -11,20 +11,8 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli._common import SPEC_HELP, console, fail, load_model_spec, print_json
+from modelyard.cli._common import SPEC_HELP, console, load_model_spec, print_json, run_action
 
-
-def _run(action):
-    """Call ``action``; a ModelyardError becomes one line on stderr (exit 2 for bad input, 1 otherwise)."""
-    from modelyard.cli._common import OPTIONS
-    from modelyard.core.errors import InvalidInput, ModelyardError
-
-    try:
-        return action()
-    except ModelyardError as exc:
-        if OPTIONS.debug:
-            raise
-        fail(str(exc), code=2 if isinstance(exc, InvalidInput) else 1)
 
 
 def _cache(cache_dir: Path | None) -> Path:
@@ -77,7 +65,7 @@ def register(app: typer.Typer) -> None:
             return convert(model_spec, to, out_dir=out, cache_dir=_cache(cache_dir), opset=opset,
                            calibration=calib, progress=_progress(not json_out))
 
-        result = _run(action)
+        result = run_action(action)
         if json_out:
             print_json(result.to_dict())
             return
@@ -103,7 +91,7 @@ def register(app: typer.Typer) -> None:
 
             return op_coverage(load_model_spec(spec), target, model_path=model, cache_dir=_cache(cache_dir))
 
-        result = _run(action)
+        result = run_action(action)
         if json_out:
             print_json(result.to_dict())
             return
@@ -163,7 +151,7 @@ def register(app: typer.Typer) -> None:
                 cache_dir=_cache(cache_dir), progress=_progress(not json_out),
             )
 
-        result = _run(action)
+        result = run_action(action)
         payload = result.to_dict()
         if report is not None:
             if report.suffix == ".json":

@@ -8,20 +8,8 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli._common import SPEC_HELP, console, load_model_spec, print_json
+from modelyard.cli._common import SPEC_HELP, console, load_model_spec, print_json, run_action
 
-
-def _run(action):
-    """Call ``action``; a ModelyardError becomes one line on stderr (exit 2 for bad input, 1 otherwise)."""
-    from modelyard.cli._common import OPTIONS, fail
-    from modelyard.core.errors import InvalidInput, ModelyardError
-
-    try:
-        return action()
-    except ModelyardError as exc:
-        if OPTIONS.debug:
-            raise
-        fail(str(exc), code=2 if isinstance(exc, InvalidInput) else 1)
 
 
 def _cache_root(cache_dir: Path | None) -> Path:
@@ -90,7 +78,7 @@ def register(app: typer.Typer) -> None:
                 cache_dir=_cache_root(cache_dir) / "passes", progress=_progress(not json_out),
             )
 
-        result = _run(action)
+        result = run_action(action)
         if json_out:
             print_json(result.to_dict())
             return
@@ -145,7 +133,7 @@ def register(app: typer.Typer) -> None:
                 min_speedup=min_speedup, progress=_progress(not json_out),
             )
 
-        result = _run(action)
+        result = run_action(action)
         if json_out:
             print_json(result.to_dict())
         else:
@@ -173,7 +161,7 @@ def register(app: typer.Typer) -> None:
             return run_migration(migration, out, cache_dir=_cache_root(cache_dir), force=tuple(force or ()),
                                  stop_after=stop_after, progress=_progress(not json_out))
 
-        result = _run(action)
+        result = run_action(action)
         if json_out:
             print_json(result.to_dict())
         else:

@@ -15,13 +15,13 @@ from modelyard.core.errors import ModelyardError
 from modelyard.core.jobkind import JobContext, JobKind
 
 
-def _spec(value: str | dict[str, Any]):
+def model_spec_from(value: str | dict[str, Any]):
     from modelyard.runtime.spec import load_spec, parse_spec
 
     return load_spec(value) if isinstance(value, str) else parse_spec(value, base_dir=Path.cwd())
 
 
-def _reporter(ctx: JobContext):
+def progress_reporter(ctx: JobContext):
     def report(fraction: float, message: str) -> None:
         if ctx.cancelled():
             raise ModelyardError("cancelled on request", code="cancelled", status=409)
@@ -45,8 +45,8 @@ def run_convert(job: ConvertJobSpec, ctx: JobContext) -> dict:
     from modelyard.migrate.passes import convert
 
     result = convert(
-        _spec(job.spec), job.to, out_dir=ctx.workdir, cache_dir=ctx.home / "cache" / "passes", opset=job.opset,
-        calibration=job.calib, progress=_reporter(ctx),
+        model_spec_from(job.spec), job.to, out_dir=ctx.workdir, cache_dir=ctx.home / "cache" / "passes", opset=job.opset,
+        calibration=job.calib, progress=progress_reporter(ctx),
     )
     for step in result.steps:
         ctx.log(str(step))
@@ -84,10 +84,10 @@ def run_compare(job: CompareJobSpec, ctx: JobContext) -> dict:
             data["preset"] = job.preset
         limits = ThresholdSet.model_validate(data)
     result = compare_models(
-        _spec(job.spec), job.reference, job.target, target_model=job.target_model, samples=job.samples,
+        model_spec_from(job.spec), job.reference, job.target, target_model=job.target_model, samples=job.samples,
         data=job.data, seed=job.seed, thresholds=limits, layerwise=job.layerwise, layer_depth=job.layer_depth,
         dump_dir=ctx.workdir / "dumps" if job.dump else None, cache_dir=ctx.home / "cache" / "passes",
-        progress=_reporter(ctx),
+        progress=progress_reporter(ctx),
     )
     payload = result.to_dict()
     report = write_report(payload, ctx.workdir / "compare.html")
@@ -110,7 +110,7 @@ def run_coverage(job: CoverageJobSpec, ctx: JobContext) -> dict:
     from modelyard.migrate.coverage import op_coverage
 
     ctx.progress(0.1, f"coverage on {job.target}")
-    result = op_coverage(_spec(job.spec), job.target, model_path=job.model, cache_dir=ctx.home / "cache" / "passes")
+    result = op_coverage(model_spec_from(job.spec), job.target, model_path=job.model, cache_dir=ctx.home / "cache" / "passes")
     ctx.log(str(result))
     return result.to_dict()
 

@@ -12,23 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.core.errors import ModelyardError
 from modelyard.core.jobkind import JobContext, JobKind
-
-
-def _spec(value: str | dict[str, Any]):
-    from modelyard.runtime.spec import load_spec, parse_spec
-
-    return load_spec(value) if isinstance(value, str) else parse_spec(value, base_dir=Path.cwd())
-
-
-def _reporter(ctx: JobContext):
-    def report(fraction: float, message: str) -> None:
-        if ctx.cancelled():
-            raise ModelyardError("cancelled on request", code="cancelled", status=409)
-        ctx.progress(fraction, message)
-
-    return report
+from modelyard.migrate.model_jobs import model_spec_from, progress_reporter
 
 
 class BenchmarkJobSpec(BaseModel):
@@ -50,9 +35,9 @@ def run_benchmark(job: BenchmarkJobSpec, ctx: JobContext) -> dict:
     from modelyard.migrate.bench import BenchSettings, benchmark
 
     result = benchmark(
-        _spec(job.spec), job.backend, batch_sizes=job.batch_sizes, options=job.options, model_path=job.model,
+        model_spec_from(job.spec), job.backend, batch_sizes=job.batch_sizes, options=job.options, model_path=job.model,
         data=job.data, profile=job.profile, settings=BenchSettings(max_seconds=job.max_seconds),
-        cache_dir=ctx.home / "cache" / "passes", progress=_reporter(ctx),
+        cache_dir=ctx.home / "cache" / "passes", progress=progress_reporter(ctx),
     )
     ctx.log(str(result))
     return result.to_dict()
@@ -80,10 +65,10 @@ def run_optimize(job: OptimizeJobSpec, ctx: JobContext) -> dict:
     from modelyard.migrate.optimize import optimize
 
     result = optimize(
-        _spec(job.spec), job.target, objective=job.objective, batch_size=job.batch_size,
+        model_spec_from(job.spec), job.target, objective=job.objective, batch_size=job.batch_size,
         max_accuracy_drop=job.max_accuracy_drop, budget_s=job.budget_s, out_dir=Path(ctx.workdir), samples=job.samples,
         data=job.data, calibration=job.calib, strategy=job.strategy, cache_dir=ctx.home / "cache",
-        min_speedup=job.min_speedup, progress=_reporter(ctx),
+        min_speedup=job.min_speedup, progress=progress_reporter(ctx),
     )
     ctx.log(str(result))
     return result.to_dict()
@@ -103,7 +88,7 @@ def run_pipeline(job: RunJobSpec, ctx: JobContext) -> dict:
     from modelyard.migrate.pipeline import run_migration
 
     result = run_migration(job.migration, Path(job.out) if job.out else Path(ctx.workdir), cache_dir=ctx.home / "cache",
-                           force=tuple(job.force), progress=_reporter(ctx))
+                           force=tuple(job.force), progress=progress_reporter(ctx))
     ctx.log(str(result))
     return result.to_dict()
 
