@@ -1,14 +1,14 @@
 """Modelyard: a self-hosted AI development platform.
 
 The package root stays light: ``import modelyard`` must not import torch, FastAPI or SQLAlchemy.
-``modelyard.Client`` is resolved lazily.
+``modelyard.Client`` and ``modelyard.run`` (tracked runs) are resolved lazily.
 """
 
 from __future__ import annotations
 
 from modelyard.core.version import __version__
 
-__all__ = ["Client", "__version__"]
+__all__ = ["Client", "__version__", "run"]
 
 
 def __getattr__(name: str):
@@ -16,4 +16,8 @@ def __getattr__(name: str):
         from modelyard.client import Client
 
         return Client
+    if name == "run":
+        from modelyard.client.runs import run
+
+        return run
     raise AttributeError(f"module 'modelyard' has no attribute {name!r}")

@@ -56,12 +56,16 @@ def _register() -> None:
 # name -> module with ``app`` (a Typer) and ``HELP``; later issues add a line each.
 EXTRA_APPS: dict[str, str] = {
     "migrate": "modelyard.cli.migrate",
+    "data": "modelyard.cli.data",
+    "runs": "modelyard.cli.runs",
+    "automl": "modelyard.cli.automl",
     "models": "modelyard.cli.models",
     "services": "modelyard.cli.services",
 }
 # modules with ``register(app)`` adding top-level commands.
 EXTRA_COMMAND_MODULES: list[str] = [
     "modelyard.cli.backends",
+    "modelyard.cli.evaluate",
     "modelyard.cli.deploy",
     "modelyard.cli.batch",
 ]

@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 
 from modelyard.core import errors
+from modelyard.client.data import Datasets
 from modelyard.client.registry import Models
+from modelyard.client.runs import Runs
 from modelyard.client.services import Services
 from modelyard.core.errors import ModelyardError, Unavailable
 
@@ -78,6 +80,8 @@ class Client:
         self.jobs = Jobs(self)
         self.tokens = Tokens(self)
         self.blobs = Blobs(self)
+        self.data = Datasets(self)
+        self.runs = Runs(self)
         self.models = Models(self)
         self.services = Services(self)
 

@@ -25,6 +25,8 @@ JOB_KINDS: dict[str, str] = {
     "migrate.benchmark": "modelyard.migrate.pipeline_jobs:BENCHMARK",
     "migrate.optimize": "modelyard.migrate.pipeline_jobs:OPTIMIZE",
     "migrate.run": "modelyard.migrate.pipeline_jobs:RUN",
+    "automl.train": "modelyard.train.automl:AUTOML",
+    "evaluate": "modelyard.train.evaluate:EVALUATE",
 }
 
 

@@ -61,8 +61,10 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
 
     from modelyard.server import (
         routes_blobs,
+        routes_data,
         routes_jobs,
         routes_models,
+        routes_runs,
         routes_services,
         routes_system,
         routes_tokens,
@@ -114,6 +116,8 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     app.include_router(routes_jobs.router, prefix="/api/v1")
     app.include_router(routes_tokens.router, prefix="/api/v1")
     app.include_router(routes_blobs.router, prefix="/api/v1")
+    app.include_router(routes_data.router, prefix="/api/v1")
+    app.include_router(routes_runs.router, prefix="/api/v1")
     app.include_router(routes_models.router, prefix="/api/v1")
     app.include_router(routes_services.router, prefix="/api/v1")
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=workspace.settings.max_body_bytes)

@@ -1,0 +1,233 @@
+"""``modelyard data import | list | show | stats | prep | export | sample``: datasets with immutable versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelyard.cli._common import console, get_client, print_json
+
+HELP = "Datasets: import tables and image folders as immutable versions; list, show, stats, prep, export, sample."
+app = typer.Typer(no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output.")]
+
+
+def _counts(version: dict) -> str:
+    counts = version["split"].get("counts", {})
+    return f"train {counts.get('train', 0)} / validation {counts.get('validation', 0)}"
+
+
+def _print_version(version: dict) -> None:
+    unit = "rows" if version["kind"] == "tabular" else "images"
+    schema = version["data_schema"]
+    console.print(f"[bold]{version['ref']}[/] ({version['display_version']}) {version['kind']}: {version['items']} "
+                  f"{unit}, {_counts(version)}, {version['size']} bytes", highlight=False)
+    if version["kind"] == "tabular":
+        console.print(f"label {schema['label']!r}, task {schema['task']}", highlight=False)
+    if schema.get("classes"):
+        shown = ", ".join(schema["classes"][:20]) + (" ..." if len(schema["classes"]) > 20 else "")
+        console.print(f"classes ({len(schema['classes'])}): {shown}", highlight=False)
+    lineage = version["lineage"]
+    if lineage.get("parent"):
+        step = dict(lineage["step"])
+        console.print(f"lineage: {lineage['parent']} -> {step.pop('op')} {step or ''}", highlight=False)
+    else:
+        console.print(f"source: {version['source'].get('name')} ({version['source'].get('format')})", highlight=False)
+    for note in version["source"].get("notes", []):
+        console.print(f"[dim]note: {note}[/]", highlight=False)
+    console.print(f"manifest {version['manifest']}", highlight=False)
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[Path, typer.Argument(help="CSV/Parquet table, image folder (class/*.jpg|png|bmp), .zip/.tar of "
+                                              "one, or a CSV of path,label.")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name (created on first import).")],
+    kind: Annotated[str, typer.Option("--kind", help="auto, tabular or image-classification.")] = "auto",
+    label: Annotated[str | None, typer.Option("--label", help="Label column of a table (default: label/target/"
+                                                              "class/y, else the last column).")] = None,
+    task: Annotated[str, typer.Option("--task", help="auto, classification or regression (tables).")] = "auto",
+    validation_fraction: Annotated[float, typer.Option("--validation-fraction", help="Share of items held out "
+                                                                                     "for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split.")] = 0,
+    description: Annotated[str, typer.Option("--description", help="Free text kept on the version.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a file or folder as the next immutable version of a dataset."""
+    with get_client() as client:
+        version = client.data.import_path(path, name, kind=kind, label=label, task=task,
+                                          validation_fraction=validation_fraction, seed=seed, description=description)
+        check = client.data.stats(version["ref"])["check"]
+    if as_json:
+        print_json(version)
+        return
+    _print_version(version)
+    _print_check(check)
+
+
+def _print_check(check: dict) -> None:
+    if check["trainable"]:
+        console.print("[green]ready for training[/]")
+    else:
+        for problem in check["problems"]:
+            console.print(f"[red]blocks training:[/] {problem}", highlight=False)
+    for warning in check["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@app.command("list")
+def list_command(as_json: JsonOpt = False) -> None:
+    """List datasets with their latest version."""
+    from rich.table import Table
+
+    with get_client() as client:
+        data = client.data.list()
+    if as_json:
+        print_json(data)
+        return
+    table = Table("name", "kind", "latest", "items", "classes", "created", box=None)
+    for item in data["items"]:
+        table.add_row(item["name"], item["kind"], item["latest"], str(item["items"]), str(item["classes"]),
+                      (item["created_at"] or "")[:19])
+    console.print(table)
+
+
+@app.command("show")
+def show_command(ref: Annotated[str, typer.Argument(help="NAME (all versions) or NAME@VERSION.")],
+                 as_json: JsonOpt = False) -> None:
+    """Show a dataset's versions, or one version."""
+    with get_client() as client:
+        data = client.data.get(ref) if "@" in ref else client.data.versions(ref)
+    if as_json:
+        print_json(data)
+        return
+    if "@" in ref:
+        _print_version(data)
+        return
+    from rich.table import Table
+
+    table = Table("version", "items", "split", "lineage", "created", box=None)
+    for version in data["versions"]:
+        lineage = version["lineage"]
+        step = f"{lineage['parent']} -> {lineage['step']['op']}" if lineage.get("parent") else "imported " + str(
+            version["source"].get("name"))
+        table.add_row(f"{version['ref']} ({version['display_version']})", str(version["items"]), _counts(version),
+                      step, version["created_at"][:19])
+    console.print(f"[bold]{data['name']}[/] {data['kind']}")
+    console.print(table)
+
+
+@app.command("stats")
+def stats_command(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_json: JsonOpt = False) -> None:
+    """Statistics of a version and whether it can be trained on (the ExeML minimums, broken files)."""
+    with get_client() as client:
+        data = client.data.stats(ref)
+    if as_json:
+        print_json(data)
+        return
+    stats = data["stats"]
+    console.print(f"[bold]{data['ref']}[/] {data['kind']}", highlight=False)
+    if data["kind"] == "tabular":
+        console.print(f"rows {stats['rows']}, columns {stats['columns']}, duplicate rows {stats['duplicate_rows']}",
+                      highlight=False)
+        missing = {k: v for k, v in stats["missing"].items() if v}
+        console.print("missing values: " + (", ".join(f"{k} {v}" for k, v in missing.items()) or "none"),
+                      highlight=False)
+    else:
+        sizes = stats["sizes"]
+        console.print(f"images {stats['images']} (usable {stats['usable']}), corrupt {len(stats['corrupt'])}, "
+                      f"duplicates {stats['duplicates']['files']}, near-duplicate pairs "
+                      f"{stats['near_duplicates']['pairs']}", highlight=False)
+        if sizes["width"]:
+            console.print(f"width {sizes['width']['min']}-{sizes['width']['max']} (median {sizes['width']['median']}),"
+                          f" height {sizes['height']['min']}-{sizes['height']['max']}, aspect median "
+                          f"{stats['aspect']['median']}, brightness median {stats['brightness']['median']}, modes "
+                          f"{stats['modes']}", highlight=False)
+        for item in stats["corrupt"][:10]:
+            console.print(f"[red]corrupt:[/] {item['path']}: {item['error']}", highlight=False)
+    if stats.get("per_class"):
+        from rich.table import Table
+
+        table = Table("class", "total", "train", "validation", box=None)
+        for name, count in stats["per_class"].items():
+            table.add_row(name, str(count), str(stats["per_class_split"]["train"].get(name, 0)),
+                          str(stats["per_class_split"]["validation"].get(name, 0)))
+        console.print(table)
+    elif stats.get("label"):
+        label = stats["label"]
+        console.print(f"label: min {label['min']}, median {label['median']}, max {label['max']}, mean {label['mean']}",
+                      highlight=False)
+    _print_check(data["check"])
+
+
+@app.command("prep")
+def prep_command(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION to start from.")],
+    drop_columns: Annotated[str | None, typer.Option("--drop-columns", help="Comma-separated columns to drop.")] = None,
+    impute: Annotated[str | None, typer.Option("--impute", help="Fill missing values: median, mean, most_frequent "
+                                                                "or zero.")] = None,
+    dedupe: Annotated[bool, typer.Option("--dedupe", help="Remove duplicate rows / identical image files.")] = False,
+    near: Annotated[bool, typer.Option("--near", help="With --dedupe: also near-duplicate images.")] = False,
+    filter_corrupt: Annotated[bool, typer.Option("--filter-corrupt", help="Drop images that cannot be decoded.")]
+    = False,
+    resize: Annotated[str | None, typer.Option("--resize", help="Resize images to WIDTHxHEIGHT, e.g. 64x64.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply preprocessing steps; each makes a new version with lineage to its parent."""
+    from modelyard.core.errors import InvalidInput
+
+    steps: list[dict] = []
+    if filter_corrupt:
+        steps.append({"op": "filter-corrupt"})
+    if drop_columns:
+        steps.append({"op": "drop-columns", "columns": [c.strip() for c in drop_columns.split(",") if c.strip()]})
+    if impute:
+        steps.append({"op": "impute", "strategy": impute})
+    if dedupe:
+        steps.append({"op": "dedupe", **({"near": True} if near else {})})
+    if resize:
+        width, sep, height = resize.lower().partition("x")
+        if not sep or not width.isdigit() or not height.isdigit():
+            raise InvalidInput(f"--resize {resize!r}: expected WIDTHxHEIGHT, e.g. 64x64")
+        steps.append({"op": "resize", "width": int(width), "height": int(height)})
+    if not steps:
+        raise InvalidInput("give at least one step: --drop-columns, --impute, --dedupe, --filter-corrupt, --resize")
+    with get_client() as client:
+        data = client.data.prep(ref, steps)
+    if as_json:
+        print_json(data)
+        return
+    for version in data["versions"]:
+        step = dict(version["lineage"]["step"])
+        console.print(f"{version['lineage']['parent']} -> [bold]{version['ref']}[/] {step.pop('op')} {step or ''}: "
+                      f"{version['items']} items", highlight=False)
+
+
+@app.command("export")
+def export_command(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="New or empty output folder.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet (tables).")] = "csv",
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a version to a folder (table with a _split column, or class folders + labels.csv)."""
+    with get_client() as client:
+        result = client.data.export(ref, out, fmt=fmt)
+    if as_json:
+        print_json(result)
+        return
+    console.print(f"{result['ref']} -> {result['path']} ({result['files']} files)", highlight=False)
+
+
+@app.command("sample")
+def sample_command(
+    name: Annotated[str, typer.Argument(help="iris, wine, breast_cancer, digits, diabetes or penguins.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="CSV file to write.")],
+) -> None:
+    """Write a bundled sample table (from scikit-learn / palmerpenguins, nothing downloaded) as CSV."""
+    from modelyard.data.samples import write_tabular_sample
+
+    path = write_tabular_sample(name, out)
+    console.print(f"{name} -> {path}", highlight=False)

@@ -1,0 +1,98 @@
+"""Trainability checks: the ExeML minimums (``checks.yaml``) plus broken data, as one verdict value.
+
+``check_version(version)`` is what ``automl train`` runs first and what ``data stats`` shows, so the message that
+blocks training is the one the user already saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+RULES_FILE = Path(__file__).with_name("checks.yaml")
+
+
+@lru_cache(maxsize=1)
+def rules() -> dict:
+    return yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict on one dataset version: ``bool(result)`` is True when it may be trained on."""
+
+    ref: str
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    def __bool__(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {"ref": self.ref, "trainable": bool(self), "problems": list(self.problems),
+                "warnings": list(self.warnings)}
+
+    def __str__(self) -> str:
+        if self:
+            head = f"{self.ref}: ready for training"
+        else:
+            head = f"{self.ref} cannot be trained on: " + "; ".join(self.problems)
+        return head + "".join(f"\n  warning: {w}" for w in self.warnings)
+
+
+def check_stats(ref: str, kind: str, schema: dict, stats: dict) -> CheckResult:
+    """Apply the rules of ``kind`` to a version's stored ``stats`` and ``schema``."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    if kind == "image-classification":
+        rule = rules()["image-classification"]
+        per_class = stats.get("per_class", {})
+        usable = {k: v for k, v in per_class.items() if v > 0}
+        if len(usable) < rule["min_classes"]:
+            problems.append(f"needs at least {rule['min_classes']} classes, has {len(usable)}")
+        small = sorted(k for k, v in per_class.items() if v < rule["min_per_class"])
+        if small:
+            problems.append(f"needs at least {rule['min_per_class']} images per class; too few in "
+                            + ", ".join(f"{k} ({per_class[k]})" for k in small[:10]))
+        corrupt = stats.get("corrupt", [])
+        if len(corrupt) > rule["max_corrupt"]:
+            names = ", ".join(item["path"] for item in corrupt[:5])
+            problems.append(f"{len(corrupt)} corrupt image(s) ({names}); make a version without them with "
+                            f"'modelyard data prep {ref} --filter-corrupt'")
+        advised = sorted(k for k, v in per_class.items() if rule["min_per_class"] <= v < rule["advised_per_class"])
+        if advised:
+            warnings.append(f"fewer than {rule['advised_per_class']} images in {len(advised)} class(es); "
+                            "more data usually means a better model")
+        tiny = stats.get("sizes", {}).get("min_side", 0)
+        if tiny and tiny < rule["min_side_warning"]:
+            warnings.append(f"some images are only {tiny} px on a side; they are scaled up for training")
+    else:
+        rule = rules()["tabular"]
+        rows = stats.get("rows", 0)
+        if rows < rule["min_rows"]:
+            problems.append(f"needs at least {rule['min_rows']} rows, has {rows}")
+        features = [c for c in schema.get("columns", []) if c["role"] == "feature"]
+        if len(features) < rule["min_features"]:
+            problems.append(f"needs at least {rule['min_features']} feature column(s), has {len(features)}")
+        if schema.get("task") == "classification":
+            crule = rule["classification"]
+            per_class = stats.get("per_class", {})
+            if len(per_class) < crule["min_classes"]:
+                problems.append(f"needs at least {crule['min_classes']} classes, has {len(per_class)}")
+            small = sorted(k for k, v in per_class.items() if v < crule["min_per_class"])
+            if small:
+                problems.append(f"needs at least {crule['min_per_class']} rows per class; too few in "
+                                + ", ".join(f"{k} ({per_class[k]})" for k in small[:10]))
+        missing = stats.get("missing", {})
+        heavy = [c["name"] for c in features
+                 if rows and missing.get(c["name"], 0) / rows > rule["max_missing_share_warning"]]
+        if heavy:
+            warnings.append(f"more than {rule['max_missing_share_warning']:.0%} missing values in "
+                            + ", ".join(heavy[:10]) + " (imputed during training)")
+        if stats.get("duplicate_rows"):
+            warnings.append(f"{stats['duplicate_rows']} duplicate row(s); 'modelyard data prep {ref} --dedupe' "
+                            "removes them")
+    return CheckResult(ref, tuple(problems), tuple(warnings))

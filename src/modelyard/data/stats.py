@@ -1,0 +1,142 @@
+"""Statistics of a dataset version, computed once at import and stored with the (immutable) version.
+
+Tabular: rows, rows per class (or the label's distribution), missing values per column, duplicate rows.
+Images: images per class, width/height/aspect/brightness distributions, exact duplicates (same content hash),
+near-duplicates (perceptual hashes a few bits apart), corrupt files with the reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from modelyard.data.splits import split_counts
+
+NEAR_DUPLICATE_BITS = 4  # dHash Hamming distance at or below which two different files count as near-duplicates
+NEAR_DUPLICATE_MAX_IMAGES = 20_000  # pairwise comparison above this would be too slow; exact-hash buckets only
+MAX_LISTED = 50
+
+
+def _histogram(values: list[float], bins: int = 10) -> dict:
+    if not values:
+        return {"edges": [], "counts": []}
+    array = np.asarray(values, dtype=np.float64)
+    low, high = float(array.min()), float(array.max())
+    if low == high:
+        return {"edges": [low, high], "counts": [len(values)]}
+    counts, edges = np.histogram(array, bins=bins)
+    return {"edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def _summary(values: list[float]) -> dict:
+    if not values:
+        return {}
+    array = np.asarray(values, dtype=np.float64)
+    return {"min": round(float(array.min()), 4), "median": round(float(np.median(array)), 4),
+            "max": round(float(array.max()), 4), "mean": round(float(array.mean()), 4)}
+
+
+def tabular_stats(frame, schema: dict, split: str) -> dict:
+    """Stats of a prepared table (see ``tabular.prepare_table``) and its split assignment string."""
+    label = schema["label"]
+    stats: dict = {
+        "kind": "tabular",
+        "rows": int(len(frame)),
+        "columns": int(frame.shape[1]),
+        "missing": {name: int(frame[name].isna().sum()) for name in frame.columns},
+        "duplicate_rows": int(frame.duplicated().sum()),
+        "split": split_counts(split),
+    }
+    if schema["task"] == "classification":
+        from modelyard.data.tabular import class_name
+
+        counts = Counter(class_name(v) for v in frame[label].tolist())
+        stats["per_class"] = {name: int(counts.get(name, 0)) for name in schema["classes"]}
+        per_split: dict[str, dict[str, int]] = {"train": {}, "validation": {}}
+        for value, side in zip(frame[label].tolist(), split, strict=True):
+            bucket = per_split["train" if side == "t" else "validation"]
+            key = class_name(value)
+            bucket[key] = bucket.get(key, 0) + 1
+        stats["per_class_split"] = per_split
+    else:
+        values = [float(v) for v in frame[label].tolist()]
+        stats["label"] = {**_summary(values), "histogram": _histogram(values)}
+    numeric = {}
+    for column in schema["columns"]:
+        if column["type"] == "numeric" and column["role"] != "ignored":
+            values = frame[column["name"]].dropna().astype(float).tolist()
+            numeric[column["name"]] = _summary(values)
+    stats["numeric"] = numeric
+    return stats
+
+
+def image_stats(entries: list[dict], classes: list[str]) -> dict:
+    """Stats of an image manifest's entries (each with ``label``, ``digest``, ``split`` and the facts of
+    ``images.inspect_image``)."""
+    good = [e for e in entries if not e.get("error")]
+    per_class = Counter(e["label"] for e in good)
+    widths = [e["width"] for e in good]
+    heights = [e["height"] for e in good]
+    aspects = [e["width"] / e["height"] for e in good if e["height"]]
+    brightness = [e["brightness"] for e in good]
+    by_digest: dict[str, list[str]] = defaultdict(list)
+    for entry in entries:
+        by_digest[entry["digest"]].append(entry["path"])
+    duplicates = [paths for paths in by_digest.values() if len(paths) > 1]
+    near = _near_duplicates(good)
+    per_split: dict[str, dict[str, int]] = {"train": {}, "validation": {}}
+    for entry in good:
+        bucket = per_split["train" if entry["split"] == "t" else "validation"]
+        bucket[entry["label"]] = bucket.get(entry["label"], 0) + 1
+    return {
+        "kind": "image-classification",
+        "images": len(entries),
+        "usable": len(good),
+        "per_class": {name: int(per_class.get(name, 0)) for name in classes},
+        "per_class_split": per_split,
+        "split": split_counts(e["split"] for e in entries),
+        "sizes": {
+            "width": _summary(widths), "height": _summary(heights),
+            "min_side": int(min(min(widths), min(heights))) if good else 0,
+            "width_histogram": _histogram(widths), "height_histogram": _histogram(heights),
+        },
+        "aspect": {**_summary(aspects), "histogram": _histogram(aspects)},
+        "brightness": {**_summary(brightness), "histogram": _histogram(brightness)},
+        "modes": dict(Counter(e["mode"] for e in good)),
+        "formats": dict(Counter(e["format"] for e in good)),
+        "duplicates": {"groups": len(duplicates), "files": sum(len(g) - 1 for g in duplicates),
+                       "examples": duplicates[:MAX_LISTED]},
+        "near_duplicates": {"pairs": len(near), "examples": near[:MAX_LISTED]},
+        "corrupt": [{"path": e["path"], "error": e["error"]} for e in entries if e.get("error")][:1000],
+    }
+
+
+def _near_duplicates(entries: list[dict]) -> list[list[str]]:
+    """Pairs of different files whose dHashes differ in at most ``NEAR_DUPLICATE_BITS`` bits."""
+    distinct: dict[str, dict] = {}
+    for entry in entries:
+        distinct.setdefault(entry["digest"], entry)
+    items = list(distinct.values())
+    if len(items) < 2:
+        return []
+    hashes = np.array([int(e["dhash"], 16) for e in items], dtype=np.uint64)
+    pairs: list[list[str]] = []
+    if len(items) > NEAR_DUPLICATE_MAX_IMAGES:
+        buckets: dict[int, list[int]] = defaultdict(list)
+        for index, value in enumerate(hashes.tolist()):
+            buckets[value].append(index)
+        for members in buckets.values():
+            pairs.extend([items[members[0]]["path"], items[m]["path"]] for m in members[1:])
+        return pairs
+    popcount = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+    chunk = max(1, 2_000_000 // len(items))
+    for start in range(0, len(items), chunk):
+        xor = hashes[start:start + chunk, None] ^ hashes[None, :]
+        distance = popcount[xor.view(np.uint8)].reshape(xor.shape[0], xor.shape[1], 8).sum(axis=2)
+        rows, cols = np.nonzero(distance <= NEAR_DUPLICATE_BITS)
+        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
+            first = start + row
+            if col > first:
+                pairs.append([items[first]["path"], items[col]["path"]])
+    return pairs

@@ -1,0 +1,103 @@
+"""Datasets: import (from an uploaded blob), list, versions, stats with the trainability check, manifest,
+preprocessing steps."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.server.auth import Principal, require
+
+router = APIRouter(tags=["datasets"])
+
+
+class ImportDataset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, description="Dataset name; created on first import.")
+    source: str = Field(description="sha256 digest of the uploaded file (POST /blobs): a CSV/Parquet table, a "
+                                    ".zip/.tar of class folders, or a CSV of path,label inside such an archive.")
+    filename: str = Field(min_length=1, max_length=255, description="The file's name; its suffix picks the reader.")
+    kind: Literal["auto", "tabular", "image-classification"] = "auto"
+    label: str | None = Field(default=None, description="Label column of a table.")
+    task: Literal["auto", "classification", "regression"] = "auto"
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 0
+    description: str = Field(default="", max_length=10_000)
+
+
+class Steps(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    steps: list[dict[str, Any]] = Field(min_length=1, max_length=20,
+                                        description="Operators, e.g. [{\"op\": \"impute\", \"strategy\": \"median\"}]")
+
+
+def _store(request: Request):
+    from modelyard.data.datasets import DatasetStore
+
+    return DatasetStore(request.app.state.workspace)
+
+
+def _ref(name: str, version: str) -> str:
+    return f"{name}@{version}"
+
+
+@router.post("/datasets/import", status_code=201)
+def import_dataset(body: ImportDataset, request: Request, principal: Principal = Depends(require("editor"))):
+    """Import an uploaded file as the next version of dataset ``name`` (nothing is stored if it fails)."""
+    from modelyard.core.errors import InvalidInput
+
+    filename = Path(body.filename).name
+    if not filename or filename in (".", ".."):
+        raise InvalidInput(f"filename {body.filename!r}: give the uploaded file's name")
+    store = _store(request)
+    with tempfile.TemporaryDirectory(prefix="modelyard-upload-") as scratch:
+        local = store.blobs.copy_to(body.source, Path(scratch) / filename)
+        version = store.import_path(local, body.name, kind=body.kind, label=body.label, task=body.task,
+                                    validation_fraction=body.validation_fraction, seed=body.seed,
+                                    description=body.description, created_by=principal.name, source_name=filename)
+    return version.to_dict()
+
+
+@router.get("/datasets")
+def list_datasets(request: Request, _: Principal = Depends(require("viewer"))):
+    return {"schema": "modelyard.dataset-list/1", "items": _store(request).list()}
+
+
+@router.get("/datasets/{name}")
+def dataset_versions(name: str, request: Request, _: Principal = Depends(require("viewer"))):
+    versions = _store(request).versions(name)
+    return {"schema": "modelyard.dataset/1", "name": name, "kind": versions[-1].kind,
+            "versions": [v.to_dict() for v in versions]}
+
+
+@router.get("/datasets/{name}/versions/{version}")
+def get_version(name: str, version: str, request: Request, _: Principal = Depends(require("viewer"))):
+    return _store(request).get(_ref(name, version)).to_dict()
+
+
+@router.get("/datasets/{name}/versions/{version}/stats")
+def version_stats(name: str, version: str, request: Request, _: Principal = Depends(require("viewer"))):
+    store = _store(request)
+    found = store.get(_ref(name, version))
+    return {"schema": "modelyard.dataset-stats/1", "ref": found.ref, "kind": found.kind, "stats": found.stats,
+            "data_schema": found.schema, "check": store.check(found).to_dict()}
+
+
+@router.get("/datasets/{name}/versions/{version}/manifest")
+def version_manifest(name: str, version: str, request: Request, _: Principal = Depends(require("viewer"))):
+    store = _store(request)
+    return store.manifest(store.get(_ref(name, version)))
+
+
+@router.post("/datasets/{name}/versions/{version}/steps", status_code=201)
+def apply_steps(name: str, version: str, body: Steps, request: Request,
+                principal: Principal = Depends(require("editor"))):
+    """Apply preprocessing operators in order; each makes a new version with lineage to its parent."""
+    from modelyard.data.steps import apply_steps as run_steps
+
+    made = run_steps(_store(request), _ref(name, version), body.steps, created_by=principal.name)
+    return {"schema": "modelyard.dataset-steps/1", "versions": [v.to_dict() for v in made]}

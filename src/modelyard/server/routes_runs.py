@@ -1,0 +1,131 @@
+"""Tracked runs: create, list, show (with metric history), log params/metrics/lines, attach artifacts, finish,
+compare."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.server.auth import Principal, require
+
+router = APIRouter(tags=["runs"])
+
+
+class CreateRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    experiment: str = Field(default="default", min_length=1, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+    tags: dict[str, Any] = Field(default_factory=dict)
+    dataset: str | None = Field(default=None, description="The dataset version trained on, NAME@VERSION.")
+    job_id: str | None = None
+
+
+class MetricPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(min_length=1, max_length=200)
+    value: float
+    step: int | None = Field(default=None, ge=0)
+
+
+class LogMetrics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metrics: list[MetricPoint] = Field(max_length=10_000)
+
+
+class LogParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    params: dict[str, Any]
+
+
+class LogLines(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lines: list[str] = Field(max_length=10_000)
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=500)
+    digest: str
+
+
+class Finish(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["finished", "failed", "killed"] = "finished"
+    error: str | None = Field(default=None, max_length=100_000)
+
+
+def _runs(request: Request):
+    from modelyard.train.tracking import RunStore
+
+    return RunStore(request.app.state.workspace)
+
+
+@router.post("/runs", status_code=201)
+def create_run(body: CreateRun, request: Request, principal: Principal = Depends(require("editor"))):
+    return _runs(request).create(body.name, body.experiment, body.params, body.tags, body.dataset, body.job_id,
+                                 created_by=principal.name).to_dict()
+
+
+@router.get("/runs")
+def list_runs(
+    request: Request,
+    experiment: str | None = None,
+    status: str | None = None,
+    dataset: str | None = None,
+    name: str | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    _: Principal = Depends(require("viewer")),
+):
+    items = _runs(request).list(experiment=experiment, status=status, dataset=dataset, name=name, limit=limit)
+    return {"schema": "modelyard.run-list/1", "items": [r.to_dict() for r in items]}
+
+
+@router.get("/runs-compare")
+def compare_runs(request: Request, ids: str = Query(..., description="Comma-separated run ids."),
+                 _: Principal = Depends(require("viewer"))):
+    return _runs(request).compare([i.strip() for i in ids.split(",") if i.strip()])
+
+
+@router.get("/runs/{run_id}")
+def get_run(run_id: str, request: Request, history: bool = Query(True, description="Include metric history."),
+            _: Principal = Depends(require("viewer"))):
+    store = _runs(request)
+    data = store.get(run_id).to_dict()
+    if history:
+        data["history"] = store.metric_history(run_id)
+    return data
+
+
+@router.post("/runs/{run_id}/metrics")
+def log_metrics(run_id: str, body: LogMetrics, request: Request, _: Principal = Depends(require("editor"))):
+    stored = _runs(request).log_metrics(run_id, [p.model_dump() for p in body.metrics])
+    return {"stored": stored}
+
+
+@router.post("/runs/{run_id}/params")
+def log_params(run_id: str, body: LogParams, request: Request, _: Principal = Depends(require("editor"))):
+    return _runs(request).log_params(run_id, body.params).to_dict()
+
+
+@router.post("/runs/{run_id}/logs")
+def log_lines(run_id: str, body: LogLines, request: Request, _: Principal = Depends(require("editor"))):
+    return {"stored": _runs(request).log_lines(run_id, body.lines)}
+
+
+@router.get("/runs/{run_id}/logs")
+def read_logs(run_id: str, request: Request, offset: int = Query(0, ge=0), limit: int = Query(10_000, ge=1),
+              _: Principal = Depends(require("viewer"))):
+    return {"schema": "modelyard.run-logs/1", **_runs(request).logs(run_id, offset, limit)}
+
+
+@router.post("/runs/{run_id}/artifacts")
+def add_artifact(run_id: str, body: Artifact, request: Request, _: Principal = Depends(require("editor"))):
+    return _runs(request).add_artifact(run_id, body.name, body.digest).to_dict()
+
+
+@router.post("/runs/{run_id}/finish")
+def finish_run(run_id: str, body: Finish, request: Request, _: Principal = Depends(require("editor"))):
+    return _runs(request).finish(run_id, body.status, body.error).to_dict()

@@ -1,0 +1,41 @@
+"""``modelyard automl train`` and ``modelyard evaluate`` as a user runs them (in-process: the command drives a
+worker itself)."""
+
+import json
+
+from support import run_cli
+
+
+def _one_line_error(proc, code, text):
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and text in lines[-1], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_automl_train_then_evaluate(tmp_path):
+    from modelyard.data.samples import write_tabular_sample
+
+    home = tmp_path / "w"
+    csv_path = write_tabular_sample("breast_cancer", tmp_path / "bc.csv")
+    run_cli("data", "import", str(csv_path), "--name", "bc", home=home, check=True)
+    result = json.loads(run_cli("automl", "train", "bc@1", "--name", "bc-model", "--time-budget", "4",
+                                "--max-latency-ms", "20", "--json", home=home, check=True).stdout)
+    assert result["schema"] == "modelyard.automl/1" and result["model"] == "bc-model@1"
+    assert result["metric"] == "accuracy" and result["score"] >= 0.9 and result["latency_ms"] <= 20
+    assert all({"family", "params", "score", "latency_ms", "accepted"} <= set(e) for e in result["leaderboard"])
+    report = tmp_path / "report.html"
+    human = run_cli("evaluate", "bc-model@1", "--data", "bc@1", "-o", str(report), home=home, check=True).stdout
+    assert "accuracy" in human and "roc_auc" in human and report.read_text().startswith("<!doctype html>")
+    evaluation = json.loads(run_cli("evaluate", "bc-model@1", "--data", "bc@1", "--split", "validation", "--json",
+                                    home=home, check=True).stdout)
+    assert evaluation["schema"] == "modelyard.evaluation/1" and evaluation["rows"] == 113
+    runs = json.loads(run_cli("runs", "list", "--experiment", "automl", "--json", home=home, check=True).stdout)
+    assert runs["items"][0]["model"] == "bc-model@1"
+
+    _one_line_error(run_cli("automl", "train", "nope@1", "--name", "m", "--time-budget", "1", home=home), 1,
+                    "dataset 'nope' not found")
+    _one_line_error(run_cli("automl", "train", "bc@1", "--name", "m", "--metric", "r2", "--time-budget", "1",
+                            home=home), 1, "metric 'r2' does not fit a classification task")
+    _one_line_error(run_cli("automl", "train", "bc@1", "--name", "m", "--time-budget", "-1", home=home), 2,
+                    "time_budget_s")

@@ -1,0 +1,58 @@
+"""``modelyard data ...`` and ``modelyard runs ...`` as a user runs them: JSON schemas, one-line errors."""
+
+import json
+
+from support import run_cli
+
+
+def _one_line_error(proc, code, text):
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_data_commands(tmp_path):
+    home = tmp_path / "w"
+    csv_path = tmp_path / "wine.csv"
+    run_cli("data", "sample", "wine", "-o", str(csv_path), check=True)
+    version = json.loads(run_cli("data", "import", str(csv_path), "--name", "wine", "--json", home=home,
+                                 check=True).stdout)
+    assert version["schema"] == "modelyard.dataset-version/1" and version["ref"] == "wine@1"
+    human = run_cli("data", "stats", "wine@1", home=home, check=True).stdout
+    assert "class_0" in human and "ready for training" in human
+    stats = json.loads(run_cli("data", "stats", "wine@1", "--json", home=home, check=True).stdout)
+    assert stats["stats"]["rows"] == 178
+    prep = json.loads(run_cli("data", "prep", "wine@1", "--drop-columns", "proline", "--json", home=home,
+                              check=True).stdout)
+    assert prep["versions"][0]["lineage"]["parent"] == "wine@1"
+    assert "wine@2" in run_cli("data", "show", "wine", home=home, check=True).stdout
+    assert json.loads(run_cli("data", "list", "--json", home=home, check=True).stdout)["items"][0]["versions"] == 2
+    run_cli("data", "export", "wine@2", "-o", str(tmp_path / "out"), home=home, check=True)
+    assert "proline" not in (tmp_path / "out" / "data.csv").read_text().splitlines()[0]
+
+    bad = tmp_path / "single.csv"
+    bad.write_text("a,label\n1,x\n2,x\n")
+    _one_line_error(run_cli("data", "import", str(bad), "--name", "s", home=home), 2, "has a single class ('x')")
+    _one_line_error(run_cli("data", "show", "nope@1", home=home), 1, "dataset 'nope' not found")
+    _one_line_error(run_cli("data", "sample", "mnist", "-o", str(tmp_path / "x.csv")), 2, "sample 'mnist'")
+    _one_line_error(run_cli("data", "prep", "wine@1", "--resize", "abc", home=home), 2, "expected WIDTHxHEIGHT")
+    _one_line_error(run_cli("data", "import", str(tmp_path / "missing.csv"), "--name", "m", home=home), 2,
+                    "no such file or folder")
+
+
+def test_runs_commands(tmp_path):
+    import modelyard
+
+    home = tmp_path / "w"
+    with modelyard.run("one", experiment="cli", params={"lr": 0.1}, home=home) as first:
+        first.log_metric("acc", 0.8)
+    with modelyard.run("two", experiment="cli", params={"lr": 0.2}, home=home) as second:
+        second.log_metric("acc", 0.9)
+    listed = json.loads(run_cli("runs", "list", "--experiment", "cli", "--json", home=home, check=True).stdout)
+    assert [r["name"] for r in listed["items"]] == ["two", "one"]
+    shown = run_cli("runs", "show", first.id, home=home, check=True).stdout
+    assert "param  lr = 0.1" in shown and "metric acc = 0.8 (1 steps)" in shown
+    compared = run_cli("runs", "compare", first.id, second.id, home=home, check=True).stdout
+    assert "0.9 *" in compared
+    _one_line_error(run_cli("runs", "show", "run_nope", home=home), 1, "run run_nope not found")

@@ -1,0 +1,65 @@
+"""The datasets API over the in-process SDK and a real server: import, versions, stats, steps, export, errors."""
+
+import pytest
+
+from modelyard.client import Client
+from modelyard.core.errors import Forbidden, InvalidInput, NotFound
+
+
+@pytest.fixture(scope="module")
+def iris_file(tmp_path_factory):
+    from modelyard.data.samples import write_tabular_sample
+
+    return write_tabular_sample("iris", tmp_path_factory.mktemp("routes-data") / "iris.csv")
+
+
+def test_import_show_stats_prep_export(client, iris_file, tmp_path):
+    version = client.data.import_path(iris_file, "iris", description="Fisher's iris")
+    assert version["schema"] == "modelyard.dataset-version/1" and version["ref"] == "iris@1"
+    assert version["display_version"] == "V001" and version["description"] == "Fisher's iris"
+    assert client.data.list()["items"][0]["latest"] == "iris@1"
+    assert client.data.get("iris")["id"] == version["id"]  # no version: the latest
+    stats = client.data.stats("iris@1")
+    assert stats["schema"] == "modelyard.dataset-stats/1" and stats["check"]["trainable"] is True
+    made = client.data.prep("iris@1", [{"op": "drop-columns", "columns": ["petal width (cm)"]}])
+    assert made["versions"][0]["ref"] == "iris@2"
+    assert [v["version"] for v in client.data.versions("iris")["versions"]] == [1, 2]
+    out = client.data.export("iris@2", tmp_path / "out")
+    assert (tmp_path / "out" / "data.csv").is_file() and out["ref"] == "iris@2"
+
+
+def test_api_errors(client, tmp_path, iris_file):
+    with pytest.raises(NotFound, match="dataset 'nope' not found"):
+        client.data.get("nope@1")
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(InvalidInput, match="empty.csv: the file is empty"):
+        client.data.import_path(empty, "e")
+    with pytest.raises(InvalidInput, match="body field 'kind'"):
+        client.request("POST", "/api/v1/datasets/import",
+                       json={"name": "x", "source": "sha256:" + "0" * 64, "filename": "a.csv", "kind": "video"})
+    with pytest.raises(NotFound, match="not found"):
+        client.request("POST", "/api/v1/datasets/import",
+                       json={"name": "x", "source": "sha256:" + "0" * 64, "filename": "a.csv"})
+    with pytest.raises(InvalidInput, match="dataset name"):
+        client.data.import_path(iris_file, "bad name!")
+    assert client.data.list()["items"] == []
+    token = client.tokens.create("viewer", "viewer")["token"]
+    with Client(home=tmp_path / "home", token=token) as viewer:
+        with pytest.raises(Forbidden):
+            viewer.request("POST", "/api/v1/datasets/import",
+                           json={"name": "x", "source": "sha256:" + "0" * 64, "filename": "a.csv"})
+
+
+def test_over_http_with_an_image_folder(live_server, tmp_path):
+    from modelyard.data.samples import write_image_folder
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder = write_image_folder(rng.integers(0, 255, (12, 10, 10), dtype=np.uint8), np.arange(12) % 2,
+                                tmp_path / "imgs", classes=["a", "b"])
+    with Client(url=live_server.url, token=live_server.token) as remote:
+        version = remote.data.import_path(folder, "tiny")
+        assert version["items"] == 12 and version["data_schema"]["classes"] == ["a", "b"]
+        remote.data.export("tiny@1", tmp_path / "back")
+    assert len(list((tmp_path / "back").rglob("*.png"))) == 12

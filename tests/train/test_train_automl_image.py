@@ -1,0 +1,72 @@
+"""Image AutoML end to end on a small MNIST subset: search, latency gate, registration, evaluation with saliency."""
+
+import numpy as np
+import pytest
+
+from modelyard.core.errors import InvalidInput
+from trainfixtures import make_context  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(scope="module")
+def image_home(tmp_path_factory):
+    from modelyard.core.settings import Settings
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.data.samples import load_mnist, write_image_folder
+    from modelyard.store.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("images")
+    x, y = load_mnist()["train"]
+    picks = np.concatenate([np.flatnonzero(y == c)[:40] for c in (0, 1, 7)])
+    folder = write_image_folder(x[picks], y[picks], root / "digits", classes=[str(i) for i in range(10)])
+    workspace = Workspace.open(Settings.load(root / "home"))
+    DatasetStore(workspace).import_path(folder, "digits")
+    workspace.close()
+    return root / "home"
+
+
+def test_image_automl_registers_an_onnx_cnn_and_evaluates_with_saliency(image_home, make_context):
+    from modelyard.core.settings import Settings
+    from modelyard.registry.versions import ModelRegistry
+    from modelyard.store.workspace import Workspace
+    from modelyard.train.automl import AutomlSpec, run_automl
+    from modelyard.train.evaluate import evaluate
+
+    ctx = make_context(image_home)
+    result = run_automl(AutomlSpec(dataset="digits@1", name="digits-cnn", time_budget_s=12, max_latency_ms=20), ctx)
+    assert result["task"] == "image-classification" and result["model"] == "digits-cnn@1"
+    assert result["classes"] == ["0", "1", "7"] and result["latency_ms"] <= 20
+    assert result["leaderboard"][0]["family"] == "cnn" and result["score"] >= 0.6
+    assert any("training on" in line for line in ctx.lines)
+    workspace = Workspace.open(Settings.load(image_home))
+    try:
+        version = ModelRegistry(workspace).get_version("digits-cnn@1")
+        assert version.signature.preprocessing["size"] == [28, 28]
+        assert version.signature.inputs[0].name == "image"
+        evaluation = evaluate(workspace, "digits-cnn@1", "digits@1", split="validation")
+    finally:
+        workspace.close()
+    data = evaluation.to_dict()
+    assert data["task"] == "image-classification" and data["rows"] == 24
+    assert len(data["saliency"]) >= 3 and data["saliency"][0]["method"] == "occlusion"
+    assert evaluation.html.count("data:image/png;base64,") >= 3
+
+
+def test_image_latency_gate_rejects_before_training(image_home, make_context):
+    from modelyard.train.automl import AutomlSpec, run_automl
+
+    with pytest.raises(InvalidInput, match=r"max latency 1e-06 ms: no CNN met it"):
+        run_automl(AutomlSpec(dataset="digits@1", name="never", time_budget_s=4, max_latency_ms=1e-6),
+                   make_context(image_home))
+
+
+def test_occlusion_map_finds_the_evidence():
+    from modelyard.train.saliency import occlusion_map
+
+    def run(batch):  # "class 1" probability is the brightness of the top-left quarter
+        score = batch[:, 0, :4, :4].mean(axis=(1, 2))
+        return np.stack([1 - score, score], axis=1)
+
+    image = np.zeros((1, 8, 8), dtype=np.float32)
+    image[0, :4, :4] = 1.0
+    heat = occlusion_map(run, image, 1, patch=2)
+    assert heat[:4, :4].mean() > 0.5 and heat[5:, 5:].max() == 0

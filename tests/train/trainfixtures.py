@@ -1,0 +1,85 @@
+"""A workspace with sample datasets and one AutoML winner, built once per session, and a JobContext stand-in.
+
+Not a conftest.py (a second ``conftest`` module would shadow ``tests/conftest.py`` for suites importing from it):
+test modules import these fixtures by name, and the module-level cache builds the workspace once per session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class FakeContext:
+    """What a job kind sees, without a worker: records progress and log lines."""
+
+    home: Path
+    workdir: Path
+    job_id: str = "job_test"
+    lines: list = field(default_factory=list)
+    fractions: list = field(default_factory=list)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self.fractions.append((fraction, message))
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)
+
+    def cancelled(self) -> bool:
+        return False
+
+
+_CACHE: dict = {}
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory):
+    """``iris@1``, ``diabetes@1``, ``penguins@1`` imported; ``iris-model@1`` trained by the automl.train job."""
+    if "trained_home" not in _CACHE:
+        _CACHE["trained_home"] = _build_trained_home(tmp_path_factory)
+    return _CACHE["trained_home"]
+
+
+def _build_trained_home(tmp_path_factory):
+    from modelyard.core.settings import Settings
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.data.samples import write_tabular_sample
+    from modelyard.store.workspace import Workspace
+    from modelyard.train.automl import AutomlSpec, run_automl
+
+    root = tmp_path_factory.mktemp("trained")
+    home = root / "home"
+    workspace = Workspace.open(Settings.load(home))
+    store = DatasetStore(workspace)
+    for name in ("iris", "diabetes", "penguins"):
+        store.import_path(write_tabular_sample(name, root / f"{name}.csv"), name)
+    workspace.close()
+    ctx = FakeContext(home=home, workdir=root / "job")
+    ctx.workdir.mkdir()
+    result = run_automl(AutomlSpec(dataset="iris@1", name="iris-model", time_budget_s=3), ctx)
+    return home, result, ctx
+
+
+@pytest.fixture
+def trained_workspace(trained_home):
+    from modelyard.core.settings import Settings
+    from modelyard.store.workspace import Workspace
+
+    workspace = Workspace.open(Settings.load(trained_home[0]))
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def make_context(tmp_path):
+    """``make_context(home)`` -> a FakeContext with a fresh work folder."""
+
+    def make(home: Path) -> FakeContext:
+        workdir = tmp_path / "job-work"
+        workdir.mkdir(exist_ok=True)
+        return FakeContext(home=home, workdir=workdir)
+
+    return make
