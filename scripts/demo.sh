@@ -128,6 +128,17 @@ modelyard services show demo
 modelyard services metrics demo
 modelyard services stop demo
 
+step "11. Datasets, AutoML and evaluation: a bundled table in, a registered, evaluated model out"
+modelyard data sample breast_cancer -o "$OUT_DIR/breast_cancer.csv"
+modelyard data import "$OUT_DIR/breast_cancer.csv" --name bc
+modelyard data stats bc@1
+modelyard automl train bc@1 --name bc-model --time-budget 20 --max-latency-ms 5 --json > "$OUT_DIR/automl.json"
+echo "AutoML winner $(json "$OUT_DIR/automl.json" "d['model']"): $(json "$OUT_DIR/automl.json" "d['metric']")" \
+     "$(json "$OUT_DIR/automl.json" "round(d['score'], 4)") after $(json "$OUT_DIR/automl.json" "len(d['leaderboard'])") candidates"
+modelyard evaluate bc-model@1 --data bc@1 --split validation -o "$OUT_DIR/evaluation.html"
+modelyard runs list --experiment automl
+echo "evaluation report: $OUT_DIR/evaluation.html"
+
 step "Stop the server cleanly"
 trap - EXIT
 stop_server

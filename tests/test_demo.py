@@ -28,5 +28,6 @@ def test_demo_script_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "migration" / "report" / "report.html").is_file()
     assert "answer 3 from gpu-project-classifier@1" in out and "unexpected input(s) ['nope']" in out
     assert "replicas 1/1 healthy" in out
+    assert "AutoML winner bc-model@1" in out and (tmp_path / "demo" / "evaluation.html").is_file()
     assert "server stopped cleanly (exit 0)" in out
     assert not (tmp_path / "demo" / "home" / "server.json").exists()
