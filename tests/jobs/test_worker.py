@@ -179,3 +179,23 @@ def test_stopping_the_worker_fails_its_running_job_with_the_reason(sqlite_worksp
     assert proc.returncode == 0
     final = queue.get(job.id)
     assert final.status == "failed" and "shut down" in final.error
+
+
+def test_a_cancel_accepted_before_the_worker_died_is_kept(sqlite_workspace, monkeypatch):
+    """An idempotent job is re-queued after a crash, unless the user had already asked to cancel it."""
+    monkeypatch.setenv("MODELYARD_JOB_KINDS", TEST_KINDS)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    queue = JobQueue(sqlite_workspace)
+    job = queue.submit("test.slow-idempotent", {"seconds": 60})
+    first = start_worker(sqlite_workspace.settings)
+    wait_for(lambda: queue.get(job.id).pid)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    assert queue.cancel(job.id).cancel_requested
+    second = start_worker(sqlite_workspace.settings, "--until-idle")
+    try:
+        second.wait(timeout=60)
+    finally:
+        stop(second)
+    final = queue.get(job.id)
+    assert final.status == "cancelled" and final.attempts == 1

@@ -154,3 +154,31 @@ def test_openapi_and_offline_docs(api):
     asset = api.get("/static/swagger/swagger-ui-bundle.js")
     assert asset.status_code == 200 and len(asset.content) > 100_000
     assert api.get("/static/swagger/swagger-ui.css").status_code == 200
+
+
+def test_chunked_json_body_over_the_limit_is_413_too(api):
+    def chunks():
+        yield b'{"kind": "system.sleep", "spec": {"padding": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}}'
+
+    response = api.post("/api/v1/jobs", content=chunks(),
+                        headers={**auth(api, "editor"), "Content-Type": "application/json"})
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_a_non_finite_result_does_not_break_the_listing(api):
+    from modelyard.jobs.queue import JobQueue
+    from modelyard.jobs.runner import json_safe
+
+    queue = JobQueue(api.workspace)
+    job = queue.submit("system.sleep", {})
+    queue.claim("w", 1)
+    import numpy as np
+
+    queue.finish(job.id, "succeeded", result=json_safe({"loss": float("nan"), "n": np.int64(3),
+                                                        "v": np.array([1.5, np.inf])}))
+    listed = api.get("/api/v1/jobs", headers=auth(api, "viewer"))
+    assert listed.status_code == 200
+    assert listed.json()["items"][0]["result"] == {"loss": None, "n": 3, "v": [1.5, None]}

@@ -58,3 +58,23 @@ def test_unreachable_server_is_one_line():
     proc = run_cli("--url", "http://127.0.0.1:9", "--token", "x", "jobs", "list")
     assert proc.returncode == 1 and "cannot reach the Modelyard server" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_server_restarts_a_worker_that_died(live_server):
+    import os
+    import signal
+    import time
+
+    info_path = live_server.home / "server.json"
+    first = json.loads(info_path.read_text())["worker_pid"]
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        second = json.loads(info_path.read_text())["worker_pid"]
+        if second != first:
+            break
+        time.sleep(0.2)
+    assert second != first, "the worker was not restarted"
+    with Client(url=live_server.url, token=live_server.token) as client:
+        job = client.jobs.submit("system.sleep", {"seconds": 0})
+        assert client.jobs.wait(job["id"], timeout=60)["status"] == "succeeded"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 def _console(stderr: bool = False) -> Console:
     # Piped output (CI logs, `| less`) is not wrapped at 80 columns: ids and digests must stay whole.
@@ -46,7 +47,7 @@ def print_json(data: Any) -> None:
 
 def fail(message: str, code: int = 1):
     """Print one clear line on stderr and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     raise SystemExit(code)
 
 

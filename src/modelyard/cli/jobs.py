@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from rich.markup import escape
+
 from modelyard.cli._common import console, get_client, print_json
 
 app = typer.Typer(no_args_is_help=True)
@@ -99,7 +101,7 @@ def list_jobs(
     table = Table("id", "kind", "status", "progress", "owner", "created", box=None)
     for job in page["items"]:
         table.add_row(job["id"], job["kind"], _status(job["status"]),
-                      f"{job['progress']['fraction']:.0%} {job['progress']['message']}", job["owner"],
+                      escape(f"{job['progress']['fraction']:.0%} {job['progress']['message']}"), escape(job["owner"]),
                       (job["created_at"] or "")[:19])
     console.print(table)
     if page["next"]:
@@ -115,7 +117,7 @@ def show(job_id: str, as_json: JsonOpt = False) -> None:
         print_json(job)
         return
     console.print(f"[bold]{job['id']}[/] {job['kind']} {_status(job['status'])} "
-                  f"{job['progress']['fraction']:.0%} {job['progress']['message']}")
+                  f"{job['progress']['fraction']:.0%} {escape(job['progress']['message'])}")
     console.print(f"owner {job['owner'] or '-'}, attempts {job['attempts']}, created {job['created_at']}, "
                   f"started {job['started_at'] or '-'}, finished {job['finished_at'] or '-'}")
     console.print("spec: " + json.dumps(job["spec"]), highlight=False, soft_wrap=True)
@@ -124,7 +126,7 @@ def show(job_id: str, as_json: JsonOpt = False) -> None:
 
 def _print_outcome(job: dict) -> None:
     if job["error"]:
-        console.print(f"[red]error:[/] {job['error']}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(job['error'])}", highlight=False, soft_wrap=True)
     if job["result"] is not None:
         console.print("result: " + json.dumps(job["result"], indent=2), highlight=False, soft_wrap=True)
 

@@ -99,6 +99,8 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a ``ModelyardError`` becomes one line on stderr and exit code 1 (2 for bad input)."""
+    from rich.markup import escape
+
     from modelyard.core.errors import InvalidInput, ModelyardError
 
     argv = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelyardError as exc:
         if OPTIONS.debug:
             raise
-        _common.err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _common.err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2 if isinstance(exc, InvalidInput) else 1
     except KeyboardInterrupt:
         _common.err_console.print("interrupted")
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if OPTIONS.debug:
             raise
         _common.err_console.print(
-            f"[bold red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )

@@ -73,6 +73,68 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class WorkerKeeper:
+    """The server's job worker: a child process, restarted when it dies unexpectedly (at most 5 times a minute),
+    stopped with SIGTERM when the server stops. It also stops (SIGTERM) if the server is killed with -9."""
+
+    CHECK_S = 2.0
+
+    def __init__(self, home: Path, concurrency: int | None):
+        self.cmd = [sys.executable, "-m", "modelyard.cli.main", "--home", str(home), "worker"]
+        if concurrency:
+            self.cmd += ["--concurrency", str(concurrency)]
+        self.proc: subprocess.Popen | None = None
+        self.on_restart = None
+        self._stopping = False
+        self._restarts: list[float] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def _spawn(self) -> None:
+        from modelyard.jobs.executor import exit_with_parent
+
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, preexec_fn=exit_with_parent)  # noqa: PLW1509
+
+    def start(self) -> None:
+        import threading
+
+        self._spawn()
+        # the watchdog thread also owns every respawn: the parent-death signal follows the thread that forked
+        threading.Thread(target=self._watch, name="worker-keeper", daemon=True).start()
+
+    def _watch(self) -> None:
+        import time
+
+        while not self._stopping:
+            time.sleep(self.CHECK_S)
+            if self._stopping or self.proc is None or self.proc.poll() is None:
+                continue
+            now = time.monotonic()
+            self._restarts = [t for t in self._restarts if now - t < 60] + [now]
+            if len(self._restarts) > 5:
+                err_console.print(f"error: the job worker keeps dying (exit {self.proc.returncode}); not restarting it",
+                                  highlight=False, soft_wrap=True)
+                return
+            err_console.print(f"warning: the job worker exited ({self.proc.returncode}); restarting it",
+                              highlight=False, soft_wrap=True)
+            self._spawn()
+            if self.on_restart:
+                self.on_restart()
+
+    def stop(self) -> None:
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def _start_service_supervisor(workspace) -> None:
     """Services deployed before a restart come back with the platform: start their supervisor if any should run."""
     from modelyard.deploy.supervisor import ensure_running
@@ -104,20 +166,19 @@ def server(
     sock = _free_socket(host, port)
     bound_port = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound_port}"
-    worker_proc = None
-    if not no_worker:
-        cmd = [sys.executable, "-m", "modelyard.cli.main", "--home", str(settings.home), "worker"]
-        if workers:
-            cmd += ["--concurrency", str(workers)]
-        from modelyard.jobs.executor import exit_with_parent
-
-        # the worker stops (gracefully, SIGTERM) even when the server dies with kill -9
-        worker_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=exit_with_parent)  # noqa: PLW1509
+    keeper = None if no_worker else WorkerKeeper(settings.home, workers)
     info_path = settings.home / SERVER_FILE
-    _write_atomic(info_path, json.dumps({"url": url, "pid": os.getpid(),
-                                         "worker_pid": worker_proc.pid if worker_proc else None}))
+
+    def write_info() -> None:
+        _write_atomic(info_path, json.dumps({"url": url, "pid": os.getpid(),
+                                             "worker_pid": keeper.pid if keeper else None}))
+
+    if keeper is not None:
+        keeper.on_restart = write_info
+        keeper.start()
+    write_info()
     err_console.print(f"Modelyard {url} (docs {url}/docs), workspace {settings.home}"
-                      f"{'' if no_worker else ', worker pid ' + str(worker_proc.pid)}", soft_wrap=True, highlight=False)
+                      f"{'' if keeper is None else ', worker pid ' + str(keeper.pid)}", soft_wrap=True, highlight=False)
     _start_service_supervisor(workspace)
     config = uvicorn.Config(create_app(workspace), log_level="warning", access_log=False, lifespan="off")
     # uvicorn re-raises the signal that stopped it once it has restored the previous handlers; make those
@@ -127,13 +188,8 @@ def server(
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
-        if worker_proc is not None and worker_proc.poll() is None:
-            worker_proc.send_signal(signal.SIGTERM)
-            try:
-                worker_proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker_proc.kill()
-                worker_proc.wait()
+        if keeper is not None:
+            keeper.stop()
         info_path.unlink(missing_ok=True)
         sock.close()
         workspace.close()

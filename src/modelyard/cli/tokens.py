@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from rich.markup import escape
+
 from modelyard.cli._common import console, get_client, print_json
 
 app = typer.Typer(no_args_is_help=True)
@@ -24,7 +26,7 @@ def create(
     if as_json:
         print_json(token)
         return
-    console.print(f"{token['id']} {token['name']} ({token['role']}); secret, shown once:")
+    console.print(f"{token['id']} {escape(token['name'])} ({token['role']}); secret, shown once:")
     console.print(token["token"], highlight=False, soft_wrap=True)
 
 
@@ -40,7 +42,7 @@ def list_tokens(as_json: JsonOpt = False) -> None:
         return
     table = Table("id", "name", "role", "prefix", "created", "last used", "state", box=None)
     for t in data["items"]:
-        table.add_row(t["id"], t["name"], t["role"], t["prefix"] + "…", t["created_at"], t["last_used_at"] or "-",
+        table.add_row(t["id"], escape(t["name"]), t["role"], t["prefix"] + "…", t["created_at"], t["last_used_at"] or "-",
                       "active" if t["active"] else f"[red]revoked {t['revoked_at']}[/]")
     console.print(table)
 
@@ -53,4 +55,4 @@ def revoke(token_id: str, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(token)
     else:
-        console.print(f"{token['id']} {token['name']} revoked")
+        console.print(f"{token['id']} {escape(token['name'])} revoked")

@@ -62,17 +62,60 @@ def run_job(queue: JobQueue, job_id: str) -> int:
         if result is not None and not isinstance(result, dict):
             raise TypeError(f"job kind {job.kind} returned {type(result).__name__}, not a dict")
     except ModelyardError as exc:
+        if ctx.cancelled():
+            return _finish_cancelled(queue, ctx, job)
         ctx.log(f"failed: {exc}")
-        queue.finish(job_id, "failed", error=str(exc), message="failed")
+        queue.finish(job_id, "failed", error=str(exc), message="failed", worker=job.worker)
         return 1
     except Exception as exc:  # noqa: BLE001 - a job's bug must end the job, not the worker
         traceback.print_exc()
         ctx.log(f"failed: {type(exc).__name__}: {exc}")
-        queue.finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}", message="failed")
+        queue.finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}", message="failed", worker=job.worker)
+        return 1
+    if ctx.cancelled():  # a kind that stopped early on request returns a partial result: that is no success
+        return _finish_cancelled(queue, ctx, job)
+    try:
+        result = json_safe(result or {})
+    except (TypeError, ValueError) as exc:
+        ctx.log(f"failed: the result is not JSON: {exc}")
+        queue.finish(job_id, "failed", error=f"job kind {job.kind} returned a result that is not JSON: {exc}",
+                     message="failed", worker=job.worker)
         return 1
     ctx.log(f"succeeded in {time.monotonic() - started:.2f}s")
-    queue.finish(job_id, "succeeded", result=result or {}, message="done")
+    queue.finish(job_id, "succeeded", result=result, message="done", worker=job.worker)
     return 0
+
+
+def _finish_cancelled(queue: JobQueue, ctx: ProcessJobContext, job) -> int:
+    ctx.log("cancelled on request")
+    queue.finish(job.id, "cancelled", message="cancelled", worker=job.worker)
+    return 0
+
+
+def json_safe(value):
+    """``value`` as strict JSON data: numpy scalars and arrays become numbers and lists, NaN and infinities become
+    None (JSON has no such numbers, and one of them would break every listing that contains the job)."""
+    import json
+    import math
+
+    def default(obj):
+        for attr in ("tolist", "item"):
+            if hasattr(obj, attr):
+                return getattr(obj, attr)()
+        if isinstance(obj, Path):
+            return str(obj)
+        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+    def clean(obj):
+        if isinstance(obj, float) and not math.isfinite(obj):
+            return None
+        if isinstance(obj, dict):
+            return {str(k): clean(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [clean(v) for v in obj]
+        return obj
+
+    return clean(json.loads(json.dumps(value, default=default, allow_nan=True)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import time
 from datetime import timedelta
 
 import psutil
+from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.core import plugins
 from modelyard.core.errors import ModelyardError
@@ -60,7 +61,8 @@ class Worker:
     # -- recovery -----------------------------------------------------------------------------------------------
     def _worker_is_dead(self, job: Job) -> bool:
         if job.worker == self.id:
-            return False
+            # a restarted container can reuse host name and pid: then "our" job is one we never started
+            return job.id not in self.executor.active()
         host, _, pid_text = (job.worker or "").rpartition(":")
         if host == _host() and pid_text.isdigit() and not psutil.pid_exists(int(pid_text)):
             return True
@@ -85,6 +87,11 @@ class Worker:
                 retry = kind.idempotent and job.attempts < kind.max_attempts
             except ModelyardError:
                 retry = False
+            if job.cancel_requested:
+                if self.queue.finish(job.id, "cancelled", message="cancelled", worker=job.worker):
+                    self._note(job.id, f"cancelled on request (its worker {job.worker} had stopped)")
+                    handled.append(job.id)
+                continue
             if retry:
                 done = self.queue.requeue(job.id, f"re-queued: {reason}", worker=job.worker)
             else:
@@ -160,9 +167,18 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop_event.set())
         started = 0
+        backoff = self.poll_interval
         try:
             while not self.stop_event.is_set():
-                started += self.turn(max_jobs, started)
+                try:
+                    started += self.turn(max_jobs, started)
+                    backoff = self.poll_interval
+                except SQLAlchemyError as exc:  # a locked SQLite or a dropped PostgreSQL connection: wait, retry
+                    backoff = min(backoff * 2, 10.0)
+                    log.warning("database error in the worker loop (retrying in %.1fs): %s", backoff,
+                                str(exc).splitlines()[0])
+                    self.stop_event.wait(backoff)
+                    continue
                 if not self.executor.active():
                     if max_jobs is not None and started >= max_jobs:
                         break
@@ -183,6 +199,10 @@ class Worker:
             except ModelyardError:
                 idempotent = False
             reason = f"worker {self.id} shut down while the job was running"
+            if job.cancel_requested:
+                self.queue.finish(job_id, "cancelled", message="cancelled", worker=self.id)
+                self._note(job_id, "cancelled on request")
+                continue
             if idempotent:
                 self.queue.requeue(job_id, f"re-queued: {reason}", worker=self.id)
             else:

@@ -14,7 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelyard.core.version import __version__
 from modelyard.core.errors import ModelyardError
 from modelyard.server.auth import Principal
-from modelyard.server.limits import BodyLimitMiddleware
+from modelyard.core.ids import new_id
+from modelyard.server.limits import BodyLimitMiddleware, BodyTooLarge
 from modelyard.store.workspace import Workspace
 
 log = logging.getLogger("modelyard.server")
@@ -92,13 +93,20 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException):
+        if isinstance(exc.__cause__, BodyTooLarge) or isinstance(exc.__context__, BodyTooLarge):
+            # FastAPI wraps what the body limit raises while it parses a JSON body into a generic 400
+            limit = workspace.settings.max_body_bytes
+            return _error(413, "payload_too_large", f"request body exceeds the limit of {limit} bytes")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return _error(exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), message, exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):
-        log.exception("unhandled error")
-        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        # details (SQL, paths, hosts) stay in the server log; the caller learns the error's type and a reference
+        reference = new_id("err")
+        log.exception("unhandled error %s", reference)
+        return _error(500, "internal_error", f"internal error ({type(exc).__name__}); reference {reference} "
+                      "in the server log")
 
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger-assets")
 
