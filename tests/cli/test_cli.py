@@ -82,3 +82,14 @@ def test_help_is_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "Usage: modelyard" in proc.stdout
     assert proc.stderr.strip().endswith("HEAVY="), proc.stderr
+
+
+def test_blobs_put_and_get_round_trip(tmp_path):
+    home = tmp_path / "w"
+    source = tmp_path / "weights.bin"
+    source.write_bytes(os.urandom(300_000))
+    stored = json.loads(run_cli("blobs", "put", str(source), "--json", home=home, check=True).stdout)["items"][0]
+    assert stored["digest"].startswith("sha256:") and stored["size"] == 300_000
+    run_cli("blobs", "get", stored["digest"], "-o", str(tmp_path / "out" / "copy.bin"), home=home, check=True)
+    assert (tmp_path / "out" / "copy.bin").read_bytes() == source.read_bytes()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["copy.bin"], "no temporary file is left behind"

@@ -206,12 +206,22 @@ class Blobs:
             ).json()
 
     def get(self, digest: str, dest: str | Path) -> Path:
-        """Download a verified blob to ``dest`` (written atomically)."""
+        """Download a verified blob to ``dest``: streamed to a temporary file beside it, fsynced, then renamed."""
         import os
+        import tempfile
 
         dest = Path(dest)
-        tmp = dest.with_name(f".{dest.name}.part")
+        dest.parent.mkdir(parents=True, exist_ok=True)
         response = self._c.request("GET", f"/api/v1/blobs/{digest}")
-        tmp.write_bytes(response.content)
-        os.replace(tmp, dest)
+        handle = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False)
+        try:
+            with handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(handle.name, dest)
+        except BaseException:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
         return dest

@@ -135,6 +135,10 @@ class LocalExecutor(Executor):
         if proc is None:
             return
         kill_tree(proc.pid)
+        try:  # grandchildren that were re-parented away from the tree are still in the job's session
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         proc.wait(timeout=10)
 
     def active(self) -> set[str]:
