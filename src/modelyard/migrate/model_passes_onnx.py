@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
-import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -14,41 +11,10 @@ from pydantic import Field
 from modelyard.core.errors import InvalidInput
 from modelyard.migrate.passes import Pass, PassConfig, PassFailed, copy_layer_map
 from modelyard.runtime.spec import Artifact
+from modelyard.runtime.tracing import example_inputs, quiet_exporters
 
 
-@contextlib.contextmanager
-def quiet_exporters():
-    """Silence exporter chatter (deprecation warnings, 'torchvision is not installed' log lines): the pass
-    records what matters (fallbacks, skipped steps) as notes on its result instead."""
-    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "nncf", "")
-    loggers = [logging.getLogger(name) for name in names]  # "" is the root logger onnxruntime.quantization uses
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
-
-def example_inputs(spec, seed: int = 0) -> tuple:
-    """Torch example inputs for tracing: named dims get at least 2 so export does not specialise them to 1."""
-    import numpy as np
-    import torch
-
-    from modelyard.runtime.feeds import random_feeds
-
-    dims = {name: max(2, value) for name, value in spec.dims.items()}
-    for inp in spec.inputs:
-        for d in inp.shape:
-            if isinstance(d, str):
-                dims.setdefault(d, 2)
-    traced = spec.model_copy(update={"dims": dims}).with_base_dir(spec.base_dir)
-    feeds = next(random_feeds(traced, 1, seed))
-    return tuple(torch.from_numpy(np.ascontiguousarray(feeds[i.name])) for i in spec.inputs)
 
 
 class TorchToOnnxConfig(PassConfig):

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from modelyard.migrate.model_passes_onnx import _calibration_digest, calibration_feeds, quiet_exporters
+from modelyard.migrate.model_passes_onnx import _calibration_digest, calibration_feeds
 from modelyard.migrate.passes import Pass, PassConfig, PassFailed, copy_layer_map
 from modelyard.runtime.spec import Artifact
+from modelyard.runtime.tracing import quiet_exporters
 
 
 class OnnxToOpenVinoConfig(PassConfig):

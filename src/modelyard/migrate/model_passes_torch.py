@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from modelyard.core.errors import InvalidInput
-from modelyard.migrate.model_passes_onnx import example_inputs, quiet_exporters
 from modelyard.migrate.passes import Pass, PassConfig, PassFailed
 from modelyard.runtime.spec import Artifact
+from modelyard.runtime.tracing import example_inputs, quiet_exporters
 
 
 class TorchExportConfig(PassConfig):

@@ -17,10 +17,10 @@ from pathlib import Path
 from pydantic import Field
 
 from modelyard.migrate.model_passes_onnx import Int8Static, Int8StaticConfig, _calibration_digest, calibration_feeds
-from modelyard.migrate.model_passes_onnx import quiet_exporters
 from modelyard.migrate.model_passes_openvino import NncfInt8Config
 from modelyard.migrate.passes import Pass, PassFailed, copy_layer_map, get_pass
 from modelyard.runtime.spec import Artifact
+from modelyard.runtime.tracing import quiet_exporters
 
 
 class Int8StaticKeepFloatConfig(Int8StaticConfig):

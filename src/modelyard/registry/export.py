@@ -9,46 +9,14 @@ migration pass.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import logging
-import warnings
 from pathlib import Path
 
 from modelyard.core.errors import InvalidInput, Unavailable
+from modelyard.runtime.tracing import example_inputs, quiet_exporters
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Exporters log and warn a lot (deprecations, 'torchvision is not installed'); keep that out of user output."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "skl2onnx")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
-
-def _example_args(spec):
-    """Example inputs for tracing; named dims get at least 2 so the exporter does not specialise them to 1."""
-    import numpy as np
-    import torch
-
-    from modelyard.runtime.feeds import random_feeds
-
-    dims = {name: max(2, value) for name, value in spec.dims.items()}
-    for inp in spec.inputs:
-        for d in inp.shape:
-            if isinstance(d, str):
-                dims.setdefault(d, 2)
-    traced = spec.model_copy(update={"dims": dims}).with_base_dir(spec.base_dir)
-    feeds = next(random_feeds(traced, 1, 0))
-    return tuple(torch.from_numpy(np.ascontiguousarray(feeds[i.name])) for i in spec.inputs)
 
 
 def _forward_names(model, count: int) -> list[str] | None:
@@ -67,7 +35,7 @@ def torch_to_onnx(spec, target: Path) -> list[str]:
     from modelyard.runtime.torch_backend import build_torch_model, name_outputs
 
     model = build_torch_model(spec)
-    args = _example_args(spec)
+    args = example_inputs(spec)
     with torch.inference_mode():
         output_names = [name for name, _ in name_outputs(model(*args), spec.outputs)]
     input_names = [i.name for i in spec.inputs]
@@ -83,7 +51,7 @@ def torch_to_onnx(spec, target: Path) -> list[str]:
     dynamic_shapes = ({fn: shapes[i.name] for fn, i in zip(forward, spec.inputs, strict=True)} if forward
                       else tuple(shapes[i.name] for i in spec.inputs))
     try:
-        with _quiet():
+        with quiet_exporters():
             program = torch.onnx.export(model, args, None, dynamo=True, input_names=input_names,
                                         output_names=output_names, dynamic_shapes=dynamic_shapes, verbose=False)
             program.save(str(target))
@@ -92,7 +60,7 @@ def torch_to_onnx(spec, target: Path) -> list[str]:
         first = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     dynamic_axes = {i.name: {a: d for a, d in enumerate(i.shape) if isinstance(d, str)} for i in spec.inputs}
     try:
-        with _quiet():
+        with quiet_exporters():
             torch.onnx.export(model, args, str(target), dynamo=False, input_names=input_names,
                               output_names=output_names, dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
                               opset_version=17)
@@ -132,7 +100,7 @@ def estimator_to_onnx(estimator, target: Path, n_features: int | None = None) ->
             from onnxmltools.convert.common.data_types import FloatTensorType
         except ImportError as exc:
             raise Unavailable(f"converting LightGBM models needs onnxmltools: {exc}") from exc
-        with _quiet():
+        with quiet_exporters():
             try:
                 model = convert_lightgbm(estimator, initial_types=[("input", FloatTensorType([None, n]))],
                                          zipmap=False)
@@ -145,7 +113,7 @@ def estimator_to_onnx(estimator, target: Path, n_features: int | None = None) ->
             from skl2onnx.common.data_types import FloatTensorType
         except ImportError as exc:
             raise Unavailable(f"converting scikit-learn models needs skl2onnx: {exc}") from exc
-        with _quiet():
+        with quiet_exporters():
             try:
                 model = to_onnx(estimator, initial_types=[("input", FloatTensorType([None, n]))],
                                 options={"zipmap": False} if hasattr(estimator, "predict_proba") else None)
