@@ -182,3 +182,9 @@ def test_a_non_finite_result_does_not_break_the_listing(api):
     listed = api.get("/api/v1/jobs", headers=auth(api, "viewer"))
     assert listed.status_code == 200
     assert listed.json()["items"][0]["result"] == {"loss": None, "n": 3, "v": [1.5, None]}
+
+
+def test_service_names_cannot_be_probed_without_a_token(api):
+    assert_error(api.post("/api/v1/services/secret-model/predict", json={"inputs": {}}), 401)
+    assert_error(api.post("/api/v1/services/secret-model/predict", json={"inputs": {}}, headers=auth(api, "viewer")),
+                 404)

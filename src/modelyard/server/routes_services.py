@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.core.errors import Unavailable
+from modelyard.core.errors import NotFound, Unavailable
 from modelyard.deploy.services import DeploySpec
 from modelyard.server.auth import Principal, require
 
@@ -144,7 +144,12 @@ async def predict(name: str, request: Request):
     is public."""
     from starlette.concurrency import run_in_threadpool
 
-    service = await run_in_threadpool(_store(request).get, name)
+    try:
+        service = await run_in_threadpool(_store(request).get, name)
+    except NotFound:
+        # authenticate before saying "not found", so callers without a token cannot probe service names
+        await run_in_threadpool(require("viewer"), request)
+        raise
     if not service.public:
         await run_in_threadpool(require("viewer"), request)
     body = await request.body()
