@@ -335,15 +335,21 @@ class Int8Static(Pass):
     def _cache_extra(self, artifact: Artifact, config: Int8StaticConfig) -> str:
         return _calibration_digest(artifact.spec, config.calibration)
 
+    def _kept_in_float(self, model, config: Int8StaticConfig, notes: list[str]) -> list[str]:
+        """Node names to leave unquantized; none here (subclasses keep some in float)."""
+        return []
+
     def _run_impl(self, artifact: Artifact, config: Int8StaticConfig, out_dir: Path, stem: str, notes: list[str]) -> Path:
         import onnx
         from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
         from onnxruntime.quantization import quantize_static
 
-        model_inputs = {i.name for i in onnx.load(str(artifact.path)).graph.input}
-        samples = calibration_feeds(artifact.spec, config.calibration, config.samples, model_inputs)
+        model = onnx.load(str(artifact.path))
+        samples = calibration_feeds(artifact.spec, config.calibration, config.samples,
+                                    {i.name for i in model.graph.input})
         if not config.calibration:
             notes.append(f"calibrated on {len(samples)} seeded random samples: pass --calib DATA for real ranges")
+        excluded = self._kept_in_float(model, config, notes)
 
         class Reader(CalibrationDataReader):
             def __init__(self):
@@ -364,6 +370,7 @@ class Int8Static(Pass):
                     str(artifact.path), str(target), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=config.per_channel, activation_type=types[config.activation_type],
                     weight_type=types[config.weight_type], calibrate_method=methods[config.method],
+                    nodes_to_exclude=excluded or None,
                 )
         except InvalidInput:
             raise

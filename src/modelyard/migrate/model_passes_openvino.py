@@ -106,6 +106,10 @@ class NncfInt8(Pass):
     def _cache_extra(self, artifact: Artifact, config: NncfInt8Config) -> str:
         return _calibration_digest(artifact.spec, config.calibration)
 
+    def _kept_in_float(self, model, config: NncfInt8Config, notes: list[str]) -> list[str]:
+        """Node names NNCF must leave in float (its ignored scope); none here (subclasses keep some)."""
+        return []
+
     def _run_impl(self, artifact: Artifact, config: NncfInt8Config, out_dir: Path, stem: str, notes: list[str]) -> Path:
         import logging
 
@@ -118,12 +122,14 @@ class NncfInt8(Pass):
         samples = calibration_feeds(artifact.spec, config.calibration, config.samples, {i.name for i in model.graph.input})
         if not config.calibration:
             notes.append(f"calibrated on {len(samples)} seeded random samples: pass --calib DATA for real ranges")
+        excluded = self._kept_in_float(model, config, notes)
         preset = nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance" else nncf.QuantizationPreset.MIXED
         try:
             # NOTE: NNCF draws rich progress bars on stdout, which would corrupt `--json` output
             with quiet_exporters(), contextlib.redirect_stdout(io.StringIO()):
                 quantized = nncf.quantize(
-                    model, nncf.Dataset(samples), preset=preset, subset_size=len(samples)
+                    model, nncf.Dataset(samples), preset=preset, subset_size=len(samples),
+                    ignored_scope=nncf.IgnoredScope(names=excluded, validate=False) if excluded else None,
                 )
         except Exception as exc:  # noqa: BLE001 - NNCF surfaces backend errors of every kind
             raise PassFailed(f"pass {self.name}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None

@@ -10,17 +10,13 @@ that implement them, through the exporter's name scopes.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 from pydantic import Field
 
-from modelyard.migrate.model_passes_onnx import Int8Static, Int8StaticConfig, _calibration_digest, calibration_feeds
-from modelyard.migrate.model_passes_openvino import NncfInt8Config
-from modelyard.migrate.passes import Pass, PassFailed, copy_layer_map, get_pass
-from modelyard.runtime.spec import Artifact
-from modelyard.runtime.tracing import quiet_exporters
+from modelyard.migrate.model_passes_onnx import Int8Static, Int8StaticConfig
+from modelyard.migrate.model_passes_openvino import NncfInt8, NncfInt8Config
+from modelyard.migrate.passes import Pass, get_pass
 
 
 class Int8StaticKeepFloatConfig(Int8StaticConfig):
@@ -43,44 +39,10 @@ class Int8StaticKeepFloat(Int8Static):
     config_model = Int8StaticKeepFloatConfig
     suffix = ".int8-static-kf.onnx"
 
-    def _run_impl(self, artifact: Artifact, config: Int8StaticKeepFloatConfig, out_dir: Path, stem: str,
-                  notes: list[str]) -> Path:
-        import onnx
-        from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
-        from onnxruntime.quantization import quantize_static
-
-        model = onnx.load(str(artifact.path))
+    def _kept_in_float(self, model, config: Int8StaticKeepFloatConfig, notes: list[str]) -> list[str]:
         excluded = excluded_node_names(model, config.exclude_nodes, config.exclude_op_types)
-        samples = calibration_feeds(artifact.spec, config.calibration, config.samples, {i.name for i in model.graph.input})
-        if not config.calibration:
-            notes.append(f"calibrated on {len(samples)} seeded random samples: pass --calib DATA for real ranges")
         notes.append(f"{len(excluded)} nodes kept in float")
-
-        class Reader(CalibrationDataReader):
-            def __init__(self):
-                self._iter = iter(samples)
-
-            def get_next(self):
-                return next(self._iter, None)
-
-        types = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}
-        methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                   "percentile": CalibrationMethod.Percentile}
-        target = out_dir / stem
-        try:
-            with quiet_exporters():
-                quantize_static(
-                    str(artifact.path), str(target), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=config.per_channel, activation_type=types[config.activation_type],
-                    weight_type=types[config.weight_type], calibrate_method=methods[config.method],
-                    nodes_to_exclude=excluded or None,
-                )
-        except Exception as exc:  # noqa: BLE001 - calibration failures come from deep inside onnxruntime
-            raise PassFailed(f"pass {self.name}: quantization failed: {type(exc).__name__}: {exc}") from None
-        for leftover in out_dir.glob("*augmented*"):
-            leftover.unlink()
-        copy_layer_map(artifact.path, target)
-        return target
+        return excluded
 
 
 class NncfInt8KeepFloatConfig(NncfInt8Config):
@@ -90,47 +52,18 @@ class NncfInt8KeepFloatConfig(NncfInt8Config):
     exclude_op_types: list[str] = Field(default_factory=list)
 
 
-class NncfInt8KeepFloat(Pass):
+class NncfInt8KeepFloat(NncfInt8):
     """NNCF post-training INT8 with an ignored scope: the named nodes / operator types stay in float."""
 
     name = "nncf-int8-keep-float"
     description = "NNCF INT8 post-training quantization keeping the named nodes / operator types in float."
     config_model = NncfInt8KeepFloatConfig
-    input_formats = ("onnx",)
-    output_format = "onnx"
     suffix = ".nncf-int8-kf.onnx"
 
-    def _cache_extra(self, artifact: Artifact, config: NncfInt8KeepFloatConfig) -> str:
-        return _calibration_digest(artifact.spec, config.calibration)
-
-    def _run_impl(self, artifact: Artifact, config: NncfInt8KeepFloatConfig, out_dir: Path, stem: str,
-                  notes: list[str]) -> Path:
-        import logging
-
-        import onnx
-
-        logging.getLogger("nncf").setLevel(logging.ERROR)
-        import nncf
-
-        model = onnx.load(str(artifact.path))
+    def _kept_in_float(self, model, config: NncfInt8KeepFloatConfig, notes: list[str]) -> list[str]:
         excluded = excluded_node_names(model, config.exclude_nodes, config.exclude_op_types)
-        samples = calibration_feeds(artifact.spec, config.calibration, config.samples, {i.name for i in model.graph.input})
-        if not config.calibration:
-            notes.append(f"calibrated on {len(samples)} seeded random samples: pass --calib DATA for real ranges")
         notes.append(f"{len(excluded)} nodes kept in float")
-        preset = nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance" else nncf.QuantizationPreset.MIXED
-        try:
-            with quiet_exporters(), contextlib.redirect_stdout(io.StringIO()):
-                quantized = nncf.quantize(
-                    model, nncf.Dataset(samples), preset=preset, subset_size=len(samples),
-                    ignored_scope=nncf.IgnoredScope(names=excluded, validate=False) if excluded else None,
-                )
-        except Exception as exc:  # noqa: BLE001 - NNCF surfaces backend errors of every kind
-            raise PassFailed(f"pass {self.name}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-        target = out_dir / stem
-        onnx.save(quantized, str(target))
-        copy_layer_map(artifact.path, target)
-        return target
+        return excluded
 
 
 EXTRA_PASSES = {p.name: p for p in (Int8StaticKeepFloat, NncfInt8KeepFloat)}
