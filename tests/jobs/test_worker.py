@@ -1,6 +1,5 @@
 """The worker as users run it: a real ``modelyard worker`` process running real job processes."""
 
-import json
 import os
 import signal
 import subprocess

@@ -80,7 +80,7 @@ def _extract_tar(source: Path, dest: Path, archive: Path) -> None:
         _check_count(archive, len(members))
         total = 0
         for member in members:
-            pure = _checked_name(archive, member.name)
+            _checked_name(archive, member.name)  # refuses absolute paths and ../
             if member.issym() or member.islnk():
                 raise InvalidInput(f"{archive.name}: member {member.name!r} is a link; refusing the archive")
             if not (member.isfile() or member.isdir()):

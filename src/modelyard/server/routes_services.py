@@ -3,7 +3,7 @@ predict proxy ``/api/v1/services/S/predict`` (a token unless the service is publ
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
