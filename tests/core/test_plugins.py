@@ -45,4 +45,5 @@ def test_ids_are_unique_and_sort_by_time():
     later = [new_id("job") for _ in range(1000)]
     assert len(set(later)) == 1000
     assert all(first < other for other in later)
+    assert later == sorted(later), "ids made within one millisecond still sort in creation order"
     assert first.startswith("job_") and len(first) == 24

@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
 
+_lock = threading.Lock()
+_last = (0, 0)  # (milliseconds, random part) of the previous id made by this process
+
+
 def new_id(prefix: str) -> str:
-    """A sortable, unique id: ``prefix_`` + 10 chars of milliseconds + 10 random chars (ULID-like).
+    """A sortable, unique id: ``prefix_`` + 10 chars of milliseconds + 10 chars of a random part (ULID-like).
+
+    Ids made by one process sort in creation order even within one millisecond: the random part of the next id
+    in the same millisecond is the previous one plus one (ULID's monotonic mode).
 
     Example: ``new_id("job") -> "job_01jd3k9x2mtq8c4w0z7r"``.
     """
-    millis = int(time.time() * 1000)
+    global _last
+    with _lock:
+        millis = int(time.time() * 1000)
+        last_millis, last_rand = _last
+        if millis <= last_millis:
+            millis, rand = last_millis, (last_rand + 1) % (1 << 50)
+        else:
+            rand = int.from_bytes(os.urandom(7), "big") >> 6  # 50 bits: ten base32 chars
+        _last = (millis, rand)
     stamp = "".join(_ALPHABET[(millis >> (5 * i)) & 31] for i in reversed(range(10)))
-    rand = int.from_bytes(os.urandom(7), "big")
-    tail = "".join(_ALPHABET[(rand >> (5 * i)) & 31] for i in range(10))
+    tail = "".join(_ALPHABET[(rand >> (5 * i)) & 31] for i in reversed(range(10)))
     return f"{prefix}_{stamp}{tail}"
 
 
