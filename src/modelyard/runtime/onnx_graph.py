@@ -83,6 +83,7 @@ class GraphLayers:
         self.layers: list[GraphLayer] = layers_for(model, model_path, depth)
         self.by_name = {layer.name: layer for layer in self.layers}
         self._submodels: dict[str, object] = {}
+        self._inferred = None
 
     def output_tensors(self, names: list[str]) -> dict[str, str]:
         """layer name -> tensor name, for the names this graph has."""
@@ -103,7 +104,10 @@ class GraphLayers:
         if name not in self._submodels:
             layer = self.by_name[name]
             try:
-                extracted = onnx.utils.Extractor(self.model).extract_model(list(layer.inputs), [layer.output])
+                if self._inferred is None:
+                    # NOTE: onnx>=1.23's Extractor needs value_info at the cut points; exporters often write none
+                    self._inferred = onnx.shape_inference.infer_shapes(self.model)
+                extracted = onnx.utils.Extractor(self._inferred).extract_model(list(layer.inputs), [layer.output])
             except (ValueError, KeyError) as exc:
                 # e.g. a QDQ graph whose layer boundary runs through quantize/dequantize pairs
                 raise Unavailable(f"layer {name} cannot be cut out of the ONNX graph for replay: {exc}") from exc
