@@ -15,8 +15,10 @@ UNAVAILABLE = [s for s in list_backends() if not s.available]
 
 
 def _artifact(name, mlp_spec, mlp_onnx):
+    """The ModelSpec for torch, the ONNX export for the others; ``torch:<device>/onnx`` runs the ONNX on torch."""
+    name, _, fmt = name.partition("/")
     backend = get_backend(name)
-    return mlp_spec.source() if "torch" in backend.formats else mlp_onnx
+    return mlp_spec.source() if "torch" in backend.formats and fmt != "onnx" else mlp_onnx
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +27,10 @@ def reference(mlp_spec):
     return runner
 
 
-@pytest.mark.parametrize("name", AVAILABLE)
+@pytest.mark.parametrize("name", AVAILABLE + [f"{n}/onnx" for n in AVAILABLE if n.startswith("torch:")])
 def test_backend_contract(name, mlp_spec, mlp_onnx, reference):
-    runner = get_backend(name).load(_artifact(name, mlp_spec, mlp_onnx))
-    assert runner.backend_name == name
+    runner = get_backend(name.partition("/")[0]).load(_artifact(name, mlp_spec, mlp_onnx))
+    assert runner.backend_name == name.partition("/")[0]
     feeds = next(random_feeds(mlp_spec, 1, seed=3))
     outputs = runner.infer(feeds)
     assert list(outputs) == ["logits"] and runner.output_names == ["logits"]
@@ -68,6 +70,35 @@ def test_unavailable_backends_say_why():
             get_backend(missing[0]).load(None)
 
 
+def test_auto_backend_picks_the_gpu_only_when_the_graph_runs_there(monkeypatch, mlp_onnx, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from modelyard.runtime import registry
+    from modelyard.runtime.torch_backend import TorchBackend
+
+    assert registry.auto_backend("openvino") == "openvino:cpu"
+    with pytest.raises(InvalidInput, match="served formats"):
+        registry.auto_backend("torch")
+    monkeypatch.setattr(registry, "_nvidia_driver_present", lambda: False)
+    assert registry.auto_backend("onnx", mlp_onnx.path) == "onnxruntime:cpu"
+    # a GPU box whose onnxruntime has no CUDA provider (the common case: onnxruntime, not onnxruntime-gpu)
+    monkeypatch.setattr(registry, "_nvidia_driver_present", lambda: True)
+    monkeypatch.setattr(TorchBackend, "_available_impl", lambda self: (True, ""))
+    if not get_backend("onnxruntime:cuda").available()[0]:
+        assert registry.auto_backend("onnx", mlp_onnx.path) == "torch:cuda"
+        custom = tmp_path / "custom.onnx"
+        graph = helper.make_graph([helper.make_node("Frobnicate", ["x"], ["y"], domain="com.example")], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                          helper.make_opsetid("com.example", 1)]), str(custom))
+        assert registry.auto_backend("onnx", custom) == "onnxruntime:cpu"
+    monkeypatch.undo()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert registry._nvidia_driver_present() is False
+
+
 def test_unknown_backend_and_device():
     with pytest.raises(InvalidInput, match="unknown backend 'tensorflow'"):
         get_backend("tensorflow:cpu")
@@ -75,9 +106,9 @@ def test_unknown_backend_and_device():
         get_backend("torch:tpu")
 
 
-def test_backend_rejects_wrong_format(mlp_onnx):
-    with pytest.raises(InvalidInput, match="cannot run a onnx model"):
-        get_backend("torch:cpu").load(mlp_onnx)
+def test_backend_rejects_wrong_format(mlp_spec):
+    with pytest.raises(InvalidInput, match="cannot run a torch model"):
+        get_backend("onnxruntime:cpu").load(mlp_spec.source())
 
 
 @pytest.mark.gpu

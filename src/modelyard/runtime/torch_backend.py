@@ -317,11 +317,15 @@ class TorchRunner(Runner):
 
 class TorchBackend(Backend):
     """``torch:<device>``. Load options: ``dtype`` (``float32`` default, ``float64``), ``allow_tf32`` (CUDA only,
-    default ``False`` so the reference is true fp32; recorded in ``runner.info``)."""
+    default ``False`` so the reference is true fp32; recorded in ``runner.info``).
+
+    Runs ModelSpec models (built from their code) and ONNX graphs (each node as a torch call, see
+    :mod:`modelyard.runtime.onnx_torch`): an ONNX model reaches any accelerator that has a torch device plugin.
+    """
 
     name = "torch"
     devices = ("cpu", "cuda", "npu", "xpu", "mps")
-    formats = ("torch",)
+    formats = ("torch", "onnx")
 
     def _available_impl(self) -> tuple[bool, str]:
         import torch
@@ -366,8 +370,6 @@ class TorchBackend(Backend):
             raise InvalidInput(f"unknown torch backend option(s): {', '.join(sorted(options))}")
         if dtype == "float64" and self.device in ("mps", "npu"):
             raise InvalidInput(f"torch:{self.device} cannot run float64")
-        model = build_torch_model(artifact.spec, dtype=dtype)
-        device = torch.device(self.device)
         info: dict = {"torch": torch.__version__, "dtype": dtype, "precision": "fp64" if dtype == "float64" else "fp32"}
         if self.device == "cuda":
             # NOTE: cuDNN convolutions default to TF32 on Ampere+, a silent 10-bit mantissa; keep the reference fp32
@@ -375,5 +377,13 @@ class TorchBackend(Backend):
             torch.backends.cudnn.allow_tf32 = allow_tf32
             info["allow_tf32"] = allow_tf32
             info["device_name"] = torch.cuda.get_device_name(0)
+        if artifact.format == "onnx":
+            if dtype != "float32":
+                raise InvalidInput("torch backend option dtype: an ONNX model runs in the types its graph declares")
+            from modelyard.runtime.onnx_torch import OnnxTorchRunner
+
+            return OnnxTorchRunner(artifact.path, self.device, info)
+        model = build_torch_model(artifact.spec, dtype=dtype)
+        device = torch.device(self.device)
         model = model.to(device)
         return TorchRunner(model, device, artifact.spec, dtype, info)
