@@ -231,3 +231,42 @@ def test_services_come_back_after_the_platform_restarts(platform, linear_service
     service = platform.client.services.wait("lin", timeout=60)
     assert service["port"] == port and service["healthy_replicas"] == 2
     assert post_json(linear_service, {"x": X.tolist()}, platform.auth()).status_code == 200
+
+
+def _served_backends(service: dict, headers: dict) -> set[str]:
+    described = httpx.get(service["url"] + "/v1/models", headers=headers, timeout=10).json()
+    return {v["backend"] for v in described["versions"]}
+
+
+def test_an_onnx_version_serves_on_torch_kernels(platform, linear_expected):
+    """``--backend torch:<device>`` runs the ONNX graph with torch operators: how ONNX reaches GPUs and NPUs that
+    have a torch device plugin but no onnxruntime build."""
+    service = platform.client.services.deploy("linear@1", "lin-torch", backend="torch:cpu", max_batch=8,
+                                              timeout=60)
+    try:
+        assert _served_backends(service, platform.auth()) == {"torch:cpu"}
+        answer = post_json(service, {"x": X.tolist()}, platform.auth())
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["outputs"]["y"], linear_expected(X), rtol=1e-6)
+        wrong = post_json(service, {"x": [[1.0, 2.0]]}, platform.auth())
+        assert wrong.status_code == 400 and "x" in wrong.json()["error"]["message"]
+    finally:
+        platform.client.services.stop("lin-torch")
+    with pytest.raises(DeployFailed, match="no torch kernel for com.example.missing::Frobnicate"):
+        platform.client.services.deploy("linear@3", "broken-torch", backend="torch:cpu", timeout=60)
+    platform.client.services.stop("broken-torch")
+
+
+@pytest.mark.gpu
+def test_auto_serves_onnx_on_the_gpu(platform, linear_expected):
+    from modelyard.runtime.registry import get_backend
+
+    if not get_backend("torch:cuda").available()[0]:
+        pytest.skip("no CUDA device: auto serves onnxruntime:cpu here")
+    service = platform.client.services.deploy("linear@1", "lin-gpu", timeout=120)
+    try:
+        assert _served_backends(service, platform.auth()) & {"torch:cuda", "onnxruntime:cuda"}
+        answer = post_json(service, {"x": X.tolist()}, platform.auth())
+        np.testing.assert_allclose(answer.json()["outputs"]["y"], linear_expected(X), rtol=1e-5)
+    finally:
+        platform.client.services.stop("lin-gpu")

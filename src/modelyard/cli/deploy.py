@@ -14,7 +14,9 @@ def register(app: typer.Typer) -> None:
     def deploy(
         model: Annotated[str, typer.Argument(help="NAME@VERSION, NAME@ALIAS or NAME (newest).")],
         name: Annotated[str | None, typer.Option("--name", "-n", help="Service name (default: the model's).")] = None,
-        backend: Annotated[str, typer.Option(help="auto, or backend:device (onnxruntime:cpu, openvino:cpu...).")] = "auto",
+        backend: Annotated[str, typer.Option(
+            help="auto (ONNX on the GPU when there is one), or backend:device (onnxruntime:cpu, openvino:cpu, "
+                 "torch:cuda: ONNX run by torch kernels...).")] = "auto",
         replicas: Annotated[int, typer.Option(help="Replica processes.")] = 1,
         max_batch: Annotated[int, typer.Option("--max-batch", help="Most rows per batched inference (1: off).")] = 16,
         max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="Longest a batch waits for more "

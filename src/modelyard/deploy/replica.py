@@ -37,19 +37,13 @@ def _warm_feeds(signature) -> dict[str, np.ndarray] | None:
     return feeds
 
 
-def _backend_for(config_backend: str, fmt: str) -> str:
-    from modelyard.deploy.services import DEFAULT_FORMAT_BACKENDS
-
-    return DEFAULT_FORMAT_BACKENDS[fmt] if config_backend == "auto" else config_backend
-
-
 def load_versions(workspace, config: dict) -> list:
     """Materialize, load and warm up every version with traffic; raises on the first that cannot."""
     from modelyard.deploy.batching import DynamicBatcher
     from modelyard.deploy.model_server import LoadedVersion
     from modelyard.registry.resolve import materialize
     from modelyard.registry.versions import ModelRegistry
-    from modelyard.runtime.registry import get_backend
+    from modelyard.runtime.registry import auto_backend, get_backend
     from modelyard.runtime.spec import Artifact
 
     registry = ModelRegistry(workspace)
@@ -61,13 +55,14 @@ def load_versions(workspace, config: dict) -> list:
             continue
         version = registry.get_version_by_id(entry["version_id"])
         folder = materialize(registry, version)
-        backend_name = _backend_for(serving["backend"], version.format)
-        backend = get_backend(backend_name)
+        entry_path = folder / version.entry
+        backend_name = serving["backend"]
+        backend = get_backend(auto_backend(version.format, entry_path) if backend_name == "auto" else backend_name)
         options = {"threads": threads} if backend.name == "onnxruntime" else {}
         from modelyard.registry.resolve import ResolvedModel, version_spec
 
         spec = version_spec(ResolvedModel(version, folder))
-        runner = backend.load(Artifact(version.format, folder / version.entry, spec), **options)
+        runner = backend.load(Artifact(version.format, entry_path, spec), **options)
         warm = _warm_feeds(version.signature)
         if warm is not None:
             try:
