@@ -9,10 +9,17 @@ light as it gets, so it steals as little CPU from the servers as possible.
 Goals: Modelyard throughput >= 0.9x the minimal server at C=1 and >= 2x at C=32 (dynamic batching); p99 at C=1 at
 most 2 ms above the minimal server's.
 
+Baselines (``--baselines``): ``onnxruntime`` is the issue's anchor, FastAPI + one ORT session on the best execution
+provider the installed onnxruntime has (CUDA when it has it, else CPU); ``torch`` is FastAPI + the same network as a
+PyTorch module (built from the same seeded config) on the GPU when there is one, a stricter baseline on a GPU
+machine where onnxruntime has no CUDA provider. Modelyard is deployed with ``--backend auto`` unless told otherwise
+(on such a machine that is ``torch:cuda``, the ONNX graph run by torch kernels).
+
 Usage::
 
     python benchmarks/serving_load.py                      # 20 s per level, C = 1, 8, 32
     python benchmarks/serving_load.py --duration 5 --json-out results.json
+    python benchmarks/serving_load.py --baselines onnxruntime,torch --replicas 2   # on a GPU machine
 """
 
 import argparse
@@ -37,24 +44,50 @@ RESNET18 = {"num_labels": 1000, "embedding_size": 64, "hidden_sizes": [64, 128, 
 
 # -- the minimal baseline server -----------------------------------------------------------------------------------
 
-def serve_minimal(model: str, port: int) -> None:
-    """What a user writes in ten minutes: FastAPI, one ORT session, .npy in, .npy out."""
+def _onnxruntime_predictor(model: str):
+    """One ORT session on the best provider this onnxruntime build has."""
     import onnxruntime as ort
+
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    session = ort.InferenceSession(model, providers=providers)
+    input_name = session.get_inputs()[0].name
+    print(f"minimal onnxruntime server on {session.get_providers()[0]}", flush=True)
+    return lambda x: session.run(None, {input_name: x})[0]
+
+
+def _torch_predictor(model: str):
+    """The same network as a torch module, on the GPU when there is one."""
+    import torch
+
+    from modelyard.runtime.zoo import hf_resnet
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    network = hf_resnet(**RESNET18).eval().to(device)
+    print(f"minimal torch server on {device}", flush=True)
+
+    def predict(x):
+        with torch.inference_mode():
+            return network(pixel_values=torch.from_numpy(x).to(device)).logits.cpu().numpy()
+
+    return predict
+
+
+def serve_minimal(kind: str, model: str, port: int) -> None:
+    """What a user writes in ten minutes: FastAPI, one model, .npy in, .npy out."""
     import uvicorn
     from fastapi import FastAPI, Request
     from fastapi.responses import Response
     from starlette.concurrency import run_in_threadpool
 
-    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    predict_fn = {"onnxruntime": _onnxruntime_predictor, "torch": _torch_predictor}[kind](model)
     app = FastAPI()
 
     @app.post("/predict")
     async def predict(request: Request):
         x = np.load(io.BytesIO(await request.body()), allow_pickle=False)
-        y = await run_in_threadpool(session.run, None, {input_name: x})
+        y = await run_in_threadpool(predict_fn, x)
         buffer = io.BytesIO()
-        np.save(buffer, y[0])
+        np.save(buffer, y)
         return Response(buffer.getvalue(), media_type="application/x-npy")
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -82,7 +115,8 @@ async def _client(host: str, port: int, request: bytes, deadline: float, latenci
         writer.close()
 
 
-async def _load(host: str, port: int, path: str, body: bytes, concurrency: int, seconds: float) -> dict:
+async def _load(host: str, port: int, path: str, body: bytes, concurrency: int,
+                seconds: float) -> tuple[list, list, float]:
     request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/x-npy\r\n"
                f"Accept: application/x-npy\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
     latencies: list[float] = []
@@ -90,7 +124,10 @@ async def _load(host: str, port: int, path: str, body: bytes, concurrency: int, 
     started = time.perf_counter()
     await asyncio.gather(*(_client(host, port, request, started + seconds, latencies, errors)
                            for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    return latencies, errors, time.perf_counter() - started
+
+
+def _summary(latencies: list[float], errors: list, elapsed: float, concurrency: int, seconds: float) -> dict:
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -101,7 +138,26 @@ async def _load(host: str, port: int, path: str, body: bytes, concurrency: int, 
             "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan")}
 
 
-def run_load(port: int, path: str, body: bytes, concurrency: int, seconds: float) -> dict:
+def run_load(port: int, path: str, body: bytes, concurrency: int, seconds: float, procs: int = 1) -> dict:
+    """Closed-loop load; with ``procs`` > 1 the clients are spread over that many processes (so one Python
+    process's event loop is not what limits a fast server) and their latencies merged."""
+    procs = max(1, min(procs, concurrency))
+    if procs == 1:
+        return _summary(*asyncio.run(_load("127.0.0.1", port, path, body, concurrency, seconds)), concurrency,
+                        seconds)
+    import concurrent.futures
+    import multiprocessing
+
+    shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
+    with concurrent.futures.ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_load_part, [(port, path, body, share, seconds) for share in shares]))
+    latencies = [x for part in parts for x in part[0]]
+    errors = [x for part in parts for x in part[1]]
+    return _summary(latencies, errors, max(part[2] for part in parts), concurrency, seconds)
+
+
+def _load_part(args) -> tuple[list, list, float]:
+    port, path, body, concurrency, seconds = args
     return asyncio.run(_load("127.0.0.1", port, path, body, concurrency, seconds))
 
 
@@ -139,6 +195,23 @@ def build_model(home: Path, size: int):
     return client, version, resolve(client._workspace, "resnet18@1").path
 
 
+def _print_result(name: str, level: int, result: dict) -> None:
+    print(f"{name:>20} c={level:<3} {result['throughput']:8.1f} req/s  p50 {result['p50_ms']:7.1f} ms  "
+          f"p95 {result['p95_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}", flush=True)
+
+
+def _ratios(results: dict[str, list[dict]], baseline: str) -> dict[str, dict]:
+    return {str(base["concurrency"]): {"throughput": mine["throughput"] / base["throughput"],
+                                       "p99_diff_ms": mine["p99_ms"] - base["p99_ms"]}
+            for base, mine in zip(results[baseline], results["modelyard"], strict=True)}
+
+
+def _goals(ratios: dict[str, dict]) -> dict[str, bool]:
+    return {"c1_throughput_ge_0.9x": ratios.get("1", {}).get("throughput", 0) >= 0.9,
+            "c32_throughput_ge_2x": ratios.get("32", {}).get("throughput", 0) >= 2.0,
+            "c1_p99_within_2ms": ratios.get("1", {}).get("p99_diff_ms", 99) <= 2.0}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level")
@@ -146,15 +219,25 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--backend", default="auto", help="Modelyard's --backend (default auto)")
+    parser.add_argument("--replicas", type=int, default=1, help="Modelyard replicas (default 1)")
+    parser.add_argument("--baselines", default="onnxruntime",
+                        help="comma-separated minimal servers: onnxruntime (the anchor), torch")
+    parser.add_argument("--client-procs", type=int, default=max(1, min(4, (os.cpu_count() or 1) // 4)),
+                        help="load-generator processes at concurrency >= 8 (default: a quarter of the cores, <= 4)")
     parser.add_argument("--json-out", type=Path)
-    parser.add_argument("--serve-minimal", nargs=2, metavar=("MODEL", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-minimal", nargs=3, metavar=("KIND", "MODEL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_minimal:
-        serve_minimal(args.serve_minimal[0], int(args.serve_minimal[1]))
+        serve_minimal(args.serve_minimal[0], args.serve_minimal[1], int(args.serve_minimal[2]))
         return 0
     from modelyard.deploy import supervisor
 
     levels = [int(c) for c in args.concurrency.split(",")]
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    unknown = set(baselines) - {"onnxruntime", "torch"}
+    if unknown or not baselines:
+        parser.error(f"--baselines: unknown {sorted(unknown)}; choose from onnxruntime, torch")
     buffer = io.BytesIO()
     np.save(buffer, np.random.default_rng(0).normal(size=(1, 3, args.image_size, args.image_size)).astype(np.float32))
     body = buffer.getvalue()
@@ -163,49 +246,56 @@ def main() -> int:
         print(f"building a ResNet-18-sized classifier ({args.image_size}x{args.image_size}) ...", flush=True)
         client, version, onnx_path = build_model(home, args.image_size)
         print(f"registered {version['ref']}: {version['size'] / 1e6:.1f} MB ONNX", flush=True)
-        port = _free_port()
-        minimal = subprocess.Popen([sys.executable, __file__, "--serve-minimal", str(onnx_path), str(port)],
-                                   stdin=subprocess.DEVNULL)
+        minimal: dict[str, tuple[subprocess.Popen, int]] = {}
         try:
+            for kind in baselines:
+                port = _free_port()
+                minimal[kind] = (subprocess.Popen([sys.executable, __file__, "--serve-minimal", kind, str(onnx_path),
+                                                   str(port)], stdin=subprocess.DEVNULL), port)
             service = client.services.deploy("resnet18@1", "bench", public=True, max_batch=args.max_batch,
-                                             max_wait_ms=args.max_wait_ms, timeout=300)
-            _wait_http(port, "/predict", body)
-            targets = {"minimal": (port, "/predict"), "modelyard": (service["port"], "/v1/predict")}
-            for name, (p, path) in targets.items():  # warm up both (allocators, thread pools, batch shapes)
+                                             max_wait_ms=args.max_wait_ms, backend=args.backend,
+                                             replicas=args.replicas, timeout=300)
+            targets = {f"minimal-{kind}": (port, "/predict") for kind, (_, port) in minimal.items()}
+            targets["modelyard"] = (service["port"], "/v1/predict")
+            for name, (p, path) in targets.items():  # warm up all (allocators, thread pools, batch shapes)
+                _wait_http(p, path, body)
                 run_load(p, path, body, 8, 3.0)
-            results: dict[str, list[dict]] = {"minimal": [], "modelyard": []}
+                run_load(p, path, body, 32, 3.0, args.client_procs)
+            import httpx
+
+            described = httpx.get(f"http://127.0.0.1:{service['port']}/v1/models", timeout=10).json()
+            backends = sorted({v["backend"] for v in described["versions"]})
+            results: dict[str, list[dict]] = {name: [] for name in targets}
             for level in levels:
-                for name, (p, path) in targets.items():  # alternate, so drift on a shared machine hits both
-                    result = run_load(p, path, body, level, args.duration)
+                for name, (p, path) in targets.items():  # alternate, so drift on a shared machine hits all
+                    result = run_load(p, path, body, level, args.duration, args.client_procs if level >= 8 else 1)
                     results[name].append(result)
-                    print(f"{name:>9} c={level:<3} {result['throughput']:7.1f} req/s  p50 {result['p50_ms']:7.1f} ms  "
-                          f"p95 {result['p95_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}",
-                          flush=True)
+                    _print_result(name, level, result)
             metrics = client.services.metrics("bench")
         finally:
-            minimal.send_signal(signal.SIGTERM)
-            minimal.wait(timeout=30)
+            for process, _ in minimal.values():
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
             client.services.stop("bench")
             supervisor.stop(home)
             client.close()
     from modelyard.cli.services import summarize_metrics
 
     batch_mean = summarize_metrics(metrics).get("resnet18@1", {}).get("batch_mean")
-    summary = {"schema": "modelyard.bench-serving/1", "cpu_count": os.cpu_count(), "duration_s": args.duration,
+    summary = {"schema": "modelyard.bench-serving/2", "cpu_count": os.cpu_count(), "duration_s": args.duration,
                "model": "ResNet-18-sized (transformers ResNet, 11.7M params)", "image_size": args.image_size,
-               "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "results": results,
-               "modelyard_mean_batch": batch_mean, "ratios": {}}
-    print("\nconcurrency  throughput ratio (modelyard / minimal)  p99 difference (ms)")
-    for base, mine in zip(results["minimal"], results["modelyard"], strict=True):
-        ratio = mine["throughput"] / base["throughput"]
-        summary["ratios"][str(base["concurrency"])] = {"throughput": ratio, "p99_diff_ms": mine["p99_ms"] - base["p99_ms"]}
-        print(f"{base['concurrency']:>11}  {ratio:38.2f}  {mine['p99_ms'] - base['p99_ms']:+19.1f}")
-    print(f"mean rows per Modelyard inference over the run: {batch_mean:.2f}" if batch_mean else "")
-    goals = {"c1_throughput_ge_0.9x": summary["ratios"].get("1", {}).get("throughput", 0) >= 0.9,
-             "c32_throughput_ge_2x": summary["ratios"].get("32", {}).get("throughput", 0) >= 2.0,
-             "c1_p99_within_2ms": summary["ratios"].get("1", {}).get("p99_diff_ms", 99) <= 2.0}
-    summary["goals"] = goals
-    print("goals: " + ", ".join(f"{k}={'met' if v else 'NOT met'}" for k, v in goals.items()))
+               "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "replicas": args.replicas,
+               "modelyard_backend": backends or args.backend, "client_procs": args.client_procs, "results": results,
+               "modelyard_mean_batch": batch_mean, "ratios": {}, "goals": {}}
+    print(f"\nModelyard on {', '.join(backends) or args.backend}, {args.replicas} replica(s); "
+          f"mean rows per inference {batch_mean:.2f}" if batch_mean else "")
+    for kind in baselines:
+        ratios = _ratios(results, f"minimal-{kind}")
+        summary["ratios"][kind] = ratios
+        summary["goals"][kind] = goals = _goals(ratios)
+        print(f"vs minimal {kind}:  " + "  ".join(
+            f"c={c} {r['throughput']:.2f}x (p99 {r['p99_diff_ms']:+.1f} ms)" for c, r in ratios.items()))
+        print("  goals: " + ", ".join(f"{k}={'met' if v else 'NOT met'}" for k, v in goals.items()))
     if args.json_out:
         args.json_out.write_text(json.dumps(summary, indent=2))
     return 0
