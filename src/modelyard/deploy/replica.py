@@ -37,6 +37,15 @@ def _warm_feeds(signature) -> dict[str, np.ndarray] | None:
     return feeds
 
 
+def _intra_op_threads(replicas: int) -> int:
+    """Physical cores shared among the replicas. ONNX Runtime's own default is the physical cores: on a machine
+    with SMT, a thread per logical CPU makes each inference slower, and two instances oversubscribe the cores."""
+    import psutil
+
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return max(1, cores // max(1, replicas))
+
+
 def load_versions(workspace, config: dict) -> list:
     """Materialize, load and warm up every version with traffic; raises on the first that cannot."""
     from modelyard.deploy.batching import DynamicBatcher
@@ -48,7 +57,7 @@ def load_versions(workspace, config: dict) -> list:
 
     registry = ModelRegistry(workspace)
     serving = config["config"]
-    threads = max(1, (os.cpu_count() or 1) // max(1, int(config.get("replicas", 1))))
+    threads = _intra_op_threads(int(config.get("replicas", 1)))
     loaded = []
     for entry in config["traffic"]:
         if entry["weight"] <= 0:
