@@ -1,14 +1,17 @@
-"""What the graph backends (ONNX Runtime, OpenVINO) share: reading an ONNX file safely, exposing intermediate
-tensors as outputs, cutting one layer out as a model of its own, and feeding it another runner's inputs."""
+"""What the graph backends (ONNX Runtime, OpenVINO, ONNX on torch) share: reading an ONNX file safely, exposing
+intermediate tensors as outputs, cutting one layer out as a model of its own, and feeding it another runner's
+inputs (:class:`GraphLayerHooks` gives a runner the layer-wise hooks from two methods of its own)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from modelyard.core.errors import InvalidInput, NotFound, Unavailable
-from modelyard.runtime.backend import LayerCall
+from modelyard.runtime.backend import LayerCall, LayerInfo
 from modelyard.runtime.graph_layers import GraphLayer, layers_for
 
 # ONNX TensorProto element type -> numpy dtype name
@@ -145,6 +148,51 @@ class GraphLayers:
                 feeds[tensor] = candidates[chosen].astype(mine.dtype, copy=False)
                 from_reference += 1
         return feeds, from_reference
+
+
+class GraphLayerHooks:
+    """The layer-wise Runner hooks of a runner that runs one ONNX graph (``self.graph``, a :class:`GraphLayers`).
+
+    The runner supplies ``_probe(feeds, tensors)`` (the named tensors of one run of the whole graph) and
+    ``_run_layer(name, submodel, feeds)`` (run one layer cut out as its own model and return its outputs by name;
+    raising :class:`InvalidInput` or :class:`Unavailable` reports that layer as not replayable).
+    """
+
+    graph: GraphLayers
+    info: dict
+    _probe: Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
+    _run_layer: Callable[[str, Any, dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+    def _layers_impl(self) -> list[LayerInfo]:
+        return [LayerInfo(x.name, x.output, x.op_types) for x in self.graph.layers]
+
+    def _intermediates_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        tensors = self.graph.output_tensors(names)
+        values = self._probe(feeds, list(tensors.values()))
+        return {name: values[tensor] for name, tensor in tensors.items() if tensor in values}
+
+    def _layer_calls_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, LayerCall]:
+        wanted = [n for n in names if n in self.graph.by_name]
+        values = self._probe(feeds, self.graph.boundary_tensors(wanted))
+        return {n: LayerCall([values[t] for t in self.graph.by_name[n].inputs if t in values]) for n in wanted}
+
+    def _replay_impl(self, feeds: dict[str, np.ndarray], calls: dict[str, LayerCall]) -> dict[str, np.ndarray]:
+        wanted = [n for n in calls if n in self.graph.by_name]
+        own = self._probe(feeds, [t for t in self.graph.boundary_tensors(wanted) if t not in feeds])
+        own.update(feeds)
+        results: dict[str, np.ndarray] = {}
+        used: dict[str, int] = {}
+        for name in wanted:
+            layer_feeds, from_reference = self.graph.replay_feeds(name, calls[name], own)
+            try:
+                outputs = self._run_layer(name, self.graph.submodel(name), layer_feeds)
+            except (Unavailable, InvalidInput) as exc:  # reported as not replayable; the others still replay
+                self.info.setdefault("replay_skipped", {})[name] = str(exc)
+                continue
+            results[name] = outputs[self.graph.by_name[name].output]
+            used[name] = from_reference
+        self.info["replay_inputs_from_reference"] = used
+        return results
 
 
 def _kind(array: np.ndarray) -> str:

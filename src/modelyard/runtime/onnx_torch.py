@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.core.errors import InvalidInput, Unavailable
-from modelyard.runtime.backend import LayerCall, LayerInfo, Runner, TensorInfo
-from modelyard.runtime.onnx_graph import GraphLayers, graph_precision, load_onnx
-from modelyard.runtime.onnx_torch_ops import DTYPES, operators, supported_ops
+from modelyard.core.errors import InvalidInput
+from modelyard.runtime.backend import Runner, TensorInfo
+from modelyard.runtime.onnx_graph import ONNX_DTYPES, GraphLayerHooks, GraphLayers, graph_precision, load_onnx
+from modelyard.runtime.onnx_torch_ops import operators, supported_ops
 
 __all__ = ["OnnxTorchProgram", "OnnxTorchRunner", "supported_ops", "unsupported_ops"]
 
@@ -189,7 +189,7 @@ class OnnxTorchProgram:
 
 # -- runner ---------------------------------------------------------------------------------------------------------
 
-class OnnxTorchRunner(Runner):
+class OnnxTorchRunner(GraphLayerHooks, Runner):
     """An ONNX file run on torch ``device``. Layers are the graph's torch-module boundaries, as for onnxruntime:
     intermediates are read from the running graph and a layer is replayed as its own cut-out program."""
 
@@ -204,7 +204,7 @@ class OnnxTorchRunner(Runner):
             tensor_type = value.type.tensor_type
             dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                          for d in tensor_type.shape.dim)
-            inputs.append(TensorInfo(value.name, dims, DTYPES.get(tensor_type.elem_type, "unknown")))
+            inputs.append(TensorInfo(value.name, dims, ONNX_DTYPES.get(tensor_type.elem_type, "unknown")))
         info = dict(info, precision=graph_precision(model), opset=self.program.opset, onnx_on_torch=True)
         super().__init__(inputs, self.program.output_names, info)
         self.device = device
@@ -223,44 +223,15 @@ class OnnxTorchRunner(Runner):
         outputs = self.program.run(self._tensors(feeds))
         return {n: _numpy(outputs[n]) for n in self.output_names}
 
-    def _layers_impl(self) -> list[LayerInfo]:
-        return [LayerInfo(x.name, x.output, x.op_types) for x in self.graph.layers]
-
     def _probe(self, feeds: dict[str, np.ndarray], tensors: list[str]) -> dict[str, np.ndarray]:
         values = self.program.run(self._tensors(feeds), keep=tensors)
         return {t: _numpy(values[t]) for t in tensors if t in values}
 
-    def _intermediates_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-        tensors = self.graph.output_tensors(names)
-        values = self._probe(feeds, list(tensors.values()))
-        return {name: values[t] for name, t in tensors.items() if t in values}
-
-    def _layer_calls_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, LayerCall]:
-        wanted = [n for n in names if n in self.graph.by_name]
-        values = self._probe(feeds, self.graph.boundary_tensors(wanted))
-        return {n: LayerCall([values[t] for t in self.graph.by_name[n].inputs if t in values]) for n in wanted}
-
-    def _replay_impl(self, feeds: dict[str, np.ndarray], calls: dict[str, LayerCall]) -> dict[str, np.ndarray]:
-        wanted = [n for n in calls if n in self.graph.by_name]
-        own = self._probe(feeds, [t for t in self.graph.boundary_tensors(wanted) if t not in feeds])
-        own.update(feeds)
-        results: dict[str, np.ndarray] = {}
-        used: dict[str, int] = {}
-        for name in wanted:
-            layer_feeds, from_reference = self.graph.replay_feeds(name, calls[name], own)
-            replay = self._replays.get(name)
-            if replay is None:
-                try:
-                    replay = OnnxTorchProgram(self.graph.submodel(name), self.device)
-                except (Unavailable, InvalidInput) as exc:  # reported as not replayable; the others still replay
-                    self.info.setdefault("replay_skipped", {})[name] = str(exc)
-                    continue
-                self._replays[name] = replay
-            output = replay.run(self._tensors(layer_feeds))
-            results[name] = _numpy(output[self.graph.by_name[name].output])
-            used[name] = from_reference
-        self.info["replay_inputs_from_reference"] = used
-        return results
+    def _run_layer(self, name: str, submodel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        program = self._replays.get(name)
+        if program is None:
+            program = self._replays[name] = OnnxTorchProgram(submodel, self.device)
+        return {n: _numpy(v) for n, v in program.run(self._tensors(feeds)).items()}
 
     def close(self) -> None:
         self.program = None

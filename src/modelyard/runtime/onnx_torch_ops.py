@@ -14,16 +14,13 @@ from collections.abc import Callable
 import numpy as np
 
 from modelyard.core.errors import InvalidInput
-
-# ONNX TensorProto element type -> torch dtype name
-DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
-          10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
+from modelyard.runtime.onnx_graph import ONNX_DTYPES
 
 
 def _torch_dtype(onnx_type: int):
     import torch
 
-    name = DTYPES.get(onnx_type)
+    name = ONNX_DTYPES.get(onnx_type)
     if name is None:
         raise InvalidInput(f"ONNX element type {onnx_type} has no torch equivalent")
     return getattr(torch, name)

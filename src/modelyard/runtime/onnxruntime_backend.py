@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelyard.core.errors import InvalidInput, Unavailable
-from modelyard.runtime.backend import Backend, LayerCall, LayerInfo, Runner, TensorInfo
-from modelyard.runtime.onnx_graph import GraphLayers, graph_precision, load_onnx, onnx_dtype_name, with_outputs
+from modelyard.core.errors import InvalidInput
+from modelyard.runtime.backend import Backend, Runner, TensorInfo
+from modelyard.runtime.onnx_graph import (
+    GraphLayerHooks, GraphLayers, graph_precision, load_onnx, onnx_dtype_name, with_outputs,
+)
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -44,7 +46,7 @@ def session_options(threads: int | None = None):
     return options
 
 
-class OnnxRuntimeRunner(Runner):
+class OnnxRuntimeRunner(GraphLayerHooks, Runner):
     """An ONNX model in an ORT session. ``info`` records the providers actually used and the graph precision."""
 
     def __init__(self, model, path, provider: str, depth: int | None, threads: int | None):
@@ -92,9 +94,6 @@ class OnnxRuntimeRunner(Runner):
     def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._run(self.session, feeds)
 
-    def _layers_impl(self) -> list[LayerInfo]:
-        return [LayerInfo(x.name, x.output, x.op_types) for x in self.graph.layers]
-
     def _probe(self, feeds: dict[str, np.ndarray], tensors: list[str]) -> dict[str, np.ndarray]:
         key = tuple(sorted(set(tensors)))
         if not key:
@@ -106,37 +105,11 @@ class OnnxRuntimeRunner(Runner):
             self._probe_sessions = {key: session}
         return self._run(session, feeds, list(key))
 
-    def _intermediates_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-        tensors = self.graph.output_tensors(names)
-        values = self._probe(feeds, list(tensors.values()))
-        return {name: values[tensor] for name, tensor in tensors.items()}
-
-    def _layer_calls_impl(self, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, LayerCall]:
-        wanted = [n for n in names if n in self.graph.by_name]
-        values = self._probe(feeds, self.graph.boundary_tensors(wanted))
-        return {n: LayerCall([values[t] for t in self.graph.by_name[n].inputs]) for n in wanted}
-
-    def _replay_impl(self, feeds: dict[str, np.ndarray], calls: dict[str, LayerCall]) -> dict[str, np.ndarray]:
-        wanted = [n for n in calls if n in self.graph.by_name]
-        own = self._probe(feeds, [t for t in self.graph.boundary_tensors(wanted) if t not in feeds])
-        own.update(feeds)
-        results: dict[str, np.ndarray] = {}
-        used: dict[str, int] = {}
-        for name in wanted:
-            layer_feeds, from_reference = self.graph.replay_feeds(name, calls[name], own)
-            session = self._replay_sessions.get(name)
-            if session is None:
-                try:
-                    submodel = self.graph.submodel(name)
-                except Unavailable as exc:  # this layer is reported as not replayable; the others still replay
-                    self.info.setdefault("replay_skipped", {})[name] = str(exc)
-                    continue
-                session = self._session(submodel)
-                self._replay_sessions[name] = session
-            results[name] = self._run(session, layer_feeds)[self.graph.by_name[name].output]
-            used[name] = from_reference
-        self.info["replay_inputs_from_reference"] = used
-        return results
+    def _run_layer(self, name: str, submodel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self._replay_sessions.get(name)
+        if session is None:
+            session = self._replay_sessions[name] = self._session(submodel)
+        return self._run(session, feeds)
 
 
 class OnnxRuntimeBackend(Backend):
