@@ -239,6 +239,14 @@ CASES: list[Case] = [
     Case("gather-axis-neg", "Gather", [_f(2, 5, 3), np.array([[1, 2]], np.int64)], {"axis": -1}),
     Case("gather-elements", "GatherElements", [_f(3, 4), np.array([[0, -1, 2, 1]] * 3, np.int64)], {"axis": 1}),
     Case("gather-elements-axis0", "GatherElements", [_f(3, 4), np.array([[2, 0, -1, 1]], np.int64)]),
+    Case("gather-nd", "GatherND", [_f(3, 4, 5), np.array([[0, 1], [2, -1], [1, 3]], np.int64)]),
+    Case("gather-nd-full", "GatherND", [_f(3, 4), np.array([[[0, 1]], [[2, 3]]], np.int64)]),
+    Case("gather-nd-batch-dims", "GatherND", [_f(2, 4, 5), np.array([[[1], [3]], [[0], [-2]]], np.int64)],
+         {"batch_dims": 1}),
+    Case("scatter-nd", "ScatterND", [_f(4, 5), np.array([[1], [3]], np.int64), _f(2, 5)]),
+    Case("scatter-nd-elements", "ScatterND", [_f(3, 4), np.array([[0, 1], [2, -1]], np.int64), _f(2)]),
+    Case("scatter-nd-add", "ScatterND", [_f(4, 5), np.array([[1], [1]], np.int64), _f(2, 5)],
+         {"reduction": "add"}, opset=16),
     Case("shape", "Shape", [_f(2, 3, 4)]),
     Case("shape-start", "Shape", [_f(2, 3, 4)], {"start": 1}, opset=15),
     Case("shape-start-end-negative", "Shape", [_f(2, 3, 4, 5)], {"start": -3, "end": -1}, opset=15),
@@ -681,6 +689,25 @@ def test_exported_model_matches_onnxruntime_at_two_batch_sizes(name, onnx_torch_
         _assert_same(runner.infer(feeds), reference.infer(feeds), rtol=1e-4, atol=1e-4)
     if name == "bert":  # a different sequence length goes through the same compiled program
         feeds = make_feeds(2, length=5)
+        _assert_same(runner.infer(feeds), reference.infer(feeds), rtol=1e-4, atol=1e-4)
+
+
+def test_a_dynamo_exported_bert_matches_onnxruntime(tmp_path_factory):
+    """The registry and ``migrate convert`` export with the dynamo exporter, whose graphs differ (GatherND, folded
+    shapes, ONNX functions inlined)."""
+    from modelyard.migrate.passes import convert
+    from modelyard.runtime.feeds import random_feeds
+    from modelyard.runtime.spec import parse_spec
+
+    folder = tmp_path_factory.mktemp("dynamo-bert")
+    spec = parse_spec({"entrypoint": "modelyard.runtime.zoo:hf_bert", "outputs": ["logits"],
+                       "inputs": [{"name": "input_ids", "shape": ["batch", "seq"], "dtype": "int64", "range": [0, 99]},
+                                  {"name": "attention_mask", "shape": ["batch", "seq"], "dtype": "int64",
+                                   "range": [0, 2]}],
+                       "dims": {"batch": 2, "seq": 8}})
+    artifact = convert(spec, "onnx", out_dir=folder / "out", cache_dir=folder / "cache").artifact
+    reference, runner = _load("onnxruntime:cpu", artifact.path), _load("torch:cpu", artifact.path)
+    for feeds in random_feeds(spec, 2, seed=5):
         _assert_same(runner.infer(feeds), reference.infer(feeds), rtol=1e-4, atol=1e-4)
 
 

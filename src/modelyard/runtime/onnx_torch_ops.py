@@ -277,6 +277,41 @@ def _gather_elements(inputs, attrs, opset):
     return torch.gather(data, axis, indices.where(indices >= 0, indices + data.shape[axis]))
 
 
+def _nd_index(data, indices, batch_dims: int):
+    """``(flat data, index tuple, result prefix)`` for GatherND/ScatterND: the batch dims of ``data`` folded into
+    one, then one index tensor per dim the last axis of ``indices`` addresses (negative entries wrapped)."""
+    import torch
+
+    indices = indices.to(data.device).long()
+    depth = indices.shape[-1]
+    batch = int(np.prod(data.shape[:batch_dims], dtype=np.int64))
+    flat = data.reshape(batch, *data.shape[batch_dims:])
+    rows = indices.reshape(batch, -1, depth)
+    sizes = torch.tensor(data.shape[batch_dims:batch_dims + depth], device=data.device)
+    rows = rows.where(rows >= 0, rows + sizes)
+    which = torch.arange(batch, device=data.device).unsqueeze(1).expand(batch, rows.shape[1])
+    return flat, (which, *rows.unbind(-1)), tuple(indices.shape[:-1])
+
+
+def _gather_nd(inputs, attrs, opset):
+    data, indices = inputs
+    batch_dims = attrs.get("batch_dims", 0)
+    flat, index, prefix = _nd_index(data, indices, batch_dims)
+    return flat[index].reshape(*prefix, *data.shape[batch_dims + indices.shape[-1]:])
+
+
+def _scatter_nd(inputs, attrs, opset):
+    data, indices, updates = inputs
+    reduction = attrs.get("reduction", "none")
+    if reduction not in ("none", "add"):
+        raise InvalidInput(f"ScatterND reduction={reduction!r} is not supported")
+    flat, index, _ = _nd_index(data, indices, 0)
+    flat = flat.clone()
+    values = updates.to(flat.device).reshape(*index[1].shape, *data.shape[indices.shape[-1]:])
+    flat.index_put_(index, values, accumulate=reduction == "add")
+    return flat.reshape(data.shape)
+
+
 def _shape(inputs, attrs, opset):
     import torch
 
@@ -745,6 +780,7 @@ def _operators() -> dict[str, Callable]:
         "Reshape": _reshape, "Flatten": _flatten, "Unsqueeze": _unsqueeze, "Squeeze": _squeeze,
         "Transpose": lambda i, a, o: i[0].permute(a.get("perm", list(reversed(range(i[0].dim()))))),
         "Concat": _concat, "Split": _split, "Slice": _slice, "Gather": _gather, "GatherElements": _gather_elements,
+        "GatherND": _gather_nd, "ScatterND": _scatter_nd,
         "Shape": _shape, "Size": _size, "Constant": _constant, "ConstantOfShape": _constant_of_shape,
         "Cast": _cast, "CastLike": _cast_like, "Identity": _identity, "Dropout": _identity,
         "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"), "ReduceMax": _reduce("max"),
