@@ -29,6 +29,27 @@ def test_npu_knowledge_reports_fallbacks(bert_spec, bert_onnx, model_cache):
     assert "Range" in data["dynamic"]["data_dependent_ops"]
 
 
+def test_torch_coverage_names_ops_without_a_torch_kernel(bert_spec, bert_onnx, model_cache, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    data = op_coverage(bert_spec, "torch:cuda", cache_dir=model_cache).to_dict()
+    assert data["target"] == "torch:cuda" and data["coverage"] == 1.0 and data["fallback"] == []
+    assert {op["runs_on"] for op in data["ops"]} == {"torch:cuda"}
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Frobnicate", ["r"], ["y"], domain="com.example")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    custom = tmp_path / "custom.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid("com.example", 1)]), str(custom))
+    result = op_coverage(bert_spec, "torch", model_path=custom).to_dict()
+    assert result["coverage"] == 0.5
+    assert [(f["op"], f["status"]) for f in result["fallback"]] == [("com.example::Frobnicate", "unsupported")]
+    with pytest.raises(InvalidInput, match="unknown device 'tpu'"):
+        op_coverage(bert_spec, "torch:tpu", model_path=custom)
+
+
 def test_knowledge_file_is_consistent():
     data = yaml.safe_load(KNOWLEDGE.read_text())
     groups = [set(data["onnx"][k]) for k in ("native", "aicpu", "unsupported")]

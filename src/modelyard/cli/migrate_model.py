@@ -79,7 +79,8 @@ def register(app: typer.Typer) -> None:
     @app.command("coverage")
     def coverage_command(
         spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
-        target: Annotated[str, typer.Option("--target", help="openvino:cpu, onnxruntime:<ep> or npu.")] = "openvino:cpu",
+        target: Annotated[str, typer.Option(
+            "--target", help="openvino:cpu, onnxruntime:<ep>, torch:<device> (ONNX on torch kernels) or npu.")] = "openvino:cpu",
         model: Annotated[Path | None, typer.Option("--model", help="Use this .onnx instead of exporting the spec.")] = None,
         cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Pass cache.")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print modelyard.coverage/1 JSON.")] = False,

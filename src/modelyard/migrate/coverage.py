@@ -7,6 +7,9 @@ Targets:
 * ``onnxruntime:<ep>``: the execution provider each node is placed on, read from ONNX Runtime's own placement
   log for a session built with that provider (first) and the CPU provider (fallback).
 * ``npu``: the maintained knowledge file ``knowledge/npu_ops.yaml`` (CANN AI Core / AI CPU / unsupported).
+* ``torch[:cuda|npu|xpu|mps|cpu]``: which operators have a kernel in the ONNX-on-torch interpreter that
+  ``torch:<device>`` runs ONNX graphs with (nothing falls back there: an op without a kernel means the graph
+  cannot load).
 
 Also reported: coverage % (native nodes / all nodes), the fallback ops with counts, and the dynamic shapes
 (dynamic graph inputs/outputs, ops whose output shape depends on data, tensors shape inference cannot pin).
@@ -140,7 +143,10 @@ def op_coverage(
         return _openvino(artifact, device or "cpu")
     if name == "onnxruntime":
         return _onnxruntime(artifact, device or "cpu")
-    raise InvalidInput(f"unknown coverage target {target!r}; use openvino[:cpu], onnxruntime:<ep> or npu")
+    if name == "torch":
+        return _torch(artifact, device or "cpu")
+    raise InvalidInput(f"unknown coverage target {target!r}; use openvino[:cpu], onnxruntime:<ep>, torch[:<device>] "
+                       "or npu")
 
 
 def _load_graph(artifact: Artifact):
@@ -273,6 +279,27 @@ def _onnxruntime(artifact: Artifact, device: str) -> CoverageResult:
     notes = ("placement after ONNX Runtime's graph optimisations (fused nodes count once)",)
     return CoverageResult(f"onnxruntime:{device}", str(artifact.path), "onnxruntime node placement", tuple(ops),
                           dynamic_shapes(model), notes)
+
+
+def _torch(artifact: Artifact, device: str) -> CoverageResult:
+    from modelyard.runtime.onnx_torch import supported_ops
+    from modelyard.runtime.registry import get_backend
+
+    backend = get_backend(f"torch:{device}")  # an unknown device is InvalidInput; an absent one is still answered
+    model = _load_graph(artifact)
+    kernels = set(supported_ops())
+    counts = Counter((n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}")
+                     for n in model.graph.node)
+    ops = [{"op": op, "count": count, "status": "native" if op in kernels else "unsupported",
+            "runs_on": backend.full_name if op in kernels else "none", "note": None}
+           for op, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    notes = ["static: the interpreter's operator table; a few attribute combinations (asymmetric ConvTranspose "
+             "pads, some Resize modes) are refused when the graph loads"]
+    ok, why = backend.available()
+    if not ok:
+        notes.append(f"{backend.full_name} is not available here: {why}")
+    return CoverageResult(backend.full_name, str(artifact.path), "ONNX-on-torch operator table", tuple(ops),
+                          dynamic_shapes(model), tuple(notes))
 
 
 def _capture_stderr(action) -> str:
