@@ -37,13 +37,17 @@ def _warm_feeds(signature) -> dict[str, np.ndarray] | None:
     return feeds
 
 
-def _intra_op_threads(replicas: int) -> int:
-    """Physical cores shared among the replicas. ONNX Runtime's own default is the physical cores: on a machine
-    with SMT, a thread per logical CPU makes each inference slower, and two instances oversubscribe the cores."""
+def _intra_op_threads(replicas: int) -> int | None:
+    """ONNX Runtime intra-op threads per replica: its own default for one replica, else the physical cores shared.
+
+    NOTE: left unset, ORT uses the physical cores and pins its threads; any explicit count, even the same one,
+    turns pinning off, which measured a p95 at concurrency 1 2.4x its default's (5.0 vs 2.1 ms, 2 cores)."""
+    if replicas <= 1:
+        return None
     import psutil
 
     cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    return max(1, cores // max(1, replicas))
+    return max(1, cores // replicas)
 
 
 def load_versions(workspace, config: dict) -> list:
