@@ -32,7 +32,6 @@ __all__ = ["OnnxTorchProgram", "OnnxTorchRunner", "supported_ops", "unsupported_
 _HOST_NUMEL = 64  # integer constants up to this size stay on the host: they are shapes, axes and indices
 
 
-
 # -- compilation ----------------------------------------------------------------------------------------------------
 
 def default_opset(model) -> int:
@@ -133,9 +132,9 @@ class OnnxTorchProgram:
             return tensor.to(self.device)
         return tensor
 
-    def _plan_release(self, keep: Sequence[str] = ()) -> None:
+    def _plan_release(self) -> None:
         """After each step, drop the intermediates no later step reads (peak memory follows the live set)."""
-        keep_set = set(self.output_names) | set(keep)
+        keep_set = set(self.output_names)
         last_use: dict[str, int] = {}
         for index, step in enumerate(self.steps):
             for name in step.inputs:
