@@ -57,7 +57,7 @@ def test_deploy_predict_traffic_rollback_metrics_stop(home):
     assert shown["healthy_replicas"] == 1 and [r["status"] for r in shown["revisions"]] == ["live", "superseded",
                                                                                              "superseded"]
     human = run_cli("services", "show", "mm", home=home, check=True).stdout
-    assert "healthy" in human and "revision 3 (live 3)" in human
+    assert "healthy" in human and "revision 3 (live 3)" in human and "onnxruntime:cpu" in human  # what auto chose
     metrics = json.loads(run_cli("services", "metrics", "mm", "--json", home=home, check=True).stdout)
     assert metrics["schema"] == "modelyard.service-metrics/1" and metrics["versions"]["mm@2"]["requests"] == 1
     assert "mm" in run_cli("services", "list", home=home, check=True).stdout

@@ -245,6 +245,8 @@ def test_an_onnx_version_serves_on_torch_kernels(platform, linear_expected):
                                               timeout=60)
     try:
         assert _served_backends(service, platform.auth()) == {"torch:cpu"}
+        shown = platform.client.services.get("lin-torch")
+        assert {r["index"]: r["backends"] for r in shown["replica_states"]} == {0: {"linear@1": "torch:cpu"}}
         answer = post_json(service, {"x": X.tolist()}, platform.auth())
         assert answer.status_code == 200, answer.text
         np.testing.assert_allclose(answer.json()["outputs"]["y"], linear_expected(X), rtol=1e-6)

@@ -40,12 +40,13 @@ def _print_service(service: dict) -> None:
                   f"{config.get('instances', 1)} instance(s) per replica, "
                   f"replicas {service['healthy_replicas']}/{service['replicas']} healthy", highlight=False)
     if service["replica_states"]:
-        table = Table("replica", "revision", "pid", "state", "restarts", "last error", box=None)
+        table = Table("replica", "revision", "pid", "state", "runs on", "restarts", "last error", box=None)
         for r in service["replica_states"]:
             state = {"ready": "[green]healthy[/]", "unhealthy": "[red]unhealthy[/]",
                      "crashed": "[red]crashed[/]"}.get(r["state"], r["state"])
-            table.add_row(str(r["index"]), str(r["revision"]), str(r["pid"] or "-"), state, str(r["restarts"]),
-                          (r["last_error"] or "")[:80])
+            runs_on = ", ".join(sorted(set((r.get("backends") or {}).values()))) or "-"
+            table.add_row(str(r["index"]), str(r["revision"]), str(r["pid"] or "-"), state, runs_on,
+                          str(r["restarts"]), (r["last_error"] or "")[:80])
         console.print(table)
     table = Table("revision", "status", "traffic", "created", "message", box=None)
     for rev in service["revisions"][:8]:

@@ -252,7 +252,8 @@ def build_app(server: ModelServer):
 
     async def readyz(_request):
         return JSONResponse({"status": "ready", "service": server.service, "revision": server.revision,
-                             "replica": server.replica, "models": [v.ref for v in server.versions]})
+                             "replica": server.replica, "models": [v.ref for v in server.versions],
+                             "backends": {v.ref: v.backend for v in server.versions}})
 
     async def metrics(_request):
         from modelyard.deploy.metrics import render

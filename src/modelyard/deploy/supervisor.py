@@ -153,6 +153,7 @@ class Replica:
     last_error: str | None = None
     next_start: float = 0.0
     backoff: int = 0
+    backends: dict[str, str] = field(default_factory=dict)  # version ref -> backend:device, as the replica says
 
     @property
     def pid(self) -> int | None:
@@ -161,7 +162,7 @@ class Replica:
     def to_dict(self) -> dict:
         return {"index": self.index, "revision": self.revision, "pid": self.pid, "state": self.state,
                 "restarts": self.restarts, "started_at": self.started_at or None, "last_exit": self.last_exit,
-                "last_error": self.last_error, "control_port": self.control_port}
+                "last_error": self.last_error, "control_port": self.control_port, "backends": self.backends}
 
 
 @dataclass
@@ -346,10 +347,14 @@ class Supervisor:
             return
         replica.last_check = now
         try:
-            ok = httpx.get(f"http://127.0.0.1:{replica.control_port}/readyz", timeout=1.0).status_code == 200
+            answer = httpx.get(f"http://127.0.0.1:{replica.control_port}/readyz", timeout=1.0)
+            ok = answer.status_code == 200
         except httpx.HTTPError:
             ok = False
         if ok:
+            if not replica.backends:
+                with contextlib.suppress(ValueError, AttributeError, TypeError):  # an older replica's answer
+                    replica.backends = dict(answer.json().get("backends") or {})
             if replica.state != "ready":
                 replica.ready_at = now
                 self.event(service_name, f"revision {rset.revision} replica {replica.index} ready")
