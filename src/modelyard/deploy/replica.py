@@ -50,11 +50,31 @@ def _intra_op_threads(replicas: int) -> int | None:
     return max(1, cores // replicas)
 
 
+AUTO_FALLBACK = "onnxruntime:cpu"
+
+
+def _load_warm(backend, artifact, options: dict, version):
+    """Load ``artifact`` on ``backend`` and run one warm-up inference (when the signature allows one)."""
+    runner = backend.load(artifact, **options)
+    warm = _warm_feeds(version.signature)
+    if warm is not None:
+        try:
+            runner.infer(warm)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the version cannot serve
+            raise RuntimeError(f"{version.ref}: warm-up inference failed on {backend.full_name}: {exc}") from exc
+    return runner
+
+
 def load_versions(workspace, config: dict) -> list:
-    """Materialize, load and warm up every version with traffic; raises on the first that cannot."""
+    """Materialize, load and warm up every version with traffic; raises on the first that cannot.
+
+    With ``--backend auto``, a version that the machine's preferred backend cannot load or warm up (an operator
+    attribute the ONNX-on-torch kernels refuse, say) falls back to onnxruntime:cpu, and the replica log says why.
+    """
+    from modelyard.core.errors import ModelyardError
     from modelyard.deploy.batching import DynamicBatcher
     from modelyard.deploy.model_server import LoadedVersion
-    from modelyard.registry.resolve import materialize
+    from modelyard.registry.resolve import ResolvedModel, materialize, version_spec
     from modelyard.registry.versions import ModelRegistry
     from modelyard.runtime.registry import auto_backend, get_backend
     from modelyard.runtime.spec import Artifact
@@ -68,20 +88,22 @@ def load_versions(workspace, config: dict) -> list:
             continue
         version = registry.get_version_by_id(entry["version_id"])
         folder = materialize(registry, version)
-        entry_path = folder / version.entry
-        backend_name = serving["backend"]
-        backend = get_backend(auto_backend(version.format, entry_path) if backend_name == "auto" else backend_name)
-        options = {"threads": threads} if backend.name == "onnxruntime" else {}
-        from modelyard.registry.resolve import ResolvedModel, version_spec
-
-        spec = version_spec(ResolvedModel(version, folder))
-        runner = backend.load(Artifact(version.format, entry_path, spec), **options)
-        warm = _warm_feeds(version.signature)
-        if warm is not None:
+        artifact = Artifact(version.format, folder / version.entry, version_spec(ResolvedModel(version, folder)))
+        auto = serving["backend"] == "auto"
+        candidates = [auto_backend(version.format, artifact.path) if auto else serving["backend"]]
+        if auto and version.format == "onnx" and candidates[0] != AUTO_FALLBACK:
+            candidates.append(AUTO_FALLBACK)
+        for index, name in enumerate(candidates):
+            backend = get_backend(name)
             try:
-                runner.infer(warm)
-            except Exception as exc:  # noqa: BLE001 - any failure here means the version cannot serve
-                raise RuntimeError(f"{version.ref}: warm-up inference failed: {exc}") from exc
+                runner = _load_warm(backend, artifact, {"threads": threads} if backend.name == "onnxruntime" else {},
+                                    version)
+                break
+            except (ModelyardError, RuntimeError) as exc:
+                if index == len(candidates) - 1:
+                    raise
+                print(f"auto: {version.ref} cannot serve on {name} ({exc}); falling back to {candidates[-1]}",
+                      flush=True)
         # ORT sessions may run concurrently; other runtimes' runners hold one infer request: one at a time
         parallel = serving.get("instances", 1) if backend.name == "onnxruntime" else 1
         batcher = DynamicBatcher(runner.infer, serving["max_batch"], serving["max_wait_ms"],
