@@ -82,8 +82,8 @@ def _artifact(workspace, version):
 
 def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     from modelyard.core.settings import Settings
+    from modelyard.deploy.loading import load_served
     from modelyard.registry.versions import ModelRegistry
-    from modelyard.runtime.registry import auto_backend, get_backend
     from modelyard.store.workspace import Workspace
 
     workspace = Workspace.open(Settings.load(ctx.home), create=False)
@@ -92,8 +92,7 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
         artifact = _artifact(workspace, version)
     finally:
         workspace.close()
-    backend = get_backend(auto_backend(version.format, artifact.path) if spec.backend == "auto" else spec.backend)
-    runner = backend.load(artifact)
+    backend, runner = load_served(version, artifact, spec.backend, log=ctx.log)
     source = open_source(Path(spec.input), version.signature, spec.key, spec.columns)
     total = len(source)
     if len(set(map(str, source.keys))) != total:

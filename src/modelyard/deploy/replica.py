@@ -17,24 +17,7 @@ import sys
 import traceback
 from pathlib import Path
 
-import numpy as np
-
 EXIT_LOAD_FAILED = 3
-
-
-def _warm_feeds(signature) -> dict[str, np.ndarray] | None:
-    """One row of zeros per input, when every dim but the first is fixed (else the model's valid sizes are
-    unknown and warm-up is skipped)."""
-    feeds = {}
-    for tensor in signature.inputs:
-        if any(not isinstance(d, int) for d in tensor.shape[1:]):
-            return None
-        dtype = "float32" if tensor.dtype == "bfloat16" else tensor.dtype
-        try:
-            feeds[tensor.name] = np.zeros((1, *tensor.shape[1:]), dtype=dtype)
-        except TypeError:
-            return None
-    return feeds
 
 
 def _intra_op_threads(replicas: int) -> int | None:
@@ -50,33 +33,17 @@ def _intra_op_threads(replicas: int) -> int | None:
     return max(1, cores // replicas)
 
 
-AUTO_FALLBACK = "onnxruntime:cpu"
-
-
-def _load_warm(backend, artifact, options: dict, version):
-    """Load ``artifact`` on ``backend`` and run one warm-up inference (when the signature allows one)."""
-    runner = backend.load(artifact, **options)
-    warm = _warm_feeds(version.signature)
-    if warm is not None:
-        try:
-            runner.infer(warm)
-        except Exception as exc:  # noqa: BLE001 - any failure here means the version cannot serve
-            raise RuntimeError(f"{version.ref}: warm-up inference failed on {backend.full_name}: {exc}") from exc
-    return runner
-
-
 def load_versions(workspace, config: dict) -> list:
     """Materialize, load and warm up every version with traffic; raises on the first that cannot.
 
-    With ``--backend auto``, a version that the machine's preferred backend cannot load or warm up (an operator
-    attribute the ONNX-on-torch kernels refuse, say) falls back to onnxruntime:cpu, and the replica log says why.
+    With ``--backend auto`` a version falls back to onnxruntime:cpu when the machine's preferred backend cannot
+    serve it (see :func:`modelyard.deploy.loading.load_served`); the replica log says why.
     """
-    from modelyard.core.errors import ModelyardError
     from modelyard.deploy.batching import DynamicBatcher
+    from modelyard.deploy.loading import load_served
     from modelyard.deploy.model_server import LoadedVersion
     from modelyard.registry.resolve import ResolvedModel, materialize, version_spec
     from modelyard.registry.versions import ModelRegistry
-    from modelyard.runtime.registry import auto_backend, get_backend
     from modelyard.runtime.spec import Artifact
 
     registry = ModelRegistry(workspace)
@@ -89,21 +56,8 @@ def load_versions(workspace, config: dict) -> list:
         version = registry.get_version_by_id(entry["version_id"])
         folder = materialize(registry, version)
         artifact = Artifact(version.format, folder / version.entry, version_spec(ResolvedModel(version, folder)))
-        auto = serving["backend"] == "auto"
-        candidates = [auto_backend(version.format, artifact.path) if auto else serving["backend"]]
-        if auto and version.format == "onnx" and candidates[0] != AUTO_FALLBACK:
-            candidates.append(AUTO_FALLBACK)
-        for index, name in enumerate(candidates):
-            backend = get_backend(name)
-            try:
-                runner = _load_warm(backend, artifact, {"threads": threads} if backend.name == "onnxruntime" else {},
-                                    version)
-                break
-            except (ModelyardError, RuntimeError) as exc:
-                if index == len(candidates) - 1:
-                    raise
-                print(f"auto: {version.ref} cannot serve on {name} ({exc}); falling back to {candidates[-1]}",
-                      flush=True)
+        backend, runner = load_served(version, artifact, serving["backend"], threads,
+                                      log=lambda message: print(message, flush=True))
         # ORT sessions may run concurrently; other runtimes' runners hold one infer request: one at a time
         parallel = serving.get("instances", 1) if backend.name == "onnxruntime" else 1
         batcher = DynamicBatcher(runner.infer, serving["max_batch"], serving["max_wait_ms"],
