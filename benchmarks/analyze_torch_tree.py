@@ -43,8 +43,8 @@ def _subset(tree, fraction: float):
 
 
 def child_analyze(fraction: float, jobs: int, target: str) -> dict:
-    from modelyard.migrate.analyze import analyze_tree
-    from modelyard.migrate.sources import open_source
+    from modelyard.migrate.code.analyze import analyze_tree
+    from modelyard.migrate.code.sources import open_source
 
     with open_source(torch_dir()) as tree:
         _subset(tree, fraction)
@@ -80,7 +80,7 @@ def _parse(path: str) -> int:
 
 
 def child_ast_floor(jobs: int) -> dict:
-    from modelyard.migrate.sources import open_source
+    from modelyard.migrate.code.sources import open_source
 
     with open_source(torch_dir()) as tree:
         # the same schedule as the analysis: largest first, small chunks, spawned workers

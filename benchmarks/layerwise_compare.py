@@ -53,9 +53,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="image height/width")
     args = parser.parse_args()
 
-    from modelyard.migrate.layerwise import compare_layers
-    from modelyard.migrate.model_metrics import ThresholdSet
-    from modelyard.migrate.passes import convert
+    from modelyard.migrate.model.layerwise import compare_layers
+    from modelyard.migrate.model.metrics import ThresholdSet
+    from modelyard.migrate.model.passes import convert
     from modelyard.runtime.feeds import random_feeds
     from modelyard.runtime.registry import get_backend
     from modelyard.runtime.spec import parse_spec

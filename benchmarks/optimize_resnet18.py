@@ -62,8 +62,8 @@ def main() -> int:
     parser.add_argument("--skip-exhaustive", action="store_true")
     args = parser.parse_args()
 
-    from modelyard.migrate.bench import batched_feeds, load_runner
-    from modelyard.migrate.optimize import optimize
+    from modelyard.migrate.model.bench import batched_feeds, load_runner
+    from modelyard.migrate.optimize.search import optimize
     from modelyard.runtime.spec import load_spec
 
     work = Path(tempfile.mkdtemp(prefix="modelyard-opt-bench-"))

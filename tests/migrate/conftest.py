@@ -66,7 +66,7 @@ def bert_spec(model_dir):
 
 
 def _export(spec, model_dir, model_cache, target="onnx"):
-    from modelyard.migrate.passes import convert
+    from modelyard.migrate.model.passes import convert
 
     return convert(spec, target, out_dir=model_dir / "out" / spec.name, cache_dir=model_cache).artifact
 

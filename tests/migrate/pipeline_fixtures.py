@@ -32,6 +32,6 @@ def tiny_spec(opt_dir):
 
 @pytest.fixture(scope="session")
 def fast_bench():
-    from modelyard.migrate.bench import BenchSettings
+    from modelyard.migrate.model.bench import BenchSettings
 
     return BenchSettings(warmup_s=0.02, min_iterations=10, max_iterations=200, max_seconds=0.2)

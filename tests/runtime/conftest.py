@@ -30,13 +30,13 @@ def mlp_spec(runtime_dir):
 
 @pytest.fixture(scope="session")
 def mlp_onnx(mlp_spec, runtime_dir):
-    from modelyard.migrate.passes import convert
+    from modelyard.migrate.model.passes import convert
 
     return convert(mlp_spec, "onnx", out_dir=runtime_dir / "out", cache_dir=runtime_dir / "cache").artifact
 
 
 @pytest.fixture(scope="session")
 def mlp_ir(mlp_spec, runtime_dir, mlp_onnx):
-    from modelyard.migrate.passes import convert
+    from modelyard.migrate.model.passes import convert
 
     return convert(mlp_spec, "openvino", out_dir=runtime_dir / "out", cache_dir=runtime_dir / "cache").artifact

@@ -695,7 +695,7 @@ def test_exported_model_matches_onnxruntime_at_two_batch_sizes(name, onnx_torch_
 def test_a_dynamo_exported_bert_matches_onnxruntime(tmp_path_factory):
     """The registry and ``migrate convert`` export with the dynamo exporter, whose graphs differ (GatherND, folded
     shapes, ONNX functions inlined)."""
-    from modelyard.migrate.passes import convert
+    from modelyard.migrate.model.passes import convert
     from modelyard.runtime.feeds import random_feeds
     from modelyard.runtime.spec import parse_spec
 

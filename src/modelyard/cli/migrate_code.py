@@ -17,7 +17,7 @@ TARGET_HELP = "Target: any (device-agnostic torch.accelerator, CPU fallback), np
 
 def _limits(max_file_mb: float):
     from modelyard.core.errors import InvalidInput
-    from modelyard.migrate.sources import Limits
+    from modelyard.migrate.code.sources import Limits
 
     if max_file_mb <= 0:
         raise InvalidInput("--max-file-mb must be positive")
@@ -71,9 +71,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Scan GPU (CUDA) PyTorch code for what must change to run on TARGET, with a score and effort."""
         from modelyard.core.errors import InvalidInput
-        from modelyard.migrate.analyze import analyze_path
-        from modelyard.migrate.code_report import FORMATS, format_for, render
-        from modelyard.migrate.rules import check_target
+        from modelyard.migrate.code.analyze import analyze_path
+        from modelyard.migrate.code.report import FORMATS, format_for, render
+        from modelyard.migrate.code.rules import check_target
 
         check_target(target)
         if fmt is not None and fmt not in FORMATS:
@@ -110,8 +110,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         """Rewrite what can be migrated automatically (libcst) and mark the rest with # MIGRATE comments."""
-        from modelyard.migrate.code_apply import apply_migration
-        from modelyard.migrate.rules import check_target
+        from modelyard.migrate.code.apply import apply_migration
+        from modelyard.migrate.code.rules import check_target
 
         check_target(target)
         result = apply_migration(path, target, out=out, in_place=in_place, dry_run=dry_run,

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         """Convert a model to another format; every step is cached and verified to load and run."""
 
         def action():
-            from modelyard.migrate.passes import convert
+            from modelyard.migrate.model.passes import convert
 
             model_spec = load_model_spec(spec)
             return convert(model_spec, to, out_dir=out, cache_dir=_cache(cache_dir), opset=opset,
@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         """Which operators of the exported graph run natively on a target, which fall back, which shapes are dynamic."""
 
         def action():
-            from modelyard.migrate.coverage import op_coverage
+            from modelyard.migrate.model.coverage import op_coverage
 
             return op_coverage(load_model_spec(spec), target, model_path=model, cache_dir=_cache(cache_dir))
 
@@ -141,8 +141,8 @@ def register(app: typer.Typer) -> None:
         Exits 1 when the verdict is fail."""
 
         def action():
-            from modelyard.migrate.compare import compare_models
-            from modelyard.migrate.model_metrics import load_thresholds
+            from modelyard.migrate.model.compare import compare_models
+            from modelyard.migrate.model.metrics import load_thresholds
 
             model_spec = load_model_spec(spec)
             limits = load_thresholds(str(thresholds) if thresholds else None, preset) if (thresholds or preset) else None
@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
                 tmp.write_text(json.dumps(payload, indent=2, default=str))
                 tmp.replace(report)
             else:
-                from modelyard.migrate.compare_report import write_report
+                from modelyard.migrate.model.compare_report import write_report
 
                 write_report(payload, report)
         if json_out:

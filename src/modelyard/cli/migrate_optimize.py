@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         """Latency p50/p90/p99, throughput, peak memory and noise per batch size on one backend."""
 
         def action():
-            from modelyard.migrate.bench import BenchSettings, benchmark
+            from modelyard.migrate.model.bench import BenchSettings, benchmark
 
             options = {"threads": threads}
             if precision is not None:
@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
         Exits 1 when no candidate is accepted."""
 
         def action():
-            from modelyard.migrate.optimize import optimize
+            from modelyard.migrate.optimize.search import optimize
 
             return optimize(
                 load_model_spec(spec), target, objective=objective, batch_size=batch_size,
@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
         finished phases. Exits 1 when a phase fails or an acceptance goal is missed."""
 
         def action():
-            from modelyard.migrate.pipeline import run_migration
+            from modelyard.migrate.pipeline.run import run_migration
 
             return run_migration(migration, out, cache_dir=_cache_root(cache_dir), force=tuple(force or ()),
                                  stop_after=stop_after, progress=_progress(not json_out))

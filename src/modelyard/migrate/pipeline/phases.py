@@ -1,0 +1,256 @@
+"""The migration pipeline's phases. Each takes a ``PhaseContext`` and returns a JSON-able dict (``result.json`` of
+the phase's folder); ``{"skipped": True, "reason": ...}`` when it has nothing to do here (no source folder, a
+backend this machine lacks)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from modelyard.core.errors import Unavailable
+
+MAX_FINDINGS_IN_RESULT = 2000
+
+
+def _spec(ctx):
+    return ctx.config.model_spec()
+
+
+def _device(target: str) -> str:
+    return target.partition(":")[2] or "cpu" if ":" in target else target
+
+
+def analyze(ctx) -> dict:
+    """Scan the source folder for GPU-specific code: findings, readiness score, effort."""
+    from modelyard.migrate.code.analyze import analyze_path
+    from modelyard.migrate.code.report import render
+
+    cfg = ctx.config
+    if cfg.source is None:
+        return {"skipped": True, "reason": "MIGRATION.yaml names no source folder"}
+    analysis = analyze_path(cfg.resolve(cfg.source), cfg.code_target, progress=ctx.progress)
+    folder = ctx.folder("analyze")
+    files = {}
+    for fmt in ("json", "md", "html"):
+        path = folder / f"analysis.{fmt}"
+        path.write_text(render(analysis, fmt), encoding="utf-8")
+        files[fmt] = str(path)
+    findings = [analysis.finding_dict(f) for f in analysis.iter_findings()]
+    return {"summary": analysis.summary(), "ready": bool(analysis), "files": files,
+            "findings": findings[:MAX_FINDINGS_IN_RESULT], "findings_total": len(findings)}
+
+
+def apply(ctx) -> dict:
+    """Rewrite the code into ``apply/migrated`` (the source is never touched); list changes and manual items left."""
+    from modelyard.migrate.code.apply import apply_migration
+
+    cfg = ctx.config
+    if cfg.source is None:
+        return {"skipped": True, "reason": "MIGRATION.yaml names no source folder"}
+    if not cfg.apply:
+        return {"skipped": True, "reason": "apply: false in MIGRATION.yaml"}
+    destination = ctx.folder("apply") / "migrated"
+    shutil.rmtree(destination, ignore_errors=True)  # a rerun replaces the earlier copy
+    result = apply_migration(cfg.resolve(cfg.source), cfg.code_target, out=destination, progress=ctx.progress)
+    after = result.after if result.after is not None else result.before
+    manual = [after.finding_dict(f) for f in after.iter_findings() if f.status in ("manual", "unsupported")]
+    for item in manual:
+        item["owner"] = cfg.owners.owner_of(item["category"])
+    data = result.to_dict()
+    data.update(changes=[row.to_dict() for row in result.rows], manual_items=manual[:MAX_FINDINGS_IN_RESULT],
+                migrated=str(destination))
+    return data
+
+
+def convert(ctx) -> dict:
+    """Export the model to ONNX, verified to load and run (cached by hash)."""
+    from modelyard.migrate.model.passes import convert as convert_model
+
+    spec = _spec(ctx)
+    target = "onnx" if spec.source_format == "torch" else ("onnx" if spec.source_format == "onnx" else None)
+    if target is None:
+        return {"skipped": True, "reason": "the model is already an OpenVINO IR", "artifact": str(spec.source().path)}
+    if spec.source_format == "onnx":
+        return {"artifact": {"format": "onnx", "path": str(spec.source().path)}, "steps": [],
+                "note": "the model is already ONNX"}
+    result = convert_model(spec, target, out_dir=ctx.folder("convert"), cache_dir=ctx.cache_dir / "passes",
+                           progress=ctx.progress)
+    return result.to_dict()
+
+
+def _converted(ctx) -> str | None:
+    converted = ctx.results.get("convert", {})
+    artifact = converted.get("artifact")
+    return artifact.get("path") if isinstance(artifact, dict) else artifact
+
+
+def coverage(ctx) -> dict:
+    """Which operators the target runs natively and which fall back."""
+    from modelyard.migrate.model.coverage import op_coverage
+
+    target = ctx.config.target
+    device = _device(target)
+    where = target if ":" in target else {"cpu": "openvino:cpu", "gpu": "openvino:gpu", "npu": "npu",
+                                          "cuda": "onnxruntime:cuda"}.get(device, "openvino:cpu")
+    ctx.progress(0.1, f"coverage on {where}")
+    try:
+        result = op_coverage(_spec(ctx), where, model_path=_converted(ctx), cache_dir=ctx.cache_dir / "passes")
+    except Unavailable as exc:
+        return {"skipped": True, "reason": str(exc), "target": where}
+    return result.to_dict()
+
+
+def compare_backend(ctx) -> tuple[str, str | None]:
+    """The backend the fp32 compare runs on, and a note when the preferred one is missing here."""
+    from modelyard.runtime.registry import get_backend
+
+    cfg = ctx.config
+    wanted = cfg.compare.backend or (cfg.target if ":" in cfg.target else {
+        "cpu": "onnxruntime:cpu", "cuda": "onnxruntime:cuda", "npu": "onnxruntime:cann", "gpu": "openvino:gpu"
+    }.get(cfg.target, "onnxruntime:cpu"))
+    ok, why = get_backend(wanted).available()
+    if ok:
+        return wanted, None
+    return "onnxruntime:cpu", f"{wanted} is not available here ({why}); compared on onnxruntime:cpu"
+
+
+def compare(ctx) -> dict:
+    """Precision of the converted fp32 model against the reference: per output, task, layer by layer."""
+    from modelyard.migrate.model.compare import compare_models
+    from modelyard.migrate.model.compare_report import write_report
+
+    cfg = ctx.config
+    backend, note = compare_backend(ctx)
+    result = compare_models(
+        _spec(ctx), cfg.reference, backend, target_model=_converted(ctx), samples=cfg.compare.samples,
+        data=cfg.resolve(cfg.data), seed=cfg.seed, layerwise=cfg.compare.layerwise,
+        cache_dir=ctx.cache_dir / "passes", work_dir=ctx.folder("compare") / "exports", progress=ctx.progress,
+    )
+    data = result.to_dict()
+    data["report"] = str(write_report(data, ctx.folder("compare") / "compare.html"))
+    if note:
+        data["note"] = note
+    return data
+
+
+def optimize(ctx) -> dict:
+    """Accuracy-gated search, then the baseline and the chosen configuration benchmarked per batch size."""
+    from modelyard.migrate.model.bench import benchmark
+    from modelyard.migrate.optimize.search import optimize as run_optimize
+
+    cfg = ctx.config
+    spec = _spec(ctx)
+    opt = cfg.optimize
+    folder = ctx.folder("optimize")
+    result = run_optimize(
+        spec, cfg.target, objective=opt.objective, batch_size=opt.batch_size,
+        max_accuracy_drop=cfg.goals.max_accuracy_drop, budget_s=opt.budget_s, out_dir=folder, samples=opt.samples,
+        data=cfg.resolve(cfg.data), calibration=str(cfg.resolve(cfg.calibration)) if cfg.calibration else None,
+        seed=cfg.seed, strategy=opt.strategy, top_k=opt.top_k, cache_dir=ctx.cache_dir,
+        progress=lambda f, m: ctx.progress(0.8 * f, m),
+    )
+    data = result.to_dict()
+    sizes = cfg.benchmark.batch_sizes
+    performance: dict = {"batch_sizes": sizes}
+    ctx.progress(0.82, f"baseline at batch sizes {sizes}")
+    performance["baseline"] = benchmark(spec, result.baseline["backend"], batch_sizes=sizes, data=cfg.resolve(cfg.data),
+                                        seed=cfg.seed, cache_dir=ctx.cache_dir / "passes").to_dict()
+    if result.best is not None and result.best_artifact:
+        ctx.progress(0.9, f"chosen configuration at batch sizes {sizes}")
+        try:
+            performance["best"] = benchmark(
+                spec, result.best.backend, batch_sizes=sizes, options=result.best.options,
+                model_path=result.best_artifact, data=cfg.resolve(cfg.data), seed=cfg.seed, profile=True,
+                cache_dir=ctx.cache_dir / "passes",
+            ).to_dict()
+        except Exception as exc:  # noqa: BLE001 - a batch size the artifact cannot take is reported, not fatal
+            performance["best_error"] = f"{type(exc).__name__}: {exc}"
+    data["performance"] = performance
+    return data
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package(ctx) -> dict:
+    """A hand-over folder: the chosen model and runtime config, the ModelSpec, the migrated code, a manifest."""
+    cfg = ctx.config
+    folder = ctx.folder("package")
+    for child in folder.iterdir():
+        if child.name != "result.json":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    best = (ctx.results.get("optimize") or {}).get("best")
+    notes = []
+    model_dir = folder / "model"
+    model_dir.mkdir()
+    if best and best.get("artifact"):
+        source = Path(best["artifact"]).parent
+        for item in source.iterdir():
+            if item.is_file():
+                shutil.copy2(item, model_dir / item.name)
+    else:
+        fallback = _converted(ctx)
+        if fallback:
+            shutil.copy2(fallback, model_dir / Path(fallback).name)
+            notes.append("no optimised candidate was accepted: the package holds the fp32 ONNX model")
+    spec = _spec(ctx)
+    (folder / "modelspec.json").write_text(json.dumps(spec.model_dump(mode="json", exclude_none=True), indent=1),
+                                           encoding="utf-8")
+    migrated = (ctx.results.get("apply") or {}).get("migrated")
+    if migrated and Path(migrated).is_dir():
+        shutil.copytree(migrated, folder / "code", symlinks=False)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in ("result.json", "MANIFEST.json"))
+    manifest = {
+        "schema": "modelyard.package/1",
+        "name": cfg.name,
+        "backend": best.get("backend") if best else None,
+        "options": best.get("options") if best else None,
+        "files": {str(p.relative_to(folder)): _sha256(p) for p in files},
+    }
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return {"path": str(folder), "files": len(files), "manifest": str(folder / "MANIFEST.json"), "notes": notes}
+
+
+def report(ctx) -> dict:
+    """The migration report, test report and acceptance checklist (HTML + JSON + Markdown)."""
+    from modelyard.migrate.pipeline.report import write_reports
+
+    return write_reports(ctx.config, ctx.results, ctx.folder("report"))
+
+
+PHASE_FUNCTIONS = {
+    "analyze": analyze, "apply": apply, "convert": convert, "coverage": coverage, "compare": compare,
+    "optimize": optimize, "package": package, "report": report,
+}
+
+
+def summarize(phase: str, result: dict) -> str:
+    """One line about a phase's result, for the CLI and ``state.json``."""
+    if result.get("skipped") is True:
+        return f"skipped: {result.get('reason')}"
+    if phase == "analyze":
+        s = result["summary"]
+        return f"{s['findings']} findings, readiness {s['readiness_score']}/100"
+    if phase == "apply":
+        return f"{len(result.get('files_changed', []))} files changed, {len(result.get('manual_items', []))} manual items"
+    if phase == "convert":
+        return f"{result['artifact']['path']}" if isinstance(result.get("artifact"), dict) else ""
+    if phase == "coverage":
+        return f"{result.get('coverage', 0):.1%} native on {result.get('target')}"
+    if phase == "compare":
+        return f"{result['verdict']} on {result['target']}"
+    if phase == "optimize":
+        best = result.get("best")
+        return (f"best {best['label']} {best['speedup']}x" if best else "no candidate accepted")
+    if phase == "package":
+        return f"{result['files']} files"
+    if phase == "report":
+        return "accepted" if result.get("accepted") else "not accepted"
+    return ""

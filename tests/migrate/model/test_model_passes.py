@@ -1,0 +1,78 @@
+"""Pass contract: every registered pass runs on a fitting input, its output is verified to load and run, a second
+run comes from the cache, configs are validated; the convert chains end in the asked format."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelyard.core.errors import InvalidInput
+from modelyard.migrate.model.passes import PASSES, TARGETS, convert, get_pass, plan
+from modelyard.runtime.graph_layers import load_layer_map
+
+# pass -> the target format whose chain feeds it (its input is the previous step's output)
+CHAIN_FOR = {
+    "torch-to-onnx": "onnx",
+    "onnx-simplify": "onnx-simplified",
+    "onnx-fp16": "onnx-fp16",
+    "int8-dynamic": "onnx-int8",
+    "int8-static": "onnx-int8-static",
+    "onnx-to-openvino": "openvino",
+    "openvino-bf16-hint": "openvino-bf16",
+    "nncf-int8": "openvino-int8",
+    "torch-export": "torch-export",
+}
+
+
+def test_every_pass_has_a_chain():
+    assert set(CHAIN_FOR) == set(PASSES)
+    assert set(CHAIN_FOR.values()) <= set(TARGETS)
+
+
+@pytest.mark.parametrize("pass_name", sorted(PASSES))
+def test_pass_contract(pass_name, cnn_spec, cnn_onnx, model_dir, model_cache):
+    out = model_dir / "passes" / pass_name
+    result = convert(cnn_spec, CHAIN_FOR[pass_name], out_dir=out, cache_dir=model_cache)
+    step = next(s for s in result.steps if s.pass_name == pass_name)
+    assert step.verification["ok"] and step.artifact.path.is_file()
+    assert step.artifact.path.parent == out
+    assert step.verification["outputs"]["logits"] == [2, 10]
+    assert bool(step) and bool(result)
+    again = get_pass(pass_name).run(_input_of(result, pass_name, cnn_spec), step.config, out, model_cache)
+    assert again.cached and again.cache_key == step.cache_key
+    assert again.artifact.path.read_bytes() == step.artifact.path.read_bytes()
+    if step.artifact.format in ("onnx", "openvino") and pass_name != "nncf-int8":
+        assert load_layer_map(step.artifact.path), "the layer map travels with the artifact"
+    data = result.to_dict()
+    assert data["schema"] == "modelyard.convert/1" and data["steps"][-1]["output"]["path"]
+
+
+def _input_of(result, pass_name, spec):
+    index = [s.pass_name for s in result.steps].index(pass_name)
+    return spec.source() if index == 0 else result.steps[index - 1].artifact
+
+
+def test_config_and_format_are_validated(cnn_spec, cnn_onnx, tmp_path):
+    with pytest.raises(InvalidInput, match="config.opset"):
+        get_pass("torch-to-onnx").run(cnn_spec.source(), {"opset": 2}, tmp_path)
+    with pytest.raises(InvalidInput, match="takes onnx models, got torch"):
+        get_pass("onnx-fp16").run(cnn_spec.source(), None, tmp_path)
+    with pytest.raises(InvalidInput, match="unknown target format"):
+        plan(cnn_spec, "tflite")
+    with pytest.raises(InvalidInput, match="unknown pass"):
+        get_pass("magic")
+
+
+def test_config_changes_the_cache_key(cnn_spec, cnn_onnx):
+    fp16 = get_pass("onnx-fp16")
+    a = fp16.cache_key(cnn_onnx, fp16.validate_config({}))
+    b = fp16.cache_key(cnn_onnx, fp16.validate_config({"keep_io_types": False}))
+    assert a != b
+
+
+def test_real_architecture_exports_with_dynamic_axes(resnet_onnx):
+    import onnx
+
+    model = onnx.load(str(resnet_onnx.path))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and dims[2].dim_value == 32
+    assert [o.name for o in model.graph.output] == ["logits"]
