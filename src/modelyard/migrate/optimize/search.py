@@ -202,12 +202,12 @@ class _Engine:
 
     def _context_hash(self) -> str:
         from modelyard.migrate.model.bench import environment
-        from modelyard.migrate.model.passes.onnx import _calibration_digest
+        from modelyard.migrate.model.passes.onnx import calibration_digest
 
         env = environment()
         data = {
             "spec": self.spec.content_hash(), "samples": self.samples, "seed": self.seed, "batch": self.batch_size,
-            "data": _calibration_digest(self.spec, str(self.data) if self.data else None),
+            "data": calibration_digest(self.spec, str(self.data) if self.data else None),
             "machine": [env["cpu"], env["cpu_count"], env["packages"]], "settings": asdict(self.settings),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
@@ -241,23 +241,23 @@ class _Engine:
             if source.format == "onnx":
                 self.onnx_fp32 = source
             elif source.format == "torch":
-                from modelyard.migrate.model.passes.keep_float import pass_named
+                from modelyard.migrate.model.passes import get_pass
 
                 folder = self.out_dir / "artifacts" / "onnx"
-                self.onnx_fp32 = pass_named("torch-to-onnx").run(source, {}, folder, self.cache_dir / "passes").artifact
+                self.onnx_fp32 = get_pass("torch-to-onnx").run(source, {}, folder, self.cache_dir / "passes").artifact
         return self.onnx_fp32
 
     def build(self, variant: Variant) -> tuple[Artifact, list]:
         """Run the variant's pass chain; returns the final artifact and each step's artifact."""
         key = variant.key()
         if key not in self.artifacts:
-            from modelyard.migrate.model.passes.keep_float import pass_named
+            from modelyard.migrate.model.passes import get_pass
 
             artifact = self.spec.source() if self.spec.source_format == "openvino" else self.source_onnx()
             steps = []
             folder = self.out_dir / "artifacts" / key[:12]
             for name, config in variant.pass_list():
-                artifact = pass_named(name).run(artifact, config, folder, self.cache_dir / "passes").artifact
+                artifact = get_pass(name).run(artifact, config, folder, self.cache_dir / "passes").artifact
                 steps.append((name, artifact))
             self.artifacts[key] = (artifact, steps)
         return self.artifacts[key]

@@ -2,7 +2,7 @@
 
 ``int8-static-keep-float`` (ONNX Runtime QDQ) and ``nncf-int8-keep-float`` (NNCF, for OpenVINO) take the configs of
 ``int8-static`` / ``nncf-int8`` plus ``exclude_nodes`` (ONNX node names) and ``exclude_op_types``. They are cached
-and verified like every other pass (``modelyard.migrate.model.passes.Pass``).
+and verified like every other pass and registered in ``modelyard.migrate.model.passes.PASSES``.
 
 ``nodes_of_layers`` maps layer names (torch module paths, as the layer-wise compare blames them) to the ONNX nodes
 that implement them, through the exporter's name scopes.
@@ -16,7 +16,6 @@ from pydantic import Field
 
 from modelyard.migrate.model.passes.onnx import Int8Static, Int8StaticConfig
 from modelyard.migrate.model.passes.openvino import NncfInt8, NncfInt8Config
-from modelyard.migrate.model.passes import Pass, get_pass
 
 
 class Int8StaticKeepFloatConfig(Int8StaticConfig):
@@ -64,16 +63,6 @@ class NncfInt8KeepFloat(NncfInt8):
         excluded = excluded_node_names(model, config.exclude_nodes, config.exclude_op_types)
         notes.append(f"{len(excluded)} nodes kept in float")
         return excluded
-
-
-EXTRA_PASSES = {p.name: p for p in (Int8StaticKeepFloat, NncfInt8KeepFloat)}
-
-
-def pass_named(name: str) -> Pass:
-    """A registered pass (``modelyard.migrate.model.passes.PASSES``) or one of this module's."""
-    if name in EXTRA_PASSES:
-        return EXTRA_PASSES[name]()
-    return get_pass(name)
 
 
 def excluded_node_names(model, names: list[str], op_types: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from modelyard.core.errors import InvalidInput
-from modelyard.migrate.model.passes import Pass, PassConfig, PassFailed, copy_layer_map
+from modelyard.migrate.model.passes.base import Pass, PassConfig, PassFailed, copy_layer_map
 from modelyard.runtime.spec import Artifact
 from modelyard.runtime.tracing import example_inputs, quiet_exporters
 
@@ -247,7 +247,8 @@ def topological_sort(graph) -> None:
     graph.node.extend(nodes[i] for i in ordered)
 
 
-def _calibration_digest(spec, calibration: str | None) -> str:
+def calibration_digest(spec, calibration: str | None) -> str:
+    """A digest of the calibration data for cache keys (``random`` when the feeds are random)."""
     if not calibration:
         return "random"
     path = Path(calibration).expanduser()
@@ -333,7 +334,7 @@ class Int8Static(Pass):
     suffix = ".int8-static.onnx"
 
     def _cache_extra(self, artifact: Artifact, config: Int8StaticConfig) -> str:
-        return _calibration_digest(artifact.spec, config.calibration)
+        return calibration_digest(artifact.spec, config.calibration)
 
     def _kept_in_float(self, model, config: Int8StaticConfig, notes: list[str]) -> list[str]:
         """Node names to leave unquantized; none here (subclasses keep some in float)."""

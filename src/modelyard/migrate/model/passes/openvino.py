@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from modelyard.migrate.model.passes.onnx import _calibration_digest, calibration_feeds
-from modelyard.migrate.model.passes import Pass, PassConfig, PassFailed, copy_layer_map
+from modelyard.migrate.model.passes.base import Pass, PassConfig, PassFailed, copy_layer_map
+from modelyard.migrate.model.passes.onnx import calibration_digest, calibration_feeds
 from modelyard.runtime.spec import Artifact
 from modelyard.runtime.tracing import quiet_exporters
 
@@ -104,7 +104,7 @@ class NncfInt8(Pass):
     suffix = ".nncf-int8.onnx"
 
     def _cache_extra(self, artifact: Artifact, config: NncfInt8Config) -> str:
-        return _calibration_digest(artifact.spec, config.calibration)
+        return calibration_digest(artifact.spec, config.calibration)
 
     def _kept_in_float(self, model, config: NncfInt8Config, notes: list[str]) -> list[str]:
         """Node names NNCF must leave in float (its ignored scope); none here (subclasses keep some)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from modelyard.core.errors import InvalidInput
-from modelyard.migrate.model.passes import Pass, PassConfig, PassFailed
+from modelyard.migrate.model.passes.base import Pass, PassConfig, PassFailed
 from modelyard.runtime.spec import Artifact
 from modelyard.runtime.tracing import example_inputs, quiet_exporters
 
