@@ -17,7 +17,7 @@ def __getattr__(name: str):
 
         return Client
     if name == "run":
-        from modelyard.client.runs import run
+        from modelyard.client.client import run
 
         return run
     raise AttributeError(f"module 'modelyard' has no attribute {name!r}")

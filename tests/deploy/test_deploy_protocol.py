@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from modelyard.deploy.protocol import BadRequest, decode, validate
+from modelyard.deploy.errors import BadRequest
+from modelyard.deploy.protocol import decode, validate
 from modelyard.registry.signature import Signature, TensorSpec
 
 LINEAR = Signature((TensorSpec("x", "float32", ("batch", 4)),), (TensorSpec("y", "float32", ("batch", 3)),))

@@ -1,5 +1,6 @@
 """``Client``: the SDK over the REST API. With ``url`` it speaks HTTP; without one it runs the same API in-process
-on the local workspace, so the CLI, tests and scripts share one code path.
+on the local workspace, so the CLI, tests and scripts share one code path. ``run`` starts a tracked run
+(``modelyard.run``) on a new ``Client`` unless given one.
 
 Example::
 
@@ -19,35 +20,15 @@ from typing import Any
 
 import httpx
 
-from modelyard.core import errors
+from modelyard.client._http import raise_for
 from modelyard.client.data import Datasets
 from modelyard.client.registry import Models
-from modelyard.client.runs import Runs
+from modelyard.client.runs import ActiveRun, Runs
 from modelyard.client.services import Services
-from modelyard.core.errors import ModelyardError, Unavailable
+from modelyard.core import errors
+from modelyard.core.errors import Unavailable
 
-_BY_STATUS: dict[int, type[ModelyardError]] = {
-    401: errors.Unauthorized,
-    403: errors.Forbidden,
-    404: errors.NotFound,
-    409: errors.Conflict,
-    413: errors.PayloadTooLarge,
-    422: errors.InvalidInput,
-    503: errors.Unavailable,
-}
 IN_PROCESS_URL = "http://modelyard.in-process"
-
-
-def _raise_for(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    try:
-        body = response.json()["error"]
-        code, message = body.get("code", "error"), body.get("message", response.reason_phrase)
-    except (ValueError, KeyError, TypeError):
-        code, message = "error", f"HTTP {response.status_code}: {response.text[:200]}"
-    cls = _BY_STATUS.get(response.status_code, ModelyardError)
-    raise cls(message, code=code, status=response.status_code)
 
 
 class Client:
@@ -91,7 +72,7 @@ class Client:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach the Modelyard server at {self.url}: {exc}") from exc
-        _raise_for(response)
+        raise_for(response)
         return response
 
     def get_json(self, path: str, **kwargs) -> Any:
@@ -225,3 +206,32 @@ class Blobs:
             Path(handle.name).unlink(missing_ok=True)
             raise
         return dest
+
+
+def run(name: str, experiment: str = "default", params: dict | None = None, tags: dict | None = None,
+        dataset: str | None = None, client=None, url: str | None = None, token: str | None = None,
+        home: str | Path | None = None) -> ActiveRun:
+    """Start a tracked run.
+
+    Args:
+        name: the run's name.
+        experiment: groups runs for ``runs list --experiment`` (default ``default``).
+        params: hyper-parameters to record now (more with ``log_params``).
+        tags: free key/values.
+        dataset: the dataset version trained on (``NAME@VERSION``), recorded as lineage.
+        client: an existing ``modelyard.Client``; default: a new one from ``url``/``token``/``home`` or
+            ``MODELYARD_URL``/``MODELYARD_TOKEN``/``MODELYARD_HOME`` (in-process when no URL), closed at the end.
+    """
+    import os
+
+    own = client is None
+    if own:
+        client = Client(url=url or os.environ.get("MODELYARD_URL") or None,
+                        token=token or os.environ.get("MODELYARD_TOKEN") or None, home=home)
+    try:
+        info = client.runs.create(name, experiment, params, tags, dataset)
+    except BaseException:
+        if own:
+            client.close()
+        raise
+    return ActiveRun(client, info, own_client=own)

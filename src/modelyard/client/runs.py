@@ -1,4 +1,5 @@
-"""``client.runs`` and ``modelyard.run(...)``: tracked runs from any Python training script.
+"""``client.runs`` and the ``ActiveRun`` that ``modelyard.run(...)`` returns: tracked runs from any Python
+training script.
 
 Example::
 
@@ -154,34 +155,3 @@ class ActiveRun:
         else:
             detail = "".join(traceback.format_exception_only(exc_type, exc)).strip()
             self.end("failed", detail[:10_000])
-
-
-def run(name: str, experiment: str = "default", params: dict | None = None, tags: dict | None = None,
-        dataset: str | None = None, client=None, url: str | None = None, token: str | None = None,
-        home: str | Path | None = None) -> ActiveRun:
-    """Start a tracked run.
-
-    Args:
-        name: the run's name.
-        experiment: groups runs for ``runs list --experiment`` (default ``default``).
-        params: hyper-parameters to record now (more with ``log_params``).
-        tags: free key/values.
-        dataset: the dataset version trained on (``NAME@VERSION``), recorded as lineage.
-        client: an existing ``modelyard.Client``; default: a new one from ``url``/``token``/``home`` or
-            ``MODELYARD_URL``/``MODELYARD_TOKEN``/``MODELYARD_HOME`` (in-process when no URL), closed at the end.
-    """
-    import os
-
-    own = client is None
-    if own:
-        from modelyard.client.client import Client
-
-        client = Client(url=url or os.environ.get("MODELYARD_URL") or None,
-                        token=token or os.environ.get("MODELYARD_TOKEN") or None, home=home)
-    try:
-        info = client.runs.create(name, experiment, params, tags, dataset)
-    except BaseException:
-        if own:
-            client.close()
-        raise
-    return ActiveRun(client, info, own_client=own)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from modelyard.client._http import raise_for
 from modelyard.core.errors import ModelyardError
 
 
@@ -100,23 +101,19 @@ class Services:
                      input_name: str | None = None) -> dict:
         """POST a ready-made body (JSON text, .npy, safetensors or image bytes) through the platform's proxy and
         return the JSON answer; a 4xx/5xx raises with the service's message."""
-        from modelyard.client.client import _raise_for
-
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         if key is not None:
             headers["X-Modelyard-Key"] = key
         params = {"input": input_name} if input_name else None
         response = self._c._http.request("POST", f"/api/v1/services/{quote(name)}/predict", content=body,
                                          headers=headers, params=params)
-        _raise_for(response)
+        raise_for(response)
         return response.json()
 
     def predict(self, name: str, inputs: dict, key: str | None = None) -> dict:
         """Run one request: ``inputs`` maps names to arrays or nested lists (sent as safetensors when they are
         numpy arrays, else as JSON). Returns ``{"outputs": {name: ndarray}, "model": "N@V"}``."""
         import numpy as np
-
-        from modelyard.client.client import _raise_for
 
         headers = {"Accept": "application/x-safetensors"}
         if key is not None:
@@ -131,7 +128,7 @@ class Services:
         else:
             response = self._c._http.request("POST", f"/api/v1/services/{quote(name)}/predict",
                                              json={"inputs": inputs}, headers=headers)
-        _raise_for(response)
+        raise_for(response)
         from safetensors.numpy import load
 
         return {"outputs": dict(load(response.content)), "model": response.headers.get("x-modelyard-model")}

@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 
-from modelyard.deploy.protocol import BadRequest
+from modelyard.deploy.errors import BadRequest
 from modelyard.registry.signature import TensorSpec
 
 MAX_PIXELS = 64 * 1024 * 1024  # decompression-bomb guard

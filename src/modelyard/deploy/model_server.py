@@ -17,8 +17,8 @@ from pathlib import Path
 
 from modelyard.core.errors import ModelyardError, PayloadTooLarge, Unauthorized
 from modelyard.deploy.batching import DynamicBatcher
+from modelyard.deploy.errors import BadRequest
 from modelyard.deploy.protocol import (
-    BadRequest,
     decode,
     encode_json,
     encode_npy,

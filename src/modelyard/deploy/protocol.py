@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelyard.core.errors import ModelyardError
+from modelyard.deploy.errors import BadRequest
 from modelyard.registry.signature import Signature, TensorSpec
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -32,13 +32,6 @@ SAFETENSORS_TYPES = ("application/x-safetensors", "application/safetensors")
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg")
 _FLOAT_KINDS = "f"
 _INT_KINDS = "iu"
-
-
-class BadRequest(ModelyardError):
-    """The request does not fit the model: 400 with a message naming the input."""
-
-    code = "bad_request"
-    status = 400
 
 
 @dataclass

@@ -122,14 +122,14 @@ def test_section(config: MigrationConfig, results: dict) -> dict:
 
 
 def _input_hashes(config: MigrationConfig) -> dict:
-    from modelyard.migrate.pipeline.run import _extra_digest
+    from modelyard.migrate.pipeline.state import input_digest
 
-    hashes = {"model": _extra_digest(config, "model")}
+    hashes = {"model": input_digest(config, "model")}
     if config.source:
-        hashes["source"] = _extra_digest(config, "source")
+        hashes["source"] = input_digest(config, "source")
     for name in ("data", "calibration"):
         if getattr(config, name):
-            hashes[name] = _extra_digest(config, name)
+            hashes[name] = input_digest(config, name)
     return hashes
 
 

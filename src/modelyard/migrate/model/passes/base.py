@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelyard.core.errors import InvalidInput, ModelyardError
@@ -145,7 +146,7 @@ class Pass(ABC):
             notes: list[str] = []
             main = self._run_impl(artifact, cfg, scratch, f"{stem}{self.suffix}", notes)
             produced = Artifact(self.output_format, main, artifact.spec)
-            verification = verify_artifact(produced)
+            verification = self.verify(produced)
             if not verification["ok"]:
                 raise PassFailed(f"pass {self.name}: output {main.name} does not run: {verification['error']}")
             files = sorted(p.name for p in scratch.iterdir() if p.is_file())
@@ -163,6 +164,30 @@ class Pass(ABC):
             self.name, cfg.model_dump(mode="json"), artifact.describe(), output, key, False,
             time.perf_counter() - started, verification, tuple(notes),
         )
+
+    def verify(self, artifact: Artifact) -> dict:
+        """Load the pass's output and run it once on a random feed.
+
+        Returns:
+            ``{"ok", "backend", "outputs": {name: shape}, "error"}``.
+        """
+        from modelyard.runtime.feeds import random_feeds
+
+        feeds = next(random_feeds(artifact.spec, 1, seed=1234))
+        try:
+            backend, outputs = self._run_once(artifact, feeds)
+        except ModelyardError as exc:
+            return {"ok": False, "backend": artifact.format, "outputs": {}, "error": str(exc)}
+        return {"ok": True, "backend": backend, "outputs": {k: list(v.shape) for k, v in outputs.items()}, "error": None}
+
+    def _run_once(self, artifact: Artifact, feeds: dict[str, np.ndarray]) -> tuple[str, dict[str, np.ndarray]]:
+        """Run ``artifact`` once on the backend that runs its format here; return that backend and the outputs.
+        A pass whose output no runtime backend loads (a torch.export program) overrides this."""
+        from modelyard.runtime.registry import get_backend
+
+        backend = {"onnx": "onnxruntime:cpu", "openvino": "openvino:cpu"}[artifact.format]
+        runner = get_backend(backend).load(artifact)
+        return backend, runner.infer({k: v for k, v in feeds.items() if k in {i.name for i in runner.inputs}})
 
     def _cache_extra(self, artifact: Artifact, config: PassConfig) -> str:
         return ""
@@ -222,32 +247,6 @@ def _publish(source: Path, out_dir: Path, files: dict[str, str], copy: bool) -> 
         tmp.replace(target)
         placed[name] = target
     return placed
-
-
-def verify_artifact(artifact: Artifact) -> dict:
-    """Load ``artifact`` on a backend that runs its format here and run it once on a random feed.
-
-    Returns:
-        ``{"ok", "backend", "outputs": {name: shape}, "error"}``.
-    """
-    from modelyard.runtime.feeds import random_feeds
-
-    feeds = next(random_feeds(artifact.spec, 1, seed=1234))
-    try:
-        if artifact.format == "torch_export":
-            from modelyard.migrate.model.passes.torch_export import run_exported
-
-            outputs = run_exported(artifact.path, artifact.spec, feeds)
-            backend = "torch:cpu (torch.export)"
-        else:
-            from modelyard.runtime.registry import get_backend
-
-            backend = {"onnx": "onnxruntime:cpu", "openvino": "openvino:cpu"}[artifact.format]
-            runner = get_backend(backend).load(artifact)
-            outputs = runner.infer({k: v for k, v in feeds.items() if k in {i.name for i in runner.inputs}})
-    except ModelyardError as exc:
-        return {"ok": False, "backend": artifact.format, "outputs": {}, "error": str(exc)}
-    return {"ok": True, "backend": backend, "outputs": {k: list(v.shape) for k, v in outputs.items()}, "error": None}
 
 
 def copy_layer_map(source: Path | None, target: Path) -> None:

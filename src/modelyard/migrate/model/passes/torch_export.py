@@ -60,6 +60,9 @@ class TorchExport(Pass):
             raise PassFailed(f"pass {self.name}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
         return target
 
+    def _run_once(self, artifact: Artifact, feeds: dict[str, np.ndarray]) -> tuple[str, dict[str, np.ndarray]]:
+        return "torch:cpu (torch.export)", run_exported(artifact.path, artifact.spec, feeds)
+
 
 def run_exported(path: Path, spec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Load a ``.pt2`` this pass wrote and run it once (verification only: the file is our own output)."""
