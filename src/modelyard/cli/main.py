@@ -139,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if OPTIONS.debug:
             raise
+        from modelyard.core.extras import missing_dependency
+
+        missing = missing_dependency(exc)
+        if missing is not None:
+            _common.err_console.print(f"[bold red]error:[/] {escape(str(missing))}", highlight=False, soft_wrap=True)
+            return 1
         _common.err_console.print(
             f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
             highlight=False,
