@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 
-.PHONY: demo test install install-dev bench clean
+.PHONY: demo test test-fast lint install install-dev bench clean
 
 $(VENV)/.created:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Modelyard needs Python 3.11)"; exit 1; }
@@ -31,6 +31,14 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the inner loop: everything but the tests that spawn servers, replicas or searches (slow), drive a browser or
+# need PostgreSQL
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not slow and not browser and not postgres" $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(PY) -m ruff check src tests scripts benchmarks examples
 
 bench: $(VENV)/.installed-dev
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

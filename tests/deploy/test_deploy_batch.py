@@ -11,29 +11,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelyard.core.jobkind import LocalJobContext
 from modelyard.deploy.batch import BatchSpec, run_batch
 from deploy_models import deploy_models, linear_expected  # noqa: F401 - fixtures
 
 ROWS = 230
 
 
-class Ctx:
-    """A JobContext for calling the kind directly; ``crash_after`` chunks it raises like a dying process."""
+def job_context(home: Path, crash_after: int | None = None) -> LocalJobContext:
+    """A context for calling the kind directly; at the ``crash_after``-th progress report it raises like a dying
+    process."""
 
-    def __init__(self, home: Path, crash_after: int | None = None):
-        self.job_id, self.home, self.workdir = "job_test", home, home / "work"
-        self.crash_after, self.chunks, self.lines = crash_after, 0, []
-
-    def progress(self, fraction, message=""):
-        self.chunks += 1
-        if self.crash_after is not None and self.chunks >= self.crash_after:
+    def crash(_fraction: float, _message: str) -> None:
+        if len(ctx.progress_events) >= crash_after:
             raise KeyboardInterrupt("simulated crash")
 
-    def log(self, message):
-        self.lines.append(message)
-
-    def cancelled(self):
-        return False
+    ctx = LocalJobContext(home=home, on_progress=crash if crash_after is not None else None)
+    return ctx
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +60,7 @@ def test_csv_to_parquet_with_keys(batch_home, table, tmp_path, linear_expected):
     folder, x = table
     spec = BatchSpec(model="linear@1", input=str(folder / "in.csv"), output=str(tmp_path / "out.parquet"), key="id",
                      chunk_size=50)
-    result = run_batch(spec, Ctx(batch_home))
+    result = run_batch(spec, job_context(batch_home))
     assert result["rows"] == ROWS and result["chunks"] == 5 and result["computed_this_run"] == ROWS
     out = pq.read_table(tmp_path / "out.parquet")
     assert out.column_names == ["id", "y"] and out["id"].to_pylist() == [f"row-{i}" for i in range(ROWS)]
@@ -79,11 +73,11 @@ def test_npz_to_csv_and_npz(batch_home, table, tmp_path, linear_expected):
 
     folder, x = table
     run_batch(BatchSpec(model="linear", input=str(folder / "in.npz"), output=str(tmp_path / "o.csv"), key="ids",
-                        chunk_size=64), Ctx(batch_home))
+                        chunk_size=64), job_context(batch_home))
     csv = pacsv.read_csv(tmp_path / "o.csv")
     assert csv.column_names == ["ids", "y_0", "y_1", "y_2"] and csv["ids"].to_pylist()[0] == 1000
     run_batch(BatchSpec(model="linear@1", input=str(folder / "in.npz"), output=str(tmp_path / "o.npz")),
-              Ctx(batch_home))
+              job_context(batch_home))
     with np.load(tmp_path / "o.npz") as data:
         assert data["key"].tolist() == list(range(ROWS))
         np.testing.assert_allclose(data["y"], linear_expected(x), rtol=1e-5)
@@ -98,7 +92,7 @@ def test_image_folder(batch_home, tmp_path):
         Image.fromarray(np.full((12, 12, 3), 10 * i, np.uint8)).save(images / f"img{i}.png")
     (images / "notes.txt").write_text("not an image")
     result = run_batch(BatchSpec(model="image@1", input=str(images), output=str(tmp_path / "o.npz"), chunk_size=2),
-                       Ctx(batch_home))
+                       job_context(batch_home))
     assert result["rows"] == 5
     with np.load(tmp_path / "o.npz") as data:
         assert data["key"].tolist() == [f"img{i}.png" for i in range(5)]
@@ -112,10 +106,10 @@ def test_a_crashed_run_resumes_without_duplicates_or_losses(batch_home, table, t
     spec = BatchSpec(model="linear@1", input=str(folder / "in.csv"), output=str(tmp_path / "out.parquet"), key="id",
                      chunk_size=20)
     with pytest.raises(KeyboardInterrupt):
-        run_batch(spec, Ctx(batch_home, crash_after=4))
+        run_batch(spec, job_context(batch_home, crash_after=4))
     parts = sorted((tmp_path / "out.parquet.parts").glob("part-*.npz"))
     assert len(parts) == 4 and not (tmp_path / "out.parquet").exists()
-    ctx = Ctx(batch_home)
+    ctx = job_context(batch_home)
     result = run_batch(spec, ctx)
     assert "resuming: 4 of 12 chunks already done" in ctx.lines
     assert result["computed_this_run"] == ROWS - 4 * 20
@@ -136,12 +130,12 @@ def test_bad_batch_specs_are_clear(batch_home, table, tmp_path):
         BatchSpec(model="linear@1", input=str(folder / "in.csv"), output=str(tmp_path / "o.xlsx"))
     with pytest.raises(InvalidInput, match="key column 'nope'"):
         run_batch(BatchSpec(model="linear@1", input=str(folder / "in.csv"), output=str(tmp_path / "o.npz"),
-                            key="nope"), Ctx(batch_home))
+                            key="nope"), job_context(batch_home))
     with pytest.raises(InvalidInput, match="declares no image preprocessing"):
-        run_batch(BatchSpec(model="linear@1", input=str(tmp_path), output=str(tmp_path / "o.npz")), Ctx(batch_home))
+        run_batch(BatchSpec(model="linear@1", input=str(tmp_path), output=str(tmp_path / "o.npz")), job_context(batch_home))
     with pytest.raises(NotFound):
         run_batch(BatchSpec(model="linear@9", input=str(folder / "in.csv"), output=str(tmp_path / "o.npz")),
-                  Ctx(batch_home))
+                  job_context(batch_home))
 
 
 def test_kill_9_of_the_worker_mid_batch_then_a_new_worker_finishes_it(batch_home, table, tmp_path):

@@ -95,3 +95,12 @@ def test_content_hash_changes_with_the_spec():
     b = parse_spec({**BASE, "kwargs": {"hidden": 8}}).content_hash()
     assert a != b and len(a) == 64
     assert np.all([parse_spec(BASE).content_hash() == a])
+
+
+def test_task_as_a_string_is_shorthand_for_its_type(tmp_path):
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({**BASE, "task": "classification"}))
+    short = load_spec(tmp_path / "m.yaml")
+    assert short.task.type == "classification" and short.task.top_k == 5 and short.task.output is None
+    assert short.content_hash() == parse_spec({**BASE, "task": {"type": "classification"}}).content_hash()
+    with pytest.raises(InvalidInput, match="spec.task"):
+        parse_spec({**BASE, "task": "segmentation"})

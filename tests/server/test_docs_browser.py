@@ -9,6 +9,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_swagger_ui_renders_offline_in_chromium(live_server, tmp_path):
     proc = subprocess.run(

@@ -1,4 +1,4 @@
-"""A workspace with sample datasets and one AutoML winner, built once per session, and a JobContext stand-in.
+"""A workspace with sample datasets and one AutoML winner, built once per session, and job contexts to run kinds.
 
 Not a conftest.py (a second ``conftest`` module would shadow ``tests/conftest.py`` for suites importing from it):
 test modules import these fixtures by name, and the module-level cache builds the workspace once per session.
@@ -6,31 +6,11 @@ test modules import these fixtures by name, and the module-level cache builds th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-
-@dataclass
-class FakeContext:
-    """What a job kind sees, without a worker: records progress and log lines."""
-
-    home: Path
-    workdir: Path
-    job_id: str = "job_test"
-    lines: list = field(default_factory=list)
-    fractions: list = field(default_factory=list)
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        self.fractions.append((fraction, message))
-
-    def log(self, message: str) -> None:
-        self.lines.append(message)
-
-    def cancelled(self) -> bool:
-        return False
-
+from modelyard.core.jobkind import LocalJobContext
 
 _CACHE: dict = {}
 
@@ -57,7 +37,7 @@ def _build_trained_home(tmp_path_factory):
     for name in ("iris", "diabetes", "penguins"):
         store.import_path(write_tabular_sample(name, root / f"{name}.csv"), name)
     workspace.close()
-    ctx = FakeContext(home=home, workdir=root / "job")
+    ctx = LocalJobContext(home=home, workdir=root / "job")
     ctx.workdir.mkdir()
     result = run_automl(AutomlSpec(dataset="iris@1", name="iris-model", time_budget_s=3), ctx)
     return home, result, ctx
@@ -75,11 +55,11 @@ def trained_workspace(trained_home):
 
 @pytest.fixture
 def make_context(tmp_path):
-    """``make_context(home)`` -> a FakeContext with a fresh work folder."""
+    """``make_context(home)`` -> a LocalJobContext with a fresh work folder."""
 
-    def make(home: Path) -> FakeContext:
+    def make(home: Path) -> LocalJobContext:
         workdir = tmp_path / "job-work"
         workdir.mkdir(exist_ok=True)
-        return FakeContext(home=home, workdir=workdir)
+        return LocalJobContext(home=home, workdir=workdir)
 
     return make

@@ -12,7 +12,6 @@ import typer
 
 from modelyard.cli._common import console, err_console, get_client, print_json
 
-HELP = "AutoML: search models for a dataset version under a time budget and a latency limit; register the winner."
 app = typer.Typer(no_args_is_help=True)
 
 

@@ -1,4 +1,5 @@
-"""``modelyard batch N@V --input DIR|CSV|PARQUET|NPZ --output OUT``: batch inference as a resumable job."""
+"""``modelyard models batch N@V --input DIR|CSV|PARQUET|NPZ --output OUT`` (shortcut ``modelyard batch``): batch
+inference as a resumable job."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Annotated
 import typer
 
 from modelyard.cli._common import OPTIONS, console, get_client, print_json
+
+app = typer.Typer()
 
 
 def _run_local_worker(stop: threading.Event) -> threading.Thread:
@@ -31,59 +34,60 @@ def _run_local_worker(stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("batch")
-    def batch(
-        model: Annotated[str, typer.Argument(help="NAME@VERSION, NAME@ALIAS or NAME.")],
-        input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, .csv/.parquet table "
-                                                 "or .npz arrays.")],
-        output: Annotated[Path, typer.Option("--output", "-o", help="Result file: .parquet, .csv or .npz.")],
-        key: Annotated[str | None, typer.Option(help="Table column / npz array naming each row (default: row "
-                                                "number; images: file name).")] = None,
-        columns: Annotated[list[str] | None, typer.Option("--column", help="Feature column, in order "
-                                                          "(repeatable; default: all but the key).")] = None,
-        chunk_size: Annotated[int, typer.Option("--chunk-size", help="Rows per chunk (unit of progress and "
-                                                "resumption).")] = 256,
-        backend: Annotated[str, typer.Option(help="auto or backend:device.")] = "auto",
-        max_rows_per_second: Annotated[float | None, typer.Option("--max-rows-per-second",
-                                                                  help="Throttle.")] = None,
-        no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the job id and return.")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False,
-    ) -> None:
-        """Run a registered model over a dataset as a durable, resumable job; the output has the input key on
-        every row. Without --url the job runs here (a local worker); with a server, its worker runs it."""
-        from modelyard.core.errors import ModelyardError
+@app.command("batch")
+def batch(
+    model: Annotated[str, typer.Argument(help="NAME@VERSION, NAME@ALIAS or NAME.")],
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, .csv/.parquet table "
+                                             "or .npz arrays.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Result file: .parquet, .csv or .npz.")],
+    key: Annotated[str | None, typer.Option(help="Table column / npz array naming each row (default: row "
+                                            "number; images: file name).")] = None,
+    columns: Annotated[list[str] | None, typer.Option("--column", help="Feature column, in order "
+                                                      "(repeatable; default: all but the key).")] = None,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Rows per chunk (unit of progress and "
+                                            "resumption).")] = 256,
+    backend: Annotated[str, typer.Option(help="auto or backend:device.")] = "auto",
+    max_rows_per_second: Annotated[float | None, typer.Option("--max-rows-per-second",
+                                                              help="Throttle.")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the job id and return.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False,
+) -> None:
+    """Run a registered model over a dataset as a durable, resumable job.
 
-        spec = {"model": model, "input": str(input_path.expanduser().resolve()),
-                "output": str(output.expanduser().resolve()), "key": key, "columns": columns or None,
-                "chunk_size": chunk_size, "backend": backend, "max_rows_per_second": max_rows_per_second}
-        with get_client() as client:
-            job = client.jobs.submit("batch.predict", spec)
-            if no_wait:
-                print_json(job) if as_json else console.print(job["id"], highlight=False)
-                return
-            stop = threading.Event()
-            local = _run_local_worker(stop) if client.in_process else None
-            last = {"message": None}
+    The output has the input key on every row. Without --url the job runs here (a local worker); with a server,
+    its worker runs it."""
+    from modelyard.core.errors import ModelyardError
 
-            def note(state: dict) -> None:
-                message = state["progress"]["message"]
-                if not as_json and message and message != last["message"]:
-                    last["message"] = message
-                    console.print(f"{state['id']} {state['status']} {state['progress']['fraction']:.0%} {message}",
-                                  highlight=False)
+    spec = {"model": model, "input": str(input_path.expanduser().resolve()),
+            "output": str(output.expanduser().resolve()), "key": key, "columns": columns or None,
+            "chunk_size": chunk_size, "backend": backend, "max_rows_per_second": max_rows_per_second}
+    with get_client() as client:
+        job = client.jobs.submit("batch.predict", spec)
+        if no_wait:
+            print_json(job) if as_json else console.print(job["id"], highlight=False)
+            return
+        stop = threading.Event()
+        local = _run_local_worker(stop) if client.in_process else None
+        last = {"message": None}
 
-            try:
-                job = client.jobs.wait(job["id"], on_update=note)
-            finally:
-                stop.set()
-                if local is not None:
-                    local.join(timeout=30)
-        if as_json:
-            print_json(job)
-        elif job["status"] == "succeeded":
-            result = job["result"]
-            console.print(f"{job['id']} succeeded: {result['rows']} rows of {result['model']} → {result['output']}",
-                          highlight=False)
-        if job["status"] != "succeeded":
-            raise ModelyardError(f"batch job {job['id']} {job['status']}: {job['error'] or job['progress']['message']}")
+        def note(state: dict) -> None:
+            message = state["progress"]["message"]
+            if not as_json and message and message != last["message"]:
+                last["message"] = message
+                console.print(f"{state['id']} {state['status']} {state['progress']['fraction']:.0%} {message}",
+                              highlight=False)
+
+        try:
+            job = client.jobs.wait(job["id"], on_update=note)
+        finally:
+            stop.set()
+            if local is not None:
+                local.join(timeout=30)
+    if as_json:
+        print_json(job)
+    elif job["status"] == "succeeded":
+        result = job["result"]
+        console.print(f"{job['id']} succeeded: {result['rows']} rows of {result['model']} → {result['output']}",
+                      highlight=False)
+    if job["status"] != "succeeded":
+        raise ModelyardError(f"batch job {job['id']} {job['status']}: {job['error'] or job['progress']['message']}")

@@ -9,7 +9,6 @@ import typer
 
 from modelyard.cli._common import console, get_client, print_json
 
-HELP = "Datasets: import tables and image folders as immutable versions; list, show, stats, prep, export, sample."
 app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output.")]
 

@@ -38,39 +38,59 @@ def _global(
     OPTIONS.debug = debug
 
 
-def _register() -> None:
-    from modelyard.cli import blobs, jobs, system, tokens
-
-    system.register(app)
-    app.add_typer(jobs.app, name="jobs", help="Durable jobs: list, show, logs, wait, cancel, submit.")
-    app.add_typer(tokens.app, name="tokens", help="API tokens (admin).")
-    app.add_typer(blobs.app, name="blobs", help="Content-addressed blob store: put, get.")
-    for name, module_name in EXTRA_APPS.items():
-        module = __import__(module_name, fromlist=["app"])
-        app.add_typer(module.app, name=name, help=module.HELP)
-    for module_name in EXTRA_COMMAND_MODULES:
-        module = __import__(module_name, fromlist=["register"])
-        module.register(app)
-
-
-# name -> module with ``app`` (a Typer) and ``HELP``; later issues add a line each.
-EXTRA_APPS: dict[str, str] = {
-    "migrate": "modelyard.cli.migrate",
-    "data": "modelyard.cli.data",
-    "runs": "modelyard.cli.runs",
-    "automl": "modelyard.cli.automl",
-    "models": "modelyard.cli.models",
-    "services": "modelyard.cli.services",
+# The command tree, declared once. Every command is ``modelyard <noun> <verb>``: noun -> (help, the modules whose
+# module-level ``app`` holds its verbs). A later capability adds its module here.
+NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "system": ("This machine: create the workspace, run the server and the job worker, versions, inference backends.",
+               ("system", "backends")),
+    "jobs": ("Durable jobs: list, show, logs, wait, cancel, submit.", ("jobs",)),
+    "tokens": ("API tokens (admin).", ("tokens",)),
+    "blobs": ("Content-addressed blob store: put, get.", ("blobs",)),
+    "migrate": ("Migrate GPU PyTorch code and models to another accelerator.",
+                ("migrate_code", "migrate_model", "migrate_optimize")),
+    "data": ("Datasets: import tables and image folders as immutable versions; list, show, stats, prep, export, "
+             "sample.", ("data",)),
+    "runs": ("Tracked training runs: params, metrics, logs, artifacts, dataset version; list, show, compare.",
+             ("runs",)),
+    "automl": ("AutoML: search models for a dataset version under a time budget and a latency limit; register the "
+               "winner.", ("automl",)),
+    "models": ("Model registry: register versions, list, show (signature, card), alias, delete; evaluate on a dataset, "
+               "batch inference.", ("models", "evaluate", "batch")),
+    "services": ("Real-time services: deploy, list, show, logs, scale, stop, start, rollback, traffic, predict, "
+                 "metrics, delete.", ("services", "deploy")),
 }
-# modules with ``register(app)`` adding top-level commands.
-EXTRA_COMMAND_MODULES: list[str] = [
-    "modelyard.cli.backends",
-    "modelyard.cli.evaluate",
-    "modelyard.cli.deploy",
-    "modelyard.cli.batch",
-]
+# The documented top-level shortcuts (README, docs, demo): name -> (noun, verb). Same options, output and exit codes.
+SHORTCUTS: dict[str, tuple[str, str]] = {
+    "init": ("system", "init"),
+    "server": ("system", "server"),
+    "worker": ("system", "worker"),
+    "version": ("system", "version"),
+    "backends": ("system", "backends"),
+    "deploy": ("services", "deploy"),
+    "batch": ("models", "batch"),
+    "evaluate": ("models", "evaluate"),
+}
 
-_register()
+
+def _build_tree() -> None:
+    import importlib
+    import inspect
+
+    verbs: dict[tuple[str, str], typer.models.CommandInfo] = {}
+    for noun, (help_text, module_names) in NOUNS.items():
+        noun_app = typer.Typer(help=help_text, no_args_is_help=True)
+        for module_name in module_names:
+            module_app = importlib.import_module(f"modelyard.cli.{module_name}").app
+            noun_app.add_typer(module_app)
+            verbs.update({(noun, command.name): command for command in module_app.registered_commands})
+        app.add_typer(noun_app, name=noun)
+    for shortcut, (noun, verb) in SHORTCUTS.items():
+        callback = verbs[(noun, verb)].callback
+        help_text = f"{inspect.getdoc(callback)}\n\nShortcut for 'modelyard {noun} {verb}'."
+        app.command(shortcut, help=help_text, rich_help_panel="Shortcuts")(callback)
+
+
+_build_tree()
 
 
 GLOBAL_VALUE_OPTIONS = ("--home", "--url", "--token")
@@ -119,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if OPTIONS.debug:
             raise
+        from modelyard.core.extras import missing_dependency
+
+        missing = missing_dependency(exc)
+        if missing is not None:
+            _common.err_console.print(f"[bold red]error:[/] {escape(str(missing))}", highlight=False, soft_wrap=True)
+            return 1
         _common.err_console.print(
             f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
             highlight=False,

@@ -10,6 +10,7 @@ import typer
 
 from modelyard.cli._common import SPEC_HELP, console, load_model_spec, print_json, run_action
 
+app = typer.Typer()
 
 
 def _cache_root(cache_dir: Path | None) -> Path:
@@ -47,127 +48,130 @@ def _int_list(text: str, option: str) -> list[int]:
     return values
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("benchmark")
-    def benchmark_command(
-        spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
-        backend: Annotated[str, typer.Option("--backend", help="backend:device, e.g. torch:cpu, onnxruntime:cpu, "
-                                             "openvino:cpu.")] = "onnxruntime:cpu",
-        batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1",
-        threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all cores).")] = None,
-        model: Annotated[Path | None, typer.Option("--model", help="A converted model (.onnx/.xml) to run.")] = None,
-        precision: Annotated[str | None, typer.Option("--precision", help="OpenVINO precision hint f32|bf16|f16.")] = None,
-        data: Annotated[Path | None, typer.Option("--data", help="Real samples (default: seeded random feeds).")] = None,
-        profile: Annotated[bool, typer.Option("--profile", help="Per-operator profile with the hot spots ranked "
-                                              "(ORT profiler / OpenVINO counters).")] = False,
-        max_seconds: Annotated[float, typer.Option("--max-seconds", help="Time cap per batch size.")] = 3.0,
-        cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder.")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Print modelyard.benchmark/1 JSON.")] = False,
-    ) -> None:
-        """Latency p50/p90/p99, throughput, peak memory and noise per batch size on one backend."""
+@app.command("benchmark")
+def benchmark_command(
+    spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
+    backend: Annotated[str, typer.Option("--backend", help="backend:device, e.g. torch:cpu, onnxruntime:cpu, "
+                                         "openvino:cpu.")] = "onnxruntime:cpu",
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1",
+    threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all cores).")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="A converted model (.onnx/.xml) to run.")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="OpenVINO precision hint f32|bf16|f16.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Real samples (default: seeded random feeds).")] = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Per-operator profile with the hot spots ranked "
+                                          "(ORT profiler / OpenVINO counters).")] = False,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Time cap per batch size.")] = 3.0,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print modelyard.benchmark/1 JSON.")] = False,
+) -> None:
+    """Latency p50/p90/p99, throughput, peak memory and noise per batch size on one backend."""
 
-        def action():
-            from modelyard.migrate.model.bench import BenchSettings, benchmark
+    def action():
+        from modelyard.migrate.model.bench import BenchSettings, benchmark
 
-            options = {"threads": threads}
-            if precision is not None:
-                options["precision"] = precision
-            return benchmark(
-                load_model_spec(spec), backend, batch_sizes=_int_list(batch_sizes, "--batch-sizes"), options=options,
-                model_path=model, data=data, profile=profile, settings=BenchSettings(max_seconds=max_seconds),
-                cache_dir=_cache_root(cache_dir) / "passes", progress=_progress(not json_out),
-            )
+        options = {"threads": threads}
+        if precision is not None:
+            options["precision"] = precision
+        return benchmark(
+            load_model_spec(spec), backend, batch_sizes=_int_list(batch_sizes, "--batch-sizes"), options=options,
+            model_path=model, data=data, profile=profile, settings=BenchSettings(max_seconds=max_seconds),
+            cache_dir=_cache_root(cache_dir) / "passes", progress=_progress(not json_out),
+        )
 
-        result = run_action(action)
-        if json_out:
-            print_json(result.to_dict())
-            return
-        from rich.table import Table
+    result = run_action(action)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    from rich.table import Table
 
-        console.print(f"[bold]{result.backend}[/] {result.model}" + (f" {result.options}" if result.options else ""),
-                      highlight=False)
-        table = Table("batch", "p50 ms", "p90 ms", "p99 ms", "samples/s", "cv", "runs", "peak RSS MB")
-        for run in result.runs:
-            table.add_row(str(run.batch_size), f"{run.p50_ms:.3f}", f"{run.p90_ms:.3f}", f"{run.p99_ms:.3f}",
-                          f"{run.throughput:.1f}", f"{run.cv:.1%}", str(run.iterations),
-                          "—" if run.peak_rss_mb is None else f"{run.peak_rss_mb:.0f}", style="yellow" if run.noisy else "")
-        console.print(table)
-        for warning in result.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        if result.profile:
-            hot = Table("operator", "count", "ms/run", "share", title=f"hot spots ({result.profile['method']})")
-            for op in result.profile["by_op_type"][:10]:
-                hot.add_row(op["op_type"], str(op["count"]), f"{op['total_ms']:.3f}", f"{op['share']:.1%}")
-            console.print(hot)
+    console.print(f"[bold]{result.backend}[/] {result.model}" + (f" {result.options}" if result.options else ""),
+                  highlight=False)
+    table = Table("batch", "p50 ms", "p90 ms", "p99 ms", "samples/s", "cv", "runs", "peak RSS MB")
+    for run in result.runs:
+        table.add_row(str(run.batch_size), f"{run.p50_ms:.3f}", f"{run.p90_ms:.3f}", f"{run.p99_ms:.3f}",
+                      f"{run.throughput:.1f}", f"{run.cv:.1%}", str(run.iterations),
+                      "—" if run.peak_rss_mb is None else f"{run.peak_rss_mb:.0f}", style="yellow" if run.noisy else "")
+    console.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if result.profile:
+        hot = Table("operator", "count", "ms/run", "share", title=f"hot spots ({result.profile['method']})")
+        for op in result.profile["by_op_type"][:10]:
+            hot.add_row(op["op_type"], str(op["count"]), f"{op['total_ms']:.3f}", f"{op['share']:.1%}")
+        console.print(hot)
 
-    @app.command("optimize")
-    def optimize_command(
-        spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
-        target: Annotated[str, typer.Option("--target", help="Device (cpu, cuda, npu, gpu) or one backend:device.")] = "cpu",
-        objective: Annotated[str, typer.Option("--objective", help="latency or throughput.")] = "latency",
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size optimised for.")] = 1,
-        max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="Largest allowed loss of the "
-                                                         "task metric (0.01 = 1 point of top-1 agreement).")] = 0.01,
-        budget_s: Annotated[float, typer.Option("--budget-s", help="Stop starting candidates after this long.")] = 600.0,
-        samples: Annotated[int, typer.Option("--samples", help="Inputs each candidate is gated on.")] = 256,
-        data: Annotated[Path | None, typer.Option("--data", help="Real samples (default: seeded random feeds).")] = None,
-        calib: Annotated[str | None, typer.Option("--calib", help="INT8 calibration data.")] = None,
-        strategy: Annotated[str, typer.Option("--strategy", help="search or exhaustive.")] = "search",
-        min_speedup: Annotated[float | None, typer.Option("--min-speedup", help="A goal: say so when the best "
-                                                          "misses it.")] = None,
-        no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-measure everything.")] = False,
-        out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (best/ and optimize.json).")] = Path("optimized"),
-        cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder.")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Print modelyard.optimize/1 JSON.")] = False,
-    ) -> None:
-        """Search backends x passes x runtime options for the fastest candidate that keeps the accuracy.
-        Exits 1 when no candidate is accepted."""
+@app.command("optimize")
+def optimize_command(
+    spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
+    target: Annotated[str, typer.Option("--target", help="Device (cpu, cuda, npu, gpu) or one "
+                                        "backend:device.")] = "cpu",
+    objective: Annotated[str, typer.Option("--objective", help="latency or throughput.")] = "latency",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size optimised for.")] = 1,
+    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="Largest allowed loss of the "
+                                                     "task metric (0.01 = 1 point of top-1 agreement).")] = 0.01,
+    budget_s: Annotated[float, typer.Option("--budget-s", help="Stop starting candidates after this long.")] = 600.0,
+    samples: Annotated[int, typer.Option("--samples", help="Inputs each candidate is gated on.")] = 256,
+    data: Annotated[Path | None, typer.Option("--data", help="Real samples (default: seeded random feeds).")] = None,
+    calib: Annotated[str | None, typer.Option("--calib", help="INT8 calibration data.")] = None,
+    strategy: Annotated[str, typer.Option("--strategy", help="search or exhaustive.")] = "search",
+    min_speedup: Annotated[float | None, typer.Option("--min-speedup", help="A goal: say so when the best "
+                                                      "misses it.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-measure everything.")] = False,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (best/ and "
+                                      "optimize.json).")] = Path("optimized"),
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print modelyard.optimize/1 JSON.")] = False,
+) -> None:
+    """Search backends x passes x runtime options for the fastest candidate that keeps the accuracy.
 
-        def action():
-            from modelyard.migrate.optimize.search import optimize
+    Exits 1 when no candidate is accepted."""
 
-            return optimize(
-                load_model_spec(spec), target, objective=objective, batch_size=batch_size,
-                max_accuracy_drop=max_accuracy_drop, budget_s=budget_s, out_dir=out, samples=samples, data=data,
-                calibration=calib, strategy=strategy, cache_dir=_cache_root(cache_dir), use_cache=not no_cache,
-                min_speedup=min_speedup, progress=_progress(not json_out),
-            )
+    def action():
+        from modelyard.migrate.optimize.search import optimize
 
-        result = run_action(action)
-        if json_out:
-            print_json(result.to_dict())
-        else:
-            _print_optimize(result)
-        if not result:
-            raise typer.Exit(1)
+        return optimize(
+            load_model_spec(spec), target, objective=objective, batch_size=batch_size,
+            max_accuracy_drop=max_accuracy_drop, budget_s=budget_s, out_dir=out, samples=samples, data=data,
+            calibration=calib, strategy=strategy, cache_dir=_cache_root(cache_dir), use_cache=not no_cache,
+            min_speedup=min_speedup, progress=_progress(not json_out),
+        )
 
-    @app.command("run")
-    def run_command(
-        migration: Annotated[Path, typer.Argument(help="MIGRATION.yaml describing the project.")],
-        out: Annotated[Path | None, typer.Option("-o", "--out", help="Output folder (default ./migration-NAME); "
-                                                 "rerunning into it resumes.")] = None,
-        force: Annotated[list[str] | None, typer.Option("--force", help="Rerun this phase (and its dependants) "
-                                                        "even if unchanged; repeatable.")] = None,
-        stop_after: Annotated[str | None, typer.Option("--stop-after", help="Run up to this phase only.")] = None,
-        cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder.")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Print modelyard.migration-run/1 JSON.")] = False,
-    ) -> None:
-        """Run the whole migration (analyze, apply, convert, coverage, compare, optimize, package, report), resuming
-        finished phases. Exits 1 when a phase fails or an acceptance goal is missed."""
+    result = run_action(action)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        _print_optimize(result)
+    if not result:
+        raise typer.Exit(1)
 
-        def action():
-            from modelyard.migrate.pipeline.run import run_migration
+@app.command("run")
+def run_command(
+    migration: Annotated[Path, typer.Argument(help="MIGRATION.yaml describing the project.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Output folder (default ./migration-NAME); "
+                                             "rerunning into it resumes.")] = None,
+    force: Annotated[list[str] | None, typer.Option("--force", help="Rerun this phase (and its dependants) "
+                                                    "even if unchanged; repeatable.")] = None,
+    stop_after: Annotated[str | None, typer.Option("--stop-after", help="Run up to this phase only.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print modelyard.migration-run/1 JSON.")] = False,
+) -> None:
+    """Run the whole migration: analyze, apply, convert, coverage, compare, optimize, package, report.
 
-            return run_migration(migration, out, cache_dir=_cache_root(cache_dir), force=tuple(force or ()),
-                                 stop_after=stop_after, progress=_progress(not json_out))
+    Finished phases are resumed. Exits 1 when a phase fails or an acceptance goal is missed."""
 
-        result = run_action(action)
-        if json_out:
-            print_json(result.to_dict())
-        else:
-            _print_run(result)
-        if not result and stop_after is None:
-            raise typer.Exit(1)
+    def action():
+        from modelyard.migrate.pipeline.run import run_migration
+
+        return run_migration(migration, out, cache_dir=_cache_root(cache_dir), force=tuple(force or ()),
+                             stop_after=stop_after, progress=_progress(not json_out))
+
+    result = run_action(action)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        _print_run(result)
+    if not result and stop_after is None:
+        raise typer.Exit(1)
 
 
 def _print_optimize(result) -> None:

@@ -10,7 +10,6 @@ import typer
 
 from modelyard.cli._common import console, get_client, print_json
 
-HELP = "Model registry: register versions, list, show (signature, card), alias, delete."
 app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output.")]
 

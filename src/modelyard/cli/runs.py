@@ -8,7 +8,6 @@ import typer
 
 from modelyard.cli._common import console, get_client, print_json
 
-HELP = "Tracked training runs: params, metrics, logs, artifacts, dataset version; list, show, compare."
 app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output.")]
 STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "killed": "magenta"}

@@ -12,7 +12,6 @@ import typer
 
 from modelyard.cli._common import console, get_client, print_json
 
-HELP = "Real-time services: list, show, logs, scale, stop, start, rollback, traffic, predict, metrics, delete."
 app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output.")]
 STATUS_STYLE = {"ready": "green", "deploying": "cyan", "degraded": "yellow", "starting": "yellow",

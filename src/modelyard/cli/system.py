@@ -1,4 +1,4 @@
-"""Top-level commands: ``init``, ``server``, ``worker``, ``version``."""
+"""``modelyard system init | server | worker | version`` (each also a top-level shortcut: ``modelyard init``...)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from modelyard.cli._common import OPTIONS, console, err_console, print_json
 
 SERVER_FILE = "server.json"
 
+app = typer.Typer()
+
 
 def _settings(**overrides):
     from modelyard.core.settings import Settings
@@ -24,6 +26,7 @@ def _settings(**overrides):
     return Settings.load(OPTIONS.home, **overrides)
 
 
+@app.command("init")
 def init(as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False) -> None:
     """Create the workspace (database, blob store) and print the first admin token, once."""
     from modelyard.store.db import describe
@@ -145,6 +148,7 @@ def _start_service_supervisor(workspace) -> None:
         err_console.print(f"warning: cannot start the service supervisor: {exc}", highlight=False, soft_wrap=True)
 
 
+@app.command("server")
 def server(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one (written to <home>/server.json).")] = 8765,
@@ -196,6 +200,7 @@ def server(
         err_console.print("Modelyard server stopped")
 
 
+@app.command("worker")
 def worker(
     concurrency: Annotated[int | None, typer.Option(help="Jobs at once (default: cores).")] = None,
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when no job is queued or running.")] = False,
@@ -223,6 +228,7 @@ def worker(
         workspace.close()
 
 
+@app.command("version")
 def version(as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False) -> None:
     """Print the client's version, and the server's when --url is set."""
     from modelyard.core.version import __version__
@@ -237,10 +243,3 @@ def version(as_json: Annotated[bool, typer.Option("--json", help="Machine output
         print_json(data)
     else:
         console.print(f"modelyard {__version__}" + (f" (server {data['server']})" if data["server"] else ""))
-
-
-def register(app: typer.Typer) -> None:
-    app.command("init")(init)
-    app.command("server")(server)
-    app.command("worker")(worker)
-    app.command("version")(version)

@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +27,8 @@ from pydantic import BaseModel
 
 
 class JobContext(Protocol):
-    """What a running job may touch. Given to ``JobKind.run``; never constructed by kinds."""
+    """What a running job may touch. Given to ``JobKind.run``; never constructed by kinds (a worker gives its own;
+    :class:`LocalJobContext` runs a kind in this process)."""
 
     job_id: str
     workdir: Path  # a folder of the job's own for outputs; results should name files in it
@@ -65,3 +66,50 @@ class JobKind:
 
     def validate_spec(self, spec: dict | None) -> BaseModel:
         return self.spec_model.model_validate(spec or {})
+
+
+@dataclass
+class LocalJobContext:
+    """A :class:`JobContext` without a queue or a worker: runs a kind in this process and records what it reports.
+
+    For tests of a kind and for scripts: ``kind.run(spec, LocalJobContext(home=tmp))``. It makes no folder (the
+    caller owns ``home``; a kind creates what it writes under ``workdir``).
+
+    Args:
+        home: the workspace folder.
+        workdir: the job's own folder; default ``home / "work"``.
+        job_id: default ``"job_local"``.
+        on_progress: called with each ``(fraction, message)`` after it is recorded, e.g. to simulate a crash
+            mid-job by raising.
+
+    Attributes:
+        progress_events: every ``(fraction, message)`` reported, in order (no rate limit).
+        lines: every log line, without a timestamp.
+        cancel_requested: what ``cancelled()`` answers; ``cancel()`` sets it.
+    """
+
+    home: Path
+    workdir: Path | None = None
+    job_id: str = "job_local"
+    on_progress: Callable[[float, str], None] | None = None
+    progress_events: list[tuple[float, str]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    cancel_requested: bool = False
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home)
+        self.workdir = self.home / "work" if self.workdir is None else Path(self.workdir)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self.progress_events.append((fraction, message))
+        if self.on_progress is not None:
+            self.on_progress(fraction, message)
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)
+
+    def cancelled(self) -> bool:
+        return self.cancel_requested
+
+    def cancel(self) -> None:
+        self.cancel_requested = True

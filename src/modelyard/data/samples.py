@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from modelyard.core.errors import InvalidInput, Unavailable
+from modelyard.core.extras import require
 
 TABULAR_SAMPLES = ("iris", "wine", "breast_cancer", "digits", "diabetes", "penguins")
 _ALLOWED_GLOBALS = {
@@ -31,14 +32,10 @@ def tabular_sample(name: str):
     if name not in TABULAR_SAMPLES:
         raise InvalidInput(f"sample {name!r}: choose one of {', '.join(TABULAR_SAMPLES)}")
     if name == "penguins":
-        try:
-            from palmerpenguins import load_penguins
-        except ImportError as exc:
-            raise Unavailable("the penguins sample needs the palmerpenguins package") from exc
-        frame = load_penguins()
+        frame = require("palmerpenguins").load_penguins()
         return frame.rename(columns={"species": "label"})[[c for c in frame.columns if c != "species"] + ["label"]]
-    from sklearn import datasets
-
+    require("pandas")  # scikit-learn's as_frame=True needs it, and says so only as a bare ImportError
+    datasets = require("sklearn.datasets")
     loader = getattr(datasets, f"load_{name}")
     bunch = loader(as_frame=True)
     frame = bunch.frame.copy()

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from modelyard.core.errors import InvalidInput
 
-TABULAR_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
 LABEL_NAMES = ("label", "target", "class", "y", "outcome", "species")
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 NUMERIC_SHARE = 0.9  # a text column whose non-empty cells are at least this share numbers is numeric

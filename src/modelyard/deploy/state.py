@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,7 +89,3 @@ def tail(path: Path, lines: int) -> str:
         return ""
     text = data.decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:]) + ("\n" if text else "")
-
-
-def now_s() -> float:
-    return time.time()

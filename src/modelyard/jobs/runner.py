@@ -16,6 +16,7 @@ from pathlib import Path
 
 from modelyard.core import plugins
 from modelyard.core.errors import ModelyardError
+from modelyard.core.extras import missing_dependency
 from modelyard.core.settings import Settings
 from modelyard.jobs.queue import JobQueue
 from modelyard.store.workspace import Workspace
@@ -69,8 +70,10 @@ def run_job(queue: JobQueue, job_id: str) -> int:
         return 1
     except Exception as exc:  # noqa: BLE001 - a job's bug must end the job, not the worker
         traceback.print_exc()
-        ctx.log(f"failed: {type(exc).__name__}: {exc}")
-        queue.finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}", message="failed", worker=job.worker)
+        missing = missing_dependency(exc)
+        error = str(missing) if missing is not None else f"{type(exc).__name__}: {exc}"
+        ctx.log(f"failed: {error}")
+        queue.finish(job_id, "failed", error=error, message="failed", worker=job.worker)
         return 1
     if ctx.cancelled():  # a kind that stopped early on request returns a partial result: that is no success
         return _finish_cancelled(queue, ctx, job)

@@ -13,7 +13,7 @@ Example (``resnet.yaml``)::
       - {name: pixel_values, shape: [batch, 3, 32, 32], dtype: float32, range: [-1, 1]}
     outputs: [logits]
     dims: {batch: 2}
-    task: {type: classification}
+    task: {type: classification}        # or just: task: classification
 
 Relative paths (``weights``, ``onnx``, ``openvino``, ``dataset``, ``inputs[].data``) are resolved against the spec
 file's folder. Validation errors are ``InvalidInput`` naming the field (``spec.inputs[0].dtype: ...``).
@@ -145,6 +145,12 @@ class ModelSpec(BaseModel):
             if not module or not attr:
                 raise ValueError(f"{value!r} must look like 'package.module:factory'")
         return value
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_shorthand(cls, value: Any) -> Any:
+        # `task: classification` is the common case; it means `task: {type: classification}`
+        return {"type": value} if isinstance(value, str) else value
 
     @field_validator("dims")
     @classmethod

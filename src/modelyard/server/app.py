@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelyard.core.version import __version__
 from modelyard.core.errors import ModelyardError
+from modelyard.core.extras import missing_dependency
 from modelyard.server.auth import Principal
 from modelyard.core.ids import new_id
 from modelyard.server.limits import BodyLimitMiddleware, BodyTooLarge
@@ -102,6 +103,9 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):
+        missing = missing_dependency(exc)  # an optional package this server lacks: 503 naming the extra
+        if missing is not None:
+            return _error(missing.status, missing.code, missing.message)
         # details (SQL, paths, hosts) stay in the server log; the caller learns the error's type and a reference
         reference = new_id("err")
         log.exception("unhandled error %s", reference)

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from modelyard.cli.migrate_code import register
+from modelyard.cli.main import app
 from modelyard.core.errors import InvalidInput, NotFound
 
 CORPUS = Path(__file__).parent / "code_corpus"
@@ -17,10 +16,8 @@ CORPUS = Path(__file__).parent / "code_corpus"
 
 @pytest.fixture(scope="module")
 def cli():
-    app = typer.Typer()
-    register(app)
     runner = CliRunner()
-    return lambda *args: runner.invoke(app, [str(a) for a in args])
+    return lambda *args: runner.invoke(app, ["migrate", *(str(a) for a in args)])
 
 
 def test_default_prints_a_summary_table(cli):

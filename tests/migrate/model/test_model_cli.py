@@ -5,17 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from modelyard.cli import backends, migrate
+from modelyard.cli.main import app
 
 
 @pytest.fixture(scope="module")
 def cli():
-    app = typer.Typer()
-    app.add_typer(migrate.app, name="migrate")
-    backends.register(app)
     runner = CliRunner()
 
     def invoke(*args):
