@@ -55,6 +55,10 @@ class JobKind:
         idempotent: a run interrupted by a crash is re-queued instead of failed.
         description: one line for ``modelyard jobs kinds`` and the API.
         max_attempts: how many times an idempotent job is re-queued before it is failed.
+        authorize: ``authorize(spec, caller, workspace)`` checks a validated spec against who submitted it
+            (``modelyard.core.trust``: code and server paths need the admin role) and that what it names exists;
+            raises ``Forbidden``/``InvalidInput``/``NotFound``. Called at submit for every API request. A kind whose
+            spec names no code and no paths needs none.
     """
 
     name: str
@@ -63,6 +67,7 @@ class JobKind:
     idempotent: bool = False
     description: str = ""
     max_attempts: int = 3
+    authorize: Callable[[Any, Any, Any], None] | None = None
 
     def validate_spec(self, spec: dict | None) -> BaseModel:
         return self.spec_model.model_validate(spec or {})

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from modelyard.core import plugins
 from modelyard.core.errors import Conflict, InvalidInput, NotFound
 from modelyard.core.ids import isoformat, new_id, utcnow
+from modelyard.core.trust import CODE_ROLE, Caller
 from modelyard.store.db import as_utc
 from modelyard.store.schema import JOB_STATUSES, jobs
 from modelyard.store.workspace import Workspace
@@ -121,8 +122,14 @@ class JobQueue:
         )
 
     # -- submit / read ------------------------------------------------------------------------------------------
-    def submit(self, kind: str, spec: dict | None = None, owner: str = "") -> Job:
-        """Validate ``spec`` against the kind's model and queue the job."""
+    def submit(self, kind: str, spec: dict | None = None, owner: str = "", caller: Caller | None = None) -> Job:
+        """Validate ``spec`` against the kind's model and queue the job.
+
+        Args:
+            caller: who asks (the API passes the token's name and role): the kind's ``authorize`` refuses code and
+                server paths the role may not use. ``None`` is a trusted in-process library call (code that holds
+                the workspace already has the server's rights).
+        """
         if not isinstance(kind, str) or not kind:
             raise InvalidInput("kind: must be a non-empty string")
         job_kind = plugins.load_job_kind(kind)
@@ -132,6 +139,8 @@ class JobQueue:
             validated = job_kind.validate_spec(spec)
         except ValidationError as exc:
             raise InvalidInput(_validation_message(exc), code="invalid_spec") from exc
+        if job_kind.authorize is not None:
+            job_kind.authorize(validated, caller or Caller(owner or "library", CODE_ROLE), self.workspace)
         spec_json = validated.model_dump(mode="json")
         if len(json.dumps(spec_json)) > MAX_SPEC_BYTES:
             raise InvalidInput(f"spec: larger than {MAX_SPEC_BYTES} bytes")

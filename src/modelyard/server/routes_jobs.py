@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core import plugins
 from modelyard.core.errors import ModelyardError
+from modelyard.core.trust import Caller
 from modelyard.jobs.queue import JobQueue
 from modelyard.server.auth import Principal, require
 
@@ -31,7 +32,10 @@ def _queue(request: Request) -> JobQueue:
 
 @router.post("/jobs", status_code=201)
 def submit_job(body: SubmitJob, request: Request, principal: Principal = Depends(require("editor"))):
-    return _queue(request).submit(body.kind, body.spec, owner=principal.name).to_dict()
+    """Queue a job. Specs are untrusted: code outside the built-in zoo and paths on the server need the admin
+    role (403 otherwise); files travel as uploaded blobs named in the spec's ``files``."""
+    caller = Caller(principal.name, principal.role)
+    return _queue(request).submit(body.kind, body.spec, owner=principal.name, caller=caller).to_dict()
 
 
 @router.get("/jobs")
