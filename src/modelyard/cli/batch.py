@@ -55,13 +55,27 @@ def batch(
     """Run a registered model over a dataset as a durable, resumable job.
 
     The output has the input key on every row. Without --url the job runs here (a local worker); with a server,
-    its worker runs it."""
-    from modelyard.core.errors import ModelyardError
+    the input is uploaded, its worker runs the job and the output is downloaded to --output."""
+    from modelyard.core.errors import InvalidInput, ModelyardError
 
-    spec = {"model": model, "input": str(input_path.expanduser().resolve()),
-            "output": str(output.expanduser().resolve()), "key": key, "columns": columns or None,
-            "chunk_size": chunk_size, "backend": backend, "max_rows_per_second": max_rows_per_second}
+    input_path, output = input_path.expanduser().resolve(), output.expanduser().resolve()
+    output_format = output.suffix.lower().lstrip(".")
+    if output_format not in ("parquet", "csv", "npz"):
+        raise InvalidInput(f"--output {output.name}: output must end in .parquet, .csv or .npz")
+    if not input_path.exists():
+        raise InvalidInput(f"--input {input_path}: no such file or folder")
+    spec = {"model": model, "key": key, "columns": columns or None, "chunk_size": chunk_size, "backend": backend,
+            "max_rows_per_second": max_rows_per_second}
     with get_client() as client:
+        # the owner in-process is on this machine: the job reads and writes these paths itself; any other client
+        # sends the input as blobs and downloads the output (the server's disk is not this machine's)
+        if client.in_process and client.token is None:
+            spec.update(input=str(input_path), output=str(output))
+        else:
+            files = ({p.relative_to(input_path).as_posix(): p for p in sorted(input_path.rglob("*"))
+                      if p.is_file() and not p.name.startswith(".")} if input_path.is_dir()
+                     else {input_path.name: input_path})
+            spec.update(input_files=client.blobs.put_files(files), output_format=output_format)
         job = client.jobs.submit("batch.predict", spec)
         if no_wait:
             print_json(job) if as_json else console.print(job["id"], highlight=False)
@@ -83,6 +97,9 @@ def batch(
             stop.set()
             if local is not None:
                 local.join(timeout=30)
+        if job["status"] == "succeeded" and job["result"].get("output_blob"):
+            client.blobs.get(job["result"]["output_blob"]["digest"], output)
+            job["result"]["output"] = str(output)
     if as_json:
         print_json(job)
     elif job["status"] == "succeeded":

@@ -1,7 +1,9 @@
 """Batch inference: the ``batch.predict`` job kind (``modelyard batch N@V --input ... --output ...``).
 
-The input is cut into fixed chunks; each finished chunk is written atomically as a part file under
-``<output>.parts/`` before the next starts. A run that crashed (worker killed, machine lost) and is re-queued,
+The input comes from the blob store (files the CLI/SDK uploaded) or a dataset version, and the output goes into the
+job's own folder and the blob store, for the client to download; only the admin role may name paths on the server
+(``modelyard.core.trust``). The input is cut into fixed chunks; each finished chunk is written atomically as a part
+file under ``<output>.parts/`` before the next starts. A run that crashed (worker killed, machine lost) and is re-queued,
 or a job re-submitted with the same spec, skips the parts that exist, so no row is computed twice into the
 output and none is lost; the final output is assembled from the parts in order, checked (every key exactly once)
 and renamed into place.
@@ -16,19 +18,29 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modelyard.core.errors import IntegrityError, InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.deploy.batch_io import OUTPUT_SUFFIXES, iter_chunks, open_source, read_part, write_output, write_part
 
 
+OUTPUT_FORMATS = tuple(suffix.lstrip(".") for suffix in OUTPUT_SUFFIXES)
+
+
 class BatchSpec(BaseModel):
-    """Args:
+    """Args (exactly one of ``input_files``, ``dataset`` or ``input``):
         model: ``N@V``, ``N@alias`` or ``N`` (resolved when the job starts and recorded in the result).
-        input: a folder of images, a ``.csv``/``.parquet`` table or an ``.npz`` file (absolute path on the
-            machine that runs the job).
-        output: ``.parquet``, ``.csv`` or ``.npz`` file to write.
+        input_files: uploaded input, ``relative name -> sha256 digest`` (``POST /api/v1/blobs``): one ``.csv``/
+            ``.parquet`` table or ``.npz`` file, or the images of a folder (``img1.png``, ...).
+        dataset: a dataset version ``NAME@VERSION``: a table (every column but the label) or an image dataset.
+        input: a folder of images, a ``.csv``/``.parquet`` table or an ``.npz`` file on the server (absolute path;
+            admin role only).
+        output_format: ``parquet`` (default), ``csv`` or ``npz``: the output is written into the job's own folder
+            and stored as a blob (``result.output_blob``), which ``GET /api/v1/blobs/{digest}`` downloads.
+        output: instead, a file to write on the server (absolute path; admin role only).
         key: table column / npz array naming each row (default: the row number; images: the file name).
         columns: feature columns of a table, in order (default: every column but the key).
         chunk_size: rows per chunk (the unit of progress and of resumption). Default 256.
@@ -39,8 +51,11 @@ class BatchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=220)
-    input: str = Field(min_length=1)
-    output: str = Field(min_length=1)
+    input_files: dict[str, str] = Field(default_factory=dict)
+    dataset: str | None = Field(default=None, min_length=1, max_length=220)
+    input: str | None = Field(default=None, min_length=1)
+    output_format: Literal["parquet", "csv", "npz"] | None = None
+    output: str | None = Field(default=None, min_length=1)
     key: str | None = None
     columns: list[str] | None = None
     chunk_size: int = Field(default=256, ge=1, le=100_000)
@@ -49,17 +64,52 @@ class BatchSpec(BaseModel):
 
     @field_validator("input", "output")
     @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not Path(value).is_absolute():
-            raise ValueError(f"{value!r} must be an absolute path (the job runs in another folder)")
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_absolute():
+            raise ValueError(f"{value!r} must be an absolute path on the server (or upload the input as "
+                             "input_files and leave output unset to get it back as a blob)")
         return value
 
     @field_validator("output")
     @classmethod
-    def _output_format(cls, value: str) -> str:
-        if Path(value).suffix.lower() not in OUTPUT_SUFFIXES:
+    def _output_format(cls, value: str | None) -> str | None:
+        if value is not None and Path(value).suffix.lower() not in OUTPUT_SUFFIXES:
             raise ValueError(f"output must end in {', '.join(OUTPUT_SUFFIXES)}")
         return value
+
+    @field_validator("input_files")
+    @classmethod
+    def _files(cls, value: dict[str, str]) -> dict[str, str]:
+        from modelyard.core.trust import check_files
+
+        try:
+            return check_files(value, "input_files")
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> BatchSpec:
+        given = [name for name in ("input_files", "dataset", "input") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of input_files (uploaded), dataset (NAME@VERSION) or input (a "
+                             f"server path){' (got ' + ', '.join(given) + ')' if given else ''}")
+        if self.output is not None and self.output_format is not None \
+                and Path(self.output).suffix.lower() != "." + self.output_format:
+            raise ValueError(f"output {self.output!r} does not end in .{self.output_format}")
+        return self
+
+
+def authorize_batch(spec: BatchSpec, caller, workspace) -> None:
+    """Server paths need the admin role; uploaded files must be in the blob store."""
+    from modelyard.core.errors import NotFound
+    from modelyard.core.trust import check_path
+
+    check_path(spec.input, caller, "spec.input")
+    check_path(spec.output, caller, "spec.output")
+    missing = workspace.blobs.missing(list(spec.input_files.values()))
+    if missing:
+        raise NotFound(f"spec.input_files: {len(missing)} file(s) are not in the blob store (upload them first "
+                       f"with POST /api/v1/blobs), e.g. {missing[0]}")
 
 
 def _fingerprint(spec: BatchSpec, version_id: str) -> str:
@@ -90,14 +140,15 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     try:
         version = ModelRegistry(workspace).get_version(spec.model)
         artifact = _artifact(workspace, version)
+        input_path, columns = _input(spec, workspace, Path(ctx.workdir))
     finally:
         workspace.close()
     backend, runner = load_served(version, artifact, spec.backend, log=ctx.log)
-    source = open_source(Path(spec.input), version.signature, spec.key, spec.columns)
+    source = open_source(input_path, version.signature, spec.key, columns)
     total = len(source)
     if len(set(map(str, source.keys))) != total:
         raise InvalidInput(f"input keys are not unique ({total} rows); name a unique --key")
-    output = Path(spec.output)
+    output = Path(spec.output) if spec.output else Path(ctx.workdir) / f"output.{spec.output_format or 'parquet'}"
     parts = output.with_name(output.name + ".parts")
     fingerprint = _fingerprint(spec, version.id)
     marker = parts / "spec.json"
@@ -110,7 +161,8 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     done = {int(p.stem.split("-")[1]) for p in parts.glob("part-*.npz")}
     if done:
         ctx.log(f"resuming: {len(done)} of {len(chunks)} chunks already done")
-    ctx.log(f"{version.ref} on {backend.full_name}: {total} rows from {spec.input} ({source.kind}), "
+    shown_input = spec.input or spec.dataset or f"{len(spec.input_files)} uploaded file(s)"
+    ctx.log(f"{version.ref} on {backend.full_name}: {total} rows from {shown_input} ({source.kind}), "
             f"{len(chunks)} chunk(s) of {spec.chunk_size}")
     batchable = version.signature.batchable
     computed, started = 0, time.monotonic()
@@ -142,10 +194,47 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     key_name = spec.key or ("file" if source.kind == "images" else "row")
     write_output(output, key_name, keys, merged)
     shutil.rmtree(parts)
-    ctx.log(f"wrote {total} rows to {output} ({computed} computed in this run)")
-    return {"schema": "modelyard.batch/1", "model": version.ref, "input": spec.input, "output": str(output),
-            "rows": total, "computed_this_run": computed, "chunks": len(chunks), "backend": backend.full_name,
-            "outputs": sorted(merged)}
+    result = {"schema": "modelyard.batch/1", "model": version.ref, "input": shown_input, "output": str(output),
+              "rows": total, "computed_this_run": computed, "chunks": len(chunks), "backend": backend.full_name,
+              "outputs": sorted(merged)}
+    if spec.output is None:  # the job's own file: hand it back through the blob store, name no server path
+        workspace = Workspace.open(Settings.load(ctx.home), create=False)
+        try:
+            blob = workspace.blobs.put_file(output)
+        finally:
+            workspace.close()
+        result["output"] = output.name
+        result["output_blob"] = {"digest": "sha256:" + blob.digest, "size": blob.size, "name": output.name}
+    ctx.log(f"wrote {total} rows to {result['output']} ({computed} computed in this run)")
+    return result
+
+
+def _input(spec: BatchSpec, workspace, workdir: Path) -> tuple[Path, list[str] | None]:
+    """The input as a local path (uploaded files and dataset versions are copied into the job's folder, verified)
+    and the feature columns to read."""
+    if spec.input:
+        return Path(spec.input), spec.columns
+    folder = workdir / "input"
+    if spec.input_files:
+        workspace.blobs.materialize(spec.input_files, folder)
+        names = list(spec.input_files)
+        single = len(names) == 1 and Path(names[0]).suffix.lower() in (".csv", ".parquet", ".npz")
+        return (folder / names[0] if single else folder), spec.columns
+    from modelyard.data.datasets import DatasetStore
+
+    store = DatasetStore(workspace)
+    version = store.get(spec.dataset)
+    if version.kind == "tabular":
+        frame, _ = store.load_table(version)
+        label = version.schema.get("label")
+        table = folder / "table.parquet"
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(table, index=False)
+        return table, spec.columns or [c for c in frame.columns if c not in (label, spec.key)]
+    # image datasets: one flat folder (keys are the stored paths with "/" as "__", so names stay unique)
+    entries = [e for e in store.manifest(version)["entries"] if not e.get("error")]
+    workspace.blobs.materialize({e["path"].replace("/", "__"): e["digest"] for e in entries}, folder)
+    return folder, spec.columns
 
 
 def _assemble(parts: Path, count: int):
@@ -160,6 +249,6 @@ def _assemble(parts: Path, count: int):
 
 
 BATCH_PREDICT = JobKind(
-    "batch.predict", BatchSpec, run_batch, idempotent=True, max_attempts=5,
+    "batch.predict", BatchSpec, run_batch, idempotent=True, max_attempts=5, authorize=authorize_batch,
     description="Batch inference with a registered model over images, a CSV/Parquet table or arrays; resumable.",
 )

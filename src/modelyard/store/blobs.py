@@ -173,6 +173,36 @@ class BlobStore:
             tmp.unlink(missing_ok=True)
         return dest
 
+    def missing(self, digests: list[str]) -> list[str]:
+        """The digests (as given) this store does not hold: what a client still has to upload."""
+        return [d for d in digests if not self.exists(d)]
+
+    def materialize(self, files: dict[str, str], dest: str | Path, link: bool = False) -> Path:
+        """Write verified copies of ``relative name -> digest`` into the folder ``dest``; returns ``dest``.
+
+        Names must be relative and stay inside ``dest`` (checked again here, whoever validated them before).
+        ``link``: hard-link the (read-only) blob files instead of copying where the file system allows, for a
+        scratch folder that is only read and then deleted; the reader must hash what it reads.
+        """
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        root = dest.resolve()
+        for name, digest in files.items():
+            target = (root / name).resolve()
+            if not target.is_relative_to(root) or target == root:
+                raise InvalidInput(f"file name {name!r} leaves its folder")
+            if target.is_file() and target.stat().st_size == self.info(digest).size:
+                continue
+            if link:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(self.path_for(digest), target)
+                    continue
+                except OSError:  # another file system, or links not allowed: copy
+                    pass
+            self.copy_to(digest, target)
+        return dest
+
     def iter_digests(self) -> Iterator[str]:
         base = self.root / "sha256"
         if not base.is_dir():
