@@ -26,24 +26,15 @@ def _split_ref(ref: str) -> tuple[str, str]:
     return quote(name, safe=""), "latest" if version is None else str(version)
 
 
-def _zip_folder(folder: Path, dest: Path) -> Path:
-    """Pack an image folder (class folders inside) into an uncompressed zip for upload: images are compressed
-    already, and storing is several times faster than deflating."""
-    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED) as bundle:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
-                bundle.write(path, path.relative_to(folder).as_posix())
-    return dest
+def _folder_files(folder: Path) -> dict[str, Path]:
+    """Every file of a folder tree by its relative posix name, hidden files and folders left out."""
+    return {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*"))
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)}
 
 
 class Datasets:
     def __init__(self, client):
         self._c = client
-
-    def _upload(self, path: Path) -> str:
-        if self._c.in_process:  # same machine: straight into the blob store, no request-body limit
-            return "sha256:" + self._c._workspace.blobs.put_file(path).digest
-        return self._c.blobs.put(path)["digest"]
 
     def import_path(self, path: str | Path, name: str, kind: str = "auto", label: str | None = None,
                     task: str = "auto", validation_fraction: float = 0.2, seed: int = 0,
@@ -53,25 +44,32 @@ class Datasets:
         path = Path(path)
         if not path.exists():
             raise InvalidInput(f"no such file or folder: {path}")
-        body = {"name": name, "kind": kind, "label": label, "task": task,
+        body = {"kind": kind, "label": label, "task": task,
                 "validation_fraction": validation_fraction, "seed": seed, "description": description}
+        if path.is_dir():
+            if kind == "tabular":
+                raise InvalidInput(f"{path}: a folder cannot be imported as a table")
+            files = _folder_files(path)
+            if not files:
+                raise InvalidInput(f"{path}: the folder is empty")
+            return self.import_files(files, name, source_name=path.resolve().name or "images", **body)
         with tempfile.TemporaryDirectory(prefix="modelyard-upload-") as scratch:
-            if path.is_dir():
-                if kind == "tabular":
-                    raise InvalidInput(f"{path}: a folder cannot be imported as a table")
-                if not any(path.iterdir()):
-                    raise InvalidInput(f"{path}: the folder is empty")
-                upload = _zip_folder(path, Path(scratch) / f"{path.resolve().name or 'images'}.zip")
-            elif path.suffix.lower() == ".csv" and kind != "tabular" and self._is_label_csv(path):
+            if path.suffix.lower() == ".csv" and kind != "tabular" and self._is_label_csv(path):
                 # a CSV of path,label names local files: send them along, packed with the CSV
                 upload = self._pack_label_csv(path, Path(scratch))
             else:
                 upload = path
             if upload.is_file() and upload.stat().st_size == 0:
                 raise InvalidInput(f"{path.name}: the file is empty")
-            body["source"] = self._upload(upload)
-            body["filename"] = upload.name
-        return self._c.request("POST", "/api/v1/datasets/import", json=body).json()
+            return self.import_files({upload.name: upload}, name, **body)
+
+    def import_files(self, files: dict[str, str | Path], name: str, on_progress=None, **options) -> dict:
+        """Upload ``relative name -> local path`` file by file (skipping what the server holds already, so a
+        rerun resumes) and import them as the next version of ``name``: a folder's tree or one table file.
+        ``options`` are those of ``import_path`` plus ``source_name``."""
+        digests = self._c.blobs.put_files(files, on_progress=on_progress)
+        return self._c.request("POST", "/api/v1/datasets/import-files",
+                               json={"name": name, "files": digests, **options}).json()
 
     @staticmethod
     def _is_label_csv(path: Path) -> bool:

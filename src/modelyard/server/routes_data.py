@@ -29,6 +29,22 @@ class ImportDataset(BaseModel):
     description: str = Field(default="", max_length=10_000)
 
 
+class ImportFiles(BaseModel):
+    """An import of files uploaded one by one (``POST /blobs``, after ``POST /blobs/missing``): no size limit."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, description="Dataset name; created on first import.")
+    files: dict[str, str] = Field(min_length=1, description="relative path -> sha256 digest: an image folder "
+                                                             "(class/*.png) or one table file (data.csv)")
+    kind: Literal["auto", "tabular", "image-classification"] = "auto"
+    label: str | None = Field(default=None, description="Label column of a table.")
+    task: Literal["auto", "classification", "regression"] = "auto"
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 0
+    description: str = Field(default="", max_length=10_000)
+    source_name: str | None = Field(default=None, max_length=255, description="The folder's name, to record.")
+
+
 class Steps(BaseModel):
     model_config = ConfigDict(extra="forbid")
     steps: list[dict[str, Any]] = Field(min_length=1, max_length=20,
@@ -59,6 +75,35 @@ def import_dataset(body: ImportDataset, request: Request, principal: Principal =
         version = store.import_path(local, body.name, kind=body.kind, label=body.label, task=body.task,
                                     validation_fraction=body.validation_fraction, seed=body.seed,
                                     description=body.description, created_by=principal.name, source_name=filename)
+    return version.to_dict()
+
+
+@router.post("/datasets/import-files", status_code=201)
+def import_files(body: ImportFiles, request: Request, principal: Principal = Depends(require("editor"))):
+    """Import uploaded files (a folder's tree, or one table) as the next version of ``name``. The files are linked
+    (or copied) from the blob store into a scratch folder one at a time, so memory does not grow with their size."""
+    from modelyard.core.errors import InvalidInput, NotFound
+    from modelyard.core.trust import check_files
+
+    check_files(body.files)
+    store = _store(request)
+    missing = store.blobs.missing(list(body.files.values()))
+    if missing:
+        raise NotFound(f"{len(missing)} of {len(body.files)} files are not uploaded yet (POST /blobs/missing says "
+                       f"which), e.g. {missing[0]}")
+    shown = Path(body.source_name or "upload").name or "upload"
+    with tempfile.TemporaryDirectory(prefix="modelyard-upload-") as scratch:
+        folder = store.blobs.materialize(body.files, Path(scratch) / "files", link=True)
+        names = list(body.files)
+        if len(names) == 1 and "/" not in names[0]:
+            local, shown = folder / names[0], names[0]
+        else:
+            if body.kind == "tabular":
+                raise InvalidInput("a folder of files cannot be imported as a table; upload one table file")
+            local = folder
+        version = store.import_path(local, body.name, kind=body.kind, label=body.label, task=body.task,
+                                    validation_fraction=body.validation_fraction, seed=body.seed,
+                                    description=body.description, created_by=principal.name, source_name=shown)
     return version.to_dict()
 
 

@@ -1,0 +1,106 @@
+"""Datasets of any size through the API (issue 21 #2a): files go up one request each, the client first asks which
+the server lacks (so a rerun resumes), and the import reads a manifest of uploaded blobs."""
+
+import json
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from modelyard.core.settings import Settings
+from modelyard.server.app import create_app
+from modelyard.store.tokens import TokenStore
+from modelyard.store.workspace import Workspace
+from support import run_cli, start_server
+
+
+@pytest.fixture
+def api(tmp_path):
+    workspace = Workspace.open(Settings.load(tmp_path / "home", max_body_bytes=4096))
+    tokens = TokenStore(workspace.engine)
+    editor = tokens.create("editor", "editor")[1]
+    with TestClient(create_app(workspace), raise_server_exceptions=False,
+                    headers={"Authorization": f"Bearer {editor}"}) as client:
+        client.workspace = workspace
+        yield client
+    workspace.close()
+
+
+def _image_folder(root, classes=("a", "b"), per_class=12, size=24):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in classes:
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
+    return root
+
+
+def test_missing_names_only_what_the_server_lacks(api):
+    have = api.post("/api/v1/blobs", content=b"hello").json()["digest"]
+    other = "sha256:" + "ab" * 32
+    body = api.post("/api/v1/blobs/missing", json={"digests": [have, other]}).json()
+    assert body == {"schema": "modelyard.blob-missing/1", "missing": [other]}
+    bad = api.post("/api/v1/blobs/missing", json={"digests": ["nope"]})
+    assert bad.status_code == 422 and "not a sha256 digest" in bad.json()["error"]["message"]
+
+
+def test_a_folder_larger_than_the_body_limit_imports_file_by_file(api, tmp_path):
+    """The body limit is 4 KiB here; the folder holds ~50 KiB of PNGs: one zip of it would be refused."""
+    folder = _image_folder(tmp_path / "imgs")
+    files = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*.png")}
+    assert sum(p.stat().st_size for p in files.values()) > 4096 * 10
+    assert all(p.stat().st_size < 4096 for p in files.values())
+    digests = {}
+    for name, path in files.items():
+        response = api.post("/api/v1/blobs", content=path.read_bytes())
+        assert response.status_code == 201, response.text
+        digests[name] = response.json()["digest"]
+    version = api.post("/api/v1/datasets/import-files", json={"name": "imgs", "files": digests,
+                                                              "source_name": "imgs"})
+    assert version.status_code == 201, version.text
+    body = version.json()
+    assert body["items"] == 24 and body["data_schema"]["classes"] == ["a", "b"] and body["source"]["name"] == "imgs"
+
+
+def test_import_files_refuses_missing_blobs_and_escaping_names_and_stores_nothing(api):
+    digest = api.post("/api/v1/blobs", content=b"x,y\n1,2\n").json()["digest"]
+    for files, status, text in [({"a/1.png": "sha256:" + "cd" * 32}, 404, "not uploaded yet"),
+                                ({"../../etc/passwd": digest}, 422, "relative file name"),
+                                ({"/etc/passwd": digest}, 422, "relative file name"),
+                                ({"x" * 240 + ".csv": digest}, 422, "longer than")]:
+        response = api.post("/api/v1/datasets/import-files", json={"name": "d", "files": files})
+        assert response.status_code == status and text in response.json()["error"]["message"], response.text
+    assert api.get("/api/v1/datasets").json()["items"] == []
+
+
+def test_the_client_resumes_an_interrupted_upload(tmp_path):
+    """Half the files are on the server already: the client sends only the other half."""
+    from modelyard.client import Client
+
+    folder = _image_folder(tmp_path / "imgs", per_class=6)
+    files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*.png"))}
+    with Client(home=tmp_path / "home") as client:
+        for path in list(files.values())[:6]:
+            client.blobs.put(path)
+        sent = []
+        version = client.data.import_files(files, "imgs", on_progress=lambda done, total, size: sent.append(total))
+        assert version["items"] == 12 and sent and set(sent) == {6}
+
+
+@pytest.mark.slow
+def test_cli_imports_a_folder_over_the_body_limit_into_a_real_server(tmp_path):
+    """The issue's failure: ``data import DIR`` against ``modelyard server`` answered 413 above the body limit."""
+    home = tmp_path / "home"
+    token = json.loads(run_cli("init", "--json", home=home, check=True).stdout)["token"]
+    (home / "config.toml").write_text("max_body_bytes = 8192\n")
+    folder = _image_folder(tmp_path / "imgs", per_class=20)
+    server = start_server(home, token=token)
+    try:
+        out = run_cli("--url", server.url, "--token", server.token, "data", "import", str(folder), "--name", "big",
+                      "--json", check=True)
+        version = json.loads(out.stdout)
+        assert version["items"] == 40 and version["size"] > 8192 * 5
+    finally:
+        server.stop()
