@@ -1,24 +1,32 @@
 """Job kinds for model migration: ``migrate.convert``, ``migrate.compare``, ``migrate.coverage``.
 
 Each runs the same library call as the CLI, writes its files into the job's ``workdir`` and returns the same JSON
-the CLI prints with ``--json``. The model spec is given as a path or inline (a ModelSpec mapping).
+the CLI prints with ``--json``. The model spec is inline (a ModelSpec mapping) or the name of an uploaded file in
+``files``; what the caller may name (code, server paths) is checked at submit (``modelyard.migrate.job_inputs``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import ModelyardError
 from modelyard.core.jobkind import JobContext, JobKind
+from modelyard.migrate.job_inputs import (
+    FILES_FIELD, authorize_files, authorize_model_spec, authorize_paths, materialize_inputs, model_spec_in, resolve,
+)
 
 
-def model_spec_from(value: str | dict[str, Any]):
-    from modelyard.runtime.spec import load_spec, parse_spec
+def model_job_authorizer(*path_fields: str):
+    """``JobKind.authorize`` for a kind with ``spec`` (a ModelSpec), ``files`` and the given path fields."""
 
-    return load_spec(value) if isinstance(value, str) else parse_spec(value, base_dir=Path.cwd())
+    def authorize(job, caller, workspace) -> None:
+        authorize_files(job.files, workspace)
+        authorize_model_spec(job.spec, job.files, caller, workspace)
+        authorize_paths(job, caller, *path_fields)
+
+    return authorize
 
 
 def progress_reporter(ctx: JobContext):
@@ -39,14 +47,16 @@ class ConvertJobSpec(BaseModel):
     to: str = "onnx"
     opset: int | None = None
     calib: str | None = None
+    files: dict[str, str] = FILES_FIELD
 
 
 def run_convert(job: ConvertJobSpec, ctx: JobContext) -> dict:
     from modelyard.migrate.model.passes import convert
 
+    inputs = materialize_inputs(job.files, ctx)
     result = convert(
-        model_spec_from(job.spec), job.to, out_dir=ctx.workdir, cache_dir=ctx.home / "cache" / "passes", opset=job.opset,
-        calibration=job.calib, progress=progress_reporter(ctx),
+        model_spec_in(job.spec, inputs), job.to, out_dir=ctx.workdir, cache_dir=ctx.home / "cache" / "passes",
+        opset=job.opset, calibration=resolve(job.calib, inputs), progress=progress_reporter(ctx),
     )
     for step in result.steps:
         ctx.log(str(step))
@@ -70,6 +80,7 @@ class CompareJobSpec(BaseModel):
     preset: Literal["fp32", "fp16", "bf16", "int8"] | None = None
     thresholds: dict[str, Any] | None = None
     dump: bool = False
+    files: dict[str, str] = FILES_FIELD
 
 
 def run_compare(job: CompareJobSpec, ctx: JobContext) -> dict:
@@ -83,9 +94,10 @@ def run_compare(job: CompareJobSpec, ctx: JobContext) -> dict:
         if job.preset:
             data["preset"] = job.preset
         limits = ThresholdSet.model_validate(data)
+    inputs = materialize_inputs(job.files, ctx)
     result = compare_models(
-        model_spec_from(job.spec), job.reference, job.target, target_model=job.target_model, samples=job.samples,
-        data=job.data, seed=job.seed, thresholds=limits, layerwise=job.layerwise, layer_depth=job.layer_depth,
+        model_spec_in(job.spec, inputs), job.reference, job.target, target_model=resolve(job.target_model, inputs),
+        samples=job.samples, data=resolve(job.data, inputs), seed=job.seed, thresholds=limits, layerwise=job.layerwise, layer_depth=job.layer_depth,
         dump_dir=ctx.workdir / "dumps" if job.dump else None, cache_dir=ctx.home / "cache" / "passes",
         progress=progress_reporter(ctx),
     )
@@ -104,20 +116,26 @@ class CoverageJobSpec(BaseModel):
     spec: str | dict[str, Any]
     target: str = "openvino:cpu"
     model: str | None = None
+    files: dict[str, str] = FILES_FIELD
 
 
 def run_coverage(job: CoverageJobSpec, ctx: JobContext) -> dict:
     from modelyard.migrate.model.coverage import op_coverage
 
     ctx.progress(0.1, f"coverage on {job.target}")
-    result = op_coverage(model_spec_from(job.spec), job.target, model_path=job.model, cache_dir=ctx.home / "cache" / "passes")
+    inputs = materialize_inputs(job.files, ctx)
+    result = op_coverage(model_spec_in(job.spec, inputs), job.target, model_path=resolve(job.model, inputs),
+                         cache_dir=ctx.home / "cache" / "passes")
     ctx.log(str(result))
     return result.to_dict()
 
 
 CONVERT = JobKind("migrate.convert", ConvertJobSpec, run_convert, idempotent=True,
+                  authorize=model_job_authorizer("calib"),
                   description="Convert a model (ONNX, fp16, INT8, OpenVINO IR, torch.export), verified and cached.")
 COMPARE = JobKind("migrate.compare", CompareJobSpec, run_compare, idempotent=True,
+                  authorize=model_job_authorizer("target_model", "data"),
                   description="Compare a target backend against a reference: metrics, verdict, layer-wise divergence.")
 COVERAGE = JobKind("migrate.coverage", CoverageJobSpec, run_coverage, idempotent=True,
+                   authorize=model_job_authorizer("model"),
                    description="Operator coverage of a model's graph on a target, with fallbacks and dynamic shapes.")

@@ -1,0 +1,142 @@
+"""Every job kind, submitted through the API with hostile specs by an editor (issue 21 #0 and #3): code outside the
+built-in zoo and paths on the server are refused at submit with 403 (422 for malformed names), nothing is queued
+and nothing is written; the admin role may still do both."""
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from modelyard.core import plugins
+from modelyard.core.settings import Settings
+from modelyard.server.app import create_app
+from modelyard.store.tokens import TokenStore
+from modelyard.store.workspace import Workspace
+
+EXPLOIT = {"entrypoint": "subprocess:run", "kwargs": {"args": ["sh", "-c", "id > pwned.txt"]},
+           "inputs": [{"name": "x", "shape": [1, 4]}]}
+ZOO = {"entrypoint": "modelyard.runtime.zoo:tiny_mlp", "kwargs": {"in_features": 4},
+       "inputs": [{"name": "x", "shape": [1, 4]}]}
+# kinds whose specs name neither code nor paths (only registry/dataset names, numbers, flags)
+PATH_FREE = {"blob.verify", "system.sleep", "automl.train", "evaluate"}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    workspace = Workspace.open(Settings.load(tmp_path_factory.mktemp("trust") / "home"))
+    tokens = TokenStore(workspace.engine)
+    secrets = {role: tokens.create(role, role)[1] for role in ("editor", "admin")}
+    with TestClient(create_app(workspace), raise_server_exceptions=False) as client:
+        client.workspace = workspace
+        client.headers_for = {role: {"Authorization": f"Bearer {s}"} for role, s in secrets.items()}
+        yield client
+    workspace.close()
+
+
+def _upload(api, data: bytes) -> str:
+    return api.post("/api/v1/blobs", content=data, headers=api.headers_for["editor"]).json()["digest"]
+
+
+def _hostile(api, outside: Path) -> list[tuple[str, dict, int, str]]:
+    """(kind, spec, status, error code) for each attack; ``outside`` is a path no job may write."""
+    migration = _upload(api, json.dumps({"name": "m", "model": EXPLOIT}).encode())
+    python_path = _upload(api, json.dumps({"name": "m", "model": ZOO, "python_path": ["."]}).encode())
+    source = _upload(api, json.dumps({"name": "m", "model": ZOO, "source": "/etc"}).encode())
+    spec_file = _upload(api, json.dumps(EXPLOIT).encode())
+    out = str(outside)
+    forbidden_code, forbidden_path = "code_not_allowed", "server_path_not_allowed"
+    cases = []
+    for kind in ("migrate.convert", "migrate.compare", "migrate.coverage", "migrate.benchmark", "migrate.optimize"):
+        cases += [
+            (kind, {"spec": EXPLOIT}, 403, forbidden_code),
+            (kind, {"spec": {**EXPLOIT, "entrypoint": "os:system"}}, 403, forbidden_code),
+            (kind, {"spec": {**ZOO, "entrypoint": "modelyard.runtime.zoo:_seeded"}}, 403, forbidden_code),
+            (kind, {"spec": {**ZOO, "entrypoint": "modelyard.runtime.zoo:annotations"}}, 403, forbidden_code),
+            (kind, {"spec": "spec.yaml", "files": {"spec.yaml": spec_file}}, 403, forbidden_code),
+            (kind, {"spec": "/etc/passwd"}, 403, forbidden_path),
+            (kind, {"spec": "../../../etc/passwd.yaml"}, 403, forbidden_path),
+            (kind, {"spec": {**ZOO, "entrypoint": None, "onnx": "/etc/passwd"}}, 403, forbidden_path),
+            (kind, {"spec": {**ZOO, "weights": "~/.ssh/id_rsa"}}, 403, forbidden_path),
+            (kind, {"spec": {**ZOO, "dataset": "/etc"}}, 403, forbidden_path),
+            (kind, {"spec": {**ZOO, "inputs": [{"name": "x", "shape": [1, 4], "data": "/etc/x.npy"}]}}, 403,
+             forbidden_path),
+            (kind, {"spec": ZOO, "files": {"../x": spec_file}}, 422, "invalid_input"),
+        ]
+    cases += [
+        ("migrate.convert", {"spec": ZOO, "calib": "/etc"}, 403, forbidden_path),
+        ("migrate.compare", {"spec": ZOO, "target_model": "/etc/passwd"}, 403, forbidden_path),
+        ("migrate.compare", {"spec": ZOO, "data": "../../etc"}, 403, forbidden_path),
+        ("migrate.coverage", {"spec": ZOO, "model": "/etc/passwd"}, 403, forbidden_path),
+        ("migrate.benchmark", {"spec": ZOO, "data": "/etc"}, 403, forbidden_path),
+        ("migrate.optimize", {"spec": ZOO, "calib": "/etc"}, 403, forbidden_path),
+        ("migrate.analyze", {"path": "/etc/passwd"}, 403, forbidden_path),
+        ("migrate.analyze", {"path": "p", "rules": ["/etc/passwd"]}, 403, forbidden_path),
+        ("migrate.apply", {"path": "/etc", "target": "any", "out": out}, 403, forbidden_path),
+        ("migrate.apply", {"path": "p", "target": "any", "out": out}, 403, forbidden_path),
+        ("migrate.apply", {"path": "/etc", "target": "any", "in_place": True}, 403, forbidden_path),
+        ("migrate.run", {"migration": "/etc/passwd"}, 403, forbidden_path),
+        ("migrate.run", {"migration": "m.yaml", "files": {"m.yaml": migration}, "out": out}, 403, forbidden_path),
+        ("migrate.run", {"migration": "m.yaml", "files": {"m.yaml": migration}}, 403, forbidden_code),
+        ("migrate.run", {"migration": "m.yaml", "files": {"m.yaml": python_path}}, 403, forbidden_code),
+        ("migrate.run", {"migration": "m.yaml", "files": {"m.yaml": source}}, 403, forbidden_path),
+        ("batch.predict", {"model": "m@1", "input": "/etc/passwd", "output": out + ".csv"}, 403, forbidden_path),
+        ("batch.predict", {"model": "m@1", "dataset": "d@1", "output": out + ".csv"}, 403, forbidden_path),
+    ]
+    return cases
+
+
+def test_every_kind_is_audited():
+    """A new built-in kind must get hostile cases here, or be declared free of code and paths."""
+    audited = {"migrate.convert", "migrate.compare", "migrate.coverage", "migrate.benchmark", "migrate.optimize",
+               "migrate.analyze", "migrate.apply", "migrate.run", "batch.predict"}
+    assert set(plugins.JOB_KINDS) == audited | PATH_FREE
+    for name in audited:
+        assert plugins.load_job_kind(name).authorize is not None, name
+    for name in PATH_FREE:
+        schema = json.dumps(plugins.load_job_kind(name).spec_model.model_json_schema())
+        assert not any(word in schema for word in ('"path"', '"input"', '"output"', '"out"', '"entrypoint"')), name
+
+
+def test_an_editor_is_refused_code_and_server_paths_by_every_kind(api, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    outside = tmp_path / "outside"
+    before = len(api.get("/api/v1/jobs", headers=api.headers_for["admin"]).json()["items"])
+    for kind, spec, status, code in _hostile(api, outside):
+        response = api.post("/api/v1/jobs", json={"kind": kind, "spec": spec}, headers=api.headers_for["editor"])
+        assert response.status_code == status, (kind, spec, response.text)
+        error = response.json()["error"]
+        assert error["code"] == code, (kind, spec, error)
+        if status == 403:
+            assert "admin" in error["message"], error
+    assert len(api.get("/api/v1/jobs", headers=api.headers_for["admin"]).json()["items"]) == before
+    assert not list(tmp_path.iterdir()) and not Path("pwned.txt").exists()
+    assert list(api.workspace.settings.jobs_dir.iterdir()) == []
+
+
+def test_the_admin_role_may_run_code_and_name_server_paths(api, tmp_path):
+    """Allowed at submit (the admin owns the host); cancelled before any worker could run them."""
+    for kind, spec in [("migrate.convert", {"spec": EXPLOIT}),
+                       ("migrate.apply", {"path": str(tmp_path), "target": "any", "out": str(tmp_path / "o")}),
+                       ("batch.predict", {"model": "m@1", "input": "/etc/passwd", "output": str(tmp_path / "o.csv")})]:
+        response = api.post("/api/v1/jobs", json={"kind": kind, "spec": spec}, headers=api.headers_for["admin"])
+        assert response.status_code == 201, response.text
+        api.post(f"/api/v1/jobs/{response.json()['id']}/cancel", headers=api.headers_for["admin"]).raise_for_status()
+
+
+def test_an_editor_may_use_the_zoo_and_uploaded_files(api):
+    project = io.BytesIO()
+    with zipfile.ZipFile(project, "w") as bundle:
+        bundle.writestr("p/train.py", "import torch\nx = torch.zeros(1).cuda()\n")
+    digest = _upload(api, project.getvalue())
+    for kind, spec in [("migrate.convert", {"spec": ZOO}),
+                       ("migrate.analyze", {"path": "p.zip", "files": {"p.zip": digest}}),
+                       ("migrate.apply", {"path": "p.zip", "target": "any", "files": {"p.zip": digest}})]:
+        response = api.post("/api/v1/jobs", json={"kind": kind, "spec": spec}, headers=api.headers_for["editor"])
+        assert response.status_code == 201, response.text
+        api.post(f"/api/v1/jobs/{response.json()['id']}/cancel", headers=api.headers_for["admin"]).raise_for_status()
+    missing = api.post("/api/v1/jobs", json={"kind": "migrate.analyze", "spec": {
+        "path": "p.zip", "files": {"p.zip": "sha256:" + "1" * 64}}}, headers=api.headers_for["editor"])
+    assert missing.status_code == 404 and "not in the blob store" in missing.json()["error"]["message"]
