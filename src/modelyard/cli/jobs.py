@@ -58,17 +58,43 @@ def _load_spec(spec_file: Path | None, sets: list[str]) -> dict:
     return spec
 
 
+def _local_files(items: list[str]) -> dict[str, Path]:
+    """``--file NAME=PATH`` options as ``name -> local file`` (a folder contributes ``NAME/<relative path>``)."""
+    from modelyard.core.errors import InvalidInput
+
+    found: dict[str, Path] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        path = Path(raw or name).expanduser()
+        name = name if sep else path.name
+        if not path.exists():
+            raise InvalidInput(f"--file {item!r}: no such file or folder {path}")
+        if path.is_dir():
+            for inner in sorted(path.rglob("*")):
+                if inner.is_file() and not any(p.startswith(".") for p in inner.relative_to(path).parts):
+                    found[f"{name}/{inner.relative_to(path).as_posix()}"] = inner
+        else:
+            found[name] = path
+    return found
+
+
 @app.command("submit")
 def submit(
     kind: Annotated[str, typer.Argument(help="Job kind, e.g. blob.verify (see 'modelyard jobs kinds').")],
     spec_file: Annotated[Path | None, typer.Option("--spec", help="Spec file (YAML or JSON).")] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", help="Spec field key=value (JSON values).")] = None,
+    files: Annotated[list[str] | None, typer.Option(
+        "--file", help="NAME=PATH: upload a local file (or a folder, file by file under NAME/) and name it in the "
+                       "spec's files; relative paths in the spec resolve among them.")] = None,
     wait_: Annotated[bool, typer.Option("--wait", help="Wait for the job to end, with a progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a job."""
+    spec = _load_spec(spec_file, sets or [])
     with get_client() as client:
-        job = client.jobs.submit(kind, _load_spec(spec_file, sets or []))
+        if files:
+            spec["files"] = {**spec.get("files", {}), **client.blobs.put_files(_local_files(files))}
+        job = client.jobs.submit(kind, spec)
         if wait_:
             job = _wait(client, job["id"], None, quiet=as_json)
     if as_json:
