@@ -104,3 +104,50 @@ def test_cli_imports_a_folder_over_the_body_limit_into_a_real_server(tmp_path):
         assert version["items"] == 40 and version["size"] > 8192 * 5
     finally:
         server.stop()
+
+
+def test_a_file_larger_than_one_body_goes_up_in_chunks_and_resumes_at_the_right_offset(api, tmp_path):
+    import hashlib
+
+    data = np.random.default_rng(3).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert api.post("/api/v1/blobs", content=data).status_code == 413
+    session = api.post("/api/v1/blobs/uploads").json()
+    assert session["offset"] == 0 and session["chunk_bytes"] == 4096
+    url = f"/api/v1/blobs/uploads/{session['id']}"
+    for start in range(0, len(data), 4000):
+        assert api.put(url, params={"offset": start}, content=data[start:start + 4000]).status_code == 200
+    wrong = api.put(url, params={"offset": 0}, content=b"again")
+    assert wrong.status_code == 409 and f"offset={len(data)}" in wrong.json()["error"]["message"]
+    assert api.get(url).json()["offset"] == len(data)
+    bad = api.post(url + "/complete", json={"digest": "sha256:" + "0" * 64})
+    assert bad.status_code == 422 and not api.workspace.blobs.exists(digest)
+    assert api.get(url).status_code == 404  # a failed session is gone
+    assert api.get("/api/v1/blobs/uploads/../../etc").status_code == 404
+    session = api.post("/api/v1/blobs/uploads").json()
+    url = f"/api/v1/blobs/uploads/{session['id']}"
+    for start in range(0, len(data), 4000):
+        api.put(url, params={"offset": start}, content=data[start:start + 4000]).raise_for_status()
+    stored = api.post(url + "/complete", json={"digest": digest})
+    assert stored.status_code == 201 and stored.json()["digest"] == digest
+    assert api.workspace.blobs.read_bytes(digest) == data
+
+
+@pytest.mark.slow
+def test_the_client_falls_back_to_chunks_when_a_real_server_refuses_a_body(tmp_path):
+    from modelyard.client import Client
+
+    home = tmp_path / "home"
+    token = json.loads(run_cli("init", "--json", home=home, check=True).stdout)["token"]
+    (home / "config.toml").write_text("max_body_bytes = 8192\n")
+    big = tmp_path / "big.bin"
+    big.write_bytes(np.random.default_rng(4).integers(0, 256, 100_000, dtype=np.uint8).tobytes())
+    server = start_server(home, token=token)
+    try:
+        with Client(url=server.url, token=token) as client:
+            stored = client.blobs.put(big)
+            assert stored["size"] == 100_000
+            client.blobs.get(stored["digest"], tmp_path / "back.bin")
+        assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
+    finally:
+        server.stop()

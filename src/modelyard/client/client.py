@@ -174,6 +174,7 @@ class Tokens:
 
 
 MISSING_BATCH = 5_000
+CHUNKED_ABOVE = 16 * 1024 * 1024  # larger files go up in chunks of this size (or the server's limit, if lower)
 
 
 def _hash_file(path: Path) -> str:
@@ -191,13 +192,38 @@ class Blobs:
         self._c = client
 
     def put(self, path: str | Path) -> dict:
+        """Upload one file (streamed). A file larger than ``CHUNKED_ABOVE`` bytes, or one the server refuses as
+        too large for a single request, goes up in chunks through an upload session."""
         path = Path(path)
         if not path.is_file():
             raise errors.InvalidInput(f"no such file: {path}")
+        if path.stat().st_size > CHUNKED_ABOVE and not self._c.in_process:
+            return self.put_chunked(path)
+        try:
+            with open(path, "rb") as handle:
+                return self._c.request(
+                    "POST", "/api/v1/blobs", content=handle, headers={"Content-Type": "application/octet-stream"}
+                ).json()
+        except errors.PayloadTooLarge:
+            if self._c.in_process:
+                raise
+            return self.put_chunked(path)
+
+    def put_chunked(self, path: str | Path, chunk_bytes: int = CHUNKED_ABOVE) -> dict:
+        """Upload a file of any size in chunks (each at most the server's body limit), then have the server
+        check the whole file's digest and store it."""
+        path = Path(path)
+        digest = "sha256:" + _hash_file(path)
+        session = self._c.request("POST", "/api/v1/blobs/uploads").json()
+        size = min(chunk_bytes, int(session["chunk_bytes"]))
+        offset = 0
         with open(path, "rb") as handle:
-            return self._c.request(
-                "POST", "/api/v1/blobs", content=handle, headers={"Content-Type": "application/octet-stream"}
-            ).json()
+            while chunk := handle.read(size):
+                state = self._c.request("PUT", f"/api/v1/blobs/uploads/{session['id']}", params={"offset": offset},
+                                        content=chunk, headers={"Content-Type": "application/octet-stream"}).json()
+                offset = state["offset"]
+        return self._c.request("POST", f"/api/v1/blobs/uploads/{session['id']}/complete",
+                               json={"digest": digest}).json()
 
     def missing(self, digests: list[str]) -> list[str]:
         """The digests the server does not hold yet (asked in batches)."""

@@ -1,10 +1,13 @@
-"""Blobs: upload raw bytes (content-addressed), download verified bytes."""
+"""Blobs: upload raw bytes (content-addressed), download verified bytes; which digests are missing; and upload
+sessions for files larger than one request body (chunks appended at an offset, so an interrupted upload resumes)."""
 
 from __future__ import annotations
 
+import re
+import secrets
 import tempfile
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +16,14 @@ from modelyard.server.auth import Principal, require
 router = APIRouter(tags=["blobs"])
 SPOOL_BYTES = 8 * 1024 * 1024  # an upload larger than this waits on disk, not in memory
 MAX_DIGESTS_PER_QUERY = 10_000
+
+
+_UPLOAD_ID = re.compile(r"^upl_[0-9a-f]{32}$")
+
+
+class CompleteUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    digest: str = Field(description="the sha256 digest of the whole file, checked before it is stored")
 
 
 class DigestQuery(BaseModel):
@@ -43,6 +54,75 @@ def missing_blobs(body: DigestQuery, request: Request, _: Principal = Depends(re
     for digest in body.digests:
         blobs.normalize(digest)
     return {"schema": "modelyard.blob-missing/1", "missing": blobs.missing(body.digests)}
+
+
+def _upload_path(request: Request, upload_id: str):
+    from modelyard.core.errors import NotFound
+
+    if not _UPLOAD_ID.match(upload_id):
+        raise NotFound(f"upload {upload_id!r} not found")
+    path = request.app.state.workspace.blobs.root / "uploads" / upload_id
+    if not path.is_file():
+        raise NotFound(f"upload {upload_id} not found (finished, or never started)")
+    return path
+
+
+def _upload_state(request: Request, upload_id: str, path) -> dict:
+    return {"schema": "modelyard.blob-upload/1", "id": upload_id, "offset": path.stat().st_size,
+            "chunk_bytes": request.app.state.workspace.settings.max_body_bytes}
+
+
+@router.post("/blobs/uploads", status_code=201)
+def start_upload(request: Request, _: Principal = Depends(require("editor"))):
+    """Start an upload session for a file larger than one request body. ``chunk_bytes`` is the largest chunk
+    the server takes; send chunks with ``PUT /blobs/uploads/{id}?offset=N``, then ``POST .../complete``."""
+    folder = request.app.state.workspace.blobs.root / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    upload_id = "upl_" + secrets.token_hex(16)
+    (folder / upload_id).touch()
+    return _upload_state(request, upload_id, folder / upload_id)
+
+
+@router.get("/blobs/uploads/{upload_id}")
+def upload_state(upload_id: str, request: Request, _: Principal = Depends(require("editor"))):
+    """How many bytes the server holds: where a resumed upload continues."""
+    return _upload_state(request, upload_id, _upload_path(request, upload_id))
+
+
+@router.put("/blobs/uploads/{upload_id}")
+async def append_chunk(upload_id: str, request: Request, offset: int = Query(ge=0),
+                       _: Principal = Depends(require("editor"))):
+    """Append the body at ``offset``, which must be the bytes held so far (409 with the right offset otherwise)."""
+    from modelyard.core.errors import Conflict
+
+    path = _upload_path(request, upload_id)
+    held = path.stat().st_size
+    if offset != held:
+        raise Conflict(f"upload {upload_id} holds {held} bytes; send the chunk at offset={held}")
+    with open(path, "ab") as handle:
+        async for chunk in request.stream():
+            handle.write(chunk)
+    return _upload_state(request, upload_id, path)
+
+
+@router.post("/blobs/uploads/{upload_id}/complete", status_code=201)
+def complete_upload(upload_id: str, body: CompleteUpload, request: Request,
+                    _: Principal = Depends(require("editor"))):
+    """Check the whole file against ``digest`` and store it; the session ends either way."""
+    from modelyard.core.errors import InvalidInput
+
+    blobs = request.app.state.workspace.blobs
+    expected = blobs.normalize(body.digest)
+    path = _upload_path(request, upload_id)
+    try:
+        actual = blobs.hash_file(path)
+        if actual != expected:
+            raise InvalidInput(f"upload {upload_id}: the bytes received hash to sha256:{actual}, not "
+                               f"sha256:{expected}; start the upload again")
+        info = blobs.put_file(path)
+    finally:
+        path.unlink(missing_ok=True)
+    return {"schema": "modelyard.blob/1", "digest": "sha256:" + info.digest, "size": info.size}
 
 
 @router.get("/blobs/{digest}")
