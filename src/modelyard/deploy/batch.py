@@ -16,10 +16,9 @@ import json
 import shutil
 import time
 from pathlib import Path
-
-import numpy as np
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modelyard.core.errors import IntegrityError, InvalidInput
