@@ -16,6 +16,7 @@ The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -62,10 +63,8 @@ class RssSampler:
                 tree = [self.process, *self.process.children(recursive=True)]
                 total = 0
                 for proc in tree:
-                    try:
+                    with contextlib.suppress(psutil.NoSuchProcess):
                         total += proc.memory_info().rss
-                    except psutil.NoSuchProcess:
-                        pass
                 self.peak = max(self.peak, total)
             except psutil.NoSuchProcess:
                 return

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deploy_models import deploy_models, linear_expected  # noqa: F401 - fixtures
 from starlette.testclient import TestClient
 
 from modelyard.deploy.batch import BatchSpec, run_batch
-from deploy_models import deploy_models, linear_expected  # noqa: F401 - fixtures
 
 ROWS = 30
 
@@ -89,7 +89,8 @@ def test_an_editor_cannot_read_or_overwrite_server_files_through_batch(api, tabl
 def test_an_admin_may_still_name_server_paths(api, table, tmp_path):
     readable, _ = table
     response = api.post("/api/v1/jobs", json={"kind": "batch.predict", "spec": {
-        "model": "linear@1", "input": str(readable), "output": str(tmp_path / "o.csv")}}, headers=api.headers_for["admin"])
+        "model": "linear@1", "input": str(readable), "output": str(tmp_path / "o.csv")}},
+        headers=api.headers_for["admin"])
     assert response.status_code == 201, response.text
     api.post(f"/api/v1/jobs/{response.json()['id']}/cancel", headers=api.headers_for["admin"]).raise_for_status()
 

@@ -2,10 +2,10 @@
 
 The input comes from the blob store (files the CLI/SDK uploaded) or a dataset version, and the output goes into the
 job's own folder and the blob store, for the client to download; only the admin role may name paths on the server
-(``modelyard.core.trust``). The input is cut into fixed chunks; each finished chunk is written atomically as a part
-file under ``<output>.parts/`` before the next starts. A run that crashed (worker killed, machine lost) and is re-queued,
-or a job re-submitted with the same spec, skips the parts that exist, so no row is computed twice into the
-output and none is lost; the final output is assembled from the parts in order, checked (every key exactly once)
+(``modelyard.core.trust``). The input is cut into fixed chunks; each finished chunk is written atomically as a
+part file under ``<output>.parts/`` before the next starts. A run that crashed (worker killed, machine lost) and is
+re-queued, or a job re-submitted with the same output path, skips the parts that exist, so no row is computed twice
+into the output and none is lost; the final output is assembled from the parts in order, checked (every key exactly once)
 and renamed into place.
 """
 
@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from modelyard.core.errors import IntegrityError, InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.deploy.batch_io import OUTPUT_SUFFIXES, iter_chunks, open_source, read_part, write_output, write_part
-
 
 OUTPUT_FORMATS = tuple(suffix.lstrip(".") for suffix in OUTPUT_SUFFIXES)
 

@@ -53,8 +53,9 @@ def authorize_model_spec(value: str | dict[str, Any], files: dict[str, str], cal
         if caller.trusted and value not in files:
             return  # the admin's own spec file on the server; read when the job runs
         if value not in files:
-            raise InvalidInput(f"{field}: {value!r} is not one of the uploaded files ({', '.join(sorted(files)[:5]) or 'none'}); "
-                               "upload the spec and name it in files, or give the ModelSpec inline")
+            shown = ", ".join(sorted(files)[:5]) or "none"
+            raise InvalidInput(f"{field}: {value!r} is not one of the uploaded files ({shown}); upload the spec and "
+                               "name it in files, or give the ModelSpec inline")
         value = read_mapping_blob(workspace, files[value], value, field)
     spec = parse_spec(value)
     check_entrypoint(spec.entrypoint, caller, f"{field}.entrypoint")

@@ -15,7 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.migrate.job_inputs import (
-    FILES_FIELD, authorize_files, authorize_paths, materialize_inputs, resolve, zip_to_blob,
+    FILES_FIELD,
+    authorize_files,
+    authorize_paths,
+    materialize_inputs,
+    resolve,
+    zip_to_blob,
 )
 
 Target = Literal["any", "npu", "cpu", "xpu", "mps", "rocm"]

@@ -14,7 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.core.errors import ModelyardError
 from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.migrate.job_inputs import (
-    FILES_FIELD, authorize_files, authorize_model_spec, authorize_paths, materialize_inputs, model_spec_in, resolve,
+    FILES_FIELD,
+    authorize_files,
+    authorize_model_spec,
+    authorize_paths,
+    materialize_inputs,
+    model_spec_in,
+    resolve,
 )
 
 
@@ -97,7 +103,8 @@ def run_compare(job: CompareJobSpec, ctx: JobContext) -> dict:
     inputs = materialize_inputs(job.files, ctx)
     result = compare_models(
         model_spec_in(job.spec, inputs), job.reference, job.target, target_model=resolve(job.target_model, inputs),
-        samples=job.samples, data=resolve(job.data, inputs), seed=job.seed, thresholds=limits, layerwise=job.layerwise, layer_depth=job.layer_depth,
+        samples=job.samples, data=resolve(job.data, inputs), seed=job.seed, thresholds=limits,
+        layerwise=job.layerwise, layer_depth=job.layer_depth,
         dump_dir=ctx.workdir / "dumps" if job.dump else None, cache_dir=ctx.home / "cache" / "passes",
         progress=progress_reporter(ctx),
     )

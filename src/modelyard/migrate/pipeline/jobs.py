@@ -39,7 +39,8 @@ def run_benchmark(job: BenchmarkJobSpec, ctx: JobContext) -> dict:
     inputs = materialize_inputs(job.files, ctx)
     result = benchmark(
         model_spec_in(job.spec, inputs), job.backend, batch_sizes=job.batch_sizes, options=job.options,
-        model_path=resolve(job.model, inputs), data=resolve(job.data, inputs), profile=job.profile, settings=BenchSettings(max_seconds=job.max_seconds),
+        model_path=resolve(job.model, inputs), data=resolve(job.data, inputs), profile=job.profile,
+        settings=BenchSettings(max_seconds=job.max_seconds),
         cache_dir=ctx.home / "cache" / "passes", progress=progress_reporter(ctx),
     )
     ctx.log(str(result))
@@ -72,7 +73,8 @@ def run_optimize(job: OptimizeJobSpec, ctx: JobContext) -> dict:
     result = optimize(
         model_spec_in(job.spec, inputs), job.target, objective=job.objective, batch_size=job.batch_size,
         max_accuracy_drop=job.max_accuracy_drop, budget_s=job.budget_s, out_dir=Path(ctx.workdir), samples=job.samples,
-        data=resolve(job.data, inputs), calibration=resolve(job.calib, inputs), strategy=job.strategy, cache_dir=ctx.home / "cache",
+        data=resolve(job.data, inputs), calibration=resolve(job.calib, inputs), strategy=job.strategy,
+        cache_dir=ctx.home / "cache",
         min_speedup=job.min_speedup, progress=progress_reporter(ctx),
     )
     ctx.log(str(result))
