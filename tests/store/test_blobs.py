@@ -90,3 +90,23 @@ def test_two_processes_writing_at_once_lose_nothing(store):
     assert digests == expected
     for digest in digests:
         store.verify(digest)
+
+
+def test_put_bytes_of_a_stored_blob_writes_nothing(store, monkeypatch):
+    """Importing files that were uploaded already must not write (and fsync) each one a second time."""
+    info = store.put_bytes(b"uploaded first")
+    monkeypatch.setattr(store, "put_stream", lambda *a, **k: pytest.fail("wrote a stored blob again"))
+    assert store.put_bytes(b"uploaded first") == info
+
+
+def test_missing_and_materialize(store, tmp_path):
+    a, b = store.put_bytes(b"a"), store.put_bytes(b"bb")
+    absent = "sha256:" + "0" * 64
+    assert store.missing(["sha256:" + a.digest, absent]) == [absent]
+    folder = store.materialize({"x/a.txt": a.digest, "b.txt": b.digest}, tmp_path / "copy")
+    assert (folder / "x" / "a.txt").read_bytes() == b"a" and (folder / "b.txt").read_bytes() == b"bb"
+    linked = store.materialize({"a.txt": a.digest}, tmp_path / "linked", link=True)
+    assert (linked / "a.txt").read_bytes() == b"a"
+    with pytest.raises(InvalidInput, match="leaves its folder"):
+        store.materialize({"../escape.txt": a.digest}, tmp_path / "bad")
+    assert not (tmp_path / "escape.txt").exists()
