@@ -46,6 +46,7 @@ def _hostile(api, outside: Path) -> list[tuple[str, dict, int, str]]:
     python_path = _upload(api, json.dumps({"name": "m", "model": ZOO, "python_path": ["."]}).encode())
     source = _upload(api, json.dumps({"name": "m", "model": ZOO, "source": "/etc"}).encode())
     spec_file = _upload(api, json.dumps(EXPLOIT).encode())
+    by_name = _upload(api, json.dumps({"name": "m", "model": "evil.yaml"}).encode())
     out = str(outside)
     forbidden_code, forbidden_path = "code_not_allowed", "server_path_not_allowed"
     cases = []
@@ -82,6 +83,8 @@ def _hostile(api, outside: Path) -> list[tuple[str, dict, int, str]]:
         ("migrate.run", {"migration": "m.yaml", "files": {"m.yaml": migration}}, 403, forbidden_code),
         ("migrate.run", {"migration": "m.yaml", "files": {"m.yaml": python_path}}, 403, forbidden_code),
         ("migrate.run", {"migration": "m.yaml", "files": {"m.yaml": source}}, 403, forbidden_path),
+        ("migrate.run", {"migration": "m/m.yaml", "files": {"m/m.yaml": by_name, "m/evil.yaml": spec_file}}, 403,
+         forbidden_code),
         ("batch.predict", {"model": "m@1", "input": "/etc/passwd", "output": out + ".csv"}, 403, forbidden_path),
         ("batch.predict", {"model": "m@1", "dataset": "d@1", "output": out + ".csv"}, 403, forbidden_path),
     ]
@@ -131,7 +134,12 @@ def test_an_editor_may_use_the_zoo_and_uploaded_files(api):
     with zipfile.ZipFile(project, "w") as bundle:
         bundle.writestr("p/train.py", "import torch\nx = torch.zeros(1).cuda()\n")
     digest = _upload(api, project.getvalue())
+    spec_file = _upload(api, json.dumps(ZOO).encode())
+    migration = _upload(api, json.dumps({"name": "m", "model": "model.yaml", "source": "p.zip"}).encode())
     for kind, spec in [("migrate.convert", {"spec": ZOO}),
+                       ("migrate.compare", {"spec": "cnn.yaml", "files": {"cnn.yaml": spec_file}}),
+                       ("migrate.run", {"migration": "proj/MIGRATION.yaml", "files": {
+                           "proj/MIGRATION.yaml": migration, "proj/model.yaml": spec_file, "proj/p.zip": digest}}),
                        ("migrate.analyze", {"path": "p.zip", "files": {"p.zip": digest}}),
                        ("migrate.apply", {"path": "p.zip", "target": "any", "files": {"p.zip": digest}})]:
         response = api.post("/api/v1/jobs", json={"kind": kind, "spec": spec}, headers=api.headers_for["editor"])
