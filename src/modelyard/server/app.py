@@ -50,6 +50,13 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def close_app(app: FastAPI) -> None:
+    """Release what the app holds beyond its workspace (the pooled client to service replicas)."""
+    from modelyard.server.routes_services import close_upstream
+
+    close_upstream(app)
+
+
 def create_app(workspace: Workspace, local_principal: Principal | None = None) -> FastAPI:
     """The API over ``workspace``.
 
