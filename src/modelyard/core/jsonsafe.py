@@ -37,10 +37,21 @@ _DROP = bytes(b for b in range(256) if b not in _KEEP)
 
 
 class JSONRefused(ModelyardError):
-    """A body that is not strict JSON or nests too deep: 400 naming what is wrong."""
+    """A body that is not JSON or nests too deep: 400 naming what is wrong."""
 
     code = "bad_request"
     status = 400
+
+
+class JSONTooDeep(JSONRefused):
+    """JSON nested deeper than the limit: 400."""
+
+
+class NotFiniteJSON(JSONRefused):
+    """JSON that holds ``NaN``/``Infinity`` literals or a number beyond a double: 422, nothing is stored."""
+
+    code = "invalid_input"
+    status = 422
 
 
 def encode_float(value: float) -> float | str:
@@ -80,14 +91,14 @@ def nests_deeper_than(body: bytes | str, limit: int = MAX_DEPTH) -> bool:
 
 
 def _refuse_constant(name: str):
-    raise JSONRefused(f"{name} is not JSON: send null for a missing value, or the string \"{name}\" where a "
+    raise NotFiniteJSON(f"{name} is not JSON: send null for a missing value, or the string \"{name}\" where a "
                       "non-finite number is meant")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise JSONRefused(f"number {text[:40]} is out of range for a double")
+        raise NotFiniteJSON(f"number {text[:40]} is out of range for a double")
     return value
 
 
@@ -95,11 +106,12 @@ def loads_strict(body: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     """Parse a request body as strict JSON.
 
     Raises:
-        JSONRefused: ``NaN``/``Infinity`` literals, a number beyond a double's range, nesting deeper than
-            ``max_depth``, or text that is not JSON at all.
+        NotFiniteJSON: ``NaN``/``Infinity`` literals, or a number beyond a double's range.
+        JSONTooDeep: nesting deeper than ``max_depth``.
+        JSONRefused: text that is not JSON at all.
     """
     if nests_deeper_than(body, max_depth):
-        raise JSONRefused(f"JSON nested deeper than {max_depth} levels")
+        raise JSONTooDeep(f"JSON nested deeper than {max_depth} levels")
     try:
         return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
     except JSONRefused:
