@@ -170,7 +170,7 @@ def _forward(request: Request, service, method: str, path: str, body: bytes = b"
 def _authorized_service(request: Request, name: str):
     """The service, once the caller may use it (one trip to the thread pool: one service read, one token read)."""
     try:
-        service = _store(request).get(name)
+        service = _store(request).get_row(name)
     except NotFound:
         # authenticate before saying "not found", so callers without a token cannot probe service names
         require("viewer")(request)
