@@ -146,8 +146,8 @@ def main() -> int:
                                        ("proxied", port, "/api/v1/services/lin/predict")):
                 result = run_load(target, path, body, token, level, args.duration)
                 results[f"{name}_c{level}"] = result
-                print(f"predict {name:>7} c={level}: {result['throughput']:7.1f} req/s  mean {result['mean_ms']:6.2f} ms"
-                      f"  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}",
+                print(f"predict {name:>7} c={level}: {result['throughput']:7.1f} req/s"
+                      f"  mean {result['mean_ms']:6.2f} ms  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}",
                       flush=True)
         gap = results["proxied_c1"]["mean_ms"] - results["direct_c1"]["mean_ms"]
         results["proxy_overhead_c1_ms"] = gap

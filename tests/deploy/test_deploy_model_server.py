@@ -6,7 +6,6 @@ import json
 import threading
 
 import httpx
-import numpy as np
 import pytest
 
 from modelyard.deploy import model_server

@@ -61,8 +61,8 @@ def test_only_an_automl_table_model_takes_missing_values(tmp_path):
     """null (NaN) is a missing value for a table model's numeric columns, which its pipeline imputes; any other
     model refuses it (issue 21 item 9)."""
     import onnx
-
     from deploy_models import linear_onnx
+
     from modelyard.deploy.replica import missing_value_inputs
     from modelyard.registry.signature import Signature, TensorSpec
 

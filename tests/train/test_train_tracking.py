@@ -153,10 +153,10 @@ def test_a_flush_failure_at_the_end_never_masks_the_users_exception(tmp_path):
     home = tmp_path / "home"
     with modelyard.Client(home=home) as client:
         client.runs = _FlakyRuns(client.runs, failures=100)
-        with pytest.warns(RuntimeWarning, match="could not record the end"), pytest.raises(KeyError, match="mine"):
-            with modelyard.run("masked", client=client) as r:
-                r.log_metric("loss", 1.0)
-                raise KeyError("mine")
+        with pytest.warns(RuntimeWarning, match="could not record the end"), pytest.raises(KeyError, match="mine"), \
+                modelyard.run("masked", client=client) as r:
+            r.log_metric("loss", 1.0)
+            raise KeyError("mine")
         assert client.runs.get(r.id)["status"] == "failed"
 
 
@@ -164,8 +164,7 @@ def test_a_flush_failure_on_a_clean_exit_fails_the_run_and_says_so(tmp_path):
     home = tmp_path / "home"
     with modelyard.Client(home=home) as client:
         client.runs = _FlakyRuns(client.runs, failures=100)
-        with pytest.raises(Unavailable):
-            with modelyard.run("lost", client=client) as r:
-                r.log_metric("loss", 1.0)
+        with pytest.raises(Unavailable), modelyard.run("lost", client=client) as r:
+            r.log_metric("loss", 1.0)
         shown = client.runs.get(r.id)
         assert shown["status"] == "failed" and "1 metric point(s)" in shown["error"]

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from modelyard.store.schema import JSONType, Timestamp, metadata
 
 
-
 class MetricValue(sa.types.TypeDecorator):
     """A float column that also holds NaN and +-Infinity (MLflow stores them too; a NaN loss is a fact worth
     keeping). SQLite's REAL turns NaN into NULL, so there NaN is stored as the text 'NaN' (an SQLite column keeps

@@ -22,8 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from modelyard.core.errors import Conflict, InvalidInput, NotFound
-from modelyard.core.jsonsafe import decode_float, encode_float
 from modelyard.core.ids import isoformat, new_id, utcnow
+from modelyard.core.jsonsafe import decode_float, encode_float
 from modelyard.store.db import as_utc
 from modelyard.store.schema_data import RUN_STATUSES, run_logs, run_metrics, runs
 from modelyard.store.workspace import Workspace
