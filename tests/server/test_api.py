@@ -205,6 +205,9 @@ def test_nan_literals_are_422_and_a_job_spec_stores_only_finite_numbers(api):
     response = api.post("/api/v1/jobs", content=b'{"kind": "system.sleep", "spec": {"seconds": NaN}}',
                         headers={**auth(api, "editor"), "Content-Type": "application/json"})
     assert_error(response, 422, "invalid_input", "NaN is not JSON")
+    untyped = api.post("/api/v1/jobs", content=b'{"kind": "system.sleep", "spec": {"seconds": Infinity}}',
+                       headers=auth(api, "editor"))  # no Content-Type: FastAPI reads it as JSON all the same
+    assert_error(untyped, 422, "invalid_input", "Infinity is not JSON")
     assert api.get("/api/v1/jobs", headers=auth(api, "viewer")).json()["items"] == []
     ok = api.post("/api/v1/jobs", content=b'{"kind": "system.sleep", "spec": {"seconds": 0.5}}',
                   headers={**auth(api, "editor"), "Content-Type": "application/json"})

@@ -23,13 +23,20 @@ async def _send_error(send, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+UNTYPED_CHECK_BYTES = 1024 * 1024
+
+
 def _is_json(scope) -> bool:
-    """True when the app will read the body as JSON: a JSON media type, or none at all (FastAPI's default)."""
+    """True when the app will read the body as JSON: a JSON media type, or none at all (FastAPI's default) on a
+    body small enough to read twice (a large untyped body, say a blob upload, streams through unread)."""
+    length = None
     for name, value in scope.get("headers", []):
         if name == b"content-type":
             kind = value.split(b";")[0].strip().lower()
             return kind in (b"application/json", b"text/json") or kind.endswith(b"+json")
-    return True
+        if name == b"content-length" and value.isdigit():
+            length = int(value)
+    return length is not None and length <= UNTYPED_CHECK_BYTES
 
 
 class StrictJSONMiddleware:
