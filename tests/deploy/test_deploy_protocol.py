@@ -93,3 +93,48 @@ def test_images_need_declared_preprocessing_and_real_image_bytes():
         feeds(b"\x89PNG\r\n\x1a\nthis is not an image", IMAGE, "image/png")
     with pytest.raises(BadRequest, match="not a readable PNG or JPEG"):
         feeds(b"plain text pretending", IMAGE, "image/jpeg")
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"inputs": {"x": [[1, 2, NaN, 4]]}}', "NaN is not JSON"),
+    (b'{"inputs": {"x": [[1, 2, -Infinity, 4]]}}', "-Infinity is not JSON"),
+    (b'{"inputs": {"x": [[1, 2, 1e999, 4]]}}', "input 'x' has a non-finite value (inf) at index [0, 2]"),
+    (b'{"inputs": {"x": [[1, 2, 3.5e38, 4]]}}', "input 'x' has 3.5e+38 at index [0, 2], beyond the range of float32"),
+    (b'{"inputs": {"x": [[true, 2, 3, 4]]}}', "input 'x' mixes true/false with numbers"),
+    (b'{"inputs": {"x": [[1, null, 3, 4]]}}', "input 'x' has null values; this model takes no missing values"),
+    (b'{"inputs": {"x": ' + b"[" * 1000 + b"]" * 1000 + b"}}", "JSON nested deeper than 64 levels"),
+])
+def test_non_standard_json_and_out_of_range_values_are_400_by_name(body, message):
+    """NaN, 3.5e38 (silently inf as float32), true (silently 1.0) and depth 1,000 (RecursionError) were accepted or
+    crashed (issue 21 item 9)."""
+    with pytest.raises(BadRequest) as info:
+        feeds(body)
+    assert info.value.status == 400 and message in str(info.value)
+
+
+def test_null_is_a_missing_value_where_the_input_takes_missing_values():
+    body = b'{"inputs": {"x": [[1, null, 3, 4]]}}'
+    out, rows = validate(LINEAR, decode(body, "application/json", LINEAR), missing_ok=frozenset({"x"}))
+    assert rows == 1 and out["x"].dtype == np.float32 and np.isnan(out["x"][0, 1]) and out["x"][0, 3] == 4
+    with pytest.raises(BadRequest, match="non-finite value"):
+        validate(LINEAR, decode(b'{"inputs": {"x": [[1, 1e999, 3, 4]]}}', "application/json", LINEAR),
+                 missing_ok=frozenset({"x"}))
+    with pytest.raises(BadRequest, match="input 'x' has a non-finite value"):
+        feeds(npy(np.array([[1, np.nan, 3, 4]], np.float32)), content_type="application/x-npy")
+
+
+def test_rows_per_request_are_capped():
+    with pytest.raises(BadRequest, match="input 'x' has 11 rows; one request takes at most 10"):
+        validate(LINEAR, decode(npy(np.ones((11, 4), np.float32)), "application/x-npy", LINEAR), max_rows=10)
+    from modelyard.deploy.protocol import MAX_ROWS
+
+    with pytest.raises(BadRequest, match=f"at most {MAX_ROWS}"):
+        feeds(npy(np.ones((MAX_ROWS + 1, 4), np.float32)), content_type="application/x-npy")
+
+
+def test_answers_are_standard_json_with_null_for_non_finite_outputs():
+    from modelyard.deploy.protocol import encode_json
+
+    body = encode_json({"y": np.array([[1.5, np.nan, -np.inf]], np.float32), "k": np.array([3])}, "m@1")
+    assert json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in the answer")) == {
+        "outputs": {"y": [[1.5, None, None]], "k": [3]}, "model": "m@1"}

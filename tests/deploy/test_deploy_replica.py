@@ -55,3 +55,23 @@ def test_auto_falls_back_to_onnxruntime_when_the_preferred_backend_cannot_serve(
             replica.load_versions(client._workspace, config)
     finally:
         client.close()
+
+
+def test_only_an_automl_table_model_takes_missing_values(tmp_path):
+    """null (NaN) is a missing value for a table model's numeric columns, which its pipeline imputes; any other
+    model refuses it (issue 21 item 9)."""
+    import onnx
+    from deploy_models import linear_onnx
+
+    from modelyard.deploy.replica import missing_value_inputs
+    from modelyard.registry.signature import Signature, TensorSpec
+
+    signature = Signature((TensorSpec("x", "float32", ("batch", 4)), TensorSpec("island", "string", ("batch", 1))),
+                          (TensorSpec("y", "float32", ("batch", 3)),))
+    plain = linear_onnx(tmp_path / "plain.onnx")
+    assert missing_value_inputs(plain, signature) == frozenset()
+    model = onnx.load(str(plain))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "modelyard.features", '{"numeric": ["x"]}'
+    onnx.save(model, str(tmp_path / "table.onnx"))
+    assert missing_value_inputs(tmp_path / "table.onnx", signature) == frozenset({"x"})

@@ -188,3 +188,27 @@ def test_service_names_cannot_be_probed_without_a_token(api):
     assert_error(api.post("/api/v1/services/secret-model/predict", json={"inputs": {}}), 401)
     assert_error(api.post("/api/v1/services/secret-model/predict", json={"inputs": {}}, headers=auth(api, "viewer")),
                  404)
+
+
+def test_json_nested_too_deep_is_400_everywhere(api):
+    """depth 1,000 used to end in RecursionError and a 500 (issue 21 item 9)."""
+    deep = "[" * 1000 + "]" * 1000
+    for path, body in (("/api/v1/jobs", f'{{"kind": "system.sleep", "spec": {{"x": {deep}}}}}'),
+                       ("/api/v1/runs", f'{{"name": "r", "params": {{"p": {deep}}}}}')):
+        response = api.post(path, content=body.encode(),
+                            headers={**auth(api, "editor"), "Content-Type": "application/json"})
+        assert_error(response, 400, "bad_request", "nested deeper than 64 levels")
+    assert api.get("/api/v1/runs", headers=auth(api, "viewer")).json()["items"] == []
+
+
+def test_nan_literals_are_422_and_a_job_spec_stores_only_finite_numbers(api):
+    response = api.post("/api/v1/jobs", content=b'{"kind": "system.sleep", "spec": {"seconds": NaN}}',
+                        headers={**auth(api, "editor"), "Content-Type": "application/json"})
+    assert_error(response, 422, "invalid_input", "NaN is not JSON")
+    untyped = api.post("/api/v1/jobs", content=b'{"kind": "system.sleep", "spec": {"seconds": Infinity}}',
+                       headers=auth(api, "editor"))  # no Content-Type: FastAPI reads it as JSON all the same
+    assert_error(untyped, 422, "invalid_input", "Infinity is not JSON")
+    assert api.get("/api/v1/jobs", headers=auth(api, "viewer")).json()["items"] == []
+    ok = api.post("/api/v1/jobs", content=b'{"kind": "system.sleep", "spec": {"seconds": 0.5}}',
+                  headers={**auth(api, "editor"), "Content-Type": "application/json"})
+    assert ok.status_code == 201, ok.text

@@ -1,8 +1,10 @@
 """A real ``modelyard server`` process on 127.0.0.1, driven over HTTP by httpx, the SDK and the CLI."""
 
 import json
+import time
 
 import httpx
+import pytest
 
 from support import run_cli
 from modelyard.client import Client
@@ -78,3 +80,41 @@ def test_the_server_restarts_a_worker_that_died(live_server):
     with Client(url=live_server.url, token=live_server.token) as client:
         job = client.jobs.submit("system.sleep", {"seconds": 0})
         assert client.jobs.wait(job["id"], timeout=60)["status"] == "succeeded"
+
+
+@pytest.mark.slow
+def test_follow_streams_neither_hang_the_api_nor_exceed_the_per_token_cap(live_server):
+    """45 ``follow=true`` streams used to hold 45 of the thread pool's 40 threads for up to 6 h: the API hung
+    (issue 21 item 8b)."""
+    import contextlib
+
+    from modelyard.server.routes_jobs import FOLLOW_STREAMS_PER_TOKEN
+
+    url, admin = live_server.url, {"Authorization": f"Bearer {live_server.token}"}
+    with Client(url=url, token=live_server.token) as client:
+        job = client.jobs.submit("system.sleep", {"seconds": 600, "step": 60})
+        viewers = [client.tokens.create(f"follower-{i}", "viewer")["token"] for i in range(6)]
+        logs = f"{url}/api/v1/jobs/{job['id']}/logs"
+        http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=None))
+        with http, contextlib.ExitStack() as streams:
+            opened = []
+            for index in range(45):
+                token = viewers[index // FOLLOW_STREAMS_PER_TOKEN]
+                response = streams.enter_context(http.stream("GET", logs, params={"follow": True},
+                                                             headers={"Authorization": f"Bearer {token}"}))
+                assert response.status_code == 200
+                opened.append(response)
+            listed = httpx.get(f"{url}/api/v1/jobs", headers=admin, timeout=10)
+            assert listed.status_code == 200
+            over = httpx.get(logs, params={"follow": True}, headers={"Authorization": f"Bearer {viewers[0]}"},
+                             timeout=10)
+            assert over.status_code == 429 and "already follows" in over.json()["error"]["message"]
+            opened[0].close()  # the server notices at its next poll and frees the slot
+            for _ in range(100):
+                with http.stream("GET", logs, params={"follow": True},
+                                 headers={"Authorization": f"Bearer {viewers[0]}"}) as again:
+                    if again.status_code == 200:
+                        break
+                time.sleep(0.1)
+            assert again.status_code == 200
+        client.jobs.cancel(job["id"])

@@ -117,3 +117,47 @@ def test_register_the_model_a_job_produced(api):
     assert json.loads(json.dumps(lineage))["artifact"]["path"] == str(produced)
     outside = api.post("/api/v1/models/conv/versions", json={"from_job": "job_nope"}, headers=auth(api, "editor"))
     assert outside.status_code == 404
+
+
+def post_raw(api, path, text, role="editor"):
+    """A body as a hand-written client sends it: Python's json (and curl users) can write NaN and Infinity."""
+    return api.post(path, content=text.encode(), headers={**auth(api, role), "Content-Type": "application/json"})
+
+
+def image_onnx(path):
+    """Per-channel mean of ``[batch, 3, 2, 2]``: an input that image preprocessing can feed."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["mean"])], "image",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 2, 2])],
+        [helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["batch", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("field, value", [("lineage", '{"loss": NaN}'), ("lineage", '{"x": [1, -Infinity]}'),
+                                          ("lineage", '{"big": 1e999}'),
+                                          ("preprocessing", '{"mean": [NaN, 0, 0]}')])
+def test_non_finite_values_in_free_form_fields_are_422_and_write_nothing(api, tmp_path, field, value):
+    digest = upload(api, image_onnx(tmp_path / "image.onnx"))
+    body = f'{{"files": {{"model.onnx": "{digest}"}}, "entry": "model.onnx", "{field}": {value}}}'
+    response = post_raw(api, "/api/v1/models/mm/versions", body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_input"
+    assert api.get("/api/v1/models/mm", headers=auth(api, "viewer")).status_code == 404
+    assert register(api).status_code == 201 and api.get("/api/v1/models/mm", headers=auth(api, "viewer")).json()
+
+
+def test_non_finite_strings_are_refused_where_validation_would_make_them_floats(api, tmp_path):
+    """Pydantic reads the string "NaN" as a float NaN: what would be stored is checked, not only what came in."""
+    api.model_path = image_onnx(tmp_path / "image.onnx")
+    response = register(api, preprocessing={"mean": ["NaN", 0, 0]})
+    assert response.status_code == 422 and "preprocessing" in response.json()["error"]["message"], response.text
+    assert register(api, metrics={"acc": "Infinity"}).status_code == 422
+    assert api.get("/api/v1/models/mm", headers=auth(api, "viewer")).status_code == 404
+    assert register(api, preprocessing={"mean": [0.5, 0.5, 0.5]}).status_code == 201

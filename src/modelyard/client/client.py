@@ -81,6 +81,9 @@ class Client:
     def close(self) -> None:
         self._http.close()
         if self._workspace is not None:
+            from modelyard.server.app import close_app
+
+            close_app(self._http.app)
             self._workspace.close()
 
     def __enter__(self) -> Client:

@@ -19,6 +19,7 @@ from modelyard.core.errors import ModelyardError, PayloadTooLarge, Unauthorized
 from modelyard.deploy.batching import DynamicBatcher
 from modelyard.deploy.errors import BadRequest
 from modelyard.deploy.protocol import (
+    costly,
     decode,
     encode_json,
     encode_npy,
@@ -30,6 +31,7 @@ from modelyard.deploy.state import INTERNAL_HEADER, KEY_HEADER
 from modelyard.registry.signature import Signature
 
 TOKEN_CACHE_S = 10.0
+DECODE_SLOTS = 2  # costly bodies decoded at once: bounds a replica's decode memory whatever the client count
 
 
 @dataclass
@@ -40,6 +42,7 @@ class LoadedVersion:
     signature: Signature
     batcher: DynamicBatcher
     backend: str
+    missing_ok: frozenset[str] = frozenset()  # float inputs that take NaN (JSON null) as a missing value
 
 
 def bucket(key: str) -> float:
@@ -112,6 +115,7 @@ class ModelServer:
         self.max_body_bytes = max_body_bytes
         self.metrics_dir = metrics_dir
         self.metrics = ServiceMetrics()
+        self._decode_slots = None  # an asyncio.Semaphore, made on the serving loop
         self._log = open(access_log, "a", buffering=1, encoding="utf-8") if access_log else None  # noqa: SIM115
         self._cumulative = []
         total = 0.0
@@ -139,6 +143,22 @@ class ModelServer:
             if point < edge and version.weight > 0:
                 return version
         return next(v for v in reversed(self.versions) if v.weight > 0)
+
+    def decode_slots(self):
+        import asyncio
+
+        if self._decode_slots is None:
+            self._decode_slots = asyncio.Semaphore(DECODE_SLOTS)
+        return self._decode_slots
+
+    def prepare(self, body: bytes, content_type: str | None, input_name: str | None,
+                key: str | None) -> tuple[LoadedVersion, dict, int, str | None]:
+        """Decode and validate a predict body: the version it goes to, its feeds, rows and sticky key."""
+        decoded = decode(body, content_type, self.versions[0].signature, input_name)
+        key = key if key is not None else decoded.key
+        version = self.choose(key)
+        feeds, rows = validate(version.signature, decoded, version.missing_ok)
+        return version, feeds, rows, key
 
     def access(self, record: dict) -> None:
         if self._log is not None:
@@ -194,11 +214,14 @@ def build_app(server: ModelServer):
             await authorize(request)
             body = await _read_body(request, server.max_body_bytes)
             size_in = len(body)
-            signature = server.versions[0].signature
-            decoded = decode(body, request.headers.get("content-type"), signature, request.query_params.get("input"))
-            key = key if key is not None else decoded.key
-            version = server.choose(key)
-            feeds, rows = validate(version.signature, decoded)
+            content_type, input_name = request.headers.get("content-type"), request.query_params.get("input")
+            if costly(body, content_type):
+                # off the event loop, a few at a time: /readyz and small requests keep being answered meanwhile
+                async with server.decode_slots():
+                    version, feeds, rows, key = await run_in_threadpool(server.prepare, body, content_type,
+                                                                        input_name, key)
+            else:
+                version, feeds, rows, key = server.prepare(body, content_type, input_name, key)
             server.metrics.queue_depth.labels(server.service, version.ref).inc()
             try:
                 outputs = await version.batcher.submit(feeds, rows)

@@ -9,6 +9,12 @@ Bodies:
 * ``image/png`` / ``image/jpeg``: one image, when the signature declares image preprocessing.
 
 Every problem is a 400 ``BadRequest`` that names the input and what is wrong with it.
+
+JSON is standard JSON both ways (:mod:`modelyard.core.jsonsafe`): a request's ``NaN``/``Infinity`` literals, numbers
+beyond a double, ``true``/``false`` among numbers and nesting deeper than 64 levels are refused; ``null`` is a
+missing value where the input takes missing values (it becomes NaN), and refused elsewhere. Non-finite input values
+(from any body type) and float64 values beyond a float32/float16 input's range are refused by name. An answer's
+NaN and +-inf outputs are written as ``null``. A request carries at most :data:`MAX_ROWS` rows.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ SAFETENSORS_TYPES = ("application/x-safetensors", "application/safetensors")
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg")
 _FLOAT_KINDS = "f"
 _INT_KINDS = "iu"
+MAX_ROWS = 10_000  # rows per request: a bigger job is a batch job (modelyard batch), not one predict call
 
 
 @dataclass
@@ -43,6 +50,13 @@ class Decoded:
 
 def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
+
+
+def costly(body: bytes, content_type: str | None, small: int = 64 * 1024) -> bool:
+    """Whether decoding ``body`` may take long enough to be kept off a server's event loop: an image (a few KB of
+    PNG can decode to a GiB), or any body over ``small`` bytes."""
+    kind = media_type(content_type)
+    return len(body) > small or kind in IMAGE_TYPES or body[:8] == PNG_MAGIC or body[:3] == JPEG_MAGIC
 
 
 def decode(body: bytes, content_type: str | None, signature: Signature, input_name: str | None = None) -> Decoded:
@@ -94,10 +108,18 @@ def _decode_safetensors(body: bytes) -> dict[str, np.ndarray]:
         raise BadRequest(f"body is not a readable safetensors file: {exc}") from None
 
 
+def _refuse_constant(name: str):
+    raise BadRequest(f"{name} is not JSON: send null for a missing value")
+
+
 def _decode_json(body: bytes, signature: Signature) -> Decoded:
+    from modelyard.core.jsonsafe import MAX_DEPTH, nests_deeper_than
+
+    if nests_deeper_than(body, MAX_DEPTH):
+        raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(body, parse_constant=_refuse_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
     if not isinstance(data, dict) or "inputs" not in data:
         raise BadRequest('JSON body must be an object {"inputs": {"name": nested list, ...}}')
@@ -114,25 +136,88 @@ def _decode_json(body: bytes, signature: Signature) -> Decoded:
         raise BadRequest(f"'inputs' must map input names to nested lists; the model takes "
                          f"{[t.name for t in signature.inputs]}")
     arrays = {}
+    maybe_bools = b"true" in body or b"false" in body
     for name, value in inputs.items():
         try:
             array = np.asarray(value)
         except ValueError:
             raise BadRequest(f"input {name!r} is not a rectangular array (rows of different lengths)") from None
         if array.dtype == object:
-            raise BadRequest(f"input {name!r} is not a rectangular array of numbers")
+            array = _with_missing(name, value)
+        elif maybe_bools and array.dtype.kind in "iuf" and _holds_bool(value):
+            raise BadRequest(f"input {name!r} mixes true/false with numbers: send numbers (1/0)")
         arrays[name] = array
     return Decoded(arrays, None if key is None else str(key), True)
+
+
+def _with_missing(name: str, value) -> np.ndarray:
+    """A nested list of numbers with nulls -> float64 with NaN where the nulls were (an ``object`` array
+    :func:`validate` accepts only for an input that takes missing values)."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BadRequest(f"input {name!r} is not a rectangular array of numbers") from None
+    if _holds_bool(value):
+        raise BadRequest(f"input {name!r} mixes true/false with numbers: send numbers (1/0)")
+    return MissingValues(array)
+
+
+class MissingValues(np.ndarray):
+    """A float64 array whose NaNs stand for JSON nulls (an ndarray subclass: a marker, no behaviour)."""
+
+    def __new__(cls, array: np.ndarray):
+        return np.asarray(array).view(cls)
+
+
+def _holds_bool(value) -> bool:
+    """True when a nested list holds a JSON true/false (Python bools pass as numbers in numpy)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, bool):
+            return True
+    return False
 
 
 def _decode_image(body: bytes, signature: Signature) -> dict[str, np.ndarray]:
     if signature.preprocessing is None:
         raise BadRequest("this model takes no images: its signature declares no image preprocessing")
-    from modelyard.deploy.images import decode_image, preprocess
+    from modelyard.deploy.images import decode_image, pixel_limit, preprocess, target_size
 
-    pixels = decode_image(body)
     target = signature.input(signature.image_input)
+    pixels = decode_image(body, pixel_limit(*target_size(signature.preprocessing, target)))
     return {target.name: preprocess(pixels, signature.preprocessing, target)}
+
+
+def _numpy_dtype(spec: TensorSpec) -> np.dtype | None:
+    """The numpy dtype a feed of ``spec`` gets (bfloat16 is fed as float32); None for one numpy has no name for."""
+    try:
+        return np.dtype("float32") if spec.dtype == "bfloat16" else np.dtype(spec.dtype)
+    except TypeError:
+        return None
+
+
+def _check_values(name: str, array: np.ndarray, want: np.dtype, missing_ok: bool) -> None:
+    """Refuse NaN/inf (NaN is allowed where the input takes missing values) and floats beyond ``want``'s range."""
+    if array.dtype.kind not in _FLOAT_KINDS or not array.size:
+        return
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = ~finite & ~np.isnan(array) if missing_ok else ~finite
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise BadRequest(f"input {name!r} has a non-finite value ({array[where]}) at index {list(where)}"
+                             + ("" if missing_ok else "; this model takes no missing values"))
+    if want.kind in _FLOAT_KINDS and want.itemsize < array.dtype.itemsize:
+        limit = np.finfo(want).max
+        with np.errstate(invalid="ignore"):
+            beyond = np.abs(array) > limit
+        if beyond.any():
+            where = tuple(int(i) for i in np.argwhere(beyond)[0])
+            raise BadRequest(f"input {name!r} has {array[where]:g} at index {list(where)}, beyond the range of "
+                             f"{want.name} (+-{limit:.4g})")
 
 
 def _check_dtype(name: str, array: np.ndarray, spec: TensorSpec, from_json: bool) -> np.ndarray:
@@ -153,8 +238,15 @@ def _check_dtype(name: str, array: np.ndarray, spec: TensorSpec, from_json: bool
     raise BadRequest(f"input {name!r} has dtype {shown}, the model expects {spec.dtype}")
 
 
-def validate(signature: Signature, decoded: Decoded) -> tuple[dict[str, np.ndarray], int]:
-    """Check names, dtypes and shapes against the signature; returns feeds and the number of rows (dim 0)."""
+def validate(signature: Signature, decoded: Decoded, missing_ok: frozenset[str] = frozenset(),
+             max_rows: int = MAX_ROWS) -> tuple[dict[str, np.ndarray], int]:
+    """Check names, dtypes, shapes and values against the signature; returns feeds and the number of rows (dim 0).
+
+    Args:
+        missing_ok: the float inputs that take missing values (NaN; ``null`` in JSON), e.g. an AutoML table's
+            numeric columns. Others refuse NaN, and every input refuses +-inf.
+        max_rows: most rows one request may carry.
+    """
     expected = [t.name for t in signature.inputs]
     arrays = decoded.arrays
     missing = [n for n in expected if n not in arrays]
@@ -166,6 +258,10 @@ def validate(signature: Signature, decoded: Decoded) -> tuple[dict[str, np.ndarr
     feeds, rows = {}, None
     for spec in signature.inputs:
         array = arrays[spec.name]
+        if isinstance(array, MissingValues):
+            if spec.name not in missing_ok:
+                raise BadRequest(f"input {spec.name!r} has null values; this model takes no missing values")
+            array = np.asarray(array)
         if array.dtype.kind in "USO":
             raise BadRequest(f"input {spec.name!r} holds text, the model expects {spec.dtype} numbers")
         if array.ndim != len(spec.shape):
@@ -183,13 +279,27 @@ def validate(signature: Signature, decoded: Decoded) -> tuple[dict[str, np.ndarr
             if rows is not None and array.shape[0] != rows:
                 raise BadRequest(f"input {spec.name!r} has {array.shape[0]} rows, other inputs have {rows}")
             rows = array.shape[0]
+            if rows > max_rows:
+                raise BadRequest(f"input {spec.name!r} has {rows} rows; one request takes at most {max_rows} "
+                                 "(split it, or run a batch job)")
+        want = _numpy_dtype(spec)
+        if want is not None:
+            _check_values(spec.name, array, want, spec.name in missing_ok)
         feeds[spec.name] = np.ascontiguousarray(_check_dtype(spec.name, array, spec, decoded.from_json))
     return feeds, rows or 1
 
 
+def _json_list(array: np.ndarray):
+    """An output as nested lists, NaN and +-inf as None (JSON null): browsers' JSON.parse rejects NaN."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        return np.where(np.isfinite(array), array, None).tolist()
+    return array.tolist()
+
+
 def encode_json(outputs: dict[str, np.ndarray], model_ref: str) -> bytes:
-    return json.dumps({"outputs": {k: v.tolist() for k, v in outputs.items()}, "model": model_ref},
-                      separators=(",", ":")).encode()
+    """Standard JSON (``allow_nan=False``: a non-finite value left in would be a bug, not a body)."""
+    return json.dumps({"outputs": {k: _json_list(v) for k, v in outputs.items()}, "model": model_ref},
+                      separators=(",", ":"), allow_nan=False).encode()
 
 
 def encode_npy(array: np.ndarray) -> bytes:

@@ -33,6 +33,22 @@ def _intra_op_threads(replicas: int) -> int | None:
     return max(1, cores // replicas)
 
 
+def missing_value_inputs(model_file: Path, signature) -> frozenset[str]:
+    """The float inputs that take NaN (JSON ``null``) as a missing value: those of an AutoML table model, whose
+    pipeline imputes them (its ONNX metadata carries ``modelyard.features``). Other models refuse NaN."""
+    if model_file.suffix != ".onnx" or model_file.stat().st_size > 64 * 1024 * 1024:
+        return frozenset()
+    import onnx
+
+    try:
+        keys = {p.key for p in onnx.load(str(model_file), load_external_data=False).metadata_props}
+    except Exception:  # noqa: BLE001 - the model loaded already; this is a hint, not a gate
+        return frozenset()
+    if "modelyard.features" not in keys:
+        return frozenset()
+    return frozenset(t.name for t in signature.inputs if t.dtype in ("float16", "float32", "float64"))
+
+
 def load_versions(workspace, config: dict) -> list:
     """Materialize, load and warm up every version with traffic; raises on the first that cannot.
 
@@ -63,7 +79,8 @@ def load_versions(workspace, config: dict) -> list:
         batcher = DynamicBatcher(runner.infer, serving["max_batch"], serving["max_wait_ms"],
                                  batchable=version.signature.batchable, parallel=parallel)
         loaded.append(LoadedVersion(version.ref, version.id, entry["weight"], version.signature, batcher,
-                                    backend.full_name))
+                                    backend.full_name, missing_value_inputs(folder / version.entry,
+                                                                            version.signature)))
     if not loaded:
         raise RuntimeError("no version in the traffic split has a weight above 0")
     return loaded

@@ -175,6 +175,16 @@ class ServiceStore:
                 raise NotFound(f"service {name!r} not found")
             return self._service(conn, row)
 
+    def get_row(self, name: str) -> Service:
+        """The service without its revisions (one query: what the predict proxy needs per call)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(services).where(services.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"service {name!r} not found")
+        return Service(row.id, row.name, row.state, row.host, row.port, bool(row.public), row.replicas,
+                       row.revision, row.live_revision, row.created_by, as_utc(row.created_at),
+                       as_utc(row.updated_at), ())
+
     def list(self, state: str | None = None) -> list[Service]:
         query = sa.select(services).order_by(services.c.name)
         if state:

@@ -199,6 +199,19 @@ class Supervisor:
         self.stopping = False
         self._written: dict[str, str] = {}
         self._failed_message: dict[str, str] = {}
+        self._health_client = None
+
+    @property
+    def health_client(self):
+        """One pooled HTTP client for every health check.
+
+        NOTE: ``httpx.get`` builds a client (an SSL context: milliseconds of CPU) per call; at one check a second
+        per replica that was most of an idle supervisor's ~9 % of a core with 4 services."""
+        if self._health_client is None:
+            import httpx
+
+            self._health_client = httpx.Client(timeout=1.0, limits=httpx.Limits(max_keepalive_connections=64))
+        return self._health_client
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def event(self, name: str, message: str) -> None:
@@ -347,7 +360,7 @@ class Supervisor:
             return
         replica.last_check = now
         try:
-            answer = httpx.get(f"http://127.0.0.1:{replica.control_port}/readyz", timeout=1.0)
+            answer = self.health_client.get(f"http://127.0.0.1:{replica.control_port}/readyz")
             ok = answer.status_code == 200
         except httpx.HTTPError:
             ok = False
@@ -509,6 +522,8 @@ class Supervisor:
             time.sleep(STEADY_LOOP_S if steady and self.runtimes else LOOP_S)
         for name in list(self.runtimes):
             self.stop_service(name, "supervisor stopped")
+        if self._health_client is not None:
+            self._health_client.close()
 
 
 def main(argv: list[str] | None = None) -> int:

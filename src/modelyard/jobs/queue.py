@@ -142,6 +142,9 @@ class JobQueue:
         if job_kind.authorize is not None:
             job_kind.authorize(validated, caller or Caller(owner or "library", CODE_ROLE), self.workspace)
         spec_json = validated.model_dump(mode="json")
+        from modelyard.core.jsonsafe import check_finite
+
+        check_finite(spec_json, "spec")  # a stored NaN would make every later read of the job fail
         if len(json.dumps(spec_json)) > MAX_SPEC_BYTES:
             raise InvalidInput(f"spec: larger than {MAX_SPEC_BYTES} bytes")
         job_id = new_id("job")

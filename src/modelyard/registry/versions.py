@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from modelyard.core.errors import Conflict, InvalidInput, NotFound
 from modelyard.core.ids import isoformat, new_id, utcnow
+from modelyard.core.jsonsafe import check_finite
 from modelyard.registry.card import render_card
 from modelyard.registry.formats import SERVED_FORMATS, check_stored_name
 from modelyard.registry.refs import ModelRef, check_alias, check_name, parse_ref
@@ -134,6 +135,7 @@ def _check_lineage(lineage: Any) -> dict:
         return {}
     if not isinstance(lineage, dict):
         raise InvalidInput("lineage: must be a mapping")
+    check_finite(lineage, "lineage")
     try:
         text = json.dumps(lineage)
     except (TypeError, ValueError) as exc:
@@ -303,6 +305,9 @@ class ModelRegistry:
         if not isinstance(source_format, str) or not source_format or len(source_format) > 32:
             raise InvalidInput("source_format: must be a short name such as onnx, torch or sklearn")
         metrics, tags, lineage = _check_metrics(metrics), _check_tags(tags), _check_lineage(lineage)
+        # a stored NaN would make every later read of the version fail (JSON has no NaN)
+        check_finite(preprocessing, "preprocessing")
+        check_finite(task, "task")
         if len(description or "") > 10_000:
             raise InvalidInput("description: at most 10000 characters")
         staging = self.root / "staging" / uuid.uuid4().hex
@@ -317,6 +322,9 @@ class ModelRegistry:
 
                 check_onnx(staging / entry)
             signature = read_signature(staging / entry, fmt, preprocessing, task)
+            # validation turns the strings "NaN"/"Infinity" into floats: check what would be stored
+            check_finite(signature.preprocessing, "preprocessing")
+            check_finite(signature.task, "task")
             version = self._insert(name, stored, entry, fmt, source_format, signature, metrics, tags, lineage,
                                    description or "", created_by)
             target = self.cache_dir(version.id)

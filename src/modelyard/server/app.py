@@ -16,7 +16,7 @@ from modelyard.core.errors import ModelyardError
 from modelyard.core.extras import missing_dependency
 from modelyard.server.auth import Principal
 from modelyard.core.ids import new_id
-from modelyard.server.limits import BodyLimitMiddleware, BodyTooLarge
+from modelyard.server.limits import BodyLimitMiddleware, BodyTooLarge, StrictJSONMiddleware
 from modelyard.store.workspace import Workspace
 
 log = logging.getLogger("modelyard.server")
@@ -48,6 +48,13 @@ def _validation_message(exc: RequestValidationError) -> str:
             where = ".".join(loc) or "request"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+def close_app(app: FastAPI) -> None:
+    """Release what the app holds beyond its workspace (the pooled client to service replicas)."""
+    from modelyard.server.routes_services import close_upstream
+
+    close_upstream(app)
 
 
 def create_app(workspace: Workspace, local_principal: Principal | None = None) -> FastAPI:
@@ -132,5 +139,9 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     app.include_router(routes_runs.router, prefix="/api/v1")
     app.include_router(routes_models.router, prefix="/api/v1")
     app.include_router(routes_services.router, prefix="/api/v1")
+    from modelyard.core.jsonsafe import MAX_DEPTH
+
+    # the body limit wraps (runs before) the JSON check, so the check never buffers more than the limit
+    app.add_middleware(StrictJSONMiddleware, max_depth=MAX_DEPTH, skip_suffixes=("/predict",))
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=workspace.settings.max_body_bytes)
     return app

@@ -1,5 +1,5 @@
-"""A pure-ASGI guard on request body size: 413 before the body is read when Content-Length says so, and as soon
-as a streamed body crosses the limit otherwise."""
+"""Pure-ASGI guards on request bodies: their size (413 before the body is read when Content-Length says so, and as
+soon as a streamed body crosses the limit otherwise) and, for JSON bodies, standard JSON within a depth limit."""
 
 from __future__ import annotations
 
@@ -14,6 +14,82 @@ def _error_body(limit: int) -> bytes:
     return json.dumps(
         {"error": {"code": "payload_too_large", "message": f"request body exceeds the limit of {limit} bytes"}}
     ).encode()
+
+
+async def _send_error(send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+UNTYPED_CHECK_BYTES = 1024 * 1024
+
+
+def _is_json(scope) -> bool:
+    """True when the app will read the body as JSON: a JSON media type, or none at all (FastAPI's default) on a
+    body small enough to read twice (a large untyped body, say a blob upload, streams through unread)."""
+    length = None
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            kind = value.split(b";")[0].strip().lower()
+            return kind in (b"application/json", b"text/json") or kind.endswith(b"+json")
+        if name == b"content-length" and value.isdigit():
+            length = int(value)
+    return length is not None and length <= UNTYPED_CHECK_BYTES
+
+
+class StrictJSONMiddleware:
+    """Refuse, before any route sees them, JSON bodies that are not standard JSON or nest too deep.
+
+    ``NaN``/``Infinity`` literals and numbers beyond a double's range get 422 (a stored NaN would make every later
+    read of the record fail: browsers' ``JSON.parse`` and PostgreSQL's JSONB reject it); nesting deeper than
+    ``max_depth`` gets 400 (Python's parser would recurse until ``RecursionError``). Malformed JSON passes on to
+    the route, which answers 422 in its own words. Paths ending in one of ``skip_suffixes`` (the predict proxy,
+    whose replica applies the same rules with the model's signature at hand) pass unread.
+    """
+
+    def __init__(self, app, max_depth: int, skip_suffixes: tuple[str, ...] = ()):
+        self.app = app
+        self.max_depth = max_depth
+        self.skip_suffixes = skip_suffixes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or not _is_json(scope) \
+                or scope["path"].endswith(self.skip_suffixes):
+            return await self.app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: let the app see it
+                return await self.app(scope, _replay([], message, receive), send)
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if body:
+            from modelyard.core.jsonsafe import JSONRefused, JSONTooDeep, NotFiniteJSON, loads_strict
+
+            try:
+                loads_strict(body, self.max_depth)
+            except (NotFiniteJSON, JSONTooDeep) as exc:
+                return await _send_error(send, exc.status, exc.code, exc.message)
+            except JSONRefused:
+                pass  # malformed: the route says so in its own words
+        await self.app(scope, _replay([body], None, receive), send)
+
+
+def _replay(bodies: list[bytes], last: dict | None, receive):
+    """A ``receive`` that hands the app the body already read, then defers to the real one."""
+    pending = [{"type": "http.request", "body": b, "more_body": False} for b in bodies]
+    if last is not None:
+        pending.append(last)
+
+    async def replay():
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
 
 
 class BodyLimitMiddleware:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from typing import Any
 
@@ -18,6 +20,8 @@ from modelyard.server.auth import Principal, require
 router = APIRouter(tags=["jobs"])
 FOLLOW_POLL_S = 0.25
 FOLLOW_MAX_S = 6 * 3600
+FOLLOW_STREAMS_PER_TOKEN = 8  # open ?follow=true streams one token may hold at once
+_FOLLOW_LOCK = threading.Lock()
 
 
 class SubmitJob(BaseModel):
@@ -83,10 +87,11 @@ def job_logs(
     request: Request,
     offset: int = Query(0, ge=0),
     follow: bool = Query(False, description="keep the response open and stream new lines until the job ends"),
-    _: Principal = Depends(require("viewer")),
+    principal: Principal = Depends(require("viewer")),
 ):
     """The job's log as text from byte ``offset``. ``X-Log-Offset`` is where the next read starts;
-    ``X-Job-Status`` the job's status at the time of reading."""
+    ``X-Job-Status`` the job's status at the time of reading. A token may hold 8 ``follow=true`` streams at once
+    (429 beyond)."""
     queue = _queue(request)
     if not follow:
         data, next_offset = queue.read_log(job_id, offset)
@@ -96,18 +101,55 @@ def job_logs(
             headers={"X-Log-Offset": str(next_offset), "X-Job-Status": status},
         )
     queue.get(job_id)
+    release = _take_follow_slot(request.app, principal)
 
-    def stream():
-        position = offset
-        deadline = time.monotonic() + FOLLOW_MAX_S
-        while time.monotonic() < deadline:
-            done = queue.get(job_id).done
-            data, position = queue.read_log(job_id, position)
-            if data:
-                yield data
-            elif done:
-                return
-            else:
-                time.sleep(FOLLOW_POLL_S)
+    async def stream():
+        # NOTE: async, polling through the thread pool only for the two reads: a sleeping follower must not hold
+        # one of the pool's 40 threads (45 followers used to hang the whole API)
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            position = offset
+            deadline = time.monotonic() + FOLLOW_MAX_S
+            while time.monotonic() < deadline:
+                done = (await run_in_threadpool(queue.get, job_id)).done
+                data, position = await run_in_threadpool(queue.read_log, job_id, position)
+                if data:
+                    yield data
+                elif done:
+                    return
+                else:
+                    await asyncio.sleep(FOLLOW_POLL_S)
+        finally:
+            release()
 
     return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
+
+
+def _take_follow_slot(app, principal: Principal):
+    """Count one more follow stream for the caller's token, or refuse with 429; returns the release function."""
+    holder = principal.token_id or principal.name
+    with _FOLLOW_LOCK:
+        open_streams = _follow_counts(app)
+        if open_streams.get(holder, 0) >= FOLLOW_STREAMS_PER_TOKEN:
+            raise ModelyardError(f"token '{principal.name}' already follows {FOLLOW_STREAMS_PER_TOKEN} job logs; "
+                                 "close one (or read without follow=true)", code="too_many_requests", status=429)
+        open_streams[holder] = open_streams.get(holder, 0) + 1
+    released = []
+
+    def release() -> None:
+        with _FOLLOW_LOCK:
+            if not released:
+                released.append(True)
+                open_streams[holder] -= 1
+                if not open_streams[holder]:
+                    del open_streams[holder]
+
+    return release
+
+
+def _follow_counts(app) -> dict[str, int]:
+    counts = getattr(app.state, "follow_streams", None)
+    if counts is None:
+        counts = app.state.follow_streams = {}
+    return counts

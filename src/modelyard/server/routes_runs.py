@@ -26,7 +26,8 @@ class CreateRun(BaseModel):
 class MetricPoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: str = Field(min_length=1, max_length=200)
-    value: float
+    value: float = Field(description='A number, or one of the strings "NaN", "Infinity", "-Infinity" (JSON has no '
+                                     'literal for those; they are stored and read back as such).')
     step: int | None = Field(default=None, ge=0)
 
 
@@ -95,7 +96,10 @@ def get_run(run_id: str, request: Request, history: bool = Query(True, descripti
     store = _runs(request)
     data = store.get(run_id).to_dict()
     if history:
-        data["history"] = store.metric_history(run_id)
+        from modelyard.core.jsonsafe import encode_float
+
+        data["history"] = {key: [{**point, "value": encode_float(point["value"])} for point in points]
+                           for key, points in store.metric_history(run_id).items()}
     return data
 
 

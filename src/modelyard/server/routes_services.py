@@ -3,6 +3,8 @@ predict proxy ``/api/v1/services/S/predict`` (a token unless the service is publ
 
 from __future__ import annotations
 
+import threading
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +16,7 @@ from modelyard.server.auth import Principal, require
 router = APIRouter(tags=["services"])
 _PROXY_HEADERS = ("content-type", "accept", "x-modelyard-key")
 _RESPONSE_HEADERS = ("content-type", "x-modelyard-model")
+_UPSTREAM_LOCK = threading.Lock()
 
 
 class Scale(BaseModel):
@@ -110,6 +113,33 @@ def logs(name: str, request: Request, source: str = Query("events", description=
     return Response(text, media_type="text/plain; charset=utf-8")
 
 
+def upstream_client(app):
+    """The app's one pooled HTTP client to its services' replicas (created on first use, thread-safe).
+
+    NOTE: a client per call costs an SSL context and a new connection each time (~20 ms); this one lives as long
+    as the app and :func:`close_upstream` closes it with the app."""
+    import httpx
+
+    client = getattr(app.state, "upstream", None)
+    if client is not None:
+        return client
+    with _UPSTREAM_LOCK:
+        client = getattr(app.state, "upstream", None)
+        if client is None:
+            client = httpx.Client(timeout=120.0, limits=httpx.Limits(max_connections=256,
+                                                                     max_keepalive_connections=64))
+            app.state.upstream = client
+    return client
+
+
+def close_upstream(app) -> None:
+    """Close the pooled client of :func:`upstream_client`, if the app made one."""
+    client = getattr(app.state, "upstream", None)
+    if client is not None:
+        app.state.upstream = None
+        client.close()
+
+
 def _forward(request: Request, service, method: str, path: str, body: bytes = b"") -> Response:
     import httpx
 
@@ -122,11 +152,10 @@ def _forward(request: Request, service, method: str, path: str, body: bytes = b"
     headers[INTERNAL_HEADER] = internal_key(request.app.state.workspace.home)
     url = f"http://{host}:{service.port}{path}"
     params = dict(request.query_params)
+    http = upstream_client(request.app)
     for attempt in range(2):
         try:
-            # NOTE: a client per call: a pooled module-level one would leak its sockets past the app's life
-            with httpx.Client(timeout=120.0) as http:
-                upstream = http.request(method, url, content=body, headers=headers, params=params)
+            upstream = http.request(method, url, content=body, headers=headers, params=params)
             break
         except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
             # predict is a pure function of its body: retrying once on a replica that died mid-request is safe
@@ -138,20 +167,26 @@ def _forward(request: Request, service, method: str, path: str, body: bytes = b"
     return Response(upstream.content, status_code=upstream.status_code, headers=out)
 
 
+def _authorized_service(request: Request, name: str):
+    """The service, once the caller may use it (one trip to the thread pool: one service read, one token read)."""
+    try:
+        service = _store(request).get_row(name)
+    except NotFound:
+        # authenticate before saying "not found", so callers without a token cannot probe service names
+        require("viewer")(request)
+        raise
+    if not service.public:
+        require("viewer")(request)
+    return service
+
+
 @router.post("/services/{name}/predict", response_class=Response)
 async def predict(name: str, request: Request):
     """Proxy to the service's ``POST /v1/predict`` (same bodies and answers). Needs a token unless the service
     is public."""
     from starlette.concurrency import run_in_threadpool
 
-    try:
-        service = await run_in_threadpool(_store(request).get, name)
-    except NotFound:
-        # authenticate before saying "not found", so callers without a token cannot probe service names
-        await run_in_threadpool(require("viewer"), request)
-        raise
-    if not service.public:
-        await run_in_threadpool(require("viewer"), request)
+    service = await run_in_threadpool(_authorized_service, request, name)
     body = await request.body()
     return await run_in_threadpool(_forward, request, service, "POST", "/v1/predict", body)
 

@@ -6,9 +6,34 @@ blobs-first, row-in-one-transaction, so a failed import never leaves a partial v
 
 from __future__ import annotations
 
+import math
+
 import sqlalchemy as sa
 
 from modelyard.store.schema import JSONType, Timestamp, metadata
+
+
+class MetricValue(sa.types.TypeDecorator):
+    """A float column that also holds NaN and +-Infinity (MLflow stores them too; a NaN loss is a fact worth
+    keeping). SQLite's REAL turns NaN into NULL, so there NaN is stored as the text 'NaN' (an SQLite column keeps
+    any type); PostgreSQL's double precision holds all three itself."""
+
+    impl = sa.Float
+    cache_ok = True
+
+    def bind_processor(self, dialect):
+        # NOTE: replaces (not chains) the Float processor, which would turn the text back into a float NaN
+        if dialect.name != "sqlite":
+            return None
+
+        def process(value):
+            return "NaN" if isinstance(value, float) and math.isnan(value) else value
+
+        return process
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else float(value)
+
 
 DATASET_KINDS = ("tabular", "image-classification")
 RUN_STATUSES = ("running", "finished", "failed", "killed")
@@ -74,7 +99,7 @@ run_metrics = sa.Table(
     sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
     sa.Column("key", sa.String(200), nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
-    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("value", MetricValue, nullable=False),
     sa.Column("at", Timestamp, nullable=False),
 )
 sa.Index("ix_run_metrics_run_id_key_step", run_metrics.c.run_id, run_metrics.c.key, run_metrics.c.step)

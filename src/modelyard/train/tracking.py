@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from modelyard.core.errors import Conflict, InvalidInput, NotFound
 from modelyard.core.ids import isoformat, new_id, utcnow
+from modelyard.core.jsonsafe import decode_float, encode_float
 from modelyard.store.db import as_utc
 from modelyard.store.schema_data import RUN_STATUSES, run_logs, run_metrics, runs
 from modelyard.store.workspace import Workspace
@@ -34,7 +35,8 @@ MAX_PARAM_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class Run:
-    """One tracked run; ``metrics`` holds the latest value of each metric key."""
+    """One tracked run; ``metrics`` holds the latest value of each metric key (floats, NaN and +-inf included;
+    :meth:`to_dict` writes those as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``)."""
 
     id: str
     name: str
@@ -67,7 +69,7 @@ class Run:
             "status": self.status,
             "params": self.params,
             "tags": self.tags,
-            "metrics": self.metrics,
+            "metrics": {key: encode_float(value) for key, value in self.metrics.items()},
             "artifacts": self.artifacts,
             "dataset": self.dataset,
             "job_id": self.job_id,
@@ -119,7 +121,8 @@ class RunStore:
     def _run(self, row) -> Run:
         return Run(
             id=row.id, name=row.name, experiment=row.experiment, status=row.status, params=row.params or {},
-            tags=row.tags or {}, metrics=row.metrics or {}, artifacts=row.artifacts or [], dataset=row.dataset,
+            tags=row.tags or {}, metrics={k: float(decode_float(v)) for k, v in (row.metrics or {}).items()},
+            artifacts=row.artifacts or [], dataset=row.dataset,
             job_id=row.job_id, model=row.model, error=row.error, created_by=row.created_by,
             started_at=as_utc(row.started_at), ended_at=as_utc(row.ended_at),
         )
@@ -185,7 +188,8 @@ class RunStore:
     def log_metrics(self, run_id: str, metrics: list[dict]) -> int:
         """Append ``[{"key", "value", "step"?}]``; a missing step continues after the key's last one.
 
-        Returns the number of points stored. Non-finite values are refused (they cannot be compared or plotted).
+        Returns the number of points stored. NaN and +-inf are stored as they are (a loss that diverged is worth
+        seeing); ``value`` may also be one of the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``.
         """
         if not isinstance(metrics, list) or len(metrics) > MAX_BATCH:
             raise InvalidInput(f"metrics: expected a list of at most {MAX_BATCH} points")
@@ -200,12 +204,13 @@ class RunStore:
                 if not isinstance(point, dict):
                     raise InvalidInput(f"metrics[{index}]: expected an object with key, value and step")
                 key = _check_key(point.get("key"))
+                raw = decode_float(point.get("value"))
+                if isinstance(raw, bool):
+                    raise InvalidInput(f"metrics[{index}] {key}: value {raw!r} is not a number")
                 try:
-                    value = float(point.get("value"))
-                except (TypeError, ValueError) as exc:
+                    value = float(raw)
+                except (TypeError, ValueError, OverflowError) as exc:
                     raise InvalidInput(f"metrics[{index}] {key}: value {point.get('value')!r} is not a number") from exc
-                if not math.isfinite(value):
-                    raise InvalidInput(f"metrics[{index}] {key}: value {value} is not finite")
                 step = point.get("step")
                 if step is None:
                     step = (latest.get(key) if latest.get(key) is not None else -1) + 1
@@ -213,7 +218,7 @@ class RunStore:
                     raise InvalidInput(f"metrics[{index}] {key}: step must be a whole number >= 0")
                 latest[key] = max(step, latest.get(key) if latest.get(key) is not None else -1)
                 rows.append({"run_id": run_id, "key": key, "step": step, "value": value, "at": now})
-                summary[key] = value
+                summary[key] = encode_float(value)
             if rows:
                 conn.execute(run_metrics.insert(), rows)
                 current = conn.execute(sa.select(runs.c.metrics).where(runs.c.id == run_id)).scalar() or {}
@@ -221,7 +226,7 @@ class RunStore:
         return len(rows)
 
     def metric_history(self, run_id: str, key: str | None = None) -> dict[str, list[dict]]:
-        """``{key: [{"step", "value", "at"}, ...]}`` in step order."""
+        """``{key: [{"step", "value", "at"}, ...]}`` in step order; values are floats (NaN and +-inf included)."""
         self.get(run_id)
         query = sa.select(run_metrics).where(run_metrics.c.run_id == run_id)
         if key is not None:
@@ -294,7 +299,9 @@ class RunStore:
 
         best = {}
         for key in metrics:
-            values = [(r.metrics[key], r.id) for r in items if key in r.metrics]
+            values = [(r.metrics[key], r.id) for r in items if key in r.metrics and math.isfinite(r.metrics[key])]
+            if not values:
+                continue
             lower = any(word in key.lower() for word in ("loss", "error", "mae", "mse", "rmse", "latency"))
             best[key] = (min(values) if lower else max(values))[1]
         return {
