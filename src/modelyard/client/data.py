@@ -113,6 +113,13 @@ class Datasets:
         name, version = _split_ref(ref)
         return self._c.get_json(f"/api/v1/datasets/{name}/versions/{version}/manifest")
 
+    def duplicates(self, ref: str, near: bool = True) -> dict:
+        """What ``dedupe`` (with ``near``: also near-duplicates) would remove from an image version, without
+        removing anything. Returns ``modelyard.dedupe-plan/1``."""
+        name, version = _split_ref(ref)
+        return self._c.get_json(f"/api/v1/datasets/{name}/versions/{version}/duplicates",
+                                params={"near": "true" if near else "false"})
+
     def prep(self, ref: str, steps: list[dict]) -> dict:
         """Apply preprocessing steps; each makes a new version. Returns ``modelyard.dataset-steps/1``."""
         name, version = _split_ref(ref)

@@ -249,7 +249,7 @@ class DatasetStore:
             schema=schema,
             split={"validation_fraction": validation_fraction, "seed": seed, "stratified": True,
                    "counts": splits.split_counts(assignment.tolist())},
-            stats=stats.image_stats(entries, classes),
+            stats=stats.image_stats(entries, classes, self.blobs.read_bytes),
             lineage={"parent": None, "step": None},
             source={"name": display, "format": "images", "notes": notes},
             items=len(entries),

@@ -1,5 +1,5 @@
 """Image files: finding them (class folders or a CSV of path,label), inspecting each one (corrupt or truncated,
-size, mode, brightness, a perceptual hash for near-duplicates) and decoding them into arrays for training.
+size, mode, brightness, a 256-bit average hash that picks near-duplicate candidates) and decoding them into arrays for training.
 
 Awkward images are handled where they are decoded: RGBA is composited on white, palette and CMYK images become
 RGB, grayscale stays one channel when the whole dataset is grayscale, and images smaller than the model's input are
@@ -9,6 +9,7 @@ scaled up. Only a file Pillow cannot decode is "corrupt"; it is recorded with th
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -18,6 +19,7 @@ from modelyard.core.errors import InvalidInput
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+_BUFFER_REPR = re.compile(r"<_io\.\w+ (object|name=[^>]*) at 0x[0-9a-f]+>|<_io\.\w+ name=[^>]*>")
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,10 @@ def read_label_csv(csv_path: Path) -> tuple[list[ImageFile], list[str]]:
 
 
 def inspect_image(data: bytes) -> dict:
-    """Facts about one encoded image: ``width, height, mode, format, brightness (0-255), dhash`` or ``error``."""
+    """Facts about one encoded image: ``width, height, mode, format, brightness (0-255), ahash`` or ``error``."""
     from PIL import Image, UnidentifiedImageError
+
+    from modelyard.data.near_duplicates import average_hash
 
     try:
         with Image.open(io.BytesIO(data)) as probe:
@@ -117,12 +121,12 @@ def inspect_image(data: bytes) -> dict:
             image.load()  # decodes every pixel: truncated files fail here
             fmt = (image.format or "").lower()
             gray = _to_gray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    except UnidentifiedImageError:
+        # Pillow's own message names the in-memory buffer ("<_io.BytesIO object at 0x...>"), which tells nobody
+        return {"error": "cannot decode: not a JPEG, PNG or BMP image (unrecognised content)"}
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = _BUFFER_REPR.sub("the file", str(exc).splitlines()[0][:160]) if str(exc) else type(exc).__name__
         return {"error": f"cannot decode: {reason}"}
-    small = np.asarray(gray.resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).flatten()
-    dhash = int("".join("1" if b else "0" for b in bits), 2)
     thumb = np.asarray(gray.resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float32)
     return {
         "width": image.width,
@@ -130,7 +134,7 @@ def inspect_image(data: bytes) -> dict:
         "mode": image.mode,
         "format": fmt,
         "brightness": round(float(thumb.mean()), 2),
-        "dhash": f"{dhash:016x}",
+        "ahash": average_hash(gray),
     }
 
 

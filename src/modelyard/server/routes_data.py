@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.server.auth import Principal, require
@@ -91,6 +91,16 @@ def version_stats(name: str, version: str, request: Request, _: Principal = Depe
 def version_manifest(name: str, version: str, request: Request, _: Principal = Depends(require("viewer"))):
     store = _store(request)
     return store.manifest(store.get(_ref(name, version)))
+
+
+@router.get("/datasets/{name}/versions/{version}/duplicates")
+def duplicate_preview(name: str, version: str, request: Request,
+                      near: bool = Query(True, description="Include near-duplicate images, not only identical files."),
+                      _: Principal = Depends(require("viewer"))):
+    """What the ``dedupe`` step would remove from an image version (``modelyard.dedupe-plan/1``); removes nothing."""
+    from modelyard.data.steps import duplicate_plan
+
+    return duplicate_plan(_store(request), _ref(name, version), near=near)
 
 
 @router.post("/datasets/{name}/versions/{version}/steps", status_code=201)
