@@ -59,6 +59,8 @@ def test_awkward_images_are_handled_and_broken_ones_reported(store, tmp_path):
     version = store.import_path(root, "pets")
     stats = version.stats
     assert {c["path"] for c in stats["corrupt"]} == {"dog/truncated.png", "dog/junk.jpg"}
+    junk = next(c["error"] for c in stats["corrupt"] if c["path"] == "dog/junk.jpg")
+    assert junk == "cannot decode: not a JPEG, PNG or BMP image (unrecognised content)"  # no "<_io.BytesIO ...>"
     assert stats["modes"]["RGBA"] == 1 and stats["modes"]["L"] == 1 and stats["sizes"]["min_side"] == 8
     assert any("not .jpg" in note for note in version.source["notes"])
     assert version.schema["channels"] == 3
@@ -129,6 +131,22 @@ def test_label_csv_import_and_escaping_paths(store, tmp_path, mnist_folder):
         bad.unlink()
     finally:
         listing.unlink()
+
+
+def test_skipped_files_are_counted_wherever_they_are(store, tmp_path, mnist_small):
+    x, _ = mnist_small
+    root = tmp_path / "digits"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            (root / label / f"{i}.png").write_bytes(_png(x[i]))
+    (root / "README.txt").write_text("about these digits")
+    (root / "a" / "notes.txt").write_text("skipped too")
+    (root / "loose.png").write_bytes(_png(x[0]))
+    (root / ".hidden.txt").write_text("hidden files are not mentioned")
+    notes = store.import_path(root, "digits").source["notes"]
+    assert notes == ["skipped 2 file(s) that are not .jpg/.jpeg/.png/.bmp images: README.txt, a/notes.txt",
+                     "skipped 1 image(s) directly in the root folder: images must sit in a folder per class"]
 
 
 def test_empty_folder_and_single_image(store, tmp_path, mnist_folder):

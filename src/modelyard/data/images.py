@@ -43,22 +43,35 @@ def scan_folder(root: Path) -> tuple[list[ImageFile], list[str]]:
         root = entries[0]
         entries = [p for p in root.iterdir() if not p.name.startswith(".")]
     found: list[ImageFile] = []
-    skipped = 0
+    other: list[str] = []  # every visible file that is not an image, wherever it sits
+    links = 0
     for class_dir in sorted(p for p in entries if p.is_dir()):
         for path in sorted(class_dir.rglob("*")):
-            if any(part.startswith(".") for part in path.relative_to(root).parts) or not path.is_file():
+            if any(part.startswith(".") for part in path.relative_to(root).parts):
                 continue
             if path.is_symlink():
-                skipped += 1
+                links += 1
+            elif not path.is_file():
                 continue
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
                 found.append(ImageFile(path.relative_to(root).as_posix(), class_dir.name, path))
             else:
-                skipped += 1
-    loose = sum(1 for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                other.append(path.relative_to(root).as_posix())
+    loose = 0
+    for path in sorted(p for p in entries if not p.is_dir()):
+        if path.is_symlink():
+            links += 1
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            loose += 1
+        elif path.is_file():
+            other.append(path.name)
+    other.sort()
     notes = []
-    if skipped:
-        notes.append(f"skipped {skipped} file(s) that are not .jpg/.jpeg/.png/.bmp images")
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        notes.append(f"skipped {len(other)} file(s) that are not .jpg/.jpeg/.png/.bmp images: {shown}")
+    if links:
+        notes.append(f"skipped {links} symbolic link(s): only regular files are imported")
     if loose:
         notes.append(f"skipped {loose} image(s) directly in the root folder: images must sit in a folder per class")
     return found, notes
