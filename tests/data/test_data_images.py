@@ -1,5 +1,6 @@
 """Image imports: class folders, archives, CSV of path,label; awkward and broken images; ExeML minimums."""
 
+import hashlib
 import io
 import tarfile
 import zipfile
@@ -58,14 +59,21 @@ def test_awkward_images_are_handled_and_broken_ones_reported(store, tmp_path):
     (root / "dog" / "notes.txt").write_text("ignored")
     version = store.import_path(root, "pets")
     stats = version.stats
-    assert {c["path"] for c in stats["corrupt"]} == {"dog/truncated.png", "dog/junk.jpg"}
-    junk = next(c["error"] for c in stats["corrupt"] if c["path"] == "dog/junk.jpg")
-    assert junk == "cannot decode: not a JPEG, PNG or BMP image (unrecognised content)"  # no "<_io.BytesIO ...>"
+    # undecodable files are left out of the version (never stored), each reported with its reason
+    assert stats["corrupt"] == [] and stats["left_out"]["files"] == 2
+    reasons = {item["path"]: item["error"] for item in stats["left_out"]["examples"]}
+    assert set(reasons) == {"dog/truncated.png", "dog/junk.jpg"}
+    assert reasons["dog/junk.jpg"] == "cannot decode: not a JPEG, PNG or BMP image (unrecognised content)"
+    assert "BytesIO" not in reasons["dog/truncated.png"]
+    assert not any(store.blobs.exists(hashlib.sha256(data).hexdigest())
+                   for data in (good[: len(good) // 2], b"not an image at all"))
+    assert {e["path"] for e in store.manifest(version)["entries"]}.isdisjoint(reasons)
     assert stats["modes"]["RGBA"] == 1 and stats["modes"]["L"] == 1 and stats["sizes"]["min_side"] == 8
     assert any("not .jpg" in note for note in version.source["notes"])
+    assert any(note.startswith("left out 2 file(s) that cannot be decoded") for note in version.source["notes"])
     assert version.schema["channels"] == 3
     result = store.check(version)
-    assert not result and "2 corrupt image(s)" in str(result) and "--filter-corrupt" in str(result)
+    assert result and "2 file(s) could not be decoded and were left out" in str(result)
     x, _, _, paths = store.load_images(version, (16, 16), 3)
     rgba_index = paths.index("cat/rgba.png")
     assert (x[rgba_index] == 255).all()  # transparent became white, not black

@@ -148,6 +148,8 @@ def stats_command(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_
                           f"{stats['modes']}", highlight=False)
         for item in stats["corrupt"][:10]:
             console.print(f"[red]corrupt:[/] {item['path']}: {item['error']}", highlight=False)
+        for item in stats.get("left_out", {}).get("examples", [])[:10]:
+            console.print(f"[yellow]left out:[/] {item['path']}: {item['error']}", highlight=False)
     if stats.get("per_class"):
         from rich.table import Table
 

@@ -210,19 +210,25 @@ class DatasetStore:
             if path.is_dir():
                 found, notes = images.scan_folder(path)
             elif archive.is_archive(Path(display)):
-                root = archive.safe_extract(path, Path(scratch) / "x", display_name=display)
+                limits = archive.ArchiveLimits.from_settings(self.workspace.settings)
+                root = archive.safe_extract(path, Path(scratch) / "x", display_name=display, limits=limits)
                 found, notes = images.scan_folder(root)
             else:
                 found, notes = images.read_label_csv(path)
             if not found:
                 raise InvalidInput(f"{display}: no images found (expected <folder>/<class>/*.jpg|jpeg|png|bmp or a "
                                    "CSV of path,label)")
-            entries, total = [], 0
+            entries, left_out, total = [], [], 0
             seen: set[str] = set()
             for index, item in enumerate(found):
-                data = item.source.read_bytes()
-                facts = images.inspect_image(data) if data else {"error": "empty file"}
-                blob = self.blobs.put_bytes(data)
+                # decoded from the file and hashed while streamed into the store: no file is held in memory whole,
+                # and one that cannot be decoded is never stored (it is reported below, with the reason)
+                facts = (images.inspect_image(item.source) if item.source.stat().st_size
+                         else {"error": "the file is empty (0 bytes)"})
+                if facts.get("error"):
+                    left_out.append({"path": item.path, "label": item.label, "error": facts["error"]})
+                    continue
+                blob = self.blobs.put_file(item.source)
                 if blob.digest not in seen:
                     seen.add(blob.digest)
                     total += blob.size
@@ -230,6 +236,14 @@ class DatasetStore:
                                 **facts})
                 if progress and index % 200 == 0:
                     progress(index / len(found), f"stored {index}/{len(found)} images")
+        if not entries:
+            first = left_out[0]
+            raise InvalidInput(f"{display}: none of the {len(left_out)} image file(s) can be decoded (first: "
+                               f"{first['path']}: {first['error']})")
+        if left_out:
+            shown = ", ".join(item["path"] for item in left_out[:5])
+            notes = [*notes, f"left out {len(left_out)} file(s) that cannot be decoded: {shown}"
+                             + (" ..." if len(left_out) > 5 else "") + " (reasons in 'data stats')"]
         classes = sorted({e["label"] for e in entries}, key=tabular._natural_key)
         assignment = splits.stratified_split([e["label"] for e in entries], len(entries), validation_fraction, seed)
         for entry, side in zip(entries, assignment.tolist(), strict=True):
@@ -249,7 +263,7 @@ class DatasetStore:
             schema=schema,
             split={"validation_fraction": validation_fraction, "seed": seed, "stratified": True,
                    "counts": splits.split_counts(assignment.tolist())},
-            stats=stats.image_stats(entries, classes, self.blobs.read_bytes),
+            stats=stats.image_stats(entries, classes, self.blobs.read_bytes, left_out=left_out),
             lineage={"parent": None, "step": None},
             source={"name": display, "format": "images", "notes": notes},
             items=len(entries),

@@ -121,16 +121,17 @@ def read_label_csv(csv_path: Path) -> tuple[list[ImageFile], list[str]]:
     return found, []
 
 
-def inspect_image(data: bytes) -> dict:
-    """Facts about one encoded image: ``width, height, mode, format, brightness (0-255), ahash`` or ``error``."""
+def inspect_image(data: bytes | Path) -> dict:
+    """Facts about one encoded image (its bytes, or a file Pillow reads as it decodes): ``width, height, mode,
+    format, brightness (0-255), ahash`` or ``error``."""
     from PIL import Image, UnidentifiedImageError
 
     from modelyard.data.near_duplicates import average_hash
 
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as probe:
             probe.verify()  # structure and checksums (PNG CRCs); a second open is needed to decode
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
             image.load()  # decodes every pixel: truncated files fail here
             fmt = (image.format or "").lower()
             gray = _to_gray(image)

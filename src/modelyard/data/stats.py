@@ -72,9 +72,11 @@ def tabular_stats(frame, schema: dict, split: str) -> dict:
     return stats
 
 
-def image_stats(entries: list[dict], classes: list[str], read_blob: Callable[[str], bytes]) -> dict:
+def image_stats(entries: list[dict], classes: list[str], read_blob: Callable[[str], bytes],
+                left_out: list[dict] = ()) -> dict:
     """Stats of an image manifest's entries (each with ``label``, ``digest``, ``split`` and the facts of
-    ``images.inspect_image``); ``read_blob(digest)`` gives a file's bytes for the near-duplicate check."""
+    ``images.inspect_image``); ``read_blob(digest)`` gives a file's bytes for the near-duplicate check;
+    ``left_out`` lists the files the import could not decode and did not store (``path``, ``label``, ``error``)."""
     good = [e for e in entries if not e.get("error")]
     per_class = Counter(e["label"] for e in good)
     widths = [e["width"] for e in good]
@@ -112,5 +114,7 @@ def image_stats(entries: list[dict], classes: list[str], read_blob: Callable[[st
                        "examples": duplicates[:MAX_LISTED]},
         "near_duplicates": {"pairs": len(near), "files": near_removed, "examples": near[:MAX_LISTED], "rule": RULE},
         "corrupt": [{"path": e["path"], "error": e["error"]} for e in entries if e.get("error")][:1000],
+        "left_out": {"files": len(left_out),
+                     "examples": [{"path": e["path"], "error": e["error"]} for e in left_out][:1000]},
     }
 

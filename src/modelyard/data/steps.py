@@ -167,7 +167,8 @@ def _image_step(store, parent, step, lineage, created_by, description) -> Datase
     return store._create_version(
         parent.name, "image-classification", manifest, schema=schema,
         split={**parent.split, "counts": splits.split_counts(e["split"] for e in kept)},
-        stats=stats.image_stats(kept, classes, store.blobs.read_bytes), lineage=lineage, source=parent.source, items=len(kept),
+        stats=stats.image_stats(kept, classes, store.blobs.read_bytes,
+                                left_out=parent.stats.get("left_out", {}).get("examples", [])), lineage=lineage, source=parent.source, items=len(kept),
         size=size, description=description, created_by=created_by)
 
 

@@ -53,9 +53,14 @@ def import_dataset(body: ImportDataset, request: Request, principal: Principal =
     filename = Path(body.filename).name
     if not filename or filename in (".", ".."):
         raise InvalidInput(f"filename {body.filename!r}: give the uploaded file's name")
+    if len(filename.encode("utf-8")) > 255:
+        raise InvalidInput(f"filename {filename[:40]!r}...: longer than 255 bytes, more than a file system allows")
     store = _store(request)
     with tempfile.TemporaryDirectory(prefix="modelyard-upload-") as scratch:
-        local = store.blobs.copy_to(body.source, Path(scratch) / filename)
+        # the copy gets a short name (only the suffixes pick a reader); the user's name is passed as source_name,
+        # so a long one never meets the file system's limit inside the temporary name
+        suffix = "".join(Path(filename).suffixes[-2:])[-32:]
+        local = store.blobs.copy_to(body.source, Path(scratch) / f"upload{suffix}")
         version = store.import_path(local, body.name, kind=body.kind, label=body.label, task=body.task,
                                     validation_fraction=body.validation_fraction, seed=body.seed,
                                     description=body.description, created_by=principal.name, source_name=filename)

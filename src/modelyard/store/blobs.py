@@ -156,7 +156,7 @@ class BlobStore:
         """Write a verified copy of a blob to ``dest`` atomically."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        tmp = dest.with_name(f".{dest.name[:100]}.tmp-{os.getpid()}")  # a long name plus a suffix overflows 255
         hasher = hashlib.sha256()
         try:
             with open(tmp, "wb") as out:
