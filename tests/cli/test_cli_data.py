@@ -91,3 +91,24 @@ def test_prep_dedupe_near_shows_what_it_would_remove_first(tmp_path):
         "version"] == 1
     done = run_cli("data", "prep", "d@1", "--dedupe", "--near", "--yes", home=home, check=True).stdout
     assert "-> d@2 dedupe" in done and "40 items" in done
+
+
+def test_delete_and_blob_gc_commands(tmp_path):
+    home = tmp_path / "w"
+    csv_path = tmp_path / "iris.csv"
+    run_cli("data", "sample", "iris", "-o", str(csv_path), check=True)
+    run_cli("data", "import", str(csv_path), "--name", "iris", home=home, check=True)
+    mine = tmp_path / "mine.txt"
+    mine.write_text("kept by hand")
+    put = json.loads(run_cli("blobs", "put", str(mine), "--json", home=home, check=True).stdout)["items"][0]
+    pins = json.loads(run_cli("blobs", "pins", "--json", home=home, check=True).stdout)
+    assert [p["digest"] for p in pins["items"]] == [put["digest"]]  # 'blobs put' pins by default
+    deleted = run_cli("data", "delete", "iris", "--yes", home=home, check=True).stdout
+    assert "deleted iris@1; run 'modelyard blobs gc'" in deleted
+    preview = json.loads(run_cli("blobs", "gc", "--dry-run", "--grace-s", "0", "--json", home=home,
+                                 check=True).stdout)
+    assert preview["dry_run"] and preview["deleted"] == 3 and put["digest"] not in preview["digests"]
+    done = run_cli("blobs", "gc", "--grace-s", "0", home=home, check=True).stdout
+    assert "deleted 3 blob(s)" in done and "kept 1 in use or pinned" in done
+    _one_line_error(run_cli("data", "delete", "iris@1", "--yes", home=home), 1, "dataset 'iris' not found")
+    _one_line_error(run_cli("blobs", "unpin", "sha256:" + "0" * 64, home=home), 1, "is not pinned")

@@ -1,4 +1,5 @@
-"""``modelyard data import | list | show | stats | prep | export | sample``: datasets with immutable versions."""
+"""``modelyard data import | list | show | stats | prep | export | sample | delete``: datasets with immutable
+versions."""
 
 from __future__ import annotations
 
@@ -280,3 +281,23 @@ def sample_command(
 
     path = write_tabular_sample(name, out)
     console.print(f"{name} -> {path}", highlight=False)
+
+
+@app.command("delete")
+def delete_command(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (one version) or NAME (the dataset, every version).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a version or a whole dataset (refused while an unfinished job uses it). Files shared with other
+    versions stay; 'modelyard blobs gc' frees the ones nothing uses any more."""
+    if not yes and not as_json and not typer.confirm(f"delete {ref}?", default=False):
+        raise typer.Exit(1)
+    with get_client() as client:
+        result = client.data.delete(ref)
+    if as_json:
+        print_json(result)
+    else:
+        versions = ", ".join(f"{result['name']}@{v}" for v in result["versions_deleted"])
+        console.print(f"deleted {versions}; run 'modelyard blobs gc' to free files nothing else uses",
+                      highlight=False)

@@ -177,14 +177,32 @@ class Blobs:
     def __init__(self, client: Client):
         self._c = client
 
-    def put(self, path: str | Path) -> dict:
+    def put(self, path: str | Path, pin: bool = False, note: str = "") -> dict:
+        """Store a file; with ``pin`` also keep it through garbage collection (what ``blobs put`` does)."""
         path = Path(path)
         if not path.is_file():
             raise errors.InvalidInput(f"no such file: {path}")
         with open(path, "rb") as handle:
-            return self._c.request(
+            stored = self._c.request(
                 "POST", "/api/v1/blobs", content=handle, headers={"Content-Type": "application/octet-stream"}
             ).json()
+        if pin:
+            self.pin(stored["digest"], note=note)
+        return stored
+
+    def pin(self, digest: str, note: str = "") -> dict:
+        """Keep a stored blob through garbage collection."""
+        return self._c.request("PUT", f"/api/v1/pins/{digest}", json={"note": note}).json()
+
+    def unpin(self, digest: str) -> dict:
+        return self._c.request("DELETE", f"/api/v1/pins/{digest}").json()
+
+    def pins(self) -> dict:
+        return self._c.get_json("/api/v1/pins")
+
+    def gc(self, dry_run: bool = True, grace_s: float | None = None) -> dict:
+        """Delete blobs nothing refers to (admin); by default only list them. Returns ``modelyard.blob-gc/1``."""
+        return self._c.request("POST", "/api/v1/blobs/gc", json={"dry_run": dry_run, "grace_s": grace_s}).json()
 
     def get(self, digest: str, dest: str | Path) -> Path:
         """Download a verified blob to ``dest``: streamed to a temporary file beside it, fsynced, then renamed."""

@@ -368,6 +368,35 @@ class DatasetStore:
                         "created_at": isoformat(version.created_at)})
         return out
 
+    def delete(self, ref: str) -> list[DatasetVersion]:
+        """Delete one version (``NAME@VERSION``) or, for ``NAME`` alone, the dataset with every version.
+
+        Only rows go: the blobs stay until ``blobs gc`` finds nothing else refers to them (versions share files).
+        Refused while a queued or running job names the version (or the dataset, which means its latest).
+
+        Raises:
+            NotFound: no such dataset or version.
+            Conflict: a job that is not finished uses it.
+        """
+        from modelyard.store.gc import active_jobs_naming
+
+        name, number = parse_ref(ref)
+        doomed = self.versions(name) if number is None else [self.get(ref)]
+        latest = self.versions(name)[-1]
+        names = {v.ref for v in doomed} | ({name} if any(v.id == latest.id for v in doomed) else set())
+        users = active_jobs_naming(self.engine, names)
+        if users:
+            raise Conflict(f"{ref} is used by job(s) {', '.join(users[:5])} that have not finished; wait for them or "
+                           "cancel them first")
+        with self.engine.begin() as conn:
+            conn.execute(dataset_versions.delete().where(dataset_versions.c.id.in_([v.id for v in doomed])))
+            remaining = conn.execute(sa.select(sa.func.count()).select_from(dataset_versions)
+                                     .where(dataset_versions.c.dataset_id == sa.select(datasets.c.id)
+                                            .where(datasets.c.name == name).scalar_subquery())).scalar()
+            if number is None or not remaining:
+                conn.execute(datasets.delete().where(datasets.c.name == name))
+        return doomed
+
     # -- reading ------------------------------------------------------------------------------------------------
     def manifest(self, version: DatasetVersion) -> dict:
         """The version's manifest, verified against its hash."""

@@ -79,6 +79,21 @@ def dataset_versions(name: str, request: Request, _: Principal = Depends(require
             "versions": [v.to_dict() for v in versions]}
 
 
+@router.delete("/datasets/{name}")
+def delete_dataset(name: str, request: Request, _: Principal = Depends(require("editor"))):
+    """Delete a dataset with all its versions (rows only; ``POST /blobs/gc`` frees the files nothing else uses).
+    409 while an unfinished job uses it."""
+    gone = _store(request).delete(name)
+    return {"schema": "modelyard.dataset-deleted/1", "name": name, "versions_deleted": [v.version for v in gone]}
+
+
+@router.delete("/datasets/{name}/versions/{version}")
+def delete_version(name: str, version: int, request: Request, _: Principal = Depends(require("editor"))):
+    """Delete one version (rows only; see ``DELETE /datasets/{name}``)."""
+    gone = _store(request).delete(_ref(name, str(version)))
+    return {"schema": "modelyard.dataset-deleted/1", "name": name, "versions_deleted": [v.version for v in gone]}
+
+
 @router.get("/datasets/{name}/versions/{version}")
 def get_version(name: str, version: str, request: Request, _: Principal = Depends(require("viewer"))):
     return _store(request).get(_ref(name, version)).to_dict()

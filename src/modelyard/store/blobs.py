@@ -96,8 +96,15 @@ class BlobStore:
             digest = hasher.hexdigest()
             final = self.path_for(digest)
             if final.exists() and final.stat().st_size == size:
-                tmp_path.unlink()
-                return BlobInfo(digest, size)
+                try:
+                    # storing it again makes it fresh: garbage collection's grace period then protects it until
+                    # the rows that will refer to it are written
+                    os.utime(final)
+                except FileNotFoundError:  # collected a moment ago: publish this copy instead
+                    pass
+                else:
+                    tmp_path.unlink()
+                    return BlobInfo(digest, size)
             _private_dir(final.parent)
             os.chmod(tmp_path, BLOB_MODE)
             os.replace(tmp_path, final)
