@@ -126,8 +126,6 @@ def inspect_image(data: bytes | Path) -> dict:
     format, brightness (0-255), ahash`` or ``error``."""
     from PIL import Image, UnidentifiedImageError
 
-    from modelyard.data.near_duplicates import average_hash
-
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as probe:
             probe.verify()  # structure and checksums (PNG CRCs); a second open is needed to decode
@@ -150,6 +148,15 @@ def inspect_image(data: bytes | Path) -> dict:
         "brightness": round(float(thumb.mean()), 2),
         "ahash": average_hash(gray),
     }
+
+
+def average_hash(gray) -> str:
+    """The 256-bit average hash (64 hex digits) of a Pillow image in mode ``L``: 16x16, one bit per pixel above the
+    mean. Brightness- and scale-invariant; ``near_duplicates`` uses it to pick candidate pairs."""
+    from PIL import Image
+
+    small = np.asarray(gray.resize((16, 16), Image.Resampling.BILINEAR), dtype=np.float32)
+    return np.packbits((small > small.mean()).ravel()).tobytes().hex()
 
 
 def _to_gray(image):

@@ -26,7 +26,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-HASH_SIDE = 16  # 16 x 16 = 256 bits
+from modelyard.data.images import _to_gray, average_hash, flatten_alpha
+
 CANDIDATE_BITS = 12
 MIN_CORRELATION = 0.95
 MAX_DIFFERENCE = 0.6
@@ -36,19 +37,9 @@ RULE = (f"256-bit average hash within {CANDIDATE_BITS} bits, then on standardise
         f">= {MIN_CORRELATION} and no 2x2 area differing by more than {MAX_DIFFERENCE} standard deviations")
 
 
-def average_hash(gray) -> str:
-    """The 256-bit average hash (64 hex digits) of a Pillow image in mode ``L``."""
-    from PIL import Image
-
-    small = np.asarray(gray.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BILINEAR), dtype=np.float32)
-    return np.packbits((small > small.mean()).ravel()).tobytes().hex()
-
-
 def standardised_thumbnail(data: bytes) -> np.ndarray | None:
     """A ``(32, 32)`` float32 thumbnail with zero mean and unit variance; None when the image cannot be decoded."""
     from PIL import Image, UnidentifiedImageError
-
-    from modelyard.data.images import flatten_alpha
 
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -76,8 +67,6 @@ def _hash_of(entry: dict, read_blob: Callable[[str], bytes]) -> str | None:
     if entry.get("ahash"):
         return entry["ahash"]
     from PIL import Image
-
-    from modelyard.data.images import _to_gray
 
     try:  # a version imported before the 256-bit hash existed: compute it now
         with Image.open(io.BytesIO(read_blob(entry["digest"]))) as image:
