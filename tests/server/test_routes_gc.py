@@ -156,3 +156,18 @@ def test_roles_and_errors(tmp_path):
             assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_input"
     finally:
         workspace.close()
+
+
+def test_a_missing_manifest_stops_collection_before_anything_is_deleted(client, tmp_path):
+    from modelyard.core.errors import ModelyardError
+
+    version = client.data.import_path(_folder(tmp_path / "imgs"), "d")
+    blobs = client._workspace.blobs
+    orphan = blobs.put_bytes(b"unreferenced").digest
+    _age_all(blobs)
+    manifest = blobs.path_for(version["manifest"])
+    os.chmod(manifest.parent, 0o700)
+    manifest.unlink()
+    with pytest.raises(ModelyardError, match="manifest .* is missing from the blob store; nothing was collected"):
+        client.blobs.gc(dry_run=False)
+    assert blobs.exists(orphan)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from modelyard.core.errors import NotFound
+from modelyard.core.errors import IntegrityError, NotFound
 from modelyard.core.ids import isoformat, utcnow
 from modelyard.store.db import as_utc, full_metadata
 from modelyard.store.schema_blobs import blob_pins
@@ -79,8 +79,11 @@ def referenced_digests(engine: sa.Engine, blobs) -> set[str]:
                     if table.name == "dataset_versions" and column.name == "manifest_digest":
                         manifests.update(found)
     for digest in manifests:  # a manifest lists its files' digests
-        if blobs.exists(digest):
-            marked.update(digests_in(json.loads(blobs.read_bytes(digest))))
+        if not blobs.exists(digest):
+            # without it, the version's files would look unreferenced: refuse rather than delete them
+            raise IntegrityError(f"dataset manifest sha256:{digest} is missing from the blob store; nothing was "
+                                 "collected (run the blob.verify job, then delete the broken version)")
+        marked.update(digests_in(json.loads(blobs.read_bytes(digest))))
     return marked
 
 
