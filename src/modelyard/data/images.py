@@ -132,7 +132,7 @@ def inspect_image(data: bytes | Path) -> dict:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
             image.load()  # decodes every pixel: truncated files fail here
             fmt = (image.format or "").lower()
-            gray = _to_gray(image)
+            gray = to_gray(image)
     except UnidentifiedImageError:
         # Pillow's own message names the in-memory buffer ("<_io.BytesIO object at 0x...>"), which tells nobody
         return {"error": "cannot decode: not a JPEG, PNG or BMP image (unrecognised content)"}
@@ -159,7 +159,8 @@ def average_hash(gray) -> str:
     return np.packbits((small > small.mean()).ravel()).tobytes().hex()
 
 
-def _to_gray(image):
+def to_gray(image):
+    """One gray channel, transparency composited on white first."""
     if image.mode in ("RGBA", "LA", "P", "PA"):
         image = flatten_alpha(image)
     return image.convert("L")

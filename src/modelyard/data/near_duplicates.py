@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from modelyard.data.images import _to_gray, average_hash, flatten_alpha
+from modelyard.data.images import to_gray, average_hash, flatten_alpha
 
 CANDIDATE_BITS = 12
 MIN_CORRELATION = 0.95
@@ -71,7 +71,7 @@ def _hash_of(entry: dict, read_blob: Callable[[str], bytes]) -> str | None:
     try:  # a version imported before the 256-bit hash existed: compute it now
         with Image.open(io.BytesIO(read_blob(entry["digest"]))) as image:
             image.load()
-            return average_hash(_to_gray(image))
+            return average_hash(to_gray(image))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
 
