@@ -61,7 +61,6 @@ def test_runs_commands(tmp_path):
 def test_prep_dedupe_near_shows_what_it_would_remove_first(tmp_path):
     import io
 
-    import numpy as np
     from PIL import Image
 
     from modelyard.data.samples import load_mnist

@@ -1,13 +1,11 @@
 """Deletion and blob garbage collection through the SDK and REST: what nothing refers to goes, what is in use,
 pinned or fresh stays; roles: delete = editor, gc = admin."""
 
-import io
 import os
 import time
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from PIL import Image
 from starlette.testclient import TestClient
 

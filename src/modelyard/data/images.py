@@ -1,5 +1,6 @@
 """Image files: finding them (class folders or a CSV of path,label), inspecting each one (corrupt or truncated,
-size, mode, brightness, a 256-bit average hash that picks near-duplicate candidates) and decoding them into arrays for training.
+size, mode, brightness, a 256-bit average hash that picks near-duplicate candidates) and decoding them into arrays
+for training.
 
 Awkward images are handled where they are decoded: RGBA is composited on white, palette and CMYK images become
 RGB, grayscale stays one channel when the whole dataset is grayscale, and images smaller than the model's input are

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from modelyard.data.images import to_gray, average_hash, flatten_alpha
+from modelyard.data.images import average_hash, flatten_alpha, to_gray
 
 CANDIDATE_BITS = 12
 MIN_CORRELATION = 0.95

@@ -168,7 +168,8 @@ def _image_step(store, parent, step, lineage, created_by, description) -> Datase
         parent.name, "image-classification", manifest, schema=schema,
         split={**parent.split, "counts": splits.split_counts(e["split"] for e in kept)},
         stats=stats.image_stats(kept, classes, store.blobs.read_bytes,
-                                left_out=parent.stats.get("left_out", {}).get("examples", [])), lineage=lineage, source=parent.source, items=len(kept),
+                                left_out=parent.stats.get("left_out", {}).get("examples", [])),
+        lineage=lineage, source=parent.source, items=len(kept),
         size=size, description=description, created_by=created_by)
 
 
