@@ -56,3 +56,58 @@ def test_runs_commands(tmp_path):
     compared = run_cli("runs", "compare", first.id, second.id, home=home, check=True).stdout
     assert "0.9 *" in compared
     _one_line_error(run_cli("runs", "show", "run_nope", home=home), 1, "run run_nope not found")
+
+
+def test_prep_dedupe_near_shows_what_it_would_remove_first(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from modelyard.data.samples import load_mnist
+
+    x, y = load_mnist()["test"]
+    root = tmp_path / "digits"
+    for index in range(40):
+        (root / str(y[index])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[index]).save(root / str(y[index]) / f"{index}.png")
+    copy = io.BytesIO()
+    Image.fromarray(x[0]).save(copy, format="JPEG", quality=75)
+    (root / str(y[0]) / "0.z-copy.jpg").write_bytes(copy.getvalue())
+    home = tmp_path / "w"
+    run_cli("data", "import", str(root), "--name", "d", home=home, check=True)
+    stats = run_cli("data", "stats", "d@1", home=home, check=True).stdout
+    assert "near-duplicate pairs 1 (1 image(s) 'prep --dedupe --near' would remove)" in stats
+    preview = run_cli("data", "prep", "d@1", "--dedupe", "--near", "--dry-run", home=home, check=True).stdout
+    assert f"near-duplicate of {y[0]}/0.png: remove {y[0]}/0.z-copy.jpg" in preview
+    assert "d@1: 1 of 41 image(s) would be removed" in preview
+    plan = json.loads(run_cli("data", "prep", "d@1", "--dedupe", "--near", "--dry-run", "--json", home=home,
+                              check=True).stdout)
+    assert plan["schema"] == "modelyard.dedupe-plan/1" and plan["remove"] == [f"{y[0]}/0.z-copy.jpg"]
+    unconfirmed = run_cli("data", "prep", "d@1", "--dedupe", "--near", home=home)  # no terminal: no answer
+    _one_line_error(unconfirmed, 2, "nothing removed")
+    assert "near-duplicate of" in unconfirmed.stdout
+    assert json.loads(run_cli("data", "show", "d", "--json", home=home, check=True).stdout)["versions"][-1][
+        "version"] == 1
+    done = run_cli("data", "prep", "d@1", "--dedupe", "--near", "--yes", home=home, check=True).stdout
+    assert "-> d@2 dedupe" in done and "40 items" in done
+
+
+def test_delete_and_blob_gc_commands(tmp_path):
+    home = tmp_path / "w"
+    csv_path = tmp_path / "iris.csv"
+    run_cli("data", "sample", "iris", "-o", str(csv_path), check=True)
+    run_cli("data", "import", str(csv_path), "--name", "iris", home=home, check=True)
+    mine = tmp_path / "mine.txt"
+    mine.write_text("kept by hand")
+    put = json.loads(run_cli("blobs", "put", str(mine), "--json", home=home, check=True).stdout)["items"][0]
+    pins = json.loads(run_cli("blobs", "pins", "--json", home=home, check=True).stdout)
+    assert [p["digest"] for p in pins["items"]] == [put["digest"]]  # 'blobs put' pins by default
+    deleted = run_cli("data", "delete", "iris", "--yes", home=home, check=True).stdout
+    assert "deleted iris@1; run 'modelyard blobs gc'" in deleted
+    preview = json.loads(run_cli("blobs", "gc", "--dry-run", "--grace-s", "0", "--json", home=home,
+                                 check=True).stdout)
+    assert preview["dry_run"] and preview["deleted"] == 3 and put["digest"] not in preview["digests"]
+    done = run_cli("blobs", "gc", "--grace-s", "0", home=home, check=True).stdout
+    assert "deleted 3 blob(s)" in done and "kept 1 in use or pinned" in done
+    _one_line_error(run_cli("data", "delete", "iris@1", "--yes", home=home), 1, "dataset 'iris' not found")
+    _one_line_error(run_cli("blobs", "unpin", "sha256:" + "0" * 64, home=home), 1, "is not pinned")

@@ -1,5 +1,6 @@
 """Image imports: class folders, archives, CSV of path,label; awkward and broken images; ExeML minimums."""
 
+import hashlib
 import io
 import tarfile
 import zipfile
@@ -58,12 +59,21 @@ def test_awkward_images_are_handled_and_broken_ones_reported(store, tmp_path):
     (root / "dog" / "notes.txt").write_text("ignored")
     version = store.import_path(root, "pets")
     stats = version.stats
-    assert {c["path"] for c in stats["corrupt"]} == {"dog/truncated.png", "dog/junk.jpg"}
+    # undecodable files are left out of the version (never stored), each reported with its reason
+    assert stats["corrupt"] == [] and stats["left_out"]["files"] == 2
+    reasons = {item["path"]: item["error"] for item in stats["left_out"]["examples"]}
+    assert set(reasons) == {"dog/truncated.png", "dog/junk.jpg"}
+    assert reasons["dog/junk.jpg"] == "cannot decode: not a JPEG, PNG or BMP image (unrecognised content)"
+    assert "BytesIO" not in reasons["dog/truncated.png"]
+    assert not any(store.blobs.exists(hashlib.sha256(data).hexdigest())
+                   for data in (good[: len(good) // 2], b"not an image at all"))
+    assert {e["path"] for e in store.manifest(version)["entries"]}.isdisjoint(reasons)
     assert stats["modes"]["RGBA"] == 1 and stats["modes"]["L"] == 1 and stats["sizes"]["min_side"] == 8
     assert any("not .jpg" in note for note in version.source["notes"])
+    assert any(note.startswith("left out 2 file(s) that cannot be decoded") for note in version.source["notes"])
     assert version.schema["channels"] == 3
     result = store.check(version)
-    assert not result and "2 corrupt image(s)" in str(result) and "--filter-corrupt" in str(result)
+    assert result and "2 file(s) could not be decoded and were left out" in str(result)
     x, _, _, paths = store.load_images(version, (16, 16), 3)
     rgba_index = paths.index("cat/rgba.png")
     assert (x[rgba_index] == 255).all()  # transparent became white, not black
@@ -129,6 +139,22 @@ def test_label_csv_import_and_escaping_paths(store, tmp_path, mnist_folder):
         bad.unlink()
     finally:
         listing.unlink()
+
+
+def test_skipped_files_are_counted_wherever_they_are(store, tmp_path, mnist_small):
+    x, _ = mnist_small
+    root = tmp_path / "digits"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            (root / label / f"{i}.png").write_bytes(_png(x[i]))
+    (root / "README.txt").write_text("about these digits")
+    (root / "a" / "notes.txt").write_text("skipped too")
+    (root / "loose.png").write_bytes(_png(x[0]))
+    (root / ".hidden.txt").write_text("hidden files are not mentioned")
+    notes = store.import_path(root, "digits").source["notes"]
+    assert notes == ["skipped 2 file(s) that are not .jpg/.jpeg/.png/.bmp images: README.txt, a/notes.txt",
+                     "skipped 1 image(s) directly in the root folder: images must sit in a folder per class"]
 
 
 def test_empty_folder_and_single_image(store, tmp_path, mnist_folder):

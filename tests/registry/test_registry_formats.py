@@ -88,6 +88,12 @@ def test_unknown_files_are_refused(client, tmp_path):
         client.models.register(tmp_path / "weights.bin", "w")
 
 
+def test_an_empty_model_file_is_called_empty(client, tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"")
+    with pytest.raises(InvalidInput, match=r"^model.onnx: the file is empty \(0 bytes\)"):
+        client.models.register(tmp_path / "model.onnx", "empty")
+
+
 @pytest.mark.slow
 def test_pytorch_spec_is_exported_to_onnx_with_its_preprocessing(client, tmp_path):
     import torch

@@ -63,3 +63,16 @@ def test_over_http_with_an_image_folder(live_server, tmp_path):
         assert version["items"] == 12 and version["data_schema"]["classes"] == ["a", "b"]
         remote.data.export("tiny@1", tmp_path / "back")
     assert len(list((tmp_path / "back").rglob("*.png"))) == 12
+
+
+def test_long_file_names_are_imported_or_refused_with_422(client, iris_file):
+    digest = client.blobs.put(iris_file)["digest"]
+    long_name = "i" * 246 + ".csv"  # fits a file system name (250 bytes), not with a temp-file prefix added
+    version = client.request("POST", "/api/v1/datasets/import",
+                             json={"name": "long", "source": digest, "filename": long_name}).json()
+    assert version["source"]["name"] == long_name and version["items"] == 150
+    too_long = "é" * 200 + ".csv"  # 204 characters, 404 bytes: no file system can hold the name
+    response = client._http.post("/api/v1/datasets/import",
+                                 json={"name": "long", "source": digest, "filename": too_long})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_input"
+    assert "longer than 255 bytes" in response.json()["error"]["message"]

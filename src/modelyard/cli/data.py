@@ -1,4 +1,5 @@
-"""``modelyard data import | list | show | stats | prep | export | sample``: datasets with immutable versions."""
+"""``modelyard data import | list | show | stats | prep | export | sample | delete``: datasets with immutable
+versions."""
 
 from __future__ import annotations
 
@@ -138,7 +139,9 @@ def stats_command(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_
         sizes = stats["sizes"]
         console.print(f"images {stats['images']} (usable {stats['usable']}), corrupt {len(stats['corrupt'])}, "
                       f"duplicates {stats['duplicates']['files']}, near-duplicate pairs "
-                      f"{stats['near_duplicates']['pairs']}", highlight=False)
+                      f"{stats['near_duplicates']['pairs']}" + (
+                          f" ({stats['near_duplicates']['files']} image(s) 'prep --dedupe --near' would remove)"
+                          if stats["near_duplicates"].get("files") else ""), highlight=False)
         if sizes["width"]:
             console.print(f"width {sizes['width']['min']}-{sizes['width']['max']} (median {sizes['width']['median']}),"
                           f" height {sizes['height']['min']}-{sizes['height']['max']}, aspect median "
@@ -146,6 +149,8 @@ def stats_command(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_
                           f"{stats['modes']}", highlight=False)
         for item in stats["corrupt"][:10]:
             console.print(f"[red]corrupt:[/] {item['path']}: {item['error']}", highlight=False)
+        for item in stats.get("left_out", {}).get("examples", [])[:10]:
+            console.print(f"[yellow]left out:[/] {item['path']}: {item['error']}", highlight=False)
     if stats.get("per_class"):
         from rich.table import Table
 
@@ -168,13 +173,21 @@ def prep_command(
     impute: Annotated[str | None, typer.Option("--impute", help="Fill missing values: median, mean, most_frequent "
                                                                 "or zero.")] = None,
     dedupe: Annotated[bool, typer.Option("--dedupe", help="Remove duplicate rows / identical image files.")] = False,
-    near: Annotated[bool, typer.Option("--near", help="With --dedupe: also near-duplicate images.")] = False,
+    near: Annotated[bool, typer.Option("--near", help="With --dedupe: also near-duplicate images (lists them and "
+                                                      "asks first; see --dry-run, --yes).")] = False,
     filter_corrupt: Annotated[bool, typer.Option("--filter-corrupt", help="Drop images that cannot be decoded.")]
     = False,
     resize: Annotated[str | None, typer.Option("--resize", help="Resize images to WIDTHxHEIGHT, e.g. 64x64.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --dedupe: list what would be removed, change "
+                                                            "nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --dedupe --near: remove without asking.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Apply preprocessing steps; each makes a new version with lineage to its parent."""
+    """Apply preprocessing steps; each makes a new version with lineage to its parent.
+
+    ``--dedupe --near`` first lists every image it would remove (with the kept image it resembles) and asks; give
+    ``--yes`` to skip the question or ``--dry-run`` to only list.
+    """
     from modelyard.core.errors import InvalidInput
 
     steps: list[dict] = []
@@ -193,7 +206,24 @@ def prep_command(
         steps.append({"op": "resize", "width": int(width), "height": int(height)})
     if not steps:
         raise InvalidInput("give at least one step: --drop-columns, --impute, --dedupe, --filter-corrupt, --resize")
+    if dry_run and not dedupe:
+        raise InvalidInput("--dry-run previews --dedupe; give --dedupe (with --near for near-duplicates)")
     with get_client() as client:
+        if dry_run or (near and dedupe and not yes):
+            if len(steps) > 1:
+                raise InvalidInput("preview --dedupe on its own: run the other steps first, or add --yes")
+            plan = client.data.duplicates(ref, near=near)
+            if as_json and dry_run:
+                print_json(plan)
+                return
+            if not as_json:
+                _print_plan(plan)
+            if dry_run:
+                return
+            if not plan["remove"]:
+                raise InvalidInput(f"dedupe: {plan['ref']} has no duplicate images")
+            if as_json or not _confirm(f"remove these {len(plan['remove'])} image(s) into a new version?"):
+                raise InvalidInput("nothing removed: confirm, or give --yes to remove without asking")
         data = client.data.prep(ref, steps)
     if as_json:
         print_json(data)
@@ -202,6 +232,27 @@ def prep_command(
         step = dict(version["lineage"]["step"])
         console.print(f"{version['lineage']['parent']} -> [bold]{version['ref']}[/] {step.pop('op')} {step or ''}: "
                       f"{version['items']} items", highlight=False)
+
+
+def _confirm(question: str) -> bool:
+    try:
+        return typer.confirm(question, default=False)
+    except typer.Abort:  # no terminal to answer on (stdin closed)
+        return False
+
+
+def _print_plan(plan: dict) -> None:
+    for group in plan["exact"][:200]:
+        console.print(f"identical to {group['keep']}: remove {', '.join(group['remove'])}", highlight=False)
+    for pair in plan["near"][:500]:
+        console.print(f"near-duplicate of {pair['keep']}: remove {pair['remove']} (correlation {pair['correlation']}, "
+                      f"largest difference {pair['difference']})", highlight=False)
+    shown = min(len(plan["exact"]), 200) + min(len(plan["near"]), 500)
+    if shown < len(plan["exact"]) + len(plan["near"]):
+        console.print(f"... {len(plan['exact']) + len(plan['near']) - shown} more (see --dry-run --json)")
+    console.print(f"{plan['ref']}: {len(plan['remove'])} of {plan['images']} image(s) would be removed"
+                  + (f" [dim](near-duplicate rule: {plan['rule']})[/]" if plan["near_included"] else ""),
+                  highlight=False)
 
 
 @app.command("export")
@@ -230,3 +281,23 @@ def sample_command(
 
     path = write_tabular_sample(name, out)
     console.print(f"{name} -> {path}", highlight=False)
+
+
+@app.command("delete")
+def delete_command(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (one version) or NAME (the dataset, every version).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a version or a whole dataset (refused while an unfinished job uses it). Files shared with other
+    versions stay; 'modelyard blobs gc' frees the ones nothing uses any more."""
+    if not yes and not as_json and not typer.confirm(f"delete {ref}?", default=False):
+        raise typer.Exit(1)
+    with get_client() as client:
+        result = client.data.delete(ref)
+    if as_json:
+        print_json(result)
+    else:
+        versions = ", ".join(f"{result['name']}@{v}" for v in result["versions_deleted"])
+        console.print(f"deleted {versions}; run 'modelyard blobs gc' to free files nothing else uses",
+                      highlight=False)

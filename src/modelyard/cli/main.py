@@ -45,12 +45,13 @@ NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
                ("system", "backends")),
     "jobs": ("Durable jobs: list, show, logs, wait, cancel, submit.", ("jobs",)),
     "tokens": ("API tokens (admin).", ("tokens",)),
-    "blobs": ("Content-addressed blob store: put, get.", ("blobs",)),
+    "blobs": ("Content-addressed blob store: put, get, pin, unpin, pins, gc.", ("blobs",)),
     "migrate": ("Migrate GPU PyTorch code and models to another accelerator.",
                 ("migrate_code", "migrate_model", "migrate_optimize")),
     "data": ("Datasets: import tables and image folders as immutable versions; list, show, stats, prep, export, "
-             "sample.", ("data",)),
-    "runs": ("Tracked training runs: params, metrics, logs, artifacts, dataset version; list, show, compare.",
+             "sample, delete.", ("data",)),
+    "runs": ("Tracked training runs: params, metrics, logs, artifacts, dataset version; list, show, compare, "
+             "delete.",
              ("runs",)),
     "automl": ("AutoML: search models for a dataset version under a time budget and a latency limit; register the "
                "winner.", ("automl",)),

@@ -1,4 +1,4 @@
-"""``modelyard runs list | show | compare``: tracked training runs."""
+"""``modelyard runs list | show | compare | delete``: tracked training runs."""
 
 from __future__ import annotations
 
@@ -99,3 +99,20 @@ def compare_command(run_ids: Annotated[list[str], typer.Argument(help="Two or mo
             cells.append("-" if value is None else _value(value) + mark)
         table.add_row(f"metric {key}", *cells, style=style)
     console.print(table)
+
+
+@app.command("delete")
+def delete_command(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete an ended run with its metrics and logs ('blobs gc' later frees artifacts nothing else uses)."""
+    if not yes and not as_json and not typer.confirm(f"delete run {run_id}?", default=False):
+        raise typer.Exit(1)
+    with get_client() as client:
+        result = client.runs.delete(run_id)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"deleted run {result['id']} ({result['name']})", highlight=False)

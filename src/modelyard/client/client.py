@@ -194,23 +194,28 @@ class Blobs:
     def __init__(self, client: Client):
         self._c = client
 
-    def put(self, path: str | Path) -> dict:
-        """Upload one file (streamed). A file larger than ``CHUNKED_ABOVE`` bytes, or one the server refuses as
-        too large for a single request, goes up in chunks through an upload session."""
+    def put(self, path: str | Path, pin: bool = False, note: str = "") -> dict:
+        """Upload one file (streamed); with ``pin`` also keep it through garbage collection (what ``blobs put``
+        does). A file larger than ``CHUNKED_ABOVE`` bytes, or one the server refuses as too large for a single
+        request, goes up in chunks through an upload session."""
         path = Path(path)
         if not path.is_file():
             raise errors.InvalidInput(f"no such file: {path}")
         if path.stat().st_size > CHUNKED_ABOVE and not self._c.in_process:
-            return self.put_chunked(path)
-        try:
-            with open(path, "rb") as handle:
-                return self._c.request(
-                    "POST", "/api/v1/blobs", content=handle, headers={"Content-Type": "application/octet-stream"}
-                ).json()
-        except errors.PayloadTooLarge:
-            if self._c.in_process:
-                raise
-            return self.put_chunked(path)
+            stored = self.put_chunked(path)
+        else:
+            try:
+                with open(path, "rb") as handle:
+                    stored = self._c.request(
+                        "POST", "/api/v1/blobs", content=handle, headers={"Content-Type": "application/octet-stream"}
+                    ).json()
+            except errors.PayloadTooLarge:
+                if self._c.in_process:
+                    raise
+                stored = self.put_chunked(path)
+        if pin:
+            self.pin(stored["digest"], note=note)
+        return stored
 
     def put_chunked(self, path: str | Path, chunk_bytes: int = CHUNKED_ABOVE) -> dict:
         """Upload a file of any size in chunks (each at most the server's body limit), then have the server
@@ -277,6 +282,20 @@ class Blobs:
                     on_progress(done, total, sent)
         return digests
 
+    def pin(self, digest: str, note: str = "") -> dict:
+        """Keep a stored blob through garbage collection."""
+        return self._c.request("PUT", f"/api/v1/pins/{digest}", json={"note": note}).json()
+
+    def unpin(self, digest: str) -> dict:
+        return self._c.request("DELETE", f"/api/v1/pins/{digest}").json()
+
+    def pins(self) -> dict:
+        return self._c.get_json("/api/v1/pins")
+
+    def gc(self, dry_run: bool = True, grace_s: float | None = None) -> dict:
+        """Delete blobs nothing refers to (admin); by default only list them. Returns ``modelyard.blob-gc/1``."""
+        return self._c.request("POST", "/api/v1/blobs/gc", json={"dry_run": dry_run, "grace_s": grace_s}).json()
+
     def get(self, digest: str, dest: str | Path) -> Path:
         """Download a verified blob to ``dest``: streamed to a temporary file beside it, fsynced, then renamed."""
         import os
@@ -285,7 +304,7 @@ class Blobs:
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         response = self._c.request("GET", f"/api/v1/blobs/{digest}")
-        handle = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False)
+        handle = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name[:100]}.", delete=False)
         try:
             with handle:
                 for chunk in response.iter_bytes():

@@ -111,6 +111,22 @@ class Datasets:
         name, version = _split_ref(ref)
         return self._c.get_json(f"/api/v1/datasets/{name}/versions/{version}/manifest")
 
+    def duplicates(self, ref: str, near: bool = True) -> dict:
+        """What ``dedupe`` (with ``near``: also near-duplicates) would remove from an image version, without
+        removing anything. Returns ``modelyard.dedupe-plan/1``."""
+        name, version = _split_ref(ref)
+        return self._c.get_json(f"/api/v1/datasets/{name}/versions/{version}/duplicates",
+                                params={"near": "true" if near else "false"})
+
+    def delete(self, ref: str) -> dict:
+        """``N@V`` deletes one version, ``N`` the dataset with every version (rows only; ``blobs.gc`` frees the
+        files). Returns ``modelyard.dataset-deleted/1``."""
+        from modelyard.data.refs import parse_ref
+
+        name, version = parse_ref(ref)
+        path = f"/api/v1/datasets/{quote(name, safe='')}"
+        return self._c.request("DELETE", path if version is None else f"{path}/versions/{version}").json()
+
     def prep(self, ref: str, steps: list[dict]) -> dict:
         """Apply preprocessing steps; each makes a new version. Returns ``modelyard.dataset-steps/1``."""
         name, version = _split_ref(ref)

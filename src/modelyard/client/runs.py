@@ -111,6 +111,10 @@ class Runs:
         return _read_run(self._c.request("POST", f"/api/v1/runs/{run_id}/artifacts",
                                          json={"name": name or path.name, "digest": digest}).json())
 
+    def delete(self, run_id: str) -> dict:
+        """Delete an ended run with its metrics and logs. Returns ``modelyard.run-deleted/1``."""
+        return self._c.request("DELETE", f"/api/v1/runs/{run_id}").json()
+
     def finish(self, run_id: str, status: str = "finished", error: str | None = None) -> dict:
         return _read_run(self._c.request("POST", f"/api/v1/runs/{run_id}/finish",
                                          json={"status": status, "error": error}).json())

@@ -35,6 +35,12 @@ class Settings:
         workers: jobs a worker runs at once. Default: the number of cores.
         heartbeat_s: how often a worker marks its running jobs alive.
         stale_after_s: a running job whose heartbeat is older than this is recovered by any worker.
+        max_archive_bytes: most bytes a dataset archive may unpack to in total. Default 20 GiB.
+        max_archive_member_bytes: most bytes one file in a dataset archive may unpack to. Default 1 GiB.
+        max_archive_ratio: most unpacked bytes per compressed byte (per zip member and over the whole archive,
+            judged past the first MiB). Default 100; images barely compress, a zip bomb compresses ~1000x.
+        blob_gc_grace_s: ``blobs gc`` never deletes a blob written or re-uploaded less than this many seconds ago
+            (an upload or import still running may not reference it yet). Default 86400 (a day).
     """
 
     home: Path = field(default_factory=default_home)
@@ -43,6 +49,10 @@ class Settings:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     heartbeat_s: float = 1.0
     stale_after_s: float = 15.0
+    max_archive_bytes: int = 20 * 1024**3
+    max_archive_member_bytes: int = 1024**3
+    max_archive_ratio: float = 100.0
+    blob_gc_grace_s: float = 86_400.0
 
     @property
     def database_url(self) -> str:
@@ -87,6 +97,11 @@ class Settings:
         settings = replace(settings, **coerced)
         if settings.workers < 1:
             raise WorkspaceError(f"setting workers={settings.workers} must be at least 1")
+        for name in ("max_archive_bytes", "max_archive_member_bytes", "max_archive_ratio"):
+            if getattr(settings, name) <= 0:
+                raise WorkspaceError(f"setting {name}={getattr(settings, name)} must be positive")
+        if settings.blob_gc_grace_s < 0:
+            raise WorkspaceError(f"setting blob_gc_grace_s={settings.blob_gc_grace_s} must not be negative")
         if settings.max_body_bytes < 1024:
             raise WorkspaceError(f"setting max_body_bytes={settings.max_body_bytes} must be at least 1024")
         return settings

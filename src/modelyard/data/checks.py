@@ -62,6 +62,11 @@ def check_stats(ref: str, kind: str, schema: dict, stats: dict) -> CheckResult:
             names = ", ".join(item["path"] for item in corrupt[:5])
             problems.append(f"{len(corrupt)} corrupt image(s) ({names}); make a version without them with "
                             f"'modelyard data prep {ref} --filter-corrupt'")
+        left_out = stats.get("left_out", {})
+        if left_out.get("files"):
+            names = ", ".join(item["path"] for item in left_out["examples"][:5])
+            warnings.append(f"{left_out['files']} file(s) could not be decoded and were left out of the version "
+                            f"({names})")
         advised = sorted(k for k, v in per_class.items() if rule["min_per_class"] <= v < rule["advised_per_class"])
         if advised:
             warnings.append(f"fewer than {rule['advised_per_class']} images in {len(advised)} class(es); "

@@ -210,19 +210,25 @@ class DatasetStore:
             if path.is_dir():
                 found, notes = images.scan_folder(path)
             elif archive.is_archive(Path(display)):
-                root = archive.safe_extract(path, Path(scratch) / "x", display_name=display)
+                limits = archive.ArchiveLimits.from_settings(self.workspace.settings)
+                root = archive.safe_extract(path, Path(scratch) / "x", display_name=display, limits=limits)
                 found, notes = images.scan_folder(root)
             else:
                 found, notes = images.read_label_csv(path)
             if not found:
                 raise InvalidInput(f"{display}: no images found (expected <folder>/<class>/*.jpg|jpeg|png|bmp or a "
                                    "CSV of path,label)")
-            entries, total = [], 0
+            entries, left_out, total = [], [], 0
             seen: set[str] = set()
             for index, item in enumerate(found):
-                data = item.source.read_bytes()
-                facts = images.inspect_image(data) if data else {"error": "empty file"}
-                blob = self.blobs.put_bytes(data)
+                # decoded from the file and hashed while streamed into the store: no file is held in memory whole,
+                # and one that cannot be decoded is never stored (it is reported below, with the reason)
+                facts = (images.inspect_image(item.source) if item.source.stat().st_size
+                         else {"error": "the file is empty (0 bytes)"})
+                if facts.get("error"):
+                    left_out.append({"path": item.path, "label": item.label, "error": facts["error"]})
+                    continue
+                blob = self.blobs.put_file(item.source)
                 if blob.digest not in seen:
                     seen.add(blob.digest)
                     total += blob.size
@@ -230,6 +236,14 @@ class DatasetStore:
                                 **facts})
                 if progress and index % 200 == 0:
                     progress(index / len(found), f"stored {index}/{len(found)} images")
+        if not entries:
+            first = left_out[0]
+            raise InvalidInput(f"{display}: none of the {len(left_out)} image file(s) can be decoded (first: "
+                               f"{first['path']}: {first['error']})")
+        if left_out:
+            shown = ", ".join(item["path"] for item in left_out[:5])
+            notes = [*notes, f"left out {len(left_out)} file(s) that cannot be decoded: {shown}"
+                             + (" ..." if len(left_out) > 5 else "") + " (reasons in 'data stats')"]
         classes = sorted({e["label"] for e in entries}, key=tabular._natural_key)
         assignment = splits.stratified_split([e["label"] for e in entries], len(entries), validation_fraction, seed)
         for entry, side in zip(entries, assignment.tolist(), strict=True):
@@ -249,7 +263,7 @@ class DatasetStore:
             schema=schema,
             split={"validation_fraction": validation_fraction, "seed": seed, "stratified": True,
                    "counts": splits.split_counts(assignment.tolist())},
-            stats=stats.image_stats(entries, classes),
+            stats=stats.image_stats(entries, classes, self.blobs.read_bytes, left_out=left_out),
             lineage={"parent": None, "step": None},
             source={"name": display, "format": "images", "notes": notes},
             items=len(entries),
@@ -353,6 +367,35 @@ class DatasetStore:
                         "classes": len(version.schema.get("classes", [])), "task": version.schema.get("task"),
                         "created_at": isoformat(version.created_at)})
         return out
+
+    def delete(self, ref: str) -> list[DatasetVersion]:
+        """Delete one version (``NAME@VERSION``) or, for ``NAME`` alone, the dataset with every version.
+
+        Only rows go: the blobs stay until ``blobs gc`` finds nothing else refers to them (versions share files).
+        Refused while a queued or running job names the version (or the dataset, which means its latest).
+
+        Raises:
+            NotFound: no such dataset or version.
+            Conflict: a job that is not finished uses it.
+        """
+        from modelyard.store.gc import active_jobs_naming
+
+        name, number = parse_ref(ref)
+        doomed = self.versions(name) if number is None else [self.get(ref)]
+        latest = self.versions(name)[-1]
+        names = {v.ref for v in doomed} | ({name} if any(v.id == latest.id for v in doomed) else set())
+        users = active_jobs_naming(self.engine, names)
+        if users:
+            raise Conflict(f"{ref} is used by job(s) {', '.join(users[:5])} that have not finished; wait for them or "
+                           "cancel them first")
+        with self.engine.begin() as conn:
+            conn.execute(dataset_versions.delete().where(dataset_versions.c.id.in_([v.id for v in doomed])))
+            remaining = conn.execute(sa.select(sa.func.count()).select_from(dataset_versions)
+                                     .where(dataset_versions.c.dataset_id == sa.select(datasets.c.id)
+                                            .where(datasets.c.name == name).scalar_subquery())).scalar()
+            if number is None or not remaining:
+                conn.execute(datasets.delete().where(datasets.c.name == name))
+        return doomed
 
     # -- reading ------------------------------------------------------------------------------------------------
     def manifest(self, version: DatasetVersion) -> dict:

@@ -1,5 +1,6 @@
 """Image files: finding them (class folders or a CSV of path,label), inspecting each one (corrupt or truncated,
-size, mode, brightness, a perceptual hash for near-duplicates) and decoding them into arrays for training.
+size, mode, brightness, a 256-bit average hash that picks near-duplicate candidates) and decoding them into arrays
+for training.
 
 Awkward images are handled where they are decoded: RGBA is composited on white, palette and CMYK images become
 RGB, grayscale stays one channel when the whole dataset is grayscale, and images smaller than the model's input are
@@ -9,6 +10,7 @@ scaled up. Only a file Pillow cannot decode is "corrupt"; it is recorded with th
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -18,6 +20,7 @@ from modelyard.core.errors import InvalidInput
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+_BUFFER_REPR = re.compile(r"<_io\.\w+ (object|name=[^>]*) at 0x[0-9a-f]+>|<_io\.\w+ name=[^>]*>")
 
 
 @dataclass(frozen=True)
@@ -41,22 +44,35 @@ def scan_folder(root: Path) -> tuple[list[ImageFile], list[str]]:
         root = entries[0]
         entries = [p for p in root.iterdir() if not p.name.startswith(".")]
     found: list[ImageFile] = []
-    skipped = 0
+    other: list[str] = []  # every visible file that is not an image, wherever it sits
+    links = 0
     for class_dir in sorted(p for p in entries if p.is_dir()):
         for path in sorted(class_dir.rglob("*")):
-            if any(part.startswith(".") for part in path.relative_to(root).parts) or not path.is_file():
+            if any(part.startswith(".") for part in path.relative_to(root).parts):
                 continue
             if path.is_symlink():
-                skipped += 1
+                links += 1
+            elif not path.is_file():
                 continue
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
                 found.append(ImageFile(path.relative_to(root).as_posix(), class_dir.name, path))
             else:
-                skipped += 1
-    loose = sum(1 for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                other.append(path.relative_to(root).as_posix())
+    loose = 0
+    for path in sorted(p for p in entries if not p.is_dir()):
+        if path.is_symlink():
+            links += 1
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            loose += 1
+        elif path.is_file():
+            other.append(path.name)
+    other.sort()
     notes = []
-    if skipped:
-        notes.append(f"skipped {skipped} file(s) that are not .jpg/.jpeg/.png/.bmp images")
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        notes.append(f"skipped {len(other)} file(s) that are not .jpg/.jpeg/.png/.bmp images: {shown}")
+    if links:
+        notes.append(f"skipped {links} symbolic link(s): only regular files are imported")
     if loose:
         notes.append(f"skipped {loose} image(s) directly in the root folder: images must sit in a folder per class")
     return found, notes
@@ -106,23 +122,24 @@ def read_label_csv(csv_path: Path) -> tuple[list[ImageFile], list[str]]:
     return found, []
 
 
-def inspect_image(data: bytes) -> dict:
-    """Facts about one encoded image: ``width, height, mode, format, brightness (0-255), dhash`` or ``error``."""
+def inspect_image(data: bytes | Path) -> dict:
+    """Facts about one encoded image (its bytes, or a file Pillow reads as it decodes): ``width, height, mode,
+    format, brightness (0-255), ahash`` or ``error``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as probe:
             probe.verify()  # structure and checksums (PNG CRCs); a second open is needed to decode
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
             image.load()  # decodes every pixel: truncated files fail here
             fmt = (image.format or "").lower()
-            gray = _to_gray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            gray = to_gray(image)
+    except UnidentifiedImageError:
+        # Pillow's own message names the in-memory buffer ("<_io.BytesIO object at 0x...>"), which tells nobody
+        return {"error": "cannot decode: not a JPEG, PNG or BMP image (unrecognised content)"}
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = _BUFFER_REPR.sub("the file", str(exc).splitlines()[0][:160]) if str(exc) else type(exc).__name__
         return {"error": f"cannot decode: {reason}"}
-    small = np.asarray(gray.resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).flatten()
-    dhash = int("".join("1" if b else "0" for b in bits), 2)
     thumb = np.asarray(gray.resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float32)
     return {
         "width": image.width,
@@ -130,11 +147,21 @@ def inspect_image(data: bytes) -> dict:
         "mode": image.mode,
         "format": fmt,
         "brightness": round(float(thumb.mean()), 2),
-        "dhash": f"{dhash:016x}",
+        "ahash": average_hash(gray),
     }
 
 
-def _to_gray(image):
+def average_hash(gray) -> str:
+    """The 256-bit average hash (64 hex digits) of a Pillow image in mode ``L``: 16x16, one bit per pixel above the
+    mean. Brightness- and scale-invariant; ``near_duplicates`` uses it to pick candidate pairs."""
+    from PIL import Image
+
+    small = np.asarray(gray.resize((16, 16), Image.Resampling.BILINEAR), dtype=np.float32)
+    return np.packbits((small > small.mean()).ravel()).tobytes().hex()
+
+
+def to_gray(image):
+    """One gray channel, transparency composited on white first."""
     if image.mode in ("RGBA", "LA", "P", "PA"):
         image = flatten_alpha(image)
     return image.convert("L")

@@ -2,19 +2,20 @@
 
 Tabular: rows, rows per class (or the label's distribution), missing values per column, duplicate rows.
 Images: images per class, width/height/aspect/brightness distributions, exact duplicates (same content hash),
-near-duplicates (perceptual hashes a few bits apart), corrupt files with the reason.
+near-duplicates (``near_duplicates.find_near_duplicates``: a hash picks candidates, pixels decide), corrupt files
+with the reason.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 
 import numpy as np
 
+from modelyard.data.near_duplicates import RULE, duplicate_removals, find_near_duplicates
 from modelyard.data.splits import split_counts
 
-NEAR_DUPLICATE_BITS = 4  # dHash Hamming distance at or below which two different files count as near-duplicates
-NEAR_DUPLICATE_MAX_IMAGES = 20_000  # pairwise comparison above this would be too slow; exact-hash buckets only
 MAX_LISTED = 50
 
 
@@ -71,9 +72,11 @@ def tabular_stats(frame, schema: dict, split: str) -> dict:
     return stats
 
 
-def image_stats(entries: list[dict], classes: list[str]) -> dict:
+def image_stats(entries: list[dict], classes: list[str], read_blob: Callable[[str], bytes],
+                left_out: list[dict] = ()) -> dict:
     """Stats of an image manifest's entries (each with ``label``, ``digest``, ``split`` and the facts of
-    ``images.inspect_image``)."""
+    ``images.inspect_image``); ``read_blob(digest)`` gives a file's bytes for the near-duplicate check;
+    ``left_out`` lists the files the import could not decode and did not store (``path``, ``label``, ``error``)."""
     good = [e for e in entries if not e.get("error")]
     per_class = Counter(e["label"] for e in good)
     widths = [e["width"] for e in good]
@@ -84,7 +87,9 @@ def image_stats(entries: list[dict], classes: list[str]) -> dict:
     for entry in entries:
         by_digest[entry["digest"]].append(entry["path"])
     duplicates = [paths for paths in by_digest.values() if len(paths) > 1]
-    near = _near_duplicates(good)
+    near_pairs = find_near_duplicates(good, read_blob)
+    near = [[pair["first"], pair["second"]] for pair in near_pairs]
+    near_removed = len(duplicate_removals(entries, near_pairs)["near"])
     per_split: dict[str, dict[str, int]] = {"train": {}, "validation": {}}
     for entry in good:
         bucket = per_split["train" if entry["split"] == "t" else "validation"]
@@ -107,36 +112,9 @@ def image_stats(entries: list[dict], classes: list[str]) -> dict:
         "formats": dict(Counter(e["format"] for e in good)),
         "duplicates": {"groups": len(duplicates), "files": sum(len(g) - 1 for g in duplicates),
                        "examples": duplicates[:MAX_LISTED]},
-        "near_duplicates": {"pairs": len(near), "examples": near[:MAX_LISTED]},
+        "near_duplicates": {"pairs": len(near), "files": near_removed, "examples": near[:MAX_LISTED], "rule": RULE},
         "corrupt": [{"path": e["path"], "error": e["error"]} for e in entries if e.get("error")][:1000],
+        "left_out": {"files": len(left_out),
+                     "examples": [{"path": e["path"], "error": e["error"]} for e in left_out][:1000]},
     }
 
-
-def _near_duplicates(entries: list[dict]) -> list[list[str]]:
-    """Pairs of different files whose dHashes differ in at most ``NEAR_DUPLICATE_BITS`` bits."""
-    distinct: dict[str, dict] = {}
-    for entry in entries:
-        distinct.setdefault(entry["digest"], entry)
-    items = list(distinct.values())
-    if len(items) < 2:
-        return []
-    hashes = np.array([int(e["dhash"], 16) for e in items], dtype=np.uint64)
-    pairs: list[list[str]] = []
-    if len(items) > NEAR_DUPLICATE_MAX_IMAGES:
-        buckets: dict[int, list[int]] = defaultdict(list)
-        for index, value in enumerate(hashes.tolist()):
-            buckets[value].append(index)
-        for members in buckets.values():
-            pairs.extend([items[members[0]]["path"], items[m]["path"]] for m in members[1:])
-        return pairs
-    popcount = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-    chunk = max(1, 2_000_000 // len(items))
-    for start in range(0, len(items), chunk):
-        xor = hashes[start:start + chunk, None] ^ hashes[None, :]
-        distance = popcount[xor.view(np.uint8)].reshape(xor.shape[0], xor.shape[1], 8).sum(axis=2)
-        rows, cols = np.nonzero(distance <= NEAR_DUPLICATE_BITS)
-        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
-            first = start + row
-            if col > first:
-                pairs.append([items[first]["path"], items[col]["path"]])
-    return pairs

@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 from modelyard.core.errors import InvalidInput
-from modelyard.data import images, splits, stats, tabular
+from modelyard.data import images, near_duplicates, splits, stats, tabular
 from modelyard.data.datasets import MANIFEST_SCHEMA, DatasetStore, DatasetVersion
 
 TABLE_OPS = ("drop-columns", "impute", "dedupe")
@@ -130,19 +130,10 @@ def _image_step(store, parent, step, lineage, created_by, description) -> Datase
             raise InvalidInput(f"filter-corrupt: {parent.ref} has no corrupt images")
         lineage["step"] = {**step, "removed": len(entries) - len(kept)}
     elif op == "dedupe":
-        near = bool(step.get("near", False))
-        drop: set[str] = set()
-        seen: set[str] = set()
-        for entry in entries:
-            if entry["digest"] in seen:
-                drop.add(entry["path"])
-            seen.add(entry["digest"])
-        if near:
-            for first, second in stats._near_duplicates([e for e in entries if not e.get("error")]):
-                if first not in drop:
-                    drop.add(second)
-        if not drop:
+        plan = duplicate_plan(store, parent, near=bool(step.get("near", False)), entries=entries)
+        if not plan["remove"]:
             raise InvalidInput(f"dedupe: {parent.ref} has no duplicate images")
+        drop = set(plan["remove"])
         kept = [e for e in entries if e["path"] not in drop]
         lineage["step"] = {**step, "removed": len(drop)}
     else:  # resize
@@ -176,8 +167,30 @@ def _image_step(store, parent, step, lineage, created_by, description) -> Datase
     return store._create_version(
         parent.name, "image-classification", manifest, schema=schema,
         split={**parent.split, "counts": splits.split_counts(e["split"] for e in kept)},
-        stats=stats.image_stats(kept, classes), lineage=lineage, source=parent.source, items=len(kept),
+        stats=stats.image_stats(kept, classes, store.blobs.read_bytes,
+                                left_out=parent.stats.get("left_out", {}).get("examples", [])),
+        lineage=lineage, source=parent.source, items=len(kept),
         size=size, description=description, created_by=created_by)
+
+
+def duplicate_plan(store: DatasetStore, ref: str | DatasetVersion, near: bool = True,
+                   entries: list[dict] | None = None) -> dict:
+    """What ``{"op": "dedupe", "near": near}`` would remove from an image version, without removing anything.
+
+    Returns:
+        ``modelyard.dedupe-plan/1``: ``exact`` groups (``keep`` and the identical copies removed), ``near`` pairs
+        (``keep``, ``remove``, ``correlation``, ``difference``), ``remove`` (every path, in manifest order) and the
+        near-duplicate ``rule``.
+    """
+    version = ref if isinstance(ref, DatasetVersion) else store.get(ref)
+    if version.kind != "image-classification":
+        raise InvalidInput(f"{version.ref} is a table; its dedupe removes identical rows (see data stats)")
+    if entries is None:
+        entries = store.manifest(version)["entries"]
+    pairs = near_duplicates.find_near_duplicates(entries, store.blobs.read_bytes) if near else None
+    plan = near_duplicates.duplicate_removals(entries, pairs)
+    return {"schema": "modelyard.dedupe-plan/1", "ref": version.ref, "near_included": near,
+            "rule": near_duplicates.RULE, "images": len(entries), **plan}
 
 
 def _size(step: dict) -> tuple[int, int]:

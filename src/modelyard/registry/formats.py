@@ -83,6 +83,8 @@ def check_onnx(path: Path) -> None:
     """Run the ONNX checker on the file (by path, so external weights are checked too)."""
     import onnx
 
+    if path.stat().st_size == 0:
+        raise InvalidInput(f"{path.name}: the file is empty (0 bytes); nothing to register")
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:  # noqa: BLE001 - onnx raises ValidationError and plain Exceptions
@@ -108,6 +110,8 @@ def prepare(path: str | Path, workdir: Path, trust_pickle: bool = False) -> Prep
     p = Path(path).expanduser().resolve()
     if not p.exists():
         raise NotFound(f"no such model file: {p}")
+    if p.is_file() and p.stat().st_size == 0:
+        raise InvalidInput(f"{p.name}: the file is empty (0 bytes); nothing to register")
     suffix = p.suffix.lower()
     if suffix == ".onnx":
         check_onnx(p)

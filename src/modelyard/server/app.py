@@ -71,6 +71,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     from modelyard.server import (
         routes_blobs,
         routes_data,
+        routes_gc,
         routes_jobs,
         routes_models,
         routes_runs,
@@ -134,6 +135,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     app.include_router(routes_system.router)
     app.include_router(routes_jobs.router, prefix="/api/v1")
     app.include_router(routes_tokens.router, prefix="/api/v1")
+    app.include_router(routes_gc.router, prefix="/api/v1")  # first: /blobs/gc before any /blobs/{parameter}
     app.include_router(routes_blobs.router, prefix="/api/v1")
     app.include_router(routes_data.router, prefix="/api/v1")
     app.include_router(routes_runs.router, prefix="/api/v1")

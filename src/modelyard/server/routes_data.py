@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.server.auth import Principal, require
@@ -69,9 +69,14 @@ def import_dataset(body: ImportDataset, request: Request, principal: Principal =
     filename = Path(body.filename).name
     if not filename or filename in (".", ".."):
         raise InvalidInput(f"filename {body.filename!r}: give the uploaded file's name")
+    if len(filename.encode("utf-8")) > 255:
+        raise InvalidInput(f"filename {filename[:40]!r}...: longer than 255 bytes, more than a file system allows")
     store = _store(request)
     with tempfile.TemporaryDirectory(prefix="modelyard-upload-") as scratch:
-        local = store.blobs.copy_to(body.source, Path(scratch) / filename)
+        # the copy gets a short name (only the suffixes pick a reader); the user's name is passed as source_name,
+        # so a long one never meets the file system's limit inside the temporary name
+        suffix = "".join(Path(filename).suffixes[-2:])[-32:]
+        local = store.blobs.copy_to(body.source, Path(scratch) / f"upload{suffix}")
         version = store.import_path(local, body.name, kind=body.kind, label=body.label, task=body.task,
                                     validation_fraction=body.validation_fraction, seed=body.seed,
                                     description=body.description, created_by=principal.name, source_name=filename)
@@ -119,6 +124,21 @@ def dataset_versions(name: str, request: Request, _: Principal = Depends(require
             "versions": [v.to_dict() for v in versions]}
 
 
+@router.delete("/datasets/{name}")
+def delete_dataset(name: str, request: Request, _: Principal = Depends(require("editor"))):
+    """Delete a dataset with all its versions (rows only; ``POST /blobs/gc`` frees the files nothing else uses).
+    409 while an unfinished job uses it."""
+    gone = _store(request).delete(name)
+    return {"schema": "modelyard.dataset-deleted/1", "name": name, "versions_deleted": [v.version for v in gone]}
+
+
+@router.delete("/datasets/{name}/versions/{version}")
+def delete_version(name: str, version: int, request: Request, _: Principal = Depends(require("editor"))):
+    """Delete one version (rows only; see ``DELETE /datasets/{name}``)."""
+    gone = _store(request).delete(_ref(name, str(version)))
+    return {"schema": "modelyard.dataset-deleted/1", "name": name, "versions_deleted": [v.version for v in gone]}
+
+
 @router.get("/datasets/{name}/versions/{version}")
 def get_version(name: str, version: str, request: Request, _: Principal = Depends(require("viewer"))):
     return _store(request).get(_ref(name, version)).to_dict()
@@ -136,6 +156,16 @@ def version_stats(name: str, version: str, request: Request, _: Principal = Depe
 def version_manifest(name: str, version: str, request: Request, _: Principal = Depends(require("viewer"))):
     store = _store(request)
     return store.manifest(store.get(_ref(name, version)))
+
+
+@router.get("/datasets/{name}/versions/{version}/duplicates")
+def duplicate_preview(name: str, version: str, request: Request,
+                      near: bool = Query(True, description="Include near-duplicate images, not only identical files."),
+                      _: Principal = Depends(require("viewer"))):
+    """What the ``dedupe`` step would remove from an image version (``modelyard.dedupe-plan/1``); removes nothing."""
+    from modelyard.data.steps import duplicate_plan
+
+    return duplicate_plan(_store(request), _ref(name, version), near=near)
 
 
 @router.post("/datasets/{name}/versions/{version}/steps", status_code=201)

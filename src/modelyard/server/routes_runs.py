@@ -133,3 +133,10 @@ def add_artifact(run_id: str, body: Artifact, request: Request, _: Principal = D
 @router.post("/runs/{run_id}/finish")
 def finish_run(run_id: str, body: Finish, request: Request, _: Principal = Depends(require("editor"))):
     return _runs(request).finish(run_id, body.status, body.error).to_dict()
+
+
+@router.delete("/runs/{run_id}")
+def delete_run(run_id: str, request: Request, _: Principal = Depends(require("editor"))):
+    """Delete a finished, failed or killed run with its metrics and logs (409 while it runs)."""
+    run = _runs(request).delete(run_id)
+    return {"schema": "modelyard.run-deleted/1", "id": run.id, "name": run.name}

@@ -2,7 +2,7 @@
 
 Writes are atomic (temp file in the same folder, fsync, rename, fsync of the folder) and deduplicated; reads
 re-hash and raise ``IntegrityError`` when a blob no longer matches its name, so a tampered or rotted file is
-reported, never served.
+reported, never served. Blob files are 0400 and folders 0700: readable by the owner only, and never rewritten.
 """
 
 from __future__ import annotations
@@ -29,6 +29,21 @@ class BlobInfo:
 
     def to_dict(self) -> dict:
         return {"digest": self.digest, "size": self.size}
+
+
+BLOB_MODE = 0o400
+
+
+def _private_dir(path: Path) -> None:
+    """``mkdir -p`` with 0700 for every folder it creates (``mkdir``'s own mode is filtered by the umask)."""
+    if path.is_dir():
+        return
+    _private_dir(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o700)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -62,7 +77,7 @@ class BlobStore:
         """Store everything read from ``stream``; at most ``max_bytes`` when given."""
         staging = self.root / "tmp"
         try:
-            staging.mkdir(parents=True, exist_ok=True)
+            _private_dir(staging)
             handle = tempfile.NamedTemporaryFile(dir=staging, prefix="blob-", delete=False)
         except OSError as exc:
             raise WorkspaceError(f"cannot write to blob store {self.root}: {exc.strerror}") from exc
@@ -81,10 +96,17 @@ class BlobStore:
             digest = hasher.hexdigest()
             final = self.path_for(digest)
             if final.exists() and final.stat().st_size == size:
-                tmp_path.unlink()
-                return BlobInfo(digest, size)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(tmp_path, 0o444)
+                try:
+                    # storing it again makes it fresh: garbage collection's grace period then protects it until
+                    # the rows that will refer to it are written
+                    os.utime(final)
+                except FileNotFoundError:  # collected a moment ago: publish this copy instead
+                    pass
+                else:
+                    tmp_path.unlink()
+                    return BlobInfo(digest, size)
+            _private_dir(final.parent)
+            os.chmod(tmp_path, BLOB_MODE)
             os.replace(tmp_path, final)
             _fsync_dir(final.parent)
             return BlobInfo(digest, size)
@@ -160,7 +182,7 @@ class BlobStore:
         """Write a verified copy of a blob to ``dest`` atomically."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        tmp = dest.with_name(f".{dest.name[:100]}.tmp-{os.getpid()}")  # a long name plus a suffix overflows 255
         hasher = hashlib.sha256()
         try:
             with open(tmp, "wb") as out:

@@ -70,7 +70,7 @@ def _migration_lock(engine: Engine, conn: sa.Connection):
         yield
         return
     lock_path = Path(db_path + ".migrate.lock")
-    with open(lock_path, "a+") as handle:
+    with os.fdopen(os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600), "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -142,6 +142,7 @@ def open_database(url: str, run_migrations: bool = True) -> Engine:
                     raise WorkspaceError(f"database {path} is corrupt or not a SQLite database")
         if not os.access(path.parent, os.W_OK):
             raise WorkspaceError(f"database folder {path.parent} is not writable")
+        _make_private(path)
     try:
         if run_migrations:
             migrate(engine)
@@ -156,6 +157,22 @@ def open_database(url: str, run_migrations: bool = True) -> Engine:
         engine.dispose()
         raise WorkspaceError(f"cannot open database {describe(url)}: {exc}") from exc
     return engine
+
+
+PRIVATE_FILE = 0o600
+
+
+def _make_private(path: Path) -> None:
+    """Create the SQLite file owner-only before SQLite does (it would use the umask, usually 0644; its -wal and -shm
+    files copy the database's mode), and tighten one this user owns that an older version left readable."""
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(OSError):
+            info = candidate.stat()
+            if info.st_uid == os.getuid() and info.st_mode & 0o077:
+                os.chmod(candidate, PRIVATE_FILE)
 
 
 def as_utc(value: datetime | None) -> datetime | None:

@@ -1,4 +1,9 @@
-"""A workspace: the home folder, its metadata database and its blob store, opened together."""
+"""A workspace: the home folder, its metadata database and its blob store, opened together.
+
+Everything is private to the user who runs Modelyard: the folders it creates are 0700, the SQLite database 0600
+(tightened on every open, also for a workspace made before this rule) and blobs 0400. Tokens are stored as hashes,
+but datasets, models and job logs are the users' data.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from modelyard.core.errors import WorkspaceError
 from modelyard.core.settings import Settings
 from modelyard.store.blobs import BlobStore
 from modelyard.store.db import open_database
+
+PRIVATE_DIR = 0o700
 
 
 @dataclass
@@ -29,7 +36,8 @@ class Workspace:
             if not create:
                 raise WorkspaceError(f"no workspace at {home}; run 'modelyard init --home {home}'")
             try:
-                home.mkdir(parents=True)
+                home.mkdir(parents=True, mode=PRIVATE_DIR)
+                os.chmod(home, PRIVATE_DIR)  # mkdir's mode is filtered by the umask
             except OSError as exc:
                 raise WorkspaceError(f"cannot create workspace folder {home}: {exc.strerror}") from exc
         if not home.is_dir():
@@ -37,7 +45,9 @@ class Workspace:
         if not os.access(home, os.W_OK | os.X_OK):
             raise WorkspaceError(f"workspace folder {home} is not writable")
         for sub in (settings.blobs_dir, settings.jobs_dir):
-            sub.mkdir(exist_ok=True)
+            if not sub.exists():
+                sub.mkdir(mode=PRIVATE_DIR)
+                os.chmod(sub, PRIVATE_DIR)
         engine = open_database(settings.database_url, run_migrations=migrate)
         return cls(settings=settings, engine=engine, blobs=BlobStore(settings.blobs_dir))
 

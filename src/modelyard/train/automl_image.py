@@ -225,6 +225,18 @@ def _train(model, x: np.ndarray, y: np.ndarray, lr: float, augment: str, seconds
     return model, done / steps_per_epoch, best
 
 
+def _final_stop_reason(search_reason: str, cancelled, final_deadline: float, time_budget_s: float,
+                       epochs: float) -> str:
+    """Why the whole run ended: "time budget" only when the winner's training ran to the deadline. It often ends
+    sooner (its schedule is sized from the first steps, which are the slowest) and then says so."""
+    if search_reason == "cancelled" or (cancelled and cancelled()):
+        return "cancelled"
+    early = final_deadline - time.monotonic()
+    if early > max(2.0, 0.05 * time_budget_s):
+        return f"the winner's training schedule finished ({epochs:.1f} epochs), {early:.0f}s before the time budget"
+    return "time budget"
+
+
 def _checkpoint(model, x_val, y_val, best, best_state, on_epoch, epoch):
     import copy
 
@@ -385,6 +397,7 @@ def search_image_arrays(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndar
             state["stop"] = "cancelled"
             study.stop()
         elif time.monotonic() >= search_deadline - 1.0:
+            state["stop"] = "time budget"
             study.stop()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -429,6 +442,7 @@ def search_image_arrays(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndar
                                   seed)
         accuracy = float((predict(model, x_val).argmax(axis=1) == y_val).mean())
         refitted = False
+    state["stop"] = _final_stop_reason(state["stop"], cancelled, final_deadline, time_budget_s, epochs)
     model_bytes = export_onnx(model, channels, size, metadata)
     latency = measure_latency(model_bytes, sample)
     final = {"trial": -1, "family": "cnn", "params": {**params, "epochs": round(epochs, 2)}, "score": round(accuracy, 6),

@@ -267,7 +267,7 @@ def _permutation_importance(features, x, y, predict, primary, task, n_classes) -
 
 def _evaluate_images(sess, meta, store, dataset, split, base) -> Evaluation:
     from modelyard.data import images as img
-    from modelyard.train.saliency import occlusion_map, overlay_png
+    from modelyard.train.saliency import occlusion_map, overlay_png, thumbnail_scale
 
     spec = meta["input"]
     size, channels, input_name = tuple(spec["size"]), int(spec["channels"]), spec["name"]
@@ -299,14 +299,14 @@ def _evaluate_images(sess, meta, store, dataset, split, base) -> Evaluation:
         heat = occlusion_map(lambda b: run(b), x[i].astype(np.float32) / 255.0, int(pred[i]))
         saliency.append({"path": paths[i], "true": classes[y[i]], "predicted": classes[pred[i]],
                          "confidence": round(float(proba[i, pred[i]]), 4), "method": "occlusion"})
-        scale = max(1, 96 // max(size))
+        scale = thumbnail_scale(size)
         cards.append(f'<div class="card"><img class="px" src="{h.png_data_uri(overlay_png(x[i], heat, scale))}">'
                      f'<br>{h.esc(paths[i])}<br>true {h.esc(classes[y[i]])}, predicted '
                      f'{h.esc(classes[pred[i]])} ({proba[i, pred[i]]:.2f})</div>')
     data["saliency"] = saliency
     sections = _common_sections(data)
     thumbs = "".join(
-        f'<div class="card"><img class="px" src="{h.png_data_uri(img.encode_png(x[i]))}" width="64"><br>'
+        f'<div class="card"><img class="px" src="{h.png_data_uri(img.encode_png(x[i]))}" width="128"><br>'
         f'{h.esc(paths[i])}<br>true {h.esc(classes[y[i]])}, predicted {h.esc(classes[pred[i]])} '
         f'({proba[i, pred[i]]:.2f})</div>' for i in order)
     sections.append(("Most confidently wrong images", f'<div class="grid">{thumbs}</div>' if thumbs else

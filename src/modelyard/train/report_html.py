@@ -36,19 +36,28 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
+def _text_width(text: str, px_per_char: float = 6.6) -> float:
+    """Rough width of 11 px system-ui text (no font metrics offline; errs wide so nothing is clipped)."""
+    return len(text) * px_per_char
+
+
 def heatmap_svg(matrix: list[list[int]], labels: list[str], title: str = "") -> str:
     """A confusion matrix: rows are true classes, columns predicted; darker is more."""
     n = len(matrix)
     cell = max(14, min(44, 440 // max(1, n)))
     left, top = 110, 40
-    width, height = left + cell * n + 20, top + cell * n + 90
+    shown = [label[:14] for label in labels]
+    # column labels are rotated 45 degrees below the grid: they reach right and down by ~0.71 of their length
+    reach = 0.71 * max((_text_width(label) for label in shown), default=0) + 12
+    width = int(max(left + cell * n + reach, 4 + _text_width(title) * 1.1 + 12))
+    height = int(top + cell * n + reach + 8)
     peak = max((max(row) for row in matrix), default=1) or 1
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
-             f'<text x="{left}" y="14" font-weight="bold">{esc(title)}</text>',
+             f'<text x="4" y="14" font-weight="bold">{esc(title)}</text>',
              f'<text x="{left + cell * n / 2}" y="{top - 8}" text-anchor="middle">predicted</text>']
     for i, row in enumerate(matrix):
         parts.append(f'<text x="{left - 6}" y="{top + cell * i + cell / 2 + 4}" text-anchor="end">'
-                     f'{esc(labels[i][:14])}</text>')
+                     f'{esc(shown[i])}</text>')
         for j, count in enumerate(row):
             shade = count / peak
             fill = f"rgb({int(255 - 200 * shade)},{int(255 - 150 * shade)},{int(255 - 60 * shade)})"
@@ -59,19 +68,23 @@ def heatmap_svg(matrix: list[list[int]], labels: list[str], title: str = "") -> 
                 color = "#fff" if shade > 0.6 else "#222"
                 parts.append(f'<text x="{left + cell * j + cell / 2}" y="{top + cell * i + cell / 2 + 4}" '
                              f'text-anchor="middle" fill="{color}">{count}</text>')
-    for j, label in enumerate(labels):
+    for j, label in enumerate(shown):
         x = left + cell * j + cell / 2
         y = top + cell * n + 8
-        parts.append(f'<text x="{x}" y="{y}" transform="rotate(45 {x} {y})">{esc(label[:14])}</text>')
+        parts.append(f'<text x="{x}" y="{y}" transform="rotate(45 {x} {y})">{esc(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 def line_chart_svg(series: list[dict], title: str, x_label: str, y_label: str, diagonal: bool = False,
                    width: int = 360, height: int = 300) -> str:
-    """Lines on [0, 1] x [0, 1]: ``series`` items have ``name``, ``x``, ``y``."""
+    """Lines on [0, 1] x [0, 1]: ``series`` items have ``name``, ``x``, ``y``. The legend sits below the plot,
+    where it cannot hide a curve (precision-recall curves fill the top right corner)."""
     left, top, right, bottom = 45, 24, 10, 40
     plot_w, plot_h = width - left - right, height - top - bottom
+    series = series[:10]
+    legend_top = height + 4
+    height += 14 * len(series) + 8
 
     def px(x: float) -> float:
         return left + plot_w * min(1.0, max(0.0, x))
@@ -85,19 +98,21 @@ def line_chart_svg(series: list[dict], title: str, x_label: str, y_label: str, d
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         parts.append(f'<text x="{px(tick)}" y="{top + plot_h + 14}" text-anchor="middle">{tick:g}</text>')
         parts.append(f'<text x="{left - 4}" y="{py(tick) + 4}" text-anchor="end">{tick:g}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">{esc(x_label)}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{legend_top - 10}" text-anchor="middle">{esc(x_label)}</text>')
     parts.append(f'<text x="12" y="{top + plot_h / 2}" transform="rotate(-90 12 {top + plot_h / 2})" '
                  f'text-anchor="middle">{esc(y_label)}</text>')
     if diagonal:
         parts.append(f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#bbb" '
                      'stroke-dasharray="4 3"/>')
-    for index, item in enumerate(series[:10]):
+    for index, item in enumerate(series):
         points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(item["x"], item["y"], strict=True))
         color = PALETTE[index % len(PALETTE)]
         parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.6">'
                      f'<title>{esc(item["name"])}</title></polyline>')
-        parts.append(f'<text x="{left + plot_w - 4}" y="{top + 14 + 13 * index}" text-anchor="end" '
-                     f'fill="{color}">{esc(item["name"][:30])}</text>')
+        y = legend_top + 14 * index + 10
+        parts.append(f'<line x1="{left}" y1="{y - 4}" x2="{left + 16}" y2="{y - 4}" stroke="{color}" '
+                     'stroke-width="2"/>')
+        parts.append(f'<text x="{left + 22}" y="{y}" fill="{color}">{esc(item["name"][:40])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

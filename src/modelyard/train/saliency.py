@@ -53,15 +53,23 @@ def occlusion_map(run, image: np.ndarray, target: int, patch: int | None = None,
 
 
 def overlay_png(image_uint8: np.ndarray, heat: np.ndarray, scale: int = 4) -> bytes:
-    """PNG of the image (``(C, H, W)`` uint8) in gray with the heat map in red on top, enlarged ``scale`` times."""
+    """PNG of the image (``(C, H, W)`` uint8) in gray with the heat map blended in red on top, enlarged ``scale``
+    times. The red is opaque where the evidence is strongest (up to 85 %), so it reads at a glance on a dark digit
+    as on a bright photo."""
     from PIL import Image
 
     gray = image_uint8.mean(axis=0) if image_uint8.shape[0] > 1 else image_uint8[0].astype(np.float64)
-    rgb = np.stack([gray, gray, gray], axis=-1) * 0.6
-    rgb[..., 0] += 255 * 0.4 * heat
-    rgb[..., 1] += 40 * (1 - heat) * 0.4
+    alpha = 0.85 * np.sqrt(np.clip(heat, 0.0, 1.0))[..., None]  # sqrt: moderate evidence still shows
+    base = np.stack([gray, gray, gray], axis=-1)
+    red = np.array([235.0, 30.0, 30.0])
+    rgb = (1 - alpha) * base + alpha * red
     picture = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def thumbnail_scale(size: tuple[int, int], target_px: int = 160) -> int:
+    """The whole-number enlargement that makes an image of ``size`` at least ``target_px`` on its long side."""
+    return max(1, -(-target_px // max(size)))

@@ -286,6 +286,18 @@ class RunStore:
             raise Conflict(f"run {run_id} has already ended ({run.status})")
         return run
 
+    def delete(self, run_id: str) -> Run:
+        """Delete a run with its metrics and log lines. Its artifact blobs stay until ``blobs gc`` finds nothing
+        else refers to them. Refused while the run is still running (its job would write into nothing)."""
+        run = self.get(run_id)
+        if run.status == "running":
+            raise Conflict(f"run {run_id} is still running; finish or kill it before deleting it")
+        with self.engine.begin() as conn:
+            conn.execute(run_metrics.delete().where(run_metrics.c.run_id == run_id))
+            conn.execute(run_logs.delete().where(run_logs.c.run_id == run_id))
+            conn.execute(runs.delete().where(runs.c.id == run_id))
+        return run
+
     def compare(self, run_ids: list[str]) -> dict:
         """Params and latest metrics of several runs side by side; ``differs`` lists the keys that vary."""
         if not 1 <= len(run_ids) <= 50:
