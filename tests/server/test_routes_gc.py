@@ -66,9 +66,8 @@ def test_delete_then_gc_frees_only_what_nothing_uses(client, tmp_path):
 
     preview = client.blobs.gc(dry_run=True)
     listed = {d.removeprefix("sha256:") for d in preview["digests"]}
-    # the orphan, and the zip the folder was uploaded as: once imported, nothing refers to the archive
-    uploaded = {d for d in listed - {orphan} if blobs.read_bytes(d)[:2] == b"PK"}
-    assert preview["schema"] == "modelyard.blob-gc/1" and listed == {orphan} | uploaded and len(uploaded) == 1
+    # only the orphan: the folder was uploaded file by file, and the import's manifest refers to every file
+    assert preview["schema"] == "modelyard.blob-gc/1" and listed == {orphan}
     assert blobs.exists(orphan)  # a dry run deletes nothing
 
     deleted = client.data.delete("d@2")
@@ -77,7 +76,7 @@ def test_delete_then_gc_frees_only_what_nothing_uses(client, tmp_path):
         client.data.get("d@2")
     result = client.blobs.gc(dry_run=False)
     gone = {d.removeprefix("sha256:") for d in result["digests"]}
-    assert gone == (resized - kept_files) | {orphan, second_manifest} | uploaded
+    assert gone == (resized - kept_files) | {orphan, second_manifest}
     assert result["freed_bytes"] > 0 and not any(blobs.exists(d) for d in gone)
     assert all(blobs.exists(d) for d in kept_files) and blobs.exists(pinned) and blobs.exists(artifact_digest)
     assert client.data.stats("d@1")["stats"]["usable"] == 12  # the surviving version is whole

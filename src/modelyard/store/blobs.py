@@ -120,7 +120,12 @@ class BlobStore:
         digest = hashlib.sha256(data).hexdigest()
         final = self.path_for(digest)
         if final.is_file() and final.stat().st_size == len(data):  # stored already (an uploaded file being
-            return BlobInfo(digest, len(data))                      # imported): no second write and fsync
+            try:                                                    # imported): no second write and fsync,
+                os.utime(final)                                     # but fresh again for the GC's grace period
+            except FileNotFoundError:  # collected a moment ago: store it again below
+                pass
+            else:
+                return BlobInfo(digest, len(data))
         return self.put_stream(io.BytesIO(data))
 
     def put_file(self, path: str | Path) -> BlobInfo:
