@@ -138,3 +138,15 @@ def test_answers_are_standard_json_with_null_for_non_finite_outputs():
     body = encode_json({"y": np.array([[1.5, np.nan, -np.inf]], np.float32), "k": np.array([3])}, "m@1")
     assert json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in the answer")) == {
         "outputs": {"y": [[1.5, None, None]], "k": [3]}, "model": "m@1"}
+
+
+def test_json_bodies_have_their_own_size_limit():
+    """A JSON parse holds the GIL throughout and costs ~10x the body in memory: six 60 MB bodies starved a
+    replica's health check until the supervisor killed it (issue 21 item 8a)."""
+    from modelyard.core.errors import PayloadTooLarge
+    from modelyard.deploy.protocol import MAX_JSON_BYTES
+
+    body = b'{"inputs": {"x": [[1, 2, 3, 4]]}}' + b" " * MAX_JSON_BYTES
+    with pytest.raises(PayloadTooLarge, match="send larger inputs as application/x-npy"):
+        feeds(body)
+    assert feeds(npy(np.ones((2, 4), np.float32)), content_type="application/x-npy")[1] == 2

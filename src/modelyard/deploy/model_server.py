@@ -19,11 +19,13 @@ from modelyard.core.errors import ModelyardError, PayloadTooLarge, Unauthorized
 from modelyard.deploy.batching import DynamicBatcher
 from modelyard.deploy.errors import BadRequest
 from modelyard.deploy.protocol import (
+    MAX_JSON_BYTES,
     costly,
     decode,
     encode_json,
     encode_npy,
     encode_safetensors,
+    is_json,
     media_type,
     validate,
 )
@@ -31,7 +33,10 @@ from modelyard.deploy.state import INTERNAL_HEADER, KEY_HEADER
 from modelyard.registry.signature import Signature
 
 TOKEN_CACHE_S = 10.0
-DECODE_SLOTS = 2  # costly bodies decoded at once: bounds a replica's decode memory whatever the client count
+# costly bodies decoded at once, whatever the client count: bounds a replica's decode memory, and a JSON parse
+# holds the GIL throughout, so one at a time leaves the event loop (/readyz) a turn between two
+IMAGE_DECODE_SLOTS = 2
+JSON_DECODE_SLOTS = 1
 
 
 @dataclass
@@ -115,7 +120,7 @@ class ModelServer:
         self.max_body_bytes = max_body_bytes
         self.metrics_dir = metrics_dir
         self.metrics = ServiceMetrics()
-        self._decode_slots = None  # an asyncio.Semaphore, made on the serving loop
+        self._decode_slots: dict[str, object] = {}  # kind -> asyncio.Semaphore, made on the serving loop
         self._log = open(access_log, "a", buffering=1, encoding="utf-8") if access_log else None  # noqa: SIM115
         self._cumulative = []
         total = 0.0
@@ -144,12 +149,13 @@ class ModelServer:
                 return version
         return next(v for v in reversed(self.versions) if v.weight > 0)
 
-    def decode_slots(self):
+    def decode_slots(self, content_type: str | None):
         import asyncio
 
-        if self._decode_slots is None:
-            self._decode_slots = asyncio.Semaphore(DECODE_SLOTS)
-        return self._decode_slots
+        kind = "json" if is_json(media_type(content_type)) else "binary"
+        if kind not in self._decode_slots:
+            self._decode_slots[kind] = asyncio.Semaphore(JSON_DECODE_SLOTS if kind == "json" else IMAGE_DECODE_SLOTS)
+        return self._decode_slots[kind]
 
     def prepare(self, body: bytes, content_type: str | None, input_name: str | None,
                 key: str | None) -> tuple[LoadedVersion, dict, int, str | None]:
@@ -177,15 +183,18 @@ def _error(status: int, code: str, message: str, headers: dict | None = None):
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-async def _read_body(request, limit: int) -> bytes:
+async def _read_body(request, limit: int, what: str = "request body") -> bytes:
     declared = request.headers.get("content-length")
+    too_large = f"{what} exceeds the limit of {limit} bytes"
+    if what != "request body":
+        too_large += "; send larger inputs as application/x-npy or application/x-safetensors"
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        raise PayloadTooLarge(too_large)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            raise PayloadTooLarge(too_large)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -212,12 +221,14 @@ def build_app(server: ModelServer):
         key = request.headers.get(KEY_HEADER) or request.query_params.get("key")
         try:
             await authorize(request)
-            body = await _read_body(request, server.max_body_bytes)
-            size_in = len(body)
             content_type, input_name = request.headers.get("content-type"), request.query_params.get("input")
+            explicit_json = media_type(content_type) != "" and is_json(media_type(content_type))
+            body = await (_read_body(request, min(server.max_body_bytes, MAX_JSON_BYTES), "a JSON body")
+                          if explicit_json else _read_body(request, server.max_body_bytes))
+            size_in = len(body)
             if costly(body, content_type):
                 # off the event loop, a few at a time: /readyz and small requests keep being answered meanwhile
-                async with server.decode_slots():
+                async with server.decode_slots(content_type):
                     version, feeds, rows, key = await run_in_threadpool(server.prepare, body, content_type,
                                                                         input_name, key)
             else:

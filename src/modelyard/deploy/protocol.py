@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modelyard.core.errors import PayloadTooLarge
 from modelyard.deploy.errors import BadRequest
 from modelyard.registry.signature import Signature, TensorSpec
 
@@ -39,6 +40,9 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg")
 _FLOAT_KINDS = "f"
 _INT_KINDS = "iu"
 MAX_ROWS = 10_000  # rows per request: a bigger job is a batch job (modelyard batch), not one predict call
+# NOTE: parsing JSON holds the GIL the whole time and costs ~10x its size in memory: 60 MB bodies starved a
+# replica's health check until the supervisor killed it. Binary bodies (.npy, safetensors) have no such limit.
+MAX_JSON_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -50,6 +54,11 @@ class Decoded:
 
 def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
+
+
+def is_json(kind: str) -> bool:
+    """Whether a body of media type ``kind`` (as :func:`media_type` gives it) is read as JSON."""
+    return kind in JSON_TYPES or kind == "" or kind.endswith("+json")
 
 
 def costly(body: bytes, content_type: str | None, small: int = 64 * 1024) -> bool:
@@ -71,7 +80,10 @@ def decode(body: bytes, content_type: str | None, signature: Signature, input_na
         return Decoded({_single_input(signature, input_name): _decode_npy(body)}, None, False)
     if kind in SAFETENSORS_TYPES:
         return Decoded(_decode_safetensors(body), None, False)
-    if kind in JSON_TYPES or kind == "" or kind.endswith("+json"):
+    if is_json(kind):
+        if len(body) > MAX_JSON_BYTES:
+            raise PayloadTooLarge(f"a JSON body may be at most {MAX_JSON_BYTES} bytes (this one is {len(body)}); "
+                                  "send larger inputs as application/x-npy or application/x-safetensors")
         return _decode_json(body, signature)
     raise BadRequest(f"unsupported content type {kind!r}: use application/json, application/x-npy, "
                      "application/x-safetensors, image/png or image/jpeg", code="unsupported_media_type",
@@ -138,6 +150,9 @@ def _decode_json(body: bytes, signature: Signature) -> Decoded:
     arrays = {}
     maybe_bools = b"true" in body or b"false" in body
     for name, value in inputs.items():
+        if isinstance(value, list) and len(value) > MAX_ROWS:  # before numpy copies every element
+            raise BadRequest(f"input {name!r} has {len(value)} rows; one request takes at most {MAX_ROWS} "
+                             "(split it, or run a batch job)")
         try:
             array = np.asarray(value)
         except ValueError:
