@@ -193,6 +193,29 @@ class JobQueue:
         cursor = items[-1].id if len(rows) > limit else None
         return items, cursor
 
+    def browse(self, status: str | None = None, kind: str | None = None, owner: str | None = None,
+               search: str | None = None, sort: str = "created", desc: bool = True, offset: int = 0,
+               limit: int = 50) -> tuple[list[Job], int]:
+        """A page of jobs by offset with any sort, and the number of jobs that match (console and ``GET /jobs``
+        with ``offset``). ``search`` matches the start of the id or part of the kind."""
+        from modelyard.store.listing import fetch_page, ordered
+
+        if status is not None and status not in JOB_STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(JOB_STATUSES)}, not {status!r}")
+        columns = {"created": jobs.c.id, "kind": jobs.c.kind, "status": jobs.c.status, "owner": jobs.c.owner,
+                   "progress": jobs.c.progress, "finished": jobs.c.finished_at}
+        if sort not in columns:
+            raise InvalidInput(f"sort must be one of {', '.join(columns)}, not {sort!r}")
+        query = sa.select(jobs)
+        for column, value in ((jobs.c.status, status), (jobs.c.kind, kind), (jobs.c.owner, owner)):
+            if value:
+                query = query.where(column == value)
+        if search:
+            query = query.where(sa.or_(jobs.c.id.startswith(search, autoescape=True),
+                                       jobs.c.kind.contains(search, autoescape=True)))
+        rows, total = fetch_page(self.engine, query, [ordered(columns[sort], desc), jobs.c.id.desc()], offset, limit)
+        return [self._job(row) for row in rows], total
+
     def count_by_status(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all()

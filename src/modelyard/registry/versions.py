@@ -232,6 +232,17 @@ class ModelRegistry:
             "versions": [v.to_dict() for v in versions],
         }
 
+    def versions_page(self, name: str, offset: int = 0, limit: int = 50) -> tuple[list[ModelVersion], int]:
+        """A page of a model's versions, newest first, and how many it has (without loading the rest)."""
+        from modelyard.store.listing import fetch_page
+
+        with self.engine.connect() as conn:
+            model = self._model_row(conn, name)
+            by_version = self._aliases_by_version(conn, model.id)
+        rows, total = fetch_page(self.engine, sa.select(model_versions).where(model_versions.c.model_id == model.id),
+                                 [model_versions.c.version.desc()], offset, limit)
+        return [self._version(r, name, by_version.get(r.id, [])) for r in rows], total
+
     def list_models(self) -> list[dict]:
         """Every model with its newest version, version count and aliases."""
         with self.engine.connect() as conn:

@@ -141,6 +141,9 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     app.include_router(routes_runs.router, prefix="/api/v1")
     app.include_router(routes_models.router, prefix="/api/v1")
     app.include_router(routes_services.router, prefix="/api/v1")
+    from modelyard.server import console
+
+    console.mount(app)
     from modelyard.core.jsonsafe import MAX_DEPTH
 
     # the body limit wraps (runs before) the JSON check, so the check never buffers more than the limit
