@@ -77,11 +77,39 @@ def list_runs(
     status: str | None = None,
     dataset: str | None = None,
     name: str | None = None,
+    q: str | None = Query(None, description="part of the run's name"),
+    sort: str = Query("started", description="started, name, status, experiment, ended, metric:KEY or param:KEY"),
+    order: Literal["asc", "desc"] = "desc",
+    offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=1000),
     _: Principal = Depends(require("viewer")),
 ):
-    items = _runs(request).list(experiment=experiment, status=status, dataset=dataset, name=name, limit=limit)
-    return {"schema": "modelyard.run-list/1", "items": [r.to_dict() for r in items]}
+    from modelyard.train.run_queries import browse_runs
+
+    if name is not None:
+        items = _runs(request).list(experiment=experiment, status=status, dataset=dataset, name=name, limit=limit)
+        return {"schema": "modelyard.run-list/1", "items": [r.to_dict() for r in items]}
+    items, total = browse_runs(_runs(request), experiment=experiment, status=status, search=q, dataset=dataset,
+                               sort=sort, desc=order == "desc", offset=offset, limit=limit)
+    return {"schema": "modelyard.run-list/1", "items": [r.to_dict() for r in items], "total": total}
+
+
+@router.get("/runs-groups")
+def group_runs(request: Request, param: str, metric: str, experiment: str | None = None,
+               status: str | None = "finished", _: Principal = Depends(require("viewer"))):
+    """Runs grouped by a parameter's value: mean, std, min and max of a metric per group (e.g. across seeds)."""
+    from modelyard.train.run_queries import group_runs as group
+
+    return group(_runs(request), param, metric, experiment, status or None)
+
+
+@router.get("/runs/{run_id}/series/{key}")
+def metric_series(run_id: str, key: str, request: Request, max_points: int = Query(1000, ge=10, le=5000),
+                  _: Principal = Depends(require("viewer"))):
+    """One metric's history, reduced server-side to at most ``max_points`` (min and max per step bucket)."""
+    from modelyard.train.run_queries import metric_series as series
+
+    return series(_runs(request), run_id, key, max_points)
 
 
 @router.get("/runs-compare")

@@ -13,7 +13,7 @@ from modelyard.core.errors import ModelyardError
 
 log = logging.getLogger("modelyard.console")
 
-PAGES = ("pages_core", "pages_jobs")
+PAGES = ("pages_core", "pages_jobs", "pages_runs")
 
 
 class SecurityHeaders:
