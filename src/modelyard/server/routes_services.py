@@ -140,7 +140,8 @@ def close_upstream(app) -> None:
         client.close()
 
 
-def _forward(request: Request, service, method: str, path: str, body: bytes = b"") -> Response:
+def _forward(request: Request, service, method: str, path: str, body: bytes = b"",
+             content_type: str | None = None) -> Response:
     import httpx
 
     from modelyard.deploy.state import INTERNAL_HEADER, internal_key
@@ -149,6 +150,8 @@ def _forward(request: Request, service, method: str, path: str, body: bytes = b"
         raise Unavailable(f"service {service.name!r} is {service.state}; start it first")
     host = "127.0.0.1" if service.host in ("0.0.0.0", "::") else service.host
     headers = {k: v for k, v in request.headers.items() if k.lower() in _PROXY_HEADERS}
+    if content_type:
+        headers["content-type"] = content_type
     headers[INTERNAL_HEADER] = internal_key(request.app.state.workspace.home)
     url = f"http://{host}:{service.port}{path}"
     params = dict(request.query_params)
@@ -189,6 +192,16 @@ async def predict(name: str, request: Request):
     service = await run_in_threadpool(_authorized_service, request, name)
     body = await request.body()
     return await run_in_threadpool(_forward, request, service, "POST", "/v1/predict", body)
+
+
+@router.get("/services/{name}/stats")
+def stats(name: str, request: Request, buckets: int = Query(60, ge=1, le=1000),
+          lines: int = Query(20_000, ge=1, le=50_000), _: Principal = Depends(require("viewer"))):
+    """Requests/s, p50/p95 latency, errors and rows per request over time, from the service's access log."""
+    from modelyard.deploy.access_stats import access_stats
+
+    _store(request).get(name)
+    return access_stats(request.app.state.workspace.home, name, buckets, lines)
 
 
 @router.get("/services/{name}/metrics", response_class=Response)

@@ -104,7 +104,7 @@ def metric_series(store: RunStore, run_id: str, key: str, max_points: int = 1000
             points = [[r.step, r.value] for r in rows]
         else:
             width = max(1, math.ceil((last - first + 1) / (max_points // 2)))
-            bucket = ((run_metrics.c.step - first) / width).label("bucket")
+            bucket = ((run_metrics.c.step - first) // width).label("bucket")
             rows = conn.execute(
                 sa.select(bucket, sa.func.min(run_metrics.c.step), sa.func.max(run_metrics.c.step),
                           sa.func.min(run_metrics.c.value), sa.func.max(run_metrics.c.value))

@@ -13,7 +13,7 @@ from modelyard.core.errors import ModelyardError
 
 log = logging.getLogger("modelyard.console")
 
-PAGES = ("pages_core", "pages_jobs", "pages_runs")
+PAGES = ("pages_core", "pages_jobs", "pages_data", "pages_runs", "pages_models", "pages_services")
 
 
 class SecurityHeaders:

@@ -67,7 +67,7 @@ def compare_page(request: Request, viewer: Viewer = Depends(page())):
         series = [(f"{names[i]} ({i[-6:]})", metric_series(store, i, key, CHART_POINTS)["points"]) for i in ids]
         chart = line_chart(series, key, note="overlaid, downsampled server-side")
     return render(request, "runs_compare.html", viewer, title="Compare runs", nav="runs", c=compared, ids=ids,
-                  keys=keys, key=key, chart=chart)
+                  keys=keys, key=key, figure=chart)
 
 
 @router.get("/runs/groups")
@@ -83,7 +83,7 @@ def groups_page(request: Request, viewer: Viewer = Depends(page())):
         result = group_runs(store, param, metric, experiment, status=query.get("status") or "finished")
         chart = error_bars(result["groups"][:20], f"{metric} by {param}") if result["groups"] else None
     return render(request, "runs_groups.html", viewer, title="Group runs", nav="runs", param=param, metric=metric,
-                  experiment=experiment, experiments=experiments(store)[:200], result=result, chart=chart)
+                  experiment=experiment, experiments=experiments(store)[:200], result=result, figure=chart)
 
 
 @router.get("/runs/{run_id}")

@@ -143,6 +143,7 @@ def action(role: str = "editor"):
 
 def render(request: Request, template: str, viewer: Viewer | None, status_code: int = 200, **context) -> HTMLResponse:
     context.setdefault("nav", template.split("_")[0].split(".")[0])
+    context.setdefault("htmx", bool(request.headers.get("hx-request")))
     return templates.TemplateResponse(request, template, {"viewer": viewer, **context}, status_code=status_code)
 
 

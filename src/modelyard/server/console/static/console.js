@@ -32,3 +32,16 @@ document.addEventListener("input", function (event) {
     out.className = total === 100 ? "ok" : "bad";
   }
 });
+
+// Uploads: say at once when a file is over the server's limit (the server refuses it anyway, with 413).
+document.addEventListener("change", function (event) {
+  const input = event.target;
+  if (!input.matches("input[type=file]")) return;
+  const form = input.closest("form[data-max-bytes]");
+  if (!form) return;
+  const limit = Number(form.getAttribute("data-max-bytes"));
+  const tooBig = Array.from(input.files || []).some(function (file) { return file.size > limit; });
+  const warning = document.getElementById("size-warning");
+  if (warning) warning.hidden = !tooBig;
+  form.querySelectorAll("button[type=submit]").forEach(function (button) { button.disabled = tooBig; });
+});

@@ -1,0 +1,93 @@
+"""Runs pages: picked columns and sort, run charts downsampled, compare, group by a parameter."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+
+@pytest.fixture
+def runs(sqlite_workspace):
+    from modelyard.train.tracking import RunStore
+
+    store = RunStore(sqlite_workspace)
+    made = []
+    for lr in (0.1, 0.01):
+        for seed in range(3):
+            run = store.create(f"lr{lr}-s{seed}", experiment="sweep", params={"lr": lr, "seed": seed})
+            store.log_metrics(run.id, [{"key": "acc", "value": lr * 5 + seed / 100, "step": s} for s in range(3)])
+            store.log_metrics(run.id, [{"key": "loss", "value": 1 - lr - seed / 100}])
+            store.finish(run.id)
+            made.append(run)
+    return store, made
+
+
+def _rows(html: str) -> list[str]:
+    return re.findall(r'<td><a href="/runs/run_[^"]+">([^<]+)</a>', html)
+
+
+def test_runs_table_sorts_by_a_picked_metric_and_shows_picked_columns(as_role, runs):
+    viewer = as_role("viewer")
+    page = viewer.get("/runs?experiment=sweep&m=acc&p=lr,seed&sort=metric:acc&order=desc")
+    assert page.status_code == 200
+    assert _rows(page.text) == ["lr0.1-s2", "lr0.1-s1", "lr0.1-s0", "lr0.01-s2", "lr0.01-s1", "lr0.01-s0"]
+    assert ">seed" in page.text and ">lr" in page.text
+    ascending = viewer.get("/runs?experiment=sweep&sort=metric:acc&order=asc&per=5")
+    assert _rows(ascending.text)[0] == "lr0.01-s0" and len(_rows(ascending.text)) == 5
+    assert "6 total · page 1 of 2" in ascending.text
+    second = viewer.get("/runs?experiment=sweep&sort=metric:acc&order=asc&per=5&page=2")
+    assert _rows(second.text) == ["lr0.1-s2"]
+    assert _rows(viewer.get("/runs?q=s1").text) == ["lr0.01-s1", "lr0.1-s1"]
+
+
+def test_api_twin_pages_and_sorts_the_same(as_role, runs):
+    admin = as_role("admin")
+    auth = {"Authorization": f"Bearer {admin.secret}"}
+    body = admin.get("/api/v1/runs?experiment=sweep&sort=param:lr&order=asc&offset=3&limit=2", headers=auth).json()
+    assert body["total"] == 6 and [r["params"]["lr"] for r in body["items"]] == [0.1, 0.1]
+
+
+def test_run_page_charts_every_metric(as_role, runs):
+    _, made = runs
+    page = as_role("viewer").get(f"/runs/{made[0].id}")
+    assert page.status_code == 200 and page.text.count("<svg") == 2 and "3 steps" in page.text
+
+
+def test_compare_overlays_runs_and_marks_differing_params(as_role, runs):
+    _, made = runs
+    viewer = as_role("viewer")
+    page = viewer.get("/runs/compare?" + "&".join(f"ids={r.id}" for r in made[:3]) + "&key=acc")
+    assert page.status_code == 200 and page.text.count('class="line c') == 3
+    assert 'class="differs">0<' in page.text or 'differs' in page.text
+    too_few = viewer.get(f"/runs/compare?ids={made[0].id}")
+    assert too_few.status_code == 422 and "pick 2 to 10 runs" in too_few.text
+
+
+def test_group_by_parameter_shows_mean_and_std_across_seeds(as_role, runs):
+    page = as_role("viewer").get("/runs/groups?experiment=sweep&param=lr&metric=acc")
+    assert page.status_code == 200
+    # lr=0.1: acc 0.5, 0.51, 0.52 -> mean 0.51, std 0.01
+    assert re.search(r"<td>0.1</td><td class=\"num\">3</td><td class=\"num\">0.51</td><td class=\"num\">0.01</td>",
+                     page.text), page.text[-3000:]
+    api = as_role("admin")
+    body = api.get("/api/v1/runs-groups?experiment=sweep&param=lr&metric=loss",
+                   headers={"Authorization": f"Bearer {api.secret}"}).json()
+    assert body["lower_is_better"] and body["groups"][0]["value"] == "0.1" and body["groups"][0]["n"] == 3
+
+
+def test_long_histories_are_downsampled_keeping_spikes(sqlite_workspace):
+    from modelyard.train.run_queries import metric_series
+    from modelyard.train.tracking import RunStore
+
+    store = RunStore(sqlite_workspace)
+    run = store.create("long")
+    points = [{"key": "loss", "value": 1.0, "step": s} for s in range(20_000)]
+    points[12_345]["value"] = 99.0
+    for start in range(0, len(points), 10_000):
+        store.log_metrics(run.id, points[start:start + 10_000])
+    series = metric_series(store, run.id, "loss", max_points=500)
+    assert series["downsampled"] and series["count"] == 20_000 and len(series["points"]) <= 500
+    assert max(v for _, v in series["points"]) == 99.0
+    steps = [s for s, _ in series["points"]]
+    assert steps == sorted(steps) and steps[0] == 0 and steps[-1] == 19_999
