@@ -73,6 +73,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
         routes_data,
         routes_gc,
         routes_jobs,
+        routes_migrations,
         routes_models,
         routes_runs,
         routes_services,
@@ -141,6 +142,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     app.include_router(routes_runs.router, prefix="/api/v1")
     app.include_router(routes_models.router, prefix="/api/v1")
     app.include_router(routes_services.router, prefix="/api/v1")
+    app.include_router(routes_migrations.router, prefix="/api/v1")
     from modelyard.server import console
 
     console.mount(app)

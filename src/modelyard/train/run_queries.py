@@ -155,3 +155,10 @@ def group_runs(store: RunStore, param: str, metric: str, experiment: str | None 
     groups.sort(key=lambda g: g["mean"], reverse=not lower)
     return {"schema": "modelyard.run-groups/1", "param": param, "metric": metric, "experiment": experiment,
             "lower_is_better": lower, "groups": groups}
+
+
+def runs_of_job(store: RunStore, job_id: str) -> list[Run]:
+    """The runs a job recorded (an AutoML job records one), oldest first."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(runs).where(runs.c.job_id == job_id).order_by(runs.c.started_at)).all()
+    return [store._run(row) for row in rows]
