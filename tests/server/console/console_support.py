@@ -19,3 +19,66 @@ def sign_in(client, secret: str):
                          follow_redirects=False)
     assert answer.status_code == 303, answer.text
     return client
+
+
+def linear_onnx(path):
+    """A tiny ONNX model ``y = x @ I`` on ``x [batch, 2] float32`` (milliseconds, no torch)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(np.eye(2, dtype=np.float32), "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def register_linear(workspace, tmp_path, name: str, **extra):
+    from modelyard.registry.versions import ModelRegistry
+
+    path = linear_onnx(tmp_path / f"{name}.onnx")
+    digest = workspace.blobs.put_file(path).digest
+    return ModelRegistry(workspace).create_version(name, {"model.onnx": "sha256:" + digest}, "model.onnx", "onnx",
+                                                   **extra)
+
+
+class InlineContext:
+    """Runs a job kind in this process for a page test (the worker's process machinery is tested elsewhere)."""
+
+    def __init__(self, workspace, job_id: str):
+        from modelyard.jobs.queue import JobQueue
+
+        self.job_id, self.home = job_id, workspace.home
+        self.workdir = JobQueue(workspace).job_dir(job_id) / "work"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+
+def run_inline(workspace, job_id: str) -> dict:
+    """Run a queued job in this process and store its result as the worker would."""
+    import sqlalchemy as sa
+
+    from modelyard.core import plugins
+    from modelyard.jobs.queue import JobQueue
+    from modelyard.store.schema import jobs
+
+    job = JobQueue(workspace).get(job_id)
+    kind = plugins.load_job_kind(job.kind)
+    result = kind.run(kind.validate_spec(job.spec), InlineContext(workspace, job_id))
+    with workspace.engine.begin() as conn:
+        conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(status="succeeded", progress=1.0,
+                                                                       result=result))
+    return result

@@ -1,0 +1,75 @@
+"""Datasets pages: upload-to-import (and bad uploads changing nothing), versions, stats and check, table samples,
+image gallery, preprocessing steps; escaping of user strings."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from console_support import csrf_of
+
+CSV = b"a,b,label\n" + b"".join(f"{i},{i % 3 if i % 5 else ''},{'yes' if i % 2 else 'no'}\n".encode()
+                                 for i in range(120))
+
+
+def _import(client, content: bytes, filename: str, name: str, **fields):
+    page = client.get("/datasets/import")
+    return client.post("/datasets/import", data={"csrf": csrf_of(page.text), "name": name, **fields},
+                       files={"file": (filename, content, "application/octet-stream")}, follow_redirects=False)
+
+
+def test_upload_imports_a_table_and_the_pages_show_it(as_role, sqlite_workspace):
+    editor = as_role("editor")
+    answer = _import(editor, CSV, "t.csv", "tab")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/datasets/tab/versions/1?")
+    page = editor.get("/datasets/tab/versions/1")
+    assert page.status_code == 200 and "ready for training" in page.text and "items 1–25 of 120" in page.text
+    assert editor.get("/datasets/tab/versions/1?start=100").text.count("<tr><td class=\"muted\">") == 20
+    listing = editor.get("/datasets?sort=items&order=desc")
+    assert ">tab</a>" in listing.text and "tab@1" in listing.text
+    step = editor.post("/datasets/tab/versions/1/steps", data={"csrf": csrf_of(page.text), "op": "impute",
+                                                                "strategy": "median"}, follow_redirects=False)
+    assert step.status_code == 303 and step.headers["location"].startswith("/datasets/tab/versions/2?")
+    versions = editor.get("/datasets/tab")
+    assert "from <a href=\"/datasets/tab/versions/1\">tab@1</a> by <code>impute</code>" in versions.text
+
+
+def test_bad_uploads_get_a_message_on_the_page_and_store_nothing(as_role, sqlite_workspace):
+    from modelyard.data.datasets import DatasetStore
+
+    editor = as_role("editor")
+    not_a_table = _import(editor, b"\x00\x01garbage", "x.bin", "bad")
+    assert not_a_table.status_code in (400, 415, 422) and 'id="import-error"' in not_a_table.text
+    unsafe = io.BytesIO()
+    with zipfile.ZipFile(unsafe, "w") as zf:
+        zf.writestr("../../evil/a.png", b"\x89PNG")
+    escaped = _import(editor, unsafe.getvalue(), "evil.zip", "bad")
+    assert escaped.status_code in (400, 422) and "evil" in escaped.text and 'id="import-error"' in escaped.text
+    bad_name = _import(editor, CSV, "t.csv", "<img src=x onerror=alert(1)>")
+    assert "<img src=x" not in bad_name.text and 'id="import-error"' in bad_name.text
+    assert DatasetStore(sqlite_workspace).list() == []
+    viewer = as_role("viewer")
+    assert viewer.get("/datasets/import").status_code == 403
+    refused = viewer.post("/datasets/import", data={"csrf": csrf_of(viewer.get("/").text), "name": "v"},
+                          files={"file": ("t.csv", CSV, "text/csv")})
+    assert refused.status_code == 403 and DatasetStore(sqlite_workspace).list() == []
+
+
+def test_image_dataset_gallery_serves_thumbnails(as_role, sqlite_workspace, tmp_path):
+    from PIL import Image
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for label, color in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+            for i in range(12):
+                buffer = io.BytesIO()
+                Image.new("RGB", (16, 16), tuple(max(0, c - i) for c in color)).save(buffer, "PNG")
+                zf.writestr(f"{label}/{i}.png", buffer.getvalue())
+    editor = as_role("editor")
+    assert _import(editor, archive.getvalue(), "imgs.zip", "imgs").status_code == 303
+    page = editor.get("/datasets/imgs/versions/1")
+    assert page.text.count('<img loading="lazy"') == 24
+    image = editor.get("/datasets/imgs/versions/1/items/0")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.headers["x-content-type-options"] == "nosniff"
+    assert editor.get("/datasets/imgs/versions/1/items/99").status_code == 404
