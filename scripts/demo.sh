@@ -39,6 +39,7 @@ done
 URL=$(json "$HOME_DIR/server.json" "d['url']")
 export MODELYARD_URL="$URL" MODELYARD_TOKEN="$TOKEN" MODELYARD_HOME="$HOME_DIR"
 echo "server: $URL (API docs: $URL/docs)"
+echo "web console: $URL/ (sign in with the admin token in $OUT_DIR/init.json)"
 echo "health without a token: $("$PY" -c "import httpx,sys; print(httpx.get(sys.argv[1]+'/healthz').status_code)" "$URL")"
 echo "jobs without a token:   $("$PY" -c "import httpx,sys; print(httpx.get(sys.argv[1]+'/api/v1/jobs').status_code)" "$URL")"
 
@@ -138,6 +139,7 @@ echo "AutoML winner $(json "$OUT_DIR/automl.json" "d['model']"): $(json "$OUT_DI
 modelyard evaluate bc-model@1 --data bc@1 --split validation -o "$OUT_DIR/evaluation.html"
 modelyard runs list --experiment automl
 echo "evaluation report: $OUT_DIR/evaluation.html"
+echo "all of it in the browser: $URL/ (console; this demo server stops next: run 'modelyard server --home $HOME_DIR' to browse it)"
 
 step "Stop the server cleanly"
 trap - EXIT

@@ -183,7 +183,7 @@ def server(
         keeper.on_restart = write_info
         keeper.start()
     write_info()
-    err_console.print(f"Modelyard {url} (docs {url}/docs), workspace {settings.home}"
+    err_console.print(f"Modelyard {url} (console {url}/, API docs {url}/docs), workspace {settings.home}"
                       f"{'' if keeper is None else ', worker pid ' + str(keeper.pid)}", soft_wrap=True, highlight=False)
     _start_service_supervisor(workspace)
     app = create_app(workspace)
