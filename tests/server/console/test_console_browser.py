@@ -206,6 +206,12 @@ def test_console_end_to_end(page, server, api, tmp_path):
     tab.click("#try-form button[type=submit]")
     tab.wait_for_selector("#try-status")
     assert "HTTP 200" in tab.inner_text("#try-status"), tab.inner_text("#try-answer")
+    body = tab.input_value("#try-body")
+    for _ in range(40):  # some traffic for the charts
+        assert api.post("/api/v1/services/iris/predict", content=body,
+                        headers={"Content-Type": "application/json"}).status_code == 200
+    tab.reload()
+    assert tab.locator("figure.chart svg").count() == 3
     shot(tab, "06-service")
 
     # runs: the AutoML run's charts

@@ -76,7 +76,10 @@ def line_chart(series: list[tuple[str, list]], title: str, note: str = "", bands
           + [p[1] for _, low, _ in bands for p in low])
     frame = _Frame(xs, ys, width, height)
     xticks, yticks = frame.ticks()
-    drawn = [{"label": label, "d": frame.path(pts), "color": i % 10} for i, (label, pts) in enumerate(series) if pts]
+    # few points get dots too, so a short or single-point series is visible
+    drawn = [{"label": label, "d": frame.path(pts), "color": i % 10,
+              "dots": [(frame.x(x), frame.y(y)) for x, y in pts] if len(pts) <= 40 else []}
+             for i, (label, pts) in enumerate(series) if pts]
     shaded = [{"d": frame.path(list(up) + list(reversed(low))) + "Z", "color": color % 10}
               for up, low, color in bands if up]
     return {"title": title, "note": note, "width": width, "height": height, "left": LEFT, "right": RIGHT,

@@ -94,12 +94,15 @@ def run_page(request: Request, run_id: str, viewer: Viewer = Depends(page())):
     run = store.get(run_id)
     keys = metric_keys(store, run_id)
     chosen = _keys(request.query_params.get("keys")) or keys[:MAX_CHARTS]
-    charts = []
+    charts, single = [], []
     for key in chosen[:MAX_CHARTS]:
         series = metric_series(store, run_id, key, CHART_POINTS)
+        if series["count"] < 2:
+            single.append(key)  # one value is a number in the metrics table, not a chart
+            continue
         note = (f"{series['count']:,} steps, downsampled to {len(series['points'])} points (min/max per bucket)"
                 if series["downsampled"] else f"{series['count']:,} steps")
         charts.append(line_chart([(key, series["points"])], key, note=note))
     logs = store.logs(run_id, 0, 200)
     return render(request, "run.html", viewer, title=f"Run {run.name}", nav="runs", run=run, keys=keys,
-                  charts=charts, logs=logs["lines"])
+                  charts=charts, single=single, logs=logs["lines"])
