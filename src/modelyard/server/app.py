@@ -150,5 +150,6 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
 
     # the body limit wraps (runs before) the JSON check, so the check never buffers more than the limit
     app.add_middleware(StrictJSONMiddleware, max_depth=MAX_DEPTH, skip_suffixes=("/predict",))
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=workspace.settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=workspace.settings.max_body_bytes,
+                       page_for=console.too_large_page)
     return app

@@ -93,17 +93,22 @@ def _replay(bodies: list[bytes], last: dict | None, receive):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app, max_body_bytes: int):
+    def __init__(self, app, max_body_bytes: int, page_for=None):
+        """``page_for(path, limit)``: an HTML page to answer with instead of the JSON error (the console's), or
+        None for the JSON error."""
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.page_for = page_for
 
-    async def _reject(self, send) -> None:
-        body = _error_body(self.max_body_bytes)
+    async def _reject(self, send, path: str = "") -> None:
+        page = self.page_for(path, self.max_body_bytes) if self.page_for else None
+        body = page if page is not None else _error_body(self.max_body_bytes)
+        kind = b"text/html; charset=utf-8" if page is not None else b"application/json"
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -115,7 +120,7 @@ class BodyLimitMiddleware:
             if name == b"content-length":
                 try:
                     if int(value) > self.max_body_bytes:
-                        return await self._reject(send)
+                        return await self._reject(send, scope.get("path", ""))
                 except ValueError:
                     pass
         received = 0
@@ -140,4 +145,4 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self._reject(send)
+                await self._reject(send, scope.get("path", ""))

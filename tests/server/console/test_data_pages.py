@@ -73,3 +73,27 @@ def test_image_dataset_gallery_serves_thumbnails(as_role, sqlite_workspace, tmp_
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
     assert image.headers["x-content-type-options"] == "nosniff"
     assert editor.get("/datasets/imgs/versions/1/items/99").status_code == 404
+
+
+def test_an_upload_over_the_body_limit_gets_a_page_and_stores_nothing(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from console_support import sign_in
+    from modelyard.core.settings import Settings
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.server.app import create_app
+    from modelyard.store.tokens import TokenStore
+    from modelyard.store.workspace import Workspace
+
+    workspace = Workspace.open(Settings.load(tmp_path / "home", max_body_bytes=4096))
+    try:
+        _, secret = TokenStore(workspace.engine).create("e", "editor")
+        with TestClient(create_app(workspace)) as client:
+            sign_in(client, secret)
+            answer = _import(client, CSV * 10, "t.csv", "big")
+            assert answer.status_code == 413 and "Upload too large" in answer.text and "Nothing was stored" in answer.text
+            api = client.post("/api/v1/blobs", content=b"x" * 5000, headers={"Authorization": f"Bearer {secret}"})
+            assert api.status_code == 413 and api.json()["error"]["code"] == "payload_too_large"
+        assert DatasetStore(workspace).list() == []
+    finally:
+        workspace.close()

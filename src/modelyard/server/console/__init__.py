@@ -43,6 +43,22 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def too_large_page(path: str, limit: int) -> bytes | None:
+    """The page a console upload over the body limit gets (the API keeps its JSON error)."""
+    from html import escape
+
+    from modelyard.server.console.web import is_console
+
+    if not is_console(path):
+        return None
+    mib = limit / (1024 * 1024)
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Upload too large · Modelyard</title>'
+            f'<link rel="stylesheet" href="/static/console/console.css"></head><body><main class="bare"><h1>Upload too '
+            f'large</h1><div class="alert">The upload is larger than this server accepts ({mib:.0f} MiB, the '
+            f'<code>max_body_bytes</code> setting). Nothing was stored.</div><p><a href="{escape(path)}">Back</a> · '
+            f'<a href="/">Overview</a></p></main></body></html>').encode()
+
+
 def mount(app) -> None:
     """Serve the console from ``app`` (the REST API's FastAPI app)."""
     import importlib
@@ -53,6 +69,7 @@ def mount(app) -> None:
 
     from modelyard.core.ids import new_id
     from modelyard.server.console import session as sessions
+    from modelyard.server.limits import BodyTooLarge
     from modelyard.server.console import web
 
     app.state.console_key = sessions.signing_key(app.state.workspace.home)
@@ -98,6 +115,19 @@ def mount(app) -> None:
                  for e in exc.errors()[:5]]
         return 422, "Invalid input", "; ".join(parts) or "invalid input"
 
+    async def too_large(request, exc: BodyTooLarge):
+        # raised while a form body streams in; a page for the console, the API's JSON error elsewhere
+        from fastapi.responses import HTMLResponse, JSONResponse
+
+        limit = request.app.state.workspace.settings.max_body_bytes
+        page = too_large_page(request.url.path, limit)
+        if page is None:
+            return JSONResponse({"error": {"code": "payload_too_large",
+                                           "message": f"request body exceeds the limit of {limit} bytes"}},
+                                status_code=413)
+        return HTMLResponse(page, status_code=413)
+
+    app.add_exception_handler(BodyTooLarge, too_large)
     app.add_exception_handler(sessions.SignInRequired, sign_in)
     app.add_exception_handler(sessions.CsrfRefused, csrf_refused)
     app.add_exception_handler(ModelyardError, console_first(ModelyardError, modelyard_error))
