@@ -20,7 +20,7 @@ class Accept(BaseModel):
 @router.get("/migrations/{job_id}/report")
 def migration_report(job_id: str, request: Request, _: Principal = Depends(require("viewer"))):
     """The ``modelyard.migration-report/1`` document a ``migrate.run`` job wrote."""
-    from modelyard.migrate.acceptance import migration_report as read
+    from modelyard.migrate.pipeline.acceptance import migration_report as read
 
     return read(request.app.state.workspace, job_id)[2]
 
@@ -28,14 +28,14 @@ def migration_report(job_id: str, request: Request, _: Principal = Depends(requi
 @router.post("/migrations/{job_id}/accept", status_code=201)
 def accept(job_id: str, body: Accept, request: Request, principal: Principal = Depends(require("editor"))):
     """Accept the report of migration run ``job_id``: records who, when and the report's sha256."""
-    from modelyard.migrate.acceptance import accept_report
+    from modelyard.migrate.pipeline.acceptance import accept_report
 
     return accept_report(request.app.state.workspace, job_id, principal.name, body.note)
 
 
 @router.get("/migrations/{job_id}/acceptance")
 def acceptance(job_id: str, request: Request, _: Principal = Depends(require("viewer"))):
-    from modelyard.migrate.acceptance import acceptance_of
+    from modelyard.migrate.pipeline.acceptance import acceptance_of
 
     found = acceptance_of(request.app.state.workspace, job_id)
     if found is None:
@@ -45,7 +45,7 @@ def acceptance(job_id: str, request: Request, _: Principal = Depends(require("vi
 
 @router.get("/migration-acceptances")
 def acceptances(request: Request, limit: int = Query(100, ge=1, le=1000), _: Principal = Depends(require("viewer"))):
-    from modelyard.migrate.acceptance import list_acceptances
+    from modelyard.migrate.pipeline.acceptance import list_acceptances
 
     return {"schema": "modelyard.migration-acceptance-list/1",
             "items": list_acceptances(request.app.state.workspace, limit)}

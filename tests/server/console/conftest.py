@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from console_support import sign_in
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
-
 from console_support import csrf_of
 
 

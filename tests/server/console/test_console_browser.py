@@ -176,7 +176,8 @@ def test_console_end_to_end(page, server, api, tmp_path):
     model_name = "iris-automl"
     first = api.get(f"/api/v1/models/{model_name}/versions/1").json()
     second = api.post(f"/api/v1/models/{model_name}/versions", json={
-        "files": {name: "sha256:" + info["digest"].removeprefix("sha256:") for name, info in first["files"].items()}, "entry": first["entry"],
+        "files": {name: "sha256:" + info["digest"].removeprefix("sha256:") for name, info in first["files"].items()},
+        "entry": first["entry"],
         "source_format": first["source_format"], "task": first["signature"]["task"], "tags": first["tags"],
         "preprocessing": first["signature"]["preprocessing"], "lineage": first["lineage"]})
     assert second.status_code == 201, second.text

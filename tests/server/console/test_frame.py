@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import stat
 
+from console_support import csrf_of, sign_in
 from fastapi.testclient import TestClient
 
-from console_support import csrf_of, sign_in
 from modelyard.server.console import session as sessions
 
 XSS = "<img src=x onerror=alert(1)>"

@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 import sqlalchemy as sa
-
 from console_support import csrf_of, run_inline
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gpu_project"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from console_support import csrf_of, register_linear
 
 

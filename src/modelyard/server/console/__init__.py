@@ -69,8 +69,8 @@ def mount(app) -> None:
 
     from modelyard.core.ids import new_id
     from modelyard.server.console import session as sessions
-    from modelyard.server.limits import BodyTooLarge
     from modelyard.server.console import web
+    from modelyard.server.limits import BodyTooLarge
 
     app.state.console_key = sessions.signing_key(app.state.workspace.home)
     app.mount("/static/console", StaticFiles(directory=str(web.HERE / "static")), name="console-static")

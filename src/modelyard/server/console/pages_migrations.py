@@ -37,7 +37,7 @@ def _uploads(request: Request) -> Path:
 
 def _extract_upload(request: Request, upload: UploadFile) -> Path:
     """Save and safely extract an uploaded project archive; returns the folder (nothing is left on failure)."""
-    from modelyard.migrate.sources import Limits, extract_archive
+    from modelyard.migrate.code.sources import Limits, extract_archive
 
     name = Path(upload.filename or "").name
     if not name.lower().endswith(ARCHIVES):
@@ -62,7 +62,7 @@ def _extract_upload(request: Request, upload: UploadFile) -> Path:
 
 @router.get("/migrations")
 def migrations_page(request: Request, viewer: Viewer = Depends(page())):
-    from modelyard.migrate.acceptance import list_acceptances
+    from modelyard.migrate.pipeline.acceptance import list_acceptances
 
     paging = Paging.from_request(request, ("created", "status"), "created", per=20)
     queue = _queue(request)
@@ -149,7 +149,7 @@ def run_pipeline(request: Request, project: UploadFile = File(...), migration: s
 
 @router.get("/migrations/run/{job_id}")
 def run_page(request: Request, job_id: str, viewer: Viewer = Depends(page())):
-    from modelyard.migrate.acceptance import acceptance_of, migration_report
+    from modelyard.migrate.pipeline.acceptance import acceptance_of, migration_report
 
     job = _queue(request).get(job_id)
     if job.kind != "migrate.run":
@@ -163,7 +163,7 @@ def run_page(request: Request, job_id: str, viewer: Viewer = Depends(page())):
 
 @router.post("/migrations/run/{job_id}/accept")
 def accept(request: Request, job_id: str, note: str = Form(""), viewer: Viewer = Depends(action())):
-    from modelyard.migrate.acceptance import accept_report
+    from modelyard.migrate.pipeline.acceptance import accept_report
 
     record = accept_report(request.app.state.workspace, job_id, viewer.name, note)
     return redirect(f"/migrations/run/{job_id}", f"Accepted by {record['accepted_by']}: report "

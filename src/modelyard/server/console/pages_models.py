@@ -30,8 +30,9 @@ def models_page(request: Request, viewer: Viewer = Depends(page())):
         items = [m for m in items if search.lower() in m["name"].lower()]
     key = {"name": "name", "latest": "latest", "versions": "versions", "created": "created_at"}.get(paging.sort, "name")
     items.sort(key=lambda m: (m[key] is None, m[key] or 0), reverse=paging.desc)
-    return render(request, "models.html", viewer, title="Models", models=items[paging.offset:paging.offset + paging.per],
-                  total=len(items), paging=paging, search=search)
+    shown = items[paging.offset:paging.offset + paging.per]
+    return render(request, "models.html", viewer, title="Models", models=shown, total=len(items), paging=paging,
+                  search=search)
 
 
 @router.get("/models/{name}")
@@ -157,4 +158,5 @@ def evaluation_page(request: Request, job_id: str, viewer: Viewer = Depends(page
         charts.append(line_chart([("predicted", [list(p) for p in pairs]), ("actual", [[a, a] for a, _ in pairs])],
                                  "Predicted vs actual (sorted by actual)"))
     return render(request, "evaluation.html", viewer, title=f"Evaluation {job_id}", nav="evaluations", job=job,
-                  data=data, charts=charts, heat=_heat(data["confusion_matrix"]) if data.get("confusion_matrix") else None)
+                  data=data, charts=charts,
+                  heat=_heat(data["confusion_matrix"]) if data.get("confusion_matrix") else None)

@@ -5,6 +5,7 @@ REST twins: ``/api/v1/services...`` (``PUT .../traffic``, ``POST .../rollback``,
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -180,9 +181,7 @@ def try_it(request: Request, name: str, body: str = Form(""), image: UploadFile 
         return render(request, "service_try.html", viewer, nav="services", s={"name": name}, status=exc.status,
                       model="", answer=exc.message)
     text = answer.body.decode("utf-8", errors="replace")
-    try:
+    with contextlib.suppress(ValueError):  # not JSON (an error page from a proxy): shown as it came
         text = json.dumps(json.loads(text), indent=2)[:200_000]
-    except ValueError:
-        pass
     return render(request, "service_try.html", viewer, nav="services", s={"name": name}, status=answer.status_code,
                   model=answer.headers.get("x-modelyard-model", ""), answer=text)
