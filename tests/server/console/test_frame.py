@@ -154,3 +154,25 @@ def test_next_only_goes_to_paths_on_this_server(console_app, sqlite_workspace):
                          follow_redirects=False)
     assert answer.headers["location"] == "/"
     assert sign_in(TestClient(console_app), secret)
+
+
+def test_live_fragments_poll_until_the_job_is_done_then_reload_the_page_once(as_role, sqlite_workspace):
+    import sqlalchemy as sa
+
+    from modelyard.jobs.queue import JobQueue
+    from modelyard.store.schema import jobs
+
+    job = JobQueue(sqlite_workspace).submit("system.sleep", {"seconds": 1})
+    viewer = as_role("viewer")
+    running = viewer.get(f"/jobs/{job.id}/live", headers={"HX-Request": "true"})
+    assert 'hx-trigger="every 1s"' in running.text and "HX-Redirect" not in running.headers
+    with sqlite_workspace.engine.begin() as conn:
+        conn.execute(sa.update(jobs).where(jobs.c.id == job.id).values(status="succeeded", progress=1.0))
+    done = viewer.get(f"/jobs/{job.id}/live", headers={
+        "HX-Request": "true", "HX-Current-URL": f"http://testserver/jobs/{job.id}?notice=Queued&tab=log"})
+    assert "every 1s" not in done.text and done.headers["HX-Redirect"] == f"/jobs/{job.id}?tab=log"
+
+
+def test_the_navigation_shows_admin_only_to_admins(as_role):
+    assert 'href="/admin/tokens"' not in as_role("editor").get("/").text
+    assert 'href="/admin/tokens"' in as_role("admin").get("/").text

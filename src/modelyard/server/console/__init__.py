@@ -2,7 +2,8 @@
 ``modelyard server`` at ``/`` beside the REST API (``/api/v1``) and its docs (``/docs``).
 
 ``mount(app)`` adds it to the API app. Every page calls the same service functions as its REST twin; labeling and
-edge pages plug in as further ``pages_*.py`` routers listed in ``PAGES``.
+edge pages plug in as further ``pages_*.py`` routers listed in ``PAGES`` plus a ``web.nav_item(...)`` for the side
+navigation.
 """
 
 from __future__ import annotations

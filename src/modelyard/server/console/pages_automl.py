@@ -9,7 +9,7 @@ import json
 from fastapi import APIRouter, Depends, Form, Request
 
 from modelyard.core.errors import InvalidInput
-from modelyard.server.console.web import Paging, Viewer, action, page, redirect, render
+from modelyard.server.console.web import Paging, Viewer, action, page, redirect, refresh, render
 
 router = APIRouter()
 LEADERBOARD = 25
@@ -94,7 +94,7 @@ def progress_page(request: Request, job_id: str, viewer: Viewer = Depends(page()
     response = render(request, template, viewer, title=f"AutoML {job.spec.get('name')}", nav="automl", job=job,
                       rows=rows, info=info, evaluation=evaluation)
     if request.headers.get("hx-request") and job.done:
-        response.headers["HX-Refresh"] = "true"
+        refresh(request, response)
     return response
 
 

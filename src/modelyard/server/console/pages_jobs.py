@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from modelyard.server.console.web import Paging, Viewer, action, page, redirect, render
+from modelyard.server.console.web import Paging, Viewer, action, page, redirect, refresh, render
 from modelyard.store.schema import JOB_STATUSES
 
 router = APIRouter()
@@ -60,8 +60,8 @@ def job_live(request: Request, job_id: str, viewer: Viewer = Depends(page())):
     log, cut = _log_tail(queue, job)
     response = render(request, "job_live.html", viewer, job=job, log=log, cut=cut)
     if job.done:
-        # the page reloads once to show the result; htmx stops polling because the fragment has no trigger left
-        response.headers["HX-Refresh"] = "true"
+        # the page reloads once to show the result; the reloaded fragment has no trigger left, so polling stops
+        refresh(request, response)
     return response
 
 

@@ -208,7 +208,39 @@ def sort_link(request: Request, paging: Paging, column: str) -> str:
     return link(request, sort=column, order="desc" if desc else "asc", page=None)
 
 
-templates.env.globals.update(link=link, sort_link=sort_link)
+# The side navigation: (key, href, label, role needed). Later areas (labeling, edge devices) add their pages with
+# ``nav_item`` next to adding their router to ``PAGES`` in ``__init__.py``.
+NAV: list[tuple[str, str, str, str]] = [
+    ("overview", "/", "Overview", "viewer"), ("jobs", "/jobs", "Jobs", "viewer"),
+    ("datasets", "/datasets", "Datasets", "viewer"), ("runs", "/runs", "Runs", "viewer"),
+    ("automl", "/automl", "AutoML", "viewer"), ("models", "/models", "Models", "viewer"),
+    ("evaluations", "/evaluations", "Evaluations", "viewer"), ("migrations", "/migrations", "Migrations", "viewer"),
+    ("services", "/services", "Services", "viewer"), ("admin", "/admin/tokens", "Admin", "admin"),
+]
+
+
+def nav_item(key: str, href: str, label: str, role: str = "viewer", before: str | None = None) -> None:
+    """Add a page to the side navigation (before the item ``before``, else before Admin)."""
+    keys = [k for k, *_ in NAV]
+    at = keys.index(before) if before in keys else keys.index("admin")
+    NAV.insert(at, (key, href, label, role))
+
+
+def refresh(request: Request, response: HTMLResponse) -> HTMLResponse:
+    """Make htmx reload the page that polls (once a job is done), without a one-time notice in its URL."""
+    current = request.headers.get("hx-current-url")
+    if current:
+        from urllib.parse import parse_qsl, urlsplit
+
+        parts = urlsplit(current)
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "notice"])
+        response.headers["HX-Redirect"] = parts.path + (f"?{query}" if query else "")
+    else:
+        response.headers["HX-Refresh"] = "true"
+    return response
+
+
+templates.env.globals.update(link=link, sort_link=sort_link, nav_items=NAV)
 
 
 # -- answers to errors on console paths -----------------------------------------------------------------------------
