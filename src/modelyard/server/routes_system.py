@@ -25,6 +25,16 @@ def healthz(request: Request):
     return {"status": "ok", "version": __version__}
 
 
+@router.get("/api/v1/overview", tags=["system"])
+def overview(request: Request, _: Principal = Depends(require("viewer"))):
+    """Counts, recent jobs, services and their health, and what needs attention (the console's overview)."""
+    from modelyard.server.overview import overview as build
+
+    data = build(request)
+    data["recent_jobs"] = [job.to_dict() for job in data["recent_jobs"]]
+    return data
+
+
 @router.get("/api/v1/version", tags=["system"])
 def version(request: Request, principal: Principal = Depends(require("viewer"))):
     return {

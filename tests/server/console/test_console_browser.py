@@ -218,7 +218,9 @@ def test_console_end_to_end(page, server, api, tmp_path):
     # runs: the AutoML run's charts
     run_id = api.get(f"/api/v1/jobs/{automl_job}").json()["result"]["run"]
     tab.goto(f"{server.url}/runs/{run_id}")
-    assert tab.locator("figure.chart svg").count() >= 1
+    # lineage: dataset version -> job -> run -> model version, all links
+    for href in ("/datasets/iris", f"/jobs/{automl_job}", f"/models/{model_name}/versions/1"):
+        assert tab.locator(f'a[href="{href}"]').count() >= 1, href
     shot(tab, "07-run")
     tab.goto(server.url + "/runs")
     shot(tab, "08-runs")

@@ -176,3 +176,20 @@ def test_live_fragments_poll_until_the_job_is_done_then_reload_the_page_once(as_
 def test_the_navigation_shows_admin_only_to_admins(as_role):
     assert 'href="/admin/tokens"' not in as_role("editor").get("/").text
     assert 'href="/admin/tokens"' in as_role("admin").get("/").text
+
+
+def test_overview_lists_what_needs_attention_and_has_a_json_twin(as_role, sqlite_workspace):
+    import sqlalchemy as sa
+
+    from modelyard.jobs.queue import JobQueue
+    from modelyard.store.schema import jobs
+
+    job = JobQueue(sqlite_workspace).submit("system.sleep", {"seconds": 1})
+    with sqlite_workspace.engine.begin() as conn:
+        conn.execute(sa.update(jobs).where(jobs.c.id == job.id).values(status="failed", error="Traceback\nBoom: <b>"))
+    viewer = as_role("viewer")
+    page = viewer.get("/")
+    assert f"job {job.id} (system.sleep) failed" in page.text and "Boom: &lt;b&gt;" in page.text
+    twin = viewer.get("/api/v1/overview", headers={"Authorization": f"Bearer {viewer.secret}"}).json()
+    assert twin["schema"] == "modelyard.overview/1" and twin["jobs_by_status"]["failed"] == 1
+    assert twin["attention"][0]["detail"] == "Boom: <b>" and twin["recent_jobs"][0]["id"] == job.id

@@ -68,34 +68,13 @@ def logout(_: Viewer = Depends(action("viewer"))):
 
 
 @router.get("/")
-def overview(request: Request, viewer: Viewer = Depends(page())):
-    from modelyard.data.datasets import DatasetStore
-    from modelyard.deploy.services import ServiceStore
-    from modelyard.jobs.queue import JobQueue
-    from modelyard.registry.versions import ModelRegistry
-    from modelyard.server.routes_services import _view
-    from modelyard.train.run_queries import browse_runs
-    from modelyard.train.tracking import RunStore
+def overview_page(request: Request, viewer: Viewer = Depends(page())):
+    from modelyard.server.overview import overview
 
-    workspace = request.app.state.workspace
-    queue = JobQueue(workspace)
-    job_counts = queue.count_by_status()
-    recent, _ = queue.list(limit=8)
-    failed, _ = queue.list(status="failed", limit=5)
-    services = [_view(request, s) for s in ServiceStore(workspace).list()]
-    _, run_total = browse_runs(RunStore(workspace), limit=1)
-    models = ModelRegistry(workspace).list_models()
-    counts = {"datasets": len(DatasetStore(workspace).list()), "runs": run_total, "models": len(models),
-              "model versions": sum(m["versions"] for m in models), "services": len(services),
-              "jobs": sum(job_counts.values())}
-    attention = [{"what": f"job {j.id} ({j.kind}) failed", "detail": (j.error or "").splitlines()[-1:] or [""],
-                  "href": f"/jobs/{j.id}"} for j in failed]
-    for s in services:
-        if s["state"] == "running" and s["status"] not in ("ready", "deploying", "starting"):
-            attention.append({"what": f"service {s['name']} is {s['status']}", "detail": [s.get("message") or ""],
-                              "href": f"/services/{s['name']}"})
-    return render(request, "overview.html", viewer, title="Overview", counts=counts, job_counts=job_counts,
-                  recent=recent, services=services, attention=attention)
+    data = overview(request)
+    return render(request, "overview.html", viewer, title="Overview", counts=data["counts"],
+                  job_counts=data["jobs_by_status"], recent=data["recent_jobs"], services=data["services"],
+                  attention=data["attention"])
 
 
 @router.get("/admin/tokens")
