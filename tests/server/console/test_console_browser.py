@@ -213,6 +213,7 @@ def test_console_end_to_end(page, server, api, tmp_path):
                         headers={"Content-Type": "application/json"}).status_code == 200
     tab.reload()
     assert tab.locator("figure.chart svg").count() == 3
+    assert "inferences of" in tab.inner_text("#batching")  # from the replicas' Prometheus metrics
     shot(tab, "06-service")
 
     # runs: the AutoML run's charts

@@ -79,6 +79,27 @@ def _charts(stats: dict) -> list[dict]:
             line_chart([("rows/request", points("rows"))], "Batch size (rows per request)", note=note)]
 
 
+def _batching(request: Request, service) -> dict[str, dict]:
+    """Mean rows per (batched) inference per model version, from the replicas' Prometheus metrics (empty when the
+    service does not run or does not answer)."""
+    import re
+
+    from modelyard.server.routes_services import _forward
+
+    if service.state != "running" or not service.port:
+        return {}
+    try:
+        text = _forward(request, service, "GET", "/metrics").body.decode("utf-8", errors="replace")
+    except ModelyardError:
+        return {}
+    totals: dict[str, dict] = {}
+    for kind, version, value in re.findall(
+            r'^modelyard_batch_size_(sum|count)\{[^}]*version="([^"]+)"[^}]*\} ([0-9.eE+-]+)$', text, re.M):
+        totals.setdefault(version, {"sum": 0.0, "count": 0.0})[kind] += float(value)
+    return {v: {"inferences": int(t["count"]), "mean_rows": t["sum"] / t["count"]}
+            for v, t in totals.items() if t["count"]}
+
+
 @router.get("/services/{name}")
 def service_page(request: Request, name: str, viewer: Viewer = Depends(page())):
     from modelyard.deploy.access_stats import access_stats
@@ -93,6 +114,7 @@ def service_page(request: Request, name: str, viewer: Viewer = Depends(page())):
     return render(request, "service.html", viewer, title=f"Service {name}", nav="services", s=view, stats=stats,
                   charts=_charts(stats), access=service_logs(home, name, "access", lines=30),
                   events=service_logs(home, name, "events", lines=30), example=_example_body(request, service),
+                  batching=_batching(request, service),
                   model_refs=[f"{m['name']}@{m['latest']}" for m in models if m["latest"]][:500])
 
 
