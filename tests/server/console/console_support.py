@@ -47,37 +47,22 @@ def register_linear(workspace, tmp_path, name: str, **extra):
                                                    **extra)
 
 
-class InlineContext:
-    """Runs a job kind in this process for a page test (the worker's process machinery is tested elsewhere)."""
-
-    def __init__(self, workspace, job_id: str):
-        from modelyard.jobs.queue import JobQueue
-
-        self.job_id, self.home = job_id, workspace.home
-        self.workdir = JobQueue(workspace).job_dir(job_id) / "work"
-        self.workdir.mkdir(parents=True, exist_ok=True)
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        pass
-
-    def log(self, message: str) -> None:
-        pass
-
-    def cancelled(self) -> bool:
-        return False
-
-
 def run_inline(workspace, job_id: str) -> dict:
     """Run a queued job in this process and store its result as the worker would."""
     import sqlalchemy as sa
 
     from modelyard.core import plugins
+    from modelyard.core.jobkind import LocalJobContext
     from modelyard.jobs.queue import JobQueue
     from modelyard.store.schema import jobs
 
-    job = JobQueue(workspace).get(job_id)
+    queue = JobQueue(workspace)
+    job = queue.get(job_id)
     kind = plugins.load_job_kind(job.kind)
-    result = kind.run(kind.validate_spec(job.spec), InlineContext(workspace, job_id))
+    workdir = queue.job_dir(job_id) / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = kind.run(kind.validate_spec(job.spec), LocalJobContext(home=workspace.home, workdir=workdir,
+                                                                     job_id=job_id))
     with workspace.engine.begin() as conn:
         conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(status="succeeded", progress=1.0,
                                                                        result=result))
