@@ -64,7 +64,7 @@ def compare_page(request: Request, viewer: Viewer = Depends(page())):
     chart = None
     if key:
         names = {r["id"]: r["name"] for r in compared["runs"]}
-        series = [(f"{names[i]} ({i[-6:]})", metric_series(store, i, key, CHART_POINTS)["points"]) for i in ids]
+        series = [(f"{names[i]} ({i[-8:]})", metric_series(store, i, key, CHART_POINTS)["points"]) for i in ids]
         chart = line_chart(series, key, note="overlaid, downsampled server-side")
     return render(request, "runs_compare.html", viewer, title="Compare runs", nav="runs", c=compared, ids=ids,
                   keys=keys, key=key, figure=chart)
@@ -102,7 +102,7 @@ def run_page(request: Request, run_id: str, viewer: Viewer = Depends(page())):
             continue
         note = (f"{series['count']:,} steps, downsampled to {len(series['points'])} points (min/max per bucket)"
                 if series["downsampled"] else f"{series['count']:,} steps")
-        charts.append(line_chart([(key, series["points"])], key, note=note))
+        charts.append(line_chart([(key, series["points"])], key, note=note, width=640, height=260))
     logs = store.logs(run_id, 0, 200)
     return render(request, "run.html", viewer, title=f"Run {run.name}", nav="runs", run=run, keys=keys,
                   charts=charts, single=single, logs=logs["lines"])
