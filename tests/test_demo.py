@@ -20,6 +20,7 @@ def test_demo_script_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = proc.stdout
     assert "health without a token: 200" in out and "jobs without a token:   401" in out
+    assert "web console: http://127.0.0.1:" in out
     assert "succeeded, 3 blobs verified" in out and "healthy=True" in out
     assert "readiness for any: " in out and "5 steps in" in out
     assert "PASS openvino:cpu vs torch:cpu" in out and "no divergence" in out

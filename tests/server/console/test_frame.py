@@ -193,3 +193,9 @@ def test_overview_lists_what_needs_attention_and_has_a_json_twin(as_role, sqlite
     twin = viewer.get("/api/v1/overview", headers={"Authorization": f"Bearer {viewer.secret}"}).json()
     assert twin["schema"] == "modelyard.overview/1" and twin["jobs_by_status"]["failed"] == 1
     assert twin["attention"][0]["detail"] == "Boom: <b>" and twin["recent_jobs"][0]["id"] == job.id
+
+
+def test_unknown_sorts_and_bad_paging_fall_back_to_the_defaults(as_role):
+    viewer = as_role("viewer")
+    for path in ("/jobs?sort=metric:x&page=abc&per=-5", "/models?sort=evil&order=sideways", "/runs?per=100000"):
+        assert viewer.get(path).status_code == 200, path

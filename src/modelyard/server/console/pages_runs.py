@@ -33,7 +33,7 @@ def runs_page(request: Request, viewer: Viewer = Depends(page())):
 
     store = _store(request)
     query = request.query_params
-    paging = Paging.from_request(request, tuple(RUN_SORTS), "started")
+    paging = Paging.from_request(request, tuple(RUN_SORTS), "started", keyed=True)
     filters = {"experiment": query.get("experiment") or None, "status": query.get("status") or None,
                "search": query.get("q") or None}
     if filters["status"] not in (None, *RUN_STATUSES):

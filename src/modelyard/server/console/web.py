@@ -170,7 +170,8 @@ class Paging:
 
     @classmethod
     def from_request(cls, request: Request, sorts: tuple[str, ...], default_sort: str, default_desc: bool = True,
-                     per: int = 50) -> Paging:
+                     per: int = 50, keyed: bool = False) -> Paging:
+        """``keyed``: also accept ``metric:KEY`` and ``param:KEY`` sorts (the runs table)."""
         query = request.query_params
         try:
             number = max(1, min(int(query.get("page", 1)), 1_000_000))
@@ -181,7 +182,7 @@ class Paging:
         except ValueError:
             size = per
         sort = query.get("sort", default_sort)
-        if sort not in sorts and not sort.startswith(("metric:", "param:")):
+        if sort not in sorts and not (keyed and sort.startswith(("metric:", "param:")) and len(sort) <= 206):
             sort = default_sort
         order = query.get("order")
         desc = default_desc if order not in ("asc", "desc") else order == "desc"
