@@ -33,17 +33,20 @@ def test_uploaded_project_is_analysed_with_findings_in_context(as_role, sqlite_w
     assert answer.status_code == 303
     job_id = answer.headers["location"].split("?")[0].rsplit("/", 1)[-1]
     job = JobQueue(sqlite_workspace).get(job_id)
-    assert job.kind == "migrate.analyze" and Path(job.spec["path"]).is_relative_to(sqlite_workspace.home / "uploads")
+    # the API's spec: the archive travels as an uploaded blob named in files, not as a server path
+    assert job.kind == "migrate.analyze" and job.spec["path"] == "proj.zip"
+    assert sqlite_workspace.blobs.read_bytes(job.spec["files"]["proj.zip"]) == _zip(EXAMPLE)
     run_inline(sqlite_workspace, job_id)
     report = editor.get(f"/migrations/analysis/{job_id}")
     assert report.status_code == 200 and "readiness" in report.text and "/100" in report.text
     assert " ▶ " in report.text and "cuda" in report.text
+    assert report.text.count("   ") > 10  # context lines around the findings, read from the archive
     manual = editor.get(f"/migrations/analysis/{job_id}?status=manual")
     assert "<b>manual</b>" in manual.text and "<b>auto</b>" not in manual.text
     assert job_id in editor.get("/migrations").text
 
 
-def test_unsafe_or_wrong_uploads_are_refused_and_leave_nothing(as_role, sqlite_workspace):
+def test_unsafe_or_wrong_uploads_are_refused_and_queue_nothing(as_role, sqlite_workspace):
     from modelyard.jobs.queue import JobQueue
 
     editor = as_role("editor")
@@ -51,7 +54,7 @@ def test_unsafe_or_wrong_uploads_are_refused_and_leave_nothing(as_role, sqlite_w
     evil = io.BytesIO()
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("../escape.py", "import torch\n")
-    refused = editor.post("/migrations/analyze", data={"csrf": token},
+    refused = editor.post("/migrations/run", data={"csrf": token},
                           files={"project": ("evil.zip", evil.getvalue(), "application/zip")})
     assert refused.status_code in (400, 422) and "Traceback" not in refused.text
     wrong = editor.post("/migrations/analyze", data={"csrf": token},
@@ -60,8 +63,22 @@ def test_unsafe_or_wrong_uploads_are_refused_and_leave_nothing(as_role, sqlite_w
     no_yaml = editor.post("/migrations/run", data={"csrf": token, "migration": "migration.yaml"},
                           files={"project": ("p.zip", _zip(EXAMPLE), "application/zip")})
     assert no_yaml.status_code == 422 and "has no &#39;migration.yaml&#39;" in no_yaml.text
-    uploads = sqlite_workspace.home / "uploads"
-    assert not uploads.exists() or list(uploads.iterdir()) == []
+    assert JobQueue(sqlite_workspace).list()[0] == []
+
+
+def test_an_editor_cannot_run_uploaded_code_in_a_pipeline(as_role, sqlite_workspace, tmp_path):
+    """python_path and an entrypoint outside the zoo are code: the API needs admin for them, so does the console."""
+    from modelyard.jobs.queue import JobQueue
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("migration.yaml", "name: x\nmodel: spec.yaml\npython_path: [.]\n")
+        zf.writestr("spec.yaml", "entrypoint: mymodel:build\ninputs: [{name: x, shape: [1, 4]}]\n")
+        zf.writestr("mymodel.py", "def build():\n    raise SystemExit\n")
+    editor = as_role("editor")
+    answer = editor.post("/migrations/run", data={"csrf": csrf_of(editor.get("/migrations").text)},
+                         files={"project": ("p.zip", buffer.getvalue(), "application/zip")})
+    assert answer.status_code == 403 and "admin" in answer.text
     assert JobQueue(sqlite_workspace).list()[0] == []
 
 

@@ -48,7 +48,7 @@ def start(request: Request, dataset: str = Form(...), name: str = Form(...), tas
             spec["max_latency_ms"] = float(max_latency_ms)
         except ValueError as exc:
             raise InvalidInput(f"maximum latency {max_latency_ms!r} is not a number of milliseconds") from exc
-    job = _queue(request).submit("automl.train", spec, owner=viewer.name)
+    job = _queue(request).submit("automl.train", spec, owner=viewer.name, caller=viewer.caller)
     return redirect(f"/automl/{job.id}", f"AutoML job {job.id} started on {spec['dataset']}.")
 
 
@@ -105,5 +105,6 @@ def evaluate_winner(request: Request, job_id: str, viewer: Viewer = Depends(acti
     if not model:
         raise InvalidInput(f"job {job_id} has not registered a winner (yet)")
     evaluation = _queue(request).submit("evaluate", {"model": model, "data": job.result["dataset"],
-                                                     "split": "validation"}, owner=viewer.name)
+                                                     "split": "validation"}, owner=viewer.name,
+                                      caller=viewer.caller)
     return redirect(f"/evaluations/{evaluation.id}", f"Evaluating {model} on {job.result['dataset']}.")

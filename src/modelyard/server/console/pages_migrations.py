@@ -2,27 +2,33 @@
 with the code around each finding, run a migration pipeline from an uploaded project with its MIGRATION.yaml, read
 the migration report, the test report and the acceptance checklist, and accept the report.
 
-Uploads are extracted with the migration tools' own safe extractor (names checked before anything is written, links
-and oversized members skipped, total bytes bounded) into ``<home>/uploads/<id>``; the jobs then read that folder.
-REST twins: ``POST /api/v1/jobs`` (``migrate.analyze``, ``migrate.run``), ``GET /api/v1/jobs/{id}``,
-``GET /api/v1/migrations/{id}/report``, ``POST /api/v1/migrations/{id}/accept``."""
+Projects travel as the API's job specs want them: uploaded blobs named in the spec's ``files`` (the archive itself
+for an analysis; its files, unpacked with the migration tools' safe extractor, for a pipeline run), and the jobs are
+submitted with the signed-in user's role, so what needs the admin role (code outside the zoo, ``python_path``)
+needs it here too. REST twins: ``POST /api/v1/blobs`` + ``POST /api/v1/jobs`` (``migrate.analyze``,
+``migrate.run``), ``GET /api/v1/jobs/{id}``, ``GET /api/v1/migrations/{id}/report``,
+``POST /api/v1/migrations/{id}/accept``."""
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
-from pathlib import Path
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
-from modelyard.core.errors import InvalidInput, ModelyardError, NotFound
-from modelyard.core.ids import new_id
+from modelyard.core.errors import InvalidInput, NotFound
 from modelyard.server.console.web import Paging, Viewer, action, page, redirect, render
 
 router = APIRouter()
 ARCHIVES = (".zip", ".tar.gz", ".tgz", ".tar")
 CONTEXT_LINES = 3
 MAX_FINDINGS_SHOWN = 300
+MAX_CONTEXT_ARCHIVE = 64 * 1024 * 1024
+MAX_CONTEXT_FILE = 2 * 1024 * 1024
 
 
 def _queue(request: Request):
@@ -31,33 +37,31 @@ def _queue(request: Request):
     return JobQueue(request.app.state.workspace)
 
 
-def _uploads(request: Request) -> Path:
-    return request.app.state.workspace.home / "uploads"
-
-
-def _extract_upload(request: Request, upload: UploadFile) -> Path:
-    """Save and safely extract an uploaded project archive; returns the folder (nothing is left on failure)."""
-    from modelyard.migrate.code.sources import Limits, extract_archive
-
+def _archive_name(upload: UploadFile) -> str:
     name = Path(upload.filename or "").name
     if not name.lower().endswith(ARCHIVES):
         raise InvalidInput(f"{name or 'the upload'}: upload a project as .zip, .tar.gz or .tar")
-    folder = _uploads(request) / new_id("upl")
-    archive = folder.with_name(folder.name + "-" + name)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    return name
+
+
+def _project_files(request: Request, upload: UploadFile, name: str) -> dict[str, str]:
+    """Unpack an uploaded project safely and store each of its files as a blob: ``relative name -> digest``."""
+    from modelyard.migrate.code.sources import Limits, extract_archive
+
+    blobs = request.app.state.workspace.blobs
+    with tempfile.TemporaryDirectory(prefix="modelyard-console-") as scratch:
+        archive = Path(scratch) / name
         with open(archive, "wb") as handle:
-            shutil.copyfileobj(upload.file, handle)
+            while chunk := upload.file.read(1024 * 1024):
+                handle.write(chunk)
+        folder = Path(scratch) / "project"
         folder.mkdir()
-        extract_archive(archive, folder, Limits())
-    except (ModelyardError, OSError, ValueError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        if isinstance(exc, ModelyardError):
-            raise
-        raise InvalidInput(f"{name}: not a readable archive ({exc})") from exc
-    finally:
-        archive.unlink(missing_ok=True)
-    return folder
+        try:
+            extract_archive(archive, folder, Limits())
+        except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as exc:
+            raise InvalidInput(f"{name}: not a readable archive ({exc})") from exc
+        return {path.relative_to(folder).as_posix(): "sha256:" + blobs.put_file(path).digest
+                for path in sorted(folder.rglob("*")) if path.is_file() and not path.is_symlink()}
 
 
 @router.get("/migrations")
@@ -77,29 +81,53 @@ def migrations_page(request: Request, viewer: Viewer = Depends(page())):
 @router.post("/migrations/analyze")
 def analyze(request: Request, project: UploadFile = File(...), target: str = Form("any"),
             viewer: Viewer = Depends(action())):
-    folder = _extract_upload(request, project)
-    try:
-        job = _queue(request).submit("migrate.analyze", {"path": str(folder), "target": target,
-                                                         "formats": ["json", "html"]}, owner=viewer.name)
-    except ModelyardError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return redirect(f"/migrations/analysis/{job.id}", f"Analysing {project.filename} for target {target}.")
+    name = _archive_name(project)
+    blob = request.app.state.workspace.blobs.put_stream(project.file)
+    job = _queue(request).submit("migrate.analyze", {"path": name, "target": target, "formats": ["json", "html"],
+                                                     "files": {name: "sha256:" + blob.digest}},
+                                 owner=viewer.name, caller=viewer.caller)
+    return redirect(f"/migrations/analysis/{job.id}", f"Analysing {name} for target {target}.")
 
 
-def _context(root: Path | None, finding: dict, cache: dict) -> list[tuple[int, str, bool]]:
-    if root is None:
-        return [(finding["line"], finding.get("snippet") or "", True)]
-    path = (root / finding["file"]).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return [(finding["line"], finding.get("snippet") or "", True)]
-    if path not in cache:
-        cache[path] = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    lines = cache[path]
-    start, end = max(1, finding["line"] - CONTEXT_LINES), min(len(lines), finding.get("end_line", finding["line"])
-                                                              + CONTEXT_LINES)
-    hit = range(finding["line"], finding.get("end_line", finding["line"]) + 1)
-    return [(n, lines[n - 1], n in hit) for n in range(start, end + 1)]
+class _ArchiveSource:
+    """Reads the analysed archive's members (from the blob store, never unpacked) to show code around findings."""
+
+    def __init__(self, workspace, job):
+        self.lines: dict[str, list[str] | None] = {}
+        self.archive = None
+        digest = (job.spec.get("files") or {}).get(job.spec.get("path", ""))
+        if not digest or workspace.blobs.info(digest).size > MAX_CONTEXT_ARCHIVE:
+            return
+        data = io.BytesIO(workspace.blobs.read_bytes(digest))
+        try:
+            self.archive = zipfile.ZipFile(data) if zipfile.is_zipfile(data) else tarfile.open(fileobj=data)  # noqa: SIM115 - an in-memory archive read for this page
+        except (OSError, zipfile.BadZipFile, tarfile.TarError):
+            self.archive = None
+
+    def _read(self, name: str) -> bytes | None:
+        wanted = PurePosixPath(name).as_posix()
+        if isinstance(self.archive, zipfile.ZipFile):
+            info = next((i for i in self.archive.infolist() if PurePosixPath(i.filename).as_posix() == wanted), None)
+            if info is None or info.file_size > MAX_CONTEXT_FILE:
+                return None
+            return self.archive.read(info)
+        member = next((m for m in self.archive.getmembers() if PurePosixPath(m.name).as_posix() == wanted), None)
+        if member is None or not member.isfile() or member.size > MAX_CONTEXT_FILE:
+            return None
+        return self.archive.extractfile(member).read()
+
+    def context(self, finding: dict) -> list[tuple[int, str, bool]]:
+        line, end = finding["line"], finding.get("end_line", finding["line"])
+        if self.archive is None:
+            return [(line, finding.get("snippet") or "", True)]
+        if finding["file"] not in self.lines:
+            data = self._read(finding["file"])
+            self.lines[finding["file"]] = data.decode("utf-8", errors="replace").splitlines() if data else None
+        lines = self.lines[finding["file"]]
+        if not lines:
+            return [(line, finding.get("snippet") or "", True)]
+        first, last = max(1, line - CONTEXT_LINES), min(len(lines), end + CONTEXT_LINES)
+        return [(n, lines[n - 1], line <= n <= end) for n in range(first, last + 1)]
 
 
 @router.get("/migrations/analysis/{job_id}")
@@ -114,18 +142,14 @@ def analysis_page(request: Request, job_id: str, viewer: Viewer = Depends(page()
         if path.is_file():
             report = json.loads(path.read_text(encoding="utf-8"))
     if report:
-        # only an uploaded project (inside the workspace) is read for context: a job spec cannot make the console
-        # show any other file on the server
-        root = Path(job.spec.get("path", "")).resolve()
-        root = root if root.is_dir() and root.is_relative_to(_uploads(request).resolve()) else None
-        cache: dict = {}
+        source = _ArchiveSource(request.app.state.workspace, job)
         status = request.query_params.get("status") or None
         for finding in report["findings"]:
             if status and finding["status"] != status:
                 continue
             if sum(len(v) for v in by_file.values()) >= MAX_FINDINGS_SHOWN:
                 break
-            by_file.setdefault(finding["file"], []).append({**finding, "context": _context(root, finding, cache)})
+            by_file.setdefault(finding["file"], []).append({**finding, "context": source.context(finding)})
     return render(request, "migration_analysis.html", viewer, title=f"Analysis {job_id}", nav="migrations", job=job,
                   report=report, by_file=by_file)
 
@@ -133,17 +157,14 @@ def analysis_page(request: Request, job_id: str, viewer: Viewer = Depends(page()
 @router.post("/migrations/run")
 def run_pipeline(request: Request, project: UploadFile = File(...), migration: str = Form("migration.yaml"),
                  viewer: Viewer = Depends(action())):
-    folder = _extract_upload(request, project)
-    config = (folder / migration.strip()).resolve()
-    if not config.is_relative_to(folder.resolve()) or not config.is_file():
-        found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.yaml"))[:10]
-        shutil.rmtree(folder, ignore_errors=True)
-        raise InvalidInput(f"the archive has no {migration!r}" + (f"; it has {', '.join(found)}" if found else ""))
-    try:
-        job = _queue(request).submit("migrate.run", {"migration": str(config)}, owner=viewer.name)
-    except ModelyardError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    name = _archive_name(project)
+    files = _project_files(request, project, name)
+    wanted = migration.strip()
+    if wanted not in files:
+        found = [f for f in files if f.endswith((".yaml", ".yml"))][:10]
+        raise InvalidInput(f"the archive has no {wanted!r}" + (f"; it has {', '.join(found)}" if found else ""))
+    job = _queue(request).submit("migrate.run", {"migration": wanted, "files": files}, owner=viewer.name,
+                                 caller=viewer.caller)
     return redirect(f"/migrations/run/{job.id}", f"Migration pipeline {job.id} started.")
 
 

@@ -93,6 +93,13 @@ class Viewer:
     def can(self, role: str) -> bool:
         return role_allows(self.role, role)
 
+    @property
+    def caller(self):
+        """Who submits a job from the console: the same role checks on its spec as the API applies."""
+        from modelyard.core.trust import Caller
+
+        return Caller(self.name, self.role)
+
 
 def _key(request: Request) -> bytes:
     return request.app.state.console_key
