@@ -100,7 +100,8 @@ class _ArchiveSource:
             return
         data = io.BytesIO(workspace.blobs.read_bytes(digest))
         try:
-            self.archive = zipfile.ZipFile(data) if zipfile.is_zipfile(data) else tarfile.open(fileobj=data)  # noqa: SIM115 - an in-memory archive read for this page
+            # an in-memory archive, read for this page only: nothing to close on disk
+            self.archive = zipfile.ZipFile(data) if zipfile.is_zipfile(data) else tarfile.open(fileobj=data)  # noqa: SIM115
         except (OSError, zipfile.BadZipFile, tarfile.TarError):
             self.archive = None
 
