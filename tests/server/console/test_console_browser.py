@@ -69,9 +69,13 @@ def _iris_csv() -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    from modelyard.deploy import supervisor
+
     running = start_server(tmp_path_factory.mktemp("console-browser") / "home")
     yield running
     running.stop()
+    # the deployed service's supervisor is a daemon of its own: stop it whatever the tests did
+    supervisor.stop(running.home)
 
 
 @pytest.fixture(scope="module")
