@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from modelyard.core.errors import IntegrityError, InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.deploy.batch_io import OUTPUT_SUFFIXES, iter_chunks, open_source, read_part, write_output, write_part
+from modelyard.deploy.classes import class_column
 
 OUTPUT_FORMATS = tuple(suffix.lstrip(".") for suffix in OUTPUT_SUFFIXES)
 
@@ -189,6 +190,9 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     if len(keys) != total or len(set(map(str, keys))) != total:
         raise IntegrityError(f"batch parts hold {len(keys)} rows ({len(set(map(str, keys)))} distinct keys) for "
                              f"{total} input rows; delete {parts} and run again")
+    names = class_column(version.signature, merged)
+    if names is not None and "class" not in merged:
+        merged["class"] = names.astype(str)
     key_name = spec.key or ("file" if source.kind == "images" else "row")
     write_output(output, key_name, keys, merged)
     shutil.rmtree(parts)

@@ -116,7 +116,7 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
                                max_latency_ms=spec.max_latency_ms, metric=spec.metric, seed=spec.seed,
                                progress=ctx.progress, log=ctx.log, cancelled=ctx.cancelled, on_trial=on_trial)
         source_format = "torch"
-        task_info = {"type": "classification", "output": "probabilities"}
+        task_info = {"type": "classification", "output": "probabilities", "classes": list(search.classes)}
         preprocessing = search.preprocessing
     else:
         from modelyard.train.automl_tabular import search_tabular
@@ -129,8 +129,8 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
                                 cancelled=ctx.cancelled, on_trial=on_trial)
         family = search.winner["family"]
         source_format = "lightgbm" if family == "lightgbm" else "sklearn"
-        task_info = ({"type": "classification", "output": "probabilities"} if task == "classification"
-                     else {"type": "regression", "output": "variable"})
+        task_info = ({"type": "classification", "output": "probabilities", "classes": list(search.classes)}
+                     if task == "classification" else {"type": "regression", "output": "variable"})
         preprocessing = None
     ctx.log(f"winner: {search}")
     model_path = ctx.workdir / "model.onnx"
