@@ -99,7 +99,7 @@ class BatchSpec(BaseModel):
 
 
 def authorize_batch(spec: BatchSpec, caller, workspace) -> None:
-    """Server paths need the admin role; uploaded files must be in the blob store."""
+    """Server paths need the admin role; uploaded files must be in the blob store; the model must exist."""
     from modelyard.core.errors import NotFound
     from modelyard.core.trust import check_path
 
@@ -109,6 +109,18 @@ def authorize_batch(spec: BatchSpec, caller, workspace) -> None:
     if missing:
         raise NotFound(f"spec.input_files: {len(missing)} file(s) are not in the blob store (upload them first "
                        f"with POST /api/v1/blobs), e.g. {missing[0]}")
+    _check_names(spec, workspace)
+
+
+def _check_names(spec: BatchSpec, workspace) -> None:
+    """The model (and dataset) the spec names exist: an unknown one is a 404 at submit, not a failed job."""
+    from modelyard.registry.versions import ModelRegistry
+
+    ModelRegistry(workspace).get_version(spec.model)
+    if spec.dataset is not None:
+        from modelyard.data.datasets import DatasetStore
+
+        DatasetStore(workspace).get(spec.dataset)
 
 
 def _fingerprint(spec: BatchSpec, version_id: str) -> str:

@@ -218,11 +218,22 @@ def _card(spec: AutomlSpec, version, search) -> str:
     return "\n".join(lines)
 
 
+def authorize_automl(spec: AutomlSpec, _caller, workspace) -> None:
+    """At submit: the model name is valid and the dataset version exists (an unknown one is a 404, not a failed
+    job)."""
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.data.refs import check_name
+
+    check_name(spec.name, "model name")
+    DatasetStore(workspace).get(spec.dataset)
+
+
 AUTOML = JobKind(
     "automl.train",
     AutomlSpec,
     run_automl,
     idempotent=False,
+    authorize=authorize_automl,
     description="AutoML on a dataset version (tabular or image classification) under a time budget and a latency "
                 "limit measured on onnxruntime; registers the winner.",
 )

@@ -357,10 +357,20 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict:
         workspace.close()
 
 
+def authorize_evaluate(spec: EvaluateSpec, _caller, workspace) -> None:
+    """At submit: the model version and the dataset version exist (an unknown one is a 404, not a failed job)."""
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.registry.versions import ModelRegistry
+
+    ModelRegistry(workspace).get_version(spec.model)
+    DatasetStore(workspace).get(spec.data)
+
+
 EVALUATE = JobKind(
     "evaluate",
     EvaluateSpec,
     run_evaluate,
     idempotent=True,
+    authorize=authorize_evaluate,
     description="Evaluate a registered model on a dataset version: metrics, curves, importance/saliency, HTML report.",
 )
