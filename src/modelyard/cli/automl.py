@@ -76,6 +76,8 @@ def train_command(
     families: Annotated[str | None, typer.Option("--families", help="Tabular families, comma-separated: lightgbm, "
                                                  "linear, random_forest, extra_trees.")] = None,
     no_ensemble: Annotated[bool, typer.Option("--no-ensemble", help="Do not try ensembles.")] = False,
+    no_refit: Annotated[bool, typer.Option("--no-refit", help="Tables: keep the winner fitted on the train split "
+                                           "only, so the validation split stays held out for evaluate.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the search.")] = 0,
     description: Annotated[str, typer.Option("--description", help="Text for the model card.")] = "",
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and print the job id.")] = False,
@@ -83,7 +85,8 @@ def train_command(
 ) -> None:
     """Train: search models under the budget, measure each on onnxruntime, register the winner."""
     spec = {"dataset": dataset, "name": name, "task": task, "time_budget_s": time_budget,
-            "max_latency_ms": max_latency_ms, "metric": metric, "ensemble": not no_ensemble, "seed": seed,
+            "max_latency_ms": max_latency_ms, "metric": metric, "ensemble": not no_ensemble, "refit": not no_refit,
+            "seed": seed,
             "description": description}
     if families:
         spec["families"] = [f.strip() for f in families.split(",") if f.strip()]
@@ -116,5 +119,14 @@ def _print_result(result: dict) -> None:
         score = "-" if entry["score"] is None else f"{entry['score']:.4f}"
         table.add_row(str(rank), entry["family"], score, latency, accepted)
     console.print(table)
-    console.print(f"run {result['run']}; evaluate with 'modelyard evaluate {result['model']} --data "
-                  f"{result['dataset']}'", highlight=False)
+    console.print(f"run {result['run']}; {evaluate_hint(result)}", highlight=False)
+
+
+def evaluate_hint(result: dict) -> str:
+    """How to measure the winner on rows it was not fitted on (the whole version is never that)."""
+    model, dataset = result["model"] or "MODEL@V", result["dataset"]
+    if "validation" in result.get("fit_splits", ["train", "validation"]):
+        return (f"the winner was refitted on every row of {dataset} (train + validation), so none is held out: "
+                f"evaluate it on a separately imported test set ('modelyard evaluate {model} --data TEST@1'), or "
+                "train with --no-refit to keep the validation split held out")
+    return f"evaluate it on held-out rows with 'modelyard evaluate {model} --data {dataset} --split validation'"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli._common import console, get_client, print_json
+from modelyard.cli._common import console, err_console, get_client, print_json
 
 app = typer.Typer()
 
@@ -31,6 +31,10 @@ def evaluate_command(
                                 quiet=as_json))
         if out is not None:
             client.blobs.get(result["report"]["digest"], out)
+    from rich.markup import escape
+
+    for warning in result.get("warnings") or []:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(result)
         return
