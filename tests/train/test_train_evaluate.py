@@ -86,3 +86,9 @@ def test_evaluation_warns_when_it_measures_rows_the_model_was_fitted_on(trained_
     elsewhere = _register_with_lineage(trained_workspace, "iris-elsewhere", {"dataset": "other@1",
                                                                              "dataset_id": "dsv_other"})
     assert evaluate(trained_workspace, elsewhere, "iris@1").to_dict()["in_sample"] is None
+
+
+def test_the_evaluate_spec_names_its_dataset_like_automl_and_still_takes_data():
+    assert EvaluateSpec.model_validate({"model": "m@1", "dataset": "d@1"}).dataset == "d@1"
+    assert EvaluateSpec.model_validate({"model": "m@1", "data": "d@1"}).model_dump()["dataset"] == "d@1"
+    assert "dataset" in EvaluateSpec.model_json_schema()["properties"]

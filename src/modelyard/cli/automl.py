@@ -18,20 +18,8 @@ app = typer.Typer(no_args_is_help=True)
 def run_job(client, kind: str, spec: dict, quiet: bool, wait: bool = True) -> dict:
     """Submit a job and (with ``wait``) wait for it, printing its progress to stderr unless ``quiet``. Returns the
     final job. In-process, a worker runs in this process until the job is done."""
-    import threading
-
-    job = client.jobs.submit(kind, spec)
     if not wait:
-        return job
-    worker = None
-    thread = None
-    if client.in_process:
-        from modelyard.jobs.worker import Worker
-
-        worker = Worker(client._workspace, concurrency=1)
-        thread = threading.Thread(target=worker.run, kwargs={"until_idle": True, "handle_signals": False},
-                                  daemon=True)
-        thread.start()
+        return client.jobs.submit(kind, spec)
     last = {"message": None}
 
     def show(state: dict) -> None:
@@ -40,16 +28,7 @@ def run_job(client, kind: str, spec: dict, quiet: bool, wait: bool = True) -> di
             last["message"] = message
             err_console.print(f"[dim]{state['progress']['fraction']:4.0%} {message}[/]", highlight=False)
 
-    try:
-        job = client.jobs.wait(job["id"], poll_s=0.5, on_update=show)
-    except KeyboardInterrupt:
-        client.jobs.cancel(job["id"])
-        raise
-    finally:
-        if worker is not None:
-            worker.stop_event.set()
-            thread.join(timeout=60)
-    return job
+    return client.jobs.run(kind, spec, poll_s=0.5, on_update=show)
 
 
 def finish(job: dict) -> dict:

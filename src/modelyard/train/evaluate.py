@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
@@ -364,13 +364,14 @@ def _evaluate_images(sess, meta, store, dataset, split, base, version) -> Evalua
 class EvaluateSpec(BaseModel):
     """Args:
         model: the registry model version, ``NAME@VERSION`` or ``NAME@ALIAS``.
-        data: the dataset version, ``NAME@VERSION``.
+        dataset: the dataset version, ``NAME@VERSION`` (the key ``automl.train`` uses too; ``data``, its former
+            name, is still accepted).
         split: ``all`` rows (default), or only the ``train`` / ``validation`` split.
     """
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, max_length=200)
-    data: str = Field(min_length=1, max_length=200)
+    dataset: str = Field(min_length=1, max_length=200, validation_alias=AliasChoices("dataset", "data"))
     split: Literal["all", "train", "validation"] = "all"
 
 
@@ -381,8 +382,8 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict:
 
     workspace = Workspace.open(Settings.load(ctx.home), create=False, migrate=False)
     try:
-        ctx.progress(0.1, f"evaluating {spec.model} on {spec.data}")
-        result = evaluate(workspace, spec.model, spec.data, spec.split)
+        ctx.progress(0.1, f"evaluating {spec.model} on {spec.dataset}")
+        result = evaluate(workspace, spec.model, spec.dataset, spec.split)
         report = ctx.workdir / "report.html"
         report.write_text(result.html, encoding="utf-8")
         (ctx.workdir / "evaluation.json").write_text(json.dumps(result.to_dict(), indent=2))
@@ -409,7 +410,7 @@ def authorize_evaluate(spec: EvaluateSpec, _caller, workspace) -> None:
     from modelyard.registry.versions import ModelRegistry
 
     ModelRegistry(workspace).get_version(spec.model)
-    DatasetStore(workspace).get(spec.data)
+    DatasetStore(workspace).get(spec.dataset)
 
 
 EVALUATE = JobKind(
