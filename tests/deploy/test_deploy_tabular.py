@@ -4,26 +4,19 @@ column name; classifiers that name their classes answer with names as well as in
 
 import numpy as np
 import pytest
-
-from modelyard.deploy.batch import BatchSpec, run_batch
 from deploy_models import TABULAR_CLASSES, deploy_models, expected_tabular  # noqa: F401 - fixtures
+
+from modelyard.core.jobkind import LocalJobContext
+from modelyard.deploy.batch import BatchSpec, run_batch
 
 ISLANDS = ["Torgersen", "Biscoe", "Dream", "Nowhere", "Biscoe", "Dream"]
 BILLS = [39.1, 46.5, 49.0, 40.0, 50.2, 36.3]
 
 
-class Ctx:
-    def __init__(self, home):
-        self.job_id, self.home, self.workdir, self.lines = "job_test", home, home / "work", []
 
-    def progress(self, fraction, message=""):
-        pass
 
-    def log(self, message):
-        self.lines.append(message)
-
-    def cancelled(self):
-        return False
+def _ctx(home):
+    return LocalJobContext(home=home)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +115,7 @@ def test_batch_over_a_csv_feeds_each_input_from_its_column_with_keys_and_class_n
     pacsv.write_csv(pa.table({"id": [f"p{i}" for i in range(len(ISLANDS))], "bill_length_mm": BILLS,
                               "island": ISLANDS, "unused": list(range(len(ISLANDS)))}), tmp_path / "in.csv")
     result = run_batch(BatchSpec(model="penguin@1", input=str(tmp_path / "in.csv"),
-                                 output=str(tmp_path / "out.parquet"), key="id", chunk_size=4), Ctx(tabular_home))
+                                 output=str(tmp_path / "out.parquet"), key="id", chunk_size=4), _ctx(tabular_home))
     assert result["rows"] == len(ISLANDS) and result["chunks"] == 2
     out = pq.read_table(tmp_path / "out.parquet")
     assert out["id"].to_pylist() == [f"p{i}" for i in range(len(ISLANDS))]
@@ -132,7 +125,7 @@ def test_batch_over_a_csv_feeds_each_input_from_its_column_with_keys_and_class_n
     # Parquet in, CSV out; an empty text cell is "" (the unknown category), not an error
     pq.write_table(pa.table({"island": ["Dream", None], "bill_length_mm": [49.0, 40.0]}), tmp_path / "in.parquet")
     run_batch(BatchSpec(model="penguin@1", input=str(tmp_path / "in.parquet"), output=str(tmp_path / "o.csv")),
-              Ctx(tabular_home))
+              _ctx(tabular_home))
     csv = pacsv.read_csv(tmp_path / "o.csv")
     assert csv.column_names == ["row", "label", "probabilities_0", "probabilities_1", "probabilities_2", "class"]
     np.testing.assert_allclose(np.stack([csv[f"probabilities_{j}"].to_numpy() for j in range(3)], axis=1),
@@ -148,11 +141,11 @@ def test_batch_names_the_columns_a_table_lacks(tabular_home, tmp_path):
     pacsv.write_csv(pa.table({"isle": ISLANDS, "bill_length_mm": BILLS}), tmp_path / "in.csv")
     with pytest.raises(InvalidInput, match=r"in.csv has no column for the model's input\(s\) island"):
         run_batch(BatchSpec(model="penguin@1", input=str(tmp_path / "in.csv"), output=str(tmp_path / "o.csv")),
-                  Ctx(tabular_home))
+                  _ctx(tabular_home))
     pacsv.write_csv(pa.table({"island": ISLANDS, "bill_length_mm": ["long"] * len(ISLANDS)}), tmp_path / "t.csv")
     with pytest.raises(InvalidInput, match="column 'bill_length_mm' holds text, input 'bill_length_mm' takes"):
         run_batch(BatchSpec(model="penguin@1", input=str(tmp_path / "t.csv"), output=str(tmp_path / "o.csv")),
-                  Ctx(tabular_home))
+                  _ctx(tabular_home))
 
 
 def test_batch_maps_columns_whose_names_automl_rewrote(tabular_home, tmp_path):
@@ -162,7 +155,7 @@ def test_batch_maps_columns_whose_names_automl_rewrote(tabular_home, tmp_path):
     # AutoML names the input of column "bill length-mm" bill_length_mm
     pacsv.write_csv(pa.table({"island": ISLANDS, "bill length-mm": BILLS}), tmp_path / "in.csv")
     run_batch(BatchSpec(model="penguin@1", input=str(tmp_path / "in.csv"), output=str(tmp_path / "o.npz")),
-              Ctx(tabular_home))
+              _ctx(tabular_home))
     with np.load(tmp_path / "o.npz") as data:
         np.testing.assert_allclose(data["probabilities"], expected_tabular(ISLANDS, BILLS), rtol=1e-5)
         assert data["class"].tolist() == [TABULAR_CLASSES[i] for i in data["label"]]
@@ -183,7 +176,7 @@ def test_batch_reads_a_class_folder_tree(tmp_path, deploy_models):
             Image.fromarray(np.full((12, 12, 3), value + i, np.uint8)).save(tree / label / f"{i}.png")
     (tree / ".hidden").mkdir()
     Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tree / ".hidden" / "x.png")
-    result = run_batch(BatchSpec(model="image@1", input=str(tree), output=str(tmp_path / "o.npz")), Ctx(home))
+    result = run_batch(BatchSpec(model="image@1", input=str(tree), output=str(tmp_path / "o.npz")), _ctx(home))
     assert result["rows"] == 4
     with np.load(tmp_path / "o.npz") as data:
         assert data["key"].tolist() == ["cat/0.png", "cat/1.png", "dog/0.png", "dog/1.png"]

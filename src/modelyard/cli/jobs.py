@@ -263,7 +263,8 @@ def kinds(
     for kind in data["items"]:
         fields = ", ".join(f["name"] + ("*" if f["required"] else "") for f in spec_fields(kind.get("spec_schema")))
         table.add_row(kind["name"], "yes" if kind.get("idempotent") else "no",
-                      escape(kind.get("description") or "") or f"[red]unavailable:[/] {escape(str(kind.get('reason')))}",
+                      escape(kind.get("description") or "")
+                      or f"[red]unavailable:[/] {escape(str(kind.get('reason')))}",
                       escape(fields) or "-")
     console.print(table)
 

@@ -12,7 +12,8 @@ import numpy as np
 from modelyard.registry.signature import Signature
 
 
-def predicted_classes(signature: Signature, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None] | None:
+def predicted_classes(signature: Signature,
+                      outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None] | None:
     """``(index per row, score per row or None)`` from the task's output, or None when the version names no
     classes or the output does not have one score per class (or one class index) per row."""
     names = signature.class_names
@@ -26,7 +27,9 @@ def predicted_classes(signature: Signature, outputs: dict[str, np.ndarray]) -> t
     if values.ndim == 2 and values.shape[1] == len(names) and values.dtype.kind == "f":
         index = values.argmax(axis=1)
         return index, values[np.arange(len(values)), index]
-    if values.ndim == 1 and values.dtype.kind in "iu" and (values.size == 0 or (values.min() >= 0 and values.max() < len(names))):
+    if values.ndim == 1 and values.dtype.kind in "iu":
+        if values.size and (values.min() < 0 or values.max() >= len(names)):
+            return None
         return values.astype(np.int64), None
     return None
 

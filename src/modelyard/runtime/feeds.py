@@ -33,7 +33,8 @@ def _np_dtype(name: str):
 
 def random_feeds(spec, samples: int, seed: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """``samples`` seeded random feeds: floats uniform in ``range`` (default [0, 1]), ints in ``[low, high)``
-    (default [0, 10)), bools fair coins, strings the decimal text of such ints. Named dims take their size from ``spec.dims`` (default 1).
+    (default [0, 10)), bools fair coins, strings the decimal text of such ints. Named dims take their size from
+    ``spec.dims`` (default 1).
 
     Inputs with a ``data`` file take their samples from it instead (cycled when shorter than ``samples``).
     """

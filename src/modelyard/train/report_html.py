@@ -17,8 +17,9 @@ body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f6f6f6}td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:16px}
-.card{border:1px solid #eee;padding:8px;border-radius:6px}.muted{color:#777}.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:6px 10px}img.px{image-rendering:pixelated}
+.card{border:1px solid #eee;padding:8px;border-radius:6px}.muted{color:#777}img.px{image-rendering:pixelated}
 svg text{font:11px system-ui,sans-serif}
+.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:6px 10px}
 """
 
 
