@@ -73,7 +73,7 @@ def test_automl_job_registers_the_winner_and_tracks_the_run(trained_home, traine
     assert set(result["leaderboard"][0]) >= {"family", "params", "score", "latency_ms", "accepted"}
     assert result["metric"] == "accuracy" and result["score"] >= 0.85
     version = ModelRegistry(trained_workspace).get_version("iris-model@1")
-    assert version.lineage["dataset"] == "iris@1" and version.lineage["job"] == "job_test"
+    assert version.lineage["dataset"] == "iris@1" and version.lineage["job"] == ctx.job_id
     assert version.metrics["val_accuracy"] == pytest.approx(result["score"])
     assert {t.name for t in version.signature.outputs} == {"label", "probabilities"}
     # lineage says which splits the model was fitted on; the signature names the classes for replies

@@ -83,6 +83,10 @@ def test_evaluation_warns_when_it_measures_rows_the_model_was_fitted_on(trained_
     assert everything.to_dict()["in_sample"]["rows"] == counts["train"]
     assert "evaluate --split validation" in everything.to_dict()["warnings"][0] and "In-sample" in everything.html
 
+    # registered by AutoML before fit_splits was recorded: a table was refitted on train + validation
+    legacy = _register_with_lineage(trained_workspace, "iris-legacy", {"dataset": "iris@1", "dataset_id": iris.id})
+    assert evaluate(trained_workspace, legacy, "iris@1", split="validation").to_dict()["in_sample"]["rows"] == 30
+
     elsewhere = _register_with_lineage(trained_workspace, "iris-elsewhere", {"dataset": "other@1",
                                                                              "dataset_id": "dsv_other"})
     assert evaluate(trained_workspace, elsewhere, "iris@1").to_dict()["in_sample"] is None

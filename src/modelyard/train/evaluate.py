@@ -133,8 +133,10 @@ def _fit_rows(version, dataset, split_values: np.ndarray) -> dict | None:
             (lineage.get("dataset_manifest") and lineage.get("dataset_manifest") == dataset.manifest_digest))
     if not same:
         return None
-    # versions registered before fit_splits was recorded: AutoML refitted tables on train + validation
-    fit_splits = lineage.get("fit_splits") or ["train", "validation"]
+    # versions AutoML registered before fit_splits was recorded: image CNNs never train on the validation split;
+    # tables were refitted on train + validation whenever the budget allowed (assume it did: warn rather than not)
+    fit_splits = lineage.get("fit_splits") or (
+        ["train"] if (version.tags or {}).get("automl") == "image-classification" else ["train", "validation"])
     codes = [SPLIT_CODES[s] for s in fit_splits if s in SPLIT_CODES]
     rows = int(np.isin(split_values, codes).sum())
     if not rows:
