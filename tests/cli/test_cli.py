@@ -93,3 +93,13 @@ def test_blobs_put_and_get_round_trip(tmp_path):
     run_cli("blobs", "get", stored["digest"], "-o", str(tmp_path / "out" / "copy.bin"), home=home, check=True)
     assert (tmp_path / "out" / "copy.bin").read_bytes() == source.read_bytes()
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["copy.bin"], "no temporary file is left behind"
+
+
+def test_jobs_kinds_shows_each_kinds_spec_fields_without_json(tmp_path):
+    home = tmp_path / "w"
+    listing = run_cli("jobs", "kinds", home=home, check=True).stdout
+    evaluate = next(line for line in listing.splitlines() if line.strip().startswith("evaluate "))
+    assert "model*, dataset*, split" in evaluate
+    detail = run_cli("jobs", "kinds", "automl.train", home=home, check=True).stdout
+    assert "time_budget_s" in detail and "60.0" in detail and "required" in detail
+    assert run_cli("jobs", "kinds", "nope", home=home).returncode == 1

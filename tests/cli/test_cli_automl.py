@@ -39,3 +39,18 @@ def test_automl_train_then_evaluate(tmp_path):
                             home=home), 1, "metric 'r2' does not fit a classification task")
     _one_line_error(run_cli("automl", "train", "bc@1", "--name", "m", "--time-budget", "-1", home=home), 2,
                     "time_budget_s")
+
+
+def test_unknown_models_and_datasets_are_refused_before_a_job_exists(tmp_path):
+    home = tmp_path / "w"
+    (tmp_path / "in.csv").write_text("a,b\n1,2\n")
+    for args, text in [
+        (("evaluate", "ghost@1", "--data", "nope@1"), "model 'ghost' not found"),
+        (("batch", "ghost@1", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv")),
+         "model 'ghost' not found"),
+        (("automl", "train", "nope@1", "--name", "m"), "dataset 'nope' not found"),
+    ]:
+        proc = run_cli(*args, home=home)
+        _one_line_error(proc, 1, text)
+        assert "job" not in proc.stderr, proc.stderr  # refused at submit: no job was queued, none failed
+    assert json.loads(run_cli("jobs", "list", "--json", home=home, check=True).stdout)["items"] == []

@@ -62,6 +62,44 @@ def image_onnx(path: Path) -> Path:
     return _save(graph, path)
 
 
+TABULAR_ISLANDS = ["Biscoe", "Dream", "Torgersen"]
+TABULAR_CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def tabular_onnx(path: Path) -> Path:
+    """A table classifier shaped like AutoML's exports: one ``[batch, 1]`` input per column, ``island`` text and
+    ``bill_length_mm`` float; ``probabilities [batch, 3]`` (softmax of [island index, bill / 10] @ W) and ``label``
+    (the argmax). An unknown island maps to index -1."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.array([[1.0, -1.0, 0.0], [0.0, 0.5, -0.5]], dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("CategoryMapper", ["island"], ["island_index"], domain="ai.onnx.ml",
+                          cats_strings=TABULAR_ISLANDS, cats_int64s=[0, 1, 2], default_int64=-1),
+         helper.make_node("Cast", ["island_index"], ["island_float"], to=TensorProto.FLOAT),
+         helper.make_node("Div", ["bill_length_mm", "ten"], ["bill_scaled"]),
+         helper.make_node("Concat", ["island_float", "bill_scaled"], ["features"], axis=1),
+         helper.make_node("MatMul", ["features", "W"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+         helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0)], "tabular",
+        [helper.make_tensor_value_info("island", TensorProto.STRING, [None, 1]),
+         helper.make_tensor_value_info("bill_length_mm", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 3])],
+        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.array(10.0, np.float32), "ten")],
+    )
+    return _save(graph, path, [helper.make_opsetid("ai.onnx.ml", 3)])
+
+
+def expected_tabular(islands: list[str], bills: list[float]) -> np.ndarray:
+    """The probabilities ``tabular_onnx`` answers."""
+    index = np.array([TABULAR_ISLANDS.index(i) if i in TABULAR_ISLANDS else -1 for i in islands], np.float32)
+    logits = np.stack([index, np.asarray(bills, np.float32) / 10], axis=1) @ np.array(
+        [[1.0, -1.0, 0.0], [0.0, 0.5, -0.5]], np.float32)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def expected_linear(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return x @ (WEIGHT * scale) + BIAS
 
@@ -73,6 +111,7 @@ def deploy_models(tmp_path_factory) -> Path:
     linear_onnx(folder / "linear2.onnx", scale=2.0)
     broken_onnx(folder / "broken.onnx")
     image_onnx(folder / "image.onnx")
+    tabular_onnx(folder / "tabular.onnx")
     return folder
 
 

@@ -212,3 +212,17 @@ def test_nan_literals_are_422_and_a_job_spec_stores_only_finite_numbers(api):
     ok = api.post("/api/v1/jobs", content=b'{"kind": "system.sleep", "spec": {"seconds": 0.5}}',
                   headers={**auth(api, "editor"), "Content-Type": "application/json"})
     assert ok.status_code == 201, ok.text
+
+
+def test_jobs_naming_unknown_models_or_datasets_are_404_at_submit_and_leave_no_job(api):
+    """evaluate, batch.predict and automl.train look their models and datasets up before a job row exists."""
+    for kind, spec, message in [
+        ("evaluate", {"model": "ghost@1", "data": "penguins@1"}, "model 'ghost' not found"),
+        ("batch.predict", {"model": "ghost@2", "dataset": "penguins@1"}, "model 'ghost' not found"),
+        ("automl.train", {"dataset": "ghost@1", "name": "m"}, "dataset 'ghost' not found"),
+    ]:
+        response = api.post("/api/v1/jobs", json={"kind": kind, "spec": spec}, headers=auth(api, "editor"))
+        assert_error(response, 404, "not_found", message)
+    assert_error(api.post("/api/v1/jobs", json={"kind": "automl.train", "spec": {"dataset": "d@1", "name": "bad name"}},
+                          headers=auth(api, "editor")), 422, contains="model name 'bad name'")
+    assert api.get("/api/v1/jobs", headers=auth(api, "viewer")).json()["items"] == []

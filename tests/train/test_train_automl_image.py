@@ -42,11 +42,15 @@ def test_image_automl_registers_an_onnx_cnn_and_evaluates_with_saliency(image_ho
         version = ModelRegistry(workspace).get_version("digits-cnn@1")
         assert version.signature.preprocessing["size"] == [28, 28]
         assert version.signature.inputs[0].name == "image"
+        assert version.signature.class_names == ["0", "1", "7"]  # replies name the digit, not its index
+        assert version.lineage["fit_splits"] == ["train"]  # the CNN never trains on the validation split
         evaluation = evaluate(workspace, "digits-cnn@1", "digits@1", split="validation")
+        everything = evaluate(workspace, "digits-cnn@1", "digits@1").to_dict()
     finally:
         workspace.close()
     data = evaluation.to_dict()
     assert data["task"] == "image-classification" and data["rows"] == 24
+    assert data["in_sample"] is None and everything["in_sample"]["rows"] == everything["rows"] - 24
     assert len(data["saliency"]) >= 3 and data["saliency"][0]["method"] == "occlusion"
     assert evaluation.html.count("data:image/png;base64,") >= 3
 

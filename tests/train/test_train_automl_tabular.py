@@ -73,9 +73,13 @@ def test_automl_job_registers_the_winner_and_tracks_the_run(trained_home, traine
     assert set(result["leaderboard"][0]) >= {"family", "params", "score", "latency_ms", "accepted"}
     assert result["metric"] == "accuracy" and result["score"] >= 0.85
     version = ModelRegistry(trained_workspace).get_version("iris-model@1")
-    assert version.lineage["dataset"] == "iris@1" and version.lineage["job"] == "job_test"
+    assert version.lineage["dataset"] == "iris@1" and version.lineage["job"] == ctx.job_id
     assert version.metrics["val_accuracy"] == pytest.approx(result["score"])
     assert {t.name for t in version.signature.outputs} == {"label", "probabilities"}
+    # lineage says which splits the model was fitted on; the signature names the classes for replies
+    expected_fit = ["train", "validation"] if result["refitted"] else ["train"]
+    assert version.lineage["fit_splits"] == result["fit_splits"] == expected_fit
+    assert version.signature.class_names == ["setosa", "versicolor", "virginica"]
     assert "AutoML" in version.card and "iris@1" in version.card
     run = RunStore(trained_workspace).get(result["run"])
     assert run.status == "finished" and run.model == "iris-model@1" and run.dataset == "iris@1"
@@ -126,3 +130,20 @@ def test_prefitted_soft_voting_ensemble_exports_to_onnx(trained_workspace):
     proba = session(model).run(["probabilities"], features.feeds(features.frame(frame)))[0]
     expected = (2 * members[0].estimator.predict_proba(x) + members[1].estimator.predict_proba(x)) / 3
     assert np.abs(proba - expected).max() < 1e-3
+
+
+def test_no_refit_keeps_the_validation_split_held_out(trained_workspace):
+    version, frame, split = _load(trained_workspace, "iris@1")
+    lines = []
+    result = search_tabular(frame, split, version.schema, time_budget_s=2, families=("linear",), ensemble=False,
+                            refit=False, log=lines.append)
+    assert not result.refitted and any("validation split stays held out" in line for line in lines)
+
+
+def test_the_automl_hint_points_at_held_out_data():
+    from modelyard.cli.automl import evaluate_hint
+
+    refitted = evaluate_hint({"model": "m@1", "dataset": "d@1", "fit_splits": ["train", "validation"]})
+    assert "--split" not in refitted and "--data TEST@1" in refitted and "--no-refit" in refitted
+    held_out = evaluate_hint({"model": "m@1", "dataset": "d@1", "fit_splits": ["train"]})
+    assert held_out.endswith("'modelyard evaluate m@1 --data d@1 --split validation'")

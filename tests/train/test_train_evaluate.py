@@ -48,3 +48,51 @@ def test_evaluate_job_writes_the_report_and_a_run(trained_home, make_context, tr
     run = RunStore(trained_workspace).get(result["run"])
     assert run.experiment == "evaluation" and run.metrics["accuracy"] == result["metrics"]["accuracy"]
     json.dumps(result, allow_nan=False)  # no NaN reaches the job's JSON result
+
+
+def _register_with_lineage(workspace, name, lineage):
+    """iris-model@1's files again, as another model whose lineage says what it was fitted on."""
+    from modelyard.registry.versions import ModelRegistry
+
+    registry = ModelRegistry(workspace)
+    source = registry.get_version("iris-model@1")
+    files = {stored: info["digest"] for stored, info in source.files.items()}
+    return registry.create_version(name, files, source.entry, source.source_format, task=source.signature.task,
+                                   lineage=lineage).ref
+
+
+def test_evaluation_warns_when_it_measures_rows_the_model_was_fitted_on(trained_workspace):
+    from modelyard.data.datasets import DatasetStore
+
+    iris = DatasetStore(trained_workspace).get("iris@1")
+    counts = iris.split["counts"]
+    refitted = _register_with_lineage(trained_workspace, "iris-refit", {
+        "dataset": "iris@1", "dataset_id": iris.id, "fit_splits": ["train", "validation"]})
+    data = evaluate(trained_workspace, refitted, "iris@1", split="validation").to_dict()
+    assert data["in_sample"] == {"rows": counts["validation"], "of": counts["validation"],
+                                 "fit_splits": ["train", "validation"], "dataset": "iris@1"}
+    [warning] = data["warnings"]
+    assert "were used to fit iris-refit@1" in warning and "separately imported test set" in warning
+
+    train_only = _register_with_lineage(trained_workspace, "iris-train-only", {
+        "dataset": "iris@1", "dataset_id": iris.id, "fit_splits": ["train"]})
+    held_out = evaluate(trained_workspace, train_only, "iris@1", split="validation")
+    assert held_out.to_dict()["in_sample"] is None and held_out.to_dict()["warnings"] == []
+    assert "In-sample" not in held_out.html
+    everything = evaluate(trained_workspace, train_only, "iris@1")
+    assert everything.to_dict()["in_sample"]["rows"] == counts["train"]
+    assert "evaluate --split validation" in everything.to_dict()["warnings"][0] and "In-sample" in everything.html
+
+    # registered by AutoML before fit_splits was recorded: a table was refitted on train + validation
+    legacy = _register_with_lineage(trained_workspace, "iris-legacy", {"dataset": "iris@1", "dataset_id": iris.id})
+    assert evaluate(trained_workspace, legacy, "iris@1", split="validation").to_dict()["in_sample"]["rows"] == 30
+
+    elsewhere = _register_with_lineage(trained_workspace, "iris-elsewhere", {"dataset": "other@1",
+                                                                             "dataset_id": "dsv_other"})
+    assert evaluate(trained_workspace, elsewhere, "iris@1").to_dict()["in_sample"] is None
+
+
+def test_the_evaluate_spec_names_its_dataset_like_automl_and_still_takes_data():
+    assert EvaluateSpec.model_validate({"model": "m@1", "dataset": "d@1"}).dataset == "d@1"
+    assert EvaluateSpec.model_validate({"model": "m@1", "data": "d@1"}).model_dump()["dataset"] == "d@1"
+    assert "dataset" in EvaluateSpec.model_json_schema()["properties"]

@@ -18,20 +18,8 @@ app = typer.Typer(no_args_is_help=True)
 def run_job(client, kind: str, spec: dict, quiet: bool, wait: bool = True) -> dict:
     """Submit a job and (with ``wait``) wait for it, printing its progress to stderr unless ``quiet``. Returns the
     final job. In-process, a worker runs in this process until the job is done."""
-    import threading
-
-    job = client.jobs.submit(kind, spec)
     if not wait:
-        return job
-    worker = None
-    thread = None
-    if client.in_process:
-        from modelyard.jobs.worker import Worker
-
-        worker = Worker(client._workspace, concurrency=1)
-        thread = threading.Thread(target=worker.run, kwargs={"until_idle": True, "handle_signals": False},
-                                  daemon=True)
-        thread.start()
+        return client.jobs.submit(kind, spec)
     last = {"message": None}
 
     def show(state: dict) -> None:
@@ -40,16 +28,7 @@ def run_job(client, kind: str, spec: dict, quiet: bool, wait: bool = True) -> di
             last["message"] = message
             err_console.print(f"[dim]{state['progress']['fraction']:4.0%} {message}[/]", highlight=False)
 
-    try:
-        job = client.jobs.wait(job["id"], poll_s=0.5, on_update=show)
-    except KeyboardInterrupt:
-        client.jobs.cancel(job["id"])
-        raise
-    finally:
-        if worker is not None:
-            worker.stop_event.set()
-            thread.join(timeout=60)
-    return job
+    return client.jobs.run(kind, spec, poll_s=0.5, on_update=show)
 
 
 def finish(job: dict) -> dict:
@@ -76,6 +55,8 @@ def train_command(
     families: Annotated[str | None, typer.Option("--families", help="Tabular families, comma-separated: lightgbm, "
                                                  "linear, random_forest, extra_trees.")] = None,
     no_ensemble: Annotated[bool, typer.Option("--no-ensemble", help="Do not try ensembles.")] = False,
+    no_refit: Annotated[bool, typer.Option("--no-refit", help="Tables: keep the winner fitted on the train split "
+                                           "only, so the validation split stays held out for evaluate.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the search.")] = 0,
     description: Annotated[str, typer.Option("--description", help="Text for the model card.")] = "",
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and print the job id.")] = False,
@@ -83,7 +64,8 @@ def train_command(
 ) -> None:
     """Train: search models under the budget, measure each on onnxruntime, register the winner."""
     spec = {"dataset": dataset, "name": name, "task": task, "time_budget_s": time_budget,
-            "max_latency_ms": max_latency_ms, "metric": metric, "ensemble": not no_ensemble, "seed": seed,
+            "max_latency_ms": max_latency_ms, "metric": metric, "ensemble": not no_ensemble, "refit": not no_refit,
+            "seed": seed,
             "description": description}
     if families:
         spec["families"] = [f.strip() for f in families.split(",") if f.strip()]
@@ -116,5 +98,14 @@ def _print_result(result: dict) -> None:
         score = "-" if entry["score"] is None else f"{entry['score']:.4f}"
         table.add_row(str(rank), entry["family"], score, latency, accepted)
     console.print(table)
-    console.print(f"run {result['run']}; evaluate with 'modelyard evaluate {result['model']} --data "
-                  f"{result['dataset']}'", highlight=False)
+    console.print(f"run {result['run']}; {evaluate_hint(result)}", highlight=False)
+
+
+def evaluate_hint(result: dict) -> str:
+    """How to measure the winner on rows it was not fitted on (the whole version is never that)."""
+    model, dataset = result["model"] or "MODEL@V", result["dataset"]
+    if "validation" in result.get("fit_splits", ["train", "validation"]):
+        return (f"the winner was refitted on every row of {dataset} (train + validation), so none is held out: "
+                f"evaluate it on a separately imported test set ('modelyard evaluate {model} --data TEST@1'), or "
+                "train with --no-refit to keep the validation split held out")
+    return f"evaluate it on held-out rows with 'modelyard evaluate {model} --data {dataset} --split validation'"

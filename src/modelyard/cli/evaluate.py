@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli._common import console, get_client, print_json
+from modelyard.cli._common import console, err_console, get_client, print_json
 
 app = typer.Typer()
 
@@ -16,7 +16,7 @@ app = typer.Typer()
 @app.command("evaluate")
 def evaluate_command(
     model: Annotated[str, typer.Argument(help="Registry model version, NAME@VERSION or NAME@ALIAS.")],
-    data: Annotated[str, typer.Option("--data", help="Dataset version to evaluate on, NAME@VERSION.")],
+    data: Annotated[str, typer.Option("--data", "--dataset", help="Dataset version to evaluate on, NAME@VERSION.")],
     split: Annotated[str, typer.Option("--split", help="all (default), train or validation rows.")] = "all",
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the HTML report here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the modelyard.evaluation/1 result.")] = False,
@@ -27,10 +27,14 @@ def evaluate_command(
     from modelyard.cli.automl import finish, run_job
 
     with get_client() as client:
-        result = finish(run_job(client, "evaluate", {"model": model, "data": data, "split": split},
+        result = finish(run_job(client, "evaluate", {"model": model, "dataset": data, "split": split},
                                 quiet=as_json))
         if out is not None:
             client.blobs.get(result["report"]["digest"], out)
+    from rich.markup import escape
+
+    for warning in result.get("warnings") or []:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(result)
         return

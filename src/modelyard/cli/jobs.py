@@ -230,17 +230,63 @@ def cancel(job_id: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command("kinds")
-def kinds(as_json: JsonOpt = False) -> None:
-    """List the registered job kinds."""
+def kinds(
+    name: Annotated[str | None, typer.Argument(help="One kind: show each spec field with its type and default.")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the registered job kinds and their spec fields (required ones marked *)."""
     from rich.table import Table
+
+    from modelyard.core.errors import NotFound
 
     with get_client() as client:
         data = client.jobs.kinds()
+    if name is not None:
+        chosen = [k for k in data["items"] if k["name"] == name]
+        if not chosen:
+            raise NotFound(f"unknown job kind {name!r}; known kinds: {', '.join(k['name'] for k in data['items'])}")
+        data = {**data, "items": chosen}
     if as_json:
         print_json(data)
         return
-    table = Table("kind", "idempotent", "description", box=None)
+    if name is not None and data["items"][0].get("spec_schema"):
+        kind = data["items"][0]
+        console.print(f"[bold]{escape(kind['name'])}[/]: {escape(kind.get('description') or '')}", highlight=False)
+        table = Table("field", "type", "default", box=None)
+        for field in spec_fields(kind["spec_schema"]):
+            table.add_row(escape(field["name"]), escape(field["type"]),
+                          "[bold]required[/]" if field["required"] else escape(json.dumps(field["default"])))
+        console.print(table)
+        return
+    table = Table("kind", "idempotent", "description", "spec fields (* required)", box=None)
     for kind in data["items"]:
+        fields = ", ".join(f["name"] + ("*" if f["required"] else "") for f in spec_fields(kind.get("spec_schema")))
         table.add_row(kind["name"], "yes" if kind.get("idempotent") else "no",
-                      kind.get("description") or f"[red]unavailable:[/] {kind.get('reason')}")
+                      escape(kind.get("description") or "")
+                      or f"[red]unavailable:[/] {escape(str(kind.get('reason')))}",
+                      escape(fields) or "-")
     console.print(table)
+
+
+def spec_fields(schema: dict | None) -> list[dict]:
+    """``[{name, type, required, default}]`` of a spec's JSON schema, in declaration order."""
+    if not schema:
+        return []
+    required = set(schema.get("required", []))
+    out = []
+    for field, info in schema.get("properties", {}).items():
+        out.append({"name": field, "type": _schema_type(info), "required": field in required,
+                    "default": info.get("default")})
+    return out
+
+
+def _schema_type(info: dict) -> str:
+    if "enum" in info:
+        return " | ".join(json.dumps(v) for v in info["enum"])
+    if "anyOf" in info:
+        return " | ".join(_schema_type(option) for option in info["anyOf"])
+    kind = info.get("type", "object")
+    if kind == "array":
+        return f"list[{_schema_type(info.get('items', {}))}]"
+    return {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "null"}.get(kind, kind)

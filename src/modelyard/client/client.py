@@ -25,8 +25,9 @@ from modelyard.client.data import Datasets
 from modelyard.client.registry import Models
 from modelyard.client.runs import ActiveRun, Runs
 from modelyard.client.services import Services
+from modelyard.client.train import Automl
 from modelyard.core import errors
-from modelyard.core.errors import Unavailable
+from modelyard.core.errors import ModelyardError, Unavailable
 
 IN_PROCESS_URL = "http://modelyard.in-process"
 
@@ -65,6 +66,7 @@ class Client:
         self.runs = Runs(self)
         self.models = Models(self)
         self.services = Services(self)
+        self.automl = Automl(self)
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
@@ -95,6 +97,23 @@ class Client:
     @property
     def in_process(self) -> bool:
         return self.url is None
+
+    # -- evaluation ---------------------------------------------------------------------------------------------
+    def evaluate(self, model: str, dataset: str, split: str = "all", *, timeout: float | None = None,
+                 report: str | Path | None = None) -> dict:
+        """Run the ``evaluate`` job (same spec keys: ``model``, ``dataset``, ``split``) and return its
+        ``modelyard.evaluation/1`` result; ``report`` downloads the HTML report there.
+
+        Example::
+
+            result = client.evaluate("bc-model@1", "bc-test@1", report="report.html")
+            print(result["metrics"]["accuracy"], result["warnings"])
+        """
+        result = self.jobs.result(self.jobs.run("evaluate", {"model": model, "dataset": dataset, "split": split},
+                                                timeout=timeout))
+        if report is not None:
+            self.blobs.get(result["report"]["digest"], report)
+        return result
 
     # -- system -------------------------------------------------------------------------------------------------
     def health(self) -> dict:
@@ -146,6 +165,38 @@ class Jobs:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"job {job_id} still {status} after {timeout}s")
                 time.sleep(poll_s)
+
+    def run(self, kind: str, spec: dict | None = None, timeout: float | None = None, poll_s: float = 0.3,
+            on_update: Callable[[dict], None] | None = None) -> dict:
+        """Submit a job and wait for it to end; returns its final state (look at ``status``). In-process there is
+        no server worker, so a worker runs in this process until the queue is empty."""
+        import threading
+
+        job = self.submit(kind, spec)
+        worker = thread = None
+        if self._c.in_process:
+            from modelyard.jobs.worker import Worker
+
+            worker = Worker(self._c._workspace, concurrency=1)
+            thread = threading.Thread(target=worker.run, kwargs={"until_idle": True, "handle_signals": False},
+                                      daemon=True)
+            thread.start()
+        try:
+            return self.wait(job["id"], timeout=timeout, poll_s=poll_s, on_update=on_update)
+        except KeyboardInterrupt:
+            self.cancel(job["id"])
+            raise
+        finally:
+            if worker is not None:
+                worker.stop_event.set()
+                thread.join(timeout=60)
+
+    def result(self, job: dict) -> dict:
+        """A finished job's result; a job that did not succeed raises ``ModelyardError`` with its error."""
+        if job["status"] != "succeeded":
+            raise ModelyardError(f"{job['kind']} job {job['id']} {job['status']}: "
+                                 f"{job['error'] or 'no error recorded'}", code=f"job_{job['status']}")
+        return job["result"]
 
     def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.3,
              on_update: Callable[[dict], None] | None = None) -> dict:

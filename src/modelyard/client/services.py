@@ -4,6 +4,7 @@ Example::
 
     client.services.deploy("resnet@production", name="resnet", replicas=2)        # waits until it serves
     client.services.predict("resnet", {"pixel_values": batch})                   # numpy in, numpy out
+    client.services.predict("pc", {"island": [["Biscoe"]], "body_mass_g": [[4200]]})  # ["predictions"]: classes
     client.services.traffic("resnet", {"resnet@3": 90, "resnet@4": 10})
     client.services.rollback("resnet")
 """
@@ -110,28 +111,48 @@ class Services:
         raise_for(response)
         return response.json()
 
-    def predict(self, name: str, inputs: dict, key: str | None = None) -> dict:
-        """Run one request: ``inputs`` maps names to arrays or nested lists (sent as safetensors when they are
-        numpy arrays, else as JSON). Returns ``{"outputs": {name: ndarray}, "model": "N@V"}``."""
+    def predict(self, name: str, inputs, key: str | None = None) -> dict:
+        """Run one request. ``inputs`` maps input names to numpy arrays or nested lists (text inputs take
+        strings); a single-input model also takes the array itself, and the REST body ``{"inputs": {...}}`` is
+        taken as it is (the SDK adds that wrapper itself). All-numpy inputs travel as safetensors, others as JSON.
+
+        Returns:
+            ``{"outputs": {name: ndarray}, "model": "N@V"}``, plus ``"predictions"`` (one ``{"index", "class",
+            "score"}`` per row) when the version names its classes.
+
+        Example::
+
+            client.services.predict("pc", {"island": [["Biscoe"]], "bill_length_mm": [[46.5]], ...})
+        """
+        import json
+
         import numpy as np
 
+        if isinstance(inputs, dict) and set(inputs) <= {"inputs", "key"} and "inputs" in inputs \
+                and not isinstance(inputs["inputs"], np.ndarray):
+            key = key if key is not None else inputs.get("key")
+            inputs = inputs["inputs"]  # a REST body: unwrap, rather than send {"inputs": {"inputs": ...}}
         headers = {"Accept": "application/x-safetensors"}
         if key is not None:
-            headers["X-Modelyard-Key"] = key
-        if all(isinstance(v, np.ndarray) for v in inputs.values()):
+            headers["X-Modelyard-Key"] = str(key)
+        url = f"/api/v1/services/{quote(name)}/predict"
+        if isinstance(inputs, dict) and inputs and all(isinstance(v, np.ndarray) and v.dtype.kind not in "USO"
+                                                       for v in inputs.values()):
             from safetensors.numpy import save
 
             content = save({k: np.ascontiguousarray(v) for k, v in inputs.items()})
             headers["Content-Type"] = "application/x-safetensors"
-            response = self._c._http.request("POST", f"/api/v1/services/{quote(name)}/predict", content=content,
-                                             headers=headers)
+            response = self._c._http.request("POST", url, content=content, headers=headers)
         else:
-            response = self._c._http.request("POST", f"/api/v1/services/{quote(name)}/predict",
-                                             json={"inputs": inputs}, headers=headers)
+            response = self._c._http.request("POST", url, json={"inputs": _jsonable(inputs)}, headers=headers)
         raise_for(response)
         from safetensors.numpy import load
 
-        return {"outputs": dict(load(response.content)), "model": response.headers.get("x-modelyard-model")}
+        answer = {"outputs": dict(load(response.content)), "model": response.headers.get("x-modelyard-model")}
+        metadata = _safetensors_metadata(response.content)
+        if "predictions" in metadata:
+            answer["predictions"] = json.loads(metadata["predictions"])
+        return answer
 
     def predict_file(self, name: str, path: str | Path, input_name: str | None = None, key: str | None = None) -> dict:
         """Send a file as it is: ``.json`` (the JSON body), ``.npy``, ``.safetensors`` or a PNG/JPEG image."""
@@ -146,3 +167,25 @@ class Services:
         if content_type is None:
             raise InvalidInput(f"{path.name}: send .json, .npy, .safetensors, .png or .jpg")
         return self.predict_body(name, path.read_bytes(), content_type, key, input_name)
+
+
+def _jsonable(value):
+    """Nested lists for JSON (numpy arrays, text arrays included, become lists)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _safetensors_metadata(body: bytes) -> dict:
+    """The ``__metadata__`` of a safetensors file's JSON header (empty when there is none)."""
+    import json
+
+    size = int.from_bytes(body[:8], "little")
+    try:
+        return json.loads(body[8:8 + size]).get("__metadata__") or {}
+    except (ValueError, AttributeError):
+        return {}

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from modelyard.core.errors import IntegrityError, InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.deploy.batch_io import OUTPUT_SUFFIXES, iter_chunks, open_source, read_part, write_output, write_part
+from modelyard.deploy.classes import class_column
 
 OUTPUT_FORMATS = tuple(suffix.lstrip(".") for suffix in OUTPUT_SUFFIXES)
 
@@ -98,7 +99,7 @@ class BatchSpec(BaseModel):
 
 
 def authorize_batch(spec: BatchSpec, caller, workspace) -> None:
-    """Server paths need the admin role; uploaded files must be in the blob store."""
+    """Server paths need the admin role; uploaded files must be in the blob store; the model must exist."""
     from modelyard.core.errors import NotFound
     from modelyard.core.trust import check_path
 
@@ -108,6 +109,18 @@ def authorize_batch(spec: BatchSpec, caller, workspace) -> None:
     if missing:
         raise NotFound(f"spec.input_files: {len(missing)} file(s) are not in the blob store (upload them first "
                        f"with POST /api/v1/blobs), e.g. {missing[0]}")
+    _check_names(spec, workspace)
+
+
+def _check_names(spec: BatchSpec, workspace) -> None:
+    """The model (and dataset) the spec names exist: an unknown one is a 404 at submit, not a failed job."""
+    from modelyard.registry.versions import ModelRegistry
+
+    ModelRegistry(workspace).get_version(spec.model)
+    if spec.dataset is not None:
+        from modelyard.data.datasets import DatasetStore
+
+        DatasetStore(workspace).get(spec.dataset)
 
 
 def _fingerprint(spec: BatchSpec, version_id: str) -> str:
@@ -189,6 +202,9 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     if len(keys) != total or len(set(map(str, keys))) != total:
         raise IntegrityError(f"batch parts hold {len(keys)} rows ({len(set(map(str, keys)))} distinct keys) for "
                              f"{total} input rows; delete {parts} and run again")
+    names = class_column(version.signature, merged)
+    if names is not None and "class" not in merged:
+        merged["class"] = names.astype(str)
     key_name = spec.key or ("file" if source.kind == "images" else "row")
     write_output(output, key_name, keys, merged)
     shutil.rmtree(parts)

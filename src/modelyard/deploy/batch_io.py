@@ -3,18 +3,23 @@
 Inputs are read as an ordered list of rows with a key each, cut into fixed chunks (the same cut on every run, so a
 resumed job skips exactly the chunks it finished):
 
-* a folder of images (PNG/JPEG/BMP/PPM): key = file name, preprocessed as the signature says;
-* a CSV or Parquet table: key = the ``key`` column (default: the row number), features = the other numeric
-  columns (or ``columns``) in order, for a model with one ``[batch, features]`` input;
+* a folder of images (PNG/JPEG/BMP/PPM), directly in it or in class sub-folders (``cat/1.png``, the layout
+  ``data import`` takes): key = the path relative to the folder, preprocessed as the signature says;
+* a CSV or Parquet table: key = the ``key`` column (default: the row number). A model with one input per column
+  (``[batch, 1]`` or ``[batch]`` each, as AutoML exports tables) gets each input from the column of its name
+  (text inputs take text columns); a model with one ``[batch, features]`` input gets the other numeric columns
+  (or ``columns``) in order;
 * an ``.npz`` file: one array per input with a leading sample axis; key = the ``key`` array or the index.
 
 Outputs (by suffix): ``.parquet`` (key column + one column per output, vectors as lists), ``.csv`` (vectors spread
-over ``name_0, name_1...``) or ``.npz`` (``key`` + one stacked array per output).
+over ``name_0, name_1...``) or ``.npz`` (``key`` + one stacked array per output). A classifier whose signature
+names its classes also gets a ``class`` column: the predicted class name of each row.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +67,10 @@ def _images(folder: Path, signature: Signature) -> Source:
     if signature.preprocessing is None:
         raise InvalidInput("the model's signature declares no image preprocessing: it cannot read an image folder "
                            "(register it with --preprocessing)")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = _image_files(folder)
     if not files:
-        raise InvalidInput(f"input {folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise InvalidInput(f"input {folder.name}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it or in its "
+                           "sub-folders")
     target = signature.input(signature.image_input)
 
     def read(start: int, stop: int) -> dict[str, np.ndarray]:
@@ -73,30 +79,126 @@ def _images(folder: Path, signature: Signature) -> Source:
             try:
                 arrays.append(preprocess(decode_image(f.read_bytes()), signature.preprocessing, target))
             except Exception as exc:  # noqa: BLE001 - name the file that broke the batch
-                raise InvalidInput(f"{f.name}: {exc}") from None
+                raise InvalidInput(f"{f.relative_to(folder).as_posix()}: {exc}") from None
         return {target.name: np.concatenate(arrays, axis=0)}
 
-    return Source([f.name for f in files], "images", read)
+    return Source([f.relative_to(folder).as_posix() for f in files], "images", read)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files in ``folder`` and its sub-folders (the class-folder layout ``data import`` takes:
+    ``cat/1.png``), sorted by relative path; hidden files and folders (``.DS_Store``, ``__MACOSX``) are skipped."""
+    found = []
+    for path in folder.rglob("*"):
+        parts = path.relative_to(folder).parts
+        if any(p.startswith(".") or p == "__MACOSX" for p in parts):
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _read_table(path: Path):
+    import pyarrow as pa
+
+    try:
+        if path.suffix.lower() == ".csv":
+            import pyarrow.csv as pacsv
+
+            return pacsv.read_csv(path)
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidInput(f"{path.name}: not a readable table ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _column_input(tensor) -> bool:
+    """An input one table column can feed: ``[batch]`` or ``[batch, 1]``."""
+    return len(tensor.shape) == 1 or (len(tensor.shape) == 2 and tensor.shape[1] in (1, None))
+
+
+def _column_for(name: str, columns: list[str]) -> str | None:
+    """The column feeding input ``name``: the column of that name, else the one whose name becomes it when every
+    character but letters, digits and ``_`` is replaced by ``_`` (how AutoML names its inputs:
+    ``bill length-mm`` -> ``bill_length_mm``)."""
+    if name in columns:
+        return name
+    matches = [c for c in columns if _as_input_name(c) == name]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _as_input_name(column: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9_]", "_", column).strip("_") or "col"
+    return "c_" + base if base[0].isdigit() else base
 
 
 def _table(path: Path, signature: Signature, key: str | None, columns: list[str] | None) -> Source:
+    table = _read_table(path)
+    if key is not None and key not in table.column_names:
+        raise InvalidInput(f"key column {key!r} is not in {path.name} (columns: {table.column_names})")
+    named = all(_column_input(t) for t in signature.inputs) and (
+        len(signature.inputs) > 1 or _column_for(signature.inputs[0].name, table.column_names) is not None)
+    if named:
+        if columns:
+            raise InvalidInput(f"--column picks the features of a model with one [batch, features] input; this model "
+                               f"takes one column per input ({', '.join(t.name for t in signature.inputs)})")
+        return _named_columns(path, table, signature, key)
+    if len(signature.inputs) != 1 or len(signature.inputs[0].shape) != 2:
+        raise InvalidInput(f"{path.name} cannot feed this model: it takes "
+                           + ", ".join(f"{t.name}{t.describe_shape()}" for t in signature.inputs)
+                           + "; a table feeds one [batch, features] input or one column per [batch, 1] input")
+    return _matrix(path, table, signature.inputs[0], key, columns)
+
+
+def _named_columns(path: Path, table, signature: Signature, key: str | None) -> Source:
+    """One column per input, matched by name; text inputs get the column's text ("" for an empty cell), float
+    inputs its numbers (NaN for an empty cell: a model trained by AutoML imputes them)."""
+    wanted = {t.name: _column_for(t.name, table.column_names) for t in signature.inputs}
+    missing = [name for name, column in wanted.items() if column is None]
+    if missing:
+        raise InvalidInput(f"{path.name} has no column for the model's input(s) {', '.join(missing)} (the model "
+                           f"takes {', '.join(wanted)}; the table has {', '.join(table.column_names[:30])})")
+    feeds = {}
+    for tensor in signature.inputs:
+        values = _column_values(path, table[wanted[tensor.name]], wanted[tensor.name], tensor)
+        feeds[tensor.name] = values.reshape(-1, 1) if len(tensor.shape) == 2 else values
+    keys = table[key].to_pylist() if key else list(range(table.num_rows))
+    return Source(keys, "table", lambda start, stop: {name: value[start:stop] for name, value in feeds.items()})
+
+
+def _column_values(path: Path, column, name: str, tensor) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if path.suffix.lower() == ".csv":
-        import pyarrow.csv as pacsv
+    if tensor.dtype == "string":
+        from modelyard.data.tabular import class_name
 
-        table = pacsv.read_csv(path)
-    else:
-        import pyarrow.parquet as pq
+        # numbers in a text column are written as the training table's text form: 3.0 -> "3"
+        return np.array([v if isinstance(v, str) else "" if v is None or np.isnan(v) else class_name(v)
+                         for v in column.to_pylist()], dtype=object)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        try:
+            column = pc.cast(column, pa.float64())
+        except pa.ArrowInvalid:
+            raise InvalidInput(f"{path.name}: column {name!r} holds text, input {tensor.name!r} takes "
+                               f"{tensor.dtype} numbers") from None
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type)
+            or pa.types.is_null(column.type)):
+        raise InvalidInput(f"{path.name}: column {name!r} ({column.type}) cannot feed input {tensor.name!r} "
+                           f"({tensor.dtype})")
+    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    dtype = "float32" if tensor.dtype == "bfloat16" else tensor.dtype
+    if np.dtype(dtype).kind != "f" and np.isnan(values).any():
+        raise InvalidInput(f"{path.name}: column {name!r} has empty cells; input {tensor.name!r} ({tensor.dtype}) "
+                           "has no missing value")
+    return values.astype(dtype)
 
-        table = pq.read_table(path)
-    if len(signature.inputs) != 1 or len(signature.inputs[0].shape) != 2:
-        raise InvalidInput("a table feeds a model with one [batch, features] input; this model takes "
-                           + ", ".join(f"{t.name}{t.describe_shape()}" for t in signature.inputs))
-    spec = signature.inputs[0]
-    if key is not None and key not in table.column_names:
-        raise InvalidInput(f"key column {key!r} is not in {path.name} (columns: {table.column_names})")
+
+def _matrix(path: Path, table, spec, key: str | None, columns: list[str] | None) -> Source:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     names = columns or [c for c in table.column_names if c != key]
     missing = [c for c in names if c not in table.column_names]
     if missing:

@@ -17,6 +17,9 @@ def warm_feeds(signature) -> dict[str, np.ndarray] | None:
     for tensor in signature.inputs:
         if any(not isinstance(d, int) for d in tensor.shape[1:]):
             return None
+        if tensor.dtype == "string":  # a text input (a table's categorical column): "" is its missing value
+            feeds[tensor.name] = np.full((1, *tensor.shape[1:]), "", dtype=object)
+            continue
         dtype = "float32" if tensor.dtype == "bfloat16" else tensor.dtype
         try:
             feeds[tensor.name] = np.zeros((1, *tensor.shape[1:]), dtype=dtype)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from modelyard.core.errors import ModelyardError, PayloadTooLarge, Unauthorized
 from modelyard.deploy.batching import DynamicBatcher
+from modelyard.deploy.classes import class_predictions
 from modelyard.deploy.errors import BadRequest
 from modelyard.deploy.protocol import (
     MAX_JSON_BYTES,
@@ -240,6 +241,7 @@ def build_app(server: ModelServer):
                 server.metrics.queue_depth.labels(server.service, version.ref).dec()
             accept = media_type(request.headers.get("accept"))
             headers = {"x-modelyard-model": version.ref}
+            predictions = class_predictions(version.signature, outputs)
             if accept in ("application/x-npy", "application/npy"):
                 name = request.query_params.get("output") or next(iter(outputs))
                 if name not in outputs:
@@ -247,10 +249,10 @@ def build_app(server: ModelServer):
                 body_out = encode_npy(outputs[name])
                 response = Response(body_out, media_type="application/x-npy", headers=headers)
             elif accept in ("application/x-safetensors", "application/safetensors"):
-                body_out = encode_safetensors(outputs)
+                body_out = encode_safetensors(outputs, predictions)
                 response = Response(body_out, media_type="application/x-safetensors", headers=headers)
             else:
-                body_out = encode_json(outputs, version.ref)
+                body_out = encode_json(outputs, version.ref, predictions)
                 response = Response(body_out, media_type="application/json", headers=headers)
         except ModelyardError as exc:
             status, reason = exc.status, exc.code

@@ -157,7 +157,10 @@ def _decode_json(body: bytes, signature: Signature) -> Decoded:
             array = np.asarray(value)
         except ValueError:
             raise BadRequest(f"input {name!r} is not a rectangular array (rows of different lengths)") from None
-        if array.dtype == object:
+        if array.dtype == object and all(isinstance(v, str) or v is None for v in array.flat) \
+                and any(isinstance(v, str) for v in array.flat):
+            pass  # text, maybe with nulls (numbers mixed in would have made numpy a str array): validate decides
+        elif array.dtype == object:
             array = _with_missing(name, value)
         elif maybe_bools and array.dtype.kind in "iuf" and _holds_bool(value):
             raise BadRequest(f"input {name!r} mixes true/false with numbers: send numbers (1/0)")
@@ -236,6 +239,10 @@ def _check_values(name: str, array: np.ndarray, want: np.dtype, missing_ok: bool
 
 
 def _check_dtype(name: str, array: np.ndarray, spec: TensorSpec, from_json: bool) -> np.ndarray:
+    if spec.dtype == "string":
+        if array.dtype.kind == "U" or (array.dtype.kind == "O" and all(isinstance(v, str) for v in array.flat)):
+            return array.astype(object)  # what onnxruntime takes for tensor(string)
+        raise BadRequest(f"input {name!r} takes text (strings, e.g. [[\"a\"]]), got {array.dtype} values")
     want = np.dtype("float32") if spec.dtype == "bfloat16" else np.dtype(spec.dtype)
     have = array.dtype
     if have == want:
@@ -277,7 +284,11 @@ def validate(signature: Signature, decoded: Decoded, missing_ok: frozenset[str] 
             if spec.name not in missing_ok:
                 raise BadRequest(f"input {spec.name!r} has null values; this model takes no missing values")
             array = np.asarray(array)
-        if array.dtype.kind in "USO":
+        if spec.dtype == "string" and array.dtype == object and any(v is None for v in array.flat):
+            if spec.name not in missing_ok:
+                raise BadRequest(f"input {spec.name!r} has null values; send \"\" for a missing text value")
+            array = np.where(np.equal(array, None), "", array)  # "" is a text input's missing value
+        if array.dtype.kind in "USO" and spec.dtype != "string":
             raise BadRequest(f"input {spec.name!r} holds text, the model expects {spec.dtype} numbers")
         if array.ndim != len(spec.shape):
             hint = f" (send a batch: shape ({', '.join(str(d) for d in (1, *array.shape))}))" \
@@ -311,10 +322,13 @@ def _json_list(array: np.ndarray):
     return array.tolist()
 
 
-def encode_json(outputs: dict[str, np.ndarray], model_ref: str) -> bytes:
-    """Standard JSON (``allow_nan=False``: a non-finite value left in would be a bug, not a body)."""
-    return json.dumps({"outputs": {k: _json_list(v) for k, v in outputs.items()}, "model": model_ref},
-                      separators=(",", ":"), allow_nan=False).encode()
+def encode_json(outputs: dict[str, np.ndarray], model_ref: str, predictions: list[dict] | None = None) -> bytes:
+    """Standard JSON (``allow_nan=False``: a non-finite value left in would be a bug, not a body); ``predictions``
+    (a classifier's class name, index and score per row) when the version names its classes."""
+    body = {"outputs": {k: _json_list(v) for k, v in outputs.items()}, "model": model_ref}
+    if predictions is not None:
+        body["predictions"] = predictions
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 def encode_npy(array: np.ndarray) -> bytes:
@@ -323,7 +337,9 @@ def encode_npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def encode_safetensors(outputs: dict[str, np.ndarray]) -> bytes:
+def encode_safetensors(outputs: dict[str, np.ndarray], predictions: list[dict] | None = None) -> bytes:
+    """The safetensors reply; a classifier's ``predictions`` ride in the header's metadata (JSON text)."""
     from safetensors.numpy import save
 
-    return save({k: np.ascontiguousarray(v) for k, v in outputs.items()})
+    metadata = {"predictions": json.dumps(predictions, separators=(",", ":"))} if predictions is not None else None
+    return save({k: np.ascontiguousarray(v) for k, v in outputs.items()}, metadata=metadata)

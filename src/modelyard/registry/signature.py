@@ -67,6 +67,13 @@ class Signature:
         return all(t.batch_dynamic for t in self.inputs) and all(t.batch_dynamic for t in self.outputs)
 
     @property
+    def class_names(self) -> list[str] | None:
+        """The class names of a classifier (index ``i`` of its prediction is ``class_names[i]``), when known."""
+        if not self.task or self.task.get("type") != "classification":
+            return None
+        return self.task.get("classes") or None
+
+    @property
     def image_input(self) -> str | None:
         """The input image bytes feed, when the signature declares preprocessing."""
         if self.preprocessing is None:
@@ -116,6 +123,14 @@ def _onnx_tensor(value) -> TensorSpec:
 
 def onnx_signature(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Inputs (initializers excluded) and outputs of an ONNX file, read without loading external weights."""
+    inputs, outputs, _ = _onnx_signature_and_classes(path)
+    return inputs, outputs
+
+
+def _onnx_signature_and_classes(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], list | None]:
+    """Also the class names a Modelyard-trained model carries in its metadata (``modelyard.classes``), if any."""
+    import json
+
     import onnx
 
     try:
@@ -127,7 +142,16 @@ def onnx_signature(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec
     outputs = tuple(_onnx_tensor(v) for v in model.graph.output)
     if not inputs or not outputs:
         raise InvalidInput(f"{path.name}: an ONNX model must declare at least one input and one output")
-    return inputs, outputs
+    classes = None
+    for prop in model.metadata_props:
+        if prop.key == "modelyard.classes":
+            try:
+                value = json.loads(prop.value)
+            except ValueError:
+                break
+            if isinstance(value, list) and value and all(isinstance(c, str) for c in value):
+                classes = value
+    return inputs, outputs, classes
 
 
 def _ov_tensor(port, fallback: str) -> TensorSpec:
@@ -160,12 +184,16 @@ def openvino_signature(xml: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorS
 
 def read_signature(path: Path, fmt: str, preprocessing: dict | None = None, task: dict | None = None) -> Signature:
     """The signature of an artifact of format ``onnx`` or ``openvino``, with validated preprocessing and task."""
+    classes = None
     if fmt == "onnx":
-        inputs, outputs = onnx_signature(path)
+        inputs, outputs, classes = _onnx_signature_and_classes(path)
     elif fmt == "openvino":
         inputs, outputs = openvino_signature(path)
     else:
         raise InvalidInput(f"cannot read the signature of a {fmt!r} artifact (onnx or openvino)")
+    if classes and isinstance(task, dict) and task.get("type") == "classification" and not task.get("classes"):
+        # a model Modelyard trained names its classes in its metadata: replies can carry names, not only indices
+        task = {**task, "classes": classes}
     return Signature(inputs, outputs, check_preprocessing(preprocessing, inputs), check_task(task, outputs))
 
 
@@ -215,4 +243,13 @@ def check_task(data: Any, outputs: tuple[TensorSpec, ...]) -> dict | None:
         raise InvalidInput(f"task.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     if task.output and task.output not in {t.name for t in outputs}:
         raise InvalidInput(f"task.output: the model has no output {task.output!r}")
-    return task.model_dump(mode="json")
+    if task.classes is not None:
+        target = next(t for t in outputs if t.name == task.output) if task.output else outputs[0]
+        width = target.shape[-1] if len(target.shape) >= 2 else None
+        if isinstance(width, int) and width != len(task.classes):
+            raise InvalidInput(f"task.classes: {len(task.classes)} class name(s) for output {target.name!r} of "
+                               f"{width} scores per row")
+    data = task.model_dump(mode="json")
+    if data["classes"] is None:
+        del data["classes"]  # signatures stored before class names existed read the same
+    return data

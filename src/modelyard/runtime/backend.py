@@ -181,6 +181,8 @@ class Runner(ABC):
 
 
 def _cast(value: np.ndarray, dtype: str, name: str) -> np.ndarray:
+    if dtype == "string":
+        return as_text(value, name)
     if dtype in ("", "unknown") or value.dtype.name == dtype:
         return value
     if dtype == "bfloat16":
@@ -194,6 +196,15 @@ def _cast(value: np.ndarray, dtype: str, name: str) -> np.ndarray:
     if not same_kind and not (value.dtype == np.bool_ and target == np.bool_):
         raise InvalidInput(f"input {name!r} has dtype {value.dtype}, the model expects {dtype}")
     return value.astype(target)
+
+
+def as_text(value: np.ndarray, name: str) -> np.ndarray:
+    """A text tensor as engines take it: a numpy object array of ``str`` (ONNX ``tensor(string)``)."""
+    if value.dtype.kind == "U":
+        return value.astype(object)
+    if value.dtype.kind == "O" and all(isinstance(v, str) for v in value.flat):
+        return value
+    raise InvalidInput(f"input {name!r} takes text (strings), got {value.dtype} values")
 
 
 class Backend(ABC):

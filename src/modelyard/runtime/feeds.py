@@ -33,7 +33,8 @@ def _np_dtype(name: str):
 
 def random_feeds(spec, samples: int, seed: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """``samples`` seeded random feeds: floats uniform in ``range`` (default [0, 1]), ints in ``[low, high)``
-    (default [0, 10)), bools fair coins. Named dims take their size from ``spec.dims`` (default 1).
+    (default [0, 10)), bools fair coins, strings the decimal text of such ints. Named dims take their size from
+    ``spec.dims`` (default 1).
 
     Inputs with a ``data`` file take their samples from it instead (cycled when shorter than ``samples``).
     """
@@ -52,6 +53,11 @@ def random_feeds(spec, samples: int, seed: int = 0) -> Iterator[dict[str, np.nda
             shape = inp.concrete_shape(dims)
             if inp.dtype == "bool":
                 feeds[inp.name] = rng.random(shape) < 0.5
+            elif inp.dtype == "string":
+                # tokens "0".."9" (or the range's integers): a model one-hot encoding text sees known or unknown
+                # categories alike, so any tokens exercise it
+                low, high = inp.range or (0, 10)
+                feeds[inp.name] = rng.integers(int(low), int(high), size=shape).astype(str).astype(object)
             elif inp.dtype.startswith(("int", "uint")):
                 low, high = inp.range or (0, 10)
                 feeds[inp.name] = rng.integers(int(low), int(high), size=shape).astype(inp.dtype)

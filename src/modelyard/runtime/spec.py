@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from modelyard.core.errors import InvalidInput, NotFound
 
-DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool", "string")
 TASKS = ("classification", "regression", "detection", "embedding", "generic")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -43,7 +43,8 @@ class InputSpec(BaseModel):
     Args:
         name: the input's name (the ONNX input name; for torch, the forward argument it is passed as, in order).
         shape: ints for fixed dims, identifiers for named dynamic dims (``batch``, ``seq``).
-        dtype: one of ``DTYPES``. Default ``float32``.
+        dtype: one of ``DTYPES``. Default ``float32``. ``string`` is a text tensor (ONNX ``tensor(string)``, fed as
+            a numpy object array of ``str``), e.g. a categorical column of a tabular model.
         range: ``[low, high]`` for generated feeds (floats uniform, ints in ``[low, high)``). Default ``[0, 1]`` for
             floats and ``[0, 10)`` for ints.
         data: optional ``.npy`` file whose first axis enumerates samples for this input.
@@ -53,7 +54,8 @@ class InputSpec(BaseModel):
 
     name: str = Field(min_length=1)
     shape: list[int | str]
-    dtype: Literal["float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool"] = "float32"
+    dtype: Literal["float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool",
+                   "string"] = "float32"
     range: tuple[float, float] | None = None
     data: str | None = None
 
@@ -87,6 +89,8 @@ class TaskSpec(BaseModel):
             (cosine of the embedding), detection or generic (tensor metrics only).
         output: the output carrying the prediction. Default: the first output.
         top_k: k of the top-k agreement. Default 5.
+        classes: for classification, the class names in the order of the output's last axis (index ``i`` is
+            ``classes[i]``); services and batch jobs then answer with names as well as indices.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -94,6 +98,16 @@ class TaskSpec(BaseModel):
     type: Literal["classification", "regression", "detection", "embedding", "generic"]
     output: str | None = None
     top_k: int = Field(default=5, ge=1)
+    classes: list[str] | None = Field(default=None, min_length=1, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _classes_fit(self) -> TaskSpec:
+        if self.classes is not None:
+            if self.type != "classification":
+                raise ValueError(f"classes apply to a classification task, not {self.type!r}")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError("classes must be unique")
+        return self
 
 
 class Preprocessing(BaseModel):

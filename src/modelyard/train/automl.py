@@ -29,6 +29,8 @@ class AutomlSpec(BaseModel):
         max_latency_ms: reject candidates whose p95 single-request latency on onnxruntime exceeds this.
         metric: what to optimise (default accuracy for classification, r2 for regression).
         ensemble: try a soft-voting ensemble of the best few tabular candidates.
+        refit: tabular: refit the winner on train + validation when the budget allows (default true). False keeps
+            the validation split held out, for ``evaluate --split validation``.
         families: tabular model families to search (default all: lightgbm, linear, random_forest, extra_trees).
         seed: seeds the search and the models.
         register_winner: register the winner in the model registry (default true).
@@ -43,6 +45,7 @@ class AutomlSpec(BaseModel):
     max_latency_ms: float | None = Field(default=None, gt=0)
     metric: str | None = None
     ensemble: bool = True
+    refit: bool = True
     families: list[str] | None = None
     seed: int = 0
     register_winner: bool = True
@@ -116,7 +119,7 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
                                max_latency_ms=spec.max_latency_ms, metric=spec.metric, seed=spec.seed,
                                progress=ctx.progress, log=ctx.log, cancelled=ctx.cancelled, on_trial=on_trial)
         source_format = "torch"
-        task_info = {"type": "classification", "output": "probabilities"}
+        task_info = {"type": "classification", "output": "probabilities", "classes": list(search.classes)}
         preprocessing = search.preprocessing
     else:
         from modelyard.train.automl_tabular import search_tabular
@@ -125,14 +128,17 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
         frame, split = store.load_table(version)
         search = search_tabular(frame, split, version.schema, metric=spec.metric, time_budget_s=spec.time_budget_s,
                                 max_latency_ms=spec.max_latency_ms, families=tuple(spec.families or FAMILIES),
-                                ensemble=spec.ensemble, seed=spec.seed, progress=ctx.progress, log=ctx.log,
+                                ensemble=spec.ensemble, refit=spec.refit, seed=spec.seed, progress=ctx.progress,
+                                log=ctx.log,
                                 cancelled=ctx.cancelled, on_trial=on_trial)
         family = search.winner["family"]
         source_format = "lightgbm" if family == "lightgbm" else "sklearn"
-        task_info = ({"type": "classification", "output": "probabilities"} if task == "classification"
-                     else {"type": "regression", "output": "variable"})
+        task_info = ({"type": "classification", "output": "probabilities", "classes": list(search.classes)}
+                     if task == "classification" else {"type": "regression", "output": "variable"})
         preprocessing = None
     ctx.log(f"winner: {search}")
+    # which rows of the version the registered model was fitted on: evaluate warns when it is asked to measure them
+    fit_splits = ["train", "validation"] if search.refitted and task != "image-classification" else ["train"]
     model_path = ctx.workdir / "model.onnx"
     model_path.write_bytes(search.onnx)
     summary = search.to_dict()
@@ -162,7 +168,7 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
             tags={"automl": task, "family": search.winner["family"], "dataset": version.ref,
                   "classes": ",".join(search.classes)[:1000]},
             lineage={"dataset": version.ref, "dataset_id": version.id, "dataset_manifest": version.manifest_digest,
-                     "job": ctx.job_id, "run": run_id},
+                     "fit_splits": fit_splits, "selected_on": "validation", "job": ctx.job_id, "run": run_id},
             description=_card(spec, version, search),
             created_by=f"automl job {ctx.job_id}",
         )
@@ -188,6 +194,7 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
         "classes": list(search.classes),
         "trials": search.trials,
         "refitted": search.refitted,
+        "fit_splits": fit_splits,
         "stop_reason": search.stop_reason,
         "seconds": round(time.monotonic() - started, 2),
         "run": run_id,
@@ -218,11 +225,22 @@ def _card(spec: AutomlSpec, version, search) -> str:
     return "\n".join(lines)
 
 
+def authorize_automl(spec: AutomlSpec, _caller, workspace) -> None:
+    """At submit: the model name is valid and the dataset version exists (an unknown one is a 404, not a failed
+    job)."""
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.data.refs import check_name
+
+    check_name(spec.name, "model name")
+    DatasetStore(workspace).get(spec.dataset)
+
+
 AUTOML = JobKind(
     "automl.train",
     AutomlSpec,
     run_automl,
     idempotent=False,
+    authorize=authorize_automl,
     description="AutoML on a dataset version (tabular or image classification) under a time budget and a latency "
                 "limit measured on onnxruntime; registers the winner.",
 )

@@ -123,6 +123,7 @@ def search_tabular(
     max_latency_ms: float | None = None,
     families: tuple[str, ...] = fam.FAMILIES,
     ensemble: bool = True,
+    refit: bool = True,
     seed: int = 0,
     progress: Callable[[float, str], None] | None = None,
     log: Callable[[str], None] | None = None,
@@ -140,6 +141,8 @@ def search_tabular(
         max_latency_ms: reject candidates whose p95 single-request latency on onnxruntime exceeds this.
         families: model families to search.
         ensemble: try a soft-voting ensemble of the best few.
+        refit: refit the winner on train + validation when the budget allows (False keeps the validation split
+            held out, so ``evaluate --split validation`` measures rows the model never saw).
         seed: seeds the sampler and the models.
         progress, log, cancelled: job hooks.
         on_trial: called with each finished candidate's leaderboard entry (for run tracking).
@@ -280,7 +283,7 @@ def search_tabular(
                 candidates.append(blended)
                 winner = blended
         model, latency, refitted = _refit(winner, task, seed, preprocessor, features, x_all, y_all, export,
-                                          latency_feed, max_latency_ms, final_deadline, note)
+                                          latency_feed, max_latency_ms, final_deadline if refit else None, note)
     if progress:
         progress(0.95, f"winner {winner.family} {metric}={winner.score:.4f}")
     board = sorted((c for c in candidates if c.score is not None), key=lambda c: (
@@ -361,11 +364,15 @@ def _ensemble(candidates, winner, task, metric, greater, y_val, n_classes, expor
 
 def _refit(winner: Candidate, task, seed, preprocessor, features, x_all, y_all, export, latency_feed,
            max_latency_ms, final_deadline, note):
-    """Refit the winner on train + validation when the budget allows; returns (onnx, latency, refitted)."""
+    """Refit the winner on train + validation when the budget allows (``final_deadline`` None: never); returns
+    (onnx, latency, refitted)."""
     import copy
 
     validated = export(winner.estimator)
     validated_latency = winner.latency or measure_latency(validated, latency_feed)
+    if final_deadline is None:
+        note("kept the validated model (no refit asked for): the validation split stays held out")
+        return validated, validated_latency, False
     expected = winner.fit_s * 1.5 + 0.2
     if time.monotonic() + expected > final_deadline:
         note(f"kept the validated model: a refit (~{expected:.1f}s) would overrun the budget")

@@ -7,7 +7,10 @@ Regression: MAE, MSE, RMSE, R², residual and predicted-vs-actual plots. Tables:
 the ONNX model. Images: occlusion saliency heat maps for sample images.
 
 Evaluating on a version never seen in training (a held-out test set imported separately) is the normal case;
-``split`` picks the train or validation rows of a version instead.
+``split`` picks the train or validation rows of a version instead. The model version's lineage says which dataset
+version and splits it was fitted on (AutoML refits tables on train + validation unless told ``refit: false``); when
+evaluated rows are among them the evaluation still runs, but the result says so (``in_sample``, ``warnings``) and
+the report carries the warning, since such numbers overstate how the model does on new data.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
@@ -119,6 +122,37 @@ def _rows(split_values: np.ndarray, split: str) -> np.ndarray:
     return mask
 
 
+SPLIT_CODES = {"train": "t", "validation": "v"}
+
+
+def _fit_rows(version, dataset, split_values: np.ndarray) -> dict | None:
+    """How many evaluated rows the model was fitted on, from its lineage (the dataset version it was trained on and
+    ``fit_splits``); None when none were (another version, or only held-out splits)."""
+    lineage = version.lineage or {}
+    same = (lineage.get("dataset_id") == dataset.id or
+            (lineage.get("dataset_manifest") and lineage.get("dataset_manifest") == dataset.manifest_digest))
+    if not same:
+        return None
+    # versions AutoML registered before fit_splits was recorded: image CNNs never train on the validation split;
+    # tables were refitted on train + validation whenever the budget allowed (assume it did: warn rather than not)
+    fit_splits = lineage.get("fit_splits") or (
+        ["train"] if (version.tags or {}).get("automl") == "image-classification" else ["train", "validation"])
+    codes = [SPLIT_CODES[s] for s in fit_splits if s in SPLIT_CODES]
+    rows = int(np.isin(split_values, codes).sum())
+    if not rows:
+        return None
+    return {"rows": rows, "of": int(len(split_values)), "fit_splits": list(fit_splits), "dataset": dataset.ref}
+
+
+def _in_sample_warning(model_ref: str, in_sample: dict) -> str:
+    held = [s for s in ("validation", "train") if s not in in_sample["fit_splits"]]
+    where = (f"evaluate --split {held[0]} for the rows it was not fitted on" if held else
+             "evaluate it on a separately imported test set (every row of this version was used to fit it)")
+    return (f"{in_sample['rows']} of the {in_sample['of']} rows evaluated were used to fit {model_ref} (its "
+            f"{' + '.join(in_sample['fit_splits'])} split of {in_sample['dataset']}): these numbers are in-sample and "
+            f"overstate how it does on new data; {where}")
+
+
 def evaluate(workspace, model_ref: str, data_ref: str, split: str = "all") -> Evaluation:
     """Evaluate registered model ``model_ref`` on dataset version ``data_ref`` (``split``: all, train, validation)."""
     from modelyard.data.datasets import DatasetStore
@@ -135,11 +169,18 @@ def evaluate(workspace, model_ref: str, data_ref: str, split: str = "all") -> Ev
         raise InvalidInput(f"{version.ref} is a {task} model; {dataset.ref} holds {dataset.kind} data")
     base = {"schema": RESULT_SCHEMA, "model": version.ref, "dataset": dataset.ref, "split": split, "task": task}
     if task == "image-classification":
-        return _evaluate_images(sess, meta, store, dataset, split, base)
-    return _evaluate_table(sess, meta, store, dataset, split, base)
+        return _evaluate_images(sess, meta, store, dataset, split, base, version)
+    return _evaluate_table(sess, meta, store, dataset, split, base, version)
 
 
-def _evaluate_table(sess, meta, store, dataset, split, base) -> Evaluation:
+def _mark_in_sample(data: dict, version, dataset, split_values: np.ndarray) -> None:
+    """``in_sample`` (null when every evaluated row is held out) and ``warnings`` in the result."""
+    in_sample = _fit_rows(version, dataset, split_values)
+    data["in_sample"] = in_sample
+    data["warnings"] = [_in_sample_warning(version.ref, in_sample)] if in_sample else []
+
+
+def _evaluate_table(sess, meta, store, dataset, split, base, version) -> Evaluation:
     from modelyard.data.tabular import class_name
     from modelyard.train.tabular_model import Features
 
@@ -152,7 +193,8 @@ def _evaluate_table(sess, meta, store, dataset, split, base) -> Evaluation:
     missing = [c for c in features.columns if c not in table.columns]
     if missing:
         raise InvalidInput(f"{dataset.ref} lacks the model's feature column(s) {', '.join(missing[:10])}")
-    table = table[_rows(split_values, split)].reset_index(drop=True)
+    mask = _rows(split_values, split)
+    table = table[mask].reset_index(drop=True)
     label = dataset.schema["label"]
     x = features.frame(table)
     task = meta["task"]
@@ -168,6 +210,7 @@ def _evaluate_table(sess, meta, store, dataset, split, base) -> Evaluation:
 
     prediction = predict(x)
     data = {**base, "rows": len(table)}
+    _mark_in_sample(data, version, dataset, split_values[mask])
     sections: list[tuple[str, str]] = []
     if task == "classification":
         classes = meta["classes"]
@@ -218,8 +261,10 @@ def _classification_data(report: dict, y: np.ndarray, proba: np.ndarray, classes
 
 
 def _common_sections(data: dict) -> list[tuple[str, str]]:
+    warnings = "".join(f'<p class="warn"><b>In-sample:</b> {h.esc(w)}</p>' for w in data.get("warnings", []))
     sections = [("Summary", f'<p>{h.esc(data["model"])} evaluated on {h.esc(data["dataset"])} '
-                            f'(split: {h.esc(data["split"])}, {data["rows"]} rows)</p>' + h.metrics_table(data["metrics"]))]
+                            f'(split: {h.esc(data["split"])}, {data["rows"]} rows)</p>' + warnings
+                 + h.metrics_table(data["metrics"]))]
     if "confusion_matrix" in data:
         sections.append(("Per class", h.per_class_table(data["per_class"])))
         sections.append(("Confusion matrix", h.heatmap_svg(data["confusion_matrix"], data["classes"],
@@ -265,7 +310,7 @@ def _permutation_importance(features, x, y, predict, primary, task, n_classes) -
     return sorted(out, key=lambda f: -f["importance"])
 
 
-def _evaluate_images(sess, meta, store, dataset, split, base) -> Evaluation:
+def _evaluate_images(sess, meta, store, dataset, split, base, version) -> Evaluation:
     from modelyard.data import images as img
     from modelyard.train.saliency import occlusion_map, overlay_png, thumbnail_scale
 
@@ -285,6 +330,7 @@ def _evaluate_images(sess, meta, store, dataset, split, base) -> Evaluation:
     proba = run(x.astype(np.float32) / 255.0)
     report = m.classification_report(y, proba, classes)
     data = {**base, "rows": len(y), **_classification_data(report, y, proba, classes)}
+    _mark_in_sample(data, version, dataset, split_values[mask])
     pred = proba.argmax(axis=1)
     wrong = np.flatnonzero(pred != y)
     order = wrong[np.argsort(-proba[wrong, pred[wrong]])][:MAX_WORST]
@@ -320,13 +366,14 @@ def _evaluate_images(sess, meta, store, dataset, split, base) -> Evaluation:
 class EvaluateSpec(BaseModel):
     """Args:
         model: the registry model version, ``NAME@VERSION`` or ``NAME@ALIAS``.
-        data: the dataset version, ``NAME@VERSION``.
+        dataset: the dataset version, ``NAME@VERSION`` (the key ``automl.train`` uses too; ``data``, its former
+            name, is still accepted).
         split: ``all`` rows (default), or only the ``train`` / ``validation`` split.
     """
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, max_length=200)
-    data: str = Field(min_length=1, max_length=200)
+    dataset: str = Field(min_length=1, max_length=200, validation_alias=AliasChoices("dataset", "data"))
     split: Literal["all", "train", "validation"] = "all"
 
 
@@ -337,8 +384,8 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict:
 
     workspace = Workspace.open(Settings.load(ctx.home), create=False, migrate=False)
     try:
-        ctx.progress(0.1, f"evaluating {spec.model} on {spec.data}")
-        result = evaluate(workspace, spec.model, spec.data, spec.split)
+        ctx.progress(0.1, f"evaluating {spec.model} on {spec.dataset}")
+        result = evaluate(workspace, spec.model, spec.dataset, spec.split)
         report = ctx.workdir / "report.html"
         report.write_text(result.html, encoding="utf-8")
         (ctx.workdir / "evaluation.json").write_text(json.dumps(result.to_dict(), indent=2))
@@ -352,9 +399,20 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict:
         runs.set_model(run.id, result.data["model"])
         runs.finish(run.id)
         ctx.log(str(result))
+        for warning in result.data["warnings"]:
+            ctx.log(f"warning: {warning}")
         return {**result.to_dict(), "report": {"digest": "sha256:" + blob.digest, "size": blob.size}, "run": run.id}
     finally:
         workspace.close()
+
+
+def authorize_evaluate(spec: EvaluateSpec, _caller, workspace) -> None:
+    """At submit: the model version and the dataset version exist (an unknown one is a 404, not a failed job)."""
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.registry.versions import ModelRegistry
+
+    ModelRegistry(workspace).get_version(spec.model)
+    DatasetStore(workspace).get(spec.dataset)
 
 
 EVALUATE = JobKind(
@@ -362,5 +420,6 @@ EVALUATE = JobKind(
     EvaluateSpec,
     run_evaluate,
     idempotent=True,
+    authorize=authorize_evaluate,
     description="Evaluate a registered model on a dataset version: metrics, curves, importance/saliency, HTML report.",
 )

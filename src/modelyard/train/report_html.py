@@ -19,6 +19,7 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:
 th{background:#f6f6f6}td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:16px}
 .card{border:1px solid #eee;padding:8px;border-radius:6px}.muted{color:#777}img.px{image-rendering:pixelated}
 svg text{font:11px system-ui,sans-serif}
+.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:6px 10px}
 """
 
 
