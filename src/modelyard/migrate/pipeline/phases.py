@@ -85,7 +85,6 @@ def _converted(ctx) -> str | None:
 def coverage(ctx) -> dict:
     """Which operators the target runs natively and which fall back."""
     from modelyard.migrate.model.coverage import op_coverage
-
     from modelyard.runtime.targets import coverage_target
 
     where = coverage_target(ctx.config.target)
