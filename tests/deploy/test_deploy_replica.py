@@ -37,7 +37,7 @@ def test_auto_falls_back_to_onnxruntime_when_the_preferred_backend_cannot_serve(
     from modelyard.client import Client
     from modelyard.deploy import replica
     from modelyard.registry.versions import ModelRegistry
-    from modelyard.runtime import registry as runtime_registry
+    from modelyard.runtime import targets as runtime_targets
 
     client = Client(home=tmp_path / "home")
     try:
@@ -46,7 +46,7 @@ def test_auto_falls_back_to_onnxruntime_when_the_preferred_backend_cannot_serve(
         config = {"replicas": 1, "traffic": [{"version_id": version.id, "weight": 100}],
                   "config": {"backend": "auto", "max_batch": 4, "max_wait_ms": 1.0, "instances": 1}}
         # as on a GPU machine where auto prefers torch kernels
-        monkeypatch.setattr(runtime_registry, "auto_backend", lambda fmt, path=None: "torch:cpu")
+        monkeypatch.setattr(runtime_targets, "auto_backend", lambda fmt, path=None: "torch:cpu")
         loaded = replica.load_versions(client._workspace, config)
         assert [v.backend for v in loaded] == ["onnxruntime:cpu"]
         assert "auto: up@1 cannot serve on torch:cpu" in capsys.readouterr().out

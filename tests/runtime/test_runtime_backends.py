@@ -29,34 +29,56 @@ def reference(mlp_spec):
 
 @pytest.mark.parametrize("name", AVAILABLE + [f"{n}/onnx" for n in AVAILABLE if n.startswith("torch:")])
 def test_backend_contract(name, mlp_spec, mlp_onnx, reference):
-    runner = get_backend(name.partition("/")[0]).load(_artifact(name, mlp_spec, mlp_onnx))
-    assert runner.backend_name == name.partition("/")[0]
+    """Every backend, the null one included: names, feeds checking, layers, profile hook, options, closing."""
+    backend = get_backend(name.partition("/")[0])
+    artifact = _artifact(name, mlp_spec, mlp_onnx)
     feeds = next(random_feeds(mlp_spec, 1, seed=3))
-    outputs = runner.infer(feeds)
-    assert list(outputs) == ["logits"] and runner.output_names == ["logits"]
-    assert outputs["logits"].shape == (3, 5)
-    assert runner.last_latency_s is not None and runner.last_latency_s >= 0
+    with backend.load(artifact) as runner:
+        assert runner.backend_name == name.partition("/")[0]
+        assert isinstance(runner.options, backend.options_model)
+        outputs = runner.infer(feeds)
+        assert list(outputs) == ["logits"] and runner.output_names == ["logits"]
+        assert outputs["logits"].shape[0] == 3
+        assert runner.last_latency_s is not None and runner.last_latency_s >= 0
+        assert runner.info.get("precision") == "fp32"
+
+        with pytest.raises(InvalidInput, match="missing \\['x'\\]"):
+            runner.infer({"y": feeds["x"]})
+        with pytest.raises(InvalidInput, match="dim 1 must be 8"):
+            runner.infer({"x": np.zeros((3, 7), dtype=np.float32)})
+        with pytest.raises(InvalidInput, match="rank"):
+            runner.infer({"x": np.zeros((3,), dtype=np.float32)})
+
+        layers = [layer.name for layer in runner.layers()]
+        assert layers and runner.intermediates(feeds, layers[:1])[layers[0]].shape[0] == 3
+        profile = runner.profile(feeds, iterations=2)
+        if profile is not None:
+            assert profile.iterations == 2 and profile.by_op_type
+            assert sum(row["share"] for row in profile.by_op_type) == pytest.approx(1.0, abs=0.01)
+    runner.close()  # closing twice is harmless
+    with pytest.raises(InvalidInput, match="unknown runtime option.*frobnicate"):
+        backend.load(artifact, frobnicate=1)
+    assert backend.check_options({"threads": None}).given() == {}  # None means "the engine's default"
+
+
+@pytest.mark.parametrize("name", [n for n in AVAILABLE if not n.startswith("null:")]
+                         + [f"{n}/onnx" for n in AVAILABLE if n.startswith("torch:")])
+def test_engine_numerics_match_the_reference(name, mlp_spec, mlp_onnx, reference):
+    """Real engines compute the model: outputs, layers and replays agree with the float64 torch reference."""
+    feeds = next(random_feeds(mlp_spec, 1, seed=3))
     expected = reference.infer(feeds)["logits"]
-    np.testing.assert_allclose(outputs["logits"], expected, rtol=1e-4, atol=1e-5)
-    assert runner.info.get("precision") == "fp32"
-
-    with pytest.raises(InvalidInput, match="missing \\['x'\\]"):
-        runner.infer({"y": feeds["x"]})
-    with pytest.raises(InvalidInput, match="dim 1 must be 8"):
-        runner.infer({"x": np.zeros((3, 7), dtype=np.float32)})
-    with pytest.raises(InvalidInput, match="rank"):
-        runner.infer({"x": np.zeros((3,), dtype=np.float32)})
-
-    layers = runner.layers()
-    names = [layer.name for layer in layers]
-    assert "0" in names and "2" in names, names  # Sequential children: Linear 0, Linear 2
-    inter = runner.intermediates(feeds, ["0", "4"])
-    assert inter["0"].shape == (3, 16)
-    np.testing.assert_allclose(inter["4"], expected, rtol=1e-4, atol=1e-5)
-    calls = reference.layer_calls(feeds, ["2"])
-    replayed = runner.replay(feeds, calls)
-    np.testing.assert_allclose(replayed["2"], reference.intermediates(feeds, ["2"])["2"], rtol=1e-4, atol=1e-5)
-    runner.close()
+    with get_backend(name.partition("/")[0]).load(_artifact(name, mlp_spec, mlp_onnx)) as runner:
+        outputs = runner.infer(feeds)
+        assert outputs["logits"].shape == (3, 5)
+        np.testing.assert_allclose(outputs["logits"], expected, rtol=1e-4, atol=1e-5)
+        names = [layer.name for layer in runner.layers()]
+        assert "0" in names and "2" in names, names  # Sequential children: Linear 0, Linear 2
+        inter = runner.intermediates(feeds, ["0", "4"])
+        assert inter["0"].shape == (3, 16)
+        np.testing.assert_allclose(inter["4"], expected, rtol=1e-4, atol=1e-5)
+        calls = reference.layer_calls(feeds, ["2"])
+        replayed = runner.replay(feeds, calls)
+        np.testing.assert_allclose(replayed["2"], reference.intermediates(feeds, ["2"])["2"], rtol=1e-4, atol=1e-5)
 
 
 def test_unavailable_backends_say_why():
@@ -74,7 +96,7 @@ def test_auto_backend_picks_the_gpu_only_when_the_graph_runs_there(monkeypatch, 
     import onnx
     from onnx import TensorProto, helper
 
-    from modelyard.runtime import registry
+    from modelyard.runtime import targets as registry
     from modelyard.runtime.torch_backend import TorchBackend
 
     assert registry.auto_backend("openvino") == "openvino:cpu"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-AUTO_FALLBACK = "onnxruntime:cpu"
+from modelyard.runtime.targets import PORTABLE as AUTO_FALLBACK
 
 
 def warm_feeds(signature) -> dict[str, np.ndarray] | None:
@@ -29,12 +29,13 @@ def warm_feeds(signature) -> dict[str, np.ndarray] | None:
 
 
 def _load_warm(backend, artifact, options: dict, version):
-    runner = backend.load(artifact, **options)
+    runner = backend.load(artifact, options)
     warm = warm_feeds(version.signature)
     if warm is not None:
         try:
             runner.infer(warm)
         except Exception as exc:  # noqa: BLE001 - any failure here means the version cannot serve
+            runner.close()  # before a fallback loads: release what this one holds (and torch's thread count)
             raise RuntimeError(f"{version.ref}: warm-up inference failed on {backend.full_name}: {exc}") from exc
     return runner
 
@@ -45,16 +46,17 @@ def load_served(version, artifact, requested: str, threads: int | None = None,
 
     Args:
         requested: ``auto`` or a ``backend:device``. With ``auto`` (see
-            :func:`modelyard.runtime.registry.auto_backend`) an ONNX version that the preferred backend cannot
+            :func:`modelyard.runtime.targets.auto_backend`) an ONNX version that the preferred backend cannot
             load or warm up (an attribute combination the ONNX-on-torch kernels refuse, say) is served on
             onnxruntime:cpu, and ``log`` is told why. A backend named explicitly never falls back.
-        threads: ONNX Runtime intra-op threads (None: its own default).
+        threads: intra-op threads for backends that take a ``threads`` option (None: the engine's default).
 
     Raises:
         ModelyardError or RuntimeError: the version cannot serve on the requested backend (nor on the fallback).
     """
     from modelyard.core.errors import ModelyardError
-    from modelyard.runtime.registry import auto_backend, get_backend
+    from modelyard.runtime.registry import get_backend
+    from modelyard.runtime.targets import auto_backend
 
     auto = requested == "auto"
     candidates = [auto_backend(version.format, artifact.path) if auto else requested]
@@ -72,4 +74,5 @@ def load_served(version, artifact, requested: str, threads: int | None = None,
 
 
 def _options(backend, threads: int | None) -> dict:
-    return {"threads": threads} if backend.name == "onnxruntime" and threads else {}
+    # NOTE: threads split the machine between replicas; a backend without the option runs with its own default
+    return {"threads": threads} if threads and "threads" in backend.options_model.model_fields else {}

@@ -74,8 +74,8 @@ def load_versions(workspace, config: dict) -> list:
         artifact = Artifact(version.format, folder / version.entry, version_spec(ResolvedModel(version, folder)))
         backend, runner = load_served(version, artifact, serving["backend"], threads,
                                       log=lambda message: print(message, flush=True))
-        # ORT sessions may run concurrently; other runtimes' runners hold one infer request: one at a time
-        parallel = serving.get("instances", 1) if backend.name == "onnxruntime" else 1
+        # a runner that may run from several threads gets `instances` of them; others run one call at a time
+        parallel = serving.get("instances", 1) if runner.concurrent else 1
         batcher = DynamicBatcher(runner.infer, serving["max_batch"], serving["max_wait_ms"],
                                  batchable=version.signature.batchable, parallel=parallel)
         loaded.append(LoadedVersion(version.ref, version.id, entry["weight"], version.signature, batcher,

@@ -37,7 +37,7 @@ class DeploySpec(BaseModel):
         model: ``N@V``, ``N@alias`` or ``N`` (newest); an alias is resolved now and the version pinned.
         name: the service name (default: the model name).
         backend: ``auto`` (ONNX on the GPU when there is one, else onnxruntime:cpu; IR on openvino:cpu, see
-            :func:`modelyard.runtime.registry.auto_backend`) or a ``backend:device``.
+            :func:`modelyard.runtime.targets.auto_backend`) or a ``backend:device``.
         replicas: replica processes (1-16). Default 1.
         max_batch: most rows stacked into one inference (1 turns batching off). Default 16.
         max_wait_ms: how long a batch may wait for more requests once traffic is concurrent. Default 5.

@@ -232,7 +232,7 @@ class OnnxTorchRunner(GraphLayerHooks, Runner):
             program = self._replays[name] = OnnxTorchProgram(submodel, self.device)
         return {n: _numpy(v) for n, v in program.run(self._tensors(feeds)).items()}
 
-    def close(self) -> None:
+    def _close_impl(self) -> None:
         self.program = None
         self._replays = {}
 

@@ -4,19 +4,64 @@
 NOTE: OpenVINO's CPU plugin silently computes in bf16 on CPUs with AMX/AVX512-BF16; a comparison that does not
 pin the precision measures the wrong thing. The hint is always set explicitly (``f32`` unless asked otherwise) and
 both the requested and the compiled value are recorded in ``runner.info``.
+
+Operators are profiled with OpenVINO's performance counters (a copy compiled with ``PERF_COUNT``); coverage is
+``Core.query_model`` (ops the device plugin does not claim fall back).
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from typing import Literal
+
 import numpy as np
+from pydantic import PositiveInt
 
 from modelyard.core.errors import InvalidInput, Unavailable
-from modelyard.runtime.backend import Backend, LayerCall, LayerInfo, Runner, TensorInfo
+from modelyard.runtime.backend import (
+    Backend,
+    BackendOptions,
+    LayerCall,
+    LayerInfo,
+    OperatorCoverage,
+    OperatorTimes,
+    Runner,
+    TensorInfo,
+)
 from modelyard.runtime.graph_layers import load_layer_map
 from modelyard.runtime.onnx_graph import GraphLayers, graph_precision, load_onnx
 
 PRECISION_HINTS = ("f32", "f16", "bf16")
 _OV_DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
+_PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+
+
+class OpenVinoOptions(BackendOptions):
+    """Args (``None``: the default):
+    precision: inference precision hint ``f32``, ``f16`` or ``bf16``; default the IR's own hint, else ``f32``
+        (never the device default, see the module docstring).
+    depth: layer granularity for layer-wise comparison (ONNX models only).
+    threads: ``INFERENCE_NUM_THREADS``.
+    performance_hint: ``latency`` or ``throughput`` (``PERFORMANCE_HINT``).
+    streams: ``NUM_STREAMS``.
+    """
+
+    precision: Literal["f32", "f16", "bf16"] | None = None
+    depth: PositiveInt | None = None
+    threads: PositiveInt | None = None
+    performance_hint: Literal["latency", "throughput"] | None = None
+    streams: PositiveInt | None = None
+
+    def compile_config(self, hint: str) -> dict:
+        config: dict = {"INFERENCE_PRECISION_HINT": hint}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        if self.performance_hint:
+            config["PERFORMANCE_HINT"] = _PERFORMANCE_HINTS[self.performance_hint]
+        if self.streams:
+            config["NUM_STREAMS"] = self.streams
+        return config
 
 
 def ov_dtype_name(element_type) -> str:
@@ -28,11 +73,13 @@ def ov_dtype_name(element_type) -> str:
 class OpenVinoRunner(Runner):
     """A compiled OpenVINO model. Intermediates are extra outputs added by tensor name (recompiled once per set)."""
 
-    def __init__(self, core, model, device: str, hint: str, graph: GraphLayers | None, layer_names: list, info: dict):
+    def __init__(self, core, model, device: str, config: dict, graph: GraphLayers | None, layer_names: list,
+                 info: dict):
         self.core = core
         self.model = model
         self.ov_device = device
-        self.hint = hint
+        self.config = config
+        self.hint = config["INFERENCE_PRECISION_HINT"]
         self.graph = graph
         self._layers = layer_names
         self.compiled = self._compile(model)
@@ -42,18 +89,22 @@ class OpenVinoRunner(Runner):
             inputs.append(TensorInfo(port.get_any_name(), dims, ov_dtype_name(port.get_element_type())))
         outputs = [port.get_any_name() for port in model.outputs]
         info = dict(info)
-        info["inference_precision_hint"] = hint
+        info["inference_precision_hint"] = self.hint
+        if len(config) > 1:
+            info["compile_config"] = {k: str(v) for k, v in config.items()}
         compiled_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         info["compiled_inference_precision"] = getattr(compiled_precision, "get_type_name", lambda: str(compiled_precision))()
         super().__init__(inputs, outputs, info)
         self._probe_models: dict[tuple[str, ...], object] = {}
         self._replay_models: dict[str, object] = {}
 
-    def _compile(self, model):
+    def _compile(self, model, **extra):
+        config = {**self.config, **extra}
         try:
-            return self.core.compile_model(model, self.ov_device, {"INFERENCE_PRECISION_HINT": self.hint})
+            return self.core.compile_model(model, self.ov_device, config)
         except RuntimeError as exc:
-            raise InvalidInput(f"OpenVINO cannot compile the model for {self.ov_device}: {str(exc).splitlines()[0]}") from None
+            raise InvalidInput(f"OpenVINO cannot compile the model for {self.ov_device} with {config}: "
+                               f"{str(exc).splitlines()[0]}") from None
 
     def _run(self, compiled, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
@@ -129,14 +180,38 @@ class OpenVinoRunner(Runner):
                 results[name] = values[output]
         return results
 
+    def _profile_impl(self, feeds: dict[str, np.ndarray], iterations: int) -> OperatorTimes:
+        # NOTE: counters slow inference a little, so only a copy compiled for profiling has them
+        request = self._compile(self.model, PERF_COUNT=True).create_infer_request()
+        request.infer(feeds)  # warm-up, not counted
+        durations: dict[str, list[float]] = {}
+        nodes: dict[str, tuple[str, float]] = {}
+        for _ in range(iterations):
+            request.infer(feeds)
+            for info in request.get_profiling_info():
+                if str(info.status).endswith("NOT_RUN"):
+                    continue
+                us = info.real_time.total_seconds() * 1e6
+                op = f"{info.node_type} ({info.exec_type})"
+                durations.setdefault(op, []).append(us)
+                nodes[info.node_name] = (op, nodes.get(info.node_name, (op, 0.0))[1] + us)
+        return OperatorTimes("openvino performance counters", durations, nodes)
+
+    def _close_impl(self) -> None:
+        self.compiled = None
+        self._probe_models = {}
+        self._replay_models = {}
+
 
 class OpenVinoBackend(Backend):
-    """``openvino:<device>``. Load options: ``precision`` (``f32`` default, ``f16``, ``bf16``: the inference
-    precision hint, always set explicitly), ``depth`` (layer granularity, ONNX models only)."""
+    """``openvino:<device>``. Load options: :class:`OpenVinoOptions` (the precision hint is always set
+    explicitly)."""
 
     name = "openvino"
     devices = tuple(_OV_DEVICES)
     formats = ("openvino", "onnx")
+    requires = "openvino"
+    options_model = OpenVinoOptions
 
     def _available_impl(self) -> tuple[bool, str]:
         try:
@@ -149,15 +224,10 @@ class OpenVinoBackend(Backend):
             return False, f"OpenVINO {ov.__version__} sees no {wanted} device (it sees {', '.join(found) or 'none'})"
         return True, ""
 
-    def _load_impl(self, artifact, options: dict) -> Runner:
+    def _load_impl(self, artifact, options: OpenVinoOptions) -> Runner:
         import openvino as ov
 
-        hint = options.pop("precision", None)
-        depth = options.pop("depth", None)
-        if options:
-            raise InvalidInput(f"unknown openvino backend option(s): {', '.join(sorted(options))}")
-        if hint is not None and hint not in PRECISION_HINTS:
-            raise InvalidInput(f"openvino precision {hint!r} must be one of {', '.join(PRECISION_HINTS)}")
+        hint, depth = options.precision, options.depth
         core = ov.Core()
         info = {"openvino": ov.__version__}
         graph = None
@@ -188,7 +258,59 @@ class OpenVinoBackend(Backend):
             info["precision"] = _ir_precision(model)
             known = {name for op in model.get_ops() for out in op.outputs() for name in out.get_names()}
             layers = [x for x in layers if x.target_name in known]
-        return OpenVinoRunner(core, model, _OV_DEVICES[self.device], hint, graph, layers, info)
+        return OpenVinoRunner(core, model, _OV_DEVICES[self.device], options.compile_config(hint), graph, layers,
+                              info)
+
+    def precision_hints(self) -> tuple[list[str], dict[str, str]]:
+        """The precision hints this device computes natively here (``f32`` always), and the others with why."""
+        try:
+            import openvino as ov
+
+            caps = set(ov.Core().get_property(_OV_DEVICES[self.device], "OPTIMIZATION_CAPABILITIES"))
+        except Exception as exc:  # noqa: BLE001 - an absent or broken OpenVINO leaves f32 only
+            return ["f32"], {"bf16": f"cannot query OpenVINO {_OV_DEVICES[self.device]} capabilities: {exc}"}
+        chosen, skipped = ["f32"], {}
+        for hint, cap in (("bf16", "BF16"), ("f16", "FP16")):
+            if cap in caps:
+                chosen.append(hint)
+            else:
+                skipped[hint] = (f"the {_OV_DEVICES[self.device]} plugin reports no {cap} compute here "
+                                 "(it would run as f32)")
+        return chosen, skipped
+
+    def _coverage_impl(self, artifact) -> OperatorCoverage:
+        import openvino as ov
+
+        self.require_available("query")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(artifact.path))
+        except RuntimeError as exc:
+            message = str(exc)
+            failed = sorted(set(re.findall(r"OpType:\s*([A-Za-z0-9_]+)", message))) or ["?"]
+            ops = tuple({"op": op, "count": 1, "status": "unsupported", "runs_on": "none",
+                         "note": "frontend cannot convert"} for op in failed)
+            return OperatorCoverage(self.full_name, "OpenVINO ONNX frontend", ops, (message.splitlines()[0],))
+        ov_device = _OV_DEVICES[self.device]
+        supported = core.query_model(model, ov_device)
+        counts: Counter = Counter()
+        native: Counter = Counter()
+        for op in model.get_ops():
+            kind = op.get_type_name()
+            if kind in ("Parameter", "Result", "Constant"):
+                continue
+            counts[kind] += 1
+            if op.get_friendly_name() in supported:
+                native[kind] += 1
+        ops = []
+        for kind, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            if native[kind]:
+                ops.append({"op": kind, "count": native[kind], "status": "native", "runs_on": ov_device, "note": None})
+            if native[kind] != count:
+                ops.append({"op": kind, "count": count - native[kind], "status": "fallback",
+                            "runs_on": "not claimed by " + ov_device, "note": None})
+        return OperatorCoverage(self.full_name, f"openvino Core.query_model({ov_device})", tuple(ops),
+                                ("op types are OpenVINO opset operations after conversion",))
 
 
 def _ir_precision(model) -> str:

@@ -10,19 +10,17 @@ Example::
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from modelyard.core.errors import InvalidInput, Unavailable
 
-# backend name -> "module:attr" of its Backend class
+# backend name -> "module:attr" of its Backend class: adding a backend is its module plus one line here
 BACKENDS: dict[str, str] = {
     "torch": "modelyard.runtime.torch_backend:TorchBackend",
     "onnxruntime": "modelyard.runtime.onnxruntime_backend:OnnxRuntimeBackend",
     "openvino": "modelyard.runtime.openvino_backend:OpenVinoBackend",
+    "null": "modelyard.runtime.null_backend:NullBackend",
 }
-_PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
 
 
 @dataclass(frozen=True)
@@ -81,10 +79,14 @@ def list_backends() -> list[BackendStatus]:
     statuses: list[BackendStatus] = []
     for name in BACKENDS:
         try:
-            importlib.import_module(_PACKAGES[name])
-            cls = _backend_class(name)
+            cls = _backend_class(name)  # cheap: backend modules import their engine inside functions
+        except Exception as exc:  # noqa: BLE001 - a broken backend module is reported, not raised
+            statuses.append(BackendStatus(f"{name}:*", False, str(exc), ()))
+            continue
+        try:
+            importlib.import_module(cls.requires)
         except Exception as exc:  # noqa: BLE001 - a broken optional stack is reported, not raised
-            statuses.append(BackendStatus(f"{name}:*", False, f"{_PACKAGES[name]} cannot be imported: {exc}", ()))
+            statuses.append(BackendStatus(f"{name}:*", False, f"{cls.requires} cannot be imported: {exc}", ()))
             continue
         for device in cls.devices:
             backend = cls(device)
@@ -95,33 +97,3 @@ def list_backends() -> list[BackendStatus]:
 
 def available_backends() -> list[str]:
     return [s.name for s in list_backends() if s.available]
-
-
-def _nvidia_driver_present() -> bool:
-    """A cheap look for an NVIDIA driver, so CPU-only machines never import torch just to learn there is no GPU."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
-
-
-def auto_backend(fmt: str, model_path: str | Path | None = None) -> str:
-    """What ``--backend auto`` runs a served model of format ``fmt`` on, here.
-
-    OpenVINO IR runs on ``openvino:cpu``. ONNX runs on the GPU when there is one: ``onnxruntime:cuda`` when the
-    installed onnxruntime has the CUDA provider, else ``torch:cuda`` when every operator of the graph at
-    ``model_path`` has a torch kernel; otherwise on ``onnxruntime:cpu``.
-    """
-    if fmt == "openvino":
-        return "openvino:cpu"
-    if fmt != "onnx":
-        raise InvalidInput(f"no backend serves {fmt!r} models (served formats: onnx, openvino)")
-    if _nvidia_driver_present():
-        if get_backend("onnxruntime:cuda").available()[0]:
-            return "onnxruntime:cuda"
-        if get_backend("torch:cuda").available()[0] and model_path is not None:
-            from modelyard.runtime.onnx_graph import load_onnx
-            from modelyard.runtime.onnx_torch import unsupported_ops
-
-            if not unsupported_ops(load_onnx(Path(model_path))):
-                return "torch:cuda"
-    return "onnxruntime:cpu"

@@ -11,12 +11,21 @@ import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import PositiveInt
 
 from modelyard.core.errors import InvalidInput, NotFound
-from modelyard.runtime.backend import Backend, LayerCall, LayerInfo, Runner, TensorInfo
+from modelyard.runtime.backend import (
+    Backend,
+    BackendOptions,
+    LayerCall,
+    LayerInfo,
+    OperatorCoverage,
+    Runner,
+    TensorInfo,
+)
 
 _FLOAT_DTYPES = {"float32", "float16", "bfloat16", "float64"}
 
@@ -310,14 +319,25 @@ class TorchRunner(Runner):
                     results[name] = to_numpy(tensor)
         return results
 
-    def close(self) -> None:
+    def _close_impl(self) -> None:
         self.model = None
         self._modules = {}
 
 
+class TorchOptions(BackendOptions):
+    """Args:
+    dtype: ``float32`` (default) or ``float64`` (the noise floor's reference; torch models only).
+    allow_tf32: CUDA only; default ``False`` so the reference is true fp32 (recorded in ``runner.info``).
+    threads: intra-op threads. torch's thread count is process-wide: it is set at load and restored at close.
+    """
+
+    dtype: Literal["float32", "float64"] = "float32"
+    allow_tf32: bool = False
+    threads: PositiveInt | None = None
+
+
 class TorchBackend(Backend):
-    """``torch:<device>``. Load options: ``dtype`` (``float32`` default, ``float64``), ``allow_tf32`` (CUDA only,
-    default ``False`` so the reference is true fp32; recorded in ``runner.info``).
+    """``torch:<device>``. Load options: :class:`TorchOptions`.
 
     Runs ModelSpec models (built from their code) and ONNX graphs (each node as a torch call, see
     :mod:`modelyard.runtime.onnx_torch`): an ONNX model reaches any accelerator that has a torch device plugin.
@@ -326,6 +346,8 @@ class TorchBackend(Backend):
     name = "torch"
     devices = ("cpu", "cuda", "npu", "xpu", "mps")
     formats = ("torch", "onnx")
+    requires = "torch"
+    options_model = TorchOptions
 
     def _available_impl(self) -> tuple[bool, str]:
         import torch
@@ -359,15 +381,21 @@ class TorchBackend(Backend):
             return True, ""
         return False, f"unknown device {self.device!r}"
 
-    def _load_impl(self, artifact, options: dict) -> Runner:
+    def _load_impl(self, artifact, options: TorchOptions) -> Runner:
+        runner = self._build(artifact, options)
+        if options.threads:
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(options.threads)
+            runner.info["threads"] = options.threads
+            runner.on_close(lambda: torch.set_num_threads(before))
+        return runner
+
+    def _build(self, artifact, options: TorchOptions) -> Runner:
         import torch
 
-        dtype = options.pop("dtype", "float32")
-        if dtype not in ("float32", "float64"):
-            raise InvalidInput(f"torch backend option dtype={dtype!r} must be float32 or float64")
-        allow_tf32 = bool(options.pop("allow_tf32", False))
-        if options:
-            raise InvalidInput(f"unknown torch backend option(s): {', '.join(sorted(options))}")
+        dtype, allow_tf32 = options.dtype, options.allow_tf32
         if dtype == "float64" and self.device in ("mps", "npu"):
             raise InvalidInput(f"torch:{self.device} cannot run float64")
         info: dict = {"torch": torch.__version__, "dtype": dtype, "precision": "fp64" if dtype == "float64" else "fp32"}
@@ -387,3 +415,27 @@ class TorchBackend(Backend):
         device = torch.device(self.device)
         model = model.to(device)
         return TorchRunner(model, device, artifact.spec, dtype, info)
+
+    def _coverage_impl(self, artifact) -> OperatorCoverage:
+        """Which operators have a kernel in the ONNX-on-torch interpreter (nothing falls back there: an op without
+        a kernel means the graph cannot load). Static, so an absent device is still answered, with a note."""
+        from collections import Counter
+
+        from modelyard.runtime.onnx_graph import load_onnx
+        from modelyard.runtime.onnx_torch import supported_ops
+
+        if artifact.format != "onnx":
+            raise InvalidInput(f"{self.full_name} coverage needs an ONNX model, got {artifact.format}")
+        model = load_onnx(artifact.path)
+        kernels = set(supported_ops())
+        counts = Counter((n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}")
+                         for n in model.graph.node)
+        ops = tuple({"op": op, "count": count, "status": "native" if op in kernels else "unsupported",
+                     "runs_on": self.full_name if op in kernels else "none", "note": None}
+                    for op, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        notes = ["static: the interpreter's operator table; a few attribute combinations (asymmetric ConvTranspose "
+                 "pads, some Resize modes) are refused when the graph loads"]
+        ok, why = self.available()
+        if not ok:
+            notes.append(f"{self.full_name} is not available here: {why}")
+        return OperatorCoverage(self.full_name, "ONNX-on-torch operator table", ops, tuple(notes))

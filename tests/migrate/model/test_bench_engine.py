@@ -22,6 +22,22 @@ def test_time_calls_reports_ordered_percentiles_and_throughput():
     assert stats.peak_rss_mb is None or stats.peak_rss_mb > 1
 
 
+def test_benchmark_engine_on_the_null_backend(tiny_spec, opt_dir, fast_bench):
+    """The engine's plumbing (batch sizes, options, profile hook, result JSON) in milliseconds, no engine needed."""
+    result = benchmark(tiny_spec, "null:cpu", batch_sizes=[1, 4, 1], options={"width": 3, "offset": None},
+                       settings=fast_bench, profile=True, cache_dir=opt_dir / "cache" / "passes")
+    data = result.to_dict()
+    assert data["backend"] == "null:cpu" and data["model"].startswith("torch:")  # no export: null runs any format
+    assert [r["batch_size"] for r in data["runs"]] == [1, 4]
+    assert data["options"] == {"width": 3}
+    assert all(r["iterations"] >= 10 and r["latency_ms"]["p50"] > 0 for r in data["runs"])
+    assert data["profile"]["method"] == "null timer" and data["profile"]["batch_size"] == 1
+    assert {row["op_type"] for row in data["profile"]["by_op_type"]} == {"Statistics", "MatMul"}
+    assert data["runner_info"]["engine"] == "numpy"
+    with pytest.raises(InvalidInput, match="unknown runtime option.*threads"):
+        benchmark(tiny_spec, "null:cpu", options={"threads": 2}, settings=fast_bench)
+
+
 def test_benchmark_batch_sizes_and_onnxruntime_profile(tiny_spec, opt_dir, fast_bench):
     result = benchmark(tiny_spec, "onnxruntime:cpu", batch_sizes=[1, 3], options={"threads": 1},
                        settings=fast_bench, profile=True, cache_dir=opt_dir / "cache" / "passes")
@@ -52,6 +68,9 @@ def test_bad_inputs_are_clear(tiny_spec):
         check_options("onnxruntime:cpu", {"graph_optimization": "max"})
     with pytest.raises(InvalidInput, match="unknown runtime option"):
         check_options("torch:cpu", {"precision": "bf16"})
+    with pytest.raises(InvalidInput, match="threads=0"):
+        check_options("openvino:cpu", {"threads": 0})
+    assert check_options("torch:cpu", {"threads": 2, "dtype": None}) == {"threads": 2}
     fixed = tiny_spec.model_copy(update={"inputs": [tiny_spec.inputs[0].model_copy(update={"shape": [2, 3, 16, 16]})]})
     with pytest.raises(InvalidInput, match="fixed first dimension"):
         batched_feeds(fixed, 4)

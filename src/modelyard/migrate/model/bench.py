@@ -8,9 +8,9 @@ is too noisy to trust small differences) and the peak resident memory of the run
 Feeds are the compare engine's (``modelyard.runtime.feeds``: seeded random within the spec's ranges, or real data),
 with the spec's batch dimension set to each batch size.
 
-Runtime options (``RUNTIME_OPTIONS``) go beyond what the runtime backends expose on ``load``: ONNX Runtime's graph
-optimisation level and execution mode, OpenVINO's threads, performance hint and streams. ``load_runner`` loads
-through the backend registry and then rebuilds the session / recompiles the model with them.
+Runtime options are the backend's own load options (``Backend.options_model``: ONNX Runtime's threads, graph
+optimisation level and execution mode, OpenVINO's precision hint, threads, performance hint and streams, torch's
+threads), validated by the backend; the operator profile is the runner's ``profile`` hook.
 
 Example::
 
@@ -21,34 +21,22 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import platform
 import re
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from modelyard.core.errors import InvalidInput
-from modelyard.runtime.spec import Artifact, ModelSpec
+from modelyard.runtime.spec import ModelSpec
 
 SCHEMA = "modelyard.benchmark/1"
 NOISY_CV = 0.10
-RUNTIME_OPTIONS: dict[str, tuple[str, ...]] = {
-    "torch": ("threads",),
-    "onnxruntime": ("threads", "inter_op_threads", "graph_optimization", "execution_mode"),
-    "openvino": ("precision", "threads", "performance_hint", "streams"),
-}
-_ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-               "all": "ORT_ENABLE_ALL"}
-_ORT_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
-_OV_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 
 
 @dataclass(frozen=True)
@@ -289,163 +277,18 @@ def batched_feeds(spec: ModelSpec, batch_size: int, data: str | Path | None = No
     return out
 
 
-# -- loading with runtime options -----------------------------------------------------------------------------
+# -- runtime options and profiles ----------------------------------------------------------------------------
 
 def check_options(backend_name: str, options: dict) -> dict:
-    """Validate runtime options for a backend (see ``RUNTIME_OPTIONS``); returns them without ``None`` values."""
-    family = backend_name.partition(":")[0]
-    allowed = RUNTIME_OPTIONS.get(family, ())
-    clean = {k: v for k, v in (options or {}).items() if v is not None}
-    unknown = sorted(set(clean) - set(allowed))
-    if unknown:
-        raise InvalidInput(f"unknown runtime option(s) for {backend_name}: {', '.join(unknown)} "
-                           f"(known: {', '.join(allowed) or 'none'})")
-    if "threads" in clean and (not isinstance(clean["threads"], int) or clean["threads"] < 1):
-        raise InvalidInput(f"threads must be a positive integer, got {clean['threads']!r}")
-    if "graph_optimization" in clean and clean["graph_optimization"] not in _ORT_LEVELS:
-        raise InvalidInput(f"graph_optimization must be one of {', '.join(_ORT_LEVELS)}")
-    if "execution_mode" in clean and clean["execution_mode"] not in _ORT_MODES:
-        raise InvalidInput(f"execution_mode must be one of {', '.join(_ORT_MODES)}")
-    if "performance_hint" in clean and clean["performance_hint"] not in _OV_HINTS:
-        raise InvalidInput(f"performance_hint must be one of {', '.join(_OV_HINTS)}")
-    return clean
-
-
-def load_runner(backend_name: str, artifact: Artifact, options: dict | None = None, profile_dir: Path | None = None):
-    """Load ``artifact`` on ``backend_name`` and apply runtime options (and profiling when ``profile_dir``)."""
+    """Validate runtime options for a backend (its ``options_model``); returns the ones set, without ``None``."""
     from modelyard.runtime.registry import get_backend
 
-    opts = check_options(backend_name, options or {})
-    family = backend_name.partition(":")[0]
-    backend = get_backend(backend_name)
-    if family == "onnxruntime":
-        runner = backend.load(artifact, threads=opts.get("threads"))
-        if set(opts) - {"threads"} or profile_dir is not None:
-            _rebuild_ort_session(runner, opts, profile_dir)
-        return runner
-    if family == "openvino":
-        runner = backend.load(artifact, precision=opts.get("precision"))
-        if set(opts) - {"precision"} or profile_dir is not None:
-            _recompile_openvino(runner, opts, profile=profile_dir is not None)
-        return runner
-    return backend.load(artifact)
+    return get_backend(backend_name).check_options(options or {}).given()
 
 
-def _rebuild_ort_session(runner, opts: dict, profile_dir: Path | None) -> None:
-    import onnxruntime as ort
-
-    from modelyard.runtime.onnxruntime_backend import session_options
-
-    so = session_options(opts.get("threads"))
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_LEVELS[opts.get("graph_optimization", "all")])
-    so.execution_mode = getattr(ort.ExecutionMode, _ORT_MODES[opts.get("execution_mode", "sequential")])
-    if opts.get("inter_op_threads"):
-        so.inter_op_num_threads = int(opts["inter_op_threads"])
-    if profile_dir is not None:
-        so.enable_profiling = True
-        so.profile_file_prefix = str(Path(profile_dir) / "ort_profile")
-    # NOTE: the ORT backend only takes `threads` on load; the other knobs need a session built here
-    runner.session = ort.InferenceSession(runner.model.SerializeToString(), sess_options=so, providers=runner.providers)
-    runner.info["session_options"] = {k: v for k, v in opts.items() if k != "threads"}
-
-
-def _recompile_openvino(runner, opts: dict, profile: bool) -> None:
-    config: dict = {"INFERENCE_PRECISION_HINT": runner.hint}
-    if opts.get("threads"):
-        config["INFERENCE_NUM_THREADS"] = int(opts["threads"])
-    if opts.get("performance_hint"):
-        config["PERFORMANCE_HINT"] = _OV_HINTS[opts["performance_hint"]]
-    if opts.get("streams"):
-        config["NUM_STREAMS"] = int(opts["streams"])
-    if profile:
-        config["PERF_COUNT"] = True
-    try:
-        runner.compiled = runner.core.compile_model(runner.model, runner.ov_device, config)
-    except RuntimeError as exc:
-        raise InvalidInput(f"OpenVINO cannot compile with {config}: {str(exc).splitlines()[0]}") from None
-    runner.info["compile_config"] = {k: str(v) for k, v in config.items()}
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run torch with ``threads`` intra-op threads, restoring the previous count after."""
-    if not threads:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-# -- profiling ------------------------------------------------------------------------------------------------
-
-def _rank(durations: dict[str, list[float]], nodes: dict[str, tuple[str, float]], iterations: int, method: str) -> dict:
-    total = sum(sum(v) for v in durations.values()) or 1e-12
-    by_type = sorted(
-        ({"op_type": op, "count": len(v) // max(1, iterations), "total_ms": sum(v) / iterations / 1000.0,
-          "share": sum(v) / total} for op, v in durations.items()),
-        key=lambda row: -row["total_ms"],
-    )
-    hot = sorted(nodes.items(), key=lambda kv: -kv[1][1])[:15]
-    return {
-        "method": method,
-        "iterations": iterations,
-        "total_ms": total / iterations / 1000.0,
-        "by_op_type": [{**row, "total_ms": round(row["total_ms"], 4), "share": round(row["share"], 4)} for row in by_type],
-        "hot_spots": [{"node": name, "op_type": op, "ms": round(us / iterations / 1000.0, 4),
-                       "share": round(us / total, 4)} for name, (op, us) in hot],
-    }
-
-
-def profile_operators(backend_name: str, artifact: Artifact, feeds: dict, options: dict | None = None,
-                      iterations: int = 10) -> dict | None:
-    """Per-operator time from ONNX Runtime's profiler or OpenVINO's performance counters, hot spots ranked.
-
-    Returns ``None`` for backends without a profiler here (torch).
-    """
-    family = backend_name.partition(":")[0]
-    if family not in ("onnxruntime", "openvino"):
-        return None
-    with tempfile.TemporaryDirectory(prefix="modelyard-profile-") as tmp:
-        runner = load_runner(backend_name, artifact, options, profile_dir=Path(tmp))
-        checked = runner.check_feeds({k: v for k, v in feeds.items() if k in {i.name for i in runner.inputs}})
-        durations: dict[str, list[float]] = {}
-        nodes: dict[str, tuple[str, float]] = {}
-        if family == "onnxruntime":
-            for _ in range(iterations + 1):
-                runner.session.run(None, checked)
-            trace = json.loads(Path(runner.session.end_profiling()).read_text())
-            runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in trace
-                          if e.get("cat") == "Session" and e.get("name") == "model_run")
-            warm_end = runs[0][1] if runs else -1  # the first run warms up and is not counted
-            for event in trace:
-                if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
-                    continue
-                if event["ts"] <= warm_end:
-                    continue
-                op = event.get("args", {}).get("op_name", "?")
-                node = event["name"].removesuffix("_kernel_time")
-                durations.setdefault(op, []).append(float(event["dur"]))
-                nodes[node] = (op, nodes.get(node, (op, 0.0))[1] + float(event["dur"]))
-            runner.close()
-            return _rank(durations, nodes, iterations, "onnxruntime profiler")
-        request = runner.compiled.create_infer_request()
-        request.infer(checked)  # warm-up, not counted
-        for _ in range(iterations):
-            request.infer(checked)
-            for info in request.get_profiling_info():
-                if str(info.status).endswith("NOT_RUN"):
-                    continue
-                us = info.real_time.total_seconds() * 1e6
-                op = f"{info.node_type} ({info.exec_type})"
-                durations.setdefault(op, []).append(us)
-                nodes[info.node_name] = (op, nodes.get(info.node_name, (op, 0.0))[1] + us)
-        return _rank(durations, nodes, iterations, "openvino performance counters")
+def _fed(runner, feeds: dict) -> dict:
+    wanted = {i.name for i in runner.inputs}
+    return {k: v for k, v in feeds.items() if k in wanted}
 
 
 # -- the command ----------------------------------------------------------------------------------------------
@@ -501,12 +344,12 @@ def benchmark(
         spec: the model.
         backend: ``backend:device`` (``torch:cpu``, ``onnxruntime:cpu``, ``openvino:cpu``).
         batch_sizes: default ``[1]``.
-        options: runtime options (``RUNTIME_OPTIONS``), e.g. ``{"threads": 2}``.
+        options: the backend's load options (``Backend.options_model``), e.g. ``{"threads": 2}``.
         model_path: a converted artifact to run instead of the spec's model (exported to ONNX when needed).
         data: real samples (default: the spec's dataset or seeded random feeds, as compare).
         seed: seed of random feeds. Default 0.
         settings: timing settings. Default ``BenchSettings()``.
-        profile: also profile operators at the first batch size (ORT profiler / OpenVINO counters).
+        profile: also profile operators at the first batch size (the runner's ``profile`` hook).
         cache_dir: pass cache for the automatic ONNX export.
         progress: optional ``callable(fraction, message)``.
     """
@@ -524,14 +367,13 @@ def benchmark(
     artifact = resolve_artifact(spec, backend, model_path, cache, cache / "exports" / spec.content_hash()[:16])
     feeds_by_size = {size: batched_feeds(spec, size, data, seed) for size in sizes}
     report(0.05, f"loading {artifact.describe()} on {backend}")
-    runner = load_runner(backend, artifact, opts)
-    wanted = {i.name for i in runner.inputs}
     runs: list[LatencyStats] = []
     warnings: list[str] = []
-    with torch_threads(opts.get("threads") if backend.startswith("torch") else None):
+    prof = None
+    with get_backend(backend).load(artifact, opts) as runner:
         for index, size in enumerate(sizes):
             report(0.1 + 0.7 * index / len(sizes), f"batch {size}")
-            feeds = {k: v for k, v in feeds_by_size[size].items() if k in wanted}
+            feeds = _fed(runner, feeds_by_size[size])
             runner.infer(feeds)  # a first call may compile kernels for this shape: not part of warm-up stats
             stats = time_calls(lambda f=feeds: runner.infer(f), size, settings)
             runs.append(stats)
@@ -541,16 +383,14 @@ def benchmark(
             if not stats.stable:
                 warnings.append(f"batch {size}: the median did not settle within the time cap "
                                 f"({stats.iterations} runs)")
-    info = dict(runner.info)
-    runner.close()
-    prof = None
-    if profile:
-        report(0.85, "profiling operators")
-        prof = profile_operators(backend, artifact, feeds_by_size[sizes[0]], opts)
-        if prof is None:
-            warnings.append(f"no operator profiler for {backend}; profile skipped")
-        else:
-            prof["batch_size"] = sizes[0]
+        info = dict(runner.info)
+        if profile:
+            report(0.85, "profiling operators")
+            measured = runner.profile(_fed(runner, feeds_by_size[sizes[0]]))
+            if measured is None:
+                warnings.append(f"no operator profiler for {backend}; profile skipped")
+            else:
+                prof = {**measured.to_dict(), "batch_size": sizes[0]}
     report(1.0, "done")
     return BenchResult(backend, artifact.describe(), opts, tuple(runs), tuple(warnings), prof,
                        _jsonable(info), environment())

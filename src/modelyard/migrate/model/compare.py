@@ -6,6 +6,11 @@ Per output: max abs/rel err, mean abs err, RMSE, cosine, SQNR, ‰/1 % error rat
 reference against itself in float64 (torch references) or a repeated run (others); each output's error is
 reported as a multiple of it and the pass limit on max abs err widens to ``noise_floor_factor`` x the floor.
 
+Collect, then judge: :func:`collect_outputs` runs the runners and folds every sample into a
+:class:`~modelyard.migrate.model.accumulate.PairAccumulator`, returning a frozen :class:`OutputSamples`;
+:func:`judge_outputs` turns that value into per-output verdicts, the task verdict and the noise floor. Runners are
+context managers, closed on every path (a compare that raises midway leaks no session).
+
 Example::
 
     result = compare_models(load_spec("m.yaml"), "torch:cpu", "onnxruntime:cpu", samples=8)
@@ -19,13 +24,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from modelyard.core.errors import InvalidInput
-from modelyard.migrate.model.metrics import TaskStats, TensorStats, ThresholdSet, verdict_for, worst
+from modelyard.migrate.model.accumulate import PairAccumulator, PairStats
+from modelyard.migrate.model.metrics import TaskStats, ThresholdSet, worst
 from modelyard.runtime.spec import Artifact, ModelSpec, artifact_from_path
 
 SCHEMA = "modelyard.compare/1"
@@ -140,17 +147,121 @@ def _align_outputs(ref: dict[str, np.ndarray], tgt: dict[str, np.ndarray]) -> li
     )
 
 
-def _load(backend_name: str, artifact: Artifact, **options):
+def _floor_backend(reference: str, ref_artifact: Artifact) -> str | None:
+    """Where the float64 copy of the reference runs (its backend on the CPU), or ``None`` when the reference's
+    backend cannot compute this artifact in float64 (then the floor is a repeated run)."""
     from modelyard.runtime.registry import get_backend
 
-    return get_backend(backend_name).load(artifact, **options)
+    floor = get_backend(f"{get_backend(reference).name}:cpu")
+    if ref_artifact.format != "torch" or "dtype" not in floor.options_model.model_fields:
+        return None  # a graph runs in the types it declares; only a model built from code can be rebuilt in fp64
+    try:
+        floor.check_options(dtype="float64")
+    except InvalidInput:
+        return None
+    return floor.full_name
 
 
-def _floor_runner(reference: str, spec: ModelSpec, ref_artifact: Artifact):
-    """The float64 torch:cpu copy of a torch reference, or ``None`` (then the floor is a repeated run)."""
-    if ref_artifact.format != "torch":
-        return None, "repeat"
-    return _load("torch:cpu", ref_artifact, dtype="float64"), "fp64"
+@dataclass(frozen=True)
+class OutputSamples:
+    """What :func:`collect_outputs` gathered: the output pairing, their statistics (with noise floors), the task
+    statistics and how many samples and floor samples ran."""
+
+    pairs: tuple[tuple[str, str], ...]
+    stats: PairStats
+    task: TaskStats | None
+    samples: int
+    floor_method: str
+    floor_samples: int
+
+
+def collect_outputs(
+    spec: ModelSpec,
+    reference,
+    target,
+    feeds_factory: Callable[[], Iterator[dict[str, np.ndarray]]],
+    thresholds: ThresholdSet,
+    *,
+    floor=None,
+    floor_method: str = "off",
+    floor_samples: int = 0,
+    progress: Callable[[int, str], None] | None = None,
+) -> OutputSamples:
+    """Run ``reference`` and ``target`` on every feed and fold the outputs into statistics.
+
+    Args:
+        floor: the float64 reference runner (``floor_method="fp64"``); with ``"repeat"`` the reference runs twice.
+        floor_samples: samples that also run the floor.
+        progress: optional ``callable(sample_index, message)``, called before each sample.
+    """
+    report = progress or (lambda index, message: None)
+    acc = PairAccumulator(thresholds.for_output)
+    pairs: list[tuple[str, str]] | None = None
+    task_stats: TaskStats | None = None
+    count = 0
+    for index, feeds in enumerate(feeds_factory()):
+        report(index, f"sample {index + 1}")
+        ref_out = reference.infer(feeds)
+        tgt_out = target.infer(feeds)
+        if pairs is None:
+            pairs = _align_outputs(ref_out, tgt_out)
+            task_stats = _task_stats(spec, ref_out, pairs)
+        for ref_name, tgt_name in pairs:
+            acc.add(ref_name, ref_out[ref_name], tgt_out[tgt_name])
+        if task_stats is not None:
+            name = task_stats.output
+            task_stats.update(ref_out[name], tgt_out[dict(pairs)[name]])
+        if index < floor_samples and floor_method != "off":
+            floor_out = (floor or reference).infer(feeds)
+            for ref_name, _ in pairs:
+                if ref_name in floor_out:
+                    acc.add_floor(ref_name, floor_out[ref_name], ref_out[ref_name])
+        count += 1
+    return OutputSamples(tuple(pairs or ()), acc.freeze(), task_stats, count, floor_method,
+                         min(floor_samples, count) if floor_method != "off" else 0)
+
+
+def _task_stats(spec: ModelSpec, ref_out: dict, pairs: list[tuple[str, str]]) -> TaskStats | None:
+    if not (spec.task and spec.task.type in ("classification", "regression", "embedding")):
+        return None
+    task_output = spec.task.output or pairs[0][0]
+    if task_output not in ref_out:
+        raise InvalidInput(f"spec.task.output {task_output!r} is not an output ({list(ref_out)})")
+    return TaskStats(spec.task.type, task_output, spec.task.top_k)
+
+
+@dataclass(frozen=True)
+class OutputVerdicts:
+    """What :func:`judge_outputs` decided: per-output rows, the task verdict, the noise floor, the overall verdict
+    and its reasons."""
+
+    outputs: tuple[dict, ...]
+    task: dict | None
+    noise_floor: dict
+    verdict: str
+    reasons: tuple[str, ...]
+
+
+def judge_outputs(collected: OutputSamples, thresholds: ThresholdSet, spec: ModelSpec) -> OutputVerdicts:
+    """Per-output verdicts (the pass limit widened by the noise floor), the task verdict, and the worst of them."""
+    stats = collected.stats
+    noise_floor = _noise_floor_dict(collected.floor_method, collected.floor_samples, stats)
+    outputs: list[dict] = []
+    for ref_name, tgt_name in collected.pairs:
+        verdict, reasons = stats.judge(ref_name, thresholds.for_output(ref_name))
+        entry = {"name": ref_name, "target_name": tgt_name, **stats.stats[ref_name].metrics()}
+        entry["noise_floor_ratio"] = noise_floor["outputs"].get(ref_name, {}).get("target_over_floor")
+        entry.update(verdict=verdict, reasons=reasons)
+        outputs.append(entry)
+    task_stats = collected.task
+    task = task_stats.result(thresholds.for_output(task_stats.output)) if task_stats else None
+    if spec.task and task is None:
+        task = {"type": spec.task.type, "verdict": None, "reasons": [f"no task metric for {spec.task.type} yet"]}
+    verdicts = [o["verdict"] for o in outputs] + ([task["verdict"]] if task and task.get("verdict") else [])
+    reasons = [f"{o['name']}: {r}" for o in outputs for r in o["reasons"]]
+    if task and task.get("verdict") and task["verdict"] != "pass":
+        reasons += [f"task: {r}" for r in task.get("reasons", [])]
+    return OutputVerdicts(tuple(outputs), task, noise_floor, worst(verdicts), tuple(reasons))
 
 
 def compare_models(
@@ -193,6 +304,10 @@ def compare_models(
         work_dir: where automatic exports are written (default: a folder in ``cache_dir``).
         progress: optional ``callable(fraction, message)``.
     """
+    from modelyard.core.errors import Unavailable
+    from modelyard.runtime.feeds import iter_feeds
+    from modelyard.runtime.registry import get_backend
+
     started = time.perf_counter()
     if samples < 1:
         raise InvalidInput(f"samples must be at least 1, got {samples}")
@@ -201,133 +316,80 @@ def compare_models(
     report = progress or (lambda fraction, message: None)
 
     report(0.0, "loading models")
-    from modelyard.core.errors import Unavailable
-    from modelyard.runtime.registry import get_backend
-
     for name in (reference, target):  # before any export: an unavailable backend should fail fast
         ok, why = get_backend(name).available()
         if not ok:
             raise Unavailable(f"backend {name} is not available: {why}")
     ref_artifact = resolve_artifact(spec, reference, None, cache_dir, work_dir)
     tgt_artifact = resolve_artifact(spec, target, target_model, cache_dir, work_dir)
-    ref_runner = _load(reference, ref_artifact)
-    tgt_options = {"depth": layer_depth} if layer_depth is not None and tgt_artifact.format != "torch" else {}
-    tgt_runner = _load(target, tgt_artifact, **tgt_options)
-    if thresholds is None:
-        precision = tgt_runner.info.get("precision")
-        thresholds = ThresholdSet(preset=precision if precision in ("fp32", "fp16", "bf16", "int8") else "fp32")
-    floor_runner, floor_method = (None, "off")
-    if noise_floor_samples > 0:
-        floor_runner, floor_method = _floor_runner(reference, spec, ref_artifact)
 
-    def feeds_iter() -> Iterator[dict[str, np.ndarray]]:
-        from modelyard.runtime.feeds import iter_feeds
-
+    def feeds_factory() -> Iterator[dict[str, np.ndarray]]:
         return iter_feeds(spec, samples, data, seed)
 
-    stats: dict[str, TensorStats] = {}
-    floor_stats: dict[str, TensorStats] = {}
-    pairs: list[tuple[str, str]] | None = None
-    task_stats: TaskStats | None = None
-    count = 0
-    for index, feeds in enumerate(feeds_iter()):
-        report(0.05 + 0.45 * index / samples, f"sample {index + 1}/{samples}")
-        ref_out = ref_runner.infer(feeds)
-        tgt_out = tgt_runner.infer(feeds)
-        if pairs is None:
-            pairs = _align_outputs(ref_out, tgt_out)
-            for ref_name, _ in pairs:
-                limits = thresholds.for_output(ref_name)
-                stats[ref_name] = TensorStats(ref_name, limits.rtol, limits.atol)
-                floor_stats[ref_name] = TensorStats(ref_name)
-            if spec.task and spec.task.type in ("classification", "regression", "embedding"):
-                task_output = spec.task.output or pairs[0][0]
-                if task_output not in ref_out:
-                    raise InvalidInput(f"spec.task.output {task_output!r} is not an output ({list(ref_out)})")
-                task_stats = TaskStats(spec.task.type, task_output, spec.task.top_k)
-        for ref_name, tgt_name in pairs:
-            stats[ref_name].update(ref_out[ref_name], tgt_out[tgt_name])
-        if task_stats is not None:
-            name = task_stats.output
-            tgt_name = dict(pairs)[name]
-            task_stats.update(ref_out[name], tgt_out[tgt_name])
-        if index < noise_floor_samples and floor_method != "off":
-            floor_out = floor_runner.infer(feeds) if floor_runner is not None else ref_runner.infer(feeds)
-            for ref_name, _ in pairs:
-                if ref_name in floor_out:
-                    floor_stats[ref_name].update(floor_out[ref_name].astype(np.float64), ref_out[ref_name])
-        count += 1
-
-    noise_floor = _noise_floor_dict(floor_method, min(noise_floor_samples, count), floor_stats, stats)
-    outputs: list[dict] = []
-    for ref_name, tgt_name in pairs or []:
-        limits = thresholds.for_output(ref_name)
-        floor_abs = floor_stats[ref_name].max_abs if floor_stats[ref_name].finite else None
-        verdict, reasons = verdict_for(stats[ref_name], limits, floor_abs)
-        entry = {"name": ref_name, "target_name": tgt_name, **stats[ref_name].metrics()}
-        entry["noise_floor_ratio"] = noise_floor["outputs"].get(ref_name, {}).get("target_over_floor")
-        entry.update(verdict=verdict, reasons=reasons)
-        outputs.append(entry)
-    task = task_stats.result(thresholds.for_output(task_stats.output)) if task_stats else None
-    if spec.task and task is None:
-        task = {"type": spec.task.type, "verdict": None, "reasons": [f"no task metric for {spec.task.type} yet"]}
-
-    layers: list[dict] = []
-    first_divergence = None
-    layer_summary = None
-    if layerwise:
-        from modelyard.migrate.model.layerwise import compare_layers
-
-        report(0.5, "layer-wise comparison")
-        lw = compare_layers(
-            ref_runner, tgt_runner, feeds_iter, thresholds.base(),
-            floor=floor_runner if floor_method == "fp64" else None,
-            floor_samples=noise_floor_samples, replay_samples=replay_samples, dump_dir=dump_dir,
-            progress=lambda f, m: report(0.5 + 0.45 * f, m),
+    layer_result = None
+    with ExitStack() as runners:  # every runner closed on every path, also when a sample or a layer raises
+        ref_runner = runners.enter_context(get_backend(reference).load(ref_artifact))
+        depth = {"depth": layer_depth} if layer_depth is not None and tgt_artifact.format != "torch" else {}
+        tgt_runner = runners.enter_context(get_backend(target).load(tgt_artifact, depth))
+        if thresholds is None:
+            precision = tgt_runner.info.get("precision")
+            thresholds = ThresholdSet(preset=precision if precision in ("fp32", "fp16", "bf16", "int8") else "fp32")
+        floor_runner, floor_method = None, "off"
+        if noise_floor_samples > 0:
+            floor_name = _floor_backend(reference, ref_artifact)
+            floor_method = "fp64" if floor_name else "repeat"
+            if floor_name:
+                floor_runner = runners.enter_context(get_backend(floor_name).load(ref_artifact, dtype="float64"))
+        collected = collect_outputs(
+            spec, ref_runner, tgt_runner, feeds_factory, thresholds, floor=floor_runner, floor_method=floor_method,
+            floor_samples=noise_floor_samples, progress=lambda index, m: report(0.05 + 0.45 * index / samples, m),
         )
-        layers, first_divergence, layer_summary = list(lw.layers), lw.first_divergence, lw.summary
+        if layerwise:
+            from modelyard.migrate.model.layerwise import compare_layers
 
-    verdicts = [o["verdict"] for o in outputs] + ([task["verdict"]] if task and task.get("verdict") else [])
-    reasons = [f"{o['name']}: {r}" for o in outputs for r in o["reasons"]]
-    if task and task.get("verdict") and task["verdict"] != "pass":
-        reasons += [f"task: {r}" for r in task.get("reasons", [])]
+            report(0.5, "layer-wise comparison")
+            layer_result = compare_layers(
+                ref_runner, tgt_runner, feeds_factory, thresholds.base(), floor=floor_runner,
+                floor_samples=noise_floor_samples, replay_samples=replay_samples, dump_dir=dump_dir,
+                progress=lambda f, m: report(0.5 + 0.45 * f, m),
+            )
+        backend_info = {"reference": ref_runner.info, "target": tgt_runner.info}
+
+    judged = judge_outputs(collected, thresholds, spec)
     report(1.0, "done")
-    for runner in (ref_runner, tgt_runner, floor_runner):
-        if runner is not None:
-            runner.close()
     return CompareResult(
         reference=reference,
         target=target,
         reference_model=ref_artifact.describe(),
         target_model=tgt_artifact.describe(),
-        samples=count,
-        verdict=worst(verdicts),
-        reasons=tuple(reasons),
+        samples=collected.samples,
+        verdict=judged.verdict,
+        reasons=judged.reasons,
         thresholds=thresholds.to_dict(),
-        noise_floor=noise_floor,
-        outputs=tuple(outputs),
-        task=task,
-        layers=tuple(layers),
-        first_divergence=first_divergence,
-        layerwise=layer_summary,
-        backend_info={"reference": ref_runner.info, "target": tgt_runner.info},
+        noise_floor=judged.noise_floor,
+        outputs=judged.outputs,
+        task=judged.task,
+        layers=layer_result.layers if layer_result is not None else (),
+        first_divergence=layer_result.first_divergence if layer_result is not None else None,
+        layerwise=layer_result.summary if layer_result is not None else None,
+        backend_info=backend_info,
         seconds=time.perf_counter() - started,
     )
 
 
-def _noise_floor_dict(method: str, samples: int, floor_stats: dict[str, TensorStats], stats: dict[str, TensorStats]) -> dict:
+def _noise_floor_dict(method: str, samples: int, collected: PairStats) -> dict:
     description = {
         "fp64": "reference vs the same model in float64 on CPU",
         "repeat": "reference vs a repeated run of itself",
         "off": "not measured",
     }[method]
     outputs = {}
-    for name, fs in floor_stats.items():
+    for name, fs in collected.floors.items():
         if not fs.finite:
             continue
         ratio = None
-        if fs.rmse and stats[name].rmse is not None:
-            ratio = stats[name].rmse / fs.rmse
+        if fs.rmse and collected.stats[name].rmse is not None:
+            ratio = collected.stats[name].rmse / fs.rmse
         outputs[name] = {
             "max_abs_err": fs.max_abs,
             "rmse": fs.rmse,

@@ -1,6 +1,6 @@
 """Operator coverage: which operators of the exported graph a target runs natively and which fall back.
 
-Targets:
+Targets (each backend answers through its coverage hook, ``Backend.coverage``):
 
 * ``openvino[:cpu|gpu|npu]``: ``Core.query_model`` on the model converted from ONNX (ops the device plugin
   does not claim fall back); a frontend conversion failure names the unconvertible ops.
@@ -10,6 +10,7 @@ Targets:
 * ``torch[:cuda|npu|xpu|mps|cpu]``: which operators have a kernel in the ONNX-on-torch interpreter that
   ``torch:<device>`` runs ONNX graphs with (nothing falls back there: an op without a kernel means the graph
   cannot load).
+* a device (``cpu``, ``cuda``, ``gpu``): where :func:`modelyard.runtime.targets.coverage_target` asks.
 
 Also reported: coverage % (native nodes / all nodes), the fallback ops with counts, and the dynamic shapes
 (dynamic graph inputs/outputs, ops whose output shape depends on data, tensors shape inference cannot pin).
@@ -17,14 +18,11 @@ Also reported: coverage % (native nodes / all nodes), the fallback ops with coun
 
 from __future__ import annotations
 
-import os
-import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelyard.core.errors import InvalidInput, Unavailable
+from modelyard.core.errors import InvalidInput
 from modelyard.runtime.spec import Artifact, ModelSpec
 
 SCHEMA = "modelyard.coverage/1"
@@ -134,19 +132,20 @@ def op_coverage(
     cache_dir: Path | None = None,
 ) -> CoverageResult:
     """Coverage of ``spec``'s exported graph (or ``model_path``) on ``target`` (``openvino:cpu``,
-    ``onnxruntime:cpu``, ``npu``...)."""
+    ``onnxruntime:cpu``, ``npu``, a device...)."""
+    from modelyard.runtime.registry import BACKENDS, get_backend
+    from modelyard.runtime.targets import DEVICES, coverage_target
+
     artifact = _onnx_for(spec, model_path, cache_dir)
-    name, _, device = target.partition(":")
-    if name == "npu":
+    where = coverage_target(target) if target in DEVICES else target
+    if where == "npu":
         return _npu(artifact)
-    if name == "openvino":
-        return _openvino(artifact, device or "cpu")
-    if name == "onnxruntime":
-        return _onnxruntime(artifact, device or "cpu")
-    if name == "torch":
-        return _torch(artifact, device or "cpu")
-    raise InvalidInput(f"unknown coverage target {target!r}; use openvino[:cpu], onnxruntime:<ep>, torch[:<device>] "
-                       "or npu")
+    if where.partition(":")[0] not in BACKENDS:
+        raise InvalidInput(f"unknown coverage target {target!r}; use openvino[:cpu], onnxruntime:<ep>, "
+                           "torch[:<device>], npu or a device")
+    found = get_backend(where).coverage(artifact)
+    dynamic = dynamic_shapes(_load_graph(artifact)) if artifact.format == "onnx" else {}
+    return CoverageResult(found.target, str(artifact.path), found.method, found.ops, dynamic, found.notes)
 
 
 def _load_graph(artifact: Artifact):
@@ -183,134 +182,3 @@ def _npu(artifact: Artifact) -> CoverageResult:
         tuple(ops), dynamic_shapes(model),
         ("static knowledge, not a device query: confirm on hardware with atc / msit analyze",),
     )
-
-
-def _openvino(artifact: Artifact, device: str) -> CoverageResult:
-    from modelyard.runtime.registry import get_backend
-
-    backend = get_backend(f"openvino:{device}")
-    ok, why = backend.available()
-    if not ok:
-        raise Unavailable(f"cannot query openvino:{device}: {why}")
-    import openvino as ov
-
-    core = ov.Core()
-    dynamic: dict = {}
-    if artifact.format == "onnx":
-        dynamic = dynamic_shapes(_load_graph(artifact))
-    try:
-        model = core.read_model(str(artifact.path))
-    except RuntimeError as exc:
-        message = str(exc)
-        failed = sorted(set(re.findall(r"OpType:\s*([A-Za-z0-9_]+)", message))) or ["?"]
-        ops = tuple({"op": op, "count": 1, "status": "unsupported", "runs_on": "none", "note": "frontend cannot convert"}
-                    for op in failed)
-        return CoverageResult(f"openvino:{device}", str(artifact.path), "OpenVINO ONNX frontend", ops, dynamic,
-                              (message.splitlines()[0],))
-    ov_device = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}[device]
-    supported = core.query_model(model, ov_device)
-    counts: Counter = Counter()
-    native: Counter = Counter()
-    for op in model.get_ops():
-        kind = op.get_type_name()
-        if kind in ("Parameter", "Result", "Constant"):
-            continue
-        counts[kind] += 1
-        if op.get_friendly_name() in supported:
-            native[kind] += 1
-    ops = []
-    for kind, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        if native[kind] == count:
-            ops.append({"op": kind, "count": count, "status": "native", "runs_on": ov_device, "note": None})
-        else:
-            if native[kind]:
-                ops.append({"op": kind, "count": native[kind], "status": "native", "runs_on": ov_device, "note": None})
-            ops.append({"op": kind, "count": count - native[kind], "status": "fallback", "runs_on": "not claimed by "
-                        + ov_device, "note": None})
-    return CoverageResult(f"openvino:{device}", str(artifact.path), f"openvino Core.query_model({ov_device})",
-                          tuple(ops), dynamic, ("op types are OpenVINO opset operations after conversion",))
-
-
-_PLACED = re.compile(r"(All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)")
-_NODE_LINE = re.compile(r"^\s+(\S+) \((.*)\)\s*$")
-
-
-def _onnxruntime(artifact: Artifact, device: str) -> CoverageResult:
-    import onnxruntime as ort
-
-    from modelyard.runtime.onnxruntime_backend import PROVIDERS
-    from modelyard.runtime.registry import get_backend
-
-    backend = get_backend(f"onnxruntime:{device}")
-    ok, why = backend.available()
-    if not ok:
-        raise Unavailable(f"cannot query onnxruntime:{device}: {why}")
-    model = _load_graph(artifact)
-    provider = PROVIDERS[device]
-    providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
-    options = ort.SessionOptions()
-    options.log_severity_level = 0
-    options.log_verbosity_level = 0
-    log = _capture_stderr(lambda: ort.InferenceSession(model.SerializeToString(), options, providers=providers))
-    placement: dict[str, Counter] = {}
-    current: str | None = None
-    for line in log.splitlines():
-        match = _PLACED.search(line)
-        if match:
-            current = match.group(2)
-            placement.setdefault(current, Counter())
-            if match.group(1) == "All nodes":
-                # every node on one provider: the log lists none of them, so count the (optimised) graph's ops
-                placement[current] = Counter(n.op_type for n in model.graph.node)
-                current = None
-            continue
-        node = _NODE_LINE.match(line)
-        if node and current:
-            placement[current][node.group(1)] += 1
-        elif current and line.strip() and not node:
-            current = None
-    if not placement:
-        raise Unavailable("onnxruntime did not report node placement (its verbose log format changed)")
-    ops = []
-    for ep, counts in placement.items():
-        for op, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-            ops.append({"op": op, "count": count, "status": "native" if ep == provider else "fallback", "runs_on": ep,
-                        "note": None})
-    notes = ("placement after ONNX Runtime's graph optimisations (fused nodes count once)",)
-    return CoverageResult(f"onnxruntime:{device}", str(artifact.path), "onnxruntime node placement", tuple(ops),
-                          dynamic_shapes(model), notes)
-
-
-def _torch(artifact: Artifact, device: str) -> CoverageResult:
-    from modelyard.runtime.onnx_torch import supported_ops
-    from modelyard.runtime.registry import get_backend
-
-    backend = get_backend(f"torch:{device}")  # an unknown device is InvalidInput; an absent one is still answered
-    model = _load_graph(artifact)
-    kernels = set(supported_ops())
-    counts = Counter((n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}")
-                     for n in model.graph.node)
-    ops = [{"op": op, "count": count, "status": "native" if op in kernels else "unsupported",
-            "runs_on": backend.full_name if op in kernels else "none", "note": None}
-           for op, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    notes = ["static: the interpreter's operator table; a few attribute combinations (asymmetric ConvTranspose "
-             "pads, some Resize modes) are refused when the graph loads"]
-    ok, why = backend.available()
-    if not ok:
-        notes.append(f"{backend.full_name} is not available here: {why}")
-    return CoverageResult(backend.full_name, str(artifact.path), "ONNX-on-torch operator table", tuple(ops),
-                          dynamic_shapes(model), tuple(notes))
-
-
-def _capture_stderr(action) -> str:
-    """Run ``action`` with file descriptor 2 redirected to a temp file (ORT logs from C++), return the text."""
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            action()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sink.seek(0)
-        return sink.read().decode("utf-8", errors="replace")

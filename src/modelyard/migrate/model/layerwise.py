@@ -8,6 +8,10 @@
 3. Every layer whose verdict is not ``pass`` is *replayed*: the target runs that layer alone on the inputs the
    reference's layer received. If the replay still disagrees the error is ``local`` (the layer itself computes
    differently); if the replay agrees, the layer only ``accumulated`` error from upstream.
+
+Collect, then judge: :func:`collect_layers` (pass 1) and :func:`collect_replays` (pass 2) fold tensors into the
+:class:`~modelyard.migrate.model.accumulate.PairAccumulator` that output comparison uses too and return frozen values;
+:func:`judge_layers` and :func:`classify_divergences` decide verdicts and kinds from those values alone.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modelyard.migrate.model.metrics import TensorStats, Thresholds, verdict_for
+from modelyard.migrate.model.accumulate import PairAccumulator, PairStats
+from modelyard.migrate.model.metrics import Thresholds
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,140 @@ class _Dumper:
         (self.root / "index.json").write_text(json.dumps(data, indent=1))
 
 
+@dataclass(frozen=True)
+class LayerSamples:
+    """What pass 1 gathered: the layers compared (reference order), their statistics and floors, and what could
+    not be matched."""
+
+    order: tuple[str, ...]
+    stats: PairStats
+    samples: int
+    reference_only: int
+    shape_mismatch: tuple[str, ...]
+
+
+def collect_layers(
+    reference,
+    target,
+    feeds_factory: Callable[[], Iterator[dict[str, np.ndarray]]],
+    candidates: list[str],
+    thresholds: Thresholds,
+    *,
+    floor=None,
+    floor_samples: int = 2,
+    dumper: _Dumper | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> LayerSamples:
+    """Pass 1: stream every sample's intermediates of the layers both sides produce (equal shapes) into
+    statistics, and the float64 reference's for the first ``floor_samples`` samples."""
+    report = progress or (lambda fraction, message: None)
+    dumper = dumper or _Dumper(None)
+    acc = PairAccumulator(lambda name: thresholds)
+    order: list[str] | None = None
+    skipped_shape: list[str] = []
+    reference_only = 0
+    samples = 0
+    for sample, feeds in enumerate(feeds_factory()):
+        report(0.8 * sample / max(1, sample + 1), f"layers, sample {sample + 1}")
+        wanted = candidates if order is None else order
+        ref_values = reference.intermediates(feeds, wanted)
+        tgt_values = target.intermediates(feeds, wanted)
+        if order is None:
+            # reference order: torch hooks fire in execution order, graph runners follow graph order
+            order = []
+            for name in ref_values:
+                if name not in tgt_values:
+                    continue
+                if np.shape(ref_values[name]) != np.shape(tgt_values[name]):
+                    skipped_shape.append(name)
+                    continue
+                order.append(name)
+            reference_only = len([n for n in ref_values if n not in tgt_values])
+        floor_values = floor.intermediates(feeds, order) if floor is not None and sample < floor_samples else {}
+        for index, name in enumerate(order):
+            if name not in ref_values or name not in tgt_values:
+                continue
+            acc.add(name, ref_values[name], tgt_values[name])
+            dumper.write("reference", sample, index, name, ref_values[name])
+            dumper.write("target", sample, index, name, tgt_values[name])
+            if name in floor_values:
+                acc.add_floor(name, floor_values[name], ref_values[name])
+        del ref_values, tgt_values, floor_values
+        samples += 1
+    return LayerSamples(tuple(order or ()), acc.freeze(), samples, reference_only if order else 0,
+                        tuple(skipped_shape))
+
+
+def judge_layers(collected: LayerSamples, thresholds: Thresholds, target_names: dict[str, str]) -> list[dict]:
+    """One row per compared layer with its metrics and verdict (the pass limit widened by its floor)."""
+    rows: list[dict] = []
+    for index, name in enumerate(collected.order):
+        if name not in collected.stats.stats:  # a layer that never produced a value on both sides
+            continue
+        floor_abs = collected.stats.floor_abs(name)
+        verdict, reasons = collected.stats.judge(name, thresholds)
+        metrics = collected.stats.stats[name].metrics()
+        rows.append({
+            "index": index,
+            "name": name,
+            "target_name": target_names.get(name, name),
+            "shape": metrics["shape"],
+            "max_abs_err": metrics["max_abs_err"],
+            "mean_abs_err": metrics["mean_abs_err"],
+            "cosine": metrics["cosine"],
+            "sqnr_db": metrics["sqnr_db"],
+            "nonfinite_mismatch": metrics["nonfinite_mismatch"],
+            "noise_floor_max_abs_err": floor_abs,
+            "local_max_abs_err": None,
+            "local_cosine": None,
+            "kind": None,
+            "verdict": verdict,
+            "reasons": reasons,
+        })
+    return rows
+
+
+def collect_replays(reference, target, feeds_factory, names: list[str], thresholds: Thresholds,
+                    samples: int) -> PairStats:
+    """Pass 2: run each named target layer on the reference's inputs for the first ``samples`` feeds."""
+    acc = PairAccumulator(lambda name: thresholds)
+    if not names or samples < 1:
+        return acc.freeze()
+    for sample, feeds in enumerate(feeds_factory()):
+        if sample >= samples:
+            break
+        calls = reference.layer_calls(feeds, names)
+        if not calls:
+            break
+        ref_values = reference.intermediates(feeds, list(calls))
+        replayed = target.replay(feeds, calls)
+        for name, value in replayed.items():
+            if name in ref_values and np.shape(value) == np.shape(ref_values[name]):
+                acc.add(name, ref_values[name], value)
+    return acc.freeze()
+
+
+def classify_divergences(rows: list[dict], local: PairStats, thresholds: Thresholds) -> list[dict]:
+    """Each divergent row's kind: ``local`` when its replay on the reference's inputs still fails, ``accumulated``
+    when the replay passes; without a replay, ``local`` only if every earlier layer passed."""
+    classified: list[dict] = []
+    for row in rows:
+        row = dict(row)
+        if row["verdict"] != "pass":
+            local_stats = local.stats.get(row["name"])
+            if local_stats is not None and local_stats.finite:
+                local_verdict, _ = local.judge(row["name"], thresholds, row["noise_floor_max_abs_err"])
+                row.update(local_max_abs_err=local_stats.max_abs, local_cosine=local_stats.cosine,
+                           kind="local" if local_verdict != "pass" else "accumulated", kind_method="replay")
+            else:
+                # no replay possible: a layer whose every predecessor passed can only have erred itself
+                earlier = [r for r in rows if r["index"] < row["index"]]
+                row.update(kind="local" if all(r["verdict"] == "pass" for r in earlier) else "unknown",
+                           kind_method="inferred")
+        classified.append(row)
+    return classified
+
+
 def compare_layers(
     reference,
     target,
@@ -85,8 +224,9 @@ def compare_layers(
         progress: optional ``callable(fraction, message)``.
     """
     report = progress or (lambda fraction, message: None)
-    candidates = [layer.name for layer in target.layers()]
-    target_names = {layer.name: layer.target_name for layer in target.layers()}
+    target_layers = target.layers()
+    candidates = [layer.name for layer in target_layers]
+    target_names = {layer.name: layer.target_name for layer in target_layers}
     if not candidates:
         summary = {
             "compared": 0, "reference_only": 0, "target_only": 0,
@@ -94,131 +234,47 @@ def compare_layers(
         }
         return LayerwiseResult((), None, summary)
     dumper = _Dumper(dump_dir)
-    order: list[str] | None = None
-    stats: dict[str, TensorStats] = {}
-    floor_stats: dict[str, TensorStats] = {}
-    skipped_shape: list[str] = []
-    samples = 0
-    for sample, feeds in enumerate(feeds_factory()):
-        report(0.8 * sample / max(1, sample + 1), f"layers, sample {sample + 1}")
-        wanted = candidates if order is None else order
-        ref_values = reference.intermediates(feeds, wanted)
-        tgt_values = target.intermediates(feeds, wanted)
-        if order is None:
-            # reference order: torch hooks fire in execution order, graph runners follow graph order
-            order = []
-            for name in ref_values:
-                if name not in tgt_values:
-                    continue
-                if np.shape(ref_values[name]) != np.shape(tgt_values[name]):
-                    skipped_shape.append(name)
-                    continue
-                order.append(name)
-            stats = {name: TensorStats(name, thresholds.rtol, thresholds.atol) for name in order}
-            floor_stats = {name: TensorStats(name) for name in order}
-            reference_only = len([n for n in ref_values if n not in tgt_values])
-        floor_values = floor.intermediates(feeds, order) if floor is not None and sample < floor_samples else {}
-        for index, name in enumerate(order):
-            if name not in ref_values or name not in tgt_values:
-                continue
-            stats[name].update(ref_values[name], tgt_values[name])
-            dumper.write("reference", sample, index, name, ref_values[name])
-            dumper.write("target", sample, index, name, tgt_values[name])
-            if name in floor_values:
-                floor_stats[name].update(floor_values[name], ref_values[name])
-        del ref_values, tgt_values, floor_values
-        samples += 1
-
-    order = order or []
-    rows: list[dict] = []
-    divergent: list[str] = []
-    for index, name in enumerate(order):
-        floor_abs = floor_stats[name].max_abs if floor_stats[name].finite else None
-        verdict, reasons = verdict_for(stats[name], thresholds, floor_abs)
-        metrics = stats[name].metrics()
-        rows.append({
-            "index": index,
-            "name": name,
-            "target_name": target_names.get(name, name),
-            "shape": metrics["shape"],
-            "max_abs_err": metrics["max_abs_err"],
-            "mean_abs_err": metrics["mean_abs_err"],
-            "cosine": metrics["cosine"],
-            "sqnr_db": metrics["sqnr_db"],
-            "nonfinite_mismatch": metrics["nonfinite_mismatch"],
-            "noise_floor_max_abs_err": floor_abs,
-            "local_max_abs_err": None,
-            "local_cosine": None,
-            "kind": None,
-            "verdict": verdict,
-            "reasons": reasons,
-        })
-        if verdict != "pass":
-            divergent.append(name)
-
+    collected = collect_layers(reference, target, feeds_factory, candidates, thresholds, floor=floor,
+                               floor_samples=floor_samples, dumper=dumper, progress=report)
+    judged = judge_layers(collected, thresholds, target_names)
+    divergent = [row["name"] for row in judged if row["verdict"] != "pass"]
     report(0.85, f"replaying {len(divergent)} divergent layers")
-    local = _replay(reference, target, feeds_factory, divergent, thresholds, replay_samples)
-    for row in rows:
-        if row["name"] not in divergent:
-            continue
-        local_stats = local.get(row["name"])
-        if local_stats is not None and local_stats.finite:
-            floor_abs = row["noise_floor_max_abs_err"]
-            local_verdict, _ = verdict_for(local_stats, thresholds, floor_abs)
-            row.update(
-                local_max_abs_err=local_stats.max_abs,
-                local_cosine=local_stats.cosine,
-                kind="local" if local_verdict != "pass" else "accumulated",
-                kind_method="replay",
-            )
-        else:
-            # no replay possible: a layer whose every predecessor passed can only have erred itself
-            earlier = [r for r in rows if r["index"] < row["index"]]
-            row.update(
-                kind="local" if all(r["verdict"] == "pass" for r in earlier) else "unknown",
-                kind_method="inferred",
-            )
+    local = collect_replays(reference, target, feeds_factory, divergent, thresholds, replay_samples)
+    rows = classify_divergences(judged, local, thresholds)
     dumper.index(rows)
+    report(1.0, "layers done")
+    return LayerwiseResult(tuple(rows), _first_divergence(rows),
+                           _summary(collected, candidates, rows, divergent, replay_samples, floor, floor_samples,
+                                    dump_dir))
+
+
+def _first_divergence(rows: list[dict]) -> dict | None:
     first = next((r for r in rows if r["verdict"] != "pass"), None)
-    first_divergence = None
-    if first is not None:
-        first_divergence = {
-            "index": first["index"], "name": first["name"], "target_name": first["target_name"],
-            "kind": first["kind"], "kind_method": first.get("kind_method"), "verdict": first["verdict"],
-            "max_abs_err": first["max_abs_err"], "cosine": first["cosine"],
-            "local_max_abs_err": first["local_max_abs_err"], "reasons": first["reasons"],
-        }
-    summary = {
-        "compared": len(order),
-        "samples": samples,
-        "reference_only": reference_only if order else 0,
-        "target_only": len([n for n in candidates if n not in set(order) and n not in skipped_shape]) if order else len(candidates),
-        "shape_mismatch": skipped_shape,
+    if first is None:
+        return None
+    return {
+        "index": first["index"], "name": first["name"], "target_name": first["target_name"],
+        "kind": first["kind"], "kind_method": first.get("kind_method"), "verdict": first["verdict"],
+        "max_abs_err": first["max_abs_err"], "cosine": first["cosine"],
+        "local_max_abs_err": first["local_max_abs_err"], "reasons": first["reasons"],
+    }
+
+
+def _summary(collected: LayerSamples, candidates: list[str], rows: list[dict], divergent: list[str],
+             replay_samples: int, floor, floor_samples: int, dump_dir: Path | None) -> dict:
+    order = set(collected.order)
+    skipped = set(collected.shape_mismatch)
+    return {
+        "compared": len(collected.order),
+        "samples": collected.samples,
+        "reference_only": collected.reference_only,
+        "target_only": (len([n for n in candidates if n not in order and n not in skipped]) if collected.order
+                        else len(candidates)),
+        "shape_mismatch": list(collected.shape_mismatch),
         "divergent": len(divergent),
         "local": sum(1 for r in rows if r["kind"] == "local"),
         "accumulated": sum(1 for r in rows if r["kind"] == "accumulated"),
-        "replay_samples": min(replay_samples, samples) if divergent else 0,
-        "floor_samples": min(floor_samples, samples) if floor is not None else 0,
+        "replay_samples": min(replay_samples, collected.samples) if divergent else 0,
+        "floor_samples": min(floor_samples, collected.samples) if floor is not None else 0,
         "dump_dir": str(dump_dir) if dump_dir else None,
     }
-    report(1.0, "layers done")
-    return LayerwiseResult(tuple(rows), first_divergence, summary)
-
-
-def _replay(reference, target, feeds_factory, names: list[str], thresholds: Thresholds, samples: int) -> dict[str, TensorStats]:
-    """Run each named target layer on the reference's inputs for the first ``samples`` feeds."""
-    if not names or samples < 1:
-        return {}
-    results: dict[str, TensorStats] = {}
-    for sample, feeds in enumerate(feeds_factory()):
-        if sample >= samples:
-            break
-        calls = reference.layer_calls(feeds, names)
-        if not calls:
-            break
-        ref_values = reference.intermediates(feeds, list(calls))
-        replayed = target.replay(feeds, calls)
-        for name, value in replayed.items():
-            if name in ref_values and np.shape(value) == np.shape(ref_values[name]):
-                results.setdefault(name, TensorStats(name, thresholds.rtol, thresholds.atol)).update(ref_values[name], value)
-    return results

@@ -38,14 +38,13 @@ class ReferenceOutputs:
     def collect(cls, spec: ModelSpec, backend: str, artifact, samples: int, data=None, seed: int = 0) -> ReferenceOutputs:
         import time
 
-        from modelyard.migrate.model.bench import load_runner
         from modelyard.runtime.feeds import iter_feeds
+        from modelyard.runtime.registry import get_backend
 
         started = time.perf_counter()
-        runner = load_runner(backend, artifact)
         feeds = list(iter_feeds(spec, samples, data, seed))
-        outputs = [runner.infer(f) for f in feeds]
-        runner.close()
+        with get_backend(backend).load(artifact) as runner:
+            outputs = [runner.infer(f) for f in feeds]
         return cls(backend, feeds, outputs, time.perf_counter() - started)
 
 

@@ -263,12 +263,13 @@ class _Engine:
         return self.artifacts[key]
 
     def load_reference(self) -> None:
-        from modelyard.migrate.model.bench import batched_feeds, load_runner, time_calls, torch_threads
+        from modelyard.migrate.model.bench import batched_feeds, time_calls
         from modelyard.migrate.optimize.gate import ReferenceOutputs
         from modelyard.runtime.registry import get_backend
+        from modelyard.runtime.targets import default_backend
 
         source = self.spec.source()
-        reference = {"torch": "torch:cpu", "onnx": "onnxruntime:cpu", "openvino": "openvino:cpu"}[source.format]
+        reference = default_backend(source.format)
         self.reference_backend = reference
         self.report(0.01, f"reference outputs on {self.samples} samples ({reference})")
         self.reference = ReferenceOutputs.collect(self.spec, reference, source, self.samples, self.data, self.seed)
@@ -284,12 +285,10 @@ class _Engine:
             self.baseline_stats = LatencyStats(**cached)
             return
         self.report(0.03, f"baseline latency on {baseline}")
-        runner = load_runner(baseline, source)
-        feeds = {k: v for k, v in self.feeds.items() if k in {i.name for i in runner.inputs}}
-        with torch_threads(None):
+        with get_backend(baseline).load(source) as runner:
+            feeds = {k: v for k, v in self.feeds.items() if k in {i.name for i in runner.inputs}}
             runner.infer(feeds)
             self.baseline_stats = time_calls(lambda: runner.infer(feeds), self.batch_size, self.settings)
-        runner.close()
         self._store("baseline", baseline, asdict(self.baseline_stats))
 
     def speedup(self, stats: LatencyStats) -> float:
@@ -306,8 +305,9 @@ class _Engine:
         return stats.p50_ms if self.objective == "latency" else -stats.throughput
 
     def evaluate(self, candidate: Candidate, with_bench: bool = True) -> CandidateResult:
-        from modelyard.migrate.model.bench import load_runner, time_calls
+        from modelyard.migrate.model.bench import time_calls
         from modelyard.migrate.optimize.gate import gate, judge
+        from modelyard.runtime.registry import get_backend
 
         variant = candidate.variant
         self.variants_by_label.setdefault(variant.label, variant)
@@ -328,11 +328,10 @@ class _Engine:
             if stored:
                 stats = LatencyStats(**stored)
             else:
-                runner = load_runner(variant.backend, artifact, candidate.option_dict)
-                feeds = {k: v for k, v in self.feeds.items() if k in {i.name for i in runner.inputs}}
-                runner.infer(feeds)
-                stats = time_calls(lambda: runner.infer(feeds), self.batch_size, self.settings)
-                runner.close()
+                with get_backend(variant.backend).load(artifact, candidate.option_dict) as runner:
+                    feeds = {k: v for k, v in self.feeds.items() if k in {i.name for i in runner.inputs}}
+                    runner.infer(feeds)
+                    stats = time_calls(lambda: runner.infer(feeds), self.batch_size, self.settings)
                 self._store("bench", candidate.key(), asdict(stats))
                 cached = False
         # NOTE: a candidate slower than the best accepted one cannot win; a short gate says enough about it
@@ -344,11 +343,8 @@ class _Engine:
         accuracy = self.gates.get(gate_key) or self._cached("gate", gate_key)
         if accuracy is None:
             cached = False
-            runner = load_runner(variant.backend, artifact, {"precision": variant.precision})
-            try:
+            with get_backend(variant.backend).load(artifact, {"precision": variant.precision}) as runner:
                 accuracy = gate(self.spec, self.reference, runner, variant.numeric_class, 1.0, limit=limit)
-            finally:
-                runner.close()
             if limit < self.samples:
                 accuracy["note"] = f"gated on {limit} samples: slower than the best accepted candidate"
             self._store("gate", gate_key, accuracy)

@@ -30,13 +30,6 @@ from dataclasses import dataclass, field
 
 from modelyard.core.errors import InvalidInput
 
-# device -> candidate backends (the reference framework on that device is the baseline)
-DEVICE_BACKENDS: dict[str, tuple[str, ...]] = {
-    "cpu": ("openvino:cpu", "onnxruntime:cpu"),
-    "cuda": ("onnxruntime:tensorrt", "onnxruntime:cuda"),
-    "npu": ("onnxruntime:cann", "openvino:npu"),
-    "gpu": ("openvino:gpu",),
-}
 KEEP_FLOAT_OP_TYPES = ["Add", "Mul", "Softmax", "Sigmoid"]
 
 
@@ -136,20 +129,10 @@ class Space:
 
 
 def cpu_precisions() -> tuple[list[str], dict[str, str]]:
-    """OpenVINO CPU precision hints worth trying here, and the ones skipped with why."""
-    try:
-        import openvino as ov
+    """OpenVINO CPU precision hints worth trying here, and the ones skipped with why (the backend knows)."""
+    from modelyard.runtime.registry import get_backend
 
-        caps = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    except Exception as exc:  # noqa: BLE001 - an absent or broken OpenVINO leaves f32 only
-        return ["f32"], {"bf16": f"cannot query OpenVINO CPU capabilities: {exc}"}
-    chosen, skipped = ["f32"], {}
-    for hint, cap in (("bf16", "BF16"), ("f16", "FP16")):
-        if cap in caps:
-            chosen.append(hint)
-        else:
-            skipped[hint] = f"the CPU plugin reports no {cap} compute here (it would run as f32)"
-    return chosen, skipped
+    return get_backend("openvino:cpu").precision_hints()
 
 
 def _thread_values() -> list[int | None]:
@@ -166,16 +149,14 @@ def build_space(target: str, source_format: str, calibration: str | None = None)
         calibration: calibration data for static INT8 (default seeded random feeds).
     """
     from modelyard.runtime.registry import get_backend
+    from modelyard.runtime.targets import backends_for, default_backend, device_of
 
-    if ":" in target:
-        device = target.partition(":")[2] or "cpu"
-        backends: tuple[str, ...] = (target,)
-    elif target in DEVICE_BACKENDS:
-        device, backends = target, DEVICE_BACKENDS[target]
-    else:
-        raise InvalidInput(f"--target {target!r}: use a device ({', '.join(DEVICE_BACKENDS)}) or a backend:device")
-    baseline = f"torch:{device}" if source_format == "torch" else (
-        "onnxruntime:cpu" if source_format == "onnx" else "openvino:cpu")
+    try:
+        backends = backends_for(target)
+    except InvalidInput as exc:
+        raise InvalidInput(f"--{exc}") from None
+    device = device_of(target)
+    baseline = default_backend(source_format, device)
     skipped: list[dict] = []
     usable: list[str] = []
     for name in backends:

@@ -18,10 +18,6 @@ def _spec(ctx):
     return ctx.config.model_spec()
 
 
-def _device(target: str) -> str:
-    return target.partition(":")[2] or "cpu" if ":" in target else target
-
-
 def analyze(ctx) -> dict:
     """Scan the source folder for GPU-specific code: findings, readiness score, effort."""
     from modelyard.migrate.code.analyze import analyze_path
@@ -89,11 +85,9 @@ def _converted(ctx) -> str | None:
 def coverage(ctx) -> dict:
     """Which operators the target runs natively and which fall back."""
     from modelyard.migrate.model.coverage import op_coverage
+    from modelyard.runtime.targets import coverage_target
 
-    target = ctx.config.target
-    device = _device(target)
-    where = target if ":" in target else {"cpu": "openvino:cpu", "gpu": "openvino:gpu", "npu": "npu",
-                                          "cuda": "onnxruntime:cuda"}.get(device, "openvino:cpu")
+    where = coverage_target(ctx.config.target)
     ctx.progress(0.1, f"coverage on {where}")
     try:
         result = op_coverage(_spec(ctx), where, model_path=_converted(ctx), cache_dir=ctx.cache_dir / "passes")
@@ -104,16 +98,10 @@ def coverage(ctx) -> dict:
 
 def compare_backend(ctx) -> tuple[str, str | None]:
     """The backend the fp32 compare runs on, and a note when the preferred one is missing here."""
-    from modelyard.runtime.registry import get_backend
+    from modelyard.runtime.targets import check_backend
 
     cfg = ctx.config
-    wanted = cfg.compare.backend or (cfg.target if ":" in cfg.target else {
-        "cpu": "onnxruntime:cpu", "cuda": "onnxruntime:cuda", "npu": "onnxruntime:cann", "gpu": "openvino:gpu"
-    }.get(cfg.target, "onnxruntime:cpu"))
-    ok, why = get_backend(wanted).available()
-    if ok:
-        return wanted, None
-    return "onnxruntime:cpu", f"{wanted} is not available here ({why}); compared on onnxruntime:cpu"
+    return check_backend(cfg.compare.backend or cfg.target)
 
 
 def compare(ctx) -> dict:

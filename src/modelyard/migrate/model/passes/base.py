@@ -184,10 +184,11 @@ class Pass(ABC):
         """Run ``artifact`` once on the backend that runs its format here; return that backend and the outputs.
         A pass whose output no runtime backend loads (a torch.export program) overrides this."""
         from modelyard.runtime.registry import get_backend
+        from modelyard.runtime.targets import default_backend
 
-        backend = {"onnx": "onnxruntime:cpu", "openvino": "openvino:cpu"}[artifact.format]
-        runner = get_backend(backend).load(artifact)
-        return backend, runner.infer({k: v for k, v in feeds.items() if k in {i.name for i in runner.inputs}})
+        backend = default_backend(artifact.format)
+        with get_backend(backend).load(artifact) as runner:
+            return backend, runner.infer({k: v for k, v in feeds.items() if k in {i.name for i in runner.inputs}})
 
     def _cache_extra(self, artifact: Artifact, config: PassConfig) -> str:
         return ""
