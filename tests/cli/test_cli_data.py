@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from support import run_cli
 
 
@@ -12,6 +14,7 @@ def _one_line_error(proc, code, text):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_data_commands(tmp_path):
     home = tmp_path / "w"
     csv_path = tmp_path / "wine.csv"
@@ -41,6 +44,7 @@ def test_data_commands(tmp_path):
                     "no such file or folder")
 
 
+@pytest.mark.slow
 def test_runs_commands(tmp_path):
     import modelyard
 
