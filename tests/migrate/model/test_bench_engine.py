@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from pipeline_fixtures import fast_bench, opt_dir, tiny_spec  # noqa: F401 - fixtures
 from typer.testing import CliRunner
 
 from modelyard.core.errors import InvalidInput, Unavailable
@@ -22,6 +21,7 @@ def test_time_calls_reports_ordered_percentiles_and_throughput():
     assert stats.peak_rss_mb is None or stats.peak_rss_mb > 1
 
 
+@pytest.mark.slow
 def test_benchmark_batch_sizes_and_onnxruntime_profile(tiny_spec, opt_dir, fast_bench):
     result = benchmark(tiny_spec, "onnxruntime:cpu", batch_sizes=[1, 3], options={"threads": 1},
                        settings=fast_bench, profile=True, cache_dir=opt_dir / "cache" / "passes")
@@ -38,6 +38,7 @@ def test_benchmark_batch_sizes_and_onnxruntime_profile(tiny_spec, opt_dir, fast_
     assert data["environment"]["packages"]["onnxruntime"]
 
 
+@pytest.mark.slow
 def test_benchmark_openvino_counters_and_precision(tiny_spec, opt_dir, fast_bench):
     result = benchmark(tiny_spec, "openvino:cpu", batch_sizes=[2], options={"precision": "f32", "threads": 1},
                        settings=fast_bench, profile=True, cache_dir=opt_dir / "cache" / "passes")
@@ -60,6 +61,7 @@ def test_bad_inputs_are_clear(tiny_spec):
         benchmark(tiny_spec, "onnxruntime:cuda")
 
 
+@pytest.mark.slow
 def test_cli_benchmark_json_and_errors(tiny_spec, opt_dir):
     from modelyard.cli.main import app
 
