@@ -90,6 +90,7 @@ def test_help_is_light():
     assert proc.stderr.strip().endswith("HEAVY="), proc.stderr
 
 
+@pytest.mark.slow
 def test_blobs_put_and_get_round_trip(tmp_path):
     home = tmp_path / "w"
     source = tmp_path / "weights.bin"
