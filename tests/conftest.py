@@ -12,6 +12,8 @@ import pytest
 from support import start_server
 
 REPO = Path(__file__).resolve().parents[1]
+# tiny models (MLP, CNN, ResNet, BERT) exported once per session, for every test folder
+pytest_plugins = ["tiny_models"]
 PG_ENV = "MODELYARD_TEST_PG_URL"
 
 

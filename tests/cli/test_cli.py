@@ -3,9 +3,12 @@
 import json
 import os
 
+import pytest
+
 from support import run_cli
 
 
+@pytest.mark.slow
 def test_init_prints_the_admin_token_once(tmp_path):
     home = tmp_path / "w"
     first = run_cli("init", "--home", str(home), check=True)
@@ -16,6 +19,7 @@ def test_init_prints_the_admin_token_once(tmp_path):
     assert data["schema"] == "modelyard.init/1" and data["token"] is None and data["home"] == str(home)
 
 
+@pytest.mark.slow
 def test_jobs_in_process_with_json_schemas(tmp_path):
     home = tmp_path / "w"
     run_cli("init", home=home, check=True)
@@ -43,6 +47,7 @@ def _one_line_error(proc, code, text):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_errors_are_one_line(tmp_path):
     home = tmp_path / "w"
     run_cli("init", home=home, check=True)
@@ -54,6 +59,7 @@ def test_errors_are_one_line(tmp_path):
     _one_line_error(run_cli("server", "--port", "70000", home=home), 2, "--port must be between")
 
 
+@pytest.mark.slow
 def test_corrupt_database_is_one_clear_startup_error(tmp_path):
     home = tmp_path / "w"
     home.mkdir()
@@ -84,6 +90,7 @@ def test_help_is_light():
     assert proc.stderr.strip().endswith("HEAVY="), proc.stderr
 
 
+@pytest.mark.slow
 def test_blobs_put_and_get_round_trip(tmp_path):
     home = tmp_path / "w"
     source = tmp_path / "weights.bin"

@@ -3,7 +3,11 @@ worker itself)."""
 
 import json
 
+import pytest
+
 from support import run_cli
+
+pytestmark = pytest.mark.slow  # AutoML searches under a time budget, through real CLI processes
 
 
 def _one_line_error(proc, code, text):

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from support import run_cli
 
 
@@ -12,6 +14,7 @@ def _one_line_error(proc, code, text):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_data_commands(tmp_path):
     home = tmp_path / "w"
     csv_path = tmp_path / "wine.csv"
@@ -41,6 +44,7 @@ def test_data_commands(tmp_path):
                     "no such file or folder")
 
 
+@pytest.mark.slow
 def test_runs_commands(tmp_path):
     import modelyard
 
@@ -58,6 +62,7 @@ def test_runs_commands(tmp_path):
     _one_line_error(run_cli("runs", "show", "run_nope", home=home), 1, "run run_nope not found")
 
 
+@pytest.mark.slow
 def test_prep_dedupe_near_shows_what_it_would_remove_first(tmp_path):
     import io
 
@@ -92,6 +97,7 @@ def test_prep_dedupe_near_shows_what_it_would_remove_first(tmp_path):
     assert "-> d@2 dedupe" in done and "40 items" in done
 
 
+@pytest.mark.slow
 def test_delete_and_blob_gc_commands(tmp_path):
     home = tmp_path / "w"
     csv_path = tmp_path / "iris.csv"

@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-
+import pytest
 
 from support import run_cli
 
@@ -23,6 +23,7 @@ def linear_onnx(path):
     return path
 
 
+@pytest.mark.slow
 def test_register_list_show_alias_delete(tmp_path):
     home = tmp_path / "home"
     model = linear_onnx(tmp_path / "mm.onnx")
@@ -44,6 +45,7 @@ def test_register_list_show_alias_delete(tmp_path):
     assert gone.returncode == 1 and gone.stderr.strip() == "error: model 'mm' has no version 2"
 
 
+@pytest.mark.slow
 def test_errors_are_one_line(tmp_path):
     home = tmp_path / "home"
     (tmp_path / "notes.txt").write_text("hello")

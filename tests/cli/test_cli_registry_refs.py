@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from support import run_cli
 
@@ -20,6 +21,7 @@ def _linear_onnx(path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
+@pytest.mark.slow
 def test_migrate_commands_take_registry_references(tmp_path):
     home = tmp_path / "w"
     _linear_onnx(tmp_path / "linear.onnx")

@@ -38,6 +38,7 @@ def home(tmp_path):
     assert supervisor.stop(home)
 
 
+@pytest.mark.slow
 def test_deploy_predict_traffic_rollback_metrics_stop(home):
     deployed = run_cli("deploy", "mm@1", "--name", "mm", "--max-batch", "8", home=home, check=True).stdout
     assert "service mm revision 1 ready: mm@1=100%" in deployed and "token required" in deployed
@@ -67,6 +68,7 @@ def test_deploy_predict_traffic_rollback_metrics_stop(home):
         == "stopped"
 
 
+@pytest.mark.slow
 def test_batch_command_runs_the_job_here_without_a_server(home, tmp_path):
     np.savez(tmp_path / "in.npz", x=np.arange(20, dtype=np.float32).reshape(10, 2))
     out = run_cli("batch", "mm@2", "--input", str(tmp_path / "in.npz"), "--output", str(tmp_path / "out.npz"),

@@ -19,6 +19,8 @@ BASE_IMPORTS = {
     "numpy": "numpy", "pydantic": "pydantic", "pyyaml": "yaml", "typer": "typer", "rich": "rich", "httpx": "httpx",
     "fastapi": "fastapi", "starlette": "starlette", "uvicorn": "uvicorn", "sqlalchemy": "sqlalchemy",
     "alembic": "alembic", "psutil": "psutil", "swagger-ui-bundle-v2": "swagger_ui_bundle", "libcst": "libcst",
+    "httpx2": "httpx2",  # not imported by us: starlette's TestClient uses it
+    "jinja2": "jinja2", "python-multipart": "python_multipart",  # the console (FastAPI parses forms with the latter)
 }
 
 

@@ -138,6 +138,7 @@ def test_bad_batch_specs_are_clear(batch_home, table, tmp_path):
                   job_context(batch_home))
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_worker_mid_batch_then_a_new_worker_finishes_it(batch_home, table, tmp_path):
     """The real thing: a worker process runs the job, dies with kill -9 (its job process with it), and the next
     worker re-queues the idempotent job, which resumes from its finished chunks."""

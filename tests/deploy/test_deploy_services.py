@@ -12,6 +12,9 @@ import pytest
 from modelyard.client.services import DeployFailed
 from deploy_models import deploy_models, linear_expected, platform  # noqa: F401 - fixtures
 
+pytestmark = pytest.mark.slow  # every test deploys services: a supervisor and replica processes
+
+
 X = np.array([[1, 2, 3, 4], [0, 0, 0, 1]], dtype=np.float32)
 
 

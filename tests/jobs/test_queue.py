@@ -80,6 +80,7 @@ def test_stale_running_jobs(queue):
     assert queue.get(job.id).status == "queued"
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing_and_never_double_claim(settings, queue):
     """Two processes submit and claim at once: every job exists once and is claimed by exactly one of them."""
     script = (

@@ -14,6 +14,8 @@ from pathlib import Path
 from support import cli_env
 from modelyard.jobs.queue import JobQueue
 
+pytestmark = pytest.mark.slow  # real worker and job processes, kill -9 and recovery
+
 
 def start_worker(settings, *args):
     env = cli_env(settings.home, MODELYARD_STALE_AFTER_S=3, MODELYARD_JOB_KINDS=TEST_KINDS,

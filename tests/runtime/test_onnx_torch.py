@@ -679,6 +679,7 @@ def onnx_torch_models(tmp_path_factory):
     return models
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bert", "resnet", "vit"])
 def test_exported_model_matches_onnxruntime_at_two_batch_sizes(name, onnx_torch_models):
     path, make_feeds = onnx_torch_models[name]
@@ -692,6 +693,7 @@ def test_exported_model_matches_onnxruntime_at_two_batch_sizes(name, onnx_torch_
         _assert_same(runner.infer(feeds), reference.infer(feeds), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_dynamo_exported_bert_matches_onnxruntime(tmp_path_factory):
     """The registry and ``migrate convert`` export with the dynamo exporter, whose graphs differ (GatherND, folded
     shapes, ONNX functions inlined)."""
@@ -711,6 +713,7 @@ def test_a_dynamo_exported_bert_matches_onnxruntime(tmp_path_factory):
         _assert_same(runner.infer(feeds), reference.infer(feeds), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_layers_intermediates_and_replay_agree_with_onnxruntime(onnx_torch_models):
     path, make_feeds = onnx_torch_models["resnet"]
     reference, runner = _load("onnxruntime:cpu", path), _load("torch:cpu", path)

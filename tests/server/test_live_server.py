@@ -6,8 +6,10 @@ import time
 import httpx
 import pytest
 
-from support import run_cli
 from modelyard.client import Client
+from support import run_cli
+
+pytestmark = pytest.mark.slow  # a real server process (with its worker) per test
 
 
 def test_health_auth_and_a_job_end_to_end_over_http(live_server):

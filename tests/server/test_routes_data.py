@@ -51,6 +51,7 @@ def test_api_errors(client, tmp_path, iris_file):
                            json={"name": "x", "source": "sha256:" + "0" * 64, "filename": "a.csv"})
 
 
+@pytest.mark.slow
 def test_over_http_with_an_image_folder(live_server, tmp_path):
     from modelyard.data.samples import write_image_folder
     import numpy as np

@@ -15,6 +15,8 @@ from modelyard.client import Client
 
 from support import start_server
 
+pytestmark = pytest.mark.slow  # a real server with a supervisor and replica processes
+
 
 def linear_onnx(path):
     import onnx

@@ -100,6 +100,7 @@ def test_unreachable_postgres_is_one_clear_error(pg_server):
         open_database("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
 
 
+@pytest.mark.slow
 def test_processes_opening_a_new_workspace_together_all_succeed(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

@@ -24,6 +24,7 @@ def image_home(tmp_path_factory):
     return root / "home"
 
 
+@pytest.mark.slow
 def test_image_automl_registers_an_onnx_cnn_and_evaluates_with_saliency(image_home, make_context):
     from modelyard.core.settings import Settings
     from modelyard.registry.versions import ModelRegistry
@@ -55,6 +56,7 @@ def test_image_automl_registers_an_onnx_cnn_and_evaluates_with_saliency(image_ho
     assert evaluation.html.count("data:image/png;base64,") >= 3
 
 
+@pytest.mark.slow
 def test_image_latency_gate_rejects_before_training(image_home, make_context):
     from modelyard.train.automl import AutomlSpec, run_automl
 
@@ -74,3 +76,16 @@ def test_occlusion_map_finds_the_evidence():
     image[0, :4, :4] = 1.0
     heat = occlusion_map(run, image, 1, patch=2)
     assert heat[:4, :4].mean() > 0.5 and heat[5:, 5:].max() == 0
+
+
+def test_a_schedule_of_four_steps_trains_instead_of_dividing_by_zero():
+    """A slow machine sizes the one-cycle schedule from the measured step time: a run that fits four steps crashed
+    inside OneCycleLR (its warm-up phase ends at step 0)."""
+    from modelyard.train.automl_image import BATCH, _train, build_cnn
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(80 * BATCH, 1, 8, 8), dtype=np.uint8)  # 80 steps an epoch: the minimum
+    y = rng.integers(0, 2, size=len(x)).astype(np.int64)  # 0.05 epoch of it is exactly 4 steps
+    model = build_cnn(1, 2, 4, 1, [0.5], [0.25])
+    model, epochs, best = _train(model, x, y, 1e-3, "none", 0.0, seed=0)
+    assert epochs >= 0 and best == -1.0

@@ -9,6 +9,8 @@ from modelyard.train.latency import session
 from modelyard.train.tabular_model import read_metadata
 from trainfixtures import make_context, trained_home, trained_workspace  # noqa: F401  (fixtures)
 
+pytestmark = pytest.mark.slow  # AutoML searches under a time budget
+
 
 def _load(workspace, ref):
     from modelyard.data.datasets import DatasetStore

@@ -8,6 +8,8 @@ from modelyard.core.errors import InvalidInput
 from modelyard.train.evaluate import EvaluateSpec, evaluate, run_evaluate
 from trainfixtures import make_context, trained_home, trained_workspace  # noqa: F401  (fixtures)
 
+pytestmark = pytest.mark.slow  # its workspace comes from an AutoML search (trainfixtures.trained_home)
+
 
 def test_classification_evaluation(trained_workspace):
     result = evaluate(trained_workspace, "iris-model@1", "iris@1")

@@ -37,7 +37,7 @@ def _build_trained_home(tmp_path_factory):
     for name in ("iris", "diabetes", "penguins"):
         store.import_path(write_tabular_sample(name, root / f"{name}.csv"), name)
     workspace.close()
-    ctx = LocalJobContext(home=home, workdir=root / "job")
+    ctx = LocalJobContext(home=home, workdir=root / "job", job_id="job_test")
     ctx.workdir.mkdir()
     result = run_automl(AutomlSpec(dataset="iris@1", name="iris-model", time_budget_s=3), ctx)
     return home, result, ctx
@@ -60,6 +60,6 @@ def make_context(tmp_path):
     def make(home: Path) -> LocalJobContext:
         workdir = tmp_path / "job-work"
         workdir.mkdir(exist_ok=True)
-        return LocalJobContext(home=home, workdir=workdir)
+        return LocalJobContext(home=home, workdir=workdir, job_id="job_test")
 
     return make

@@ -48,7 +48,8 @@ def convert_command(
     to: Annotated[str, typer.Option("--to", help="Target format: onnx, onnx-simplified, onnx-fp16, onnx-int8, "
                                     "onnx-int8-static, openvino, openvino-fp16, openvino-bf16, openvino-int8, "
                                     "torch-export.")] = "onnx",
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("converted"),
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder, or a file ending in .onnx, .xml or .pt2: "
+                                      "the final model alone, under that name.")] = Path("converted"),
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset for torch -> ONNX.")] = None,
     calib: Annotated[str | None, typer.Option("--calib", help="Calibration data for INT8 static "
                                               "(.npz, .npy folder, image folder).")] = None,

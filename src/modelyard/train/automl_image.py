@@ -201,7 +201,9 @@ def _train(model, x: np.ndarray, y: np.ndarray, lr: float, augment: str, seconds
     per_step = (time.monotonic() - probe_started) / probe
     eval_cost = 0.0 if x_val is None else per_step * 0.35 * len(x_val) / BATCH
     epochs_fit = max(0.05, (seconds - (time.monotonic() - probe_started)) / (per_step * steps_per_epoch + eval_cost))
-    total = max(1, int(epochs_fit * steps_per_epoch))
+    # at least 8 steps: OneCycleLR divides by zero when its warm-up ends on step 0 (4 steps at pct_start 0.25), which
+    # a slow machine's measured step time produced; the deadline below still stops a schedule that does not fit
+    total = max(8, int(epochs_fit * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total, pct_start=0.25)
     deadline = probe_started + seconds
     done, best, best_state = 0, -1.0, None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from pipeline_fixtures import fast_bench, opt_dir, tiny_spec  # noqa: F401 - fixtures
 from typer.testing import CliRunner
 
 from modelyard.core.errors import InvalidInput, Unavailable
@@ -38,6 +37,7 @@ def test_benchmark_engine_on_the_null_backend(tiny_spec, opt_dir, fast_bench):
         benchmark(tiny_spec, "null:cpu", options={"threads": 2}, settings=fast_bench)
 
 
+@pytest.mark.slow
 def test_benchmark_batch_sizes_and_onnxruntime_profile(tiny_spec, opt_dir, fast_bench):
     result = benchmark(tiny_spec, "onnxruntime:cpu", batch_sizes=[1, 3], options={"threads": 1},
                        settings=fast_bench, profile=True, cache_dir=opt_dir / "cache" / "passes")
@@ -54,6 +54,7 @@ def test_benchmark_batch_sizes_and_onnxruntime_profile(tiny_spec, opt_dir, fast_
     assert data["environment"]["packages"]["onnxruntime"]
 
 
+@pytest.mark.slow
 def test_benchmark_openvino_counters_and_precision(tiny_spec, opt_dir, fast_bench):
     result = benchmark(tiny_spec, "openvino:cpu", batch_sizes=[2], options={"precision": "f32", "threads": 1},
                        settings=fast_bench, profile=True, cache_dir=opt_dir / "cache" / "passes")
@@ -79,6 +80,7 @@ def test_bad_inputs_are_clear(tiny_spec):
         benchmark(tiny_spec, "onnxruntime:cuda")
 
 
+@pytest.mark.slow
 def test_cli_benchmark_json_and_errors(tiny_spec, opt_dir):
     from modelyard.cli.main import app
 

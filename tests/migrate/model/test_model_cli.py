@@ -77,3 +77,24 @@ def test_convert_and_coverage_json(cli, cnn_spec, cnn_onnx, model_cache, tmp_pat
     assert json.loads(cov.stdout)["schema"] == "modelyard.coverage/1"
     human = cli("migrate", "coverage", spec_file, "--target", "openvino:cpu", "--cache-dir", model_cache)
     assert human.exit_code == 0 and "100.0%" in human.stdout
+
+
+def test_convert_to_a_model_file_writes_that_file(cli, cnn_spec, cnn_onnx, model_cache, tmp_path):
+    """`-o model.onnx` is the model file itself (it used to become a folder named model.onnx)."""
+    import onnx
+
+    spec_file = cnn_spec.base_dir / "cnn.yaml"
+    out = tmp_path / "deliver" / "model.onnx"
+    result = cli("migrate", "convert", spec_file, "--to", "onnx-fp16", "-o", out, "--cache-dir", model_cache, "--json")
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and json.loads(result.stdout)["artifact"]["path"] == str(out)
+    onnx.checker.check_model(str(out))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx", "model.onnx.layers.json"]
+    ir = tmp_path / "ir" / "net.xml"
+    result = cli("migrate", "convert", spec_file, "--to", "openvino", "-o", ir, "--cache-dir", model_cache)
+    assert result.exit_code == 0, result.output
+    assert ir.is_file() and ir.with_suffix(".bin").is_file()
+    wrong = cli("migrate", "convert", spec_file, "--to", "openvino", "-o", tmp_path / "x.onnx", "--cache-dir",
+                model_cache)
+    assert wrong.exit_code == 2 and "--to openvino writes a .xml file" in wrong.output
+    assert not (tmp_path / "x.onnx").exists()

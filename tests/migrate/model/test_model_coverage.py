@@ -19,6 +19,7 @@ def test_openvino_and_onnxruntime_cover_a_plain_cnn(cnn_spec, cnn_onnx, model_ca
         assert {op["op"] for op in data["ops"]} & {"Conv", "Convolution"}
 
 
+@pytest.mark.slow
 def test_npu_knowledge_reports_fallbacks(bert_spec, bert_onnx, model_cache):
     result = op_coverage(bert_spec, "npu", cache_dir=model_cache)
     data = result.to_dict()
@@ -29,6 +30,7 @@ def test_npu_knowledge_reports_fallbacks(bert_spec, bert_onnx, model_cache):
     assert "Range" in data["dynamic"]["data_dependent_ops"]
 
 
+@pytest.mark.slow
 def test_torch_coverage_names_ops_without_a_torch_kernel(bert_spec, bert_onnx, model_cache, tmp_path):
     import onnx
     from onnx import TensorProto, helper

@@ -1,30 +1,13 @@
-"""The migrate.convert / migrate.compare / migrate.coverage job kinds, run with a stand-in job context."""
+"""The migrate.convert / migrate.compare / migrate.coverage job kinds, run with the shipped LocalJobContext."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from modelyard.core.jobkind import LocalJobContext
 from modelyard.core.plugins import load_job_kind
-
-
-@dataclass
-class FakeContext:
-    workdir: Path
-    home: Path
-    job_id: str = "job_test"
-    events: list = field(default_factory=list)
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        self.events.append((fraction, message))
-
-    def log(self, message: str) -> None:
-        self.events.append(("log", message))
-
-    def cancelled(self) -> bool:
-        return False
 
 
 @pytest.fixture
@@ -34,7 +17,7 @@ def ctx(tmp_path, model_cache):
     (home / "cache" / "passes").symlink_to(model_cache, target_is_directory=True)
     work = tmp_path / "work"
     work.mkdir()
-    return FakeContext(work, home)
+    return LocalJobContext(home=home, workdir=work)
 
 
 def test_job_kinds_are_registered():
@@ -48,7 +31,7 @@ def test_compare_and_convert_jobs(ctx, cnn_spec, cnn_onnx):
     compare = load_job_kind("migrate.compare")
     result = compare.run(compare.validate_spec({"spec": spec_path, "samples": 2, "layerwise": True}), ctx)
     assert result["schema"] == "modelyard.compare/1" and result["verdict"] == "pass"
-    assert Path(result["report"]).is_file() and ctx.events
+    assert Path(result["report"]).is_file() and ctx.progress_events
     convert = load_job_kind("migrate.convert")
     result = convert.run(convert.validate_spec({"spec": spec_path, "to": "onnx-fp16"}), ctx)
     assert Path(result["artifact"]["path"]).parent == ctx.workdir

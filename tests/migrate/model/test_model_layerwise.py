@@ -7,6 +7,7 @@ import ast
 
 import numpy as np
 import onnx
+import pytest
 from onnx import numpy_helper
 
 from modelyard.migrate.model.compare import compare_models
@@ -63,6 +64,7 @@ def test_perturbed_conv_is_the_first_local_divergence(cnn_spec, cnn_onnx, model_
     assert data["layerwise"]["compared"] == len(result.layers) and data["layerwise"]["local"] == 1
 
 
+@pytest.mark.slow
 def test_perturbed_attention_query_in_bert(bert_spec, bert_onnx, model_cache, tmp_path):
     layer = "bert.encoder.layer.1.attention.self.query"
     target = _perturb(bert_onnx.path, tmp_path / "bert-perturbed.onnx", layer, factor=3.0)
@@ -73,6 +75,7 @@ def test_perturbed_attention_query_in_bert(bert_spec, bert_onnx, model_cache, tm
     assert "bert.encoder.layer.0.attention.output.dense" in names
 
 
+@pytest.mark.slow
 def test_clean_export_has_no_divergence_and_coarser_depth(bert_spec, bert_onnx, model_cache):
     result = compare_models(bert_spec, "torch:cpu", "onnxruntime:cpu", samples=2, layerwise=True,
                             layer_depth=5, cache_dir=model_cache)

@@ -34,7 +34,11 @@ def test_every_pass_is_covered():
     assert set(CHAIN_FOR.values()) <= set(TARGETS)
 
 
-@pytest.mark.parametrize("pass_name", sorted(PASSES))
+SLOW_PASSES = {"nncf-int8"}  # NNCF's calibration takes seconds even on the tiny CNN
+
+
+@pytest.mark.parametrize("pass_name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_PASSES else name
+                                       for name in sorted(PASSES)])
 def test_pass_contract(pass_name, cnn_spec, cnn_onnx, model_dir, model_cache):
     out = model_dir / "passes" / pass_name
     if pass_name in DIRECT:
@@ -83,6 +87,7 @@ def test_config_changes_the_cache_key(cnn_spec, cnn_onnx):
     assert a != b
 
 
+@pytest.mark.slow
 def test_real_architecture_exports_with_dynamic_axes(resnet_onnx):
     import onnx
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
-from pipeline_fixtures import fast_bench, opt_dir, tiny_spec  # noqa: F401 - fixtures
 
 from modelyard.core.errors import InvalidInput
 from modelyard.migrate.optimize.search import optimize
 from modelyard.migrate.optimize.space import build_space, keep_float_variant
+
+pytestmark = pytest.mark.slow  # optimisation searches (one of them with a 300 s budget)
 
 ISSUE_KEYS = {
     "top": {"schema", "target", "objective", "baseline", "best", "candidates"},
@@ -24,14 +24,12 @@ ISSUE_KEYS = {
 @pytest.fixture(scope="session")
 def ov_search(tiny_spec, opt_dir, fast_bench):
     """One search over OpenVINO on the tiny CNN: its NNCF INT8 loses top-1 agreement on these inputs."""
-    started = time.perf_counter()
-    result = optimize(tiny_spec, "openvino:cpu", samples=32, budget_s=300, out_dir=opt_dir / "ov",
-                      cache_dir=opt_dir / "cache", settings=fast_bench, top_k=1)
-    return result, time.perf_counter() - started
+    return optimize(tiny_spec, "openvino:cpu", samples=32, budget_s=300, out_dir=opt_dir / "ov",
+                    cache_dir=opt_dir / "cache", settings=fast_bench, top_k=1)
 
 
 def test_result_follows_the_documented_schema(ov_search):
-    result, _ = ov_search
+    result = ov_search
     data = json.loads(json.dumps(result.to_dict()))
     assert data["schema"] == "modelyard.optimize/1"
     assert ISSUE_KEYS["top"] <= set(data)
@@ -44,7 +42,7 @@ def test_result_follows_the_documented_schema(ov_search):
 
 
 def test_best_is_the_fastest_accepted_and_its_artifact_is_published(ov_search):
-    result, _ = ov_search
+    result = ov_search
     accepted = [c for c in result.candidates if c.accepted]
     assert result.best is not None and bool(result)
     assert result.best.latency_ms_p50 == min(c.latency_ms_p50 for c in accepted)
@@ -59,7 +57,7 @@ def test_best_is_the_fastest_accepted_and_its_artifact_is_published(ov_search):
 
 
 def test_failing_int8_is_retried_with_blamed_layers_in_float(ov_search):
-    result, _ = ov_search
+    result = ov_search
     rejected_int8 = [c for c in result.candidates if not c.accepted and "int8" in c.label and c.parent is None]
     assert rejected_int8, "the tiny CNN's INT8 should lose agreement on random inputs"
     assert "loses" in rejected_int8[0].reason
@@ -73,7 +71,7 @@ def test_failing_int8_is_retried_with_blamed_layers_in_float(ov_search):
 
 
 def test_pareto_front_is_not_dominated(ov_search):
-    result, _ = ov_search
+    result = ov_search
     front = [c for c in result.candidates if c.pareto]
     assert front
     for c in front:
@@ -82,12 +80,11 @@ def test_pareto_front_is_not_dominated(ov_search):
 
 
 def test_rerun_reuses_cached_results_and_says_why_a_goal_is_unreachable(ov_search, tiny_spec, opt_dir, fast_bench):
-    first, first_seconds = ov_search
-    started = time.perf_counter()
+    first = ov_search
     again = optimize(tiny_spec, "openvino:cpu", samples=32, budget_s=300, out_dir=opt_dir / "ov2",
                      cache_dir=opt_dir / "cache", settings=fast_bench, top_k=1, min_speedup=1e9)
-    assert time.perf_counter() - started < first_seconds
-    assert all(c.cached for c in again.candidates if c.latency is not None)
+    measured = [c for c in again.candidates if c.latency is not None]
+    assert measured and all(c.cached for c in measured)  # the rerun measured nothing: every latency came from the cache
     assert again.best.latency_ms_p50 == first.best.latency_ms_p50
     assert any("1e+09x speedup not reached" in note for note in again.notes), again.notes
 

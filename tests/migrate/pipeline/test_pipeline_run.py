@@ -4,16 +4,17 @@ errors naming the field."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
-from pipeline_fixtures import TINY_CNN
 from typer.testing import CliRunner
 
 from modelyard.core.errors import InvalidInput, ModelyardError
 from modelyard.migrate.pipeline import phases as pipeline_phases
 from modelyard.migrate.pipeline.config import load_migration, parse_migration
 from modelyard.migrate.pipeline.run import PHASES, PhaseFailed, run_migration
+from tiny_models import TINY_CNN
 
 PROJECT = '''import torch
 
@@ -54,10 +55,20 @@ def first_run(project):
     return run_migration(project / "migration.yaml", project / "out", cache_dir=project / "cache")
 
 
+@pytest.fixture
+def finished(first_run, project, tmp_path):
+    """A copy of the project after the first run (config, out folder, cache) for one test to change: no test sees
+    another's edits, so they pass in any order and alone."""
+    copy = tmp_path / "pipeline"
+    shutil.copytree(project, copy, symlinks=True)
+    return copy
+
+
 def _rewrite(project, **overrides):
     (project / "migration.yaml").write_text(yaml.safe_dump(_config(project, **overrides)))
 
 
+@pytest.mark.slow
 def test_first_run_does_every_phase_and_writes_the_reports(first_run, project):
     assert [p["name"] for p in first_run.phases] == list(PHASES)
     assert all(p["status"] == "done" and not p["reused"] for p in first_run.phases)
@@ -80,48 +91,54 @@ def test_first_run_does_every_phase_and_writes_the_reports(first_run, project):
     assert any(name.startswith("model/") for name in manifest["files"]) and "code/train.py" in manifest["files"]
 
 
-def test_unchanged_inputs_reuse_every_phase(first_run, project):
-    again = run_migration(project / "migration.yaml", project / "out", cache_dir=project / "cache")
+@pytest.mark.slow
+def test_unchanged_inputs_reuse_every_phase(first_run, finished):
+    again = run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache")
     assert all(p["reused"] for p in again.phases)
     assert again.headline == first_run.headline
 
 
-def test_a_changed_goal_reruns_only_the_report(first_run, project):
-    _rewrite(project, goals={"max_accuracy_drop": 0.01, "min_speedup": 1e9})
-    result = run_migration(project / "migration.yaml", project / "out", cache_dir=project / "cache")
+@pytest.mark.slow
+def test_a_changed_goal_reruns_only_the_report(first_run, finished):
+    _rewrite(finished, goals={"max_accuracy_drop": 0.01, "min_speedup": 1e9})
+    result = run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache")
     rerun = [p["name"] for p in result.phases if not p["reused"]]
     assert rerun == ["report"]
     assert not result  # 1e9x is not reachable: the checklist fails
-    checklist = {r["goal"]: r for r in json.loads((project / "out" / "report" / "report.json").read_text())["acceptance"]}
+    report = json.loads((finished / "out" / "report" / "report.json").read_text())
+    checklist = {r["goal"]: r for r in report["acceptance"]}
     assert checklist["speedup vs baseline"]["passed"] is False
 
 
-def test_a_changed_compare_setting_reruns_compare_and_report_only(first_run, project):
-    _rewrite(project, compare={"samples": 3, "layerwise": False})
-    result = run_migration(project / "migration.yaml", project / "out", cache_dir=project / "cache")
+@pytest.mark.slow
+def test_a_changed_compare_setting_reruns_compare_and_report_only(first_run, finished):
+    _rewrite(finished, compare={"samples": 3, "layerwise": False})
+    result = run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache")
     assert [p["name"] for p in result.phases if not p["reused"]] == ["compare", "report"]
 
 
-def test_a_failed_phase_resumes_there(first_run, project, monkeypatch):
+@pytest.mark.slow
+def test_a_failed_phase_resumes_there(first_run, finished, monkeypatch):
     def broken(ctx):
         raise ModelyardError("backend exploded")
 
     monkeypatch.setitem(pipeline_phases.PHASE_FUNCTIONS, "package", broken)
     with pytest.raises(PhaseFailed, match="phase package failed: backend exploded"):
-        run_migration(project / "migration.yaml", project / "out", cache_dir=project / "cache", force=("package",))
-    state = json.loads((project / "out" / "state.json").read_text())
+        run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache", force=("package",))
+    state = json.loads((finished / "out" / "state.json").read_text())
     assert state["phases"]["package"]["status"] == "failed"
     monkeypatch.undo()
-    result = run_migration(project / "migration.yaml", project / "out", cache_dir=project / "cache")
+    result = run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache")
     assert [p["name"] for p in result.phases if not p["reused"]] == ["package", "report"]
 
 
-def test_a_killed_phase_is_run_again(first_run, project):
-    state_file = project / "out" / "state.json"
+@pytest.mark.slow
+def test_a_killed_phase_is_run_again(first_run, finished):
+    state_file = finished / "out" / "state.json"
     state = json.loads(state_file.read_text())
     state["phases"]["coverage"]["status"] = "running"  # what a kill mid-phase leaves behind
     state_file.write_text(json.dumps(state))
-    result = run_migration(project / "migration.yaml", project / "out", cache_dir=project / "cache")
+    result = run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache")
     assert [p["name"] for p in result.phases if not p["reused"]] == ["coverage", "report"]
 
 

@@ -122,9 +122,6 @@ class BenchResult:
     runner_info: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
 
-    def run_for(self, batch_size: int) -> LatencyStats | None:
-        return next((r for r in self.runs if r.batch_size == batch_size), None)
-
     def to_dict(self) -> dict:
         return {
             "schema": SCHEMA,

@@ -16,12 +16,15 @@ Example::
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from modelyard.core.errors import InvalidInput
 from modelyard.migrate.model.passes.base import Pass, PassResult
+from modelyard.runtime.graph_layers import SIDECAR_SUFFIX
 from modelyard.runtime.spec import Artifact, ModelSpec
 
 # -- registry and pipelines --------------------------------------------------------------------------------------
@@ -57,6 +60,10 @@ TARGETS: dict[str, list[tuple[str, dict]]] = {
 }
 
 
+# a model file's suffix -> the artifact format written under it; an ``out`` path ending in one is that file
+MODEL_FILE_SUFFIXES: dict[str, str] = {".onnx": "onnx", ".xml": "openvino", ".pt2": "torch_export"}
+
+
 def get_pass(name: str) -> Pass:
     target = PASSES.get(name)
     if target is None:
@@ -89,7 +96,8 @@ class ConvertResult:
         return all(self.steps)
 
 
-def plan(spec: ModelSpec, target: str, opset: int | None = None, calibration: str | None = None) -> list[tuple[str, dict]]:
+def plan(spec: ModelSpec, target: str, opset: int | None = None,
+         calibration: str | None = None) -> list[tuple[str, dict]]:
     """The pass chain turning ``spec``'s source into ``target``, with configs."""
     if target not in TARGETS:
         raise InvalidInput(f"unknown target format {target!r}; choose one of {', '.join(TARGETS)}")
@@ -127,12 +135,17 @@ def convert(
     Args:
         spec: the model.
         target: a key of ``TARGETS`` (``onnx``, ``onnx-fp16``, ``openvino``, ...).
-        out_dir: where every step's output is written.
+        out_dir: the folder every step's output is written to; or a file path ending in ``.onnx``, ``.xml`` or
+            ``.pt2``: the final model is written to exactly that file (with its ``.bin`` and layer map), the
+            intermediate outputs are not kept (the pass cache has them).
         cache_dir: pass cache folder (default: none).
         opset: ONNX opset for torch -> ONNX (default: the exporter's).
         calibration: data for INT8 static calibration (``.npz``/``.npy`` folder/images; default random feeds).
         progress: optional ``callable(fraction, message)``.
     """
+    out_dir = Path(out_dir)
+    if out_dir.suffix.lower() in MODEL_FILE_SUFFIXES:
+        return _convert_to_file(spec, target, out_dir, cache_dir, opset, calibration, progress)
     steps = plan(spec, target, opset, calibration)
     artifact = spec.source()
     results: list[PassResult] = []
@@ -145,3 +158,37 @@ def convert(
     if progress:
         progress(1.0, "done")
     return ConvertResult(target, artifact, tuple(results))
+
+
+def _target_format(target: str) -> str:
+    if target not in TARGETS:
+        raise InvalidInput(f"unknown target format {target!r}; choose one of {', '.join(TARGETS)}")
+    return "torch_export" if target == "torch-export" else "openvino" if target.startswith("openvino") else "onnx"
+
+
+def _convert_to_file(spec: ModelSpec, target: str, out_file: Path, cache_dir: Path | None, opset: int | None,
+                     calibration: str | None, progress: Any) -> ConvertResult:
+    """``convert`` into a scratch folder beside ``out_file``, then publish the final model under that name."""
+    fmt = _target_format(target)
+    suffix = next(s for s, f in MODEL_FILE_SUFFIXES.items() if f == fmt)
+    if out_file.suffix.lower() != suffix:
+        raise InvalidInput(f"-o {out_file.name}: --to {target} writes a {suffix} file")
+    out_file = out_file.expanduser().resolve()
+    if out_file.is_dir():
+        raise InvalidInput(f"-o {out_file}: a folder is in the way of the model file")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=f".{out_file.name}.") as scratch:
+        result = convert(spec, target, Path(scratch), cache_dir, opset, calibration, progress)
+        final = result.artifact.path
+        pairs = [(final, out_file)]
+        if fmt == "openvino":
+            pairs.append((final.with_suffix(".bin"), out_file.with_suffix(".bin")))
+        pairs.append((final.with_name(final.name + SIDECAR_SUFFIX), out_file.with_name(out_file.name + SIDECAR_SUFFIX)))
+        for source, target_path in pairs:
+            if source.is_file():
+                part = target_path.with_name(f".{target_path.name}.part")
+                shutil.copy2(source, part)
+                part.replace(target_path)  # atomic: a reader sees the old file or the new one
+    artifact = Artifact(result.artifact.format, out_file, spec)
+    steps = result.steps[:-1] + (replace(result.steps[-1], artifact=artifact),) if result.steps else ()
+    return ConvertResult(target, artifact, steps)
