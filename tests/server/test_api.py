@@ -212,3 +212,27 @@ def test_nan_literals_are_422_and_a_job_spec_stores_only_finite_numbers(api):
     ok = api.post("/api/v1/jobs", content=b'{"kind": "system.sleep", "spec": {"seconds": 0.5}}',
                   headers={**auth(api, "editor"), "Content-Type": "application/json"})
     assert ok.status_code == 201, ok.text
+
+
+def test_openapi_declares_auth_bodies_and_errors(api):
+    document = api.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "description": document["components"]["securitySchemes"]["bearerAuth"][
+            "description"]}
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            success = [code for code in responses if code.startswith("2")]
+            assert success and all(responses[c].get("content") for c in success), (method, path)
+            for code in responses:
+                if code.startswith(("4", "5")) and path != "/healthz":
+                    assert responses[code]["content"]["application/json"]["schema"] == error_ref, (method, path, code)
+            if path.startswith("/api/v1/"):
+                assert {"bearerAuth": []} in operation["security"], (method, path)
+                assert {"401", "403"} <= set(responses), (method, path)
+            else:
+                assert "security" not in operation, (method, path)
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    job = document["components"]["schemas"]["Job"]
+    assert job["additionalProperties"] is False and "schema" in job["required"]

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import Blob, documented
 
 router = APIRouter(tags=["blobs"])
 SPOOL_BYTES = 8 * 1024 * 1024  # an upload larger than this waits on disk, not in memory
@@ -31,7 +32,7 @@ class DigestQuery(BaseModel):
     digests: list[str] = Field(max_length=MAX_DIGESTS_PER_QUERY, description="sha256 digests the client holds")
 
 
-@router.post("/blobs", status_code=201)
+@router.post("/blobs", status_code=201, responses=documented(Blob, 413, status=201))
 async def upload_blob(request: Request, _: Principal = Depends(require("editor"))):
     """Store the raw request body; answers its ``sha256:`` digest and size. Bodies over the limit get 413."""
     from starlette.concurrency import run_in_threadpool
@@ -125,7 +126,9 @@ def complete_upload(upload_id: str, body: CompleteUpload, request: Request,
     return {"schema": "modelyard.blob/1", "digest": "sha256:" + info.digest, "size": info.size}
 
 
-@router.get("/blobs/{digest}")
+@router.get("/blobs/{digest}", response_class=StreamingResponse,
+            responses=documented(None, 404, 422, 500, media_type="application/octet-stream",
+                                 description="The blob's bytes."))
 def download_blob(digest: str, request: Request, _: Principal = Depends(require("viewer"))):
     """The blob's bytes, verified against its digest first (a corrupt blob answers 500 integrity_error)."""
     store = request.app.state.workspace.blobs

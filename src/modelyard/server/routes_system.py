@@ -10,11 +10,12 @@ from fastapi.responses import JSONResponse
 
 from modelyard.core.version import __version__
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import AUTH_ERRORS, Health, Unhealthy, VersionInfo, documented
 
 router = APIRouter()
 
 
-@router.get("/healthz", tags=["system"])
+@router.get("/healthz", tags=["system"], responses={**documented(Health), 503: {"model": Unhealthy, "description": "The database does not answer."}})
 def healthz(request: Request):
     """Liveness and database reachability. Needs no token."""
     try:
@@ -25,7 +26,7 @@ def healthz(request: Request):
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/api/v1/version", tags=["system"])
+@router.get("/api/v1/version", tags=["system"], responses=documented(VersionInfo, *AUTH_ERRORS))
 def version(request: Request, principal: Principal = Depends(require("viewer"))):
     return {
         "schema": "modelyard.version/1",
