@@ -236,3 +236,28 @@ def test_openapi_declares_auth_bodies_and_errors(api):
     assert "HTTPValidationError" not in document["components"]["schemas"]
     job = document["components"]["schemas"]["Job"]
     assert job["additionalProperties"] is False and "schema" in job["required"]
+
+
+def test_errors_do_not_name_server_paths(api):
+    import shutil
+
+    blobs = api.workspace.blobs.root
+    shutil.rmtree(blobs / "tmp", ignore_errors=True)
+    (blobs / "tmp").write_text("a file where the staging folder belongs")
+    response = api.post("/api/v1/blobs", content=b"x", headers=auth(api, "editor"))
+    assert_error(response, 500, "workspace_error", contains="cannot write to blob store <workspace>/blobs")
+    assert str(api.workspace.home) not in response.text
+
+
+def test_server_paths_hidden_keeps_the_file_name():
+    import tempfile
+    from pathlib import Path
+
+    from modelyard.server.app import server_paths_hidden
+
+    scratch = tempfile.gettempdir()
+    home = Path(scratch) / "pytest-1" / "home"
+    assert server_paths_hidden(f"database {home}/modelyard.db is corrupt", home) == (
+        "database <workspace>/modelyard.db is corrupt")
+    assert server_paths_hidden(f"{scratch}/modelyard-upload-x1/data.csv: empty", Path("/srv/w")) == "data.csv: empty"
+    assert server_paths_hidden(f"cannot write {scratch}", Path("/srv/w")) == "cannot write <tmp>"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -59,6 +62,20 @@ def close_app(app: FastAPI) -> None:
     close_upstream(app)
 
 
+def server_paths_hidden(message: str, home: Path) -> str:
+    """``message`` without the server's own paths: the workspace becomes ``<workspace>``, a scratch folder under
+    the temp dir disappears (its file's name stays), the temp dir becomes ``<tmp>``.
+
+    A network caller learns nothing of the server's file system from an error; the in-process SDK (whose user owns
+    the files) keeps the full paths.
+    """
+    for root in sorted({str(home), str(Path(home).resolve())}, key=len, reverse=True):
+        message = message.replace(root, "<workspace>")
+    scratch = tempfile.gettempdir()
+    message = re.sub(re.escape(scratch) + r"/[^/\s'\"]+/", "", message)
+    return message.replace(scratch, "<tmp>")
+
+
 def create_app(workspace: Workspace, local_principal: Principal | None = None) -> FastAPI:
     """The API over ``workspace``.
 
@@ -96,7 +113,8 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     @app.exception_handler(ModelyardError)
     async def _modelyard_error(_request: Request, exc: ModelyardError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, exc.code, exc.message, headers)
+        message = exc.message if local_principal is not None else server_paths_hidden(exc.message, workspace.home)
+        return _error(exc.status, exc.code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError):
