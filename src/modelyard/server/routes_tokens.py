@@ -32,4 +32,10 @@ def list_tokens(request: Request, _: Principal = Depends(require("admin"))):
 
 @router.delete("/tokens/{token_id}", responses=documented(Token, 404, 409))
 def revoke_token(token_id: str, request: Request, _: Principal = Depends(require("admin"))):
-    return {"schema": "modelyard.token/1", **TokenStore(request.app.state.workspace.engine).revoke(token_id).to_dict()}
+    """Revoke a token: the API refuses it at once, and so does every service replica (see docs/registry-and-serving)."""
+    from modelyard.deploy.state import note_token_revoked
+
+    workspace = request.app.state.workspace
+    revoked = TokenStore(workspace.engine).revoke(token_id)
+    note_token_revoked(workspace.home)
+    return {"schema": "modelyard.token/1", **revoked.to_dict()}
