@@ -54,6 +54,19 @@ def test_errors_are_one_line(tmp_path):
     _one_line_error(run_cli("server", "--port", "70000", home=home), 2, "--port must be between")
 
 
+def test_reading_a_missing_workspace_says_where_it_looked_and_creates_nothing(tmp_path):
+    absent = tmp_path / "absent"
+    for command in (["models", "list"], ["jobs", "list"], ["data", "show", "d"], ["services", "list"]):
+        _one_line_error(run_cli(*command, "--home", str(absent)), 1, f"no workspace at {absent} (--home")
+    assert not absent.exists()
+    # no --home, no MODELYARD_HOME: the default under the user's home folder, never created by a read
+    user_home = tmp_path / "user"
+    user_home.mkdir()
+    proc = run_cli("runs", "list", HOME=str(user_home))
+    _one_line_error(proc, 1, f"no workspace at {user_home / '.modelyard'} (the default")
+    assert "modelyard init" in proc.stderr and not (user_home / ".modelyard").exists()
+
+
 def test_corrupt_database_is_one_clear_startup_error(tmp_path):
     home = tmp_path / "w"
     home.mkdir()

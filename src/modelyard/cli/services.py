@@ -60,7 +60,7 @@ def list_services(as_json: JsonOpt = False) -> None:
     """List services with status, traffic and healthy replicas."""
     from rich.table import Table
 
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         data = client.services.list()
     if as_json:
         print_json(data)
@@ -75,7 +75,7 @@ def list_services(as_json: JsonOpt = False) -> None:
 @app.command("show")
 def show(name: str, as_json: JsonOpt = False) -> None:
     """Show a service: status, replicas (healthy/unhealthy), traffic and revisions."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         service = client.services.get(name)
     if as_json:
         print_json(service)
@@ -92,7 +92,7 @@ def logs(
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 200,
 ) -> None:
     """Print a service's logs."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         sys.stdout.write(client.services.logs(name, source, replica, lines))
 
 
@@ -214,7 +214,7 @@ def metrics(
     as_json: JsonOpt = False,
 ) -> None:
     """The service's metrics: requests, errors, latency and batch sizes per version."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         text = client.services.metrics(name)
     if raw:
         sys.stdout.write(text)
