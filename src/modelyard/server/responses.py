@@ -461,6 +461,7 @@ class ServiceList(_Closed):
 class ServiceDeleted(_Closed):
     schema_: Literal["modelyard.service-deleted/1"] = _schema_field("modelyard.service-deleted/1")
     name: str
+    stopped: bool = Field(description="It was running: stopped first, its replicas finish in-flight requests.")
 
 
 class PredictAnswer(BaseModel):

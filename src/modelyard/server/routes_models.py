@@ -133,7 +133,16 @@ def delete_version(name: str, request: Request, version: int = Path(ge=1, le=MAX
 @router.put("/models/{name}/aliases/{alias}", responses=documented(ModelVersion, 404, 413, 422))
 def set_alias(name: str, alias: str, body: SetAlias, request: Request,
               principal: Principal = Depends(require("editor"))):
-    return _registry(request).set_alias(name, alias, body.version, principal.name).to_dict()
+    """Point the alias at a version (creating or moving it). Running services deployed from ``name@alias`` follow:
+    each gets a new revision serving the new version (the old one serves until it loads)."""
+    from modelyard.deploy.services import ServiceStore
+    from modelyard.deploy.supervisor import ensure_running
+
+    workspace = request.app.state.workspace
+    version = _registry(request).set_alias(name, alias, body.version, principal.name)
+    if ServiceStore(workspace).follow_alias(name, alias, created_by=principal.name):
+        ensure_running(workspace.settings, only_if_services=False)
+    return version.to_dict()
 
 
 @router.delete("/models/{name}/aliases/{alias}", responses=documented(AliasDeleted, 404, 422))

@@ -103,7 +103,9 @@ def stop(name: str, request: Request, _: Principal = Depends(require("editor")))
     return _view(request, _store(request).stop(name))
 
 
-@router.post("/services/{name}/start", responses=documented(Service, 404, 409))
+@router.post("/services/{name}/start", responses=documented(Service, 404, 409),
+             description="Start a stopped service on its live revision. Answers at once; poll GET /services/{name} "
+                         "until it is ready (the CLI and SDK wait).")
 def start(name: str, request: Request, _: Principal = Depends(require("editor"))):
     return _view(request, _store(request).start(name))
 
@@ -122,8 +124,10 @@ def rollback(name: str, request: Request, body: Rollback | None = None,
 
 @router.delete("/services/{name}", responses=documented(ServiceDeleted, 404, 409))
 def delete(name: str, request: Request, _: Principal = Depends(require("editor"))):
-    _store(request).delete(name)
-    return {"schema": "modelyard.service-deleted/1", "name": name}
+    """Delete a service; a running one is stopped first (``stopped`` says so): its replicas finish in-flight
+    requests and exit."""
+    stopped = _store(request).delete(name)
+    return {"schema": "modelyard.service-deleted/1", "name": name, "stopped": stopped}
 
 
 @router.get("/services/{name}/logs", response_class=Response,
