@@ -11,14 +11,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from starlette.testclient import TestClient
+from test_routes_models import linear_onnx
 
 from modelyard.core.settings import Settings
 from modelyard.server.app import create_app
 from modelyard.store.tokens import TokenStore
 from modelyard.store.workspace import Workspace
-
-from test_routes_models import linear_onnx
 
 RANDOM_EXAMPLES = 6
 SEEDED_EXAMPLES = 4
@@ -77,8 +75,8 @@ def _destructive_last(operation) -> tuple:
 @pytest.mark.slow
 def test_every_operation_keeps_the_documented_contract(seeded, monkeypatch):
     import schemathesis
-    from schemathesis.checks import not_a_server_error
     from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (
         content_type_conformance,
         response_schema_conformance,

@@ -23,7 +23,8 @@ class ServiceMetrics:
         unregistered = {"registry": None}
         self.requests = Counter("modelyard_requests", "Predict requests by version and HTTP status.",
                                 [*labels, "code"], **unregistered)
-        self.errors = Counter("modelyard_errors", "Predict requests that failed, by reason.", [*labels, "reason"], **unregistered)
+        self.errors = Counter("modelyard_errors", "Predict requests that failed, by reason.", [*labels, "reason"],
+                              **unregistered)
         self.latency = Histogram("modelyard_request_latency_seconds", "Predict latency from body read to response.",
                                  labels, buckets=LATENCY_BUCKETS, **unregistered)
         self.batch_size = Histogram("modelyard_batch_size", "Rows per inference (dynamic batching).", labels,

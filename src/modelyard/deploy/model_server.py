@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelyard.core.errors import ModelyardError, PayloadTooLarge, Unauthorized
+from modelyard.deploy.access_log import AccessLog
 from modelyard.deploy.batching import DynamicBatcher
 from modelyard.deploy.errors import BadRequest
 from modelyard.deploy.protocol import (
@@ -28,7 +29,6 @@ from modelyard.deploy.protocol import (
     media_type,
     validate,
 )
-from modelyard.deploy.access_log import AccessLog
 from modelyard.deploy.state import INTERNAL_HEADER, KEY_HEADER, token_revocations
 from modelyard.registry.signature import Signature
 

@@ -5,7 +5,8 @@
     ``internal.key`` (lets the platform's own proxy call non-public services), ``tokens.revoked`` (replaced on
     every token revocation, so replicas drop their token cache at once), and per service ``<name>/``:
     ``state.json`` (replicas and health, written by the supervisor), ``events.log`` (what the supervisor did),
-    ``access.log`` (one JSON line per request, rotated by size: ``access.log.1`` ... ``.5``), ``replica-<rev>-<k>.log`` (a replica's stdout/stderr),
+    ``access.log`` (one JSON line per request, rotated by size: ``access.log.1`` ... ``.5``),
+    ``replica-<rev>-<k>.log`` (a replica's stdout/stderr),
     ``metrics/`` (Prometheus multiprocess files), ``rev-<n>/`` (replica configs and load errors).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.ids import MAX_STORED_INT
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import Dataset as DatasetBody
 from modelyard.server.responses import (
     DatasetDeleted,
     DatasetList,
@@ -22,7 +23,6 @@ from modelyard.server.responses import (
     DatasetVersion,
     documented,
 )
-from modelyard.server.responses import Dataset as DatasetBody
 
 router = APIRouter(tags=["datasets"])
 
