@@ -76,6 +76,7 @@ def test_corrupt_database_is_one_clear_startup_error(tmp_path):
 
 
 def test_debug_shows_the_traceback(tmp_path):
+    run_cli("init", home=tmp_path / "w", check=True)
     proc = run_cli("--debug", "jobs", "show", "job_missing", home=tmp_path / "w")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 

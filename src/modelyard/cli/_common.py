@@ -48,14 +48,16 @@ def get_client(read_only: bool = False):
 
 
 def _require_workspace() -> None:
+    from modelyard.core.errors import WorkspaceError
     from modelyard.core.settings import default_home
 
     home = Path(OPTIONS.home).expanduser() if OPTIONS.home else default_home()
     if not home.exists():
         # NOTE: MODELYARD_HOME arrives as --home (typer's envvar), so "the default" is only ever ~/.modelyard
         why = "--home/MODELYARD_HOME" if OPTIONS.home else "the default; --home or MODELYARD_HOME pick another"
-        fail(f"no workspace at {home} ({why}): nothing is stored there yet. Run 'modelyard init"
-             f"{' --home ' + str(home) if OPTIONS.home else ''}' to create it, or pass --url to use a server.")
+        raise WorkspaceError(f"no workspace at {home} ({why}): nothing is stored there yet. Run 'modelyard init"
+                             f"{' --home ' + str(home) if OPTIONS.home else ''}' to create it, or pass --url to use "
+                             "a server.")
 
 
 def print_json(data: Any) -> None:
