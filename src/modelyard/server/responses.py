@@ -181,6 +181,23 @@ class Blob(_Closed):
     size: int
 
 
+class BlobMissing(_Closed):
+    schema_: Literal["modelyard.blob-missing/1"] = _schema_field("modelyard.blob-missing/1")
+    missing: list[str] = Field(description="The digests the store does not hold yet.")
+
+
+class BlobUpload(_Closed):
+    schema_: Literal["modelyard.blob-upload/1"] = _schema_field("modelyard.blob-upload/1")
+    id: str
+    offset: int = Field(description="Bytes held so far: where the next chunk goes.")
+    chunk_bytes: int = Field(description="The largest chunk the server takes.")
+
+
+class BlobUnpinned(_Closed):
+    schema_: Literal["modelyard.blob-unpinned/1"] = _schema_field("modelyard.blob-unpinned/1")
+    digest: str
+
+
 # -- datasets -------------------------------------------------------------------------------------------------------
 class DatasetVersion(_Closed):
     schema_: Literal["modelyard.dataset-version/1"] = _schema_field("modelyard.dataset-version/1")
@@ -316,6 +333,12 @@ class RunCompare(_Closed):
     metrics: list[str]
     differs: Differs
     best: dict[str, str] = Field(description="metric -> id of the run with the best value")
+
+
+class RunDeleted(_Closed):
+    schema_: Literal["modelyard.run-deleted/1"] = _schema_field("modelyard.run-deleted/1")
+    id: str
+    name: str
 
 
 class Stored(_Closed):

@@ -10,7 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.ids import MAX_STORED_INT
 from modelyard.server.auth import Principal, require
-from modelyard.server.responses import Run, RunCompare, RunList, RunLogs, RunWithHistory, Stored, documented
+from modelyard.server.responses import (
+    Run,
+    RunCompare,
+    RunDeleted,
+    RunList,
+    RunLogs,
+    RunWithHistory,
+    Stored,
+    documented,
+)
 
 router = APIRouter(tags=["runs"])
 
@@ -138,7 +147,7 @@ def finish_run(run_id: str, body: Finish, request: Request, _: Principal = Depen
     return _runs(request).finish(run_id, body.status, body.error).to_dict()
 
 
-@router.delete("/runs/{run_id}")
+@router.delete("/runs/{run_id}", responses=documented(RunDeleted, 404, 409))
 def delete_run(run_id: str, request: Request, _: Principal = Depends(require("editor"))):
     """Delete a finished, failed or killed run with its metrics and logs (409 while it runs)."""
     run = _runs(request).delete(run_id)
