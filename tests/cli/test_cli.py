@@ -60,6 +60,20 @@ def test_errors_are_one_line(tmp_path):
 
 
 @pytest.mark.slow
+def test_reading_a_missing_workspace_says_where_it_looked_and_creates_nothing(tmp_path):
+    absent = tmp_path / "absent"
+    for command in (["models", "list"], ["jobs", "list"], ["data", "show", "d"], ["services", "list"]):
+        _one_line_error(run_cli(*command, "--home", str(absent)), 1, f"no workspace at {absent} (--home")
+    assert not absent.exists()
+    # no --home, no MODELYARD_HOME: the default under the user's home folder, never created by a read
+    user_home = tmp_path / "user"
+    user_home.mkdir()
+    proc = run_cli("runs", "list", HOME=str(user_home))
+    _one_line_error(proc, 1, f"no workspace at {user_home / '.modelyard'} (the default")
+    assert "modelyard init" in proc.stderr and not (user_home / ".modelyard").exists()
+
+
+@pytest.mark.slow
 def test_corrupt_database_is_one_clear_startup_error(tmp_path):
     home = tmp_path / "w"
     home.mkdir()
@@ -69,6 +83,7 @@ def test_corrupt_database_is_one_clear_startup_error(tmp_path):
 
 
 def test_debug_shows_the_traceback(tmp_path):
+    run_cli("init", home=tmp_path / "w", check=True)
     proc = run_cli("--debug", "jobs", "show", "job_missing", home=tmp_path / "w")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 

@@ -66,6 +66,12 @@ def test_deploy_predict_traffic_rollback_metrics_stop(home):
     run_cli("services", "stop", "mm", home=home, check=True)
     assert json.loads(run_cli("services", "list", "--json", home=home, check=True).stdout)["items"][0]["status"] \
         == "stopped"
+    # start waits until it serves, as deploy does; delete stops a running service itself
+    assert "mm: started; ready" in run_cli("services", "start", "mm", home=home, check=True).stdout
+    assert "stop requested for 1 service(s): mm" in run_cli("services", "stop", "--all", home=home, check=True).stdout
+    assert "mm: starting" in run_cli("services", "start", "mm", "--no-wait", home=home, check=True).stdout
+    assert "stopped and deleted service mm" in run_cli("services", "delete", "mm", home=home, check=True).stdout
+    assert json.loads(run_cli("services", "list", "--json", home=home, check=True).stdout)["items"] == []
 
 
 @pytest.mark.slow

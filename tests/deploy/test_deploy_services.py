@@ -45,7 +45,8 @@ def test_deploy_predict_and_observability(platform, linear_service, linear_expec
     service = linear_service
     assert service["status"] == "ready" and service["healthy_replicas"] == 2 and service["live_revision"] == 1
     assert httpx.get(service["url"] + "/healthz").json()["status"] == "ok"
-    assert httpx.get(service["url"] + "/readyz").json()["models"] == ["linear@1"]
+    assert "models" not in httpx.get(service["url"] + "/readyz").json()  # open, but says what it serves to callers
+    assert httpx.get(service["url"] + "/readyz", headers=platform.auth()).json()["models"] == ["linear@1"]
     answer = post_json(service, {"x": X.tolist()}, platform.auth())
     assert answer.status_code == 200, answer.text
     assert answer.json()["model"] == "linear@1"
@@ -56,7 +57,8 @@ def test_deploy_predict_and_observability(platform, linear_service, linear_expec
     via_platform = platform.client.services.predict("lin", {"x": X})
     assert via_platform["model"] == "linear@1"
     np.testing.assert_allclose(via_platform["outputs"]["y"], linear_expected(X), rtol=1e-6)
-    metrics = httpx.get(service["url"] + "/metrics").text
+    assert httpx.get(service["url"] + "/metrics").status_code == 401
+    metrics = httpx.get(service["url"] + "/metrics", headers=platform.auth()).text
     for family in ("modelyard_requests_total", "modelyard_request_latency_seconds_bucket", "modelyard_batch_size_bucket",
                    "modelyard_queue_depth", "modelyard_inference_seconds_bucket"):
         assert family in metrics, family

@@ -63,7 +63,9 @@ def test_references_parse_and_reject_clearly():
     assert parse_ref("m@prod") == ModelRef("m", alias="prod") and parse_ref("m") == ModelRef("m")
     assert is_registry_ref("modelyard://m@1") and not is_registry_ref("spec.yaml")
     for bad, message in [("m@", "nothing after"), ("m@0", "start at 1"), ("@1", "model name"),
-                         ("m@a b", "neither a version"), ("a/b@1", "model name")]:
+                         ("m@a b", "neither a version"), ("a/b@1", "model name"),
+                         # a number no database column holds, and a digit int() refuses: 422, never a 500
+                         ("m@99999999999999999999", "go up to"), ("m@\u00b2", "neither a version")]:
         with pytest.raises(InvalidInput, match=message):
             parse_ref(bad)
 

@@ -36,7 +36,7 @@ def assert_error(response, status, code=None, contains=None):
 
 
 def test_health_needs_no_token_everything_else_does(api):
-    assert api.get("/healthz").json()["status"] == "ok"
+    assert api.get("/healthz").json()["status"] == "ok" and api.get("/readyz").json()["status"] == "ready"
     for method, path in [("GET", "/api/v1/jobs"), ("GET", "/api/v1/version"), ("POST", "/api/v1/jobs"),
                          ("GET", "/api/v1/tokens"), ("GET", "/api/v1/job-kinds"), ("GET", "/api/v1/jobs/x/logs")]:
         response = api.request(method, path)
@@ -226,3 +226,50 @@ def test_jobs_naming_unknown_models_or_datasets_are_404_at_submit_and_leave_no_j
     assert_error(api.post("/api/v1/jobs", json={"kind": "automl.train", "spec": {"dataset": "d@1", "name": "bad name"}},
                           headers=auth(api, "editor")), 422, contains="model name 'bad name'")
     assert api.get("/api/v1/jobs", headers=auth(api, "viewer")).json()["items"] == []
+def test_openapi_declares_auth_bodies_and_errors(api):
+    document = api.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "description": document["components"]["securitySchemes"]["bearerAuth"][
+            "description"]}
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            success = [code for code in responses if code.startswith("2")]
+            assert success and all(responses[c].get("content") for c in success), (method, path)
+            for code in responses:
+                if code.startswith(("4", "5")) and path not in ("/healthz", "/readyz"):
+                    assert responses[code]["content"]["application/json"]["schema"] == error_ref, (method, path, code)
+            if path.startswith("/api/v1/"):
+                assert {"bearerAuth": []} in operation["security"], (method, path)
+                assert {"401", "403"} <= set(responses), (method, path)
+            else:
+                assert "security" not in operation, (method, path)
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    job = document["components"]["schemas"]["Job"]
+    assert job["additionalProperties"] is False and "schema" in job["required"]
+
+
+def test_errors_do_not_name_server_paths(api):
+    import shutil
+
+    blobs = api.workspace.blobs.root
+    shutil.rmtree(blobs / "tmp", ignore_errors=True)
+    (blobs / "tmp").write_text("a file where the staging folder belongs")
+    response = api.post("/api/v1/blobs", content=b"x", headers=auth(api, "editor"))
+    assert_error(response, 500, "workspace_error", contains="cannot write to blob store <workspace>/blobs")
+    assert str(api.workspace.home) not in response.text
+
+
+def test_server_paths_hidden_keeps_the_file_name():
+    import tempfile
+    from pathlib import Path
+
+    from modelyard.server.app import server_paths_hidden
+
+    scratch = tempfile.gettempdir()
+    home = Path(scratch) / "pytest-1" / "home"
+    assert server_paths_hidden(f"database {home}/modelyard.db is corrupt", home) == (
+        "database <workspace>/modelyard.db is corrupt")
+    assert server_paths_hidden(f"{scratch}/modelyard-upload-x1/data.csv: empty", Path("/srv/w")) == "data.csv: empty"
+    assert server_paths_hidden(f"cannot write {scratch}", Path("/srv/w")) == "cannot write <tmp>"

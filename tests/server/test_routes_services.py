@@ -2,8 +2,6 @@
 metrics and logs routes, and services coming back when the server restarts."""
 
 import json
-import os
-import signal
 import time
 
 import httpx
@@ -76,14 +74,15 @@ def test_deploy_manage_and_proxy_over_http(served):
 
 
 def test_public_service_and_restart_of_the_platform(served, tmp_path):
+    from modelyard.deploy import supervisor
     from modelyard.deploy.state import read_json, services_root
 
     server, client, _ = served
     service = client.services.deploy("mm@1", "open", public=True, timeout=60)
     assert httpx.post(f"{server.url}/api/v1/services/open/predict", json={"inputs": [[0, 1]]}).status_code == 200
     port = service["port"]
-    server.stop()  # the platform goes down: stop the server and kill the supervisor (its replicas die with it)
-    os.kill(read_json(services_root(server.home) / "supervisor.json")["pid"], signal.SIGKILL)
+    assert server.stop() == 0  # the platform goes down: stopping the server stops the supervisor and its replicas
+    assert not supervisor.is_running(server.home) and read_json(services_root(server.home) / "supervisor.json") is None
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -131,3 +130,73 @@ def test_the_predict_proxy_reuses_one_pooled_client(tmp_path, monkeypatch):
             client.services.stop("mm")
         finally:
             assert supervisor.stop(home)
+
+
+def _predicted_by(server, name, token):
+    answer = httpx.post(f"{server.url}/api/v1/services/{name}/predict", json={"inputs": [[0, 1]]},
+                        headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["model"]
+
+
+@pytest.mark.slow
+def test_start_waits_a_service_follows_its_alias_and_delete_stops_it(served, tmp_path):
+    server, client, viewer = served
+    client.models.register(linear_onnx(tmp_path / "mm2.onnx"), "mm")
+    client.models.alias("mm@1", "production")
+    client.services.deploy("mm@production", "prod", timeout=60)
+    client.services.deploy("mm@production", "pinned", follow_alias=False, timeout=60)
+    client.services.stop("prod")
+    started = client.services.start("prod", timeout=60)  # returns once it serves, like deploy
+    assert started["status"] == "ready" and started["healthy_replicas"] == 1
+    assert _predicted_by(server, "prod", viewer) == "mm@1"
+
+    client.models.alias("mm@2", "production")  # the alias moves: the following service rolls to mm@2
+    moved = client.services.wait("prod", timeout=60)
+    assert [t["ref"] for t in moved["traffic"]] == ["mm@2"] and moved["live_revision"] == 2
+    assert _predicted_by(server, "prod", viewer) == "mm@2"
+    assert _predicted_by(server, "pinned", viewer) == "mm@1"
+    assert client.services.get("pinned")["revision"] == 1
+
+    deleted = client.services.delete("prod")  # running: stopped first, no 'stop' needed
+    assert deleted == {"schema": "modelyard.service-deleted/1", "name": "prod", "stopped": True}
+    assert [s["name"] for s in client.services.list()["items"]] == ["pinned"]
+
+
+def test_aliases_rollbacks_and_splits_decide_what_a_service_follows(tmp_path):
+    """The rules in the store, without processes: only a running service deployed from the alias follows it; a
+    rollback or a traffic split pins it."""
+    from modelyard.core.settings import Settings
+    from modelyard.deploy.services import DeploySpec, ServiceStore
+    from modelyard.registry.versions import ModelRegistry
+    from modelyard.store.workspace import Workspace
+
+    workspace = Workspace.open(Settings.load(tmp_path / "home"))
+    try:
+        registry = ModelRegistry(workspace)
+        digest = "sha256:" + workspace.blobs.put_file(linear_onnx(tmp_path / "mm.onnx")).digest
+        for _ in range(3):
+            registry.create_version("mm", {"model.onnx": digest}, "model.onnx", "onnx")
+        registry.set_alias("mm", "production", 1)
+        store = ServiceStore(workspace)
+        for name, spec in [("follows", {}), ("pinned", {"follow_alias": False}), ("stopped", {})]:
+            store.deploy(DeploySpec(model="mm@production", name=name, **spec))
+        store.deploy(DeploySpec(model="mm@1", name="by-number"))
+        store.stop("stopped")
+
+        def refs(name):
+            return [t["ref"] for t in store.get(name).desired.traffic]
+
+        registry.set_alias("mm", "production", 2)
+        assert store.follow_alias("mm", "production") == ["follows"]
+        assert refs("follows") == ["mm@2"] and store.get("follows").revision == 2
+        assert refs("pinned") == refs("stopped") == refs("by-number") == ["mm@1"]
+        assert store.follow_alias("mm", "production") == []  # already there: no new revision
+        store.mark_live("follows", 1)
+        store.mark_live("follows", 2)
+        store.rollback("follows")  # back to mm@1, and pinned there
+        registry.set_alias("mm", "production", 3)
+        assert store.follow_alias("mm", "production") == [] and refs("follows") == ["mm@1"]
+        assert store.delete("follows") is True and store.delete("stopped") is False
+    finally:
+        workspace.close()

@@ -32,11 +32,32 @@ class GlobalOptions:
 OPTIONS = GlobalOptions()
 
 
-def get_client():
-    """The SDK client for this invocation: HTTP when ``--url`` is set, in-process on ``--home`` otherwise."""
+def get_client(read_only: bool = False):
+    """The SDK client for this invocation: HTTP when ``--url`` is set, in-process on ``--home`` otherwise.
+
+    Args:
+        read_only: the command only reads. In-process on a workspace folder that does not exist, it then fails
+            with one line saying where it looked, instead of creating an empty workspace to read nothing from
+            (commands that store something still create it, as ``modelyard init`` does). Default False.
+    """
     from modelyard.client import Client
 
+    if read_only and not OPTIONS.url:
+        _require_workspace()
     return Client(url=OPTIONS.url, token=OPTIONS.token, home=OPTIONS.home)
+
+
+def _require_workspace() -> None:
+    from modelyard.core.errors import WorkspaceError
+    from modelyard.core.settings import default_home
+
+    home = Path(OPTIONS.home).expanduser() if OPTIONS.home else default_home()
+    if not home.exists():
+        # NOTE: MODELYARD_HOME arrives as --home (typer's envvar), so "the default" is only ever ~/.modelyard
+        why = "--home/MODELYARD_HOME" if OPTIONS.home else "the default; --home or MODELYARD_HOME pick another"
+        raise WorkspaceError(f"no workspace at {home} ({why}): nothing is stored there yet. Run 'modelyard init"
+                             f"{' --home ' + str(home) if OPTIONS.home else ''}' to create it, or pass --url to use "
+                             "a server.")
 
 
 def print_json(data: Any) -> None:

@@ -38,7 +38,7 @@ def get(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the blob.")],
 ) -> None:
     """Fetch a blob, verified against its digest, to a file."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         path = client.blobs.get(digest, output)
     console.print(f"wrote {path}")
 

@@ -82,7 +82,7 @@ def list_command(as_json: JsonOpt = False) -> None:
     """List datasets with their latest version."""
     from rich.table import Table
 
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         data = client.data.list()
     if as_json:
         print_json(data)
@@ -98,7 +98,7 @@ def list_command(as_json: JsonOpt = False) -> None:
 def show_command(ref: Annotated[str, typer.Argument(help="NAME (all versions) or NAME@VERSION.")],
                  as_json: JsonOpt = False) -> None:
     """Show a dataset's versions, or one version."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         data = client.data.get(ref) if "@" in ref else client.data.versions(ref)
     if as_json:
         print_json(data)
@@ -122,7 +122,7 @@ def show_command(ref: Annotated[str, typer.Argument(help="NAME (all versions) or
 @app.command("stats")
 def stats_command(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_json: JsonOpt = False) -> None:
     """Statistics of a version and whether it can be trained on (the ExeML minimums, broken files)."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         data = client.data.stats(ref)
     if as_json:
         print_json(data)

@@ -27,6 +27,8 @@ def deploy(
     port: Annotated[int, typer.Option(help="Service port (0: a free one, kept across restarts).")] = 0,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     public: Annotated[bool, typer.Option("--public", help="Predict needs no token.")] = False,
+    pin: Annotated[bool, typer.Option("--pin", help="Deployed from an alias: keep the version it names now "
+                                      "(default: follow the alias when it moves).")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return at once instead of waiting until it "
                                           "serves.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the service to serve.")] = 300.0,
@@ -34,14 +36,16 @@ def deploy(
 ) -> None:
     """Deploy a model version as a service (a new revision when the service exists); waits until it serves.
 
-    If the new version cannot load, the previous one keeps serving and this exits 1 with the reason."""
+    If the new version cannot load, the previous one keeps serving and this exits 1 with the reason. Deployed from
+    an alias (NAME@production), the service follows the alias unless --pin."""
     from modelyard.core.errors import ModelyardError
 
     with get_client() as client:
         try:
             service = client.services.deploy(
                 model, name, backend=backend, replicas=replicas, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                instances=instances, port=port, host=host, public=public, wait=not no_wait, timeout=timeout)
+                instances=instances, port=port, host=host, public=public, follow_alias=not pin,
+                wait=not no_wait, timeout=timeout)
         except TimeoutError as exc:
             raise ModelyardError(str(exc), code="timeout") from exc
     if as_json:

@@ -118,7 +118,7 @@ def list_jobs(
     """List jobs, newest first."""
     from rich.table import Table
 
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         page = client.jobs.list(status=status, kind=kind, owner=owner, limit=limit, before=before)
     if as_json:
         print_json(page)
@@ -136,7 +136,7 @@ def list_jobs(
 @app.command("show")
 def show(job_id: str, as_json: JsonOpt = False) -> None:
     """Show one job."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         job = client.jobs.get(job_id)
     if as_json:
         print_json(job)
@@ -162,7 +162,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
 ) -> None:
     """Print a job's log."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         if follow:
             for text in client.jobs.follow_logs(job_id):
                 sys.stdout.write(text)
@@ -204,7 +204,7 @@ def wait(
     """Wait for a job to end, with a progress bar; exits non-zero unless it succeeded."""
     from modelyard.core.errors import ModelyardError
 
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         try:
             job = _wait(client, job_id, timeout, quiet=as_json)
         except TimeoutError as exc:
@@ -240,7 +240,7 @@ def kinds(
 
     from modelyard.core.errors import NotFound
 
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         data = client.jobs.kinds()
     if name is not None:
         chosen = [k for k in data["items"] if k["name"] == name]

@@ -98,7 +98,7 @@ def list_models(as_json: JsonOpt = False) -> None:
     """List models with their newest version and aliases."""
     from rich.table import Table
 
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         data = client.models.list()
     if as_json:
         print_json(data)
@@ -118,7 +118,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a model (its versions) or one version (signature, metrics, tags, lineage)."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         if "@" not in ref and not card:
             data = client.models.get(ref.removeprefix("modelyard://"))
             if as_json:

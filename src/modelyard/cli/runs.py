@@ -30,7 +30,7 @@ def list_command(
     """List runs, newest first."""
     from rich.table import Table
 
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         data = client.runs.list(experiment=experiment, status=status, dataset=dataset, limit=limit)
     if as_json:
         print_json(data)
@@ -48,7 +48,7 @@ def list_command(
 def show_command(run_id: str, as_json: JsonOpt = False,
                  logs: Annotated[bool, typer.Option("--logs", help="Print the run's log lines too.")] = False) -> None:
     """Show a run: params, latest metrics (with the number of steps), artifacts, lineage."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         run = client.runs.get(run_id)
         lines = client.runs.logs(run_id)["lines"] if logs else []
     if as_json:
@@ -81,7 +81,7 @@ def compare_command(run_ids: Annotated[list[str], typer.Argument(help="Two or mo
     """Params and metrics of runs side by side; differing rows are highlighted and the best metric is starred."""
     from rich.table import Table
 
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         data = client.runs.compare(run_ids)
     if as_json:
         print_json(data)

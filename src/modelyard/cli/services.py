@@ -60,7 +60,7 @@ def list_services(as_json: JsonOpt = False) -> None:
     """List services with status, traffic and healthy replicas."""
     from rich.table import Table
 
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         data = client.services.list()
     if as_json:
         print_json(data)
@@ -75,7 +75,7 @@ def list_services(as_json: JsonOpt = False) -> None:
 @app.command("show")
 def show(name: str, as_json: JsonOpt = False) -> None:
     """Show a service: status, replicas (healthy/unhealthy), traffic and revisions."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         service = client.services.get(name)
     if as_json:
         print_json(service)
@@ -92,7 +92,7 @@ def logs(
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 200,
 ) -> None:
     """Print a service's logs."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         sys.stdout.write(client.services.logs(name, source, replica, lines))
 
 
@@ -113,28 +113,57 @@ def scale(name: str, replicas: Annotated[int, typer.Argument(help="Replica proce
 
 
 @app.command("stop")
-def stop(name: str, as_json: JsonOpt = False) -> None:
-    """Stop a service (its replicas finish in-flight requests)."""
+def stop(
+    name: Annotated[str | None, typer.Argument(help="The service (or --all).")] = None,
+    all_services: Annotated[bool, typer.Option("--all", help="Stop every running service.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop a service, or all of them (replicas finish in-flight requests). Stopped services stay stopped across
+    platform restarts until 'services start'."""
+    from modelyard.core.errors import InvalidInput
+
+    if (name is None) == (not all_services):
+        raise InvalidInput("give a service name or --all (not both)")
     with get_client() as client:
-        _done(client.services.stop(name), as_json, "stop requested")
+        if name is not None:
+            _done(client.services.stop(name), as_json, "stop requested")
+            return
+        stopped = [client.services.stop(s["name"]) for s in client.services.list()["items"] if s["state"] == "running"]
+    if as_json:
+        print_json({"schema": "modelyard.service-list/1", "items": stopped})
+    else:
+        console.print(f"stop requested for {len(stopped)} service(s)"
+                      + (": " + ", ".join(s["name"] for s in stopped) if stopped else ""), highlight=False)
 
 
 @app.command("start")
-def start(name: str, as_json: JsonOpt = False) -> None:
-    """Start a stopped service again on its live revision."""
+def start(
+    name: str,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return at once instead of waiting until it "
+                                          "serves.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the service to serve.")] = 300.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a stopped service again on its live revision; waits until every replica is ready (as deploy does)."""
+    from modelyard.core.errors import ModelyardError
+
     with get_client() as client:
-        _done(client.services.start(name), as_json, "starting")
+        try:
+            service = client.services.start(name, wait=not no_wait, timeout=timeout)
+        except TimeoutError as exc:
+            raise ModelyardError(str(exc), code="timeout") from exc
+    _done(service, as_json, "starting" if no_wait else "started")
 
 
 @app.command("delete")
 def delete(name: str, as_json: JsonOpt = False) -> None:
-    """Delete a stopped service."""
+    """Delete a service; a running one is stopped first (its replicas finish in-flight requests)."""
     with get_client() as client:
         result = client.services.delete(name)
     if as_json:
         print_json(result)
     else:
-        console.print(f"deleted service {name}", highlight=False)
+        console.print(f"{'stopped and ' if result.get('stopped') else ''}deleted service {name}", highlight=False)
 
 
 def _wait_call(call):
@@ -214,7 +243,7 @@ def metrics(
     as_json: JsonOpt = False,
 ) -> None:
     """The service's metrics: requests, errors, latency and batch sizes per version."""
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         text = client.services.metrics(name)
     if raw:
         sys.stdout.write(text)

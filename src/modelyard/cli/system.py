@@ -150,14 +150,32 @@ def _start_service_supervisor(workspace) -> None:
         err_console.print(f"warning: cannot start the service supervisor: {exc}", highlight=False, soft_wrap=True)
 
 
+def _stop_service_supervisor(home: Path) -> None:
+    """Stop the supervisor (it stops its replicas, in-flight requests finish). Services stay 'running' in the
+    database, so the next server brings them back; 'services stop' is what keeps one down."""
+    from modelyard.deploy import supervisor
+
+    if not supervisor.is_running(home):
+        return
+    if supervisor.stop(home):
+        err_console.print("service supervisor and replicas stopped (they come back with the next server)",
+                          highlight=False, soft_wrap=True)
+    else:
+        err_console.print("warning: the service supervisor did not stop in time", highlight=False, soft_wrap=True)
+
+
 @app.command("server")
 def server(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one (written to <home>/server.json).")] = 8765,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not start a job worker.")] = False,
     workers: Annotated[int | None, typer.Option(help="Jobs the worker runs at once (default: cores).")] = None,
+    keep_services: Annotated[bool, typer.Option(
+        "--keep-services", help="On shutdown, leave the service supervisor and its replicas running (default: "
+                                "stop them; they come back with the next 'modelyard server').")] = False,
 ) -> None:
-    """Serve the REST API (and run a job worker beside it unless --no-worker)."""
+    """Serve the REST API (and run a job worker beside it unless --no-worker). Ctrl-C or SIGTERM stops the server,
+    its worker, and the service supervisor with every replica (unless --keep-services)."""
     import uvicorn
 
     from modelyard.server.app import close_app, create_app
@@ -197,6 +215,8 @@ def server(
     finally:
         if keeper is not None:
             keeper.stop()
+        if not keep_services:
+            _stop_service_supervisor(settings.home)
         info_path.unlink(missing_ok=True)
         sock.close()
         close_app(app)

@@ -35,7 +35,7 @@ def list_tokens(as_json: JsonOpt = False) -> None:
     """List tokens (never their secrets)."""
     from rich.table import Table
 
-    with get_client() as client:
+    with get_client(read_only=True) as client:
         data = client.tokens.list()
     if as_json:
         print_json(data)

@@ -30,14 +30,19 @@ class Services:
 
     def deploy(self, model: str, name: str | None = None, *, backend: str = "auto", replicas: int = 1,
                max_batch: int = 16, max_wait_ms: float = 5.0, instances: int = 2, port: int = 0,
-               host: str = "127.0.0.1", public: bool = False, wait: bool = True, timeout: float = 300.0) -> dict:
+               host: str = "127.0.0.1", public: bool = False, follow_alias: bool = True, wait: bool = True,
+               timeout: float = 300.0) -> dict:
         """Deploy ``model`` (``N@V``/``N@alias``/``N``); with ``wait``, until the new revision serves.
+
+        A service deployed from an alias follows it (moving the alias rolls the service to the new version) unless
+        ``follow_alias`` is False.
 
         Raises:
             DeployFailed: the revision could not start (the message says why and what keeps serving).
         """
         body = {"model": model, "name": name, "backend": backend, "replicas": replicas, "max_batch": max_batch,
-                "max_wait_ms": max_wait_ms, "instances": instances, "port": port, "host": host, "public": public}
+                "max_wait_ms": max_wait_ms, "instances": instances, "port": port, "host": host, "public": public,
+                "follow_alias": follow_alias}
         service = self._c.request("POST", "/api/v1/services", json=body).json()
         return self.wait(service["name"], service["revision"], timeout) if wait else service
 
@@ -73,10 +78,13 @@ class Services:
     def stop(self, name: str) -> dict:
         return self._c.request("POST", f"/api/v1/services/{quote(name)}/stop").json()
 
-    def start(self, name: str) -> dict:
-        return self._c.request("POST", f"/api/v1/services/{quote(name)}/start").json()
+    def start(self, name: str, wait: bool = True, timeout: float = 300.0) -> dict:
+        """Start a stopped service on its live revision; with ``wait``, until every replica is ready (as deploy)."""
+        service = self._c.request("POST", f"/api/v1/services/{quote(name)}/start").json()
+        return self.wait(name, service["revision"], timeout) if wait else service
 
     def delete(self, name: str) -> dict:
+        """Delete a service, stopping it first when it runs (``stopped`` in the answer says so)."""
         return self._c.request("DELETE", f"/api/v1/services/{quote(name)}").json()
 
     def traffic(self, name: str, weights: dict[str, float], wait: bool = True, timeout: float = 300.0) -> dict:

@@ -8,6 +8,9 @@ import time
 from datetime import UTC, datetime
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+# the largest version, revision, step or offset a request may name: the database's INTEGER columns are 32-bit on
+# PostgreSQL (and a larger Python int overflows SQLite's binding), so anything above is refused as input
+MAX_STORED_INT = 2**31 - 1
 
 
 _lock = threading.Lock()

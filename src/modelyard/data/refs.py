@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from modelyard.core.errors import InvalidInput
+from modelyard.core.ids import MAX_STORED_INT
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_VERSION = re.compile(r"^(?:[vV]0*)?(\d+)$")
+_VERSION = re.compile(r"^(?:[vV]0*)?([0-9]+)$")
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -29,7 +30,7 @@ def parse_ref(ref: str, what: str = "dataset") -> tuple[str, int | None]:
     if not sep or version in ("", "latest"):
         return name, None
     match = _VERSION.match(version)
-    if not match or int(match.group(1)) < 1:
+    if not match or not 1 <= int(match.group(1)) <= MAX_STORED_INT:
         raise InvalidInput(f"{what} {ref!r}: the version must be a number like 3 or V003, or 'latest'")
     return name, int(match.group(1))
 

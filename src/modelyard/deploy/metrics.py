@@ -18,19 +18,23 @@ class ServiceMetrics:
         from prometheus_client import Counter, Gauge, Histogram
 
         labels = ["service", "version"]
+        # registry=None: the values live in the multiprocess files render() reads; no process-global registration,
+        # so a process (a test) may build more than one ModelServer
+        unregistered = {"registry": None}
         self.requests = Counter("modelyard_requests", "Predict requests by version and HTTP status.",
-                                [*labels, "code"])
-        self.errors = Counter("modelyard_errors", "Predict requests that failed, by reason.", [*labels, "reason"])
+                                [*labels, "code"], **unregistered)
+        self.errors = Counter("modelyard_errors", "Predict requests that failed, by reason.", [*labels, "reason"],
+                              **unregistered)
         self.latency = Histogram("modelyard_request_latency_seconds", "Predict latency from body read to response.",
-                                 labels, buckets=LATENCY_BUCKETS)
+                                 labels, buckets=LATENCY_BUCKETS, **unregistered)
         self.batch_size = Histogram("modelyard_batch_size", "Rows per inference (dynamic batching).", labels,
-                                    buckets=BATCH_BUCKETS)
+                                    buckets=BATCH_BUCKETS, **unregistered)
         self.batch_requests = Histogram("modelyard_batch_requests", "Requests stacked into one inference.", labels,
-                                        buckets=BATCH_BUCKETS)
+                                        buckets=BATCH_BUCKETS, **unregistered)
         self.inference = Histogram("modelyard_inference_seconds", "Time of one (batched) inference.", labels,
-                                   buckets=LATENCY_BUCKETS)
+                                   buckets=LATENCY_BUCKETS, **unregistered)
         self.queue_depth = Gauge("modelyard_queue_depth", "Requests waiting for the model.", labels,
-                                 multiprocess_mode="livesum")
+                                 multiprocess_mode="livesum", **unregistered)
 
 
 def render(metrics_dir: Path) -> bytes:

@@ -9,6 +9,7 @@ choice is a hash of the key, so the same key always lands on the same version wh
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import random
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelyard.core.errors import ModelyardError, PayloadTooLarge, Unauthorized
+from modelyard.deploy.access_log import AccessLog
 from modelyard.deploy.batching import DynamicBatcher
 from modelyard.deploy.classes import class_predictions
 from modelyard.deploy.errors import BadRequest
@@ -30,14 +32,17 @@ from modelyard.deploy.protocol import (
     media_type,
     validate,
 )
-from modelyard.deploy.state import INTERNAL_HEADER, KEY_HEADER
+from modelyard.deploy.state import INTERNAL_HEADER, KEY_HEADER, token_revocations
 from modelyard.registry.signature import Signature
 
+# how long a token checked against the database is trusted without asking again; a revocation through the API or
+# CLI reaches every replica at once anyway (see TokenCheck), this bounds only a token removed behind their back
 TOKEN_CACHE_S = 10.0
 # costly bodies decoded at once, whatever the client count: bounds a replica's decode memory, and a JSON parse
 # holds the GIL throughout, so one at a time leaves the event loop (/readyz) a turn between two
 IMAGE_DECODE_SLOTS = 2
 JSON_DECODE_SLOTS = 1
+LOGGED_KEY_CHARS = 64
 
 
 @dataclass
@@ -57,20 +62,42 @@ def bucket(key: str) -> float:
 
 
 class TokenCheck:
-    """Bearer tokens for predict (any active token), cached briefly so predict does not hit the database."""
+    """Bearer tokens for predict (any active token), cached briefly so predict does not hit the database.
 
-    def __init__(self, engine, internal_key: str):
+    Revoking a token (``DELETE /api/v1/tokens/ID``, ``modelyard tokens revoke``) bumps the workspace's revocation
+    marker (:func:`modelyard.deploy.state.note_token_revoked`); a replica looks at the marker's stat on every request
+    and drops its whole cache when it moved, so a revoked token is refused from the next request on.
+    """
+
+    def __init__(self, engine, internal_key: str, home: Path | None = None):
         self.engine = engine
         self.internal_key = internal_key
+        self.home = home
         self._cache: dict[str, float] = {}
+        self._revocations = token_revocations(home) if home is not None else None
+
+    def _revoked_since_cached(self) -> None:
+        if self.home is None:
+            return
+        now = token_revocations(self.home)
+        if now != self._revocations:
+            self._cache.clear()
+            self._revocations = now
+
+    def is_platform(self, headers) -> bool:
+        """The platform's own call (its proxy, the supervisor), compared in constant time."""
+        given = headers.get(INTERNAL_HEADER)
+        return bool(self.internal_key and given
+                    and hmac.compare_digest(given.encode("utf-8", "replace"), self.internal_key.encode()))
 
     def allowed(self, headers) -> str | None:
         """The caller's name when the headers carry a valid credential known without I/O, else None."""
-        if self.internal_key and headers.get(INTERNAL_HEADER) == self.internal_key:
+        if self.is_platform(headers):
             return "platform"
         secret = _bearer(headers)
         if secret is None:
             return None
+        self._revoked_since_cached()
         digest = hashlib.sha256(secret.encode()).hexdigest()
         expiry = self._cache.get(digest)
         return "token" if expiry is not None and expiry > time.monotonic() else None
@@ -80,11 +107,21 @@ class TokenCheck:
         from modelyard.store.tokens import TokenStore
 
         secret = _bearer(headers)
+        self._revoked_since_cached()  # before the database: a revocation after this read stays visible next time
         info = TokenStore(self.engine).authenticate(secret)
         self._cache[hashlib.sha256(secret.encode()).hexdigest()] = time.monotonic() + TOKEN_CACHE_S
         if len(self._cache) > 10_000:
             self._cache.clear()
         return info.name
+
+
+def _loggable_key(key: str | None) -> str | None:
+    """A sticky key as the access log keeps it: at most LOGGED_KEY_CHARS characters, longer ones cut and tagged
+    with their hash, so a 60 KB key costs the log ~100 bytes and equal keys still match."""
+    if key is None or len(key) <= LOGGED_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:16]
+    return f"{key[:LOGGED_KEY_CHARS]}...({len(key)} chars, sha256 {digest})"
 
 
 def _bearer(headers) -> str | None:
@@ -101,11 +138,11 @@ class ModelServer:
         revision: the revision this replica serves.
         replica: its index (for logs).
         versions: the loaded versions (weights add up to 100).
-        public: predict needs no token.
-        tokens: the token checker (None when public).
+        public: predict (and ``/v1/models``, the details of ``/readyz``) need no token.
         max_body_bytes: larger bodies get 413.
         metrics_dir: Prometheus multiprocess folder.
-        access_log: file for one JSON line per predict request (None: no access log).
+        tokens: the credential checker: predict needs one unless ``public``; ``/metrics`` always does.
+        access_log: file for one JSON line per predict request (None: no access log); rotated by size.
     """
 
     def __init__(self, service: str, revision: int, replica: int, versions: list[LoadedVersion], public: bool,
@@ -122,7 +159,7 @@ class ModelServer:
         self.metrics_dir = metrics_dir
         self.metrics = ServiceMetrics()
         self._decode_slots: dict[str, object] = {}  # kind -> asyncio.Semaphore, made on the serving loop
-        self._log = open(access_log, "a", buffering=1, encoding="utf-8") if access_log else None  # noqa: SIM115
+        self._log = AccessLog(access_log) if access_log else None
         self._cumulative = []
         total = 0.0
         for version in versions:
@@ -171,6 +208,10 @@ class ModelServer:
         if self._log is not None:
             self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
 
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
     def describe(self) -> dict:
         return {"schema": "modelyard.service-models/1", "service": self.service, "revision": self.revision,
                 "replica": self.replica,
@@ -207,21 +248,36 @@ def build_app(server: ModelServer):
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    async def authorize(request) -> str | None:
-        if server.public:
-            return "public"
+    async def authenticate(request) -> str:
+        """Who calls (the platform, or a token's name); raises Unauthorized. Public or not."""
+        if server.tokens is None:  # a server built without a checker (tests): nobody proves who they are
+            raise Unauthorized("this replica checks no tokens")
         who = server.tokens.allowed(request.headers)
         if who is None:
             who = await run_in_threadpool(server.tokens.authenticate, request.headers)
         return who
 
+    async def authorize(request) -> str:
+        return "public" if server.public else await authenticate(request)
+
+    async def may_see_details(request) -> bool:
+        if server.public or (server.tokens is not None and server.tokens.is_platform(request.headers)):
+            return True
+        if _bearer(request.headers) is None:
+            return False
+        try:
+            await authenticate(request)
+        except Unauthorized:
+            return False
+        return True
+
     async def predict(request):
         started = time.perf_counter()
         version: LoadedVersion | None = None
         status, reason, rows, size_in, body_out = 200, None, 0, 0, b""
-        key = request.headers.get(KEY_HEADER) or request.query_params.get("key")
+        key, caller = request.headers.get(KEY_HEADER) or request.query_params.get("key"), None
         try:
-            await authorize(request)
+            caller = await authorize(request)
             content_type, input_name = request.headers.get("content-type"), request.query_params.get("input")
             explicit_json = media_type(content_type) != "" and is_json(media_type(content_type))
             body = await (_read_body(request, min(server.max_body_bytes, MAX_JSON_BYTES), "a JSON body")
@@ -272,7 +328,9 @@ def build_app(server: ModelServer):
             "ts": round(time.time(), 3), "service": server.service, "revision": server.revision,
             "replica": server.replica, "client": request.client.host if request.client else None,
             "path": request.url.path, "status": status, "ms": round(elapsed * 1000, 3), "model": ref,
-            "rows": rows, "bytes_in": size_in, "bytes_out": len(body_out), "key": key, "error": reason,
+            "rows": rows, "bytes_in": size_in, "bytes_out": len(body_out),
+            # a caller that did not authenticate gets no line of its choosing into the log
+            "key": _loggable_key(key) if caller is not None else None, "error": reason,
         })
         return response
 
@@ -286,13 +344,23 @@ def build_app(server: ModelServer):
     async def healthz(_request):
         return JSONResponse({"status": "ok", "service": server.service, "replica": server.replica})
 
-    async def readyz(_request):
-        return JSONResponse({"status": "ready", "service": server.service, "revision": server.revision,
-                             "replica": server.replica, "models": [v.ref for v in server.versions],
+    async def readyz(request):
+        # open, like /healthz: a load balancer's probe needs no token; what the replica serves (models, backends)
+        # only for a caller that could ask /v1/models anyway
+        ready = {"status": "ready", "service": server.service, "revision": server.revision,
+                 "replica": server.replica}
+        if not await may_see_details(request):
+            return JSONResponse(ready)
+        return JSONResponse({**ready, "models": [v.ref for v in server.versions],
                              "backends": {v.ref: v.backend for v in server.versions}})
 
-    async def metrics(_request):
+    async def metrics(request):
         from modelyard.deploy.metrics import render
+
+        try:
+            await authenticate(request)  # operational data: a token even on a public service, like the platform's
+        except ModelyardError as exc:
+            return _error(exc.status, exc.code, exc.message, {"WWW-Authenticate": "Bearer"})
 
         body = await run_in_threadpool(render, server.metrics_dir)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

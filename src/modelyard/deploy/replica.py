@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     from modelyard.deploy.model_server import ModelServer, TokenCheck, build_app
     from modelyard.deploy.state import internal_key
 
-    tokens = None if config["public"] else TokenCheck(workspace.engine, internal_key(Path(config["home"])))
+    home = Path(config["home"])
+    tokens = TokenCheck(workspace.engine, internal_key(home), home)  # public or not: /metrics needs a credential
     server = ModelServer(config["service"], config["revision"], args.index, versions, config["public"], tokens,
                          config["max_body_bytes"], Path(config["metrics_dir"]), Path(config["access_log"]))
     print(f"replica {args.index} of {config['service']} revision {config['revision']} serving "

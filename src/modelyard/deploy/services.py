@@ -19,7 +19,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from modelyard.core.errors import Conflict, InvalidInput, NotFound
+from modelyard.core.errors import Conflict, InvalidInput, ModelyardError, NotFound
 from modelyard.core.ids import isoformat, new_id, utcnow
 from modelyard.registry.refs import check_name, parse_ref
 from modelyard.registry.versions import ModelRegistry
@@ -34,7 +34,7 @@ class DeploySpec(BaseModel):
     """A deployment, as the CLI, REST and SDK take it.
 
     Args:
-        model: ``N@V``, ``N@alias`` or ``N`` (newest); an alias is resolved now and the version pinned.
+        model: ``N@V``, ``N@alias`` or ``N`` (newest); resolved to a version now.
         name: the service name (default: the model name).
         backend: ``auto`` (ONNX on the GPU when there is one, else onnxruntime:cpu; IR on openvino:cpu, see
             :func:`modelyard.runtime.targets.auto_backend`) or a ``backend:device``.
@@ -45,6 +45,10 @@ class DeploySpec(BaseModel):
         port: the service port; 0 picks a free one (kept across restarts). Default 0.
         host: interface to listen on. Default 127.0.0.1.
         public: predict needs no token. Default False.
+        follow_alias: when ``model`` names an alias, the service follows it: moving the alias
+            (``modelyard models alias``) rolls a running service to the alias's new version as a new revision, with
+            the usual guarantee (a version that cannot load leaves the previous one serving). False pins the version
+            the alias names now. A traffic split or a rollback pins too. Default True.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -59,6 +63,7 @@ class DeploySpec(BaseModel):
     port: int = Field(default=0, ge=0, le=65535)
     host: str = Field(default="127.0.0.1", min_length=1, max_length=200)
     public: bool = False
+    follow_alias: bool = True
 
     @field_validator("model")
     @classmethod
@@ -240,7 +245,9 @@ class ServiceStore:
         traffic = self._traffic({version.ref: 100.0})
         traffic[0]["requested"] = spec.model
         config = {"backend": backend, "max_batch": spec.max_batch, "max_wait_ms": spec.max_wait_ms,
-                  "instances": spec.instances}
+                  "instances": spec.instances,
+                  "follows": str(parse_ref(spec.model)) if spec.follow_alias and parse_ref(spec.model).alias
+                  else None}
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -287,7 +294,7 @@ class ServiceStore:
         service = self.get(name)
         traffic = self._traffic(weights)
         base = service.live or service.desired
-        config = dict(base.config)
+        config = {**base.config, "follows": None}  # an explicit split is what the user wants now: pinned
         _resolve_backend(config["backend"], {t["format"] for t in traffic})
         return self._new_revision(name, traffic, config, created_by)
 
@@ -308,7 +315,34 @@ class ServiceStore:
                 raise Conflict(f"service {name!r} has no earlier revision that served to roll back to")
         for entry in target.traffic:
             self.registry.get_version_by_id(entry["version_id"])  # NotFound when a version was deleted since
-        return self._new_revision(name, [dict(t) for t in target.traffic], dict(target.config), created_by)
+        # pinned: following the alias again would undo the rollback at once
+        return self._new_revision(name, [dict(t) for t in target.traffic], {**target.config, "follows": None},
+                                  created_by)
+
+    def follow_alias(self, model: str, alias: str, created_by: str = "") -> list[str]:
+        """Roll every running service that follows ``model@alias`` to the version the alias names now (a new
+        revision each; the supervisor swaps it in only once it loads). Returns the services that got one."""
+        target = self.registry.get_version(f"{model}@{alias}")
+        followed = f"{model}@{alias}"
+        moved = []
+        for service in self.list():
+            desired = service.desired
+            if (service.state != "running" or desired is None or desired.config.get("follows") != followed
+                    or [t["version_id"] for t in desired.traffic] == [target.id]):
+                continue
+            try:
+                _resolve_backend(desired.config["backend"], {target.format})
+                traffic = self._traffic({target.ref: 100.0})
+                traffic[0]["requested"] = followed
+                self._new_revision(service.name, traffic, dict(desired.config), created_by)
+            except ModelyardError as exc:
+                # the alias moved all the same; this service keeps what it serves, and its events say why
+                from modelyard.deploy.state import append_event
+
+                append_event(self.workspace.home, service.name, f"not following {followed} to {target.ref}: {exc}")
+                continue
+            moved.append(service.name)
+        return moved
 
     def scale(self, name: str, replicas: int) -> Service:
         if not 1 <= replicas <= MAX_REPLICAS:
@@ -327,13 +361,14 @@ class ServiceStore:
         self._update(name, state="running")
         return self.get(name)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> bool:
+        """Delete the service; a running one is stopped first (the supervisor stops its replicas when it sees
+        the row gone, in-flight requests finish). Returns whether it was running."""
         service = self.get(name)
-        if service.state == "running":
-            raise Conflict(f"service {name!r} is running; stop it first")
         with self.engine.begin() as conn:
             conn.execute(service_revisions.delete().where(service_revisions.c.service_id == service.id))
             conn.execute(services.delete().where(services.c.id == service.id))
+        return service.state == "running"
 
     def _update(self, name: str, **values) -> None:
         with self.engine.begin() as conn:

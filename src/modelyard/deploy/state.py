@@ -2,9 +2,11 @@
 
 ``<home>/services/``
     ``supervisor.lock`` (held by the one supervisor), ``supervisor.json`` (its pid), ``supervisor.log``,
-    ``internal.key`` (lets the platform's own proxy call non-public services), and per service ``<name>/``:
+    ``internal.key`` (lets the platform's own proxy call non-public services), ``tokens.revoked`` (replaced on
+    every token revocation, so replicas drop their token cache at once), and per service ``<name>/``:
     ``state.json`` (replicas and health, written by the supervisor), ``events.log`` (what the supervisor did),
-    ``access.log`` (one JSON line per request), ``replica-<rev>-<k>.log`` (a replica's stdout/stderr),
+    ``access.log`` (one JSON line per request, rotated by size: ``access.log.1`` ... ``.5``),
+    ``replica-<rev>-<k>.log`` (a replica's stdout/stderr),
     ``metrics/`` (Prometheus multiprocess files), ``rev-<n>/`` (replica configs and load errors).
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,6 +65,24 @@ def internal_key(home: Path) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     return path.read_text(encoding="ascii").strip()
+
+
+def note_token_revoked(home: Path) -> None:
+    """Tell every replica of the workspace that a token was revoked (they compare the marker's stat per request)."""
+    path = services_root(home) / "tokens.revoked"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tokens.revoked.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(f"{time.time_ns()}\n", encoding="ascii")
+    os.replace(tmp, path)  # a new inode each time: a change shows even where mtimes are coarse
+
+
+def token_revocations(home: Path) -> tuple | None:
+    """The revocation marker's identity (None before the first revocation); it changes with every revocation."""
+    try:
+        stat = os.stat(services_root(home) / "tokens.revoked")
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def append_event(home: Path, name: str, message: str) -> None:

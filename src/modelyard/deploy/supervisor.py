@@ -31,7 +31,9 @@ from pathlib import Path
 
 from modelyard.core.settings import Settings
 from modelyard.deploy.state import (
+    INTERNAL_HEADER,
     append_event,
+    internal_key,
     read_json,
     service_dir,
     services_root,
@@ -193,6 +195,7 @@ class Supervisor:
 
         self.workspace = workspace
         self.home = workspace.home
+        self.internal_key = internal_key(workspace.home)
         self.store = ServiceStore(workspace)
         self.runtimes: dict[str, ServiceRuntime] = {}
         self.bind_failures: dict[str, float] = {}
@@ -360,7 +363,9 @@ class Supervisor:
             return
         replica.last_check = now
         try:
-            answer = self.health_client.get(f"http://127.0.0.1:{replica.control_port}/readyz")
+            # with the internal key: the answer then names the backends each version runs on
+            answer = self.health_client.get(f"http://127.0.0.1:{replica.control_port}/readyz",
+                                            headers={INTERNAL_HEADER: self.internal_key})
             ok = answer.status_code == 200
         except httpx.HTTPError:
             ok = False

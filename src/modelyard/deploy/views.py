@@ -37,6 +37,9 @@ def service_view(home: Path, service) -> dict:
         status, message = "stopped", ""
     elif not fresh:
         status, message = "starting", "waiting for the supervisor"
+    elif state.get("status") == "stopped":
+        # started again a moment ago: the supervisor has not picked it up yet
+        status, message = "starting", "waiting for the supervisor"
     else:
         status, message = state.get("status", "starting"), state.get("message", "")
     replicas = state.get("replicas", []) if fresh and service.state == "running" else []

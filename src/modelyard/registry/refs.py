@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from modelyard.core.errors import InvalidInput
+from modelyard.core.ids import MAX_STORED_INT
 
 SCHEME = "modelyard://"
 LATEST = "latest"
@@ -74,10 +75,12 @@ def parse_ref(text: str) -> ModelRef:
         return ModelRef(name)
     if not selector:
         raise InvalidInput(f"model reference {text!r}: nothing after '@' (give a version number or an alias)")
-    if selector.isdigit():
+    if selector.isascii() and selector.isdigit():  # str.isdigit alone takes '²', which int() refuses
         version = int(selector)
         if version < 1:
             raise InvalidInput(f"model reference {text!r}: versions start at 1")
+        if version > MAX_STORED_INT:
+            raise InvalidInput(f"model reference {text!r}: versions go up to {MAX_STORED_INT}")
         return ModelRef(name, version=version)
     if selector == LATEST:
         return ModelRef(name)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,9 +20,11 @@ from modelyard.core.extras import missing_dependency
 from modelyard.server.auth import Principal
 from modelyard.core.ids import new_id
 from modelyard.server.limits import BodyLimitMiddleware, BodyTooLarge, StrictJSONMiddleware
+from modelyard.server.responses import AUTH_ERRORS, documented
 from modelyard.store.workspace import Workspace
 
 log = logging.getLogger("modelyard.server")
+SECURITY_SCHEME = "bearerAuth"
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -55,6 +60,20 @@ def close_app(app: FastAPI) -> None:
     from modelyard.server.routes_services import close_upstream
 
     close_upstream(app)
+
+
+def server_paths_hidden(message: str, home: Path) -> str:
+    """``message`` without the server's own paths: the workspace becomes ``<workspace>``, a scratch folder under
+    the temp dir disappears (its file's name stays), the temp dir becomes ``<tmp>``.
+
+    A network caller learns nothing of the server's file system from an error; the in-process SDK (whose user owns
+    the files) keeps the full paths.
+    """
+    for root in sorted({str(home), str(Path(home).resolve())}, key=len, reverse=True):
+        message = message.replace(root, "<workspace>")
+    scratch = tempfile.gettempdir()
+    message = re.sub(re.escape(scratch) + r"/[^/\s'\"]+/", "", message)
+    return message.replace(scratch, "<tmp>")
 
 
 def create_app(workspace: Workspace, local_principal: Principal | None = None) -> FastAPI:
@@ -95,7 +114,8 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     @app.exception_handler(ModelyardError)
     async def _modelyard_error(_request: Request, exc: ModelyardError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, exc.code, exc.message, headers)
+        message = exc.message if local_principal is not None else server_paths_hidden(exc.message, workspace.home)
+        return _error(exc.status, exc.code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError):
@@ -134,15 +154,12 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
         )
 
     app.include_router(routes_system.router)
-    app.include_router(routes_jobs.router, prefix="/api/v1")
-    app.include_router(routes_tokens.router, prefix="/api/v1")
-    app.include_router(routes_gc.router, prefix="/api/v1")  # first: /blobs/gc before any /blobs/{parameter}
-    app.include_router(routes_blobs.router, prefix="/api/v1")
-    app.include_router(routes_data.router, prefix="/api/v1")
-    app.include_router(routes_runs.router, prefix="/api/v1")
-    app.include_router(routes_models.router, prefix="/api/v1")
-    app.include_router(routes_services.router, prefix="/api/v1")
-    app.include_router(routes_migrations.router, prefix="/api/v1")
+    # every /api/v1 route authenticates (401) and checks the caller's role (403) before anything else
+    authenticated = documented(None, *AUTH_ERRORS)
+    # routes_gc before routes_blobs: /blobs/gc before any /blobs/{parameter}
+    for module in (routes_jobs, routes_tokens, routes_gc, routes_blobs, routes_data, routes_runs, routes_models,
+                   routes_services, routes_migrations):
+        app.include_router(module.router, prefix="/api/v1", responses=authenticated)
     from modelyard.server import console
 
     console.mount(app)
@@ -152,4 +169,36 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     app.add_middleware(StrictJSONMiddleware, max_depth=MAX_DEPTH, skip_suffixes=("/predict",))
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=workspace.settings.max_body_bytes,
                        page_for=console.too_large_page)
+    app.openapi = lambda: _openapi(app)
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document plus what it cannot infer: the bearer scheme on every ``/api/v1`` operation (optional on
+    predict: a public service needs none), and the one error body in place of FastAPI's own 422 shape (the
+    handlers above answer ``{"error": {...}}``, never ``{"detail": [...]}``)."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+        "type": "http", "scheme": "bearer",
+        "description": "An API token (modelyard tokens create): viewer reads, editor writes, admin manages tokens.",
+    }
+    schemas = components.get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/api/v1/"):
+                operation["security"] = [{SECURITY_SCHEME: []}]
+                if path.endswith("/predict") and method == "post":
+                    operation["security"].append({})
+            validation = operation.get("responses", {}).get("422")
+            if validation is not None:
+                validation["description"] = "A field, parameter or spec is invalid; the message names it."
+                validation["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    app.openapi_schema = document
+    return document

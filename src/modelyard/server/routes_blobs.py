@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import Blob, BlobMissing, BlobUpload, documented
 
 router = APIRouter(tags=["blobs"])
 SPOOL_BYTES = 8 * 1024 * 1024  # an upload larger than this waits on disk, not in memory
@@ -31,14 +32,19 @@ class DigestQuery(BaseModel):
     digests: list[str] = Field(max_length=MAX_DIGESTS_PER_QUERY, description="sha256 digests the client holds")
 
 
-@router.post("/blobs", status_code=201)
+@router.post("/blobs", status_code=201, responses=documented(Blob, 413, status=201))
 async def upload_blob(request: Request, _: Principal = Depends(require("editor"))):
     """Store the raw request body; answers its ``sha256:`` digest and size. Bodies over the limit get 413."""
     from starlette.concurrency import run_in_threadpool
 
+    from modelyard.core.errors import WorkspaceError
+
     blobs = request.app.state.workspace.blobs
     staging = blobs.root / "tmp"
-    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # as the blob store itself says it, not a bare 500
+        raise WorkspaceError(f"cannot write to blob store {blobs.root}: {exc.strerror}") from exc
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, dir=staging) as buffer:
         async for chunk in request.stream():
             buffer.write(chunk)
@@ -47,7 +53,7 @@ async def upload_blob(request: Request, _: Principal = Depends(require("editor")
     return {"schema": "modelyard.blob/1", "digest": "sha256:" + info.digest, "size": info.size}
 
 
-@router.post("/blobs/missing")
+@router.post("/blobs/missing", responses=documented(BlobMissing, 413, 422))
 def missing_blobs(body: DigestQuery, request: Request, _: Principal = Depends(require("editor"))):
     """Which of ``digests`` the store does not hold yet: what a client still has to upload (resumable uploads)."""
     blobs = request.app.state.workspace.blobs
@@ -72,7 +78,7 @@ def _upload_state(request: Request, upload_id: str, path) -> dict:
             "chunk_bytes": request.app.state.workspace.settings.max_body_bytes}
 
 
-@router.post("/blobs/uploads", status_code=201)
+@router.post("/blobs/uploads", status_code=201, responses=documented(BlobUpload, status=201))
 def start_upload(request: Request, _: Principal = Depends(require("editor"))):
     """Start an upload session for a file larger than one request body. ``chunk_bytes`` is the largest chunk
     the server takes; send chunks with ``PUT /blobs/uploads/{id}?offset=N``, then ``POST .../complete``."""
@@ -83,13 +89,13 @@ def start_upload(request: Request, _: Principal = Depends(require("editor"))):
     return _upload_state(request, upload_id, folder / upload_id)
 
 
-@router.get("/blobs/uploads/{upload_id}")
+@router.get("/blobs/uploads/{upload_id}", responses=documented(BlobUpload, 404))
 def upload_state(upload_id: str, request: Request, _: Principal = Depends(require("editor"))):
     """How many bytes the server holds: where a resumed upload continues."""
     return _upload_state(request, upload_id, _upload_path(request, upload_id))
 
 
-@router.put("/blobs/uploads/{upload_id}")
+@router.put("/blobs/uploads/{upload_id}", responses=documented(BlobUpload, 404, 409, 413, 422))
 async def append_chunk(upload_id: str, request: Request, offset: int = Query(ge=0),
                        _: Principal = Depends(require("editor"))):
     """Append the body at ``offset``, which must be the bytes held so far (409 with the right offset otherwise)."""
@@ -105,7 +111,8 @@ async def append_chunk(upload_id: str, request: Request, offset: int = Query(ge=
     return _upload_state(request, upload_id, path)
 
 
-@router.post("/blobs/uploads/{upload_id}/complete", status_code=201)
+@router.post("/blobs/uploads/{upload_id}/complete", status_code=201,
+             responses=documented(Blob, 404, 413, 422, status=201))
 def complete_upload(upload_id: str, body: CompleteUpload, request: Request,
                     _: Principal = Depends(require("editor"))):
     """Check the whole file against ``digest`` and store it; the session ends either way."""
@@ -125,7 +132,9 @@ def complete_upload(upload_id: str, body: CompleteUpload, request: Request,
     return {"schema": "modelyard.blob/1", "digest": "sha256:" + info.digest, "size": info.size}
 
 
-@router.get("/blobs/{digest}")
+@router.get("/blobs/{digest}", response_class=StreamingResponse,
+            responses=documented(None, 404, 422, 500, media_type="application/octet-stream",
+                                 description="The blob's bytes."))
 def download_blob(digest: str, request: Request, _: Principal = Depends(require("viewer"))):
     """The blob's bytes, verified against its digest first (a corrupt blob answers 500 integrity_error)."""
     store = request.app.state.workspace.blobs

@@ -8,9 +8,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelyard.core.ids import MAX_STORED_INT
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import Dataset as DatasetBody
+from modelyard.server.responses import (
+    DatasetDeleted,
+    DatasetList,
+    DatasetManifest,
+    DatasetStats,
+    DatasetSteps,
+    DatasetVersion,
+    documented,
+)
 
 router = APIRouter(tags=["datasets"])
 
@@ -61,7 +73,7 @@ def _ref(name: str, version: str) -> str:
     return f"{name}@{version}"
 
 
-@router.post("/datasets/import", status_code=201)
+@router.post("/datasets/import", status_code=201, responses=documented(DatasetVersion, 404, 413, 422, status=201))
 def import_dataset(body: ImportDataset, request: Request, principal: Principal = Depends(require("editor"))):
     """Import an uploaded file as the next version of dataset ``name`` (nothing is stored if it fails)."""
     from modelyard.core.errors import InvalidInput
@@ -83,7 +95,8 @@ def import_dataset(body: ImportDataset, request: Request, principal: Principal =
     return version.to_dict()
 
 
-@router.post("/datasets/import-files", status_code=201)
+@router.post("/datasets/import-files", status_code=201,
+             responses=documented(DatasetVersion, 404, 413, 422, status=201))
 def import_files(body: ImportFiles, request: Request, principal: Principal = Depends(require("editor"))):
     """Import uploaded files (a folder's tree, or one table) as the next version of ``name``. The files are linked
     (or copied) from the blob store into a scratch folder one at a time, so memory does not grow with their size."""
@@ -112,19 +125,19 @@ def import_files(body: ImportFiles, request: Request, principal: Principal = Dep
     return version.to_dict()
 
 
-@router.get("/datasets")
+@router.get("/datasets", responses=documented(DatasetList))
 def list_datasets(request: Request, _: Principal = Depends(require("viewer"))):
     return {"schema": "modelyard.dataset-list/1", "items": _store(request).list()}
 
 
-@router.get("/datasets/{name}")
+@router.get("/datasets/{name}", responses=documented(DatasetBody, 404))
 def dataset_versions(name: str, request: Request, _: Principal = Depends(require("viewer"))):
     versions = _store(request).versions(name)
     return {"schema": "modelyard.dataset/1", "name": name, "kind": versions[-1].kind,
             "versions": [v.to_dict() for v in versions]}
 
 
-@router.delete("/datasets/{name}")
+@router.delete("/datasets/{name}", responses=documented(DatasetDeleted, 404, 409, 422))
 def delete_dataset(name: str, request: Request, _: Principal = Depends(require("editor"))):
     """Delete a dataset with all its versions (rows only; ``POST /blobs/gc`` frees the files nothing else uses).
     409 while an unfinished job uses it."""
@@ -132,19 +145,20 @@ def delete_dataset(name: str, request: Request, _: Principal = Depends(require("
     return {"schema": "modelyard.dataset-deleted/1", "name": name, "versions_deleted": [v.version for v in gone]}
 
 
-@router.delete("/datasets/{name}/versions/{version}")
-def delete_version(name: str, version: int, request: Request, _: Principal = Depends(require("editor"))):
+@router.delete("/datasets/{name}/versions/{version}", responses=documented(DatasetDeleted, 404, 409, 422))
+def delete_version(name: str, request: Request, version: int = PathParameter(ge=1, le=MAX_STORED_INT),
+                   _: Principal = Depends(require("editor"))):
     """Delete one version (rows only; see ``DELETE /datasets/{name}``)."""
     gone = _store(request).delete(_ref(name, str(version)))
     return {"schema": "modelyard.dataset-deleted/1", "name": name, "versions_deleted": [v.version for v in gone]}
 
 
-@router.get("/datasets/{name}/versions/{version}")
+@router.get("/datasets/{name}/versions/{version}", responses=documented(DatasetVersion, 404, 422))
 def get_version(name: str, version: str, request: Request, _: Principal = Depends(require("viewer"))):
     return _store(request).get(_ref(name, version)).to_dict()
 
 
-@router.get("/datasets/{name}/versions/{version}/stats")
+@router.get("/datasets/{name}/versions/{version}/stats", responses=documented(DatasetStats, 404, 422))
 def version_stats(name: str, version: str, request: Request, _: Principal = Depends(require("viewer"))):
     store = _store(request)
     found = store.get(_ref(name, version))
@@ -152,13 +166,13 @@ def version_stats(name: str, version: str, request: Request, _: Principal = Depe
             "data_schema": found.schema, "check": store.check(found).to_dict()}
 
 
-@router.get("/datasets/{name}/versions/{version}/manifest")
+@router.get("/datasets/{name}/versions/{version}/manifest", responses=documented(DatasetManifest, 404, 422))
 def version_manifest(name: str, version: str, request: Request, _: Principal = Depends(require("viewer"))):
     store = _store(request)
     return store.manifest(store.get(_ref(name, version)))
 
 
-@router.get("/datasets/{name}/versions/{version}/duplicates")
+@router.get("/datasets/{name}/versions/{version}/duplicates", responses=documented(None, 404, 422))
 def duplicate_preview(name: str, version: str, request: Request,
                       near: bool = Query(True, description="Include near-duplicate images, not only identical files."),
                       _: Principal = Depends(require("viewer"))):
@@ -168,7 +182,8 @@ def duplicate_preview(name: str, version: str, request: Request,
     return duplicate_plan(_store(request), _ref(name, version), near=near)
 
 
-@router.post("/datasets/{name}/versions/{version}/steps", status_code=201)
+@router.post("/datasets/{name}/versions/{version}/steps", status_code=201,
+             responses=documented(DatasetSteps, 404, 413, 422, status=201))
 def apply_steps(name: str, version: str, body: Steps, request: Request,
                 principal: Principal = Depends(require("editor"))):
     """Apply preprocessing operators in order; each makes a new version with lineage to its parent."""

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import BlobUnpinned, documented
 
 router = APIRouter(tags=["blobs"])
 
@@ -23,7 +24,7 @@ class Pin(BaseModel):
     note: str = Field(default="", max_length=1000, description="Why it is kept.")
 
 
-@router.post("/blobs/gc")
+@router.post("/blobs/gc", responses=documented(None, 409, 413, 422))
 def collect_garbage(body: Collect, request: Request, _: Principal = Depends(require("admin"))):
     """Delete blobs that no dataset, model version, run, unfinished job, job result or pin refers to and that are
     older than the grace period (``modelyard.blob-gc/1``). Admin only: it is the one call that frees data."""
@@ -40,7 +41,7 @@ def list_pins(request: Request, _: Principal = Depends(require("viewer"))):
     return {"schema": "modelyard.blob-pins/1", "items": pins(request.app.state.workspace)}
 
 
-@router.put("/pins/{digest}")
+@router.put("/pins/{digest}", responses=documented(None, 404, 413, 422))
 def pin_blob(digest: str, body: Pin, request: Request, principal: Principal = Depends(require("editor"))):
     """Keep a stored blob through garbage collection (404 if it is not stored)."""
     from modelyard.store.gc import pin
@@ -49,7 +50,7 @@ def pin_blob(digest: str, body: Pin, request: Request, principal: Principal = De
             **pin(request.app.state.workspace, digest, note=body.note, created_by=principal.name)}
 
 
-@router.delete("/pins/{digest}")
+@router.delete("/pins/{digest}", responses=documented(BlobUnpinned, 404, 422))
 def unpin_blob(digest: str, request: Request, _: Principal = Depends(require("editor"))):
     from modelyard.store.gc import unpin
 

@@ -16,6 +16,7 @@ from modelyard.core.errors import ModelyardError
 from modelyard.core.trust import Caller
 from modelyard.jobs.queue import JobQueue
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import Job, JobKinds, JobList, documented
 
 router = APIRouter(tags=["jobs"])
 FOLLOW_POLL_S = 0.25
@@ -34,7 +35,7 @@ def _queue(request: Request) -> JobQueue:
     return JobQueue(request.app.state.workspace)
 
 
-@router.post("/jobs", status_code=201)
+@router.post("/jobs", status_code=201, responses=documented(Job, 413, 422, status=201))
 def submit_job(body: SubmitJob, request: Request, principal: Principal = Depends(require("editor"))):
     """Queue a job. Specs are untrusted: code outside the built-in zoo and paths on the server need the admin
     role (403 otherwise); files travel as uploaded blobs named in the spec's ``files``."""
@@ -42,7 +43,7 @@ def submit_job(body: SubmitJob, request: Request, principal: Principal = Depends
     return _queue(request).submit(body.kind, body.spec, owner=principal.name, caller=caller).to_dict()
 
 
-@router.get("/jobs")
+@router.get("/jobs", responses=documented(JobList, 422))
 def list_jobs(
     request: Request,
     status: str | None = None,
@@ -56,7 +57,7 @@ def list_jobs(
     return {"schema": "modelyard.job-list/1", "items": [job.to_dict() for job in items], "next": cursor}
 
 
-@router.get("/job-kinds")
+@router.get("/job-kinds", responses=documented(JobKinds))
 def job_kinds(_: Principal = Depends(require("viewer"))):
     kinds = []
     for name, target in sorted(plugins.job_kind_targets().items()):
@@ -71,21 +72,22 @@ def job_kinds(_: Principal = Depends(require("viewer"))):
     return {"schema": "modelyard.job-kinds/1", "items": kinds}
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=documented(Job, 404))
 def get_job(job_id: str, request: Request, _: Principal = Depends(require("viewer"))):
     return _queue(request).get(job_id).to_dict()
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", responses=documented(Job, 404, 409))
 def cancel_job(job_id: str, request: Request, _: Principal = Depends(require("editor"))):
     return _queue(request).cancel(job_id).to_dict()
 
 
-@router.get("/jobs/{job_id}/logs", response_class=Response)
+@router.get("/jobs/{job_id}/logs", response_class=Response,
+            responses=documented(None, 404, 422, 429, media_type="text/plain", description="The log text."))
 def job_logs(
     job_id: str,
     request: Request,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**62),
     follow: bool = Query(False, description="keep the response open and stream new lines until the job ends"),
     principal: Principal = Depends(require("viewer")),
 ):

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import InvalidInput
+from modelyard.core.ids import MAX_STORED_INT
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import (
+    AliasDeleted,
+    ModelDeleted,
+    ModelList,
+    ModelVersion,
+    ModelVersionWithCard,
+    documented,
+)
+from modelyard.server.responses import Model as ModelBody
 
 router = APIRouter(tags=["models"])
 
@@ -34,7 +44,7 @@ class RegisterVersion(BaseModel):
 
 class SetAlias(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_STORED_INT)
 
 
 def _registry(request: Request):
@@ -58,7 +68,8 @@ def _job_files(registry, path) -> tuple[dict[str, str], str, str]:
     return {name: "sha256:" + blobs.put_file(p).digest for name, p in files.items()}, entry, source
 
 
-@router.post("/models/{name}/versions", status_code=201)
+@router.post("/models/{name}/versions", status_code=201,
+             responses=documented(ModelVersion, 404, 409, 413, 422, status=201))
 def register_version(name: str, body: RegisterVersion, request: Request,
                      principal: Principal = Depends(require("editor"))):
     registry = _registry(request)
@@ -82,48 +93,59 @@ def register_version(name: str, body: RegisterVersion, request: Request,
     return version.to_dict()
 
 
-@router.get("/models")
+@router.get("/models", responses=documented(ModelList))
 def list_models(request: Request, _: Principal = Depends(require("viewer"))):
     return {"schema": "modelyard.model-list/1", "items": _registry(request).list_models()}
 
 
-@router.get("/models/{name}")
+@router.get("/models/{name}", responses=documented(ModelBody, 404))
 def get_model(name: str, request: Request, _: Principal = Depends(require("viewer"))):
     return _registry(request).get_model(name)
 
 
-@router.delete("/models/{name}")
+@router.delete("/models/{name}", responses=documented(ModelDeleted, 404, 409))
 def delete_model(name: str, request: Request, _: Principal = Depends(require("editor"))):
     count = _registry(request).delete_model(name)
     return {"schema": "modelyard.model-deleted/1", "name": name, "versions_deleted": count}
 
 
-@router.get("/models/{name}/versions/{selector}")
+@router.get("/models/{name}/versions/{selector}", responses=documented(ModelVersionWithCard, 404, 422))
 def get_version(name: str, selector: str, request: Request, _: Principal = Depends(require("viewer"))):
     """``selector``: a version number, an alias or ``latest``."""
     return _registry(request).get_version(f"{name}@{selector}").to_dict(card=True)
 
 
-@router.get("/models/{name}/versions/{selector}/card", response_class=Response)
+@router.get("/models/{name}/versions/{selector}/card", response_class=Response,
+            responses=documented(None, 404, 422, media_type="text/markdown", description="The model card."))
 def get_card(name: str, selector: str, request: Request, _: Principal = Depends(require("viewer"))):
     """The version's model card (Markdown)."""
     card = _registry(request).get_version(f"{name}@{selector}").card
     return Response(card, media_type="text/markdown; charset=utf-8")
 
 
-@router.delete("/models/{name}/versions/{version}")
-def delete_version(name: str, version: int, request: Request, _: Principal = Depends(require("editor"))):
+@router.delete("/models/{name}/versions/{version}", responses=documented(ModelDeleted, 404, 409, 422))
+def delete_version(name: str, request: Request, version: int = Path(ge=1, le=MAX_STORED_INT),
+                   _: Principal = Depends(require("editor"))):
     gone = _registry(request).delete_version(name, version)
     return {"schema": "modelyard.model-deleted/1", "name": name, "version": gone.version, "versions_deleted": 1}
 
 
-@router.put("/models/{name}/aliases/{alias}")
+@router.put("/models/{name}/aliases/{alias}", responses=documented(ModelVersion, 404, 413, 422))
 def set_alias(name: str, alias: str, body: SetAlias, request: Request,
               principal: Principal = Depends(require("editor"))):
-    return _registry(request).set_alias(name, alias, body.version, principal.name).to_dict()
+    """Point the alias at a version (creating or moving it). Running services deployed from ``name@alias`` follow:
+    each gets a new revision serving the new version (the old one serves until it loads)."""
+    from modelyard.deploy.services import ServiceStore
+    from modelyard.deploy.supervisor import ensure_running
+
+    workspace = request.app.state.workspace
+    version = _registry(request).set_alias(name, alias, body.version, principal.name)
+    if ServiceStore(workspace).follow_alias(name, alias, created_by=principal.name):
+        ensure_running(workspace.settings, only_if_services=False)
+    return version.to_dict()
 
 
-@router.delete("/models/{name}/aliases/{alias}")
+@router.delete("/models/{name}/aliases/{alias}", responses=documented(AliasDeleted, 404, 422))
 def delete_alias(name: str, alias: str, request: Request, _: Principal = Depends(require("editor"))):
     _registry(request).delete_alias(name, alias)
     return {"schema": "modelyard.alias-deleted/1", "name": name, "alias": alias}

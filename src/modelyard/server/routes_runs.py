@@ -8,7 +8,18 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelyard.core.ids import MAX_STORED_INT
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import (
+    Run,
+    RunCompare,
+    RunDeleted,
+    RunList,
+    RunLogs,
+    RunWithHistory,
+    Stored,
+    documented,
+)
 
 router = APIRouter(tags=["runs"])
 
@@ -64,13 +75,13 @@ def _runs(request: Request):
     return RunStore(request.app.state.workspace)
 
 
-@router.post("/runs", status_code=201)
+@router.post("/runs", status_code=201, responses=documented(Run, 413, 422, status=201))
 def create_run(body: CreateRun, request: Request, principal: Principal = Depends(require("editor"))):
     return _runs(request).create(body.name, body.experiment, body.params, body.tags, body.dataset, body.job_id,
                                  created_by=principal.name).to_dict()
 
 
-@router.get("/runs")
+@router.get("/runs", responses=documented(RunList, 422))
 def list_runs(
     request: Request,
     experiment: str | None = None,
@@ -112,13 +123,13 @@ def metric_series(run_id: str, key: str, request: Request, max_points: int = Que
     return series(_runs(request), run_id, key, max_points)
 
 
-@router.get("/runs-compare")
+@router.get("/runs-compare", responses=documented(RunCompare, 404, 422))
 def compare_runs(request: Request, ids: str = Query(..., description="Comma-separated run ids."),
                  _: Principal = Depends(require("viewer"))):
     return _runs(request).compare([i.strip() for i in ids.split(",") if i.strip()])
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", responses=documented(RunWithHistory, 404, 422))
 def get_run(run_id: str, request: Request, history: bool = Query(True, description="Include metric history."),
             _: Principal = Depends(require("viewer"))):
     store = _runs(request)
@@ -131,39 +142,40 @@ def get_run(run_id: str, request: Request, history: bool = Query(True, descripti
     return data
 
 
-@router.post("/runs/{run_id}/metrics")
+@router.post("/runs/{run_id}/metrics", responses=documented(Stored, 404, 409, 413, 422))
 def log_metrics(run_id: str, body: LogMetrics, request: Request, _: Principal = Depends(require("editor"))):
     stored = _runs(request).log_metrics(run_id, [p.model_dump() for p in body.metrics])
     return {"stored": stored}
 
 
-@router.post("/runs/{run_id}/params")
+@router.post("/runs/{run_id}/params", responses=documented(Run, 404, 409, 413, 422))
 def log_params(run_id: str, body: LogParams, request: Request, _: Principal = Depends(require("editor"))):
     return _runs(request).log_params(run_id, body.params).to_dict()
 
 
-@router.post("/runs/{run_id}/logs")
+@router.post("/runs/{run_id}/logs", responses=documented(Stored, 404, 409, 413, 422))
 def log_lines(run_id: str, body: LogLines, request: Request, _: Principal = Depends(require("editor"))):
     return {"stored": _runs(request).log_lines(run_id, body.lines)}
 
 
-@router.get("/runs/{run_id}/logs")
-def read_logs(run_id: str, request: Request, offset: int = Query(0, ge=0), limit: int = Query(10_000, ge=1),
+@router.get("/runs/{run_id}/logs", responses=documented(RunLogs, 404, 422))
+def read_logs(run_id: str, request: Request, offset: int = Query(0, ge=0, le=MAX_STORED_INT),
+              limit: int = Query(10_000, ge=1, le=100_000),
               _: Principal = Depends(require("viewer"))):
     return {"schema": "modelyard.run-logs/1", **_runs(request).logs(run_id, offset, limit)}
 
 
-@router.post("/runs/{run_id}/artifacts")
+@router.post("/runs/{run_id}/artifacts", responses=documented(Run, 404, 409, 413, 422))
 def add_artifact(run_id: str, body: Artifact, request: Request, _: Principal = Depends(require("editor"))):
     return _runs(request).add_artifact(run_id, body.name, body.digest).to_dict()
 
 
-@router.post("/runs/{run_id}/finish")
+@router.post("/runs/{run_id}/finish", responses=documented(Run, 404, 409, 413, 422))
 def finish_run(run_id: str, body: Finish, request: Request, _: Principal = Depends(require("editor"))):
     return _runs(request).finish(run_id, body.status, body.error).to_dict()
 
 
-@router.delete("/runs/{run_id}")
+@router.delete("/runs/{run_id}", responses=documented(RunDeleted, 404, 409))
 def delete_run(run_id: str, request: Request, _: Principal = Depends(require("editor"))):
     """Delete a finished, failed or killed run with its metrics and logs (409 while it runs)."""
     run = _runs(request).delete(run_id)

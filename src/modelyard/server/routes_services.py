@@ -10,13 +10,38 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import NotFound, Unavailable
+from modelyard.core.ids import MAX_STORED_INT
 from modelyard.deploy.services import DeploySpec
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import PredictAnswer, Service, ServiceDeleted, ServiceList, documented
 
 router = APIRouter(tags=["services"])
 _PROXY_HEADERS = ("content-type", "accept", "x-modelyard-key")
 _RESPONSE_HEADERS = ("content-type", "x-modelyard-model")
 _UPSTREAM_LOCK = threading.Lock()
+
+
+# the replica's answers, passed through: JSON, or the npy/safetensors bytes the Accept header asked for
+_PREDICT_RESPONSES = {
+    **documented(PredictAnswer, 400, 401, 403, 404, 413, 415, 422, 500, 503,
+                 description="The outputs (JSON, or binary for Accept: application/x-npy or x-safetensors)."),
+}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+# read from the raw body (the replica decodes it against the model's signature), so declared here by hand
+_PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {
+            "type": "object", "required": ["inputs"],
+            "properties": {"inputs": {"description": "input name -> nested list (one-input models: a list)"},
+                           "key": {"type": "string", "description": "sticky key for a canary split"}}}},
+        "application/x-npy": _BINARY, "application/x-safetensors": _BINARY, "image/png": _BINARY,
+        "image/jpeg": _BINARY,
+    },
+}
+_PREDICT_RESPONSES[200]["content"] = {
+    "application/x-npy": _BINARY, "application/x-safetensors": _BINARY,
+}
 
 
 class Scale(BaseModel):
@@ -31,7 +56,8 @@ class Traffic(BaseModel):
 
 class Rollback(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    revision: int | None = Field(default=None, ge=1, description="default: the revision live before the current")
+    revision: int | None = Field(default=None, ge=1, le=MAX_STORED_INT,
+                                 description="default: the revision live before the current")
 
 
 def _store(request: Request):
@@ -50,59 +76,65 @@ def _view(request: Request, service) -> dict:
     return service_view(workspace.home, service)
 
 
-@router.post("/services", status_code=201)
+@router.post("/services", status_code=201, responses=documented(Service, 404, 409, 413, 422, status=201))
 def deploy(body: DeploySpec, request: Request, principal: Principal = Depends(require("editor"))):
     """Deploy a model version as a service (or a new revision of an existing one). Answers at once with status
     ``deploying``; poll ``GET /services/{name}`` until the revision is ``live`` or ``failed``."""
     return _view(request, _store(request).deploy(body, created_by=principal.name))
 
 
-@router.get("/services")
+@router.get("/services", responses=documented(ServiceList))
 def list_services(request: Request, _: Principal = Depends(require("viewer"))):
     return {"schema": "modelyard.service-list/1", "items": [_view(request, s) for s in _store(request).list()]}
 
 
-@router.get("/services/{name}")
+@router.get("/services/{name}", responses=documented(Service, 404))
 def get_service(name: str, request: Request, _: Principal = Depends(require("viewer"))):
     return _view(request, _store(request).get(name))
 
 
-@router.post("/services/{name}/scale")
+@router.post("/services/{name}/scale", responses=documented(Service, 404, 409, 413, 422))
 def scale(name: str, body: Scale, request: Request, _: Principal = Depends(require("editor"))):
     return _view(request, _store(request).scale(name, body.replicas))
 
 
-@router.post("/services/{name}/stop")
+@router.post("/services/{name}/stop", responses=documented(Service, 404, 409))
 def stop(name: str, request: Request, _: Principal = Depends(require("editor"))):
     return _view(request, _store(request).stop(name))
 
 
-@router.post("/services/{name}/start")
+@router.post("/services/{name}/start", responses=documented(Service, 404, 409),
+             description="Start a stopped service on its live revision. Answers at once; poll GET /services/{name} "
+                         "until it is ready (the CLI and SDK wait).")
 def start(name: str, request: Request, _: Principal = Depends(require("editor"))):
     return _view(request, _store(request).start(name))
 
 
-@router.put("/services/{name}/traffic")
+@router.put("/services/{name}/traffic", responses=documented(Service, 404, 409, 413, 422))
 def set_traffic(name: str, body: Traffic, request: Request, principal: Principal = Depends(require("editor"))):
     return _view(request, _store(request).set_traffic(name, body.traffic, created_by=principal.name))
 
 
-@router.post("/services/{name}/rollback")
+@router.post("/services/{name}/rollback", responses=documented(Service, 404, 409, 413, 422))
 def rollback(name: str, request: Request, body: Rollback | None = None,
              principal: Principal = Depends(require("editor"))):
     revision = body.revision if body else None
     return _view(request, _store(request).rollback(name, revision, created_by=principal.name))
 
 
-@router.delete("/services/{name}")
+@router.delete("/services/{name}", responses=documented(ServiceDeleted, 404, 409))
 def delete(name: str, request: Request, _: Principal = Depends(require("editor"))):
-    _store(request).delete(name)
-    return {"schema": "modelyard.service-deleted/1", "name": name}
+    """Delete a service; a running one is stopped first (``stopped`` says so): its replicas finish in-flight
+    requests and exit."""
+    stopped = _store(request).delete(name)
+    return {"schema": "modelyard.service-deleted/1", "name": name, "stopped": stopped}
 
 
-@router.get("/services/{name}/logs", response_class=Response)
+@router.get("/services/{name}/logs", response_class=Response,
+            responses=documented(None, 404, 422, media_type="text/plain", description="The log lines."))
 def logs(name: str, request: Request, source: str = Query("events", description="events, access or replica"),
-         replica: int | None = Query(None, ge=0), revision: int | None = Query(None, ge=1),
+         replica: int | None = Query(None, ge=0, le=1024),
+         revision: int | None = Query(None, ge=1, le=MAX_STORED_INT),
          lines: int = Query(200, ge=1, le=100_000), _: Principal = Depends(require("viewer"))):
     """The service's events (what the supervisor did), its access log (one JSON line per request) or its
     replicas' own output."""
@@ -183,7 +215,8 @@ def _authorized_service(request: Request, name: str):
     return service
 
 
-@router.post("/services/{name}/predict", response_class=Response)
+@router.post("/services/{name}/predict", response_class=Response, responses=_PREDICT_RESPONSES,
+             openapi_extra={"requestBody": _PREDICT_BODY})
 async def predict(name: str, request: Request):
     """Proxy to the service's ``POST /v1/predict`` (same bodies and answers). Needs a token unless the service
     is public."""
@@ -204,7 +237,9 @@ def stats(name: str, request: Request, buckets: int = Query(60, ge=1, le=1000),
     return access_stats(request.app.state.workspace.home, name, buckets, lines)
 
 
-@router.get("/services/{name}/metrics", response_class=Response)
+@router.get("/services/{name}/metrics", response_class=Response,
+            responses=documented(None, 404, 503, media_type="text/plain",
+                                 description="Prometheus text exposition, summed over replicas."))
 def metrics(name: str, request: Request, _: Principal = Depends(require("viewer"))):
     """The service's Prometheus metrics (all replicas)."""
     return _forward(request, _store(request).get(name), "GET", "/metrics")
