@@ -120,7 +120,6 @@ def test_an_editor_is_refused_code_and_server_paths_by_every_kind(api, tmp_path,
 
 
 def _register_model(api, tmp_path) -> str:
-    import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
