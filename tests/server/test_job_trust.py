@@ -119,11 +119,26 @@ def test_an_editor_is_refused_code_and_server_paths_by_every_kind(api, tmp_path,
     assert list(api.workspace.settings.jobs_dir.iterdir()) == []
 
 
+def _register_model(api, tmp_path) -> str:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    digest = _upload(api, model.SerializeToString())
+    api.post("/api/v1/models/ident/versions", json={"files": {"model.onnx": digest}, "entry": "model.onnx"},
+             headers=api.headers_for["admin"]).raise_for_status()
+    return "ident@1"
+
+
 def test_the_admin_role_may_run_code_and_name_server_paths(api, tmp_path):
     """Allowed at submit (the admin owns the host); cancelled before any worker could run them."""
+    model = _register_model(api, tmp_path)
     for kind, spec in [("migrate.convert", {"spec": EXPLOIT}),
                        ("migrate.apply", {"path": str(tmp_path), "target": "any", "out": str(tmp_path / "o")}),
-                       ("batch.predict", {"model": "m@1", "input": "/etc/passwd", "output": str(tmp_path / "o.csv")})]:
+                       ("batch.predict", {"model": model, "input": "/etc/passwd", "output": str(tmp_path / "o.csv")})]:
         response = api.post("/api/v1/jobs", json={"kind": kind, "spec": spec}, headers=api.headers_for["admin"])
         assert response.status_code == 201, response.text
         api.post(f"/api/v1/jobs/{response.json()['id']}/cancel", headers=api.headers_for["admin"]).raise_for_status()

@@ -95,14 +95,19 @@ def test_two_processes_writing_at_once_lose_nothing(store):
 def test_put_bytes_of_a_stored_blob_writes_nothing(store, monkeypatch):
     """Importing files that were uploaded already must not write (and fsync) each one a second time."""
     info = store.put_bytes(b"uploaded first")
+    path = store.path_for(info.digest)
+    os.utime(path, (1_000_000, 1_000_000))
     monkeypatch.setattr(store, "put_stream", lambda *a, **k: pytest.fail("wrote a stored blob again"))
     assert store.put_bytes(b"uploaded first") == info
+    assert path.stat().st_mtime > 1_000_000  # renewed: garbage collection's grace period protects it again
 
 
 def test_missing_and_materialize(store, tmp_path):
     a, b = store.put_bytes(b"a"), store.put_bytes(b"bb")
     absent = "sha256:" + "0" * 64
+    os.utime(store.path_for(a.digest), (1_000_000, 1_000_000))
     assert store.missing(["sha256:" + a.digest, absent]) == [absent]
+    assert store.path_for(a.digest).stat().st_mtime > 1_000_000  # the client will refer to it: renewed
     folder = store.materialize({"x/a.txt": a.digest, "b.txt": b.digest}, tmp_path / "copy")
     assert (folder / "x" / "a.txt").read_bytes() == b"a" and (folder / "b.txt").read_bytes() == b"bb"
     linked = store.materialize({"a.txt": a.digest}, tmp_path / "linked", link=True)

@@ -118,15 +118,21 @@ class BlobStore:
         import io
 
         digest = hashlib.sha256(data).hexdigest()
-        final = self.path_for(digest)
-        if final.is_file() and final.stat().st_size == len(data):  # stored already (an uploaded file being
-            try:                                                    # imported): no second write and fsync,
-                os.utime(final)                                     # but fresh again for the GC's grace period
-            except FileNotFoundError:  # collected a moment ago: store it again below
-                pass
-            else:
-                return BlobInfo(digest, len(data))
+        if self._refresh(digest, len(data)):  # stored already (an uploaded file being imported): no second write
+            return BlobInfo(digest, len(data))
         return self.put_stream(io.BytesIO(data))
+
+    def _refresh(self, digest: str, size: int | None = None) -> bool:
+        """True when the blob is stored (with ``size``, when given); its time is renewed, so garbage collection's
+        grace period protects it as it would a fresh upload."""
+        final = self.path_for(digest)
+        try:
+            if size is not None and final.stat().st_size != size:
+                return False
+            os.utime(final)
+        except FileNotFoundError:
+            return False
+        return True
 
     def put_file(self, path: str | Path) -> BlobInfo:
         path = Path(path)
@@ -205,8 +211,9 @@ class BlobStore:
         return dest
 
     def missing(self, digests: list[str]) -> list[str]:
-        """The digests (as given) this store does not hold: what a client still has to upload."""
-        return [d for d in digests if not self.exists(d)]
+        """The digests (as given) this store does not hold: what a client still has to upload. Those it holds are
+        renewed (see ``_refresh``): a client that skips uploading them is about to refer to them."""
+        return [d for d in digests if not self._refresh(d)]
 
     def materialize(self, files: dict[str, str], dest: str | Path, link: bool = False) -> Path:
         """Write verified copies of ``relative name -> digest`` into the folder ``dest``; returns ``dest``.
