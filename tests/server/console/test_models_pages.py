@@ -48,24 +48,38 @@ def test_viewer_cannot_move_aliases_or_deploy(as_role, sqlite_workspace, tmp_pat
 def test_evaluate_form_queues_the_same_job_as_the_api(as_role, sqlite_workspace, tmp_path):
     from modelyard.jobs.queue import JobQueue
 
+    from modelyard.data.datasets import DatasetStore
+
     register_linear(sqlite_workspace, tmp_path, "mm")
+    table = tmp_path / "iris.csv"
+    table.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(40)))
+    DatasetStore(sqlite_workspace).import_path(table, "iris")
     editor = as_role("editor")
     page = editor.get("/models/mm/versions/1")
+    unknown = editor.post("/models/mm/versions/1/evaluate", data={"csrf": csrf_of(page.text), "data": "ghost@1",
+                                                                  "split": "validation"}, follow_redirects=False)
+    assert unknown.status_code == 404 and "dataset &#39;ghost&#39; not found" in unknown.text
     answer = editor.post("/models/mm/versions/1/evaluate", data={"csrf": csrf_of(page.text), "data": "iris@1",
                                                                  "split": "validation"}, follow_redirects=False)
     job_id = answer.headers["location"].split("?")[0].rsplit("/", 1)[-1]
     job = JobQueue(sqlite_workspace).get(job_id)
-    assert job.kind == "evaluate" and job.spec == {"model": "mm@1", "data": "iris@1", "split": "validation"}
+    assert job.kind == "evaluate" and job.spec == {"model": "mm@1", "dataset": "iris@1", "split": "validation"}
     assert "waiting for the evaluation" in editor.get(f"/evaluations/{job_id}").text
     assert job_id in editor.get("/evaluations").text
 
 
-def test_evaluation_page_renders_a_report(as_role, sqlite_workspace):
+def test_evaluation_page_renders_a_report(as_role, sqlite_workspace, tmp_path):
     import sqlalchemy as sa
+
+    from modelyard.data.datasets import DatasetStore
 
     from modelyard.jobs.queue import JobQueue
     from modelyard.store.schema import jobs
 
+    register_linear(sqlite_workspace, tmp_path, "m")
+    table = tmp_path / "d.csv"
+    table.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(40)))
+    DatasetStore(sqlite_workspace).import_path(table, "d")
     job = JobQueue(sqlite_workspace).submit("evaluate", {"model": "m@1", "data": "d@1"})
     result = {"model": "m@1", "dataset": "d@1", "split": "all", "rows": 10, "metrics": {"accuracy": 0.9},
               "classes": ["a", XSS], "confusion_matrix": [[4, 1], [0, 5]],

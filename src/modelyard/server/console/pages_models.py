@@ -107,7 +107,7 @@ def evaluate_version(request: Request, name: str, version: int, data: str = Form
     from modelyard.jobs.queue import JobQueue
 
     job = JobQueue(request.app.state.workspace).submit(
-        "evaluate", {"model": f"{name}@{version}", "data": data.strip(), "split": split}, owner=viewer.name,
+        "evaluate", {"model": f"{name}@{version}", "dataset": data.strip(), "split": split}, owner=viewer.name,
         caller=viewer.caller)
     return redirect(f"/evaluations/{job.id}", f"Evaluation job {job.id} queued.")
 
