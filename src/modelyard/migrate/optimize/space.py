@@ -213,6 +213,10 @@ def build_space(target: str, source_format: str, calibration: str | None = None)
         "openvino": {"threads": threads, "performance_hint": ["latency", "throughput"]},
     }
     grids = {family: {k: v for k, v in grid.items() if len(v) > 0} for family, grid in grids.items()}
+    # NOTE: the fp32 variants go first (stable sort: the rest keep their fast-first order). They are the ones most
+    # likely to pass the accuracy gate, so a budget that runs out on a slow or busy machine still leaves an accepted
+    # candidate instead of "no candidate accepted" after a few INT8 tries and their layer-blaming retries.
+    variants.sort(key=lambda variant: variant.numeric_class != "fp32")
     return Space(target, baseline, tuple(variants), grids, tuple(skipped))
 
 
