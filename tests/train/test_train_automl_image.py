@@ -33,10 +33,12 @@ def test_image_automl_registers_an_onnx_cnn_and_evaluates_with_saliency(image_ho
     from modelyard.train.evaluate import evaluate
 
     ctx = make_context(image_home)
-    result = run_automl(AutomlSpec(dataset="digits@1", name="digits-cnn", time_budget_s=12, max_latency_ms=20), ctx)
+    result = run_automl(AutomlSpec(dataset="digits@1", name="digits-cnn", time_budget_s=600, max_trials=1,
+                                   max_latency_ms=20), ctx)
     assert result["task"] == "image-classification" and result["model"] == "digits-cnn@1"
     assert result["classes"] == ["0", "1", "7"] and result["latency_ms"] <= 20
     assert result["leaderboard"][0]["family"] == "cnn" and result["score"] >= 0.6
+    assert result["trials"] == 1 and result["stop_reason"] == "max trials (1)"
     assert any("training on" in line for line in ctx.lines)
     workspace = Workspace.open(Settings.load(image_home))
     try:
@@ -61,7 +63,8 @@ def test_image_latency_gate_rejects_before_training(image_home, make_context):
     from modelyard.train.automl import AutomlSpec, run_automl
 
     with pytest.raises(InvalidInput, match=r"max latency 1e-06 ms: no CNN met it"):
-        run_automl(AutomlSpec(dataset="digits@1", name="never", time_budget_s=4, max_latency_ms=1e-6),
+        run_automl(AutomlSpec(dataset="digits@1", name="never", time_budget_s=600, max_trials=2,
+                              max_latency_ms=1e-6),
                    make_context(image_home))
 
 
