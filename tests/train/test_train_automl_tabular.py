@@ -155,8 +155,8 @@ def test_prefitted_soft_voting_ensemble_exports_to_onnx(trained_workspace):
 def test_no_refit_keeps_the_validation_split_held_out(trained_workspace):
     version, frame, split = _load(trained_workspace, "iris@1")
     lines = []
-    result = search_tabular(frame, split, version.schema, time_budget_s=2, families=("linear",), ensemble=False,
-                            refit=False, log=lines.append)
+    result = search_tabular(frame, split, version.schema, time_budget_s=600, max_trials=2, families=("linear",),
+                            ensemble=False, refit=False, log=lines.append)
     assert not result.refitted and any("validation split stays held out" in line for line in lines)
 
 
