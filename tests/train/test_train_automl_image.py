@@ -68,6 +68,29 @@ def test_image_latency_gate_rejects_before_training(image_home, make_context):
                    make_context(image_home))
 
 
+@pytest.mark.slow
+def test_max_trials_makes_the_image_search_step_bounded_and_repeatable():
+    """Same data, seed and max_trials under a budget never reached: the same candidates, scores and weights."""
+    from modelyard.data.samples import load_mnist
+    from modelyard.train.automl_image import search_image_arrays
+    from modelyard.train.latency import session
+
+    x, y = load_mnist()["train"]
+    picks = np.concatenate([np.flatnonzero(y == c)[:30] for c in (0, 1)])
+    x, y = x[picks].reshape(-1, 1, 28, 28), (y[picks] == 1).astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    train, val = order[:45], order[45:]
+    lines = []
+    first, second = (search_image_arrays(x[train], y[train], x[val], y[val], ("0", "1"), time_budget_s=600,
+                                         max_trials=1, seed=2, log=lines.append) for _ in range(2))
+    assert first.trials == 1 and first.stop_reason == "max trials (1)"
+    assert any("step-bounded search" in line for line in lines)
+    assert [(e["params"], e["score"]) for e in first.leaderboard] == [(e["params"], e["score"]) for e in
+                                                                       second.leaderboard]
+    feeds = {"image": x[val].astype(np.float32) / 255.0}
+    assert np.array_equal(session(first.onnx).run(None, feeds)[0], session(second.onnx).run(None, feeds)[0])
+
+
 def test_occlusion_map_finds_the_evidence():
     from modelyard.train.saliency import occlusion_map
 
