@@ -23,10 +23,13 @@ def test_automl_train_then_evaluate(tmp_path):
     home = tmp_path / "w"
     csv_path = write_tabular_sample("breast_cancer", tmp_path / "bc.csv")
     run_cli("data", "import", str(csv_path), "--name", "bc", home=home, check=True)
-    result = json.loads(run_cli("automl", "train", "bc@1", "--name", "bc-model", "--time-budget", "4",
-                                "--max-latency-ms", "20", "--json", home=home, check=True).stdout)
+    result = json.loads(run_cli("automl", "train", "bc@1", "--name", "bc-model", "--time-budget", "600",
+                                "--max-trials", "6", "--seed", "0", "--max-latency-ms", "20", "--json", home=home,
+                                check=True).stdout)
     assert result["schema"] == "modelyard.automl/1" and result["model"] == "bc-model@1"
     assert result["metric"] == "accuracy" and result["score"] >= 0.9 and result["latency_ms"] <= 20
+    searched = [e for e in result["leaderboard"] if e["family"] != "ensemble"]  # the ensemble is built, not tried
+    assert len(searched) <= 6 and result["max_trials"] == 6 and result["stop_reason"] != "time budget"
     assert all({"family", "params", "score", "latency_ms", "accepted"} <= set(e) for e in result["leaderboard"])
     report = tmp_path / "report.html"
     human = run_cli("evaluate", "bc-model@1", "--data", "bc@1", "-o", str(report), home=home, check=True).stdout
@@ -43,6 +46,8 @@ def test_automl_train_then_evaluate(tmp_path):
                             home=home), 1, "metric 'r2' does not fit a classification task")
     _one_line_error(run_cli("automl", "train", "bc@1", "--name", "m", "--time-budget", "-1", home=home), 2,
                     "time_budget_s")
+    _one_line_error(run_cli("automl", "train", "bc@1", "--name", "m", "--max-trials", "0", home=home), 2,
+                    "max_trials")
 
 
 def test_unknown_models_and_datasets_are_refused_before_a_job_exists(tmp_path):

@@ -22,8 +22,8 @@ def test_penguins_from_import_to_a_service_and_a_batch_csv(tmp_path):
     home, sample, out = tmp_path / "w", tmp_path / "p.csv", tmp_path / "out.csv"
     run_cli("data", "sample", "penguins", "-o", str(sample), home=home, check=True)
     run_cli("data", "import", str(sample), "--name", "penguins", home=home, check=True)
-    trained = run_cli("automl", "train", "penguins@1", "--name", "pc", "--time-budget", "10", home=home,
-                      check=True, timeout=300).stdout
+    trained = run_cli("automl", "train", "penguins@1", "--name", "pc", "--time-budget", "600", "--max-trials", "6",
+                      home=home, check=True, timeout=300).stdout
     # the hint points at held-out data: the validation split, or (after a refit on train + validation) a test set
     assert "modelyard evaluate pc@1 --data penguins@1 --split validation" in trained or "--data TEST@1" in trained
     version = json.loads(run_cli("models", "show", "pc@1", "--json", home=home, check=True).stdout)

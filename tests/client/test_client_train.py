@@ -11,8 +11,8 @@ def test_automl_and_evaluate_helpers_run_the_jobs_and_return_their_results(tmp_p
 
     with Client(home=tmp_path / "home") as client:
         client.data.import_path(write_tabular_sample("iris", tmp_path / "iris.csv"), "iris")
-        result = client.automl.train("iris@1", "iris-model", time_budget_s=2, families=["linear"], ensemble=False,
-                                     refit=False)
+        result = client.automl.train("iris@1", "iris-model", time_budget_s=600, max_trials=2, families=["linear"],
+                                     ensemble=False, refit=False)
         assert result["schema"] == "modelyard.automl/1" and result["model"] == "iris-model@1"
         assert result["fit_splits"] == ["train"]
         report = tmp_path / "report.html"

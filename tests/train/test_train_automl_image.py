@@ -33,10 +33,12 @@ def test_image_automl_registers_an_onnx_cnn_and_evaluates_with_saliency(image_ho
     from modelyard.train.evaluate import evaluate
 
     ctx = make_context(image_home)
-    result = run_automl(AutomlSpec(dataset="digits@1", name="digits-cnn", time_budget_s=12, max_latency_ms=20), ctx)
+    result = run_automl(AutomlSpec(dataset="digits@1", name="digits-cnn", time_budget_s=600, max_trials=1,
+                                   max_latency_ms=20), ctx)
     assert result["task"] == "image-classification" and result["model"] == "digits-cnn@1"
     assert result["classes"] == ["0", "1", "7"] and result["latency_ms"] <= 20
     assert result["leaderboard"][0]["family"] == "cnn" and result["score"] >= 0.6
+    assert result["trials"] == 1 and result["stop_reason"] == "max trials (1)"
     assert any("training on" in line for line in ctx.lines)
     workspace = Workspace.open(Settings.load(image_home))
     try:
@@ -61,8 +63,32 @@ def test_image_latency_gate_rejects_before_training(image_home, make_context):
     from modelyard.train.automl import AutomlSpec, run_automl
 
     with pytest.raises(InvalidInput, match=r"max latency 1e-06 ms: no CNN met it"):
-        run_automl(AutomlSpec(dataset="digits@1", name="never", time_budget_s=4, max_latency_ms=1e-6),
+        run_automl(AutomlSpec(dataset="digits@1", name="never", time_budget_s=600, max_trials=2,
+                              max_latency_ms=1e-6),
                    make_context(image_home))
+
+
+@pytest.mark.slow
+def test_max_trials_makes_the_image_search_step_bounded_and_repeatable():
+    """Same data, seed and max_trials under a budget never reached: the same candidates, scores and weights."""
+    from modelyard.data.samples import load_mnist
+    from modelyard.train.automl_image import search_image_arrays
+    from modelyard.train.latency import session
+
+    x, y = load_mnist()["train"]
+    picks = np.concatenate([np.flatnonzero(y == c)[:30] for c in (0, 1)])
+    x, y = x[picks].reshape(-1, 1, 28, 28), (y[picks] == 1).astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    train, val = order[:45], order[45:]
+    lines = []
+    first, second = (search_image_arrays(x[train], y[train], x[val], y[val], ("0", "1"), time_budget_s=600,
+                                         max_trials=1, seed=2, log=lines.append) for _ in range(2))
+    assert first.trials == 1 and first.stop_reason == "max trials (1)"
+    assert any("step-bounded search" in line for line in lines)
+    assert [(e["params"], e["score"]) for e in first.leaderboard] == [(e["params"], e["score"]) for e in
+                                                                       second.leaderboard]
+    feeds = {"image": x[val].astype(np.float32) / 255.0}
+    assert np.array_equal(session(first.onnx).run(None, feeds)[0], session(second.onnx).run(None, feeds)[0])
 
 
 def test_occlusion_map_finds_the_evidence():

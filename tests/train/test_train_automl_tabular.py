@@ -23,7 +23,7 @@ def _load(workspace, ref):
 
 def test_classification_search_returns_a_deployable_model(trained_workspace):
     version, frame, split = _load(trained_workspace, "penguins@1")
-    result = search_tabular(frame, split, version.schema, time_budget_s=3, seed=1)
+    result = search_tabular(frame, split, version.schema, time_budget_s=600, max_trials=12, seed=1)
     assert result.task == "classification" and result.metric == "accuracy" and result.trials >= 1
     assert result.winner["score"] >= 0.9 and result.latency["p95_ms"] > 0
     scores = [e["score"] for e in result.leaderboard if e["accepted"] is not False and e["score"] is not None]
@@ -42,7 +42,7 @@ def test_classification_search_returns_a_deployable_model(trained_workspace):
 
 def test_regression_search(trained_workspace):
     version, frame, split = _load(trained_workspace, "diabetes@1")
-    result = search_tabular(frame, split, version.schema, time_budget_s=3, metric="rmse")
+    result = search_tabular(frame, split, version.schema, time_budget_s=600, max_trials=12, metric="rmse")
     assert result.metric == "rmse" and not result.higher_is_better and result.winner["score"] < 70
     out = session(result.onnx).run(None, result.features.feeds(result.features.frame(frame.head(5))))
     assert out[0].shape == (5, 1)
@@ -51,8 +51,9 @@ def test_regression_search(trained_workspace):
 def test_latency_limit_rejects_candidates(trained_workspace):
     version, frame, split = _load(trained_workspace, "iris@1")
     with pytest.raises(InvalidInput, match=r"max latency 1e-06 ms: no candidate met it .* \(fastest: "):
-        search_tabular(frame, split, version.schema, time_budget_s=2, max_latency_ms=1e-6, ensemble=False)
-    result = search_tabular(frame, split, version.schema, time_budget_s=2, max_latency_ms=50.0,
+        search_tabular(frame, split, version.schema, time_budget_s=600, max_trials=4, max_latency_ms=1e-6,
+                       ensemble=False)
+    result = search_tabular(frame, split, version.schema, time_budget_s=600, max_trials=4, max_latency_ms=50.0,
                             families=("linear",))
     assert all(e["latency_ms"] is not None and e["accepted"] for e in result.leaderboard)
     assert result.latency["p95_ms"] <= 50.0
@@ -64,6 +65,23 @@ def test_bad_search_arguments(trained_workspace):
         search_tabular(frame, split, version.schema, time_budget_s=1, metric="r2")
     with pytest.raises(InvalidInput, match="families"):
         search_tabular(frame, split, version.schema, time_budget_s=1, families=("xgboost",))
+    with pytest.raises(InvalidInput, match="max trials: must be at least 1"):
+        search_tabular(frame, split, version.schema, time_budget_s=1, max_trials=0)
+
+
+def test_max_trials_bounds_the_search_and_makes_it_repeatable(trained_workspace):
+    """With a seed and a trial count the budget never reaches, two searches do the same work and agree exactly."""
+    version, frame, split = _load(trained_workspace, "diabetes@1")
+    first, second = (search_tabular(frame, split, version.schema, time_budget_s=600, max_trials=5, metric="rmse",
+                                    seed=3) for _ in range(2))
+    assert sum(e["family"] != "ensemble" for e in first.leaderboard) == 5 and first.stop_reason == "max trials (5)"
+
+    def work(result):
+        return [(e["trial"], e["family"], e["params"], e["score"]) for e in result.leaderboard]
+
+    assert work(first) == work(second) and first.winner["score"] == second.winner["score"]
+    feeds = first.features.feeds(first.features.frame(frame))
+    assert np.array_equal(session(first.onnx).run(None, feeds)[0], session(second.onnx).run(None, feeds)[0])
 
 
 def test_automl_job_registers_the_winner_and_tracks_the_run(trained_home, trained_workspace):
@@ -137,8 +155,8 @@ def test_prefitted_soft_voting_ensemble_exports_to_onnx(trained_workspace):
 def test_no_refit_keeps_the_validation_split_held_out(trained_workspace):
     version, frame, split = _load(trained_workspace, "iris@1")
     lines = []
-    result = search_tabular(frame, split, version.schema, time_budget_s=2, families=("linear",), ensemble=False,
-                            refit=False, log=lines.append)
+    result = search_tabular(frame, split, version.schema, time_budget_s=600, max_trials=2, families=("linear",),
+                            ensemble=False, refit=False, log=lines.append)
     assert not result.refitted and any("validation split stays held out" in line for line in lines)
 
 

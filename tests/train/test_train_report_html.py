@@ -53,7 +53,7 @@ def test_automl_does_not_claim_the_time_budget_when_it_stopped_early(monkeypatch
     from modelyard.train import automl_image
 
     def instant_train(model, x, y, lr, augment, seconds, seed, x_val=None, y_val=None, cancelled=None,
-                      on_epoch=None):
+                      on_epoch=None, steps=None):
         model.eval()
         return model, 1.0, 0.5
 

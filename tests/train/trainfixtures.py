@@ -39,7 +39,7 @@ def _build_trained_home(tmp_path_factory):
     workspace.close()
     ctx = LocalJobContext(home=home, workdir=root / "job", job_id="job_test")
     ctx.workdir.mkdir()
-    result = run_automl(AutomlSpec(dataset="iris@1", name="iris-model", time_budget_s=3), ctx)
+    result = run_automl(AutomlSpec(dataset="iris@1", name="iris-model", time_budget_s=600, max_trials=12), ctx)
     return home, result, ctx
 
 

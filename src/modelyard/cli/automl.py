@@ -48,6 +48,9 @@ def train_command(
     task: Annotated[str, typer.Option("--task", help="auto, classification, regression or image-classification.")]
     = "auto",
     time_budget: Annotated[float, typer.Option("--time-budget", help="Seconds for the whole search.")] = 60.0,
+    max_trials: Annotated[int | None, typer.Option("--max-trials", help="Stop after this many candidates (or at "
+                                                   "the time budget, whichever comes first); with --seed the "
+                                                   "result does not depend on machine load.")] = None,
     max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", help="Reject candidates slower than "
                                                          "this (p95, one request, onnxruntime CPU).")] = None,
     metric: Annotated[str | None, typer.Option("--metric", help="accuracy, balanced_accuracy, f1_macro, roc_auc, "
@@ -62,8 +65,9 @@ def train_command(
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and print the job id.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the modelyard.automl/1 result.")] = False,
 ) -> None:
-    """Train: search models under the budget, measure each on onnxruntime, register the winner."""
-    spec = {"dataset": dataset, "name": name, "task": task, "time_budget_s": time_budget,
+    """Train: search models under the budget (and trial count), measure each on onnxruntime, register the
+    winner."""
+    spec = {"dataset": dataset, "name": name, "task": task, "time_budget_s": time_budget, "max_trials": max_trials,
             "max_latency_ms": max_latency_ms, "metric": metric, "ensemble": not no_ensemble, "refit": not no_refit,
             "seed": seed,
             "description": description}

@@ -26,6 +26,10 @@ class AutomlSpec(BaseModel):
         name: the registry model the winner is registered as.
         task: ``auto`` (from the dataset), ``classification``, ``regression`` or ``image-classification``.
         time_budget_s: wall-clock budget of the search and refit (default 60).
+        max_trials: stop after this many candidates (tabular: Optuna trials; images: CNN candidates, each trained
+            for a fixed number of steps), or at the time budget, whichever comes first. With a seed and a budget
+            that is not reached, the search does the same work and returns the same model however busy the
+            machine is. Default: no limit (the budget alone decides).
         max_latency_ms: reject candidates whose p95 single-request latency on onnxruntime exceeds this.
         metric: what to optimise (default accuracy for classification, r2 for regression).
         ensemble: try a soft-voting ensemble of the best few tabular candidates.
@@ -42,6 +46,7 @@ class AutomlSpec(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     task: Literal["auto", "classification", "regression", "image-classification"] = "auto"
     time_budget_s: float = Field(default=60.0, gt=0, le=7 * 24 * 3600)
+    max_trials: int | None = Field(default=None, ge=1, le=100_000)
     max_latency_ms: float | None = Field(default=None, gt=0)
     metric: str | None = None
     ensemble: bool = True
@@ -88,6 +93,7 @@ def run_automl(spec: AutomlSpec, ctx: JobContext) -> dict:
         run = runs.create(f"automl-{spec.name}", experiment="automl", params=spec.model_dump(mode="json"),
                           tags={"task": task, "kind": "automl.train"}, dataset=version.ref, job_id=ctx.job_id)
         ctx.log(f"run {run.id}: AutoML on {version.ref} ({task}), budget {spec.time_budget_s}s"
+                + (f", at most {spec.max_trials} trials" if spec.max_trials else "")
                 + (f", max latency {spec.max_latency_ms} ms" if spec.max_latency_ms else ""))
         try:
             result = _train(spec, ctx, workspace, store, version, task, runs, run.id)
@@ -115,7 +121,7 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
     if task == "image-classification":
         from modelyard.train.automl_image import search_images
 
-        search = search_images(store, version, time_budget_s=spec.time_budget_s,
+        search = search_images(store, version, time_budget_s=spec.time_budget_s, max_trials=spec.max_trials,
                                max_latency_ms=spec.max_latency_ms, metric=spec.metric, seed=spec.seed,
                                progress=ctx.progress, log=ctx.log, cancelled=ctx.cancelled, on_trial=on_trial)
         source_format = "torch"
@@ -127,6 +133,7 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
 
         frame, split = store.load_table(version)
         search = search_tabular(frame, split, version.schema, metric=spec.metric, time_budget_s=spec.time_budget_s,
+                                max_trials=spec.max_trials,
                                 max_latency_ms=spec.max_latency_ms, families=tuple(spec.families or FAMILIES),
                                 ensemble=spec.ensemble, refit=spec.refit, seed=spec.seed, progress=ctx.progress,
                                 log=ctx.log,
@@ -196,6 +203,7 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
         "refitted": search.refitted,
         "fit_splits": fit_splits,
         "stop_reason": search.stop_reason,
+        "max_trials": spec.max_trials,
         "seconds": round(time.monotonic() - started, 2),
         "run": run_id,
         "artifacts": {"model": "sha256:" + model_blob.digest, "summary": "sha256:" + summary_blob.digest},
@@ -212,7 +220,8 @@ def _card(spec: AutomlSpec, version, search) -> str:
         f"- **Winner:** {search.winner['family']} with validation {search.metric} {search.winner['score']:.4f}; "
         f"single-request latency p95 {search.latency['p95_ms']:.3f} ms on onnxruntime CPU (batch 1, one thread)"
         + (f", limit {spec.max_latency_ms} ms" if spec.max_latency_ms else "") + ".",
-        f"- **Search:** {search.trials} candidates in {search.seconds:.1f}s (budget {spec.time_budget_s}s), stopped by "
+        f"- **Search:** {search.trials} candidates in {search.seconds:.1f}s (budget {spec.time_budget_s}s"
+        + (f", at most {spec.max_trials} trials" if spec.max_trials else "") + "), stopped by "
         f"{search.stop_reason}; " + ("refitted on train + validation." if search.refitted else "trained on the train "
                                                                                                  "split."),
     ]
@@ -241,6 +250,6 @@ AUTOML = JobKind(
     run_automl,
     idempotent=False,
     authorize=authorize_automl,
-    description="AutoML on a dataset version (tabular or image classification) under a time budget and a latency "
-                "limit measured on onnxruntime; registers the winner.",
+    description="AutoML on a dataset version (tabular or image classification) under a time budget, an optional "
+                "trial count and a latency limit measured on onnxruntime; registers the winner.",
 )

@@ -14,6 +14,12 @@ How a search runs:
    proposes the next candidate after a few known-good starting points.
 4. The best candidate trains on the whole training split for the rest of the budget (one-cycle planned to end at
    the deadline, validation after each epoch, the best epoch kept), is exported and re-timed.
+
+With ``max_trials`` the search is step-bounded instead: at most that many candidates, each trained for a fixed
+number of steps (``CANDIDATE_EPOCHS`` over the search subset, at least ``MIN_CANDIDATE_STEPS``), and the winner for
+``FINAL_EPOCHS`` over the training split (at least ``MIN_FINAL_STEPS``) on one thread. The time budget
+still stops it if reached first; when it is not, the same data and seed give the same model on a busy machine as on
+an idle one.
 """
 
 from __future__ import annotations
@@ -38,6 +44,11 @@ EXPORT_RESERVE_S = 4.0
 SEARCH_SUBSET = 12_000
 VALIDATION_SUBSET = 3_000
 BATCH = 128
+# the step-bounded schedule of a search with max_trials (sized so a candidate costs about what a time slice does)
+CANDIDATE_EPOCHS = 2
+MIN_CANDIDATE_STEPS = 30
+FINAL_EPOCHS = 8
+MIN_FINAL_STEPS = 60
 STARTING_POINTS = [
     {"width": 16, "depth": 3, "lr": 3e-3, "augment": "affine"},
     {"width": 32, "depth": 3, "lr": 2e-3, "augment": "affine"},
@@ -168,9 +179,12 @@ def _augment(batch, mode: str, generator):
 
 def _train(model, x: np.ndarray, y: np.ndarray, lr: float, augment: str, seconds: float, seed: int,
            x_val: np.ndarray | None = None, y_val: np.ndarray | None = None, cancelled=None,
-           on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[object, float, float]:
-    """Train for about ``seconds`` with a one-cycle schedule sized to fit; with validation data, evaluate after
-    every epoch and keep the best weights. Returns (model, epochs done, best validation accuracy or -1)."""
+           on_epoch: Callable[[int, float, float], None] | None = None,
+           steps: int | None = None) -> tuple[object, float, float]:
+    """Train for about ``seconds`` with a one-cycle schedule sized to fit, or, with ``steps``, for exactly that many
+    steps (stopped early only at ``seconds``): the schedule then does not depend on how fast the machine is. With
+    validation data, evaluate after every epoch and keep the best weights. Returns (model, epochs done, best
+    validation accuracy or -1)."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -193,17 +207,22 @@ def _train(model, x: np.ndarray, y: np.ndarray, lr: float, augment: str, seconds
     model.train()
     probe_started = time.monotonic()
     order = rng.permutation(len(x))
-    probe = min(3, steps_per_epoch)
+    probe = 0 if steps is not None else min(3, steps_per_epoch)
     for i in range(probe):  # measure the step time to size the schedule (these steps count, at a low rate)
         for group in optimizer.param_groups:
             group["lr"] = lr / 25
         step(torch.from_numpy(order[i * BATCH:(i + 1) * BATCH]))
-    per_step = (time.monotonic() - probe_started) / probe
-    eval_cost = 0.0 if x_val is None else per_step * 0.35 * len(x_val) / BATCH
-    epochs_fit = max(0.05, (seconds - (time.monotonic() - probe_started)) / (per_step * steps_per_epoch + eval_cost))
     # at least 8 steps: OneCycleLR divides by zero when its warm-up ends on step 0 (4 steps at pct_start 0.25), which
-    # a slow machine's measured step time produced; the deadline below still stops a schedule that does not fit
-    total = max(8, int(epochs_fit * steps_per_epoch))
+    # a slow machine's measured step time produced (or a tiny step count asked for); the deadline below still stops
+    # a schedule that does not fit
+    if steps is not None:
+        total = max(8, steps)
+    else:
+        per_step = (time.monotonic() - probe_started) / probe
+        eval_cost = 0.0 if x_val is None else per_step * 0.35 * len(x_val) / BATCH
+        epochs_fit = max(0.05, (seconds - (time.monotonic() - probe_started))
+                         / (per_step * steps_per_epoch + eval_cost))
+        total = max(8, int(epochs_fit * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total, pct_start=0.25)
     deadline = probe_started + seconds
     done, best, best_state = 0, -1.0, None
@@ -291,6 +310,16 @@ def _fastest_threads(channels, n_classes, size, mean, std, x_train) -> int:
     return best
 
 
+def _steady_threads() -> int:
+    """The thread count of a step-bounded search: always one. A count picked by timing would tie the float sums
+    to the load, and several threads on busy cores can be many times slower than one (the small CNNs here gain
+    little from more)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return 1
+
+
 def input_geometry(median_size: list[int]) -> tuple[int, int]:
     """The model's input side: the median image side clamped to 16..64 and rounded to a multiple of 4."""
     side = int(np.median([s for s in median_size if s] or [32]))
@@ -298,9 +327,9 @@ def input_geometry(median_size: list[int]) -> tuple[int, int]:
     return side, side
 
 
-def search_images(store, version, *, time_budget_s: float, max_latency_ms: float | None = None,
-                  metric: str | None = None, seed: int = 0, progress=None, log=None, cancelled=None,
-                  on_trial=None) -> ImageSearchResult:
+def search_images(store, version, *, time_budget_s: float, max_trials: int | None = None,
+                  max_latency_ms: float | None = None, metric: str | None = None, seed: int = 0, progress=None,
+                  log=None, cancelled=None, on_trial=None) -> ImageSearchResult:
     """Search on a dataset version (its fixed train/validation split)."""
     started = time.monotonic()
     size = input_geometry(version.schema.get("median_size", [32, 32]))
@@ -312,16 +341,17 @@ def search_images(store, version, *, time_budget_s: float, max_latency_ms: float
     if remaining <= 1:
         raise InvalidInput(f"time budget {time_budget_s}s was used up decoding the images; give a larger budget")
     return search_image_arrays(x[split == "t"], y[split == "t"], x[split == "v"], y[split == "v"],
-                               tuple(version.schema["classes"]), time_budget_s=remaining,
+                               tuple(version.schema["classes"]), time_budget_s=remaining, max_trials=max_trials,
                                max_latency_ms=max_latency_ms, metric=metric, seed=seed, progress=progress, log=log,
                                cancelled=cancelled, on_trial=on_trial)
 
 
 def search_image_arrays(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                        classes: tuple[str, ...], *, time_budget_s: float, max_latency_ms: float | None = None,
-                        metric: str | None = None, seed: int = 0, progress=None, log=None, cancelled=None,
-                        on_trial=None) -> ImageSearchResult:
-    """Search on arrays: ``x`` uint8 ``(N, C, H, W)``, ``y`` class indices into ``classes``."""
+                        classes: tuple[str, ...], *, time_budget_s: float, max_trials: int | None = None,
+                        max_latency_ms: float | None = None, metric: str | None = None, seed: int = 0,
+                        progress=None, log=None, cancelled=None, on_trial=None) -> ImageSearchResult:
+    """Search on arrays: ``x`` uint8 ``(N, C, H, W)``, ``y`` class indices into ``classes``. With ``max_trials``
+    the search tries at most that many candidates on a step-bounded schedule (see the module's docstring)."""
     import optuna
     import torch
 
@@ -331,6 +361,8 @@ def search_image_arrays(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndar
         raise InvalidInput(f"metric {metric!r}: image AutoML optimises accuracy")
     if len(x_train) == 0 or len(x_val) == 0:
         raise InvalidInput("image AutoML needs images in both the train and validation splits")
+    if max_trials is not None and max_trials < 1:
+        raise InvalidInput("max trials: must be at least 1")
     torch.manual_seed(seed)
     note = log or (lambda _m: None)
     channels, size = int(x_train.shape[1]), (int(x_train.shape[2]), int(x_train.shape[3]))
@@ -339,7 +371,10 @@ def search_image_arrays(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndar
     mean = [float(v) for v in scaled.mean(axis=(0, 2, 3))]
     std = [max(1e-3, float(v)) for v in scaled.std(axis=(0, 2, 3))]
     del scaled
-    threads = _fastest_threads(channels, n_classes, size, mean, std, x_train)
+    if max_trials is None:
+        threads = _fastest_threads(channels, n_classes, size, mean, std, x_train)
+    else:  # a thread count picked by timing would make the float sums, and so the model, depend on the load
+        threads = _steady_threads()
     note(f"training on {threads} thread(s), input {size[0]}x{size[1]}x{channels}, {len(x_train)} train / "
          f"{len(x_val)} validation images")
     metadata = {"task": "image-classification", "classes": list(classes),
@@ -352,7 +387,12 @@ def search_image_arrays(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndar
     sample = {"image": (x_val[:1].astype(np.float32) / 255.0)}
     board: list[dict] = []
     latency_cache: dict[tuple[int, int], dict] = {}
-    planned = 6
+    planned = 6 if max_trials is None else max_trials
+    candidate_steps = max(MIN_CANDIDATE_STEPS, CANDIDATE_EPOCHS * math.ceil(len(subset) / BATCH))
+    final_steps = max(MIN_FINAL_STEPS, FINAL_EPOCHS * math.ceil(len(x_train) / BATCH))
+    if max_trials is not None:
+        note(f"step-bounded search: at most {max_trials} candidate(s) of {candidate_steps} steps, the winner "
+             f"{final_steps} steps")
     state = {"stop": "time budget"}
 
     def latency_of(width: int, depth: int) -> dict:
@@ -381,12 +421,16 @@ def search_image_arrays(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndar
         slice_s = max(1.0, (search_deadline - time.monotonic()) / max(1, planned - trial.number))
         torch.manual_seed(seed + trial.number)
         model = build_cnn(channels, n_classes, params["width"], params["depth"], mean, std)
+        if max_trials is not None:  # step-bounded; the deadline only cuts in if the budget is reached first
+            slice_s = max(1.0, search_deadline - time.monotonic())
+        trial_began = time.monotonic()
         model, _, _ = _train(model, x_train[subset], y_train[subset], params["lr"], params["augment"], slice_s,
-                             seed + trial.number, cancelled=cancelled)
+                             seed + trial.number, cancelled=cancelled,
+                             steps=None if max_trials is None else candidate_steps)
         entry["score"] = round(float((predict(model, x_val[val_subset]).argmax(axis=1) == y_val[val_subset]).mean()),
                                6)
         note(f"candidate {trial.number} {params}: accuracy {entry['score']:.4f} on {len(val_subset)} validation "
-             f"images after {slice_s:.1f}s, latency p95 {latency['p95_ms']:.3f} ms")
+             f"images after {time.monotonic() - trial_began:.1f}s, latency p95 {latency['p95_ms']:.3f} ms")
         if on_trial:
             on_trial(entry)
         if progress:
@@ -409,7 +453,10 @@ def search_image_arrays(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndar
                                     sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=len(STARTING_POINTS)))
         for point in STARTING_POINTS:
             study.enqueue_trial(point)
-        study.optimize(objective, timeout=max(0.5, search_deadline - time.monotonic()), callbacks=[stop])
+        study.optimize(objective, n_trials=max_trials, timeout=max(0.5, search_deadline - time.monotonic()),
+                       callbacks=[stop])
+    if state["stop"] == "time budget" and max_trials is not None and len(board) >= max_trials:
+        state["stop"] = f"max trials ({max_trials})"
     scored = [e for e in board if e["accepted"] and e["score"] is not None]
     if not scored:
         measured = [e for e in board if e["latency_ms"] is not None]
@@ -421,7 +468,10 @@ def search_image_arrays(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndar
     best = max(scored, key=lambda e: e["score"])
     params = best["params"]
     final_seconds = final_deadline - time.monotonic()
-    note(f"training the winner {params} on all {len(x_train)} training images for {final_seconds:.0f}s")
+    if max_trials is None:
+        note(f"training the winner {params} on all {len(x_train)} training images for {final_seconds:.0f}s")
+    else:
+        note(f"training the winner {params} on all {len(x_train)} training images for {final_steps} steps")
 
     def on_epoch(index: int, epoch: float, accuracy: float) -> None:
         note(f"epoch {epoch:.2f}: validation accuracy {accuracy:.4f}")
@@ -437,14 +487,18 @@ def search_image_arrays(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndar
     model = build_cnn(channels, n_classes, params["width"], params["depth"], mean, std)
     if final_seconds > 2:
         model, epochs, accuracy = _train(model, x_train, y_train, params["lr"], params["augment"], final_seconds,
-                                         seed, x_val=x_val, y_val=y_val, cancelled=cancelled, on_epoch=on_epoch)
+                                         seed, x_val=x_val, y_val=y_val, cancelled=cancelled, on_epoch=on_epoch,
+                                         steps=None if max_trials is None else final_steps)
         refitted = True
     else:
         model, epochs, _ = _train(model, x_train[subset], y_train[subset], params["lr"], params["augment"], 1.0,
                                   seed)
         accuracy = float((predict(model, x_val).argmax(axis=1) == y_val).mean())
         refitted = False
-    state["stop"] = _final_stop_reason(state["stop"], cancelled, final_deadline, time_budget_s, epochs)
+    if max_trials is None or state["stop"] == "cancelled" or (cancelled and cancelled()):
+        state["stop"] = _final_stop_reason(state["stop"], cancelled, final_deadline, time_budget_s, epochs)
+    elif time.monotonic() >= final_deadline:
+        state["stop"] = "time budget"
     model_bytes = export_onnx(model, channels, size, metadata)
     latency = measure_latency(model_bytes, sample)
     final = {"trial": -1, "family": "cnn", "params": {**params, "epochs": round(epochs, 2)}, "score": round(accuracy, 6),

@@ -5,8 +5,10 @@ How a search runs:
 
 1. The features are preprocessed once on the training split (median-impute + scale numbers, one-hot categories).
 2. Known-good starting points of each family are tried first, then Optuna's TPE sampler takes over. LightGBM stops
-   early on the validation split; the whole search stops at the deadline, on cancel, when the score is perfect, or
-   when many trials in a row brought no improvement.
+   early on the validation split; the whole search stops at the deadline, after ``max_trials`` candidates, on
+   cancel, when the score is perfect, or when many trials in a row brought no improvement. With ``max_trials`` and a
+   budget it does not reach, the result depends only on the data and the seed, not on how busy the machine is
+   (every candidate's fit is bounded by its hyper-parameters; time bounds only cut in at the deadline).
 3. A candidate that could win (any candidate when a latency limit is set, else the current top five) is converted
    with its preprocessing to one ONNX graph and timed on onnxruntime with batch 1; over ``max_latency_ms`` it is
    rejected and the sampler is told it scored badly.
@@ -120,6 +122,7 @@ def search_tabular(
     *,
     metric: str | None = None,
     time_budget_s: float = 60.0,
+    max_trials: int | None = None,
     max_latency_ms: float | None = None,
     families: tuple[str, ...] = fam.FAMILIES,
     ensemble: bool = True,
@@ -138,6 +141,7 @@ def search_tabular(
         schema: the version's schema (label, task, classes, column roles).
         metric: what to optimise (default accuracy / r2); see ``modelyard.train.metrics``.
         time_budget_s: wall-clock budget for search and refit.
+        max_trials: stop the search after this many candidates (or at the budget, whichever comes first).
         max_latency_ms: reject candidates whose p95 single-request latency on onnxruntime exceeds this.
         families: model families to search.
         ensemble: try a soft-voting ensemble of the best few.
@@ -158,6 +162,8 @@ def search_tabular(
         raise InvalidInput(f"families {unknown or '[]'}: choose from {', '.join(fam.FAMILIES)}")
     if time_budget_s <= 0:
         raise InvalidInput("time budget: must be positive")
+    if max_trials is not None and max_trials < 1:
+        raise InvalidInput("max trials: must be at least 1")
     metric = m.check_metric(metric, task)
     greater = m.higher_is_better(metric)
     note = log or (lambda _msg: None)
@@ -265,8 +271,10 @@ def search_tabular(
         for point in fam.STARTING_POINTS:
             if point["family"] in families:
                 study.enqueue_trial(point, skip_if_exists=True)
-        study.optimize(objective, timeout=max(0.1, search_deadline - time.monotonic()), callbacks=[stop],
-                       catch=())
+        study.optimize(objective, n_trials=max_trials, timeout=max(0.1, search_deadline - time.monotonic()),
+                       callbacks=[stop], catch=())
+        if state["stop"] == "time budget" and max_trials is not None and len(candidates) >= max_trials:
+            state["stop"] = f"max trials ({max_trials})"
         winner = state["best"]
         if winner is None:
             measured = [c for c in candidates if c.latency]
