@@ -163,3 +163,106 @@ def test_an_editor_may_use_the_zoo_and_uploaded_files(api):
     missing = api.post("/api/v1/jobs", json={"kind": "migrate.analyze", "spec": {
         "path": "p.zip", "files": {"p.zip": "sha256:" + "1" * 64}}}, headers=api.headers_for["editor"])
     assert missing.status_code == 404 and "not in the blob store" in missing.json()["error"]["message"]
+
+
+def test_a_relative_out_is_written_inside_the_jobs_own_folder_never_the_workers_cwd(api, tmp_path, monkeypatch):
+    """A relative ``out`` such as "onnxruntime" used to resolve against the worker's cwd, which ``python -m`` puts
+    first on sys.path: an editor could plant a package the next runner imports."""
+    from modelyard.core.jobkind import LocalJobContext
+
+    files = {"proj/__init__.py": _upload(api, b"raise SystemExit('imported')\n"),
+             "proj/train.py": _upload(api, b"import torch\nx = torch.zeros(1).cuda()\n")}
+    response = api.post("/api/v1/jobs", headers=api.headers_for["editor"], json={
+        "kind": "migrate.apply", "spec": {"path": "proj", "target": "cpu", "out": "onnxruntime", "files": files}})
+    assert response.status_code == 201, response.text
+    api.post(f"/api/v1/jobs/{response.json()['id']}/cancel", headers=api.headers_for["admin"]).raise_for_status()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    kind = plugins.load_job_kind("migrate.apply")
+    workdirs = [tmp_path / "jobs" / "j1", tmp_path / "jobs" / "j2"]
+    for workdir in workdirs:  # two jobs naming the same out write (and reuse) nothing of each other's
+        kind.run(kind.validate_spec(response.json()["spec"]), LocalJobContext(home=api.workspace.settings.home,
+                                                                                 workdir=workdir))
+        assert (workdir / "onnxruntime" / "__init__.py").is_file()
+    assert list(cwd.iterdir()) == []
+    escaping = api.post("/api/v1/jobs", headers=api.headers_for["editor"], json={
+        "kind": "migrate.run", "spec": {"migration": "m.yaml", "out": "x/../../..", "files": {"m.yaml": files[
+            "proj/train.py"]}}})
+    assert escaping.status_code == 403, escaping.text
+
+
+def test_output_path_joins_relative_outs_to_the_job_folder(tmp_path):
+    from modelyard.core.jobkind import LocalJobContext
+    from modelyard.migrate.job_inputs import output_path
+
+    first, second = (LocalJobContext(home=tmp_path, workdir=tmp_path / name) for name in ("j1", "j2"))
+    assert output_path("onnxruntime", first) == tmp_path / "j1" / "onnxruntime"
+    assert output_path("onnxruntime", second) == tmp_path / "j2" / "onnxruntime"
+    assert output_path(None, first) == tmp_path / "j1"
+    assert output_path(None, first, default="migrated") == tmp_path / "j1" / "migrated"
+    assert output_path(str(tmp_path / "abs"), first) == tmp_path / "abs"  # the admin's own path, checked at submit
+
+
+class _Recorded(Exception):
+    pass
+
+
+def _record_popen(monkeypatch) -> dict:
+    import subprocess
+
+    seen = {}
+
+    def fake_popen(cmd, **kwargs):
+        seen.update(kwargs, cmd=cmd)
+        raise _Recorded
+
+    monkeypatch.setattr(subprocess, "Popen", fake_popen)
+    return seen
+
+
+@pytest.mark.parametrize("which", ["runner", "worker"])
+def test_job_processes_start_in_the_workspace_home_without_the_cwd_on_sys_path(tmp_path, monkeypatch, which):
+    from modelyard.cli.system import WorkerKeeper
+    from modelyard.jobs.executor import LocalExecutor
+
+    home = tmp_path / "home"
+    home.mkdir()
+    seen = _record_popen(monkeypatch)
+    with pytest.raises(_Recorded):
+        if which == "runner":
+            LocalExecutor(Settings.load(home)).start("job1", tmp_path / "log.txt")
+        else:
+            WorkerKeeper(home, None)._spawn()
+    assert Path(seen["cwd"]) == home
+    assert seen["env"]["PYTHONSAFEPATH"] == "1"
+
+
+def test_replicas_and_the_supervisor_get_a_safe_path(tmp_path):
+    from modelyard.deploy.supervisor import _child_env
+
+    assert _child_env(Settings.load(tmp_path / "home"))["PYTHONSAFEPATH"] == "1"
+
+
+@pytest.mark.parametrize(("names", "named"), [(["a", "a/b"], "'a' is both"), (["a/b", "a"], "'a' is both"),
+                                              (["a/b/c", "a/b"], "'a/b' is both"), (["x\x00y.csv"], "control"),
+                                              (["x\ny.csv"], "control")])
+def test_file_names_that_clash_or_hold_control_characters_are_refused(api, names, named):
+    """They used to end in 500s (FileExistsError, IsADirectoryError, ValueError) when the files were laid out."""
+    digest = _upload(api, b"a,b\n1,2\n")
+    files = dict.fromkeys(names, digest)
+    for path, body in [("/api/v1/datasets/import-files", {"name": "clash", "files": files}),
+                       ("/api/v1/jobs", {"kind": "migrate.analyze", "spec": {"path": names[0], "files": files}})]:
+        response = api.post(path, json=body, headers=api.headers_for["editor"])
+        assert response.status_code == 422, (path, names, response.text)
+        assert named in response.json()["error"]["message"], response.text
+
+
+@pytest.mark.parametrize("name", ["s.json", "s.yaml"])
+def test_a_deeply_nested_spec_file_is_refused_not_a_crash(api, name):
+    files = {name: api.post("/api/v1/blobs", content=b"[" * 5000, headers={
+        **api.headers_for["editor"], "content-type": "application/octet-stream"}).json()["digest"]}
+    response = api.post("/api/v1/jobs", json={"kind": "migrate.convert", "spec": {"spec": name, "files": files}},
+                        headers=api.headers_for["editor"])
+    assert response.status_code == 422, response.text
+    assert name in response.json()["error"]["message"]

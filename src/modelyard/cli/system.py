@@ -85,7 +85,9 @@ class WorkerKeeper:
     CHECK_S = 2.0
 
     def __init__(self, home: Path, concurrency: int | None):
-        self.cmd = [sys.executable, "-m", "modelyard.cli.main", "--home", str(home), "worker"]
+        # -P: `python -m` would otherwise put the cwd first on sys.path; the worker runs in the workspace's home
+        self.cmd = [sys.executable, "-P", "-m", "modelyard.cli.main", "--home", str(home), "worker"]
+        self.home = home
         if concurrency:
             self.cmd += ["--concurrency", str(concurrency)]
         self.proc: subprocess.Popen | None = None
@@ -100,7 +102,8 @@ class WorkerKeeper:
     def _spawn(self) -> None:
         from modelyard.jobs.executor import exit_with_parent
 
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, preexec_fn=exit_with_parent)  # noqa: PLW1509
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, cwd=self.home,
+                                     env={**os.environ, "PYTHONSAFEPATH": "1"}, preexec_fn=exit_with_parent)  # noqa: PLW1509
 
     def start(self) -> None:
         import threading

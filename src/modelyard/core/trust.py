@@ -90,8 +90,16 @@ def check_files(files: dict[str, str], field: str = "files") -> dict[str, str]:
         if not name or is_server_path(name) or name.endswith("/") or any(p in ("", ".") for p in name.split("/")):
             raise InvalidInput(f"{field}: {name!r} must be a relative file name such as 'model.onnx' or "
                                "'images/cat/1.png'")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+            raise InvalidInput(f"{field}: {name!r} holds a control character (NUL, newline...); not a file name")
         if any(len(part.encode("utf-8")) > MAX_NAME_BYTES for part in name.split("/")):
             raise InvalidInput(f"{field}: {name[:60]!r}...: a file or folder name longer than {MAX_NAME_BYTES} bytes")
         if not isinstance(digest, str) or not _DIGEST.match(digest):
             raise InvalidInput(f"{field}[{name!r}]: {digest!r} is not a sha256 digest")
+    # "a" and "a/b" cannot both exist: one would be a file and a folder at once
+    folders = {name.rsplit("/", 1)[0] for name in files if "/" in name}
+    folders = {"/".join(f.split("/")[:i]) for f in folders for i in range(1, f.count("/") + 2)}
+    clash = sorted(folders & files.keys())
+    if clash:
+        raise InvalidInput(f"{field}: {clash[0]!r} is both a file and the folder of other files")
     return files

@@ -82,6 +82,7 @@ def _child_env(settings: Settings) -> dict:
         env["MODELYARD_DB_URL"] = settings.db_url
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env["PYTHONSAFEPATH"] = "1"  # `python -m` would put the cwd first on sys.path: never import from there
     return env
 
 
@@ -113,7 +114,8 @@ def ensure_running(settings: Settings, only_if_services: bool = True, workspace=
         # supervisor (its own session) outlives the process that started it.
         subprocess.run([sys.executable, "-m", "modelyard.deploy.supervisor", "--home", str(settings.home),
                         "--daemonize"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                       env=_child_env(settings), close_fds=True, start_new_session=True, check=False, timeout=60)
+                       env=_child_env(settings), cwd=settings.home, close_fds=True, start_new_session=True,
+                       check=False, timeout=60)
     return True
 
 
@@ -277,7 +279,7 @@ class Supervisor:
                 [sys.executable, "-m", "modelyard.deploy.replica", "--config", str(config_path),
                  "--index", str(replica.index), "--listen-fd", str(rt.sock.fileno()),
                  "--control-fd", str(control.fileno())],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.home,
                 pass_fds=(rt.sock.fileno(), control.fileno()), preexec_fn=_die_with_parent,  # noqa: PLW1509
             )
         replica.control_port = control.getsockname()[1]

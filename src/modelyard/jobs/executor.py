@@ -103,6 +103,7 @@ class LocalExecutor(Executor):
         if self.settings.db_url:
             env["MODELYARD_DB_URL"] = self.settings.db_url
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env["PYTHONSAFEPATH"] = "1"  # `python -m` would put the cwd first on sys.path: never import from there
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -111,6 +112,7 @@ class LocalExecutor(Executor):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=self.settings.home,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - the worker loop is single-threaded
                 close_fds=True,
             )

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from modelyard.core.errors import InvalidInput, NotFound
+from modelyard.core.jsonsafe import MAX_DEPTH, nests_deeper_than
 from modelyard.core.trust import Caller, check_entrypoint, check_files, check_path, is_server_path
 
 MAX_SPEC_FILE_BYTES = 1024 * 1024
@@ -74,14 +75,28 @@ def read_mapping_blob(workspace, digest: str, name: str, field: str) -> dict:
     if workspace.blobs.info(digest).size > MAX_SPEC_FILE_BYTES:
         raise InvalidInput(f"{field}: {name} is larger than {MAX_SPEC_FILE_BYTES} bytes; not a spec file")
     text = workspace.blobs.read_bytes(digest).decode("utf-8", errors="replace")
+    # both parsers recurse per level of nesting: a hostile "[[[[..." would end in RecursionError (a 500)
+    if name.endswith(".json") and nests_deeper_than(text):
+        raise InvalidInput(f"{field}: {name} nests deeper than {MAX_DEPTH} levels; not a spec file")
     try:
         data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as exc:
         raise InvalidInput(f"{field}: {name} is not valid {'JSON' if name.endswith('.json') else 'YAML'}: {exc}") \
             from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{field}: {name} does not hold a mapping")
     return data
+
+
+def output_path(value: str | None, ctx, default: str | None = None) -> Path:
+    """Where a job writes: a relative ``out`` always inside the job's own folder (never the worker's cwd, which
+    may be on another process's import path, and never shared by two jobs); an absolute one (admin only, checked at
+    submit) as given; None: ``default`` inside the job's folder, or the folder itself."""
+    workdir = Path(ctx.workdir)
+    if value is None:
+        return workdir / default if default else workdir
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else workdir / path
 
 
 def materialize_inputs(files: dict[str, str], ctx) -> Path:

@@ -19,6 +19,7 @@ from modelyard.migrate.job_inputs import (
     authorize_files,
     authorize_paths,
     materialize_inputs,
+    output_path,
     resolve,
     zip_to_blob,
 )
@@ -120,7 +121,7 @@ def run_apply(spec: ApplySpec, ctx: JobContext) -> dict:
     source = resolve(spec.path, inputs)
     out = None
     if not spec.in_place and not spec.dry_run:
-        out = spec.out or str(Path(ctx.workdir) / "migrated")
+        out = str(output_path(spec.out, ctx, default="migrated"))
     where = "in place" if spec.in_place else "dry run" if spec.dry_run else spec.out or "the job folder"
     ctx.log(f"migrating {spec.path} to {spec.target} ({where})")
     result = apply_migration(source, spec.target, out=out, in_place=spec.in_place, dry_run=spec.dry_run,

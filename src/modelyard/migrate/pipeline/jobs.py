@@ -13,7 +13,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.jobkind import JobContext, JobKind
-from modelyard.migrate.job_inputs import FILES_FIELD, materialize_inputs, model_spec_in, resolve, zip_to_blob
+from modelyard.migrate.job_inputs import (
+    FILES_FIELD,
+    materialize_inputs,
+    model_spec_in,
+    output_path,
+    resolve,
+    zip_to_blob,
+)
 from modelyard.migrate.model.jobs import model_job_authorizer, progress_reporter
 
 
@@ -141,7 +148,7 @@ def run_pipeline(job: RunJobSpec, ctx: JobContext) -> dict:
     from modelyard.migrate.pipeline.run import run_migration
 
     inputs = materialize_inputs(job.files, ctx)
-    out = Path(job.out) if job.out else Path(ctx.workdir)
+    out = output_path(job.out, ctx)
     result = run_migration(resolve(job.migration, inputs), out, cache_dir=ctx.home / "cache", force=tuple(job.force),
                            progress=progress_reporter(ctx))
     ctx.log(str(result))
