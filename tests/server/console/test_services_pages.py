@@ -27,7 +27,11 @@ def stopped_service(sqlite_workspace, tmp_path):
             log.write(json.dumps({"ts": 1000 + i * 0.5, "status": 500 if i % 50 == 0 else 200, "ms": 2 + i % 7,
                                   "model": "mm@1", "rows": 1 + i % 4}) + "\n")
         log.write('{"ts": 1100, "status": 2')  # a line cut by a crash
-    return store
+    yield store
+    from modelyard.deploy import supervisor
+
+    # a traffic change starts the service's supervisor daemon (as the REST twin does): never leave it running
+    supervisor.stop(sqlite_workspace.home)
 
 
 def test_service_page_shows_status_revisions_and_traffic_charts(as_role, stopped_service):
