@@ -168,3 +168,46 @@ def test_a_missing_manifest_stops_collection_before_anything_is_deleted(client, 
     with pytest.raises(ModelyardError, match="manifest .* is missing from the blob store; nothing was collected"):
         client.blobs.gc(dry_run=False)
     assert blobs.exists(orphan)
+
+
+def test_only_the_pins_creator_or_an_admin_may_unpin(tmp_path):
+    workspace = Workspace.open(Settings.load(tmp_path / "home"))
+    tokens = TokenStore(workspace.engine)
+    secrets = {name: tokens.create(name, role)[1]
+               for name, role in (("alice", "editor"), ("bob", "editor"), ("root", "admin"))}
+    try:
+        with TestClient(create_app(workspace), raise_server_exceptions=False) as api:
+            def h(name):
+                return {"Authorization": f"Bearer {secrets[name]}"}
+
+            first, second = workspace.blobs.put_bytes(b"one").digest, workspace.blobs.put_bytes(b"two").digest
+            for digest in (first, second):
+                assert api.put(f"/api/v1/pins/{digest}", json={}, headers=h("alice")).status_code == 200
+            refused = api.delete(f"/api/v1/pins/{first}", headers=h("bob"))
+            assert refused.status_code == 403 and "pinned by 'alice'" in refused.json()["error"]["message"]
+            assert len(api.get("/api/v1/pins", headers=h("bob")).json()["items"]) == 2
+            assert api.delete(f"/api/v1/pins/{first}", headers=h("alice")).status_code == 200
+            assert api.delete(f"/api/v1/pins/{second}", headers=h("root")).status_code == 200
+            assert api.get("/api/v1/pins", headers=h("bob")).json()["items"] == []
+            assert api.delete(f"/api/v1/pins/{second}", headers=h("bob")).status_code == 404
+    finally:
+        workspace.close()
+
+
+def test_gc_expires_abandoned_upload_sessions(client):
+    blobs = client._workspace.blobs
+    old = client.request("POST", "/api/v1/blobs/uploads").json()["id"]
+    client.request("PUT", f"/api/v1/blobs/uploads/{old}", params={"offset": 0}, content=b"partial")
+    fresh = client.request("POST", "/api/v1/blobs/uploads").json()["id"]
+    past = time.time() - 3 * 86_400
+    for path in (blobs.root / "uploads").iterdir():
+        if path.name.startswith(old):
+            os.utime(path, (past, past))
+    dry = client.blobs.gc(dry_run=True)
+    assert dry["stale_temporary_files"] == 1
+    assert client.request("GET", f"/api/v1/blobs/uploads/{old}").json()["offset"] == 7
+    assert client.blobs.gc(dry_run=False)["stale_temporary_files"] == 1
+    with pytest.raises(NotFound):
+        client.request("GET", f"/api/v1/blobs/uploads/{old}")
+    assert client.request("GET", f"/api/v1/blobs/uploads/{fresh}").json()["offset"] == 0
+    assert not [p for p in (blobs.root / "uploads").iterdir() if p.name.startswith(old)]

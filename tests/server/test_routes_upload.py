@@ -151,3 +151,97 @@ def test_the_client_falls_back_to_chunks_when_a_real_server_refuses_a_body(tmp_p
         assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
     finally:
         server.stop()
+
+
+def _owner_api(tmp_path, **settings):
+    workspace = Workspace.open(Settings.load(tmp_path / "home", max_body_bytes=4096, **settings))
+    tokens = TokenStore(workspace.engine)
+    secrets = {name: tokens.create(name, role)[1]
+               for name, role in (("alice", "editor"), ("bob", "editor"), ("root", "admin"))}
+    return workspace, {name: {"Authorization": f"Bearer {secret}"} for name, secret in secrets.items()}
+
+
+def test_an_upload_session_belongs_to_the_token_that_opened_it(tmp_path):
+    workspace, h = _owner_api(tmp_path)
+    try:
+        with TestClient(create_app(workspace), raise_server_exceptions=False) as api:
+            url = "/api/v1/blobs/uploads/" + api.post("/api/v1/blobs/uploads", headers=h["alice"]).json()["id"]
+            assert api.put(url, params={"offset": 0}, content=b"abc", headers=h["alice"]).status_code == 200
+            for call in (lambda: api.get(url, headers=h["bob"]),
+                         lambda: api.put(url, params={"offset": 3}, content=b"evil", headers=h["bob"]),
+                         lambda: api.post(url + "/complete", json={"digest": "sha256:" + "0" * 64},
+                                          headers=h["bob"])):
+                refused = call()
+                assert refused.status_code == 403, refused.text
+                assert "opened by another token" in refused.json()["error"]["message"]
+            assert api.get(url, headers=h["alice"]).json()["offset"] == 3  # bob's chunk and complete changed nothing
+            assert api.put(url, params={"offset": 3}, content=b"def", headers=h["root"]).status_code == 200
+            assert api.get(url, headers=h["alice"]).json()["offset"] == 6
+    finally:
+        workspace.close()
+
+
+def test_a_session_over_max_upload_bytes_gets_413_and_keeps_what_it_held(tmp_path):
+    workspace, h = _owner_api(tmp_path, max_upload_bytes=10_000)
+    try:
+        with TestClient(create_app(workspace), raise_server_exceptions=False, headers=h["alice"]) as api:
+            url = "/api/v1/blobs/uploads/" + api.post("/api/v1/blobs/uploads").json()["id"]
+            for start in (0, 4000):
+                assert api.put(url, params={"offset": start}, content=b"x" * 4000).status_code == 200
+            over = api.put(url, params={"offset": 8000}, content=b"x" * 4000)
+            assert over.status_code == 413 and over.json()["error"]["code"] == "payload_too_large"
+            assert "max_upload_bytes=10000" in over.json()["error"]["message"]
+            assert api.get(url).json()["offset"] == 8000
+            assert api.put(url, params={"offset": 8000}, content=b"x" * 2000).status_code == 200
+    finally:
+        workspace.close()
+
+
+def test_the_client_retries_a_failed_chunk_from_the_offset_the_server_holds(tmp_path, monkeypatch):
+    """One chunk's answer is lost after the server stored it, the next chunk never arrives: the client asks the
+    session for its offset each time and carries on in the same session."""
+    import hashlib
+
+    import httpx
+
+    from modelyard.client import Client
+    from modelyard.client import client as client_module
+
+    monkeypatch.setattr(client_module, "CHUNK_RETRY_DELAY_S", 0.0)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "config.toml").write_text("max_body_bytes = 4096\n")
+    data = np.random.default_rng(5).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    big = tmp_path / "big.bin"
+    big.write_bytes(data)
+    with Client(home=tmp_path / "home") as client:
+        real = client._http.request
+        puts = []
+
+        def flaky(method, path, **kwargs):
+            if method == "PUT" and "/blobs/uploads/" in path:
+                puts.append(kwargs["params"]["offset"])
+                if len(puts) == 2:  # stored, but the answer is lost
+                    real(method, path, **kwargs)
+                    raise httpx.ReadTimeout("lost")
+                if len(puts) == 4:  # never reaches the server
+                    raise httpx.ConnectError("refused")
+            if method == "POST" and path == "/api/v1/blobs/uploads" and puts:
+                raise AssertionError("the client opened a second session instead of resuming")
+            return real(method, path, **kwargs)
+
+        monkeypatch.setattr(client._http, "request", flaky)
+        stored = client.blobs.put_chunked(big)
+        assert stored["digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
+        assert puts == [0, 4096, 8192, 12288, 12288, 16384]
+        assert list((tmp_path / "home" / "blobs" / "uploads").iterdir()) == []
+
+        def dead(method, path, **kwargs):
+            if method == "PUT":
+                raise httpx.ConnectError("refused")
+            return real(method, path, **kwargs)
+
+        monkeypatch.setattr(client._http, "request", dead)
+        from modelyard.core.errors import Unavailable
+
+        with pytest.raises(Unavailable):
+            client.blobs.put_chunked(big)

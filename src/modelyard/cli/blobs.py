@@ -60,7 +60,7 @@ def pin_command(
 
 @app.command("unpin")
 def unpin_command(digest: Annotated[str, typer.Argument(help="sha256:... of a pinned blob.")]) -> None:
-    """Let 'blobs gc' delete a blob again once nothing refers to it."""
+    """Let 'blobs gc' delete a blob again once nothing refers to it (the token that pinned it, or an admin)."""
     with get_client() as client:
         result = client.blobs.unpin(digest)
     console.print(f"unpinned {result['digest']}", highlight=False)

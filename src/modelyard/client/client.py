@@ -229,6 +229,8 @@ class Tokens:
 
 MISSING_BATCH = 5_000
 CHUNKED_ABOVE = 16 * 1024 * 1024  # larger files go up in chunks of this size (or the server's limit, if lower)
+CHUNK_RETRIES = 5  # failed chunks in a row before a chunked upload gives up (its session stays for a later resume)
+CHUNK_RETRY_DELAY_S = 1.0  # grows linearly with each failure in a row
 
 
 def _hash_file(path: Path) -> str:
@@ -274,15 +276,33 @@ class Blobs:
         path = Path(path)
         digest = "sha256:" + _hash_file(path)
         session = self._c.request("POST", "/api/v1/blobs/uploads").json()
+        url = f"/api/v1/blobs/uploads/{session['id']}"
         size = min(chunk_bytes, int(session["chunk_bytes"]))
-        offset = 0
+        total = path.stat().st_size
+        offset, failures = 0, 0
         with open(path, "rb") as handle:
-            while chunk := handle.read(size):
-                state = self._c.request("PUT", f"/api/v1/blobs/uploads/{session['id']}", params={"offset": offset},
-                                        content=chunk, headers={"Content-Type": "application/octet-stream"}).json()
-                offset = state["offset"]
-        return self._c.request("POST", f"/api/v1/blobs/uploads/{session['id']}/complete",
-                               json={"digest": digest}).json()
+            while offset < total:
+                handle.seek(offset)
+                chunk = handle.read(size)
+                if not chunk:  # the file shrank while it went up: complete then refuses the digest
+                    break
+                try:
+                    offset = self._c.request("PUT", url, params={"offset": offset}, content=chunk,
+                                             headers={"Content-Type": "application/octet-stream"}).json()["offset"]
+                    failures = 0
+                except (Unavailable, errors.Conflict) as exc:
+                    # the connection dropped (the chunk may or may not have arrived) or the offsets disagree:
+                    # continue the same session where the server says it stands, rather than from 0
+                    failures += 1
+                    if failures > CHUNK_RETRIES:
+                        raise type(exc)(f"{exc} (gave up after {CHUNK_RETRIES} retries; upload {session['id']} "
+                                        f"holds {offset} of {total} bytes)") from exc
+                    time.sleep(CHUNK_RETRY_DELAY_S * failures)
+                    try:
+                        offset = int(self._c.get_json(url)["offset"])
+                    except Unavailable:
+                        continue  # asked again after the next attempt fails
+        return self._c.request("POST", f"{url}/complete", json={"digest": digest}).json()
 
     def missing(self, digests: list[str]) -> list[str]:
         """The digests the server does not hold yet (asked in batches)."""

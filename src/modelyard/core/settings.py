@@ -40,7 +40,10 @@ class Settings:
         max_archive_ratio: most unpacked bytes per compressed byte (per zip member and over the whole archive,
             judged past the first MiB). Default 100; images barely compress, a zip bomb compresses ~1000x.
         blob_gc_grace_s: ``blobs gc`` never deletes a blob written or re-uploaded less than this many seconds ago
-            (an upload or import still running may not reference it yet). Default 86400 (a day).
+            (an upload or import still running may not reference it yet). Default 86400 (a day). Chunked upload
+            sessions untouched for longer are expired by ``blobs gc`` too.
+        max_upload_bytes: most bytes one chunked upload session may hold in total (413 on the chunk that would pass
+            it), so an open session cannot fill the disk. Default 64 GiB.
     """
 
     home: Path = field(default_factory=default_home)
@@ -53,6 +56,7 @@ class Settings:
     max_archive_member_bytes: int = 1024**3
     max_archive_ratio: float = 100.0
     blob_gc_grace_s: float = 86_400.0
+    max_upload_bytes: int = 64 * 1024**3
 
     @property
     def database_url(self) -> str:
@@ -97,7 +101,7 @@ class Settings:
         settings = replace(settings, **coerced)
         if settings.workers < 1:
             raise WorkspaceError(f"setting workers={settings.workers} must be at least 1")
-        for name in ("max_archive_bytes", "max_archive_member_bytes", "max_archive_ratio"):
+        for name in ("max_archive_bytes", "max_archive_member_bytes", "max_archive_ratio", "max_upload_bytes"):
             if getattr(settings, name) <= 0:
                 raise WorkspaceError(f"setting {name}={getattr(settings, name)} must be positive")
         if settings.blob_gc_grace_s < 0:

@@ -51,8 +51,9 @@ def pin_blob(digest: str, body: Pin, request: Request, principal: Principal = De
 
 
 @router.delete("/pins/{digest}", responses=documented(BlobUnpinned, 404, 422))
-def unpin_blob(digest: str, request: Request, _: Principal = Depends(require("editor"))):
+def unpin_blob(digest: str, request: Request, principal: Principal = Depends(require("editor"))):
+    """Let garbage collection delete the blob again: only the token (by name) that pinned it, or an admin (403)."""
     from modelyard.store.gc import unpin
 
-    unpin(request.app.state.workspace, digest)
+    unpin(request.app.state.workspace, digest, by=None if principal.role == "admin" else principal.name)
     return {"schema": "modelyard.blob-unpinned/1", "digest": "sha256:" + digest.removeprefix("sha256:").lower()}

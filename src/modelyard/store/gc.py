@@ -12,6 +12,10 @@ Deleting a dataset version, a model version or a run removes rows only: blobs ar
   (setting ``blob_gc_grace_s``, default a day) is deleted. Storing content that already exists refreshes the
   blob's time (``BlobStore.put_stream``), so an upload or import still running, whose rows are not written yet,
   keeps what it stored.
+* **upload sessions**: the partial files of chunked uploads (``blobs/uploads``) untouched for longer than the grace
+  period are abandoned (every chunk appended refreshes the file's time) and are deleted with their owner records;
+  so are temporary files of single-request uploads that died halfway (``blobs/tmp``). Both count as
+  ``stale_temporary_files``.
 
 Deleting needs the ``admin`` role through the API; a dry run lists what would go and deletes nothing.
 """
@@ -143,9 +147,16 @@ def collect_garbage(workspace, dry_run: bool = True, grace_s: float | None = Non
                 continue
         deleted.append(digest)
         freed += info.st_size
+    stale = _sweep_temporary(blobs.root / "tmp", cutoff, dry_run) + _sweep_upload_sessions(blobs.root / "uploads",
+                                                                                         cutoff, dry_run)
+    return GcResult(dry_run=dry_run, grace_s=grace, deleted=deleted, freed_bytes=freed, kept_referenced=referenced,
+                    kept_recent=recent, stale_temporary_files=stale)
+
+
+def _sweep_temporary(staging, cutoff: float, dry_run: bool) -> int:
+    """Uploads that died halfway (a killed process) leave their temporary files: count (and delete) the old ones."""
     stale = 0
-    staging = blobs.root / "tmp"
-    if staging.is_dir():  # uploads that died halfway (a killed process) leave their temporary files
+    if staging.is_dir():
         for leftover in staging.iterdir():
             try:
                 if leftover.is_file() and leftover.stat().st_mtime <= cutoff:
@@ -154,8 +165,33 @@ def collect_garbage(workspace, dry_run: bool = True, grace_s: float | None = Non
                         os.unlink(leftover)
             except FileNotFoundError:
                 continue
-    return GcResult(dry_run=dry_run, grace_s=grace, deleted=deleted, freed_bytes=freed, kept_referenced=referenced,
-                    kept_recent=recent, stale_temporary_files=stale)
+    return stale
+
+
+def _sweep_upload_sessions(folder, cutoff: float, dry_run: bool) -> int:
+    """Chunked upload sessions (``upl_<hex>`` plus its ``.owner`` record) last appended to before ``cutoff``: one
+    each, however many files it holds. An owner record whose session file is gone (a crash between the two
+    writes) goes too."""
+    stale = 0
+    if not folder.is_dir():
+        return 0
+    for leftover in folder.iterdir():
+        try:
+            if not leftover.is_file() or leftover.stat().st_mtime > cutoff:
+                continue
+            if leftover.suffix == ".owner":
+                if leftover.with_suffix("").exists():
+                    continue  # judged by its session file, whose time each chunk refreshes
+                if not dry_run:
+                    os.unlink(leftover)
+                continue
+            stale += 1
+            if not dry_run:
+                os.unlink(leftover)
+                leftover.with_suffix(".owner").unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue
+    return stale
 
 
 # -- pins ---------------------------------------------------------------------------------------------------------
@@ -187,10 +223,20 @@ def pin_info(workspace, digest: str) -> dict:
     return _pin_dict(row, workspace.blobs)
 
 
-def unpin(workspace, digest: str) -> None:
+def unpin(workspace, digest: str, by: str | None = None) -> None:
+    """Remove a pin. With ``by`` (the caller's token name; ``None`` for an admin) only the pin's creator may:
+    otherwise any editor could let another user's kept blob be collected."""
+    from modelyard.core.errors import Forbidden
+
     hexdigest = workspace.blobs.normalize(digest)
     with workspace.engine.begin() as conn:
-        gone = conn.execute(blob_pins.delete().where(blob_pins.c.digest == hexdigest))
+        creator = conn.execute(sa.select(blob_pins.c.created_by).where(blob_pins.c.digest == hexdigest)).scalar()
+        if creator is None:
+            raise NotFound(f"blob sha256:{hexdigest} is not pinned")
+        if by is not None and creator != by:
+            raise Forbidden(f"blob sha256:{hexdigest} was pinned by {creator!r}; only they or an admin may unpin it")
+        gone = conn.execute(blob_pins.delete().where(blob_pins.c.digest == hexdigest,
+                                                     blob_pins.c.created_by == creator))
     if not gone.rowcount:
         raise NotFound(f"blob sha256:{hexdigest} is not pinned")
 
