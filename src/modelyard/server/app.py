@@ -166,7 +166,9 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     from modelyard.core.jsonsafe import MAX_DEPTH
 
     # the body limit wraps (runs before) the JSON check, so the check never buffers more than the limit
-    app.add_middleware(StrictJSONMiddleware, max_depth=MAX_DEPTH, skip_suffixes=("/predict",))
+    # POST /blobs and PUT /blobs/uploads/{id} store their bodies as bytes, whatever the Content-Type says
+    app.add_middleware(StrictJSONMiddleware, max_depth=MAX_DEPTH, skip_suffixes=("/predict",),
+                       raw_paths=r"/api/v1/blobs(/uploads/[^/]+)?")
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=workspace.settings.max_body_bytes,
                        page_for=console.too_large_page)
     app.openapi = lambda: _openapi(app)

@@ -4,6 +4,7 @@ soon as a streamed body crosses the limit otherwise) and, for JSON bodies, stand
 from __future__ import annotations
 
 import json
+import re
 
 
 class BodyTooLarge(Exception):
@@ -46,17 +47,21 @@ class StrictJSONMiddleware:
     read of the record fail: browsers' ``JSON.parse`` and PostgreSQL's JSONB reject it); nesting deeper than
     ``max_depth`` gets 400 (Python's parser would recurse until ``RecursionError``). Malformed JSON passes on to
     the route, which answers 422 in its own words. Paths ending in one of ``skip_suffixes`` (the predict proxy,
-    whose replica applies the same rules with the model's signature at hand) pass unread.
+    whose replica applies the same rules with the model's signature at hand) pass unread, and so do paths matching
+    ``raw_paths`` (routes that store the body as bytes: ``curl --data-binary`` sends a file with no Content-Type,
+    and a binary file may well hold 65 ``[`` in a row).
     """
 
-    def __init__(self, app, max_depth: int, skip_suffixes: tuple[str, ...] = ()):
+    def __init__(self, app, max_depth: int, skip_suffixes: tuple[str, ...] = (), raw_paths: str | None = None):
         self.app = app
         self.max_depth = max_depth
         self.skip_suffixes = skip_suffixes
+        self.raw_paths = re.compile(raw_paths) if raw_paths else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or not _is_json(scope) \
-                or scope["path"].endswith(self.skip_suffixes):
+                or scope["path"].endswith(self.skip_suffixes) \
+                or (self.raw_paths is not None and self.raw_paths.fullmatch(scope["path"])):
             return await self.app(scope, receive, send)
         chunks, more = [], True
         while more:

@@ -319,6 +319,42 @@ class RunWithHistory(Run):
 class RunList(_Closed):
     schema_: Literal["modelyard.run-list/1"] = _schema_field("modelyard.run-list/1")
     items: list[Run]
+    total: int | None = Field(default=None, description="Runs matching the filters (absent with name=).")
+
+
+# a value that may be non-finite travels as "NaN", "Infinity" or "-Infinity" (modelyard.core.jsonsafe)
+JSONFloat = float | Literal["NaN", "Infinity", "-Infinity"] | None
+
+
+class MetricSeries(_Closed):
+    schema_: Literal["modelyard.metric-series/1"] = _schema_field("modelyard.metric-series/1")
+    run: str
+    key: str
+    points: list[list[JSONFloat]] = Field(description="[step, value] pairs in step order (a step is an integer).")
+    count: int
+    downsampled: bool
+    first_step: int | None
+    last_step: int | None
+    last: JSONFloat
+
+
+class RunGroup(_Closed):
+    value: str
+    n: int
+    mean: JSONFloat
+    std: JSONFloat
+    min: JSONFloat
+    max: JSONFloat
+    runs: list[str]
+
+
+class RunGroups(_Closed):
+    schema_: Literal["modelyard.run-groups/1"] = _schema_field("modelyard.run-groups/1")
+    param: str
+    metric: str
+    experiment: str | None
+    lower_is_better: bool
+    groups: list[RunGroup]
 
 
 class Differs(_Closed):
@@ -493,3 +529,64 @@ class PredictAnswer(BaseModel):
     model_config = ConfigDict(extra="allow")
     outputs: dict[str, Any]
     model: str
+
+
+class ServiceStatsPoint(_Closed):
+    t: float
+    requests: int
+    rps: float
+    p50_ms: float | None
+    p95_ms: float | None
+    errors: int
+    rows: float | None
+
+
+class ServiceStats(_Closed):
+    schema_: Literal["modelyard.service-stats/1"] = _schema_field("modelyard.service-stats/1")
+    service: str
+    requests: int
+    from_: float | None = Field(alias="from")
+    to: float | None
+    bucket_s: float | None
+    series: list[ServiceStatsPoint]
+    by_model: dict[str, int]
+
+
+# -- system overview and migrations ---------------------------------------------------------------------------------
+class Attention(_Closed):
+    what: str
+    detail: str
+    href: str
+
+
+class Overview(_Closed):
+    schema_: Literal["modelyard.overview/1"] = _schema_field("modelyard.overview/1")
+    counts: dict[str, int]
+    jobs_by_status: dict[str, int]
+    recent_jobs: list[Job]
+    services: list[dict[str, Any]]
+    attention: list[Attention]
+
+
+class MigrationReport(BaseModel):
+    """The report a ``migrate.run`` job wrote. Open: its sections are the migration's."""
+
+    model_config = ConfigDict(extra="allow")
+    schema_: Literal["modelyard.migration-report/1"] = _schema_field("modelyard.migration-report/1")
+
+
+class MigrationAcceptance(_Closed):
+    schema_: Literal["modelyard.migration-acceptance/1"] = _schema_field("modelyard.migration-acceptance/1")
+    id: str
+    job_id: str
+    name: str
+    report_digest: str
+    checklist_passed: bool
+    note: str
+    accepted_by: str
+    accepted_at: str | None
+
+
+class MigrationAcceptanceList(_Closed):
+    schema_: Literal["modelyard.migration-acceptance-list/1"] = _schema_field("modelyard.migration-acceptance-list/1")
+    items: list[MigrationAcceptance]

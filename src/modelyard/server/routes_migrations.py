@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import NotFound
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import MigrationAcceptance, MigrationAcceptanceList, MigrationReport, documented
 
 router = APIRouter(tags=["migrations"])
 
@@ -17,7 +18,7 @@ class Accept(BaseModel):
                       description="why the report is accepted; required when its acceptance checklist failed")
 
 
-@router.get("/migrations/{job_id}/report")
+@router.get("/migrations/{job_id}/report", responses=documented(MigrationReport, 404, 409, 422))
 def migration_report(job_id: str, request: Request, _: Principal = Depends(require("viewer"))):
     """The ``modelyard.migration-report/1`` document a ``migrate.run`` job wrote."""
     from modelyard.migrate.pipeline.acceptance import migration_report as read
@@ -25,7 +26,8 @@ def migration_report(job_id: str, request: Request, _: Principal = Depends(requi
     return read(request.app.state.workspace, job_id)[2]
 
 
-@router.post("/migrations/{job_id}/accept", status_code=201)
+@router.post("/migrations/{job_id}/accept", status_code=201,
+             responses=documented(MigrationAcceptance, 404, 409, 422, status=201))
 def accept(job_id: str, body: Accept, request: Request, principal: Principal = Depends(require("editor"))):
     """Accept the report of migration run ``job_id``: records who, when and the report's sha256."""
     from modelyard.migrate.pipeline.acceptance import accept_report
@@ -33,7 +35,7 @@ def accept(job_id: str, body: Accept, request: Request, principal: Principal = D
     return accept_report(request.app.state.workspace, job_id, principal.name, body.note)
 
 
-@router.get("/migrations/{job_id}/acceptance")
+@router.get("/migrations/{job_id}/acceptance", responses=documented(MigrationAcceptance, 404, 422))
 def acceptance(job_id: str, request: Request, _: Principal = Depends(require("viewer"))):
     from modelyard.migrate.pipeline.acceptance import acceptance_of
 
@@ -43,7 +45,7 @@ def acceptance(job_id: str, request: Request, _: Principal = Depends(require("vi
     return found
 
 
-@router.get("/migration-acceptances")
+@router.get("/migration-acceptances", responses=documented(MigrationAcceptanceList, 422))
 def acceptances(request: Request, limit: int = Query(100, ge=1, le=1000), _: Principal = Depends(require("viewer"))):
     from modelyard.migrate.pipeline.acceptance import list_acceptances
 

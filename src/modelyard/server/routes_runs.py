@@ -11,9 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.core.ids import MAX_STORED_INT
 from modelyard.server.auth import Principal, require
 from modelyard.server.responses import (
+    MetricSeries,
     Run,
     RunCompare,
     RunDeleted,
+    RunGroups,
     RunList,
     RunLogs,
     RunWithHistory,
@@ -105,7 +107,7 @@ def list_runs(
     return {"schema": "modelyard.run-list/1", "items": [r.to_dict() for r in items], "total": total}
 
 
-@router.get("/runs-groups")
+@router.get("/runs-groups", responses=documented(RunGroups, 422))
 def group_runs(request: Request, param: str, metric: str, experiment: str | None = None,
                status: str | None = "finished", _: Principal = Depends(require("viewer"))):
     """Runs grouped by a parameter's value: mean, std, min and max of a metric per group (e.g. across seeds)."""
@@ -114,13 +116,21 @@ def group_runs(request: Request, param: str, metric: str, experiment: str | None
     return group(_runs(request), param, metric, experiment, status or None)
 
 
-@router.get("/runs/{run_id}/series/{key}")
+@router.get("/runs/{run_id}/series/{key}", responses=documented(MetricSeries, 404, 422))
 def metric_series(run_id: str, key: str, request: Request, max_points: int = Query(1000, ge=10, le=5000),
                   _: Principal = Depends(require("viewer"))):
     """One metric's history, reduced server-side to at most ``max_points`` (min and max per step bucket)."""
+    from modelyard.core.jsonsafe import encode_float
     from modelyard.train.run_queries import metric_series as series
 
-    return series(_runs(request), run_id, key, max_points)
+    data = series(_runs(request), run_id, key, max_points)
+    # a metric that went NaN or infinite travels as a string, as in GET /runs/{run_id}'s history
+    def safe(value):
+        return None if value is None else encode_float(value)
+
+    data["points"] = [[step, safe(value)] for step, value in data["points"]]
+    data["last"] = safe(data["last"])
+    return data
 
 
 @router.get("/runs-compare", responses=documented(RunCompare, 404, 422))

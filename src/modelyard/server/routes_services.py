@@ -13,7 +13,7 @@ from modelyard.core.errors import NotFound, Unavailable
 from modelyard.core.ids import MAX_STORED_INT
 from modelyard.deploy.services import DeploySpec
 from modelyard.server.auth import Principal, require
-from modelyard.server.responses import PredictAnswer, Service, ServiceDeleted, ServiceList, documented
+from modelyard.server.responses import PredictAnswer, Service, ServiceDeleted, ServiceList, ServiceStats, documented
 
 router = APIRouter(tags=["services"])
 _PROXY_HEADERS = ("content-type", "accept", "x-modelyard-key")
@@ -227,7 +227,7 @@ async def predict(name: str, request: Request):
     return await run_in_threadpool(_forward, request, service, "POST", "/v1/predict", body)
 
 
-@router.get("/services/{name}/stats")
+@router.get("/services/{name}/stats", responses=documented(ServiceStats, 404, 422))
 def stats(name: str, request: Request, buckets: int = Query(60, ge=1, le=1000),
           lines: int = Query(20_000, ge=1, le=50_000), _: Principal = Depends(require("viewer"))):
     """Requests/s, p50/p95 latency, errors and rows per request over time, from the service's access log."""

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from modelyard.core.version import __version__
 from modelyard.server.auth import Principal, require
-from modelyard.server.responses import AUTH_ERRORS, Health, Unhealthy, VersionInfo, documented
+from modelyard.server.responses import AUTH_ERRORS, Health, Overview, Unhealthy, VersionInfo, documented
 
 router = APIRouter()
 _HEALTH = {**documented(Health), 503: {"model": Unhealthy, "description": "The database does not answer."}}
@@ -37,7 +37,7 @@ def _health(request: Request, status: str):
     return {"status": status, "version": __version__}
 
 
-@router.get("/api/v1/overview", tags=["system"])
+@router.get("/api/v1/overview", tags=["system"], responses=documented(Overview, *AUTH_ERRORS))
 def overview(request: Request, _: Principal = Depends(require("viewer"))):
     """Counts, recent jobs, services and their health, and what needs attention (the console's overview)."""
     from modelyard.server.overview import overview as build

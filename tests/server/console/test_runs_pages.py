@@ -92,3 +92,19 @@ def test_long_histories_are_downsampled_keeping_spikes(sqlite_workspace):
     assert max(v for _, v in series["points"]) == 99.0
     steps = [s for s, _ in series["points"]]
     assert steps == sorted(steps) and steps[0] == 0 and steps[-1] == 19_999
+
+
+def test_non_finite_metrics_travel_as_strings_and_charts_draw_the_finite_points(as_role, runs):
+    store, _ = runs
+    run = store.create("diverging", experiment="sweep")
+    admin = as_role("admin")
+    auth = {"Authorization": f"Bearer {admin.secret}"}
+    logged = admin.post(f"/api/v1/runs/{run.id}/metrics", headers=auth, json={"metrics": [
+        {"key": "diverged", "value": "Infinity", "step": 0}, {"key": "diverged", "value": "NaN", "step": 1},
+        {"key": "diverged", "value": 0.5, "step": 2}]})
+    assert logged.status_code < 300
+    series = admin.get(f"/api/v1/runs/{run.id}/series/diverged", headers=auth)
+    assert series.status_code == 200
+    assert series.json()["points"] == [[0, "Infinity"], [1, "NaN"], [2, 0.5]] and series.json()["last"] == 0.5
+    page = admin.get(f"/runs/{run.id}")
+    assert page.status_code == 200 and "2 non-finite points (NaN or infinite) not drawn" in page.text

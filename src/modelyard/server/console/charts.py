@@ -64,6 +64,10 @@ class _Frame:
         return xticks, yticks
 
 
+def _finite(points) -> list:
+    return [p for p in points if all(isinstance(v, (int, float)) and math.isfinite(v) for v in p[:2])]
+
+
 def line_chart(series: list[tuple[str, list]], title: str, note: str = "", bands: list[tuple[list, list, int]] = (),
                width: int = WIDTH, height: int = HEIGHT) -> dict:
     """A chart of several ``(label, [[x, y], ...])`` series on shared axes.
@@ -71,6 +75,14 @@ def line_chart(series: list[tuple[str, list]], title: str, note: str = "", bands
     Args:
         bands: ``(upper, lower, color)`` point lists drawn as shaded areas (mean ± std).
     """
+    # a NaN or an infinite value (a diverged loss) has no place on an axis: draw the finite points, say how many not
+    total = sum(len(pts) for _, pts in series)
+    series = [(label, _finite(pts)) for label, pts in series]
+    bands = [(_finite(up), _finite(low), color) for up, low, color in bands]
+    skipped = total - sum(len(pts) for _, pts in series)
+    if skipped:
+        note = "; ".join(filter(None, [note, f"{skipped} non-finite point{'s' if skipped != 1 else ''} "
+                                             "(NaN or infinite) not drawn"]))
     xs = [p[0] for _, pts in series for p in pts] + [p[0] for up, _, _ in bands for p in up]
     ys = ([p[1] for _, pts in series for p in pts] + [p[1] for up, _, _ in bands for p in up]
           + [p[1] for _, low, _ in bands for p in low])
