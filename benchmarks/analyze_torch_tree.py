@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib.util
 import json
 import multiprocessing
@@ -72,10 +73,8 @@ def _parse(path: str) -> int:
         warnings.simplefilter("ignore")
         with open(path, "rb") as handle:
             data = handle.read()
-        try:
+        with contextlib.suppress(SyntaxError, ValueError):
             ast.parse(data)
-        except (SyntaxError, ValueError):
-            pass
     return data.count(b"\n")
 
 
@@ -144,10 +143,13 @@ def main() -> None:
         run = _run_child(["--child", "analyze", "--fraction", str(fraction), "--jobs", str(args.jobs),
                           "--target", args.target])
         runs.append(run)
-        print(f"  {int(fraction * 100):3d}% : {run['files']:5d} files ({run['python_files']} .py), {run['lines']:8d} lines, "
-              f"{run['findings']:6d} findings, {run['parse_errors']} parse errors in {run['seconds']:.2f}s -> "
-              f"{run['files'] / run['seconds']:7.0f} files/s, {run['lines'] / run['seconds']:9.0f} lines/s; "
-              f"peak RSS main {run['rss_main_mb']:.0f} MiB, worker {run['rss_worker_mb']:.0f} MiB")
+        print(
+            f"  {int(fraction * 100):3d}% : {run['files']:5d} files ({run['python_files']} .py), "
+            f"{run['lines']:8d} lines, "
+            f"{run['findings']:6d} findings, {run['parse_errors']} parse errors in {run['seconds']:.2f}s -> "
+            f"{run['files'] / run['seconds']:7.0f} files/s, {run['lines'] / run['seconds']:9.0f} lines/s; "
+            f"peak RSS main {run['rss_main_mb']:.0f} MiB, worker {run['rss_worker_mb']:.0f} MiB"
+        )
     full = runs[-1]
     floor = _run_child(["--child", "ast", "--jobs", str(args.jobs)])
     print(f"  floor (ast.parse only, same .py files, {args.jobs} processes): {floor['files']} files in "

@@ -157,9 +157,12 @@ def main() -> int:
                     print(f"API server CPU per proxied call at c={level}: {result['api_cpu_ms_per_call']:.2f} ms",
                           flush=True)
                 results[f"{name}_c{level}"] = result
-                print(f"predict {name:>7} c={level}: {result['throughput']:7.1f} req/s"
-                      f"  mean {result['mean_ms']:6.2f} ms  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}",
-                      flush=True)
+                print(
+                    f"predict {name:>7} c={level}: {result['throughput']:7.1f} req/s"
+                    f"  mean {result['mean_ms']:6.2f} ms  p50 {result['p50_ms']:6.2f} ms"
+                    f"  p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}",
+                    flush=True,
+                )
         gap = results["proxied_c1"]["mean_ms"] - results["direct_c1"]["mean_ms"]
         results["proxy_overhead_c1_ms"] = gap
         print(f"proxy overhead at c=1: {gap:.2f} ms (goal: at most 2 ms)", flush=True)

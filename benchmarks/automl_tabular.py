@@ -4,8 +4,8 @@ Each dataset is split once (seed 0): 25 % held-out test (stratified for classifi
 80/20 train/validation split Modelyard stores with a dataset version. Both systems get the train rows to fit and
 the validation rows to select on (FLAML: ``X_val``/``y_val``, holdout), the same budget and the same metric
 (accuracy / R²), and are scored on the untouched test rows. FLAML searches LightGBM, random forest, extra trees
-and L1 logistic regression (its default list minus XGBoost, which is not installed here). Lower mean rank is better; the goal is a mean rank at
-or below FLAML's.
+and L1 logistic regression (its default list minus XGBoost, which is not installed here). Lower mean rank is better;
+the goal is a mean rank at or below FLAML's.
 
     python benchmarks/automl_tabular.py [--budget 60] [--datasets breast_cancer,wine,...]
 """
@@ -130,8 +130,10 @@ def main() -> None:
         print(f"{name:<14} {metric:<9} test={len(test):<4} modelyard {ours[0]:.4f} ({ours[1]:.0f}s, {ours[2]})  "
               f"flaml {theirs[0]:.4f} ({theirs[1]:.0f}s, {theirs[2]})", flush=True)
     print(f"\nbudget {args.budget:.0f}s per system per dataset; score on the held-out 25 % test rows")
-    print(f"mean rank: modelyard {np.mean(ranks['modelyard']):.2f}, flaml {np.mean(ranks['flaml']):.2f} "
-          f"(goal: modelyard <= flaml: {'met' if np.mean(ranks['modelyard']) <= np.mean(ranks['flaml']) else 'NOT met'})")
+    print(
+        f"mean rank: modelyard {np.mean(ranks['modelyard']):.2f}, flaml {np.mean(ranks['flaml']):.2f} "
+        f"(goal: modelyard <= flaml: {'met' if np.mean(ranks['modelyard']) <= np.mean(ranks['flaml']) else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

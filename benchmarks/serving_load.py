@@ -257,7 +257,7 @@ def main() -> int:
                                              replicas=args.replicas, timeout=300)
             targets = {f"minimal-{kind}": (port, "/predict") for kind, (_, port) in minimal.items()}
             targets["modelyard"] = (service["port"], "/v1/predict")
-            for name, (p, path) in targets.items():  # warm up all (allocators, thread pools, batch shapes)
+            for _name, (p, path) in targets.items():  # warm up all (allocators, thread pools, batch shapes)
                 _wait_http(p, path, body)
                 run_load(p, path, body, 8, 3.0)
                 run_load(p, path, body, 32, 3.0, args.client_procs)

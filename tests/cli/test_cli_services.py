@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-
 from support import run_cli
 
 
@@ -26,9 +25,8 @@ def linear_onnx(path, scale=1.0):
 
 @pytest.fixture
 def home(tmp_path):
-    from modelyard.deploy import supervisor
-
     from modelyard.client import Client
+    from modelyard.deploy import supervisor
 
     home = tmp_path / "home"
     with Client(home=home) as client:  # set-up through the SDK: the commands under test are the services ones

@@ -7,11 +7,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from datafixtures import mnist_folder, mnist_small, samples_dir  # noqa: F401  (fixtures)
 from PIL import Image
 
 from modelyard.core.errors import InvalidInput
 from modelyard.data.datasets import DatasetStore
-from datafixtures import mnist_folder, mnist_small, samples_dir  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ import csv
 
 import numpy as np
 import pytest
+from datafixtures import mnist_folder, mnist_small, samples_dir  # noqa: F401  (fixtures)
 
 from modelyard.core.errors import InvalidInput
 from modelyard.data.datasets import DatasetStore
 from modelyard.data.steps import apply_step, apply_steps
-from datafixtures import mnist_folder, mnist_small, samples_dir  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 """Tabular imports: immutable versions, schema, seeded stratified split, stats, checks and every bad input."""
 
 import pytest
+from datafixtures import iris_csv, samples_dir  # noqa: F401  (fixtures)
 
 from modelyard.core.errors import InvalidInput, NotFound
 from modelyard.data.datasets import DatasetStore
-from datafixtures import iris_csv, samples_dir  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deploy_models import deploy_models, linear_expected  # noqa: F401 - fixtures
 
 from modelyard.core.jobkind import LocalJobContext
 from modelyard.deploy.batch import BatchSpec, run_batch
-from deploy_models import deploy_models, linear_expected  # noqa: F401 - fixtures
 
 ROWS = 230
 
@@ -132,7 +132,9 @@ def test_bad_batch_specs_are_clear(batch_home, table, tmp_path):
         run_batch(BatchSpec(model="linear@1", input=str(folder / "in.csv"), output=str(tmp_path / "o.npz"),
                             key="nope"), job_context(batch_home))
     with pytest.raises(InvalidInput, match="declares no image preprocessing"):
-        run_batch(BatchSpec(model="linear@1", input=str(tmp_path), output=str(tmp_path / "o.npz")), job_context(batch_home))
+        run_batch(
+            BatchSpec(model="linear@1", input=str(tmp_path), output=str(tmp_path / "o.npz")), job_context(batch_home)
+        )
     with pytest.raises(NotFound):
         run_batch(BatchSpec(model="linear@9", input=str(folder / "in.csv"), output=str(tmp_path / "o.npz")),
                   job_context(batch_home))

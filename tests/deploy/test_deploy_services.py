@@ -8,9 +8,9 @@ import time
 import httpx
 import numpy as np
 import pytest
+from deploy_models import deploy_models, linear_expected, platform  # noqa: F401 - fixtures
 
 from modelyard.client.services import DeployFailed
-from deploy_models import deploy_models, linear_expected, platform  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow  # every test deploys services: a supervisor and replica processes
 
@@ -59,8 +59,13 @@ def test_deploy_predict_and_observability(platform, linear_service, linear_expec
     np.testing.assert_allclose(via_platform["outputs"]["y"], linear_expected(X), rtol=1e-6)
     assert httpx.get(service["url"] + "/metrics").status_code == 401
     metrics = httpx.get(service["url"] + "/metrics", headers=platform.auth()).text
-    for family in ("modelyard_requests_total", "modelyard_request_latency_seconds_bucket", "modelyard_batch_size_bucket",
-                   "modelyard_queue_depth", "modelyard_inference_seconds_bucket"):
+    for family in (
+        "modelyard_requests_total",
+        "modelyard_request_latency_seconds_bucket",
+        "modelyard_batch_size_bucket",
+        "modelyard_queue_depth",
+        "modelyard_inference_seconds_bucket",
+    ):
         assert family in metrics, family
     assert 'version="linear@1"' in metrics
     access = platform.client.services.logs("lin", source="access")

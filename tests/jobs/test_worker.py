@@ -5,14 +5,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
-from pathlib import Path
-
-from support import cli_env
 from modelyard.jobs.queue import JobQueue
+from support import cli_env
 
 pytestmark = pytest.mark.slow  # real worker and job processes, kill -9 and recovery
 
@@ -142,8 +141,9 @@ def test_kill_9_of_the_worker_mid_job_then_restart(workspace, monkeypatch, kind,
 
 def test_stale_heartbeat_is_recovered_without_restart(sqlite_workspace):
     """A job claimed by a worker on another host that stopped heartbeating is failed by a live worker."""
-    from modelyard.store.schema import jobs
     import sqlalchemy as sa
+
+    from modelyard.store.schema import jobs
 
     queue = JobQueue(sqlite_workspace)
     job = queue.submit("system.sleep", {"seconds": 1})

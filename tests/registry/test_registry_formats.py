@@ -4,10 +4,10 @@ import pickle
 
 import numpy as np
 import pytest
+from registry_models import model_dir  # noqa: F401 - fixtures
 
 from modelyard.core.errors import InvalidInput
 from modelyard.registry.resolve import resolve_spec
-from registry_models import model_dir  # noqa: F401 - fixtures
 
 
 def run(client, ref, feeds):

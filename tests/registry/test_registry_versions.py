@@ -5,12 +5,12 @@ import threading
 
 import numpy as np
 import pytest
+from registry_models import linear_weights, model_dir  # noqa: F401 - fixtures
 
 from modelyard.core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from modelyard.registry.refs import ModelRef, is_registry_ref, parse_ref
 from modelyard.registry.resolve import resolve, resolve_spec
 from modelyard.registry.versions import ModelRegistry
-from registry_models import linear_weights, model_dir  # noqa: F401 - fixtures
 
 
 def upload(workspace, path):

@@ -45,16 +45,16 @@ def test_api_errors(client, tmp_path, iris_file):
         client.data.import_path(iris_file, "bad name!")
     assert client.data.list()["items"] == []
     token = client.tokens.create("viewer", "viewer")["token"]
-    with Client(home=tmp_path / "home", token=token) as viewer:
-        with pytest.raises(Forbidden):
-            viewer.request("POST", "/api/v1/datasets/import",
-                           json={"name": "x", "source": "sha256:" + "0" * 64, "filename": "a.csv"})
+    with Client(home=tmp_path / "home", token=token) as viewer, pytest.raises(Forbidden):
+        viewer.request("POST", "/api/v1/datasets/import",
+                       json={"name": "x", "source": "sha256:" + "0" * 64, "filename": "a.csv"})
 
 
 @pytest.mark.slow
 def test_over_http_with_an_image_folder(live_server, tmp_path):
-    from modelyard.data.samples import write_image_folder
     import numpy as np
+
+    from modelyard.data.samples import write_image_folder
 
     rng = np.random.default_rng(0)
     folder = write_image_folder(rng.integers(0, 255, (12, 10, 10), dtype=np.uint8), np.arange(12) % 2,

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 
 from modelyard.client import Client
-
-
 from support import start_server
 
 pytestmark = pytest.mark.slow  # a real server with a supervisor and replica processes

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from trainfixtures import make_context  # noqa: F401  (fixtures)
 
 from modelyard.core.errors import InvalidInput
-from trainfixtures import make_context  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+from trainfixtures import make_context, trained_home, trained_workspace  # noqa: F401  (fixtures)
 
 from modelyard.core.errors import InvalidInput
 from modelyard.train.automl_tabular import search_tabular
 from modelyard.train.latency import session
 from modelyard.train.tabular_model import read_metadata
-from trainfixtures import make_context, trained_home, trained_workspace  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow  # AutoML searches under a time budget
 

@@ -3,10 +3,10 @@
 import json
 
 import pytest
+from trainfixtures import make_context, trained_home, trained_workspace  # noqa: F401  (fixtures)
 
 from modelyard.core.errors import InvalidInput
 from modelyard.train.evaluate import EvaluateSpec, evaluate, run_evaluate
-from trainfixtures import make_context, trained_home, trained_workspace  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow  # its workspace comes from an AutoML search (trainfixtures.trained_home)
 

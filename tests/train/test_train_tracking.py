@@ -72,10 +72,9 @@ def test_sdk_context_manager_records_a_script(tmp_path):
         weights.write_bytes(b"abc")
         r.log_artifact(weights)
     assert r.info["status"] == "finished"
-    with pytest.raises(ZeroDivisionError):
-        with modelyard.run("broken", experiment="sdk", home=home) as broken:
-            broken.log_metric("loss", 1.0)
-            raise ZeroDivisionError("boom")
+    with pytest.raises(ZeroDivisionError), modelyard.run("broken", experiment="sdk", home=home) as broken:
+        broken.log_metric("loss", 1.0)
+        raise ZeroDivisionError("boom")
     with modelyard.Client(home=home) as client:
         done = client.runs.get(r.id)
         assert done["metrics"]["loss"] == pytest.approx(0.2) and len(done["history"]["loss"]) == 5

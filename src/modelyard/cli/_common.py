@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+
 def _console(stderr: bool = False) -> Console:
     # Piped output (CI logs, `| less`) is not wrapped at 80 columns: ids and digests must stay whole.
     probe = Console(stderr=stderr)

@@ -226,7 +226,9 @@ def cancel(job_id: str, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(job)
     else:
-        console.print(f"{job['id']} {_status(job['status'])}" + (" (cancel requested)" if job["cancel_requested"] else ""))
+        console.print(
+            f"{job['id']} {_status(job['status'])}" + (" (cancel requested)" if job["cancel_requested"] else "")
+        )
 
 
 @app.command("kinds")

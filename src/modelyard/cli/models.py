@@ -56,7 +56,8 @@ def register(
     name: Annotated[str, typer.Option("--name", "-n", help="Model name.")] = ...,
     tags: Annotated[list[str] | None, typer.Option("--tag", help="Tag key=value (repeatable).")] = None,
     metrics: Annotated[list[str] | None, typer.Option("--metric", help="Metric key=number (repeatable).")] = None,
-    lineage: Annotated[list[str] | None, typer.Option("--lineage", help="Lineage key=value, e.g. dataset=cifar@3.")] = None,
+    lineage: Annotated[list[str] | None, typer.Option(
+        "--lineage", help="Lineage key=value, e.g. dataset=cifar@3.")] = None,
     from_job: Annotated[str | None, typer.Option("--from-job", help="The job this model came from.")] = None,
     description: Annotated[str, typer.Option(help="A sentence for the model card.")] = "",
     preprocessing: Annotated[str | None, typer.Option(

@@ -32,10 +32,12 @@ def _print_service(service: dict) -> None:
     console.print(f"[bold]{service['name']}[/] {_status(service['status'])}"
                   + (f" ({service['message']})" if service["message"] else ""), highlight=False)
     console.print(f"url {service['url'] or '-'}/v1/predict, {'public' if service['public'] else 'token required'}, "
-                  f"revision {service['revision']} (live {service['live_revision'] or '-'}), traffic {_traffic(service)}",
+                  f"revision {service['revision']} (live {service['live_revision'] or '-'}), "
+                  f"traffic {_traffic(service)}",
                   highlight=False, soft_wrap=True)
     config = service["config"]
-    console.print(f"backend {config['backend']}, max batch {config['max_batch']}, max wait {config['max_wait_ms']:g} ms, "
+    console.print(f"backend {config['backend']}, max batch {config['max_batch']}, "
+                  f"max wait {config['max_wait_ms']:g} ms, "
                   f"{config.get('instances', 1)} instance(s) per replica, "
                   f"replicas {service['healthy_replicas']}/{service['replicas']} healthy", highlight=False)
     if service["replica_states"]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-
 from rich.markup import escape
 
 from modelyard.cli._common import console, get_client, print_json
@@ -42,8 +41,15 @@ def list_tokens(as_json: JsonOpt = False) -> None:
         return
     table = Table("id", "name", "role", "prefix", "created", "last used", "state", box=None)
     for t in data["items"]:
-        table.add_row(t["id"], escape(t["name"]), t["role"], t["prefix"] + "…", t["created_at"], t["last_used_at"] or "-",
-                      "active" if t["active"] else f"[red]revoked {t['revoked_at']}[/]")
+        table.add_row(
+            t["id"],
+            escape(t["name"]),
+            t["role"],
+            t["prefix"] + "…",
+            t["created_at"],
+            t["last_used_at"] or "-",
+            "active" if t["active"] else f"[red]revoked {t['revoked_at']}[/]",
+        )
     console.print(table)
 
 

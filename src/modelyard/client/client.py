@@ -375,7 +375,8 @@ class Blobs:
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         response = self._c.request("GET", f"/api/v1/blobs/{digest}")
-        handle = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name[:100]}.", delete=False)
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by `with handle` below; name needed for cleanup
+            dir=dest.parent, prefix=f".{dest.name[:100]}.", delete=False)
         try:
             with handle:
                 for chunk in response.iter_bytes():

@@ -15,14 +15,15 @@ class Automl:
         self._c = client
 
     def train(self, dataset: str, name: str, *, task: str = "auto", time_budget_s: float = 60.0,
-              max_trials: int | None = None, max_latency_ms: float | None = None, metric: str | None = None, ensemble: bool = True,
-              refit: bool = True, families: list[str] | None = None, seed: int = 0, description: str = "",
-              register_winner: bool = True, timeout: float | None = None) -> dict:
+              max_trials: int | None = None, max_latency_ms: float | None = None, metric: str | None = None,
+              ensemble: bool = True, refit: bool = True, families: list[str] | None = None, seed: int = 0,
+              description: str = "", register_winner: bool = True, timeout: float | None = None) -> dict:
         """Search models for ``dataset`` (``NAME@VERSION``) and register the winner as ``name``; returns the
         ``modelyard.automl/1`` result. The keyword arguments are the ``automl.train`` spec's keys (see
         ``modelyard jobs kinds automl.train``). A job that fails raises ``ModelyardError`` with its error."""
         spec = {"dataset": dataset, "name": name, "task": task, "time_budget_s": time_budget_s,
-                "max_trials": max_trials, "max_latency_ms": max_latency_ms, "metric": metric, "ensemble": ensemble, "refit": refit,
+                "max_trials": max_trials, "max_latency_ms": max_latency_ms, "metric": metric, "ensemble": ensemble,
+                "refit": refit,
                 "families": families, "seed": seed, "description": description,
                 "register_winner": register_winner}
         return self._c.jobs.result(self._c.jobs.run("automl.train", spec, timeout=timeout))

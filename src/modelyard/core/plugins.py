@@ -65,5 +65,7 @@ def load_job_kind(name: str):
         return load_object(JOB_KINDS[name])
     targets = job_kind_targets()
     if name not in targets:
-        raise InvalidInput(f"unknown job kind {name!r}; known kinds: {', '.join(sorted(targets))}", code="unknown_job_kind")
+        raise InvalidInput(
+            f"unknown job kind {name!r}; known kinds: {', '.join(sorted(targets))}", code="unknown_job_kind"
+        )
     return load_object(targets[name])

@@ -14,7 +14,9 @@ _VERSION = re.compile(r"^(?:[vV]0*)?([0-9]+)$")
 def check_name(name: str, what: str = "name") -> str:
     """Return ``name`` if it is a valid dataset/model name, else raise ``InvalidInput`` naming ``what``."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise InvalidInput(f"{what} {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise InvalidInput(
+            f"{what} {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     return name
 
 

@@ -161,7 +161,10 @@ def _image_step(store, parent, step, lineage, created_by, description) -> Datase
     if good:
         import numpy as np
 
-        schema["median_size"] = [int(np.median([e["height"] for e in good])), int(np.median([e["width"] for e in good]))]
+        schema["median_size"] = [
+            int(np.median([e["height"] for e in good])),
+            int(np.median([e["width"] for e in good])),
+        ]
     manifest = {"schema": MANIFEST_SCHEMA, "kind": "image-classification", "entries": kept}
     size = sum({e["digest"]: e["size"] for e in kept}.values())
     return store._create_version(

@@ -5,8 +5,8 @@ job's own folder and the blob store, for the client to download; only the admin 
 (``modelyard.core.trust``). The input is cut into fixed chunks; each finished chunk is written atomically as a
 part file under ``<output>.parts/`` before the next starts. A run that crashed (worker killed, machine lost) and is
 re-queued, or a job re-submitted with the same output path, skips the parts that exist, so no row is computed twice
-into the output and none is lost; the final output is assembled from the parts in order, checked (every key exactly once)
-and renamed into place.
+into the output and none is lost; the final output is assembled from the parts in order, checked (every key exactly
+once) and renamed into place.
 """
 
 from __future__ import annotations

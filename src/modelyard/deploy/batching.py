@@ -13,6 +13,7 @@ only when an instance is free, so requests pile up into larger batches while bot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -74,10 +75,8 @@ class DynamicBatcher:
         for task in [self._task, *self._running]:
             if task is not None:
                 task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await task
-                except asyncio.CancelledError:
-                    pass
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:

@@ -316,7 +316,9 @@ def build_app(server: ModelServer):
             response = _error(exc.status, exc.code, exc.message, headers)
         except Exception as exc:  # noqa: BLE001 - a model failure is this request's 500, never the replica's end
             status, reason = 500, "inference_error"
-            response = _error(500, "inference_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            response = _error(
+                500, "inference_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
         elapsed = time.perf_counter() - started
         ref = version.ref if version else "none"
         server.metrics.requests.labels(server.service, ref, str(status)).inc()

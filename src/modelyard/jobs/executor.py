@@ -4,6 +4,7 @@ owns processes, so a Ray executor can replace ``LocalExecutor`` without touching
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -47,10 +48,8 @@ class Executor(ABC):
 
 
 def _set_parent_death_signal(sig: int) -> None:
-    try:
+    with contextlib.suppress(OSError):  # not Linux/glibc: recovery on restart still handles orphans
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
-    except OSError:  # not Linux/glibc: recovery on restart still handles orphans
-        pass
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -76,16 +75,12 @@ def kill_tree(pid: int, pid_started: float | None = None, timeout: float = 3.0) 
     except psutil.NoSuchProcess:
         return False
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=timeout)
     return True
 
@@ -137,10 +132,9 @@ class LocalExecutor(Executor):
         if proc is None:
             return
         kill_tree(proc.pid)
-        try:  # grandchildren that were re-parented away from the tree are still in the job's session
+        # grandchildren that were re-parented away from the tree are still in the job's session
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         proc.wait(timeout=10)
 
     def active(self) -> set[str]:

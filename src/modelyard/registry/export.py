@@ -16,9 +16,6 @@ from modelyard.core.errors import InvalidInput, Unavailable
 from modelyard.runtime.tracing import example_inputs, quiet_exporters
 
 
-
-
-
 def _forward_names(model, count: int) -> list[str] | None:
     try:
         params = [p.name for p in inspect.signature(model.forward).parameters.values()

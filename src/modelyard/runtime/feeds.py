@@ -157,7 +157,9 @@ def _from_arrays(arrays: dict[str, np.ndarray], spec, where: str) -> Iterator[di
     series = {i.name: _split_samples(arrays[i.name], i, f"data {where}") for i in spec.inputs}
     counts = {len(v) for v in series.values()}
     if len(counts) != 1:
-        raise InvalidInput(f"data {where}: inputs hold different sample counts {({k: len(v) for k, v in series.items()})}")
+        raise InvalidInput(
+            f"data {where}: inputs hold different sample counts { ({k: len(v) for k, v in series.items()}) }"
+        )
     for index in range(counts.pop()):
         yield {name: values[index] for name, values in series.items()}
 

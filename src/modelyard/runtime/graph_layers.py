@@ -140,9 +140,9 @@ def graph_layers(model, depth: int | None = None) -> list[GraphLayer]:
         produced_set = set(produced)
         for i in members:
             for name in graph.node[i].input:
-                if name and name not in produced_set and name not in initializers and name not in constants:
-                    if name not in inputs:
-                        inputs.append(name)
+                if (name and name not in produced_set and name not in initializers and name not in constants
+                        and name not in inputs):
+                    inputs.append(name)
         calls[scope] = calls.get(scope, 0) + 1
         name = scope if calls[scope] == 1 else f"{scope}#{calls[scope]}"
         position = max(i for i in members if outputs[-1] in graph.node[i].output)

@@ -423,7 +423,9 @@ def _pad(inputs, attrs, opset):
     mode = attrs.get("mode", "constant")
     if opset >= 11:
         pads = _ints(inputs[1])
-        value = inputs[2].reshape(-1)[0].item() if len(inputs) > 2 and inputs[2] is not None and inputs[2].numel() else 0
+        value = (
+            inputs[2].reshape(-1)[0].item() if len(inputs) > 2 and inputs[2] is not None and inputs[2].numel() else 0
+        )
         axes = _ints(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else list(range(x.dim()))
     else:
         pads, value, axes = list(attrs["pads"]), attrs.get("value", 0.0), list(range(x.dim()))

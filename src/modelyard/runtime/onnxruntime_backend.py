@@ -114,7 +114,9 @@ class OnnxRuntimeRunner(GraphLayerHooks, Runner):
         self.session_opts = options
         self.session = self._session(model)
         inputs = [
-            TensorInfo(i.name, tuple(d if isinstance(d, int) else (d or None) for d in i.shape), onnx_dtype_name(i.type))
+            TensorInfo(
+                i.name, tuple(d if isinstance(d, int) else (d or None) for d in i.shape), onnx_dtype_name(i.type)
+            )
             for i in self.session.get_inputs()
         ]
         outputs = [o.name for o in self.session.get_outputs()]

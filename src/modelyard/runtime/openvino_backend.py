@@ -93,7 +93,9 @@ class OpenVinoRunner(Runner):
         if len(config) > 1:
             info["compile_config"] = {k: str(v) for k, v in config.items()}
         compiled_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-        info["compiled_inference_precision"] = getattr(compiled_precision, "get_type_name", lambda: str(compiled_precision))()
+        info["compiled_inference_precision"] = getattr(
+            compiled_precision, "get_type_name", lambda: str(compiled_precision)
+        )()
         super().__init__(inputs, outputs, info)
         self._probe_models: dict[tuple[str, ...], object] = {}
         self._replay_models: dict[str, object] = {}
@@ -317,7 +319,9 @@ def _ir_precision(model) -> str:
     types = {op.get_type_name() for op in model.get_ops()}
     if "FakeQuantize" in types or "FakeConvert" in types:
         return "int8"
-    consts = {op.get_output_element_type(0).get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"}
+    consts = {
+        op.get_output_element_type(0).get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"
+    }
     if "f16" in consts:
         return "fp16"
     return "fp32"

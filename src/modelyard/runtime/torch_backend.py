@@ -199,7 +199,9 @@ class TorchRunner(Runner):
             try:
                 return self.model(*self._tensors(feeds))
             except (RuntimeError, TypeError, ValueError, IndexError) as exc:
-                raise InvalidInput(f"{self.backend_name}: the model rejected the feeds: {type(exc).__name__}: {exc}") from exc
+                raise InvalidInput(
+                    f"{self.backend_name}: the model rejected the feeds: {type(exc).__name__}: {exc}"
+                ) from exc
 
     def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         named = name_outputs(self._forward(feeds), self.spec.outputs)

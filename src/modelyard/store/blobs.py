@@ -78,7 +78,8 @@ class BlobStore:
         staging = self.root / "tmp"
         try:
             _private_dir(staging)
-            handle = tempfile.NamedTemporaryFile(dir=staging, prefix="blob-", delete=False)
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by `with handle` below
+                dir=staging, prefix="blob-", delete=False)
         except OSError as exc:
             raise WorkspaceError(f"cannot write to blob store {self.root}: {exc.strerror}") from exc
         tmp_path = Path(handle.name)
@@ -196,13 +197,14 @@ class BlobStore:
         tmp = dest.with_name(f".{dest.name[:100]}.tmp-{os.getpid()}")  # a long name plus a suffix overflows 255
         hasher = hashlib.sha256()
         try:
-            with open(tmp, "wb") as out:
-                with open(self.path_for(digest), "rb") as src:
-                    while chunk := src.read(CHUNK):
-                        hasher.update(chunk)
-                        out.write(chunk)
+            with open(tmp, "wb") as out, open(self.path_for(digest), "rb") as src:
+                while chunk := src.read(CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
             if hasher.hexdigest() != self.normalize(digest):
-                raise IntegrityError(f"blob sha256:{self.normalize(digest)} is corrupt: content does not match its hash")
+                raise IntegrityError(
+                    f"blob sha256:{self.normalize(digest)} is corrupt: content does not match its hash"
+                )
             os.replace(tmp, dest)
         except FileNotFoundError as exc:
             raise NotFound(f"blob sha256:{self.normalize(digest)} not found") from exc

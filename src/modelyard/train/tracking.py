@@ -321,6 +321,9 @@ class RunStore:
             "runs": [r.to_dict() for r in items],
             "params": params,
             "metrics": metrics,
-            "differs": {"params": differs(lambda r: r.params, params), "metrics": differs(lambda r: r.metrics, metrics)},
+            "differs": {
+                "params": differs(lambda r: r.params, params),
+                "metrics": differs(lambda r: r.metrics, metrics),
+            },
             "best": best,
         }

@@ -182,4 +182,4 @@ def test_archive_apply_to_out(tmp_path):
     with pytest.raises(InvalidInput, match="archive"):
         apply_migration(archive, "any", in_place=True)
     apply_migration(archive, "cpu", out=tmp_path / "out")
-    assert "x = torch.ones(1).to(torch.device(\"cpu\"))" in (tmp_path / "out" / "p" / "t.py").read_text(encoding="utf-8")
+    assert 'x = torch.ones(1).to(torch.device("cpu"))' in (tmp_path / "out" / "p" / "t.py").read_text(encoding="utf-8")

@@ -33,7 +33,9 @@ def test_binary_huge_and_non_utf8_files(tmp_path):
     (tmp_path / "binary.py").write_bytes(b"\x00\x01torch.cuda.synchronize()\n")
     (tmp_path / "huge.py").write_text("x = 1\n" * 2000, encoding="utf-8")
     (tmp_path / "latin.py").write_bytes(b"# caf\xe9\nimport torch\ntorch.cuda.synchronize()\n")
-    (tmp_path / "cookie.py").write_bytes(b"# -*- coding: latin-1 -*-\nimport torch\ns = '\xe9'\nx = torch.zeros(1).cuda()\n")
+    (tmp_path / "cookie.py").write_bytes(
+        b"# -*- coding: latin-1 -*-\nimport torch\ns = '\xe9'\nx = torch.zeros(1).cuda()\n"
+    )
     analysis = analyze_path(tmp_path, "any", limits=Limits(max_file_bytes=4000))
     rules = {r.path: [f.rule for f in r.findings] for r in analysis.files}
     notes = {r.path: r.parse_error for r in analysis.files}

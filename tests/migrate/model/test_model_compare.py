@@ -30,9 +30,9 @@ def test_fp32_onnxruntime_passes_on_a_transformers_resnet(resnet_spec, resnet_on
     assert any(".layer.2.normalization" in row["name"] for row in result.layers)
     assert bool(result)
     data = result.to_dict()
-    assert SCHEMA_KEYS <= set(data) and data["schema"] == "modelyard.compare/1"
+    assert SCHEMA_KEYS <= set(data) and data["schema"] == "modelyard.compare/1"  # noqa: SIM300 - subset check
     out = data["outputs"][0]
-    assert OUTPUT_KEYS <= set(out) and out["name"] == "logits"
+    assert OUTPUT_KEYS <= set(out) and out["name"] == "logits"  # noqa: SIM300 - subset check
     assert out["cosine"] > 0.9999 and out["max_abs_err"] < 1e-4 and out["nonfinite_mismatch"] == 0
     assert data["task"]["top1_agreement"] == 1.0 and data["task"]["top_k"] == 3
     floor = data["noise_floor"]

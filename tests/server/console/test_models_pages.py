@@ -46,9 +46,8 @@ def test_viewer_cannot_move_aliases_or_deploy(as_role, sqlite_workspace, tmp_pat
 
 
 def test_evaluate_form_queues_the_same_job_as_the_api(as_role, sqlite_workspace, tmp_path):
-    from modelyard.jobs.queue import JobQueue
-
     from modelyard.data.datasets import DatasetStore
+    from modelyard.jobs.queue import JobQueue
 
     register_linear(sqlite_workspace, tmp_path, "mm")
     table = tmp_path / "iris.csv"
@@ -72,7 +71,6 @@ def test_evaluation_page_renders_a_report(as_role, sqlite_workspace, tmp_path):
     import sqlalchemy as sa
 
     from modelyard.data.datasets import DatasetStore
-
     from modelyard.jobs.queue import JobQueue
     from modelyard.store.schema import jobs
 

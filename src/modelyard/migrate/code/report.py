@@ -70,7 +70,9 @@ def render_csv(analysis: Analysis) -> str:
 
 def write_change_list(rows: Iterable[ChangeRow]) -> str:
     """``change_list.csv``: file, line, rule, before, after."""
-    return _csv_text(("file", "line", "rule", "before", "after"), ([r.file, r.line, r.rule, r.before, r.after] for r in rows))
+    return _csv_text(
+        ("file", "line", "rule", "before", "after"), ([r.file, r.line, r.rule, r.before, r.after] for r in rows)
+    )
 
 
 def _md_cell(text: object) -> str:
@@ -99,7 +101,12 @@ def render_markdown(analysis: Analysis) -> str:
         out += [f"| {k} | {v} |" for k, v in s["by_category"].items()] + [""]
     files = [f for f in data["files"] if f["findings"] or f["parse_error"]]
     if files:
-        out += ["## Files", "", "| file | findings | auto | manual | unsupported | note |", "|---|---:|---:|---:|---:|---|"]
+        out += [
+            "## Files",
+            "",
+            "| file | findings | auto | manual | unsupported | note |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
         out += [f"| `{_md_cell(f['path'])}` | {f['findings']} | {f['auto']} | {f['manual']} | {f['unsupported']} | "
                 f"{_md_cell(f['parse_error'] or '')} |" for f in files] + [""]
     if data["findings"]:
@@ -109,8 +116,10 @@ def render_markdown(analysis: Analysis) -> str:
             if f["file"] != current:
                 current = f["file"]
                 out += [f"### `{current}`", ""]
-            out.append(f"- **L{f['line']}** `{f['rule']}` ({f['status']}, {f['category']}, effort {f['effort']['level']}): "
-                       f"{f['message']}  ")
+            out.append(
+                f"- **L{f['line']}** `{f['rule']}` ({f['status']}, {f['category']}, effort {f['effort']['level']}): "
+                f"{f['message']}  "
+            )
             out.append(f"  _{f['suggestion']}_")
             if f["snippet"]:
                 out.append(f"  `{f['snippet'].replace('`', chr(39))}`")
@@ -128,7 +137,8 @@ h1{font-size:22px;margin:0 0 4px}.root{color:#666;font-size:13px;margin-bottom:1
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
 th,td{border-bottom:1px solid #eee;padding:6px 8px;text-align:left;vertical-align:top}
 th{cursor:pointer;background:#f0f0f0;user-select:none;position:sticky;top:0}
-code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;background:#f5f5f5;padding:1px 4px;border-radius:3px}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;background:#f5f5f5;padding:1px 4px;
+ border-radius:3px}
 .st{color:#fff;border-radius:10px;padding:1px 8px;font-size:11px;white-space:nowrap}
 #filter{margin:8px 0;padding:6px;width:320px}
 """
@@ -139,7 +149,8 @@ _JS = """
  var body=table.tBodies[0];var dir={};
  table.querySelectorAll('th').forEach(function(th,i){th.addEventListener('click',function(){
   var rows=Array.prototype.slice.call(body.rows);var d=dir[i]=-(dir[i]||-1);
-  rows.sort(function(a,b){var x=a.cells[i].dataset.v||a.cells[i].textContent,y=b.cells[i].dataset.v||b.cells[i].textContent;
+  rows.sort(function(a,b){var x=a.cells[i].dataset.v||a.cells[i].textContent,
+   y=b.cells[i].dataset.v||b.cells[i].textContent;
    var nx=parseFloat(x),ny=parseFloat(y);if(!isNaN(nx)&&!isNaN(ny))return d*(nx-ny);return d*x.localeCompare(y);});
   rows.forEach(function(r){body.appendChild(r);});});});
  document.getElementById('filter').addEventListener('input',function(e){var q=e.target.value.toLowerCase();
@@ -177,9 +188,9 @@ def render_html(analysis: Analysis) -> str:
     for f in data["findings"]:
         colour = _STATUS_COLOURS.get(f["status"], "#555")
         rows.append(
-            f"<tr><td>{e(f['file'])}</td><td data-v=\"{f['line']}\">{f['line']}</td><td>{e(f['rule'])}</td>"
-            f"<td>{e(f['category'])}</td><td data-v=\"{e(f['status'])}\"><span class=\"st\" style=\"background:{colour}\">"
-            f"{e(f['status'])}</span></td><td data-v=\"{f['effort']['hours'][1]}\">{e(f['effort']['level'])}</td>"
+            f'<tr><td>{e(f["file"])}</td><td data-v="{f["line"]}">{f["line"]}</td><td>{e(f["rule"])}</td>'
+            f'<td>{e(f["category"])}</td><td data-v="{e(f["status"])}"><span class="st" style="background:{colour}">'
+            f'{e(f["status"])}</span></td><td data-v="{f["effort"]["hours"][1]}">{e(f["effort"]["level"])}</td>'
             f"<td>{e(f['message'])}<br><small>{e(f['suggestion'])}</small></td><td><code>{e(f['snippet'])}</code></td></tr>"
         )
     return "\n".join([

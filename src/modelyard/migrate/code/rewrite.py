@@ -242,7 +242,8 @@ class _Rewriter(cst.CSTTransformer):
             if all(full):
                 parents = {name.rsplit(".", 1)[0] for name in full}  # type: ignore[union-attr]
                 if len(parents) == 1:
-                    names = [a.with_changes(name=cst.Name(n.rsplit(".", 1)[1])) for a, n in zip(node.names, full, strict=True)]  # type: ignore[union-attr]
+                    names = [a.with_changes(name=cst.Name(n.rsplit(".", 1)[1]))  # type: ignore[union-attr]
+                             for a, n in zip(node.names, full, strict=True)]
                     return node.with_changes(module=cst.parse_expression(parents.pop()), names=names)
             raise _NotRewritable("the import mixes names from different modules; split it first")
         raise _NotRewritable("unsupported import form")
@@ -269,7 +270,9 @@ class _Rewriter(cst.CSTTransformer):
                 if comment not in existing:
                     existing.add(comment)
                     added.append(cst.EmptyLine(indent=True, comment=cst.Comment(comment)))
-                    self.rows.append(ChangeRow(self.rel, number, text[len(COMMENT_PREFIX) + 1:].split(")")[0], "", comment))
+                    self.rows.append(
+                        ChangeRow(self.rel, number, text[len(COMMENT_PREFIX) + 1 :].split(")")[0], "", comment)
+                    )
         if not added:
             return updated_node
         return updated_node.with_changes(leading_lines=[*updated_node.leading_lines, *added])
@@ -284,7 +287,9 @@ def _imports(text: str) -> dict[str, str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                bound[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+                bound[alias.asname or alias.name.split(".")[0]] = (
+                    alias.name if alias.asname else alias.name.split(".")[0]
+                )
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             for alias in node.names:
                 bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
@@ -336,7 +341,9 @@ def _add_header(module: cst.Module, rewriter: _Rewriter, text: str, imported: di
         following = body[index]
         blank = sum(1 for line in following.leading_lines if line.comment is None)
         if blank < 2:
-            body[index] = following.with_changes(leading_lines=[cst.EmptyLine()] * (2 - blank) + list(following.leading_lines))
+            body[index] = following.with_changes(
+                leading_lines=[cst.EmptyLine()] * (2 - blank) + list(following.leading_lines)
+            )
     line = 1 + sum(_code(s).count("\n") for s in body[:index]) + (len(module.header))
     for added in rows:
         rewriter.rows.append(ChangeRow(rewriter.rel, line, "migrate-header", "", added))
@@ -356,7 +363,9 @@ def rewrite_python(text: str, findings: list[Finding], rules: RuleSet, rel: str 
         (new text, change rows). The text is unchanged when there is nothing to do or libcst cannot parse it.
     """
     todo = [f for f in findings if f.status in ("auto", "manual", "unsupported") and f.anchor != "line"]
-    todo += [f for f in findings if f.status in ("manual", "unsupported") and f.anchor == "line" and f.rule != "parse-error"]
+    todo += [
+        f for f in findings if f.status in ("manual", "unsupported") and f.anchor == "line" and f.rule != "parse-error"
+    ]
     if not todo:
         return text, []
     try:
@@ -371,12 +380,16 @@ def rewrite_python(text: str, findings: list[Finding], rules: RuleSet, rel: str 
         new_module = _add_header(new_module, rewriter, text, imported)
     for line, texts in sorted(rewriter.comments.items()):  # sites outside any statement (never expected)
         for comment in texts:
-            rewriter.rows.append(ChangeRow(rel, line, comment.split("(", 1)[1].split(")")[0], "", f"(not placed) # {comment}"))
+            rewriter.rows.append(
+                ChangeRow(rel, line, comment.split("(", 1)[1].split(")")[0], "", f"(not placed) # {comment}")
+            )
     rewriter.rows.sort(key=lambda r: (r.line, r.rule))
     return new_module.code, rewriter.rows
 
 
-def rewrite_text(text: str, kind: str, findings: list[Finding], rules: RuleSet, rel: str = "") -> tuple[str, list[ChangeRow]]:
+def rewrite_text(
+    text: str, kind: str, findings: list[Finding], rules: RuleSet, rel: str = ""
+) -> tuple[str, list[ChangeRow]]:
     """Put a MIGRATE comment above each line of a non-Python file a person must change (``//`` in CUDA)."""
     marker = "//" if kind == "cuda" else "#"
     newline = "\r\n" if "\r\n" in text else "\n"

@@ -219,7 +219,9 @@ class PythonScanner:
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
             return [v for elt in node.elts for v in self.values_of(elt, depth + 1, seen)]
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
-            return [(v + "{}", origin) for v, origin in self.values_of(node.left, depth + 1, seen) if isinstance(v, str)]
+            return [
+                (v + "{}", origin) for v, origin in self.values_of(node.left, depth + 1, seen) if isinstance(v, str)
+            ]
         if isinstance(node, (ast.Name, ast.Attribute)):
             key = _chain_key(node)
             if key and key not in seen and key in self.values:
@@ -468,9 +470,9 @@ def _argument(node: ast.Call, keyword: str | None, position: int | None) -> ast.
         found = _keyword(node, keyword)
         if found is not None:
             return found
-    if position is not None and position < len(node.args):
-        if not any(isinstance(a, ast.Starred) for a in node.args[: position + 1]):
-            return node.args[position]
+    if (position is not None and position < len(node.args)
+            and not any(isinstance(a, ast.Starred) for a in node.args[: position + 1])):
+        return node.args[position]
     return None
 
 

@@ -195,7 +195,9 @@ def _walk(tree: SourceTree) -> None:
             size = entry.stat(follow_symlinks=False).st_size
             total += min(size, tree.limits.max_file_bytes)
             if total > tree.limits.max_total_bytes:
-                raise PayloadTooLarge(f"more than {tree.limits.max_total_bytes} bytes of source under {tree.display_root}")
+                raise PayloadTooLarge(
+                    f"more than {tree.limits.max_total_bytes} bytes of source under {tree.display_root}"
+                )
             tree.files.append(SourceFile(rel, entry_path, kind, size))
     tree.files.sort(key=lambda f: f.rel)
 

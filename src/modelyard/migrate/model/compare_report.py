@@ -77,7 +77,9 @@ def render_html(result: dict) -> str:
         items = {k: v for k, v in task.items() if k not in ("reasons",)}
         parts.append("<h2>Task agreement</h2><table>")
         for key, value in items.items():
-            parts.append(f"<tr><td>{html.escape(key)}</td><td>{_verdict(value) if key == 'verdict' else _fmt(value)}</td></tr>")
+            parts.append(
+                f"<tr><td>{html.escape(key)}</td><td>{_verdict(value) if key == 'verdict' else _fmt(value)}</td></tr>"
+            )
         parts.append("</table>")
 
     floor = result.get("noise_floor") or {}
@@ -153,7 +155,9 @@ def plot_svg(layers: list[dict], first_index: int | None, width: int = 1000, hei
         svg.append(f'<text x="{left + plot_w + 6}" y="{y_cos(value) + 4:.1f}">{value:.3f}</text>')
     if first_index is not None:
         fx = x(first_index)
-        svg.append(f'<line x1="{fx:.1f}" x2="{fx:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#cf222e" stroke-width="2"/>')
+        svg.append(
+            f'<line x1="{fx:.1f}" x2="{fx:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#cf222e" stroke-width="2"/>'
+        )
         svg.append(f'<text x="{fx + 4:.1f}" y="{top + 12}" fill="#cf222e">first divergence #{first_index}</text>')
     floor_points = [(x(i), y_err(r.get("noise_floor_max_abs_err"))) for i, r in enumerate(layers)
                     if r.get("noise_floor_max_abs_err")]

@@ -62,7 +62,10 @@ class _Dumper:
     def index(self, rows: list[dict]) -> None:
         if self.root is None:
             return
-        data = {"schema": "modelyard.dumps/1", "layers": [{k: r[k] for k in ("index", "name", "target_name")} for r in rows]}
+        data = {
+            "schema": "modelyard.dumps/1",
+            "layers": [{k: r[k] for k in ("index", "name", "target_name")} for r in rows],
+        }
         (self.root / "index.json").write_text(json.dumps(data, indent=1))
 
 

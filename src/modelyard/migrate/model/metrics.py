@@ -267,16 +267,22 @@ class TensorStats:
         }
 
 
-def verdict_for(stats: TensorStats, thresholds: Thresholds, floor_max_abs: float | None = None) -> tuple[str, list[str]]:
+def verdict_for(
+    stats: TensorStats, thresholds: Thresholds, floor_max_abs: float | None = None
+) -> tuple[str, list[str]]:
     """``(verdict, reasons)`` for one compared tensor (see the module docstring for the rule)."""
     if stats.shape_mismatch:
-        return "fail", [f"shape differs: reference {list(stats.shape or ())} vs target {list(stats.target_shape or ())}"]
+        return "fail", [
+            f"shape differs: reference {list(stats.shape or ())} vs target {list(stats.target_shape or ())}"
+        ]
     reasons: list[str] = []
     nonfinite = stats.nan_mismatch + stats.inf_mismatch
     if nonfinite and thresholds.fail_on_nonfinite_mismatch:
         reasons.append(f"{stats.nan_mismatch} nan and {stats.inf_mismatch} inf mismatches")
     if stats.finite == 0:
-        reasons.append("no finite values to compare" + (" (the reference itself is nan/inf)" if stats.ref_nonfinite else ""))
+        reasons.append(
+            "no finite values to compare" + (" (the reference itself is nan/inf)" if stats.ref_nonfinite else "")
+        )
         return "fail", reasons
     cosine, max_abs, sqnr = stats.cosine, stats.max_abs, stats.sqnr_db
     if cosine is not None and cosine < thresholds.fail_cosine:

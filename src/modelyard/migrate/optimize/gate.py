@@ -35,7 +35,9 @@ class ReferenceOutputs:
     seconds: float
 
     @classmethod
-    def collect(cls, spec: ModelSpec, backend: str, artifact, samples: int, data=None, seed: int = 0) -> ReferenceOutputs:
+    def collect(
+        cls, spec: ModelSpec, backend: str, artifact, samples: int, data=None, seed: int = 0
+    ) -> ReferenceOutputs:
         import time
 
         from modelyard.runtime.feeds import iter_feeds
@@ -127,7 +129,10 @@ def judge(accuracy: dict, max_accuracy_drop: float) -> tuple[bool, str]:
                            f"(> allowed {max_accuracy_drop:.2%})")
     if problems:
         return False, "; ".join(problems)
-    return True, f"{accuracy['metric']} {accuracy['value']:.4f} (drop {accuracy['drop']:.2%} <= {max_accuracy_drop:.2%})"
+    return (
+        True,
+        f"{accuracy['metric']} {accuracy['value']:.4f} (drop {accuracy['drop']:.2%} <= {max_accuracy_drop:.2%})",
+    )
 
 
 def blame_layers(spec: ModelSpec, reference: str, int8_onnx: Path, samples: int = 4, cache_dir: Path | None = None,
@@ -158,10 +163,7 @@ def blame_layers(spec: ModelSpec, reference: str, int8_onnx: Path, samples: int 
     previous_loss = 0.0
     for row in result.layers:
         loss = 1.0 - row["cosine"] if row["cosine"] is not None else 0.0
-        if row.get("local_cosine") is not None:
-            score = 1.0 - row["local_cosine"]
-        else:
-            score = max(0.0, loss - previous_loss)
+        score = 1.0 - row["local_cosine"] if row.get("local_cosine") is not None else max(0.0, loss - previous_loss)
         previous_loss = loss
         if row["verdict"] != "pass" and score > 0:
             ranked.append({"name": row["name"], "score": score, "kind": row["kind"], "cosine": row["cosine"],

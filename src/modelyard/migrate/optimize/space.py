@@ -167,7 +167,9 @@ def build_space(target: str, source_format: str, calibration: str | None = None)
             skipped.append({"backend": name, "reason": why})
     calib = {"calibration": calibration} if calibration else {}
     variants: list[Variant] = []
-    precisions, precision_skips = cpu_precisions() if any(b.startswith("openvino:cpu") for b in usable) else (["f32"], {})
+    precisions, precision_skips = (
+        cpu_precisions() if any(b.startswith("openvino:cpu") for b in usable) else (["f32"], {})
+    )
     for hint, why in precision_skips.items():
         skipped.append({"backend": "openvino:cpu", "precision": hint, "reason": why})
     for name in usable:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import json
 
-from modelyard.migrate.model.compare_report import _CSS, _COLORS, _fmt, plot_svg
+from modelyard.migrate.model.compare_report import _COLORS, _CSS, _fmt, plot_svg
 
 _EXTRA_CSS = """
 .ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}.na{color:#57606a}
@@ -49,7 +49,8 @@ def render_markdown(doc: dict) -> str:
            f"({_md(h['chosen'])}).", ""]
     out += ["## Acceptance checklist", ""]
     out += _md_table(["goal", "target", "measured", "result", "note"],
-                     [[r["goal"], r["target"], r["measured"], _mark(r["passed"]), r["note"]] for r in doc["acceptance"]])
+                     [[r["goal"], r["target"], r["measured"], _mark(r["passed"]), r["note"]]
+                      for r in doc["acceptance"]])
     out += ["## 1. Migration report", "", "### Readiness", ""]
     ready = mig["readiness"]
     if ready["before"]:
@@ -94,7 +95,8 @@ def render_markdown(doc: dict) -> str:
     tm = tests["task_metrics"]
     out += ["### Task metrics", ""]
     out += _md_table(["model", "metric", "value"],
-                     [["fp32 conversion", "top-1 agreement" if (tm["fp32"] or {}).get("top1_agreement") is not None else "task",
+                     [["fp32 conversion",
+                       "top-1 agreement" if (tm["fp32"] or {}).get("top1_agreement") is not None else "task",
                        (tm["fp32"] or {}).get("top1_agreement", (tm["fp32"] or {}).get("verdict"))],
                       ["chosen configuration", (tm["chosen"] or {}).get("metric"), (tm["chosen"] or {}).get("value")]])
     perf = tests["performance"]
@@ -167,7 +169,8 @@ def bar_chart(title: str, groups: list[str], series: dict[str, list[float | None
                        f'fill="{colors[si % len(colors)]}"><title>{_e(name)} batch {_e(group)}: {value:.4g} {_e(unit)}'
                        f'</title></rect>')
             svg.append(f'<text x="{x + bar_w / 2 - 1:.1f}" y="{y - 3:.1f}" text-anchor="middle">{value:.3g}</text>')
-        svg.append(f'<text x="{gx + group_w * 0.4:.1f}" y="{top + plot_h + 14}" text-anchor="middle">batch {_e(group)}</text>')
+        svg.append(f'<text x="{gx + group_w * 0.4:.1f}" y="{top + plot_h + 14}" text-anchor="middle">'
+                   f'batch {_e(group)}</text>')
     legend = "  ".join(f'<tspan fill="{colors[i % len(colors)]}">■ {_e(n)}</tspan>' for i, n in enumerate(series))
     svg.append(f'<text x="{left}" y="{height - 4}">{legend} ({_e(unit)})</text></svg>')
     return "\n".join(svg)
@@ -231,7 +234,8 @@ def render_html(doc: dict) -> str:
     parts.append("<h2>Acceptance checklist</h2>")
     parts.append(_table(["goal", "target", "measured", "result", "note"], [
         [_e(r["goal"]), _e(r["target"]), _fmt(r["measured"]),
-         f"<span class='{'ok' if r['passed'] else ('bad' if r['passed'] is False else 'na')}'>{_mark(r['passed'])}</span>",
+         f"<span class='{'ok' if r['passed'] else ('bad' if r['passed'] is False else 'na')}'>"
+         f"{_mark(r['passed'])}</span>",
          _e(r["note"])] for r in doc["acceptance"]]))
 
     parts.append("<h2>1. Migration report</h2>")
@@ -239,19 +243,21 @@ def render_html(doc: dict) -> str:
     if ready["before"]:
         rows = [["before rewrite", ready["before"]]] + ([["after rewrite", ready["after"]]] if ready["after"] else [])
         parts.append(_table(["code", "readiness", "findings", "auto", "manual", "unsupported", "effort h"], [
-            [_e(label), _e(s["readiness_score"]), _e(s["findings"]), _e(s["auto"]), _e(s["manual"]), _e(s["unsupported"]),
-             f"{s['effort_hours']['low']}–{s['effort_hours']['high']}"] for label, s in rows]))
+            [_e(label), _e(s["readiness_score"]), _e(s["findings"]), _e(s["auto"]), _e(s["manual"]),
+             _e(s["unsupported"]), f"{s['effort_hours']['low']}–{s['effort_hours']['high']}"] for label, s in rows]))
     else:
         parts.append(f"<p class='muted'>code analysis skipped: {_e(ready['skipped'])}</p>")
     parts.append(f"<h3>Change list ({len(mig['changes'])})</h3>")
     parts.append(_table(["file", "line", "rule", "before", "after"], [
-        [_e(c["file"]), _e(c["line"]), _e(c["rule"]), f"<code>{_e(c['before'])}</code>", f"<code>{_e(c['after'])}</code>"]
+        [_e(c["file"]), _e(c["line"]), _e(c["rule"]), f"<code>{_e(c['before'])}</code>",
+         f"<code>{_e(c['after'])}</code>"]
         for c in mig["changes"][:500]], left=5))
     parts.append(f"<h3>Manual items left ({len(mig['manual_items'])}, {mig['manual_effort_hours']['low']}–"
                  f"{mig['manual_effort_hours']['high']} h)</h3>")
     parts.append(_table(["file", "line", "rule", "status", "effort h", "owner", "what to do"], [
-        [_e(m["file"]), _e(m["line"]), _e(m["rule"]), _e(m["status"]), _e("–".join(str(x) for x in m["effort"]["hours"])),
-         _e(m["owner"]), _e(m["suggestion"] or m["message"])] for m in mig["manual_items"][:500]], left=7))
+        [_e(m["file"]), _e(m["line"]), _e(m["rule"]), _e(m["status"]),
+         _e("–".join(str(x) for x in m["effort"]["hours"])), _e(m["owner"]), _e(m["suggestion"] or m["message"])]
+        for m in mig["manual_items"][:500]], left=7))
     cov = mig["coverage"]
     parts.append("<h3>Operator coverage</h3>")
     if cov["coverage"] is not None:
@@ -267,8 +273,8 @@ def render_html(doc: dict) -> str:
     parts.append(f"<h3>Precision: {_e(p['target'])} vs {_e(p['reference'])}, {_e(p['samples'])} samples — "
                  f"<span style='color:{_COLORS.get(p['verdict'], '#57606a')}'>{_e(p['verdict'])}</span></h3>")
     parts.append(_table(["output", "max abs err", "cosine", "SQNR dB", "× noise floor", "verdict"], [
-        [_e(o["name"]), _fmt(o["max_abs_err"]), _fmt(o["cosine"], 6), _fmt(o["sqnr_db"], 1), _fmt(o.get("noise_floor_ratio"), 2),
-         _e(o["verdict"])] for o in p["outputs"]]))
+        [_e(o["name"]), _fmt(o["max_abs_err"]), _fmt(o["cosine"], 6), _fmt(o["sqnr_db"], 1),
+         _fmt(o.get("noise_floor_ratio"), 2), _e(o["verdict"])] for o in p["outputs"]]))
     if p["layers"]:
         fd = p["first_divergence"]
         parts.append(f"<p>{len(p['layers'])} layers compared; " + (
@@ -286,7 +292,8 @@ def render_html(doc: dict) -> str:
     parts.append("<h3>Performance before / after</h3><div class='grid'>")
     labels = {f"before ({perf['baseline']['backend']})": base, f"after ({perf['chosen']['backend']})": chosen}
     parts.append(bar_chart("latency p50 per batch size", [str(s) for s in sizes],
-                           {k: [(v.get(s) or {}).get("latency_ms", {}).get("p50") for s in sizes] for k, v in labels.items()},
+                           {k: [(v.get(s) or {}).get("latency_ms", {}).get("p50") for s in sizes]
+                            for k, v in labels.items()},
                            "ms"))
     parts.append(bar_chart("throughput per batch size", [str(s) for s in sizes],
                            {k: [(v.get(s) or {}).get("throughput") for s in sizes] for k, v in labels.items()},
@@ -298,7 +305,8 @@ def render_html(doc: dict) -> str:
     parts.append("<h3>Chosen configuration</h3>")
     if best:
         parts.append(_table(["backend", "passes", "options", "p50 ms", "speedup", "accuracy", "artifact"], [[
-            _e(best["backend"]), _e(", ".join(x["name"] for x in best["passes"]) or "none"), _e(json.dumps(best["options"])),
+            _e(best["backend"]), _e(", ".join(x["name"] for x in best["passes"]) or "none"),
+            _e(json.dumps(best["options"])),
             _fmt(best["latency_ms_p50"]), _fmt(best["speedup"], 2),
             f"{_e(best['accuracy']['metric'])} {_fmt(best['accuracy']['value'])}", _e(best["artifact"])]], left=3))
     else:

@@ -90,7 +90,8 @@ def test_section(config: MigrationConfig, results: dict) -> dict:
             "noise_floor": compare.get("noise_floor"),
             "first_divergence": compare.get("first_divergence"),
             "layers": [{k: row.get(k) for k in ("index", "name", "target_name", "max_abs_err", "cosine", "kind",
-                                                "noise_floor_max_abs_err", "verdict")} for row in compare.get("layers", [])],
+                                                "noise_floor_max_abs_err", "verdict")}
+                       for row in compare.get("layers", [])],
             "compare_report": compare.get("report"),
         },
         "task_metrics": {"fp32": compare.get("task"), "chosen": best.get("accuracy") if best else None},
@@ -98,7 +99,8 @@ def test_section(config: MigrationConfig, results: dict) -> dict:
             "batch_sizes": perf.get("batch_sizes", []),
             "baseline": {"backend": (perf.get("baseline") or {}).get("backend"),
                          "runs": (perf.get("baseline") or {}).get("runs", [])},
-            "chosen": {"backend": (perf.get("best") or {}).get("backend"), "runs": (perf.get("best") or {}).get("runs", [])},
+            "chosen": {"backend": (perf.get("best") or {}).get("backend"),
+                       "runs": (perf.get("best") or {}).get("runs", [])},
             "error": perf.get("best_error"),
         },
         "optimization": {
@@ -106,9 +108,10 @@ def test_section(config: MigrationConfig, results: dict) -> dict:
             "batch_size": opt.get("batch_size"),
             "max_accuracy_drop": opt.get("max_accuracy_drop"),
             "baseline": opt.get("baseline"),
-            "candidates": [{k: c.get(k) for k in ("label", "backend", "options", "latency_ms_p50", "speedup", "accepted",
-                                                  "reason", "pareto", "fallback_of")}
-                           | {"accuracy": {k: c.get("accuracy", {}).get(k) for k in ("metric", "value", "drop", "cosine")}}
+            "candidates": [{k: c.get(k) for k in ("label", "backend", "options", "latency_ms_p50", "speedup",
+                                                  "accepted", "reason", "pareto", "fallback_of")}
+                           | {"accuracy": {k: c.get("accuracy", {}).get(k)
+                                           for k in ("metric", "value", "drop", "cosine")}}
                            for c in opt.get("candidates", [])],
             "stopped": opt.get("stopped"),
             "notes": opt.get("notes", []),
@@ -145,10 +148,12 @@ def acceptance(config: MigrationConfig, migration: dict, tests: dict) -> list[di
     if best:
         acc = best["accuracy"]
         add("accuracy drop", f"<= {goals.max_accuracy_drop:.2%} ({acc['metric']})", round(acc["drop"], 5),
-            acc["drop"] <= goals.max_accuracy_drop + 1e-12, f"{acc['metric']} {acc['value']:.4f} on {acc['samples']} samples")
+            acc["drop"] <= goals.max_accuracy_drop + 1e-12,
+            f"{acc['metric']} {acc['value']:.4f} on {acc['samples']} samples")
     else:
         add("accuracy drop", f"<= {goals.max_accuracy_drop:.2%}", None, False,
-            "no optimised candidate kept the accuracy" if tests["optimization"]["candidates"] else "optimize did not run")
+            "no optimised candidate kept the accuracy" if tests["optimization"]["candidates"]
+            else "optimize did not run")
     verdict = tests["precision"]["verdict"]
     add("fp32 precision compare", f"verdict {goals.compare_verdict} or better", verdict,
         None if verdict is None else _VERDICTS.index(verdict) <= _VERDICTS.index(goals.compare_verdict))
@@ -159,7 +164,8 @@ def acceptance(config: MigrationConfig, migration: dict, tests: dict) -> list[di
             _speedup_note(tests["optimization"], goals.min_speedup, reached))
     if goals.max_latency_ms is not None:
         latency = best.get("latency_ms_p50") if best else None
-        add("latency p50", f"<= {goals.max_latency_ms:g} ms", latency, latency is not None and latency <= goals.max_latency_ms,
+        add("latency p50", f"<= {goals.max_latency_ms:g} ms", latency,
+            latency is not None and latency <= goals.max_latency_ms,
             f"batch {tests['optimization']['batch_size']}")
     if goals.min_throughput is not None:
         throughput = best.get("throughput") if best else None
@@ -167,7 +173,8 @@ def acceptance(config: MigrationConfig, migration: dict, tests: dict) -> list[di
             throughput is not None and throughput >= goals.min_throughput)
     if goals.min_readiness is not None:
         score = migration["readiness"]["score"]
-        add("code readiness", f">= {goals.min_readiness:g}/100", score, score is not None and score >= goals.min_readiness,
+        add("code readiness", f">= {goals.min_readiness:g}/100", score,
+            score is not None and score >= goals.min_readiness,
             "after the automatic rewrite" if migration["readiness"]["after"] else "")
     if goals.min_coverage is not None:
         cov = migration["coverage"]["coverage"]

@@ -159,8 +159,13 @@ def run_migration(
         rerun.add(phase)
         state["phases"][phase] = {"status": "running", "input_hash": hashes[phase], "started": time.time()}
         save_state(out, state)
-        ctx = PhaseContext(config, out, cache, results,
-                           lambda f, m, i=index, p=phase: report((i + min(max(f, 0.0), 1.0)) / len(PHASES), f"{p}: {m}"))
+        ctx = PhaseContext(
+            config,
+            out,
+            cache,
+            results,
+            lambda f, m, i=index, p=phase: report((i + min(max(f, 0.0), 1.0)) / len(PHASES), f"{p}: {m}"),
+        )
         phase_started = time.perf_counter()
         try:
             with python_path(config):
@@ -176,7 +181,9 @@ def run_migration(
         seconds = time.perf_counter() - phase_started
         state["phases"][phase].update(status=status, seconds=round(seconds, 2), finished=time.time(), summary=summary)
         save_state(out, state)
-        rows.append({"name": phase, "status": status, "reused": False, "seconds": round(seconds, 2), "summary": summary})
+        rows.append(
+            {"name": phase, "status": status, "reused": False, "seconds": round(seconds, 2), "summary": summary}
+        )
     final = results.get("report", {})
     return RunResult(
         name=config.name, out_dir=str(out), phases=tuple(rows), headline=final.get("headline", {}),

@@ -178,7 +178,12 @@ class Pass(ABC):
             backend, outputs = self._run_once(artifact, feeds)
         except ModelyardError as exc:
             return {"ok": False, "backend": artifact.format, "outputs": {}, "error": str(exc)}
-        return {"ok": True, "backend": backend, "outputs": {k: list(v.shape) for k, v in outputs.items()}, "error": None}
+        return {
+            "ok": True,
+            "backend": backend,
+            "outputs": {k: list(v.shape) for k, v in outputs.items()},
+            "error": None,
+        }
 
     def _run_once(self, artifact: Artifact, feeds: dict[str, np.ndarray]) -> tuple[str, dict[str, np.ndarray]]:
         """Run ``artifact`` once on the backend that runs its format here; return that backend and the outputs.

@@ -14,9 +14,6 @@ from modelyard.runtime.spec import Artifact
 from modelyard.runtime.tracing import example_inputs, quiet_exporters
 
 
-
-
-
 class TorchToOnnxConfig(PassConfig):
     """Args:
     opset: ONNX opset (default: the exporter's default).
@@ -41,7 +38,9 @@ class TorchToOnnx(Pass):
     output_format = "onnx"
     suffix = ".onnx"
 
-    def _run_impl(self, artifact: Artifact, config: TorchToOnnxConfig, out_dir: Path, stem: str, notes: list[str]) -> Path:
+    def _run_impl(
+        self, artifact: Artifact, config: TorchToOnnxConfig, out_dir: Path, stem: str, notes: list[str]
+    ) -> Path:
         import onnx
         import torch
 
@@ -71,7 +70,9 @@ class TorchToOnnx(Pass):
             try:
                 self._torchscript(model, args, spec, config, input_names, output_names, target)
             except Exception as exc:  # noqa: BLE001
-                errors.append(f"TorchScript exporter: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                errors.append(
+                    f"TorchScript exporter: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                )
                 raise PassFailed(f"pass {self.name}: export failed: {'; '.join(errors)}") from None
             notes.append("exported with the TorchScript exporter")
         exported_model = onnx.load(str(target))
@@ -291,7 +292,9 @@ class Int8Dynamic(Pass):
     output_format = "onnx"
     suffix = ".int8.onnx"
 
-    def _run_impl(self, artifact: Artifact, config: Int8DynamicConfig, out_dir: Path, stem: str, notes: list[str]) -> Path:
+    def _run_impl(
+        self, artifact: Artifact, config: Int8DynamicConfig, out_dir: Path, stem: str, notes: list[str]
+    ) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         target = out_dir / stem
@@ -340,10 +343,17 @@ class Int8Static(Pass):
         """Node names to leave unquantized; none here (subclasses keep some in float)."""
         return []
 
-    def _run_impl(self, artifact: Artifact, config: Int8StaticConfig, out_dir: Path, stem: str, notes: list[str]) -> Path:
+    def _run_impl(
+        self, artifact: Artifact, config: Int8StaticConfig, out_dir: Path, stem: str, notes: list[str]
+    ) -> Path:
         import onnx
-        from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
-        from onnxruntime.quantization import quantize_static
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
 
         model = onnx.load(str(artifact.path))
         samples = calibration_feeds(artifact.spec, config.calibration, config.samples,

@@ -33,7 +33,9 @@ class OnnxToOpenVino(Pass):
     output_format = "openvino"
     suffix = ".xml"
 
-    def _run_impl(self, artifact: Artifact, config: OnnxToOpenVinoConfig, out_dir: Path, stem: str, notes: list[str]) -> Path:
+    def _run_impl(
+        self, artifact: Artifact, config: OnnxToOpenVinoConfig, out_dir: Path, stem: str, notes: list[str]
+    ) -> Path:
         import openvino as ov
 
         if config.compress_to_fp16:
@@ -119,11 +121,15 @@ class NncfInt8(Pass):
         import nncf
 
         model = onnx.load(str(artifact.path))
-        samples = calibration_feeds(artifact.spec, config.calibration, config.samples, {i.name for i in model.graph.input})
+        samples = calibration_feeds(
+            artifact.spec, config.calibration, config.samples, {i.name for i in model.graph.input}
+        )
         if not config.calibration:
             notes.append(f"calibrated on {len(samples)} seeded random samples: pass --calib DATA for real ranges")
         excluded = self._kept_in_float(model, config, notes)
-        preset = nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance" else nncf.QuantizationPreset.MIXED
+        preset = (
+            nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance" else nncf.QuantizationPreset.MIXED
+        )
         try:
             # NOTE: NNCF draws rich progress bars on stdout, which would corrupt `--json` output
             with quiet_exporters(), contextlib.redirect_stdout(io.StringIO()):

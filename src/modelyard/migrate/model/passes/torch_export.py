@@ -32,7 +32,9 @@ class TorchExport(Pass):
     output_format = "torch_export"
     suffix = ".pt2"
 
-    def _run_impl(self, artifact: Artifact, config: TorchExportConfig, out_dir: Path, stem: str, notes: list[str]) -> Path:
+    def _run_impl(
+        self, artifact: Artifact, config: TorchExportConfig, out_dir: Path, stem: str, notes: list[str]
+    ) -> Path:
         import torch
 
         from modelyard.runtime.torch_backend import build_torch_model
