@@ -8,7 +8,10 @@ process, so the figures do not mix), and compares with two anchors measured in t
 * naive: ``grep -rn cuda`` over the same files - what a text search finds, and how many of its lines are not
   GPU-specific sites (comments, docstrings, identifiers) or miss indirect sites.
 
-Run: ``.venv/bin/python benchmarks/analyze_torch_tree.py [--jobs N] [--target any]``
+Run: ``.venv/bin/python benchmarks/analyze_torch_tree.py [--jobs N] [--target any] [--data PROJECT]``
+
+``--data`` analyses another project folder or archive (.zip/.tar.gz/.tgz/.tar) instead of torch's tree. The last
+line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -35,6 +38,13 @@ def torch_dir() -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
+DATA: str | None = None  # --data: a project folder or archive to analyse instead of torch's tree
+
+
+def source_path() -> Path:
+    return Path(DATA).expanduser() if DATA else torch_dir()
+
+
 def _subset(tree, fraction: float):
     """Every k-th file, so a fraction has the same mix of file sizes as the whole tree."""
     if fraction >= 1:
@@ -47,7 +57,7 @@ def child_analyze(fraction: float, jobs: int, target: str) -> dict:
     from modelyard.migrate.code.analyze import analyze_tree
     from modelyard.migrate.code.sources import open_source
 
-    with open_source(torch_dir()) as tree:
+    with open_source(source_path()) as tree:
         _subset(tree, fraction)
         started = time.perf_counter()
         analysis = analyze_tree(tree, target, jobs=jobs)
@@ -81,18 +91,17 @@ def _parse(path: str) -> int:
 def child_ast_floor(jobs: int) -> dict:
     from modelyard.migrate.code.sources import open_source
 
-    with open_source(torch_dir()) as tree:
+    with open_source(source_path()) as tree:
         # the same schedule as the analysis: largest first, small chunks, spawned workers
         ordered = sorted((s for s in tree.files if s.kind == "python"), key=lambda s: -s.size)
         paths = [str(s.path) for s in ordered]
-    started = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-        lines = sum(pool.imap_unordered(_parse, paths, chunksize=max(1, min(16, len(paths) // (jobs * 32)))))
+        started = time.perf_counter()  # inside the with: an extracted --data archive is deleted on exit
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            lines = sum(pool.imap_unordered(_parse, paths, chunksize=max(1, min(16, len(paths) // (jobs * 32)))))
     return {"files": len(paths), "lines": lines, "seconds": time.perf_counter() - started}
 
 
-def grep_anchor(finding_lines: set[tuple[str, int]]) -> dict:
-    root = torch_dir()
+def grep_anchor(finding_lines: set[tuple[str, int]], root: Path) -> dict:
     started = time.perf_counter()
     proc = subprocess.run(["grep", "-rn", "--include=*.py", "cuda", str(root)], capture_output=True, text=True,
                           errors="replace")
@@ -127,9 +136,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--target", default="any")
+    parser.add_argument("--data", help="project folder or archive to analyse instead of torch's installed tree")
     parser.add_argument("--child", choices=["analyze", "ast"], help=argparse.SUPPRESS)
     parser.add_argument("--fraction", type=float, default=1.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DATA
+    DATA = args.data
+    data_args = ["--data", args.data] if args.data else []
     if args.child == "analyze":
         print(json.dumps(child_analyze(args.fraction, args.jobs, args.target)))
         return
@@ -137,11 +150,11 @@ def main() -> None:
         print(json.dumps(child_ast_floor(args.jobs)))
         return
 
-    print(f"torch tree: {torch_dir()}  cores used: {args.jobs}  target: {args.target}")
+    print(f"tree: {source_path()}  cores used: {args.jobs}  target: {args.target}")
     runs = []
     for fraction in (0.25, 0.5, 1.0):
         run = _run_child(["--child", "analyze", "--fraction", str(fraction), "--jobs", str(args.jobs),
-                          "--target", args.target])
+                          "--target", args.target, *data_args])
         runs.append(run)
         print(
             f"  {int(fraction * 100):3d}% : {run['files']:5d} files ({run['python_files']} .py), "
@@ -151,11 +164,14 @@ def main() -> None:
             f"peak RSS main {run['rss_main_mb']:.0f} MiB, worker {run['rss_worker_mb']:.0f} MiB"
         )
     full = runs[-1]
-    floor = _run_child(["--child", "ast", "--jobs", str(args.jobs)])
+    floor = _run_child(["--child", "ast", "--jobs", str(args.jobs), *data_args])
     print(f"  floor (ast.parse only, same .py files, {args.jobs} processes): {floor['files']} files in "
           f"{floor['seconds']:.2f}s -> {floor['files'] / floor['seconds']:.0f} files/s; "
           f"analysis costs {full['seconds'] / floor['seconds']:.2f}x the bare parse")
-    grep = grep_anchor({tuple(x) for x in full["finding_lines"]})
+    from modelyard.migrate.code.sources import open_source
+
+    with open_source(source_path()) as tree:
+        grep = grep_anchor({tuple(x) for x in full["finding_lines"]}, tree.root)
     print(f"  naive (grep -rn cuda *.py): {grep['seconds']:.2f}s, {grep['grep_lines']} lines; "
           f"{grep['grep_lines_without_finding']} of them are not a finding site "
           f"({grep['grep_comment_lines']} are plain comments); grep misses {grep['finding_lines_grep_misses']} "
@@ -164,6 +180,10 @@ def main() -> None:
     print(f"  memory: main RSS {runs[0]['rss_main_mb']:.0f} -> {full['rss_main_mb']:.0f} MiB from 25% to 100% of the "
           f"files (+{growth:.0f} MiB, holding {full['findings']} findings); workers "
           f"{runs[0]['rss_worker_mb']:.0f} -> {full['rss_worker_mb']:.0f} MiB")
+    print(json.dumps({"schema": "modelyard.bench-analyze-tree/1", "tree": str(source_path()), "jobs": args.jobs,
+                      "target": args.target,
+                      "runs": [{k: v for k, v in run.items() if k != "finding_lines"} for run in runs],
+                      "floor": floor, "grep": grep}))
 
 
 if __name__ == "__main__":

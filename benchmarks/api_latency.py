@@ -15,6 +15,9 @@ Usage::
 
     python benchmarks/api_latency.py                   # 5 s per level
     python benchmarks/api_latency.py --duration 10 --sdk-calls 500 --json-out results.json
+    python benchmarks/api_latency.py --data model.onnx  # serve this ONNX model instead of the tiny linear one
+
+The last line printed is one JSON object with the figures.
 """
 
 import argparse
@@ -48,6 +51,27 @@ def linear_onnx(path: Path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
+    return path
+
+
+def sample_input(path: Path) -> np.ndarray:
+    """Ones shaped like the model's first input, named/unknown dims set to 1 (``[1, 4]`` for the linear model)."""
+    import onnxruntime as ort
+
+    first = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0]
+    from modelyard.runtime.onnx_graph import onnx_dtype_name
+
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in first.shape]
+    return np.ones(shape, np.dtype(onnx_dtype_name(first.type).replace("bool", "bool_")))
+
+
+def model_file(data: str | None, scratch: Path) -> Path:
+    """``--data`` (an ONNX file) or the built-in tiny linear model."""
+    if data is None:
+        return linear_onnx(scratch / "linear.onnx")
+    path = Path(data).expanduser().resolve()
+    if not path.is_file() or path.suffix != ".onnx":
+        sys.exit(f"--data must be an .onnx file: {data}")
     return path
 
 
@@ -109,6 +133,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load level")
     parser.add_argument("--sdk-calls", type=int, default=200)
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--data", metavar="MODEL", help="ONNX model file to serve instead of the tiny linear one")
     args = parser.parse_args()
 
     from modelyard.client import Client
@@ -121,9 +146,10 @@ def main() -> int:
     token = json.loads(subprocess.run([*cli, "init", "--json"], check=True, capture_output=True, text=True,
                                       env=env).stdout)["token"]
     with Client(home=home) as local:
-        local.models.register(linear_onnx(scratch / "linear.onnx"), "linear")
+        model = model_file(args.data, scratch)
+        local.models.register(model, "linear")
     server = subprocess.Popen([*cli, "server", "--port", "0", "--no-worker"], env=env, stdin=subprocess.DEVNULL)
-    results: dict = {"schema": "modelyard.bench-api-latency/1"}
+    results: dict = {"schema": "modelyard.bench-api-latency/1", "model": args.data or "built-in linear"}
     try:
         info_path = home / "server.json"
         deadline = time.monotonic() + 60
@@ -140,7 +166,7 @@ def main() -> int:
               f"p50 {results['sdk']['p50_ms']:.2f} ms ({args.sdk_calls} calls)", flush=True)
         service = client.services.deploy("linear@1", "lin", timeout=120)
         buffer = io.BytesIO()
-        np.save(buffer, np.ones((1, 4), np.float32))
+        np.save(buffer, sample_input(model))
         body = buffer.getvalue()
         service_port = int(service["url"].rsplit(":", 1)[1])
         import psutil
@@ -174,6 +200,7 @@ def main() -> int:
         supervisor.stop(home)
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results), flush=True)
     return 0
 
 

@@ -4,19 +4,27 @@ Reports the layer-wise comparison time as a multiple of two plain forward passes
 same samples, and the peak resident memory added during the comparison, for 2 and for N samples (it must not grow
 with samples). Goal: <= 10x.
 
-    python benchmarks/layerwise_compare.py [--samples 8] [--size 224] [--depth-check]
+    python benchmarks/layerwise_compare.py [--samples 8] [--size 224] [--data MODEL.yaml|MODEL.onnx]
+
+``--data`` compares that ModelSpec (.yaml/.yml/.json) or ONNX file instead of the ResNet-50 (an ONNX file is its own
+target; its torch reference runs the graph through onnx_torch, with no float64 floor). The last line printed is one
+JSON object with the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 class PeakRss:
@@ -51,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--size", type=int, default=224, help="image height/width")
+    parser.add_argument("--data", metavar="MODEL", help="ModelSpec YAML or ONNX file to use instead of ResNet-50")
     args = parser.parse_args()
 
     from modelyard.migrate.model.layerwise import compare_layers
@@ -61,18 +70,21 @@ def main() -> None:
     from modelyard.runtime.spec import parse_spec
 
     work = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
-    spec = parse_spec({
+    from optimize_resnet18 import spec_from_data
+
+    spec = spec_from_data(args.data) if args.data else parse_spec({
         "name": "resnet50",
         "entrypoint": "modelyard.runtime.zoo:resnet50",
         "inputs": [{"name": "pixel_values", "shape": ["batch", 3, args.size, args.size], "range": [-1, 1]}],
         "dims": {"batch": 1},
     })
     t0 = time.perf_counter()
-    onnx_artifact = convert(spec, "onnx", out_dir=work, cache_dir=work / "cache").artifact
+    onnx_artifact = spec.source() if spec.source_format == "onnx" else \
+        convert(spec, "onnx", out_dir=work, cache_dir=work / "cache").artifact
     export_s = time.perf_counter() - t0
     reference = get_backend("torch:cpu").load(spec.source())
     target = get_backend("onnxruntime:cpu").load(onnx_artifact)
-    floor = get_backend("torch:cpu").load(spec.source(), dtype="float64")
+    floor = get_backend("torch:cpu").load(spec.source(), dtype="float64") if spec.source_format == "torch" else None
     layers = target.layers()
 
     def feeds():
@@ -105,18 +117,28 @@ def main() -> None:
 
     seconds, added, result = results[args.samples]
     plain_per_sample = plain_s / args.samples
-    print(f"model: ResNet-50-sized transformers ResNet, {args.size}x{args.size}, {len(layers)} graph layers, "
+    model = args.data or f"ResNet-50-sized transformers ResNet, {args.size}x{args.size}"
+    print(f"model: {model}, {len(layers)} graph layers, "
           f"{result.summary['compared']} compared")
     print(f"export to ONNX (one-off): {export_s:.1f}s")
     print(f"two plain forward passes (torch:cpu + onnxruntime:cpu), {args.samples} samples: {plain_s:.2f}s")
     for n, (secs, mib, res) in sorted(results.items()):
         ratio = secs / (plain_per_sample * n)
         print(f"layer-wise compare, {n} samples: {secs:.2f}s = {ratio:.2f}x two forward passes; "
-              f"peak RSS added {mib:.0f} MiB; divergent layers {res.summary['divergent']}")
+              f"peak RSS added {mib:.0f} MiB; divergent layers {res.summary.get('divergent', 0)}")
     ratio = seconds / plain_s
     print(f"RESULT layerwise/plain = {ratio:.2f}x (goal <= 10x); "
           f"peak memory {results[args.samples][1]:.0f} MiB at {args.samples} samples vs "
           f"{results[2][1]:.0f} MiB at 2 samples")
+    print(json.dumps({"schema": "modelyard.bench-layerwise-compare/1", "model": model, "samples": args.samples,
+                      "graph_layers": len(layers), "compared": result.summary["compared"],
+                      "export_s": round(export_s, 2), "plain_s": round(plain_s, 3),
+                      "by_samples": {str(n): {"seconds": round(secs, 3),
+                                              "ratio_vs_two_passes": round(secs / (plain_per_sample * n), 3),
+                                              "peak_rss_added_mib": round(mib, 1),
+                                              "divergent": res.summary.get("divergent", 0)}
+                                     for n, (secs, mib, res) in sorted(results.items())},
+                      "layerwise_over_plain": round(ratio, 3)}))
 
 
 if __name__ == "__main__":

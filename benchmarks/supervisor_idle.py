@@ -8,6 +8,9 @@ Usage::
 
     python benchmarks/supervisor_idle.py                      # 4 services, 30 s
     python benchmarks/supervisor_idle.py --services 8 --interval 60 --json-out idle.json
+    python benchmarks/supervisor_idle.py --data model.onnx    # this ONNX model instead of the tiny linear one
+
+The last line printed is one JSON object with the figures.
 """
 
 import argparse
@@ -19,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api_latency import linear_onnx  # noqa: E402 - the same tiny model
+from api_latency import model_file  # noqa: E402 - the same tiny model, or --data
 
 
 def cpu_seconds(process) -> float:
@@ -33,6 +36,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=30.0, help="seconds of idle measurement")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after all are ready")
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--data", metavar="MODEL", help="ONNX model file to deploy instead of the tiny linear one")
     args = parser.parse_args()
 
     import psutil
@@ -45,7 +49,7 @@ def main() -> int:
     home = scratch / "home"
     client = Client(home=home)
     try:
-        client.models.register(linear_onnx(scratch / "linear.onnx"), "linear")
+        client.models.register(model_file(args.data, scratch), "linear")
         for index in range(args.services):
             client.services.deploy("linear@1", f"idle{index}", timeout=120)
         time.sleep(args.settle)
@@ -62,7 +66,7 @@ def main() -> int:
         result = {"schema": "modelyard.bench-supervisor-idle/1", "services": args.services,
                   "interval_s": round(elapsed, 2), "supervisor_cpu_pct": round(supervisor_pct, 2),
                   "replica_cpu_pct_mean": round(sum(replica_pcts) / max(1, len(replica_pcts)), 2),
-                  "replicas": len(replicas)}
+                  "replicas": len(replicas), "model": args.data or "built-in linear"}
         print(f"idle supervisor with {args.services} services: {supervisor_pct:.2f} % of one core over "
               f"{elapsed:.0f} s (replicas: {result['replica_cpu_pct_mean']:.2f} % each, {len(replicas)} of them)",
               flush=True)
@@ -73,6 +77,7 @@ def main() -> int:
     finally:
         supervisor.stop(home)
         client.close()
+    print(json.dumps(result), flush=True)
     return 0
 
 
