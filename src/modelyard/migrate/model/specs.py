@@ -14,12 +14,27 @@ from pydantic import Field, field_validator
 
 from modelyard.migrate.action_spec import ActionSpec
 
+# target format -> the passes after the source has become ONNX (``torch-to-onnx`` is prepended for torch specs)
+TARGETS: dict[str, list[tuple[str, dict]]] = {
+    "onnx": [],
+    "onnx-simplified": [("onnx-simplify", {})],
+    "onnx-fp16": [("onnx-fp16", {})],
+    "onnx-int8": [("int8-dynamic", {})],
+    "onnx-int8-static": [("int8-static", {})],
+    "openvino": [("onnx-to-openvino", {})],
+    "openvino-fp16": [("onnx-to-openvino", {"compress_to_fp16": True})],
+    "openvino-bf16": [("onnx-to-openvino", {}), ("openvino-bf16-hint", {})],
+    "openvino-int8": [("nncf-int8", {}), ("onnx-to-openvino", {})],
+    "torch-export": [],
+}
+
+
 
 class ConvertSpec(ActionSpec):
     """What to convert to.
 
     Args:
-        to: a target format of ``passes.TARGETS`` (``onnx``, ``onnx-fp16``, ``openvino``, ...). Default ``onnx``.
+        to: a target format of ``TARGETS`` (``onnx``, ``onnx-fp16``, ``openvino``, ...). Default ``onnx``.
         opset: ONNX opset for torch -> ONNX (default: the exporter's).
         calib: data for INT8 static calibration (``.npz``/``.npy`` folder/images; default random feeds).
     """
@@ -31,8 +46,6 @@ class ConvertSpec(ActionSpec):
     @field_validator("to")
     @classmethod
     def _known_target(cls, value: str) -> str:
-        from modelyard.migrate.model.passes import TARGETS
-
         if value not in TARGETS:
             raise ValueError(f"unknown target format {value!r}; choose one of {', '.join(TARGETS)}")
         return value

@@ -25,7 +25,7 @@ from typing import Any
 
 from modelyard.core.errors import InvalidInput
 from modelyard.migrate.model.passes.base import Pass, PassResult
-from modelyard.migrate.model.specs import ConvertSpec
+from modelyard.migrate.model.specs import TARGETS, ConvertSpec
 from modelyard.runtime.graph_layers import SIDECAR_SUFFIX
 from modelyard.runtime.spec import Artifact, ModelSpec
 
@@ -47,20 +47,7 @@ PASSES: dict[str, str] = {
     "nncf-int8-keep-float": "modelyard.migrate.model.passes.keep_float:NncfInt8KeepFloat",
 }
 
-# target format -> the passes after the source has become ONNX (``torch-to-onnx`` is prepended for torch specs)
-TARGETS: dict[str, list[tuple[str, dict]]] = {
-    "onnx": [],
-    "onnx-simplified": [("onnx-simplify", {})],
-    "onnx-fp16": [("onnx-fp16", {})],
-    "onnx-int8": [("int8-dynamic", {})],
-    "onnx-int8-static": [("int8-static", {})],
-    "openvino": [("onnx-to-openvino", {})],
-    "openvino-fp16": [("onnx-to-openvino", {"compress_to_fp16": True})],
-    "openvino-bf16": [("onnx-to-openvino", {}), ("openvino-bf16-hint", {})],
-    "openvino-int8": [("nncf-int8", {}), ("onnx-to-openvino", {})],
-    "torch-export": [],
-}
-
+# target formats (``TARGETS``: format -> pass chain) are declared with ``ConvertSpec`` in ``specs.py``
 
 # a model file's suffix -> the artifact format written under it; an ``out`` path ending in one is that file
 MODEL_FILE_SUFFIXES: dict[str, str] = {".onnx": "onnx", ".xml": "openvino", ".pt2": "torch_export"}
