@@ -1,7 +1,8 @@
 """``modelyard migrate convert|coverage|compare``: model conversion, operator coverage and precision comparison.
 
 These work on local files, so they call the library directly (no server round trip). Heavy imports stay inside
-the commands.
+the commands. Option defaults are the action specs' (``migrate.model.specs``, ``migrate.optimize.spec``), written out
+here because importing pydantic at CLI start costs ~0.5 s; ``tests/migrate/test_action_spec.py`` keeps them equal.
 """
 
 from __future__ import annotations
@@ -60,11 +61,13 @@ def convert_command(
     """Convert a model to another format; every step is cached and verified to load and run."""
 
     def action():
-        from modelyard.migrate.model.passes import convert
+        from modelyard.migrate.action_spec import validated
+        from modelyard.migrate.model.passes import convert_model
+        from modelyard.migrate.model.specs import ConvertSpec
 
-        model_spec = load_model_spec(spec)
-        return convert(model_spec, to, out_dir=out, cache_dir=_cache(cache_dir), opset=opset,
-                       calibration=calib, progress=_progress(not json_out))
+        options = validated(ConvertSpec, {"to": to, "opset": opset, "calib": calib})
+        return convert_model(load_model_spec(spec), options, out, cache_dir=_cache(cache_dir),
+                             progress=_progress(not json_out))
 
     result = run_action(action)
     if json_out:
@@ -146,16 +149,21 @@ def compare_command(
     Exits 1 when the verdict is fail."""
 
     def action():
-        from modelyard.migrate.model.compare import compare_models
+        from modelyard.migrate.action_spec import validated
+        from modelyard.migrate.model.compare import compare
         from modelyard.migrate.model.metrics import load_thresholds
+        from modelyard.migrate.model.specs import CompareSpec
 
         model_spec = load_model_spec(spec)
         limits = load_thresholds(str(thresholds) if thresholds else None, preset) if (thresholds or preset) else None
-        return compare_models(
-            model_spec, ref, target, target_model=target_model, samples=samples, data=data, seed=seed,
-            thresholds=limits, layerwise=layerwise, layer_depth=layer_depth, dump_dir=dump_dir,
-            cache_dir=_cache(cache_dir), progress=_progress(not json_out),
-        )
+        options = validated(CompareSpec, {
+            "reference": ref, "target": target, "target_model": str(target_model) if target_model else None,
+            "samples": samples, "data": str(data) if data else None, "seed": seed, "layerwise": layerwise,
+            "layer_depth": layer_depth,
+            "thresholds": limits.model_dump(mode="json") if limits is not None else None,
+        })
+        return compare(model_spec, options, dump_dir=dump_dir, cache_dir=_cache(cache_dir),
+                       progress=_progress(not json_out))
 
     result = run_action(action)
     payload = result.to_dict()

@@ -1,5 +1,8 @@
 """``modelyard migrate benchmark|optimize|run``: benchmarking, accuracy-gated optimisation and the end-to-end
-migration pipeline. They work on local files, so they call the library directly; heavy imports stay inside."""
+migration pipeline. They work on local files, so they call the library directly; heavy imports stay inside.
+
+Option defaults are the action specs' (``BenchmarkSpec``, ``OptimizeSpec``), written out here because importing
+pydantic at CLI start costs ~0.5 s; ``tests/migrate/test_action_spec.py`` keeps them equal."""
 
 from __future__ import annotations
 
@@ -67,16 +70,20 @@ def benchmark_command(
     """Latency p50/p90/p99, throughput, peak memory and noise per batch size on one backend."""
 
     def action():
-        from modelyard.migrate.model.bench import BenchSettings, benchmark
+        from modelyard.migrate.action_spec import validated
+        from modelyard.migrate.model.bench import run_benchmark
+        from modelyard.migrate.model.specs import BenchmarkSpec
 
         options = {"threads": threads}
         if precision is not None:
             options["precision"] = precision
-        return benchmark(
-            load_model_spec(spec), backend, batch_sizes=_int_list(batch_sizes, "--batch-sizes"), options=options,
-            model_path=model, data=data, profile=profile, settings=BenchSettings(max_seconds=max_seconds),
-            cache_dir=_cache_root(cache_dir) / "passes", progress=_progress(not json_out),
-        )
+        bench_spec = validated(BenchmarkSpec, {
+            "backend": backend, "batch_sizes": _int_list(batch_sizes, "--batch-sizes"), "options": options,
+            "model": str(model) if model else None, "data": str(data) if data else None, "profile": profile,
+            "max_seconds": max_seconds,
+        })
+        return run_benchmark(load_model_spec(spec), bench_spec, cache_dir=_cache_root(cache_dir) / "passes",
+                             progress=_progress(not json_out))
 
     result = run_action(action)
     if json_out:
@@ -109,8 +116,8 @@ def optimize_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size optimised for.")] = 1,
     max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="Largest allowed loss of the "
                                                      "task metric (0.01 = 1 point of top-1 agreement).")] = 0.01,
-    budget_s: Annotated[float, typer.Option("--budget-s", help="Stop starting candidates after this long.")] = 600.0,
-    samples: Annotated[int, typer.Option("--samples", help="Inputs each candidate is gated on.")] = 256,
+    budget_s: Annotated[float, typer.Option("--budget-s", help="Stop starting candidates after this long.")] = 300.0,
+    samples: Annotated[int, typer.Option("--samples", help="Inputs each candidate is gated on.")] = 128,
     data: Annotated[Path | None, typer.Option("--data", help="Real samples (default: seeded random feeds).")] = None,
     calib: Annotated[str | None, typer.Option("--calib", help="INT8 calibration data.")] = None,
     strategy: Annotated[str, typer.Option("--strategy", help="search or exhaustive.")] = "search",
@@ -127,14 +134,17 @@ def optimize_command(
     Exits 1 when no candidate is accepted."""
 
     def action():
-        from modelyard.migrate.optimize.search import optimize
+        from modelyard.migrate.action_spec import validated
+        from modelyard.migrate.optimize.search import search
+        from modelyard.migrate.optimize.spec import OptimizeSpec
 
-        return optimize(
-            load_model_spec(spec), target, objective=objective, batch_size=batch_size,
-            max_accuracy_drop=max_accuracy_drop, budget_s=budget_s, out_dir=out, samples=samples, data=data,
-            calibration=calib, strategy=strategy, cache_dir=_cache_root(cache_dir), use_cache=not no_cache,
-            min_speedup=min_speedup, progress=_progress(not json_out),
-        )
+        options = validated(OptimizeSpec, {
+            "target": target, "objective": objective, "batch_size": batch_size,
+            "max_accuracy_drop": max_accuracy_drop, "budget_s": budget_s, "samples": samples,
+            "data": str(data) if data else None, "calib": calib, "strategy": strategy, "min_speedup": min_speedup,
+        })
+        return search(load_model_spec(spec), options, out_dir=out, cache_dir=_cache_root(cache_dir),
+                      use_cache=not no_cache, progress=_progress(not json_out))
 
     result = run_action(action)
     if json_out:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from modelyard.core.errors import InvalidInput
+from modelyard.migrate.model.specs import BenchmarkSpec
 from modelyard.runtime.spec import ModelSpec
 
 SCHEMA = "modelyard.benchmark/1"
@@ -403,3 +404,18 @@ def _jsonable(value):
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+def run_benchmark(
+    spec: ModelSpec,
+    options: BenchmarkSpec,
+    *,
+    cache_dir: Path | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> BenchResult:
+    """Benchmark as ``options`` (``BenchmarkSpec``, the one declaration the CLI and job kind share) say."""
+    return benchmark(
+        spec, options.backend, batch_sizes=list(options.batch_sizes), options=options.options,
+        model_path=options.model, data=options.data, seed=options.seed, profile=options.profile,
+        settings=BenchSettings(max_seconds=options.max_seconds), cache_dir=cache_dir, progress=progress,
+    )

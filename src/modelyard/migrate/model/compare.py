@@ -33,6 +33,7 @@ import numpy as np
 from modelyard.core.errors import InvalidInput
 from modelyard.migrate.model.accumulate import PairAccumulator, PairStats
 from modelyard.migrate.model.metrics import TaskStats, ThresholdSet, worst
+from modelyard.migrate.model.specs import CompareSpec
 from modelyard.runtime.spec import Artifact, ModelSpec, artifact_from_path
 
 SCHEMA = "modelyard.compare/1"
@@ -397,3 +398,21 @@ def _noise_floor_dict(method: str, samples: int, collected: PairStats) -> dict:
             "target_over_floor": ratio if ratio is None or math.isfinite(ratio) else None,
         }
     return {"method": method, "description": description, "samples": samples if method != "off" else 0, "outputs": outputs}
+
+
+def compare(
+    spec: ModelSpec,
+    options: CompareSpec,
+    *,
+    dump_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    work_dir: Path | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> CompareResult:
+    """Compare as ``options`` (``CompareSpec``, the one declaration the CLI, job kind and pipeline share) say;
+    ``dump_dir``, ``cache_dir``, ``work_dir`` and ``progress`` are where and how, as in ``compare_models``."""
+    return compare_models(
+        spec, options.reference, options.target, target_model=options.target_model, samples=options.samples,
+        data=options.data, seed=options.seed, thresholds=options.threshold_set(), layerwise=options.layerwise,
+        layer_depth=options.layer_depth, dump_dir=dump_dir, cache_dir=cache_dir, work_dir=work_dir, progress=progress,
+    )

@@ -7,9 +7,9 @@ the CLI prints with ``--json``. The model spec is inline (a ModelSpec mapping) o
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from modelyard.core.errors import ModelyardError
 from modelyard.core.jobkind import JobContext, JobKind
@@ -22,6 +22,7 @@ from modelyard.migrate.job_inputs import (
     model_spec_in,
     resolve,
 )
+from modelyard.migrate.model.specs import CompareSpec, ConvertSpec
 
 
 def model_job_authorizer(*path_fields: str):
@@ -44,67 +45,50 @@ def progress_reporter(ctx: JobContext):
     return report
 
 
-class ConvertJobSpec(BaseModel):
-    """Args: spec (path or inline ModelSpec), to (target format), opset, calib (calibration data path)."""
-
-    model_config = ConfigDict(extra="forbid")
+class ConvertJobSpec(ConvertSpec):
+    """``ConvertSpec``'s fields (to, opset, calib) plus spec (path or inline ModelSpec) and files."""
 
     spec: str | dict[str, Any]
-    to: str = "onnx"
-    opset: int | None = None
-    calib: str | None = None
     files: dict[str, str] = FILES_FIELD
 
 
+def action_spec_of(spec_cls, job: BaseModel, inputs, *path_fields: str):
+    """The action spec inside a job spec, its uploaded-file names resolved to the files' local paths."""
+    data = job.model_dump(include=set(spec_cls.model_fields))
+    for name in path_fields:
+        resolved = resolve(data.get(name), inputs)
+        data[name] = None if resolved is None else str(resolved)
+    return spec_cls.model_validate(data)
+
+
 def run_convert(job: ConvertJobSpec, ctx: JobContext) -> dict:
-    from modelyard.migrate.model.passes import convert
+    from modelyard.migrate.model.passes import convert_model
 
     inputs = materialize_inputs(job.files, ctx)
-    result = convert(
-        model_spec_in(job.spec, inputs), job.to, out_dir=ctx.workdir, cache_dir=ctx.home / "cache" / "passes",
-        opset=job.opset, calibration=resolve(job.calib, inputs), progress=progress_reporter(ctx),
-    )
+    options = action_spec_of(ConvertSpec, job, inputs, "calib")
+    result = convert_model(model_spec_in(job.spec, inputs), options, ctx.workdir,
+                           cache_dir=ctx.home / "cache" / "passes", progress=progress_reporter(ctx))
     for step in result.steps:
         ctx.log(str(step))
     return result.to_dict()
 
 
-class CompareJobSpec(BaseModel):
-    """Args mirror ``modelyard migrate compare``; ``thresholds`` is a ThresholdSet mapping."""
-
-    model_config = ConfigDict(extra="forbid")
+class CompareJobSpec(CompareSpec):
+    """``CompareSpec``'s fields (``thresholds`` a ThresholdSet mapping) plus spec, dump (write layer tensors into
+    the job folder) and files."""
 
     spec: str | dict[str, Any]
-    reference: str = "torch:cpu"
-    target: str = "onnxruntime:cpu"
-    target_model: str | None = None
-    samples: int = Field(default=8, ge=1)
-    data: str | None = None
-    seed: int = 0
-    layerwise: bool = False
-    layer_depth: int | None = Field(default=None, ge=1)
-    preset: Literal["fp32", "fp16", "bf16", "int8"] | None = None
-    thresholds: dict[str, Any] | None = None
     dump: bool = False
     files: dict[str, str] = FILES_FIELD
 
 
 def run_compare(job: CompareJobSpec, ctx: JobContext) -> dict:
-    from modelyard.migrate.model.compare import compare_models
+    from modelyard.migrate.model.compare import compare
     from modelyard.migrate.model.compare_report import write_report
-    from modelyard.migrate.model.metrics import ThresholdSet
 
-    limits = None
-    if job.thresholds is not None or job.preset:
-        data = dict(job.thresholds or {})
-        if job.preset:
-            data["preset"] = job.preset
-        limits = ThresholdSet.model_validate(data)
     inputs = materialize_inputs(job.files, ctx)
-    result = compare_models(
-        model_spec_in(job.spec, inputs), job.reference, job.target, target_model=resolve(job.target_model, inputs),
-        samples=job.samples, data=resolve(job.data, inputs), seed=job.seed, thresholds=limits,
-        layerwise=job.layerwise, layer_depth=job.layer_depth,
+    result = compare(
+        model_spec_in(job.spec, inputs), action_spec_of(CompareSpec, job, inputs, "target_model", "data"),
         dump_dir=ctx.workdir / "dumps" if job.dump else None, cache_dir=ctx.home / "cache" / "passes",
         progress=progress_reporter(ctx),
     )

@@ -18,7 +18,8 @@ Results are cached by config hash (``<cache>/optimize``): a rerun re-measures no
 
 Example::
 
-    result = optimize(load_spec("resnet.yaml"), "cpu", max_accuracy_drop=0.01, budget_s=300, out_dir=Path("opt"))
+    result = search(load_spec("resnet.yaml"), OptimizeSpec(target="cpu", budget_s=300), out_dir=Path("opt"))
+    # or, keyword form: optimize(load_spec("resnet.yaml"), "cpu", budget_s=300, out_dir=Path("opt"))
     print(result)                   # baseline, best, speedup, candidates table
     result.to_dict()                # the "modelyard.optimize/1" JSON
 """
@@ -33,9 +34,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from modelyard.core.errors import InvalidInput, ModelyardError
+from modelyard.core.errors import ModelyardError
+from modelyard.migrate.action_spec import validated
 from modelyard.migrate.model.bench import BenchSettings, LatencyStats
 from modelyard.migrate.optimize.space import Candidate, Space, Variant, build_space, keep_float_variant
+from modelyard.migrate.optimize.spec import OptimizeSpec
 from modelyard.runtime.spec import Artifact, ModelSpec
 
 SCHEMA = "modelyard.optimize/1"
@@ -427,57 +430,51 @@ def optimize(
     spec: ModelSpec,
     target: str = "cpu",
     *,
-    objective: str = "latency",
-    batch_size: int = 1,
-    max_accuracy_drop: float = 0.01,
-    budget_s: float | None = 600.0,
     out_dir: Path | None = None,
-    samples: int = 256,
-    data: str | Path | None = None,
-    calibration: str | None = None,
-    seed: int = 0,
-    strategy: str = "search",
-    top_k: int = 2,
     cache_dir: Path | None = None,
     use_cache: bool = True,
     settings: BenchSettings | None = None,
-    min_speedup: float | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    **options,
+) -> OptimizeResult:
+    """Keyword form of ``search``: ``options`` are ``OptimizeSpec``'s fields (``objective``, ``batch_size``,
+    ``max_accuracy_drop``, ``budget_s``, ``samples``, ``data``, ``calibration`` or ``calib``, ``seed``, ``strategy``,
+    ``top_k``, ``min_speedup``); a bad one raises ``InvalidInput`` naming its CLI option."""
+    if "calibration" in options:
+        options["calib"] = options.pop("calibration")
+    for name in ("data", "calib"):
+        if options.get(name) is not None:
+            options[name] = str(options[name])
+    spec_options = validated(OptimizeSpec, {"target": target, **options})
+    return search(spec, spec_options, out_dir=out_dir, cache_dir=cache_dir, use_cache=use_cache, settings=settings,
+                  progress=progress)
+
+
+def search(
+    spec: ModelSpec,
+    options: OptimizeSpec,
+    *,
+    out_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+    settings: BenchSettings | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> OptimizeResult:
-    """Find the fastest accurate configuration of ``spec`` on ``target`` (see the module docstring).
+    """Find the fastest accurate configuration of ``spec`` as ``options`` say (see the module docstring).
 
     Args:
         spec: the model.
-        target: a device (``cpu``, ``cuda``, ``npu``, ``gpu``) or one ``backend:device``. Default ``cpu``.
-        objective: ``latency`` (p50 at ``batch_size``) or ``throughput`` (samples/s at ``batch_size``).
-        batch_size: batch size measured. Default 1.
-        max_accuracy_drop: the task metric may drop by at most this (0.01 = one point of top-1 agreement).
-        budget_s: stop starting candidates after this many seconds (``None``: no limit). Default 600.
+        options: target, objective, budget, gate samples... (``OptimizeSpec``, the defaults' one declaration).
         out_dir: where artifacts and ``best/`` go. Default ``./optimized``.
-        samples: gate inputs. Default 256.
-        data: real gate/benchmark samples (default: the spec's dataset or seeded random feeds).
-        calibration: INT8 calibration data (default seeded random feeds).
-        seed: random feed seed. Default 0.
-        strategy: ``search`` (tune runtime options of the ``top_k`` best variants) or ``exhaustive`` (all).
-        top_k: variants whose runtime options the search tunes. Default 2.
         cache_dir: pass and result cache (default ``$MODELYARD_HOME/cache``).
         use_cache: reuse cached gate and benchmark results. Default True.
         settings: benchmark timing settings.
-        min_speedup: a goal; when the best misses it the result says so (the search still returns its best).
         progress: optional ``callable(fraction, message)``.
     """
-    if objective not in OBJECTIVES:
-        raise InvalidInput(f"--objective {objective!r} must be one of {', '.join(OBJECTIVES)}")
-    if not 0 <= max_accuracy_drop < 1:
-        raise InvalidInput(f"--max-accuracy-drop {max_accuracy_drop} must be in [0, 1) (0.01 = 1 %)")
-    if batch_size < 1:
-        raise InvalidInput(f"--batch-size {batch_size} must be at least 1")
-    if budget_s is not None and budget_s <= 0:
-        raise InvalidInput(f"--budget-s {budget_s} must be positive")
-    if strategy not in ("search", "exhaustive"):
-        raise InvalidInput(f"strategy {strategy!r} must be search or exhaustive")
-    if samples < 1:
-        raise InvalidInput(f"samples {samples} must be at least 1")
+    target, objective, batch_size = options.target, options.objective, options.batch_size
+    max_accuracy_drop, budget_s, samples = options.max_accuracy_drop, options.budget_s, options.samples
+    data, calibration, seed, strategy = options.data, options.calib, options.seed, options.strategy
+    top_k, min_speedup = options.top_k, options.min_speedup
     from modelyard.core.settings import default_home
 
     report = progress or (lambda fraction, message: None)

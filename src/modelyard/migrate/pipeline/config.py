@@ -13,7 +13,7 @@ Example (``examples/migration.yaml``)::
     data: null                       # validation samples (.npz, .npy folder, image folder); default seeded random
     goals: {max_accuracy_drop: 0.01, min_speedup: 1.5, max_latency_ms: 50, min_readiness: 40, min_coverage: 0.9}
     compare: {samples: 16, layerwise: true}
-    optimize: {objective: latency, batch_size: 1, budget_s: 180, samples: 128}
+    optimize: {objective: latency, batch_size: 1, budget_s: 180, samples: 128}   # OptimizeSearch fields
     benchmark: {batch_sizes: [1, 8]}
     owners: {default: customer, categories: {build: platform team}}
 
@@ -27,9 +27,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelyard.core.errors import InvalidInput, NotFound
+from modelyard.migrate.model.specs import BenchmarkSizes, CompareSampling
+from modelyard.migrate.optimize.spec import OptimizeSearch
 
 SCHEMA = "modelyard.migration-config/1"
 
@@ -58,42 +60,22 @@ class Goals(BaseModel):
     compare_verdict: Literal["pass", "warn", "fail"] = "warn"
 
 
-class CompareSettings(BaseModel):
-    """Args: samples (default 16), layerwise (default True), backend (default: the target's first backend)."""
+class CompareSettings(CompareSampling):
+    """The ``compare`` section: ``CompareSampling``'s fields plus ``backend`` (default: the target's first backend).
 
-    model_config = ConfigDict(extra="forbid")
+    The pipeline compares layer by layer on 16 samples by default (the standalone command: 8, whole model only),
+    because its report names the first diverging layer.
+    """
 
     samples: int = Field(default=16, ge=1)
     layerwise: bool = True
     backend: str | None = None
 
 
-class OptimizeSettings(BaseModel):
-    """Args mirror ``modelyard migrate optimize``: objective, batch_size, budget_s, samples, strategy, top_k."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    objective: Literal["latency", "throughput"] = "latency"
-    batch_size: int = Field(default=1, ge=1)
-    budget_s: float = Field(default=300.0, gt=0)
-    samples: int = Field(default=128, ge=1)
-    strategy: Literal["search", "exhaustive"] = "search"
-    top_k: int = Field(default=2, ge=1)
-
-
-class BenchmarkSettings(BaseModel):
-    """Args: batch_sizes measured before (baseline) and after (chosen configuration). Default [1]."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
-
-    @field_validator("batch_sizes")
-    @classmethod
-    def _positive(cls, sizes: list[int]) -> list[int]:
-        if any(size < 1 for size in sizes):
-            raise ValueError(f"batch sizes must be at least 1, got {sizes}")
-        return sizes
+# the ``optimize`` and ``benchmark`` sections are the action specs' own sub-models, so their defaults are the
+# commands' defaults
+OptimizeSettings = OptimizeSearch
+BenchmarkSettings = BenchmarkSizes
 
 
 class Owners(BaseModel):

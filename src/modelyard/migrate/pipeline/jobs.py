@@ -8,7 +8,7 @@ same ``out`` resumes at the phase that did not finish.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,69 +21,41 @@ from modelyard.migrate.job_inputs import (
     resolve,
     zip_to_blob,
 )
-from modelyard.migrate.model.jobs import model_job_authorizer, progress_reporter
+from modelyard.migrate.model.jobs import action_spec_of, model_job_authorizer, progress_reporter
+from modelyard.migrate.model.specs import BenchmarkSpec
+from modelyard.migrate.optimize.spec import OptimizeSpec
 
 
-class BenchmarkJobSpec(BaseModel):
-    """Args mirror ``modelyard migrate benchmark``; ``options`` are runtime options (threads, precision...)."""
-
-    model_config = ConfigDict(extra="forbid")
+class BenchmarkJobSpec(BenchmarkSpec):
+    """``BenchmarkSpec``'s fields plus spec (path or inline ModelSpec) and files."""
 
     spec: str | dict[str, Any]
-    backend: str = "onnxruntime:cpu"
-    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    options: dict[str, Any] = Field(default_factory=dict)
-    model: str | None = None
-    data: str | None = None
-    profile: bool = False
-    max_seconds: float = Field(default=3.0, gt=0)
     files: dict[str, str] = FILES_FIELD
 
 
 def run_benchmark(job: BenchmarkJobSpec, ctx: JobContext) -> dict:
-    from modelyard.migrate.model.bench import BenchSettings, benchmark
+    from modelyard.migrate.model.bench import run_benchmark as benchmark
 
     inputs = materialize_inputs(job.files, ctx)
-    result = benchmark(
-        model_spec_in(job.spec, inputs), job.backend, batch_sizes=job.batch_sizes, options=job.options,
-        model_path=resolve(job.model, inputs), data=resolve(job.data, inputs), profile=job.profile,
-        settings=BenchSettings(max_seconds=job.max_seconds),
-        cache_dir=ctx.home / "cache" / "passes", progress=progress_reporter(ctx),
-    )
+    result = benchmark(model_spec_in(job.spec, inputs), action_spec_of(BenchmarkSpec, job, inputs, "model", "data"),
+                       cache_dir=ctx.home / "cache" / "passes", progress=progress_reporter(ctx))
     ctx.log(str(result))
     return result.to_dict()
 
 
-class OptimizeJobSpec(BaseModel):
-    """Args mirror ``modelyard migrate optimize``."""
-
-    model_config = ConfigDict(extra="forbid")
+class OptimizeJobSpec(OptimizeSpec):
+    """``OptimizeSpec``'s fields plus spec (path or inline ModelSpec) and files."""
 
     spec: str | dict[str, Any]
-    target: str = "cpu"
-    objective: Literal["latency", "throughput"] = "latency"
-    batch_size: int = Field(default=1, ge=1)
-    max_accuracy_drop: float = Field(default=0.01, ge=0, lt=1)
-    budget_s: float = Field(default=600.0, gt=0)
-    samples: int = Field(default=256, ge=1)
-    data: str | None = None
-    calib: str | None = None
-    strategy: Literal["search", "exhaustive"] = "search"
-    min_speedup: float | None = Field(default=None, gt=0)
     files: dict[str, str] = FILES_FIELD
 
 
 def run_optimize(job: OptimizeJobSpec, ctx: JobContext) -> dict:
-    from modelyard.migrate.optimize.search import optimize
+    from modelyard.migrate.optimize.search import search
 
     inputs = materialize_inputs(job.files, ctx)
-    result = optimize(
-        model_spec_in(job.spec, inputs), job.target, objective=job.objective, batch_size=job.batch_size,
-        max_accuracy_drop=job.max_accuracy_drop, budget_s=job.budget_s, out_dir=Path(ctx.workdir), samples=job.samples,
-        data=resolve(job.data, inputs), calibration=resolve(job.calib, inputs), strategy=job.strategy,
-        cache_dir=ctx.home / "cache",
-        min_speedup=job.min_speedup, progress=progress_reporter(ctx),
-    )
+    result = search(model_spec_in(job.spec, inputs), action_spec_of(OptimizeSpec, job, inputs, "data", "calib"),
+                    out_dir=Path(ctx.workdir), cache_dir=ctx.home / "cache", progress=progress_reporter(ctx))
     ctx.log(str(result))
     return result.to_dict()
 

@@ -126,21 +126,21 @@ def compare(ctx) -> dict:
 def optimize(ctx) -> dict:
     """Accuracy-gated search, then the baseline and the chosen configuration benchmarked per batch size."""
     from modelyard.migrate.model.bench import benchmark
-    from modelyard.migrate.optimize.search import optimize as run_optimize
+    from modelyard.migrate.optimize.search import search
+    from modelyard.migrate.optimize.spec import OptimizeSpec
 
     cfg = ctx.config
     spec = _spec(ctx)
-    opt = cfg.optimize
     folder = ctx.folder("optimize")
-    result = run_optimize(
-        spec, cfg.target, objective=opt.objective, batch_size=opt.batch_size,
-        max_accuracy_drop=cfg.goals.max_accuracy_drop, budget_s=opt.budget_s, out_dir=folder, samples=opt.samples,
-        data=cfg.resolve(cfg.data), calibration=str(cfg.resolve(cfg.calibration)) if cfg.calibration else None,
-        seed=cfg.seed, strategy=opt.strategy, top_k=opt.top_k, cache_dir=ctx.cache_dir,
-        progress=lambda f, m: ctx.progress(0.8 * f, m),
+    options = OptimizeSpec(
+        **cfg.optimize.model_dump(), target=cfg.target, max_accuracy_drop=cfg.goals.max_accuracy_drop,
+        data=str(cfg.resolve(cfg.data)) if cfg.data else None,
+        calib=str(cfg.resolve(cfg.calibration)) if cfg.calibration else None, seed=cfg.seed,
     )
+    result = search(spec, options, out_dir=folder, cache_dir=ctx.cache_dir,
+                    progress=lambda f, m: ctx.progress(0.8 * f, m))
     data = result.to_dict()
-    sizes = cfg.benchmark.batch_sizes
+    sizes = list(cfg.benchmark.batch_sizes)
     performance: dict = {"batch_sizes": sizes}
     ctx.progress(0.82, f"baseline at batch sizes {sizes}")
     performance["baseline"] = benchmark(spec, result.baseline["backend"], batch_sizes=sizes, data=cfg.resolve(cfg.data),

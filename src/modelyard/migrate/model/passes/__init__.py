@@ -4,7 +4,8 @@ and runs, and is cached by the hash of (input artifact, pass name, config).
 The contract (``Pass``, ``PassConfig``, caching, verification) is in ``base.py``; passes live in ``onnx.py``
 (torch -> ONNX, simplify, fp16, INT8), ``openvino.py`` (ONNX -> IR, bf16 hint, NNCF INT8), ``torch_export.py``
 (torch.export) and ``keep_float.py`` (INT8 keeping chosen nodes in float); ``PASSES`` names every one of them.
-``convert`` chains them into a target format.
+``convert`` chains them into a target format; ``ConvertSpec`` (``specs.py``) is its options, declared once for the
+function (``convert_model``), the CLI (``modelyard migrate convert``) and the ``migrate.convert`` job kind.
 
 Example::
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from modelyard.core.errors import InvalidInput
 from modelyard.migrate.model.passes.base import Pass, PassResult
+from modelyard.migrate.model.specs import TARGETS, ConvertSpec
 from modelyard.runtime.graph_layers import SIDECAR_SUFFIX
 from modelyard.runtime.spec import Artifact, ModelSpec
 
@@ -45,20 +47,7 @@ PASSES: dict[str, str] = {
     "nncf-int8-keep-float": "modelyard.migrate.model.passes.keep_float:NncfInt8KeepFloat",
 }
 
-# target format -> the passes after the source has become ONNX (``torch-to-onnx`` is prepended for torch specs)
-TARGETS: dict[str, list[tuple[str, dict]]] = {
-    "onnx": [],
-    "onnx-simplified": [("onnx-simplify", {})],
-    "onnx-fp16": [("onnx-fp16", {})],
-    "onnx-int8": [("int8-dynamic", {})],
-    "onnx-int8-static": [("int8-static", {})],
-    "openvino": [("onnx-to-openvino", {})],
-    "openvino-fp16": [("onnx-to-openvino", {"compress_to_fp16": True})],
-    "openvino-bf16": [("onnx-to-openvino", {}), ("openvino-bf16-hint", {})],
-    "openvino-int8": [("nncf-int8", {}), ("onnx-to-openvino", {})],
-    "torch-export": [],
-}
-
+# target formats (``TARGETS``: format -> pass chain) are declared with ``ConvertSpec`` in ``specs.py``
 
 # a model file's suffix -> the artifact format written under it; an ``out`` path ending in one is that file
 MODEL_FILE_SUFFIXES: dict[str, str] = {".onnx": "onnx", ".xml": "openvino", ".pt2": "torch_export"}
@@ -192,3 +181,13 @@ def _convert_to_file(spec: ModelSpec, target: str, out_file: Path, cache_dir: Pa
     artifact = Artifact(result.artifact.format, out_file, spec)
     steps = result.steps[:-1] + (replace(result.steps[-1], artifact=artifact),) if result.steps else ()
     return ConvertResult(target, artifact, steps)
+
+
+def convert_model(
+    spec: ModelSpec, options: ConvertSpec, out: Path, cache_dir: Path | None = None, progress: Any = None,
+) -> ConvertResult:
+    """Convert ``spec``'s model as ``options`` (``ConvertSpec``: the one declaration of the target format, opset
+    and calibration data that the CLI and the ``migrate.convert`` job kind share) say; ``out`` is a folder or a
+    model file path, as in ``convert``."""
+    return convert(spec, options.to, out, cache_dir=cache_dir, opset=options.opset, calibration=options.calib,
+                   progress=progress)
