@@ -119,6 +119,7 @@ def test_blobs_put_and_get_round_trip(tmp_path):
 
 def test_jobs_kinds_shows_each_kinds_spec_fields_without_json(tmp_path):
     home = tmp_path / "w"
+    run_cli("init", home=home, check=True)  # a read-only command never creates the workspace
     listing = run_cli("jobs", "kinds", home=home, check=True).stdout
     evaluate = next(line for line in listing.splitlines() if line.strip().startswith("evaluate "))
     assert "model*, dataset*, split" in evaluate

@@ -14,11 +14,11 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modelyard.core.version import __version__
 from modelyard.core.errors import ModelyardError
 from modelyard.core.extras import missing_dependency
-from modelyard.server.auth import Principal
 from modelyard.core.ids import new_id
+from modelyard.core.version import __version__
+from modelyard.server.auth import Principal
 from modelyard.server.limits import BodyLimitMiddleware, BodyTooLarge, StrictJSONMiddleware
 from modelyard.server.responses import AUTH_ERRORS, documented
 from modelyard.store.workspace import Workspace

@@ -85,7 +85,8 @@ class CompareResult:
         }
 
     def __str__(self) -> str:
-        lines = [f"{self.verdict.upper()}: {self.target} ({self.target_model}) vs {self.reference} on {self.samples} samples"]
+        lines = [f"{self.verdict.upper()}: {self.target} ({self.target_model}) vs {self.reference} "
+                 f"on {self.samples} samples"]
         lines += [f"  - {r}" for r in self.reasons]
         for o in self.outputs:
             cos = "n/a" if o["cosine"] is None else f"{o['cosine']:.6f}"
@@ -397,7 +398,8 @@ def _noise_floor_dict(method: str, samples: int, collected: PairStats) -> dict:
             "cosine": fs.cosine,
             "target_over_floor": ratio if ratio is None or math.isfinite(ratio) else None,
         }
-    return {"method": method, "description": description, "samples": samples if method != "off" else 0, "outputs": outputs}
+    return {"method": method, "description": description, "samples": samples if method != "off" else 0,
+            "outputs": outputs}
 
 
 def compare(

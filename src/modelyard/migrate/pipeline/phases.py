@@ -227,7 +227,8 @@ def summarize(phase: str, result: dict) -> str:
         s = result["summary"]
         return f"{s['findings']} findings, readiness {s['readiness_score']}/100"
     if phase == "apply":
-        return f"{len(result.get('files_changed', []))} files changed, {len(result.get('manual_items', []))} manual items"
+        changed, manual = len(result.get("files_changed", [])), len(result.get("manual_items", []))
+        return f"{changed} files changed, {manual} manual items"
     if phase == "convert":
         return f"{result['artifact']['path']}" if isinstance(result.get("artifact"), dict) else ""
     if phase == "coverage":
