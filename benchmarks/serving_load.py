@@ -180,16 +180,20 @@ def _wait_http(port: int, path: str, body: bytes, timeout: float = 120) -> None:
     raise RuntimeError(f"nothing answers on port {port}")
 
 
-def build_model(home: Path, size: int):
-    """Register a ResNet-18-sized image classifier (exported to ONNX by the registry) in a fresh workspace."""
+def build_model(home: Path, size: int, data: Path | None = None):
+    """Register a ResNet-18-sized image classifier (exported to ONNX by the registry) in a fresh workspace, or the
+    ONNX file ``data`` when given."""
     from modelyard.client import Client
 
-    spec = home.parent / "resnet18.yaml"
-    spec.write_text(json.dumps({"entrypoint": "modelyard.runtime.zoo:hf_resnet", "kwargs": RESNET18,
-                                "inputs": [{"name": "pixel_values", "shape": ["batch", 3, size, size]}],
-                                "outputs": ["logits"]}))
     client = Client(home=home)
-    version = client.models.register(spec, "resnet18")
+    if data is not None:
+        version = client.models.register(data, "resnet18")
+    else:
+        spec = home.parent / "resnet18.yaml"
+        spec.write_text(json.dumps({"entrypoint": "modelyard.runtime.zoo:hf_resnet", "kwargs": RESNET18,
+                                    "inputs": [{"name": "pixel_values", "shape": ["batch", 3, size, size]}],
+                                    "outputs": ["logits"]}))
+        version = client.models.register(spec, "resnet18")
     from modelyard.registry.resolve import resolve
 
     return client, version, resolve(client._workspace, "resnet18@1").path
@@ -226,6 +230,9 @@ def main() -> int:
     parser.add_argument("--client-procs", type=int, default=max(1, min(4, (os.cpu_count() or 1) // 4)),
                         help="load-generator processes at concurrency >= 8 (default: a quarter of the cores, <= 4)")
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--data", type=Path,
+                        help="an ONNX model to serve instead of the built-in ResNet-18-sized one (its first input "
+                             "is fed random float32 data; named or unknown dimensions are 1; torch baseline off)")
     parser.add_argument("--serve-minimal", nargs=3, metavar=("KIND", "MODEL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_minimal:
@@ -238,13 +245,24 @@ def main() -> int:
     unknown = set(baselines) - {"onnxruntime", "torch"}
     if unknown or not baselines:
         parser.error(f"--baselines: unknown {sorted(unknown)}; choose from onnxruntime, torch")
+    shape: tuple[int, ...] = (1, 3, args.image_size, args.image_size)
+    if args.data is not None:
+        if not args.data.is_file() or args.data.suffix != ".onnx":
+            parser.error(f"--data: {args.data} is not an .onnx file")
+        if "torch" in baselines:
+            parser.error("--data: the torch baseline needs the built-in network; use --baselines onnxruntime")
+        import onnx
+
+        first = onnx.load(str(args.data), load_external_data=False).graph.input[0]
+        shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in first.type.tensor_type.shape.dim)
     buffer = io.BytesIO()
-    np.save(buffer, np.random.default_rng(0).normal(size=(1, 3, args.image_size, args.image_size)).astype(np.float32))
+    np.save(buffer, np.random.default_rng(0).normal(size=shape).astype(np.float32))
     body = buffer.getvalue()
     with tempfile.TemporaryDirectory(prefix="modelyard-serving-bench-") as tmp:
         home = Path(tmp) / "home"
-        print(f"building a ResNet-18-sized classifier ({args.image_size}x{args.image_size}) ...", flush=True)
-        client, version, onnx_path = build_model(home, args.image_size)
+        if args.data is None:
+            print(f"building a ResNet-18-sized classifier ({args.image_size}x{args.image_size}) ...", flush=True)
+        client, version, onnx_path = build_model(home, args.image_size, args.data)
         print(f"registered {version['ref']}: {version['size'] / 1e6:.1f} MB ONNX", flush=True)
         minimal: dict[str, tuple[subprocess.Popen, int]] = {}
         try:
@@ -283,7 +301,8 @@ def main() -> int:
 
     batch_mean = summarize_metrics(metrics).get("resnet18@1", {}).get("batch_mean")
     summary = {"schema": "modelyard.bench-serving/2", "cpu_count": os.cpu_count(), "duration_s": args.duration,
-               "model": "ResNet-18-sized (transformers ResNet, 11.7M params)", "image_size": args.image_size,
+               "model": str(args.data) if args.data else "ResNet-18-sized (transformers ResNet, 11.7M params)",
+               "image_size": args.image_size, "input_shape": list(shape),
                "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "replicas": args.replicas,
                "modelyard_backend": backends or args.backend, "client_procs": args.client_procs, "results": results,
                "modelyard_mean_batch": batch_mean, "ratios": {}, "goals": {}}
@@ -298,6 +317,7 @@ def main() -> int:
         print("  goals: " + ", ".join(f"{k}={'met' if v else 'NOT met'}" for k, v in goals.items()))
     if args.json_out:
         args.json_out.write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
     return 0
 
 
