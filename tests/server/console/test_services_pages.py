@@ -10,10 +10,15 @@ from console_support import csrf_of, register_linear
 
 
 @pytest.fixture
-def stopped_service(sqlite_workspace, tmp_path):
+def stopped_service(sqlite_workspace, tmp_path, monkeypatch):
     from modelyard.deploy.services import DeploySpec, ServiceStore
     from modelyard.deploy.state import service_dir
 
+    from modelyard.deploy import supervisor
+
+    # a traffic change starts the service's supervisor daemon, as its REST twin does; these page tests check the
+    # desired state only, so no daemon is started (one racing its own start-up would outlive the test)
+    monkeypatch.setattr(supervisor, "ensure_running", lambda *args, **kwargs: True)
     register_linear(sqlite_workspace, tmp_path, "mm")
     register_linear(sqlite_workspace, tmp_path, "mm")
     store = ServiceStore(sqlite_workspace)
@@ -27,11 +32,7 @@ def stopped_service(sqlite_workspace, tmp_path):
             log.write(json.dumps({"ts": 1000 + i * 0.5, "status": 500 if i % 50 == 0 else 200, "ms": 2 + i % 7,
                                   "model": "mm@1", "rows": 1 + i % 4}) + "\n")
         log.write('{"ts": 1100, "status": 2')  # a line cut by a crash
-    yield store
-    from modelyard.deploy import supervisor
-
-    # a traffic change starts the service's supervisor daemon (as the REST twin does): never leave it running
-    supervisor.stop(sqlite_workspace.home)
+    return store
 
 
 def test_service_page_shows_status_revisions_and_traffic_charts(as_role, stopped_service):
