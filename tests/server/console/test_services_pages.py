@@ -11,10 +11,9 @@ from console_support import csrf_of, register_linear
 
 @pytest.fixture
 def stopped_service(sqlite_workspace, tmp_path, monkeypatch):
+    from modelyard.deploy import supervisor
     from modelyard.deploy.services import DeploySpec, ServiceStore
     from modelyard.deploy.state import service_dir
-
-    from modelyard.deploy import supervisor
 
     # a traffic change starts the service's supervisor daemon, as its REST twin does; these page tests check the
     # desired state only, so no daemon is started (one racing its own start-up would outlive the test)
