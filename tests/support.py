@@ -77,3 +77,22 @@ def start_server(home: Path, *extra: str, token: str | None = None, timeout: flo
         time.sleep(0.1)
     proc.kill()
     raise AssertionError("server did not come up in time")
+
+
+def matmul_onnx(path, weight=None):
+    """A tiny ONNX model ``y = x @ weight`` on ``x [batch, 2] float32`` (default weight: the identity;
+    milliseconds, no torch)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.eye(2, dtype=np.float32) if weight is None else np.asarray(weight, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(weight, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

@@ -2,25 +2,13 @@
 
 import json
 
-import numpy as np
 import pytest
 
-from support import run_cli
+from support import matmul_onnx, run_cli
 
 
 def linear_onnx(path):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])], "mm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        [numpy_helper.from_array(np.eye(2, dtype=np.float32), "W")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return matmul_onnx(path)
 
 
 @pytest.mark.slow

@@ -11,22 +11,11 @@ from modelyard.core.settings import Settings
 from modelyard.server.app import create_app
 from modelyard.store.tokens import TokenStore
 from modelyard.store.workspace import Workspace
+from support import matmul_onnx
 
 
 def linear_onnx(path):
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])], "mm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        [numpy_helper.from_array(np.eye(2, dtype=np.float32), "W")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return matmul_onnx(path)
 
 
 @pytest.fixture

@@ -9,24 +9,13 @@ import numpy as np
 import pytest
 
 from modelyard.client import Client
-from support import start_server
+from support import matmul_onnx, start_server
 
 pytestmark = pytest.mark.slow  # a real server with a supervisor and replica processes
 
 
 def linear_onnx(path):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])], "mm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        [numpy_helper.from_array(np.array([[1, 2], [3, 4]], np.float32), "W")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return matmul_onnx(path, [[1, 2], [3, 4]])
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from support import matmul_onnx
+
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -23,19 +25,7 @@ def sign_in(client, secret: str):
 
 def linear_onnx(path):
     """A tiny ONNX model ``y = x @ I`` on ``x [batch, 2] float32`` (milliseconds, no torch)."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])], "mm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        [numpy_helper.from_array(np.eye(2, dtype=np.float32), "W")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return matmul_onnx(path)
 
 
 def register_linear(workspace, tmp_path, name: str, **extra):

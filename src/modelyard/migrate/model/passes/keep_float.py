@@ -18,6 +18,15 @@ from modelyard.migrate.model.passes.onnx import Int8Static, Int8StaticConfig
 from modelyard.migrate.model.passes.openvino import NncfInt8, NncfInt8Config
 
 
+class KeepFloat:
+    """Fills the INT8 passes' ``_kept_in_float`` hook from the config's ``exclude_nodes`` and ``exclude_op_types``."""
+
+    def _kept_in_float(self, model, config, notes: list[str]) -> list[str]:
+        excluded = excluded_node_names(model, config.exclude_nodes, config.exclude_op_types)
+        notes.append(f"{len(excluded)} nodes kept in float")
+        return excluded
+
+
 class Int8StaticKeepFloatConfig(Int8StaticConfig):
     """``int8-static``'s config plus what stays in float.
 
@@ -30,7 +39,7 @@ class Int8StaticKeepFloatConfig(Int8StaticConfig):
     exclude_op_types: list[str] = Field(default_factory=list)
 
 
-class Int8StaticKeepFloat(Int8Static):
+class Int8StaticKeepFloat(KeepFloat, Int8Static):
     """INT8 static QDQ quantization with some nodes or operator types kept in float32."""
 
     name = "int8-static-keep-float"
@@ -38,10 +47,6 @@ class Int8StaticKeepFloat(Int8Static):
     config_model = Int8StaticKeepFloatConfig
     suffix = ".int8-static-kf.onnx"
 
-    def _kept_in_float(self, model, config: Int8StaticKeepFloatConfig, notes: list[str]) -> list[str]:
-        excluded = excluded_node_names(model, config.exclude_nodes, config.exclude_op_types)
-        notes.append(f"{len(excluded)} nodes kept in float")
-        return excluded
 
 
 class NncfInt8KeepFloatConfig(NncfInt8Config):
@@ -51,7 +56,7 @@ class NncfInt8KeepFloatConfig(NncfInt8Config):
     exclude_op_types: list[str] = Field(default_factory=list)
 
 
-class NncfInt8KeepFloat(NncfInt8):
+class NncfInt8KeepFloat(KeepFloat, NncfInt8):
     """NNCF post-training INT8 with an ignored scope: the named nodes / operator types stay in float."""
 
     name = "nncf-int8-keep-float"
@@ -59,10 +64,6 @@ class NncfInt8KeepFloat(NncfInt8):
     config_model = NncfInt8KeepFloatConfig
     suffix = ".nncf-int8-kf.onnx"
 
-    def _kept_in_float(self, model, config: NncfInt8KeepFloatConfig, notes: list[str]) -> list[str]:
-        excluded = excluded_node_names(model, config.exclude_nodes, config.exclude_op_types)
-        notes.append(f"{len(excluded)} nodes kept in float")
-        return excluded
 
 
 def excluded_node_names(model, names: list[str], op_types: list[str]) -> list[str]:
