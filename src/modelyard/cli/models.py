@@ -1,4 +1,4 @@
-"""``modelyard models register | list | show | alias | delete``: the model registry."""
+"""``modelyard models register | list | show | export | alias | delete``: the model registry."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def _json_option(text: str | None, option: str) -> dict | None:
 def register(
     source: Annotated[str | None, typer.Argument(
         help="Model file or spec: .onnx, .xml (OpenVINO IR), ModelSpec .yaml/.json, LightGBM .txt, .pkl/.joblib "
-             "(with --trust-pickle). Omit with --from-job to register the job's output.")] = None,
+             "(with --trust-pickle), or an MLflow model directory (onnx, sklearn or pytorch flavour). Omit with "
+             "--from-job to register the job's output.")] = None,
     name: Annotated[str, typer.Option("--name", "-n", help="Model name.")] = ...,
     tags: Annotated[list[str] | None, typer.Option("--tag", help="Tag key=value (repeatable).")] = None,
     metrics: Annotated[list[str] | None, typer.Option("--metric", help="Metric key=number (repeatable).")] = None,
@@ -180,6 +181,23 @@ def alias(
         console.print(f"removed alias {alias_name} of {result['name']}", highlight=False)
     else:
         console.print(f"{result['name']}@{alias_name} → version {result['version']}", highlight=False)
+
+
+@app.command("export")
+def export(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (must not exist or be empty).")],
+    fmt: Annotated[str, typer.Option("--format", help="files (the stored files as they are) or mlflow (an MLflow "
+                                     "model directory with the onnx flavour).")] = "files",
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a version's files (verified against their digests), as they are or as an MLflow model."""
+    with get_client() as client:
+        result = client.models.export(ref, out, fmt)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"wrote {result['ref']} as {result['format']} to {result['path']}", highlight=False)
 
 
 @app.command("delete")

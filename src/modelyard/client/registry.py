@@ -82,7 +82,7 @@ class Models:
             files = {stored: self._c.blobs.put(path)["digest"] for stored, path in prepared.files.items()}
         if prepared.notes or prepared.source:
             body["lineage"].setdefault("source", {"path": prepared.source, "format": prepared.source_format,
-                                                  "notes": prepared.notes})
+                                                  "notes": prepared.notes, **(prepared.metadata or {})})
         body.update(files=files, entry=prepared.entry, source_format=prepared.source_format,
                     preprocessing=preprocessing if preprocessing is not None else prepared.preprocessing,
                     task=task if task is not None else prepared.task)
@@ -134,3 +134,27 @@ class Models:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._c.blobs.get(info["digest"], target)
         return folder / version["entry"]
+
+    def export(self, ref: str, dest: str | Path, fmt: str = "files") -> dict:
+        """Write a version into the folder ``dest`` (which must not exist or be empty): ``files`` as stored, or
+        ``mlflow`` as an MLflow model directory (onnx flavour, signature kept) that ``mlflow.pyfunc`` loads."""
+        from modelyard.core.errors import InvalidInput
+
+        if fmt not in ("files", "mlflow"):
+            raise InvalidInput(f"unknown export format {fmt!r}: use files or mlflow")
+        folder = Path(dest)
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise InvalidInput(f"{folder} exists and is not an empty folder")
+        version = self.version(ref)
+        if fmt == "files":
+            self.download(ref, folder)
+        else:
+            from modelyard.registry.mlflow_model import write_mlflow_model
+
+            if version["format"] != "onnx":
+                raise InvalidInput(f"{version['ref']} is {version['format']}: only ONNX versions export as MLflow "
+                                   "models")
+            with tempfile.TemporaryDirectory(prefix="modelyard-export-") as tmp:
+                entry = self.download(ref, Path(tmp))
+                write_mlflow_model(version, entry, folder)
+        return {"schema": "modelyard.model-export/1", "ref": version["ref"], "format": fmt, "path": str(folder)}

@@ -34,6 +34,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "prometheus_client": ("prometheus-client", "ml"),
     "optuna": ("optuna", "ml"),
     "palmerpenguins": ("palmerpenguins", "ml"),
+    "skops": ("skops", "ml"),
     "openvino": ("openvino", "openvino"),
     "nncf": ("nncf", "openvino"),
     "psycopg": ("psycopg", "postgres"),

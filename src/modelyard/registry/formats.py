@@ -29,6 +29,8 @@ class Prepared:
         source_format: what the user gave (``onnx``, ``openvino``, ``torch``, ``sklearn``, ``lightgbm``).
         preprocessing, task: from a ModelSpec, when it had them.
         notes: how the files were made (export and conversion notes), kept in the version's lineage.
+        metadata: what the source format says about the model (an MLflow signature and flavour, a Hugging Face
+            config), kept in the version's lineage beside the notes.
     """
 
     files: dict[str, Path]
@@ -39,6 +41,7 @@ class Prepared:
     task: dict | None = None
     notes: list[str] = field(default_factory=list)
     source: str = ""
+    metadata: dict | None = None
 
 
 def check_stored_name(name: str) -> str:
@@ -112,6 +115,12 @@ def prepare(path: str | Path, workdir: Path, trust_pickle: bool = False) -> Prep
         raise NotFound(f"no such model file: {p}")
     if p.is_file() and p.stat().st_size == 0:
         raise InvalidInput(f"{p.name}: the file is empty (0 bytes); nothing to register")
+    from modelyard.registry.mlflow_model import is_mlflow_model, prepare_mlflow
+
+    if is_mlflow_model(p):
+        return prepare_mlflow(p, workdir, trust_pickle)
+    if p.is_dir():
+        raise InvalidInput(f"{p.name} is a folder but not an MLflow model (no MLmodel file)")
     suffix = p.suffix.lower()
     if suffix == ".onnx":
         check_onnx(p)

@@ -1,0 +1,255 @@
+"""MLflow model directories in and out of the registry, without MLflow installed.
+
+In: a folder with an ``MLmodel`` file and one of the flavours
+
+- ``onnx``: the ONNX file, as it is;
+- ``sklearn``: an estimator saved with **skops** (MLflow 3's default; a data format, loaded only when every type in
+  it is a scikit-learn, NumPy or SciPy type) or with pickle/cloudpickle (runs code: only with ``trust_pickle``),
+  converted to ONNX like any estimator;
+- ``pytorch``: a ``torch.export`` program (``data/model.pt2``, MLflow 3's default: a graph and tensors, no code) or a
+  pickled module (older MLflow: only with ``trust_pickle``), exported to ONNX.
+
+The MLflow signature (tensor or column specs), the flavour's metadata, the run id and the model uuid are kept in the
+version's lineage (``source.mlflow``).
+
+Out: :func:`write_mlflow_model` writes a registered ONNX version as an MLflow model directory with the ``onnx`` and
+``python_function`` flavours that ``mlflow.onnx.load_model`` and ``mlflow.pyfunc.load_model`` read.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from modelyard.core.errors import InvalidInput, NotFound
+
+MLMODEL = "MLmodel"
+FLAVOURS = ("onnx", "sklearn", "pytorch")
+# skops refuses any type it is not told to trust; these module prefixes are data and estimators, never code a file
+# could smuggle in (a user-defined class or function in a skops file stays refused)
+_SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "lightgbm.")
+
+
+def is_mlflow_model(path: Path) -> bool:
+    return path.is_dir() and (path / MLMODEL).is_file()
+
+
+def read_mlmodel(folder: Path) -> dict:
+    try:
+        data = yaml.safe_load((folder / MLMODEL).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"{folder.name}/MLmodel is not readable YAML: {type(exc).__name__}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("flavors"), dict):
+        raise InvalidInput(f"{folder.name}/MLmodel has no 'flavors' mapping")
+    return data
+
+
+def _signature(mlmodel: dict) -> dict | None:
+    """The signature's inputs/outputs as parsed JSON lists (MLflow stores each as a JSON string)."""
+    signature = mlmodel.get("signature")
+    if not isinstance(signature, dict):
+        return None
+    parsed = {}
+    for key in ("inputs", "outputs", "params"):
+        value = signature.get(key)
+        if isinstance(value, str):
+            try:
+                parsed[key] = json.loads(value)
+            except json.JSONDecodeError:
+                raise InvalidInput(f"MLmodel signature {key} is not JSON") from None
+        elif value is not None:
+            parsed[key] = value
+    return parsed
+
+
+def _inside(folder: Path, name: object, what: str) -> Path:
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"{folder.name}/MLmodel: the {what} flavour names no file")
+    path = (folder / name).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise InvalidInput(f"{folder.name}/MLmodel: {name!r} lies outside the model folder")
+    if not path.exists():
+        raise NotFound(f"{folder.name}: {name} (named by the {what} flavour) is missing")
+    return path
+
+
+def _n_features(signature: dict | None) -> int | None:
+    """The feature count of a 2-D tensor input or of a column-based input."""
+    inputs = (signature or {}).get("inputs") or []
+    if len(inputs) == 1 and inputs[0].get("type") == "tensor":
+        shape = inputs[0].get("tensor-spec", {}).get("shape") or []
+        return shape[1] if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0 else None
+    if inputs and all(i.get("type") in ("double", "float", "long", "integer", "boolean") for i in inputs):
+        return len(inputs)
+    return None
+
+
+def _example_input(folder: Path, mlmodel: dict, signature: dict | None):
+    """A float32 example batch for tracing: the saved input example, else zeros shaped by the tensor signature."""
+    import numpy as np
+
+    info = mlmodel.get("saved_input_example_info") or {}
+    if isinstance(info.get("artifact_path"), str):
+        try:
+            example = json.loads(_inside(folder, info["artifact_path"], "input example").read_text())
+            if isinstance(example, dict):  # {"inputs": [...]} / {"data": [...]} forms
+                example = example.get("inputs", example.get("data", example))
+            return np.asarray(example, dtype=np.float32)
+        except (ValueError, TypeError, OSError):
+            pass
+    inputs = (signature or {}).get("inputs") or []
+    if len(inputs) == 1 and inputs[0].get("type") == "tensor":
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in inputs[0]["tensor-spec"].get("shape", [])]
+        return np.zeros(shape, dtype=np.float32)
+    raise InvalidInput(f"{folder.name}: a PyTorch MLflow model needs a tensor signature or an input example to "
+                       "export it to ONNX")
+
+
+def _load_skops(path: Path):
+    from modelyard.core.extras import require
+
+    sio = require("skops.io")
+    untrusted = sio.get_untrusted_types(file=str(path))
+    refused = [t for t in untrusted if not t.startswith(_SKOPS_TRUSTED_PREFIXES)]
+    if refused:
+        named = ", ".join(refused[:3]) + (", ..." if len(refused) > 3 else "")
+        raise InvalidInput(f"{path.name} holds types that are not scikit-learn, NumPy or SciPy ({named}); refusing "
+                           "to load them")
+    return sio.load(str(path), trusted=untrusted)
+
+
+def _sklearn_to_onnx(folder: Path, flavour: dict, signature: dict | None, target: Path, trust_pickle: bool) -> list:
+    from modelyard.registry.export import estimator_to_onnx, pickled_estimator_to_onnx
+
+    path = _inside(folder, flavour.get("pickled_model"), "sklearn")
+    fmt = flavour.get("serialization_format", "cloudpickle")
+    if fmt == "skops":
+        notes = estimator_to_onnx(_load_skops(path), target, _n_features(signature))
+    elif fmt in ("pickle", "cloudpickle"):
+        if not trust_pickle:
+            raise InvalidInput(f"{folder.name}: the sklearn flavour is a {fmt} file: loading it runs code from the "
+                               "file. Pass --trust-pickle if you made it yourself, or save it with MLflow 3's default "
+                               "serialization_format='skops'")
+        notes = pickled_estimator_to_onnx(path, target)
+    else:
+        raise InvalidInput(f"{folder.name}: unknown sklearn serialization_format {fmt!r}")
+    return [f"MLflow sklearn flavour ({fmt}): " + notes[0]]
+
+
+def _pytorch_to_onnx(folder: Path, mlmodel: dict, flavour: dict, signature: dict | None, target: Path,
+                     trust_pickle: bool) -> list:
+    import torch
+
+    from modelyard.registry.export import quiet_exporters
+
+    data = _inside(folder, flavour.get("model_data", "data"), "pytorch")
+    example = torch.from_numpy(_example_input(folder, mlmodel, signature))
+    program = data / "model.pt2" if data.is_dir() else data
+    if program.suffix == ".pt2" and program.is_file():
+        try:
+            model = torch.export.load(str(program)).module()
+        except Exception as exc:  # noqa: BLE001 - torch.export raises many kinds
+            raise InvalidInput(f"{folder.name}: cannot read {program.name}: {type(exc).__name__}") from None
+        note = "MLflow pytorch flavour (torch.export program)"
+    else:
+        pickled = data / "model.pth" if data.is_dir() else data
+        if not pickled.is_file():
+            raise NotFound(f"{folder.name}: the pytorch flavour's model file is missing under {data.name}")
+        if not trust_pickle:
+            raise InvalidInput(f"{folder.name}: the pytorch flavour is a pickled module: loading it runs code from the "
+                               "file. Pass --trust-pickle if you made it yourself, or save it with MLflow 3 "
+                               "(torch.export, the default)")
+        model = torch.load(pickled, weights_only=False)  # noqa: S614 - explicitly trusted by the user
+        note = "MLflow pytorch flavour (pickled module, trusted)"
+    dynamic = {0: torch.export.Dim("batch")} if example.ndim >= 1 else None
+    try:
+        with quiet_exporters():
+            exported = torch.onnx.export(model, (example,), None, dynamo=True, input_names=["input"],
+                                         output_names=["output"], dynamic_shapes=({0: dynamic[0]},) if dynamic
+                                         else None, verbose=False)
+            exported.save(str(target))
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidInput(f"{folder.name}: cannot export the PyTorch model to ONNX: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return [note + ", exported to ONNX with the dynamo exporter"]
+
+
+def prepare_mlflow(folder: Path, workdir: Path, trust_pickle: bool = False):
+    """An MLflow model directory as a :class:`~modelyard.registry.formats.Prepared` ONNX model."""
+    from modelyard.registry.formats import Prepared, check_onnx, onnx_files
+
+    mlmodel = read_mlmodel(folder)
+    flavours = mlmodel["flavors"]
+    signature = _signature(mlmodel)
+    kept = {"flavors": {name: {k: v for k, v in spec.items() if k != "env"} if isinstance(spec, dict) else spec
+                        for name, spec in flavours.items()},
+            "signature": signature}
+    for key in ("run_id", "model_uuid", "mlflow_version", "utc_time_created", "artifact_path", "model_id"):
+        if mlmodel.get(key) is not None:
+            kept[key] = str(mlmodel[key])
+    name = next((f for f in FLAVOURS if f in flavours), None)
+    if name is None:
+        raise InvalidInput(f"{folder.name}: MLflow flavours {', '.join(sorted(flavours)) or '(none)'}: Modelyard "
+                           f"registers {', '.join(FLAVOURS)}")
+    flavour = flavours[name] if isinstance(flavours[name], dict) else {}
+    target = workdir / "model.onnx"
+    if name == "onnx":
+        path = _inside(folder, flavour.get("data"), "onnx")
+        check_onnx(path)
+        return Prepared(onnx_files(path), "model.onnx", "onnx", "mlflow-onnx", notes=["MLflow onnx flavour"],
+                        source=str(folder), metadata={"mlflow": kept})
+    if name == "sklearn":
+        notes = _sklearn_to_onnx(folder, flavour, signature, target, trust_pickle)
+    else:
+        notes = _pytorch_to_onnx(folder, mlmodel, flavour, signature, target, trust_pickle)
+    return Prepared({"model.onnx": target}, "model.onnx", "onnx", f"mlflow-{name}", notes=notes, source=str(folder),
+                    metadata={"mlflow": kept})
+
+
+_MLFLOW_DTYPES = {"float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                  "bool", "float16"}
+
+
+def _tensor_specs(tensors: list[dict]) -> str:
+    specs = []
+    for tensor in tensors:
+        dtype = tensor["dtype"] if tensor["dtype"] in _MLFLOW_DTYPES else "float32"
+        shape = [d if isinstance(d, int) else -1 for d in tensor["shape"]]
+        specs.append({"name": tensor["name"], "type": "tensor", "tensor-spec": {"dtype": dtype, "shape": shape}})
+    return json.dumps(specs)
+
+
+def write_mlflow_model(version: dict, entry_file: Path, dest: Path) -> Path:
+    """Write a downloaded ONNX version (``entry_file`` with its external data beside it) as an MLflow model
+    directory at ``dest`` (which must not exist or be empty); returns ``dest``."""
+    if version.get("format") != "onnx":
+        raise InvalidInput(f"{version.get('ref')}: only ONNX versions export as MLflow models (this one is "
+                           f"{version.get('format')})")
+    if dest.exists() and any(dest.iterdir()):
+        raise InvalidInput(f"{dest} is not empty")
+    shutil.copytree(entry_file.parent, dest, dirs_exist_ok=True)
+    import onnx
+
+    signature = version.get("signature") or {}
+    mlmodel = {
+        "artifact_path": version.get("name", "model"),
+        "flavors": {
+            "onnx": {"code": None, "data": entry_file.name, "onnx_version": onnx.__version__,
+                     "providers": ["CPUExecutionProvider"]},
+            "python_function": {"data": entry_file.name, "loader_module": "mlflow.onnx",
+                                "python_version": ".".join(map(str, __import__("sys").version_info[:3]))},
+        },
+        "model_uuid": version.get("id", ""),
+        "utc_time_created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "metadata": {"modelyard_ref": version.get("ref"), "modelyard_uri": version.get("uri")},
+    }
+    if signature.get("inputs") and signature.get("outputs"):
+        mlmodel["signature"] = {"inputs": _tensor_specs(signature["inputs"]),
+                                "outputs": _tensor_specs(signature["outputs"]), "params": None}
+    (dest / MLMODEL).write_text(yaml.safe_dump(mlmodel, sort_keys=False), encoding="utf-8")
+    (dest / "requirements.txt").write_text(f"onnx=={onnx.__version__}\nonnxruntime\n", encoding="utf-8")
+    return dest
