@@ -52,8 +52,8 @@ def _json_option(text: str | None, option: str) -> dict | None:
 def register(
     source: Annotated[str | None, typer.Argument(
         help="Model file or spec: .onnx, .xml (OpenVINO IR), ModelSpec .yaml/.json, LightGBM .txt, .pkl/.joblib "
-             "(with --trust-pickle), or an MLflow model directory (onnx, sklearn or pytorch flavour). Omit with "
-             "--from-job to register the job's output.")] = None,
+             "(with --trust-pickle), an MLflow model directory (onnx, sklearn or pytorch flavour), or a Hugging Face "
+             "folder (with --task). Omit with --from-job to register the job's output.")] = None,
     name: Annotated[str, typer.Option("--name", "-n", help="Model name.")] = ...,
     tags: Annotated[list[str] | None, typer.Option("--tag", help="Tag key=value (repeatable).")] = None,
     metrics: Annotated[list[str] | None, typer.Option("--metric", help="Metric key=number (repeatable).")] = None,
@@ -66,6 +66,9 @@ def register(
              "0.406], \"std\": [0.229, 0.224, 0.225]}'.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow loading a pickled estimator "
                                                "(runs code from the file: only files you made).")] = False,
+    hf_task: Annotated[str | None, typer.Option(
+        "--task", help="For a Hugging Face folder (config.json + safetensors + tokenizer or preprocessor): "
+                       "text-classification, image-classification or feature-extraction.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a new immutable version of a model."""
@@ -74,6 +77,7 @@ def register(
             source, name, metrics=_pairs(metrics, "--metric", number=True), tags=_pairs(tags, "--tag"),
             lineage=_pairs(lineage, "--lineage"), description=description, from_job=from_job,
             preprocessing=_json_option(preprocessing, "--preprocessing"), trust_pickle=trust_pickle,
+            hf_task=hf_task,
         )
     if as_json:
         print_json(version)

@@ -45,13 +45,15 @@ class Models:
         task: dict | None = None,
         trust_pickle: bool = False,
         n_features: int | None = None,
+        hf_task: str | None = None,
     ) -> dict:
         """Register a new version of ``name``.
 
         Args:
             source: a path (``.onnx``, ``.xml``, ModelSpec ``.yaml``/``.json``, LightGBM ``.txt``, trusted
-                ``.pkl``/``.joblib``), a fitted scikit-learn/LightGBM estimator, or None with ``from_job`` to
-                register the model file that job produced.
+                ``.pkl``/``.joblib``, an MLflow model folder, a Hugging Face folder with ``hf_task``), a fitted
+                scikit-learn/LightGBM estimator, or None with ``from_job`` to register the model file that job
+                produced.
             name: the model name.
             metrics, tags, lineage, description: recorded on the version.
             from_job: a job id, recorded as lineage.
@@ -59,6 +61,9 @@ class Models:
             task: task (overrides a spec's).
             trust_pickle: allow loading a pickled estimator (runs code from the file).
             n_features: for an estimator whose feature count cannot be read from it.
+            hf_task: for a Hugging Face folder: ``text-classification``, ``image-classification`` or
+                ``feature-extraction``; the model is converted to ONNX by the migration passes and registered only
+                when the compare engine passes it against the PyTorch model.
         """
         from modelyard.registry.refs import check_name
 
@@ -72,11 +77,11 @@ class Models:
                 raise InvalidInput("give a model file, a spec or an estimator (or --from-job with a job's output)")
             body.update(preprocessing=preprocessing, task=task)
             return self._c.request("POST", f"/api/v1/models/{quote(name)}/versions", json=body).json()
-        from modelyard.registry.formats import prepare, prepare_estimator
+        from modelyard.registry.formats import prepare_estimator
 
         with tempfile.TemporaryDirectory(prefix="modelyard-register-") as tmp:
             if isinstance(source, str | Path):
-                prepared = prepare(source, Path(tmp), trust_pickle=trust_pickle)
+                prepared = _prepare_path(Path(source), Path(tmp), trust_pickle, hf_task)
             else:
                 prepared = prepare_estimator(source, Path(tmp), n_features)
             files = {stored: self._c.blobs.put(path)["digest"] for stored, path in prepared.files.items()}
@@ -158,3 +163,28 @@ class Models:
                 entry = self.download(ref, Path(tmp))
                 write_mlflow_model(version, entry, folder)
         return {"schema": "modelyard.model-export/1", "ref": version["ref"], "format": fmt, "path": str(folder)}
+
+
+def _prepare_path(path: Path, workdir: Path, trust_pickle: bool, hf_task: str | None):
+    """A file or folder ready to upload; a Hugging Face folder goes through the migration passes and compare."""
+    from modelyard.core.errors import InvalidInput
+    from modelyard.registry.formats import prepare
+
+    folder = path.expanduser()
+    from modelyard.registry.mlflow_model import is_mlflow_model, prepare_mlflow
+
+    if is_mlflow_model(folder):
+        return prepare_mlflow(folder.resolve(), workdir, trust_pickle)
+    if folder.is_dir() and (folder / "config.json").is_file():
+        from modelyard.migrate.model.hf_import import is_hf_folder, prepare_hf
+
+        if not is_hf_folder(folder):
+            raise InvalidInput(f"{folder.name} has a config.json but no .safetensors weights; Modelyard loads only "
+                               "local safetensors and never downloads")
+        if not hf_task:
+            raise InvalidInput(f"{folder.name} is a Hugging Face folder: say what it does with --task "
+                               "text-classification|image-classification|feature-extraction")
+        return prepare_hf(folder, workdir, hf_task)
+    if hf_task:
+        raise InvalidInput("--task applies to Hugging Face folders only")
+    return prepare(path, workdir, trust_pickle=trust_pickle)

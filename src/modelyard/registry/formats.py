@@ -115,12 +115,9 @@ def prepare(path: str | Path, workdir: Path, trust_pickle: bool = False) -> Prep
         raise NotFound(f"no such model file: {p}")
     if p.is_file() and p.stat().st_size == 0:
         raise InvalidInput(f"{p.name}: the file is empty (0 bytes); nothing to register")
-    from modelyard.registry.mlflow_model import is_mlflow_model, prepare_mlflow
-
-    if is_mlflow_model(p):
-        return prepare_mlflow(p, workdir, trust_pickle)
     if p.is_dir():
-        raise InvalidInput(f"{p.name} is a folder but not an MLflow model (no MLmodel file)")
+        raise InvalidInput(f"{p.name} is a folder but not an MLflow model (no MLmodel file) or a Hugging Face model "
+                           "(no config.json)")
     suffix = p.suffix.lower()
     if suffix == ".onnx":
         check_onnx(p)

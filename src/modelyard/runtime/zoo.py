@@ -144,3 +144,65 @@ def hf_vit(image_size: int = 32, patch_size: int = 8, hidden_size: int = 32, num
         num_labels=num_labels,
     )
     return _seeded(seed, lambda: ViTForImageClassification(config))
+
+
+HF_TASKS = ("text-classification", "image-classification", "feature-extraction")
+
+
+def hf_local(path: str, task: str):
+    """A Hugging Face model from a local folder (``config.json`` + ``model.safetensors``), never from a hub.
+
+    ``task`` picks the head: ``text-classification`` / ``image-classification`` (output ``logits``) or
+    ``feature-extraction`` (output ``embedding``: the last hidden state mean-pooled over the attention mask for text,
+    over the patches for images). Models that need their own code (``auto_map``) are refused.
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    from modelyard.core.errors import InvalidInput, NotFound
+
+    folder = Path(path)
+    if task not in HF_TASKS:
+        raise InvalidInput(f"unknown Hugging Face task {task!r}; choose one of {', '.join(HF_TASKS)}")
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFound(f"{folder.name} has no config.json: not a Hugging Face model folder") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{folder.name}/config.json is not readable JSON: {type(exc).__name__}") from None
+    if config.get("auto_map"):
+        raise InvalidInput(f"{folder.name} needs its own Python code (auto_map in config.json); Modelyard does not run "
+                           "remote code")
+    if not any(folder.glob("*.safetensors")) and not (folder / "model.safetensors.index.json").is_file():
+        raise NotFound(f"{folder.name} has no .safetensors weights; Modelyard loads only local safetensors and never "
+                       "downloads")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces with local_files_only: no network, ever
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # load reports and progress bars would drown the CLI's one line
+    transformers.logging.disable_progress_bar()
+    options = {"local_files_only": True, "use_safetensors": True}
+    if task == "text-classification":
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, **options)
+    elif task == "image-classification":
+        model = transformers.AutoModelForImageClassification.from_pretrained(folder, **options)
+    else:
+        base = transformers.AutoModel.from_pretrained(folder, **options)
+
+        class Pooled(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.base = base
+
+            def forward(self, *args, **kwargs):
+                hidden = self.base(*args, **kwargs).last_hidden_state
+                mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+                if mask is None or mask.dim() != 2:
+                    return hidden.mean(dim=1)
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+        model = Pooled()
+    return model.eval()
