@@ -169,10 +169,9 @@ def _prepare_path(path: Path, workdir: Path, trust_pickle: bool, hf_task: str | 
     """A file or folder ready to upload; a Hugging Face folder goes through the migration passes and compare."""
     from modelyard.core.errors import InvalidInput
     from modelyard.registry.formats import prepare
-
-    folder = path.expanduser()
     from modelyard.registry.mlflow_model import is_mlflow_model, prepare_mlflow
 
+    folder = path.expanduser()
     if is_mlflow_model(folder):
         return prepare_mlflow(folder.resolve(), workdir, trust_pickle)
     if folder.is_dir() and (folder / "config.json").is_file():
