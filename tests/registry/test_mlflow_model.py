@@ -147,3 +147,20 @@ def test_a_version_exports_as_an_mlflow_model_that_mlflow_loads(client, mlflow_m
                                atol=1e-5)
     with pytest.raises(InvalidInput, match="not an empty folder"):
         client.models.export("iris-sk@1", tmp_path / "out", "mlflow")
+
+
+def test_a_conversion_that_answers_differently_is_refused(client, mlflow_models, iris, monkeypatch):
+    import modelyard.registry.export as export
+
+    real = export.estimator_to_onnx
+
+    def wrong_model(estimator, target, n_features=None):
+        from sklearn.linear_model import LogisticRegression
+
+        other = LogisticRegression(max_iter=1000).fit(iris[0], (iris[1] + 1) % 3)  # a different classifier
+        return real(other, target, n_features)
+
+    monkeypatch.setattr(export, "estimator_to_onnx", wrong_model)
+    with pytest.raises(InvalidInput, match="answers differently from the original"):
+        client.models.register(str(mlflow_models["root"] / "sk"), "iris-wrong")
+    assert client.models.list()["items"] == []

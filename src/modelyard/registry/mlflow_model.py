@@ -23,6 +23,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from modelyard.core.errors import InvalidInput, NotFound
@@ -90,8 +91,6 @@ def _n_features(signature: dict | None) -> int | None:
 
 def _example_input(folder: Path, mlmodel: dict, signature: dict | None):
     """A float32 example batch for tracing: the saved input example, else zeros shaped by the tensor signature."""
-    import numpy as np
-
     info = mlmodel.get("saved_input_example_info") or {}
     if isinstance(info.get("artifact_path"), str):
         try:
@@ -122,22 +121,74 @@ def _load_skops(path: Path):
     return sio.load(str(path), trusted=untrusted)
 
 
-def _sklearn_to_onnx(folder: Path, flavour: dict, signature: dict | None, target: Path, trust_pickle: bool) -> list:
-    from modelyard.registry.export import estimator_to_onnx, pickled_estimator_to_onnx
+def _load_pickle(path: Path):
+    """A pickled estimator the user has said they trust (``--trust-pickle``): unpickling runs code, so this runs
+    only where the user runs the CLI or SDK, never on the server."""
+    import pickle
+
+    try:
+        with path.open("rb") as handle:
+            return pickle.load(handle)  # noqa: S301 - explicitly trusted by the user
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidInput(f"cannot read {path.name}: {type(exc).__name__}: {exc}") from None
+
+
+def _example_rows(folder: Path, mlmodel: dict, signature: dict | None, n_features: int):
+    """Rows to check the conversion on: the saved input example, else seeded standard-normal rows."""
+    try:
+        example = _example_input(folder, mlmodel, signature)
+        if example.ndim == 2:
+            return example
+    except InvalidInput:
+        pass
+    if not n_features:
+        raise InvalidInput(f"{folder.name}: cannot tell the model's feature count (no tensor signature or input "
+                           "example)")
+    return np.random.default_rng(0).standard_normal((16, n_features)).astype(np.float32)
+
+
+def _verify(folder: Path, onnx_path: Path, example, reference) -> str:
+    """Run the converted model on ``example`` and refuse it unless it answers as the original did (the output that
+    matches the reference's shape: probabilities for a classifier, the prediction otherwise)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {session.get_inputs()[0].name: example.astype(np.float32)})
+    candidates = [np.asarray(o, dtype=np.float64) for o in outputs if np.shape(o) == reference.shape]
+    if not candidates:
+        raise InvalidInput(f"{folder.name}: the ONNX model's outputs {[np.shape(o) for o in outputs]} do not match "
+                           f"the original's {reference.shape}; not registered")
+    error = min(float(np.max(np.abs(c - reference))) if c.size else 0.0 for c in candidates)
+    scale = max(1.0, float(np.max(np.abs(reference))) if reference.size else 1.0)
+    if not error <= 1e-4 * scale:
+        raise InvalidInput(f"{folder.name}: the ONNX conversion answers differently from the original (max abs "
+                           f"error {error:.3g} on {len(example)} rows); not registered")
+    return f"verified against the original on {len(example)} rows: max abs error {error:.2g}"
+
+
+def _sklearn_to_onnx(folder: Path, mlmodel: dict, flavour: dict, signature: dict | None, target: Path,
+                     trust_pickle: bool) -> list:
+    from modelyard.registry.export import estimator_to_onnx
 
     path = _inside(folder, flavour.get("pickled_model"), "sklearn")
     fmt = flavour.get("serialization_format", "cloudpickle")
     if fmt == "skops":
-        notes = estimator_to_onnx(_load_skops(path), target, _n_features(signature))
+        estimator = _load_skops(path)
     elif fmt in ("pickle", "cloudpickle"):
         if not trust_pickle:
             raise InvalidInput(f"{folder.name}: the sklearn flavour is a {fmt} file: loading it runs code from the "
                                "file. Pass --trust-pickle if you made it yourself, or save it with MLflow 3's default "
                                "serialization_format='skops'")
-        notes = pickled_estimator_to_onnx(path, target)
+        estimator = _load_pickle(path)
     else:
         raise InvalidInput(f"{folder.name}: unknown sklearn serialization_format {fmt!r}")
-    return [f"MLflow sklearn flavour ({fmt}): " + notes[0]]
+    notes = estimator_to_onnx(estimator, target, _n_features(signature))
+    n_features = _n_features(signature) or getattr(estimator, "n_features_in_", 0)
+    example = _example_rows(folder, mlmodel, signature, n_features)
+    predict = estimator.predict_proba if hasattr(estimator, "predict_proba") else estimator.predict
+    reference = predict(example)
+    verified = _verify(folder, target, example, np.asarray(reference, dtype=np.float64))
+    return [f"MLflow sklearn flavour ({fmt}): " + notes[0], verified]
 
 
 def _pytorch_to_onnx(folder: Path, mlmodel: dict, flavour: dict, signature: dict | None, target: Path,
@@ -175,7 +226,11 @@ def _pytorch_to_onnx(folder: Path, mlmodel: dict, flavour: dict, signature: dict
     except Exception as exc:  # noqa: BLE001
         raise InvalidInput(f"{folder.name}: cannot export the PyTorch model to ONNX: {type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-    return [note + ", exported to ONNX with the dynamo exporter"]
+    with torch.no_grad():
+        reference = model(example)
+    reference = reference[0] if isinstance(reference, tuple | list) else reference
+    verified = _verify(folder, target, example.numpy(), reference.detach().double().numpy())
+    return [note + ", exported to ONNX with the dynamo exporter", verified]
 
 
 def prepare_mlflow(folder: Path, workdir: Path, trust_pickle: bool = False):
@@ -203,7 +258,7 @@ def prepare_mlflow(folder: Path, workdir: Path, trust_pickle: bool = False):
         return Prepared(onnx_files(path), "model.onnx", "onnx", "mlflow-onnx", notes=["MLflow onnx flavour"],
                         source=str(folder), metadata={"mlflow": kept})
     if name == "sklearn":
-        notes = _sklearn_to_onnx(folder, flavour, signature, target, trust_pickle)
+        notes = _sklearn_to_onnx(folder, mlmodel, flavour, signature, target, trust_pickle)
     else:
         notes = _pytorch_to_onnx(folder, mlmodel, flavour, signature, target, trust_pickle)
     return Prepared({"model.onnx": target}, "model.onnx", "onnx", f"mlflow-{name}", notes=notes, source=str(folder),
