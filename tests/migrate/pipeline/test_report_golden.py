@@ -1,0 +1,71 @@
+"""The migration report stays byte-compatible: the phase results of two real runs of the pipeline on the tiny CNN
+(``golden/<case>/results/*.json``, recorded before the phase results became typed values) are reloaded through
+``run_migration``'s resume path, only the report phase runs, and ``report.json``, ``report.md`` and ``report.html``
+must equal the recorded ``golden/<case>/report.*`` byte for byte.
+
+Normalised, and only these: the temporary root (``@ROOT@``), the report's ``generated_at`` (``@GENERATED_AT@``)
+and the machine facts of the environment manifest (a fixed ``environment()``; seed and input hashes stay real).
+
+Cases: ``passing`` (every phase ran, every goal met) and ``partial`` (no source folder, so analyze and apply were
+skipped; the optimiser's budget ran out before any candidate; the speed goals fail).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from modelyard.migrate.pipeline.config import load_migration
+from modelyard.migrate.pipeline.run import PHASES, run_migration
+from modelyard.migrate.pipeline.state import STATE_SCHEMA, phase_hashes
+
+GOLDEN = Path(__file__).parent / "golden"
+CASES = ("passing", "partial")
+REPORT_FILES = ("report.json", "report.md", "report.html")
+PROJECT = '''import torch
+
+model = torch.nn.Linear(4, 2).cuda()
+torch.backends.cudnn.benchmark = True
+x = torch.randn(8, 4, device="cuda")
+torch.cuda.synchronize()
+'''
+FIXED_ENVIRONMENT = {
+    "python": "3.x", "platform": "golden-platform", "machine": "x86_64", "cpu": "golden cpu",
+    "cpu_flags": ["avx2"], "cpu_count": 2, "packages": {"numpy": "1", "torch": "2"},
+}
+
+
+def _resumed_report(case: str, root: Path) -> dict[str, str]:
+    """Lay out ``case``'s recorded phase results as a finished run under ``root``, rerun only the report, and
+    return the three report files, normalised."""
+    source = GOLDEN / case
+    root.mkdir(parents=True)
+    (root / "project").mkdir()
+    (root / "project" / "train.py").write_text(PROJECT)
+    (root / "migration.yaml").write_text((source / "migration.yaml").read_text())
+    hashes = phase_hashes(load_migration(root / "migration.yaml"))
+    state = {"schema": STATE_SCHEMA, "phases": {}}
+    for phase in PHASES[:-1]:
+        text = (source / "results" / f"{phase}.json").read_text().replace("@ROOT@", str(root))
+        (root / "out" / phase).mkdir(parents=True)
+        (root / "out" / phase / "result.json").write_text(text)
+        status = "skipped" if json.loads(text).get("skipped") is True else "done"
+        state["phases"][phase] = {"status": status, "input_hash": hashes[phase], "summary": ""}
+    (root / "out" / "state.json").write_text(json.dumps(state))
+    result = run_migration(root / "migration.yaml", root / "out", cache_dir=root / "cache")
+    assert [p["name"] for p in result.phases if not p["reused"]] == ["report"]
+    folder = root / "out" / "report"
+    generated_at = json.loads((folder / "report.json").read_text())["generated_at"]
+    return {name: (folder / name).read_text(encoding="utf-8").replace(str(root), "@ROOT@")
+            .replace(generated_at, "@GENERATED_AT@") for name in REPORT_FILES}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_report_is_byte_compatible_with_the_recorded_one(case, tmp_path, monkeypatch):
+    monkeypatch.setattr("modelyard.migrate.model.bench.environment", lambda: dict(FIXED_ENVIRONMENT))
+    produced = _resumed_report(case, tmp_path / case)
+    for name in REPORT_FILES:
+        expected = (GOLDEN / case / name).read_text(encoding="utf-8")
+        assert produced[name] == expected, f"{case}/{name} differs from the recorded report"
