@@ -220,15 +220,18 @@ def _print_run(result) -> None:
 
     table = Table("phase", "status", "seconds", "summary")
     for phase in result.phases:
-        status = "reused" if phase["reused"] else phase["status"]
-        seconds = phase.get("seconds")
-        table.add_row(phase["name"], status, "" if seconds is None else f"{seconds:.1f}", phase.get("summary", ""))
+        status = "reused" if phase.reused else phase.status
+        seconds = phase.seconds
+        table.add_row(phase.name, status, "" if seconds is None else f"{seconds:.1f}", phase.summary)
     console.print(table)
-    h = result.headline
     color = "green" if result.accepted else "red"
-    console.print(f"[bold {color}]{'ACCEPTED' if result.accepted else 'NOT ACCEPTED'}[/] readiness "
-                  f"{h.get('readiness_score')}/100, compare verdict {h.get('verdict')}, speedup {h.get('speedup')}x "
-                  f"at {h.get('accuracy')}", highlight=False)
-    console.print(f"report: {result.reports.get('html')}", highlight=False)
+    verdict = "ACCEPTED" if result.accepted else "NOT ACCEPTED"
+    h = result.headline
+    if h is None:  # --stop-after before the report
+        console.print(f"[bold {color}]{verdict}[/] (stopped before the report)", highlight=False)
+        return
+    console.print(f"[bold {color}]{verdict}[/] readiness {h.readiness_score}/100, compare verdict {h.verdict}, "
+                  f"speedup {h.speedup}x at {h.accuracy}", highlight=False)
+    console.print(f"report: {result.reports['html']}", highlight=False)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)

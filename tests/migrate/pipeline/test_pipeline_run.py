@@ -70,10 +70,10 @@ def _rewrite(project, **overrides):
 
 @pytest.mark.slow
 def test_first_run_does_every_phase_and_writes_the_reports(first_run, project):
-    assert [p["name"] for p in first_run.phases] == list(PHASES)
-    assert all(p["status"] == "done" and not p["reused"] for p in first_run.phases)
-    assert first_run.headline["readiness_score"] is not None and first_run.headline["verdict"] == "pass"
-    assert first_run.headline["speedup"] and first_run
+    assert [p.name for p in first_run.phases] == list(PHASES)
+    assert all(p.status == "done" and not p.reused for p in first_run.phases)
+    assert first_run.headline.readiness_score is not None and first_run.headline.verdict == "pass"
+    assert first_run.headline.speedup and first_run
     doc = json.loads((project / "out" / "report" / "report.json").read_text())
     assert doc["schema"] == "modelyard.migration-report/1"
     mig, tests = doc["migration_report"], doc["test_report"]
@@ -94,7 +94,7 @@ def test_first_run_does_every_phase_and_writes_the_reports(first_run, project):
 @pytest.mark.slow
 def test_unchanged_inputs_reuse_every_phase(first_run, finished):
     again = run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache")
-    assert all(p["reused"] for p in again.phases)
+    assert all(p.reused for p in again.phases)
     assert again.headline == first_run.headline
 
 
@@ -102,7 +102,7 @@ def test_unchanged_inputs_reuse_every_phase(first_run, finished):
 def test_a_changed_goal_reruns_only_the_report(first_run, finished):
     _rewrite(finished, goals={"max_accuracy_drop": 0.01, "min_speedup": 1e9})
     result = run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache")
-    rerun = [p["name"] for p in result.phases if not p["reused"]]
+    rerun = [p.name for p in result.phases if not p.reused]
     assert rerun == ["report"]
     assert not result  # 1e9x is not reachable: the checklist fails
     report = json.loads((finished / "out" / "report" / "report.json").read_text())
@@ -114,7 +114,7 @@ def test_a_changed_goal_reruns_only_the_report(first_run, finished):
 def test_a_changed_compare_setting_reruns_compare_and_report_only(first_run, finished):
     _rewrite(finished, compare={"samples": 3, "layerwise": False})
     result = run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache")
-    assert [p["name"] for p in result.phases if not p["reused"]] == ["compare", "report"]
+    assert [p.name for p in result.phases if not p.reused] == ["compare", "report"]
 
 
 @pytest.mark.slow
@@ -129,7 +129,7 @@ def test_a_failed_phase_resumes_there(first_run, finished, monkeypatch):
     assert state["phases"]["package"]["status"] == "failed"
     monkeypatch.undo()
     result = run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache")
-    assert [p["name"] for p in result.phases if not p["reused"]] == ["package", "report"]
+    assert [p.name for p in result.phases if not p.reused] == ["package", "report"]
 
 
 @pytest.mark.slow
@@ -139,7 +139,7 @@ def test_a_killed_phase_is_run_again(first_run, finished):
     state["phases"]["coverage"]["status"] = "running"  # what a kill mid-phase leaves behind
     state_file.write_text(json.dumps(state))
     result = run_migration(finished / "migration.yaml", finished / "out", cache_dir=finished / "cache")
-    assert [p["name"] for p in result.phases if not p["reused"]] == ["coverage", "report"]
+    assert [p.name for p in result.phases if not p.reused] == ["coverage", "report"]
 
 
 def test_config_errors_name_the_field(tmp_path):

@@ -37,9 +37,8 @@ FIXED_ENVIRONMENT = {
 }
 
 
-def _resumed_report(case: str, root: Path) -> dict[str, str]:
-    """Lay out ``case``'s recorded phase results as a finished run under ``root``, rerun only the report, and
-    return the three report files, normalised."""
+def lay_out_recorded_run(case: str, root: Path) -> None:
+    """``case``'s recorded phase results under ``root`` as a finished run whose report is missing."""
     source = GOLDEN / case
     root.mkdir(parents=True)
     (root / "project").mkdir()
@@ -54,8 +53,14 @@ def _resumed_report(case: str, root: Path) -> dict[str, str]:
         status = "skipped" if json.loads(text).get("skipped") is True else "done"
         state["phases"][phase] = {"status": status, "input_hash": hashes[phase], "summary": ""}
     (root / "out" / "state.json").write_text(json.dumps(state))
+
+
+def _resumed_report(case: str, root: Path) -> dict[str, str]:
+    """Lay out ``case`` as a finished run under ``root``, rerun only the report, and return the three report
+    files, normalised."""
+    lay_out_recorded_run(case, root)
     result = run_migration(root / "migration.yaml", root / "out", cache_dir=root / "cache")
-    assert [p["name"] for p in result.phases if not p["reused"]] == ["report"]
+    assert [p.name for p in result.phases if not p.reused] == ["report"]
     folder = root / "out" / "report"
     generated_at = json.loads((folder / "report.json").read_text())["generated_at"]
     return {name: (folder / name).read_text(encoding="utf-8").replace(str(root), "@ROOT@")

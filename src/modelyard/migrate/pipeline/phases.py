@@ -1,6 +1,6 @@
-"""The migration pipeline's phases. Each takes a ``PhaseContext`` and returns a JSON-able dict (``result.json`` of
-the phase's folder); ``{"skipped": True, "reason": ...}`` when it has nothing to do here (no source folder, a
-backend this machine lacks)."""
+"""The migration pipeline's phases. Each takes a ``PhaseContext`` and returns its frozen result (``results``;
+``to_dict()`` is ``result.json`` of the phase's folder), or ``Skipped`` when it has nothing to do here (no source
+folder, a backend this machine lacks)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,18 @@ import shutil
 from pathlib import Path
 
 from modelyard.core.errors import Unavailable
+from modelyard.migrate.pipeline.results import (
+    AnalyzeResult,
+    ApplyResult,
+    CompareResult,
+    ConvertResult,
+    CoverageResult,
+    OptimizeResult,
+    PackageResult,
+    PhaseResult,
+    ReportResult,
+    Skipped,
+)
 
 MAX_FINDINGS_IN_RESULT = 2000
 
@@ -18,14 +30,14 @@ def _spec(ctx):
     return ctx.config.model_spec()
 
 
-def analyze(ctx) -> dict:
+def analyze(ctx) -> AnalyzeResult | Skipped:
     """Scan the source folder for GPU-specific code: findings, readiness score, effort."""
     from modelyard.migrate.code.analyze import analyze_path
     from modelyard.migrate.code.report import render
 
     cfg = ctx.config
     if cfg.source is None:
-        return {"skipped": True, "reason": "MIGRATION.yaml names no source folder"}
+        return Skipped("MIGRATION.yaml names no source folder")
     analysis = analyze_path(cfg.resolve(cfg.source), cfg.code_target, progress=ctx.progress)
     folder = ctx.folder("analyze")
     files = {}
@@ -34,19 +46,19 @@ def analyze(ctx) -> dict:
         path.write_text(render(analysis, fmt), encoding="utf-8")
         files[fmt] = str(path)
     findings = [analysis.finding_dict(f) for f in analysis.iter_findings()]
-    return {"summary": analysis.summary(), "ready": bool(analysis), "files": files,
-            "findings": findings[:MAX_FINDINGS_IN_RESULT], "findings_total": len(findings)}
+    return AnalyzeResult(summary_counts=analysis.summary(), ready=bool(analysis), files=files,
+                         findings=tuple(findings[:MAX_FINDINGS_IN_RESULT]), findings_total=len(findings))
 
 
-def apply(ctx) -> dict:
+def apply(ctx) -> ApplyResult | Skipped:
     """Rewrite the code into ``apply/migrated`` (the source is never touched); list changes and manual items left."""
     from modelyard.migrate.code.apply import apply_migration
 
     cfg = ctx.config
     if cfg.source is None:
-        return {"skipped": True, "reason": "MIGRATION.yaml names no source folder"}
+        return Skipped("MIGRATION.yaml names no source folder")
     if not cfg.apply:
-        return {"skipped": True, "reason": "apply: false in MIGRATION.yaml"}
+        return Skipped("apply: false in MIGRATION.yaml")
     destination = ctx.folder("apply") / "migrated"
     shutil.rmtree(destination, ignore_errors=True)  # a rerun replaces the earlier copy
     result = apply_migration(cfg.resolve(cfg.source), cfg.code_target, out=destination, progress=ctx.progress)
@@ -54,35 +66,39 @@ def apply(ctx) -> dict:
     manual = [after.finding_dict(f) for f in after.iter_findings() if f.status in ("manual", "unsupported")]
     for item in manual:
         item["owner"] = cfg.owners.owner_of(item["category"])
-    data = result.to_dict()
-    data.update(changes=[row.to_dict() for row in result.rows], manual_items=manual[:MAX_FINDINGS_IN_RESULT],
-                migrated=str(destination))
-    return data
+    return ApplyResult.from_dict({
+        **result.to_dict(), "changes": [row.to_dict() for row in result.rows],
+        "manual_items": manual[:MAX_FINDINGS_IN_RESULT], "migrated": str(destination),
+    })
 
 
-def convert(ctx) -> dict:
+def convert(ctx) -> ConvertResult | Skipped:
     """Export the model to ONNX, verified to load and run (cached by hash)."""
     from modelyard.migrate.model.passes import convert as convert_model
 
     spec = _spec(ctx)
     target = "onnx" if spec.source_format == "torch" else ("onnx" if spec.source_format == "onnx" else None)
     if target is None:
-        return {"skipped": True, "reason": "the model is already an OpenVINO IR", "artifact": str(spec.source().path)}
+        return Skipped("the model is already an OpenVINO IR", {"artifact": str(spec.source().path)})
     if spec.source_format == "onnx":
-        return {"artifact": {"format": "onnx", "path": str(spec.source().path)}, "steps": [],
-                "note": "the model is already ONNX"}
+        return ConvertResult(artifact={"format": "onnx", "path": str(spec.source().path)},
+                             note="the model is already ONNX")
     result = convert_model(spec, target, out_dir=ctx.folder("convert"), cache_dir=ctx.cache_dir / "passes",
                            progress=ctx.progress)
-    return result.to_dict()
+    return ConvertResult.from_dict(result.to_dict())
 
 
 def _converted(ctx) -> str | None:
-    converted = ctx.results.get("convert", {})
-    artifact = converted.get("artifact")
-    return artifact.get("path") if isinstance(artifact, dict) else artifact
+    """The fp32 ONNX model the convert phase produced (or the source when it needed no conversion)."""
+    converted = ctx.results.get("convert")
+    if isinstance(converted, ConvertResult):
+        return converted.path
+    if isinstance(converted, Skipped):
+        return converted.details.get("artifact")
+    return None
 
 
-def coverage(ctx) -> dict:
+def coverage(ctx) -> CoverageResult | Skipped:
     """Which operators the target runs natively and which fall back."""
     from modelyard.migrate.model.coverage import op_coverage
     from modelyard.runtime.targets import coverage_target
@@ -92,8 +108,8 @@ def coverage(ctx) -> dict:
     try:
         result = op_coverage(_spec(ctx), where, model_path=_converted(ctx), cache_dir=ctx.cache_dir / "passes")
     except Unavailable as exc:
-        return {"skipped": True, "reason": str(exc), "target": where}
-    return result.to_dict()
+        return Skipped(str(exc), {"target": where})
+    return CoverageResult.from_dict(result.to_dict())
 
 
 def compare_backend(ctx) -> tuple[str, str | None]:
@@ -104,7 +120,7 @@ def compare_backend(ctx) -> tuple[str, str | None]:
     return check_backend(cfg.compare.backend or cfg.target)
 
 
-def compare(ctx) -> dict:
+def compare(ctx) -> CompareResult:
     """Precision of the converted fp32 model against the reference: per output, task, layer by layer."""
     from modelyard.migrate.model.compare import compare_models
     from modelyard.migrate.model.compare_report import write_report
@@ -118,12 +134,10 @@ def compare(ctx) -> dict:
     )
     data = result.to_dict()
     data["report"] = str(write_report(data, ctx.folder("compare") / "compare.html"))
-    if note:
-        data["note"] = note
-    return data
+    return CompareResult.from_dict({**data, "note": note})
 
 
-def optimize(ctx) -> dict:
+def optimize(ctx) -> OptimizeResult:
     """Accuracy-gated search, then the baseline and the chosen configuration benchmarked per batch size."""
     from modelyard.migrate.model.bench import benchmark
     from modelyard.migrate.optimize.search import search
@@ -156,7 +170,7 @@ def optimize(ctx) -> dict:
         except Exception as exc:  # noqa: BLE001 - a batch size the artifact cannot take is reported, not fatal
             performance["best_error"] = f"{type(exc).__name__}: {exc}"
     data["performance"] = performance
-    return data
+    return OptimizeResult.from_dict(data)
 
 
 def _sha256(path: Path) -> str:
@@ -167,19 +181,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def package(ctx) -> dict:
+def package(ctx) -> PackageResult:
     """A hand-over folder: the chosen model and runtime config, the ModelSpec, the migrated code, a manifest."""
     cfg = ctx.config
     folder = ctx.folder("package")
     for child in folder.iterdir():
         if child.name != "result.json":
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    best = (ctx.results.get("optimize") or {}).get("best")
+    optimized = ctx.results.get("optimize")
+    best = optimized.best if isinstance(optimized, OptimizeResult) else None
     notes = []
     model_dir = folder / "model"
     model_dir.mkdir()
-    if best and best.get("artifact"):
-        source = Path(best["artifact"]).parent
+    if best is not None and best.artifact:
+        source = Path(best.artifact).parent
         for item in source.iterdir():
             if item.is_file():
                 shutil.copy2(item, model_dir / item.name)
@@ -191,22 +206,23 @@ def package(ctx) -> dict:
     spec = _spec(ctx)
     (folder / "modelspec.json").write_text(json.dumps(spec.model_dump(mode="json", exclude_none=True), indent=1),
                                            encoding="utf-8")
-    migrated = (ctx.results.get("apply") or {}).get("migrated")
+    applied = ctx.results.get("apply")
+    migrated = applied.migrated if isinstance(applied, ApplyResult) else None
     if migrated and Path(migrated).is_dir():
         shutil.copytree(migrated, folder / "code", symlinks=False)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in ("result.json", "MANIFEST.json"))
     manifest = {
         "schema": "modelyard.package/1",
         "name": cfg.name,
-        "backend": best.get("backend") if best else None,
-        "options": best.get("options") if best else None,
+        "backend": best.backend if best else None,
+        "options": best.options if best else None,
         "files": {str(p.relative_to(folder)): _sha256(p) for p in files},
     }
     (folder / "MANIFEST.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    return {"path": str(folder), "files": len(files), "manifest": str(folder / "MANIFEST.json"), "notes": notes}
+    return PackageResult(path=str(folder), files=len(files), manifest=str(folder / "MANIFEST.json"), notes=tuple(notes))
 
 
-def report(ctx) -> dict:
+def report(ctx) -> ReportResult:
     """The migration report, test report and acceptance checklist (HTML + JSON + Markdown)."""
     from modelyard.migrate.pipeline.report import write_reports
 
@@ -219,27 +235,6 @@ PHASE_FUNCTIONS = {
 }
 
 
-def summarize(phase: str, result: dict) -> str:
+def summarize(phase: str, result: PhaseResult) -> str:
     """One line about a phase's result, for the CLI and ``state.json``."""
-    if result.get("skipped") is True:
-        return f"skipped: {result.get('reason')}"
-    if phase == "analyze":
-        s = result["summary"]
-        return f"{s['findings']} findings, readiness {s['readiness_score']}/100"
-    if phase == "apply":
-        changed, manual = len(result.get("files_changed", [])), len(result.get("manual_items", []))
-        return f"{changed} files changed, {manual} manual items"
-    if phase == "convert":
-        return f"{result['artifact']['path']}" if isinstance(result.get("artifact"), dict) else ""
-    if phase == "coverage":
-        return f"{result.get('coverage', 0):.1%} native on {result.get('target')}"
-    if phase == "compare":
-        return f"{result['verdict']} on {result['target']}"
-    if phase == "optimize":
-        best = result.get("best")
-        return (f"best {best['label']} {best['speedup']}x" if best else "no candidate accepted")
-    if phase == "package":
-        return f"{result['files']} files"
-    if phase == "report":
-        return "accepted" if result.get("accepted") else "not accepted"
-    return ""
+    return result.summary()

@@ -15,113 +15,150 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from modelyard.migrate.pipeline.config import MigrationConfig
+from modelyard.migrate.pipeline.document import (
+    SCHEMA,
+    BackendRuns,
+    CandidateRow,
+    CoverageSummary,
+    HotSpots,
+    MigrationReport,
+    MigrationSection,
+    Optimization,
+    PerformanceSection,
+    Precision,
+    Readiness,
+    TaskMetrics,
+    VerificationSection,
+)
+from modelyard.migrate.pipeline.results import (
+    AcceptanceRow,
+    AnalyzeResult,
+    ApplyResult,
+    CompareResult,
+    CoverageResult,
+    Headline,
+    OptimizeResult,
+    PackageResult,
+    PhaseResult,
+    ReportResult,
+    Skipped,
+)
 
-SCHEMA = "modelyard.migration-report/1"
 _VERDICTS = ("pass", "warn", "fail")
+_LAYER_COLUMNS = ("index", "name", "target_name", "max_abs_err", "cosine", "kind", "noise_floor_max_abs_err", "verdict")
+_ACCURACY_COLUMNS = ("metric", "value", "drop", "cosine")
+
+Results = Mapping[str, PhaseResult]
 
 
-def _usable(result: dict | None) -> dict:
-    return result if result and result.get("skipped") is not True else {}
+def _ran(results: Results, phase: str, kind: type[PhaseResult]):
+    """The phase's result when it ran (None when it was skipped or has not run)."""
+    result = results.get(phase)
+    return result if isinstance(result, kind) else None
 
 
-def migration_section(config: MigrationConfig, results: dict) -> dict:
-    analysis = _usable(results.get("analyze"))
-    applied = _usable(results.get("apply"))
-    coverage = _usable(results.get("coverage"))
-    before = analysis.get("summary")
-    after = applied.get("after") or before
+def _skip_reason(results: Results, phase: str) -> str | None:
+    result = results.get(phase)
+    return result.reason if isinstance(result, Skipped) else None
+
+
+def _columns(row: Mapping, names: Iterable[str]) -> dict:
+    """A row of another schema (a compare layer, a gate's accuracy) on the report's columns; a column the row
+    lacks is null."""
+    return {name: row.get(name) for name in names}
+
+
+def migration_section(config: MigrationConfig, results: Results) -> MigrationSection:
+    analysis: AnalyzeResult | None = _ran(results, "analyze", AnalyzeResult)
+    applied: ApplyResult | None = _ran(results, "apply", ApplyResult)
+    coverage: CoverageResult | None = _ran(results, "coverage", CoverageResult)
+    before = analysis.summary_counts if analysis else None
+    after = (applied.after if applied else None) or before
     if applied:
-        manual = applied.get("manual_items", [])
+        manual = list(applied.manual_items)
     else:
-        manual = [dict(f, owner=config.owners.owner_of(f["category"])) for f in analysis.get("findings", [])
+        manual = [dict(f, owner=config.owners.owner_of(f["category"])) for f in (analysis.findings if analysis else ())
                   if f["status"] in ("manual", "unsupported")]
     effort_low = sum(item["effort"]["hours"][0] for item in manual)
     effort_high = sum(item["effort"]["hours"][1] for item in manual)
     owners: dict[str, int] = {}
     for item in manual:
         owners[item["owner"]] = owners.get(item["owner"], 0) + 1
-    return {
-        "source": config.source,
-        "code_target": config.code_target,
-        "readiness": {
-            "before": before,
-            "after": after if applied else None,
-            "score": (after or {}).get("readiness_score"),
-            "skipped": (results.get("analyze") or {}).get("reason") if not analysis else None,
-        },
-        "changes": applied.get("changes", []),
-        "files_changed": applied.get("files_changed", []),
-        "migrated_code": applied.get("migrated"),
-        "manual_items": manual,
-        "manual_effort_hours": {"low": round(effort_low, 1), "high": round(effort_high, 1)},
-        "manual_items_by_owner": owners,
-        "coverage": {
-            "target": coverage.get("target"),
-            "coverage": coverage.get("coverage"),
-            "total_nodes": coverage.get("total_nodes"),
-            "native_nodes": coverage.get("native_nodes"),
-            "fallback": coverage.get("fallback", []),
-            "dynamic": coverage.get("dynamic"),
-            "skipped": (results.get("coverage") or {}).get("reason") if not coverage else None,
-        },
-    }
+    if coverage:
+        covered = CoverageSummary(coverage.target, coverage.coverage, coverage.total_nodes, coverage.native_nodes,
+                                  coverage.fallback, coverage.dynamic, None)
+    else:
+        covered = CoverageSummary(None, None, None, None, (), None, _skip_reason(results, "coverage"))
+    return MigrationSection(
+        source=config.source,
+        code_target=config.code_target,
+        readiness=Readiness(
+            before=before,
+            after=after if applied else None,
+            score=after["readiness_score"] if after else None,
+            skipped=_skip_reason(results, "analyze") if not analysis else None,
+        ),
+        changes=applied.changes if applied else (),
+        files_changed=applied.files_changed if applied else (),
+        migrated_code=applied.migrated if applied else None,
+        manual_items=tuple(manual),
+        manual_effort_hours={"low": round(effort_low, 1), "high": round(effort_high, 1)},
+        manual_items_by_owner=owners,
+        coverage=covered,
+    )
 
 
-def test_section(config: MigrationConfig, results: dict) -> dict:
+def _precision(compare: CompareResult | None) -> Precision:
+    if compare is None:
+        return Precision(None, None, None, None, (), (), None, None, None, (), None)
+    return Precision(
+        reference=compare.reference, target=compare.target, samples=compare.samples, verdict=compare.verdict,
+        reasons=compare.reasons, outputs=compare.outputs, task=compare.task, noise_floor=compare.noise_floor,
+        first_divergence=compare.first_divergence,
+        layers=tuple(_columns(row, _LAYER_COLUMNS) for row in compare.layers), compare_report=compare.report,
+    )
+
+
+def _optimization(opt: OptimizeResult | None) -> Optimization:
+    if opt is None:
+        return Optimization(None, None, None, None, (), None, (), ())
+    candidates = tuple(
+        CandidateRow(c.label, c.backend, c.options, c.latency_ms_p50, c.speedup, c.accepted, c.reason, c.pareto,
+                     c.fallback_of, _columns(c.accuracy, _ACCURACY_COLUMNS))
+        for c in opt.candidates
+    )
+    return Optimization(opt.objective, opt.batch_size, opt.max_accuracy_drop, opt.baseline, candidates, opt.stopped,
+                        opt.notes, opt.skipped_backends)
+
+
+def test_section(config: MigrationConfig, results: Results) -> VerificationSection:
     from modelyard.migrate.model.bench import environment
 
-    compare = _usable(results.get("compare"))
-    opt = _usable(results.get("optimize"))
-    perf = opt.get("performance", {})
-    best = opt.get("best")
-    profile = (perf.get("best") or {}).get("profile") or {}
-    return {
-        "precision": {
-            "reference": compare.get("reference"),
-            "target": compare.get("target"),
-            "samples": compare.get("samples"),
-            "verdict": compare.get("verdict"),
-            "reasons": compare.get("reasons", []),
-            "outputs": compare.get("outputs", []),
-            "task": compare.get("task"),
-            "noise_floor": compare.get("noise_floor"),
-            "first_divergence": compare.get("first_divergence"),
-            "layers": [{k: row.get(k) for k in ("index", "name", "target_name", "max_abs_err", "cosine", "kind",
-                                                "noise_floor_max_abs_err", "verdict")}
-                       for row in compare.get("layers", [])],
-            "compare_report": compare.get("report"),
-        },
-        "task_metrics": {"fp32": compare.get("task"), "chosen": best.get("accuracy") if best else None},
-        "performance": {
-            "batch_sizes": perf.get("batch_sizes", []),
-            "baseline": {"backend": (perf.get("baseline") or {}).get("backend"),
-                         "runs": (perf.get("baseline") or {}).get("runs", [])},
-            "chosen": {"backend": (perf.get("best") or {}).get("backend"),
-                       "runs": (perf.get("best") or {}).get("runs", [])},
-            "error": perf.get("best_error"),
-        },
-        "optimization": {
-            "objective": opt.get("objective"),
-            "batch_size": opt.get("batch_size"),
-            "max_accuracy_drop": opt.get("max_accuracy_drop"),
-            "baseline": opt.get("baseline"),
-            "candidates": [{k: c.get(k) for k in ("label", "backend", "options", "latency_ms_p50", "speedup",
-                                                  "accepted", "reason", "pareto", "fallback_of")}
-                           | {"accuracy": {k: c.get("accuracy", {}).get(k)
-                                           for k in ("metric", "value", "drop", "cosine")}}
-                           for c in opt.get("candidates", [])],
-            "stopped": opt.get("stopped"),
-            "notes": opt.get("notes", []),
-            "skipped": opt.get("skipped", []),
-        },
-        "chosen_configuration": best,
-        "hot_spots": {"method": profile.get("method"), "by_op_type": profile.get("by_op_type", [])[:10],
-                      "nodes": profile.get("hot_spots", [])[:10]} if profile else None,
-        "environment": environment() | {"seed": config.seed, "input_hashes": _input_hashes(config)},
-    }
+    compare: CompareResult | None = _ran(results, "compare", CompareResult)
+    opt: OptimizeResult | None = _ran(results, "optimize", OptimizeResult)
+    perf = opt.performance if opt else None
+    measured = perf.best if perf else None
+    best = opt.best if opt else None
+    profile = measured.profile if measured else None
+    return VerificationSection(
+        precision=_precision(compare),
+        task_metrics=TaskMetrics(fp32=compare.task if compare else None, chosen=best.accuracy if best else None),
+        performance=PerformanceSection(
+            batch_sizes=perf.batch_sizes if perf else (),
+            baseline=BackendRuns(perf.baseline.backend, perf.baseline.runs) if perf else BackendRuns(None, ()),
+            chosen=BackendRuns(measured.backend, measured.runs) if measured else BackendRuns(None, ()),
+            error=perf.best_error if perf else None,
+        ),
+        optimization=_optimization(opt),
+        chosen_configuration=best,
+        hot_spots=HotSpots(profile["method"], tuple(profile["by_op_type"][:10]), tuple(profile["hot_spots"][:10]))
+        if profile else None,
+        environment=environment() | {"seed": config.seed, "input_hashes": _input_hashes(config)},
+    )
 
 
 def _input_hashes(config: MigrationConfig) -> dict:
@@ -136,95 +173,93 @@ def _input_hashes(config: MigrationConfig) -> dict:
     return hashes
 
 
-def acceptance(config: MigrationConfig, migration: dict, tests: dict) -> list[dict]:
-    """One row per goal: ``{"goal", "target", "measured", "passed", "note"}``."""
+def acceptance(config: MigrationConfig, migration: MigrationSection, tests: VerificationSection
+               ) -> tuple[AcceptanceRow, ...]:
+    """One row per goal of MIGRATION.yaml: its target, the measured value, pass/fail and a note."""
     goals = config.goals
-    best = tests["chosen_configuration"]
-    rows: list[dict] = []
+    best = tests.chosen_configuration
+    optimization = tests.optimization
+    rows: list[AcceptanceRow] = []
 
     def add(goal: str, target: str, measured, passed: bool | None, note: str = "") -> None:
-        rows.append({"goal": goal, "target": target, "measured": measured, "passed": passed, "note": note})
+        rows.append(AcceptanceRow(goal, target, measured, passed, note))
 
     if best:
-        acc = best["accuracy"]
+        acc = best.accuracy
         add("accuracy drop", f"<= {goals.max_accuracy_drop:.2%} ({acc['metric']})", round(acc["drop"], 5),
             acc["drop"] <= goals.max_accuracy_drop + 1e-12,
             f"{acc['metric']} {acc['value']:.4f} on {acc['samples']} samples")
     else:
         add("accuracy drop", f"<= {goals.max_accuracy_drop:.2%}", None, False,
-            "no optimised candidate kept the accuracy" if tests["optimization"]["candidates"]
-            else "optimize did not run")
-    verdict = tests["precision"]["verdict"]
+            "no optimised candidate kept the accuracy" if optimization.candidates else "optimize did not run")
+    verdict = tests.precision.verdict
     add("fp32 precision compare", f"verdict {goals.compare_verdict} or better", verdict,
         None if verdict is None else _VERDICTS.index(verdict) <= _VERDICTS.index(goals.compare_verdict))
     if goals.min_speedup is not None:
-        speedup = best.get("speedup") if best else None
+        speedup = best.speedup if best else None
         reached = speedup is not None and speedup >= goals.min_speedup
         add("speedup vs baseline", f">= {goals.min_speedup:g}x", speedup, reached,
-            _speedup_note(tests["optimization"], goals.min_speedup, reached))
+            _speedup_note(optimization, goals.min_speedup, reached))
     if goals.max_latency_ms is not None:
-        latency = best.get("latency_ms_p50") if best else None
+        latency = best.latency_ms_p50 if best else None
         add("latency p50", f"<= {goals.max_latency_ms:g} ms", latency,
-            latency is not None and latency <= goals.max_latency_ms,
-            f"batch {tests['optimization']['batch_size']}")
+            latency is not None and latency <= goals.max_latency_ms, f"batch {optimization.batch_size}")
     if goals.min_throughput is not None:
-        throughput = best.get("throughput") if best else None
+        throughput = best.throughput if best else None
         add("throughput", f">= {goals.min_throughput:g}/s", throughput,
             throughput is not None and throughput >= goals.min_throughput)
     if goals.min_readiness is not None:
-        score = migration["readiness"]["score"]
+        score = migration.readiness.score
         add("code readiness", f">= {goals.min_readiness:g}/100", score,
             score is not None and score >= goals.min_readiness,
-            "after the automatic rewrite" if migration["readiness"]["after"] else "")
+            "after the automatic rewrite" if migration.readiness.after else "")
     if goals.min_coverage is not None:
-        cov = migration["coverage"]["coverage"]
+        cov = migration.coverage.coverage
         add("operator coverage", f">= {goals.min_coverage:.0%}", cov, cov is not None and cov >= goals.min_coverage,
-            migration["coverage"]["target"] or "")
-    return rows
+            migration.coverage.target or "")
+    return tuple(rows)
 
 
-def _speedup_note(optimization: dict, goal: float, reached: bool) -> str:
+def _speedup_note(optimization: Optimization, goal: float, reached: bool) -> str:
     """Why a speedup goal was missed: faster candidates lost accuracy, or nothing measured is that fast."""
-    baseline = (optimization.get("baseline") or {}).get("backend")
+    baseline = optimization.baseline["backend"] if optimization.baseline else None
     note = f"baseline {baseline}" if baseline else ""
     if reached:
         return note
-    faster = [c for c in optimization["candidates"] if not c["accepted"] and (c["speedup"] or 0) >= goal]
+    faster = [c for c in optimization.candidates if not c.accepted and (c.speedup or 0) >= goal]
     if faster:
-        return f"{note}; faster candidates lose accuracy ({faster[0]['label']}: {faster[0]['reason']})"
+        return f"{note}; faster candidates lose accuracy ({faster[0].label}: {faster[0].reason})"
     return f"{note}; no candidate measured reaches {goal:g}x on this hardware"
 
 
-def build_report(config: MigrationConfig, results: dict) -> dict:
+def build_report(config: MigrationConfig, results: Results) -> MigrationReport:
     """The ``modelyard.migration-report/1`` document from the phases' results."""
     migration = migration_section(config, results)
     tests = test_section(config, results)
     checklist = acceptance(config, migration, tests)
-    best = tests["chosen_configuration"]
-    accepted = all(row["passed"] is not False for row in checklist)
-    headline = {
-        "readiness_score": migration["readiness"]["score"],
-        "verdict": tests["precision"]["verdict"],
-        "speedup": best.get("speedup") if best else None,
-        "accuracy": f"{best['accuracy']['metric']} {best['accuracy']['value']:.4f}" if best else None,
-        "chosen": f"{best['label']} on {best['backend']}" if best else None,
-    }
-    notes = list(tests["optimization"]["notes"])
-    notes += [n for n in (results.get("package") or {}).get("notes", [])]
-    return {
-        "schema": SCHEMA,
-        "name": config.name,
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "target": config.target,
-        "reference": config.reference,
-        "headline": headline,
-        "accepted": accepted,
-        "migration_report": migration,
-        "test_report": tests,
-        "acceptance": checklist,
-        "package": (results.get("package") or {}).get("path"),
-        "notes": notes,
-    }
+    best = tests.chosen_configuration
+    package: PackageResult | None = _ran(results, "package", PackageResult)
+    headline = Headline(
+        readiness_score=migration.readiness.score,
+        verdict=tests.precision.verdict,
+        speedup=best.speedup if best else None,
+        accuracy=f"{best.accuracy['metric']} {best.accuracy['value']:.4f}" if best else None,
+        chosen=f"{best.label} on {best.backend}" if best else None,
+    )
+    return MigrationReport(
+        schema=SCHEMA,
+        name=config.name,
+        generated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        target=config.target,
+        reference=config.reference,
+        headline=headline,
+        accepted=all(row.passed is not False for row in checklist),
+        migration_report=migration,
+        test_report=tests,
+        acceptance=checklist,
+        package=package.path if package else None,
+        notes=tests.optimization.notes + (package.notes if package else ()),
+    )
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -233,15 +268,15 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_reports(config: MigrationConfig, results: dict, folder: Path) -> dict:
+def write_reports(config: MigrationConfig, results: Results, folder: Path) -> ReportResult:
     """Write ``report.html``, ``report.json`` and ``report.md`` into ``folder``; returns the report phase result."""
     from modelyard.migrate.pipeline.render import render_html, render_markdown
 
     folder.mkdir(parents=True, exist_ok=True)
     document = build_report(config, results)
     files = {"html": str(folder / "report.html"), "json": str(folder / "report.json"), "md": str(folder / "report.md")}
-    _atomic_write(Path(files["json"]), json.dumps(document, indent=1, default=str))
+    _atomic_write(Path(files["json"]), json.dumps(document.to_dict(), indent=1, default=str))
     _atomic_write(Path(files["md"]), render_markdown(document))
     _atomic_write(Path(files["html"]), render_html(document))
-    return {"files": files, "headline": document["headline"], "accepted": document["accepted"],
-            "acceptance": document["acceptance"], "notes": document["notes"]}
+    return ReportResult(files=files, headline=document.headline, accepted=document.accepted,
+                        acceptance=document.acceptance, notes=document.notes)

@@ -20,14 +20,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from modelyard.core.errors import ModelyardError
 from modelyard.migrate.pipeline.config import MigrationConfig, load_migration
+from modelyard.migrate.pipeline.results import Headline, PhaseResult, Record, ReportResult, result_from_dict
 from modelyard.migrate.pipeline.state import (
     DEPENDENCIES,
     PHASES,
+    PhaseState,
     load_state,
     phase_hashes,
     python_path,
@@ -52,7 +54,7 @@ class PhaseContext:
     config: MigrationConfig
     out_dir: Path
     cache_dir: Path
-    results: dict[str, dict]
+    results: dict[str, PhaseResult]
     progress: Callable[[float, str], None]
 
     def folder(self, phase: str) -> Path:
@@ -62,13 +64,25 @@ class PhaseContext:
 
 
 @dataclass(frozen=True)
+class PhaseRow(Record):
+    """What happened to one phase in this run: run (``status``) or ``reused`` from an earlier one."""
+
+    name: str
+    status: str
+    reused: bool
+    seconds: float | None
+    summary: str
+
+
+@dataclass(frozen=True)
 class RunResult:
-    """The outcome of ``run_migration``; ``bool()`` is True when every acceptance goal passed."""
+    """The outcome of ``run_migration``; ``bool()`` is True when every acceptance goal passed. ``headline`` is
+    None when the run stopped before the report."""
 
     name: str
     out_dir: str
-    phases: tuple[dict, ...]
-    headline: dict
+    phases: tuple[PhaseRow, ...]
+    headline: Headline | None
     reports: dict
     accepted: bool
     seconds: float
@@ -82,8 +96,8 @@ class RunResult:
             "schema": RUN_SCHEMA,
             "name": self.name,
             "out_dir": self.out_dir,
-            "phases": [dict(p) for p in self.phases],
-            "headline": self.headline,
+            "phases": [p.to_dict() for p in self.phases],
+            "headline": self.headline.to_dict() if self.headline else {},
             "reports": self.reports,
             "accepted": self.accepted,
             "notes": list(self.notes),
@@ -93,12 +107,12 @@ class RunResult:
     def __str__(self) -> str:
         lines = [f"migration {self.name}: {'ACCEPTED' if self.accepted else 'NOT ACCEPTED'}"]
         for phase in self.phases:
-            state = "reused" if phase["reused"] else phase["status"]
-            lines.append(f"  {phase['name']:<9} {state:<8} {phase.get('summary', '')}")
-        h = self.headline
-        lines.append(f"readiness {h.get('readiness_score')}/100, compare verdict {h.get('verdict')}, "
-                     f"speedup {h.get('speedup')}x at {h.get('accuracy')}")
-        lines.append(f"report: {self.reports.get('html')}")
+            state = "reused" if phase.reused else phase.status
+            lines.append(f"  {phase.name:<9} {state:<8} {phase.summary}")
+        h = self.headline or Headline(None, None, None, None, None)
+        lines.append(f"readiness {h.readiness_score}/100, compare verdict {h.verdict}, "
+                     f"speedup {h.speedup}x at {h.accuracy}")
+        lines.append(f"report: {self.reports['html'] if self.reports else None}")
         return "\n".join(lines)
 
 
@@ -141,23 +155,25 @@ def run_migration(
     report = progress or (lambda fraction, message: None)
     hashes = phase_hashes(config)
     state = load_state(out)
-    results: dict[str, dict] = {}
-    rows: list[dict] = []
+    results: dict[str, PhaseResult] = {}
+    rows: list[PhaseRow] = []
     rerun: set[str] = set(force)
     last = PHASES.index(stop_after) if stop_after else len(PHASES) - 1
     for index, phase in enumerate(PHASES[: last + 1]):
-        entry = state["phases"].get(phase, {})
+        entry = state.phases.get(phase)
         result_file = out / phase / "result.json"
         deps_rerun = any(dep in rerun for dep in DEPENDENCIES[phase][1])
-        if (entry.get("status") in ("done", "skipped") and entry.get("input_hash") == hashes[phase]
-                and result_file.is_file() and phase not in rerun and not deps_rerun):
-            results[phase] = json.loads(result_file.read_text(encoding="utf-8"))
-            rows.append({"name": phase, "status": entry["status"], "reused": True, "seconds": entry.get("seconds"),
-                         "summary": entry.get("summary", "")})
+        reusable = (entry is not None and entry.finished_ok and entry.input_hash == hashes[phase]
+                    and phase not in rerun and not deps_rerun)
+        saved = _saved_result(phase, result_file) if reusable else None
+        if saved is not None:
+            results[phase] = saved
+            rows.append(PhaseRow(phase, entry.status, True, entry.seconds, entry.summary or ""))
             report((index + 1) / len(PHASES), f"{phase}: unchanged, reused")
             continue
         rerun.add(phase)
-        state["phases"][phase] = {"status": "running", "input_hash": hashes[phase], "started": time.time()}
+        running = PhaseState("running", hashes[phase], started=time.time())
+        state = state.with_phase(phase, running)
         save_state(out, state)
         ctx = PhaseContext(
             config,
@@ -171,22 +187,31 @@ def run_migration(
             with python_path(config):
                 result = PHASE_FUNCTIONS[phase](ctx)
         except ModelyardError as exc:
-            state["phases"][phase].update(status="failed", error=str(exc), seconds=time.perf_counter() - phase_started)
-            save_state(out, state)
+            failed = replace(running, status="failed", error=str(exc), seconds=time.perf_counter() - phase_started)
+            save_state(out, state.with_phase(phase, failed))
             raise PhaseFailed(f"phase {phase} failed: {exc} (fix it and rerun: finished phases are reused)") from exc
-        status = "skipped" if result.get("skipped") is True else "done"
-        write_json(result_file, result)
+        status = "skipped" if result.skipped else "done"
+        write_json(result_file, result.to_dict())
         results[phase] = result
         summary = summarize(phase, result)
         seconds = time.perf_counter() - phase_started
-        state["phases"][phase].update(status=status, seconds=round(seconds, 2), finished=time.time(), summary=summary)
+        finished = replace(running, status=status, seconds=round(seconds, 2), finished=time.time(), summary=summary)
+        state = state.with_phase(phase, finished)
         save_state(out, state)
-        rows.append(
-            {"name": phase, "status": status, "reused": False, "seconds": round(seconds, 2), "summary": summary}
-        )
-    final = results.get("report", {})
+        rows.append(PhaseRow(phase, status, False, round(seconds, 2), summary))
+    final = results.get("report")
+    if not isinstance(final, ReportResult):  # stopped before the report
+        return RunResult(name=config.name, out_dir=str(out), phases=tuple(rows), headline=None, reports={},
+                         accepted=False, seconds=time.perf_counter() - started)
     return RunResult(
-        name=config.name, out_dir=str(out), phases=tuple(rows), headline=final.get("headline", {}),
-        reports=final.get("files", {}), accepted=bool(final.get("accepted")), seconds=time.perf_counter() - started,
-        notes=tuple(final.get("notes", [])),
+        name=config.name, out_dir=str(out), phases=tuple(rows), headline=final.headline, reports=final.files,
+        accepted=final.accepted, seconds=time.perf_counter() - started, notes=final.notes,
     )
+
+
+def _saved_result(phase: str, path: Path) -> PhaseResult | None:
+    """A finished phase's ``result.json``, or None when it is missing or does not fit (the phase then reruns)."""
+    try:
+        return result_from_dict(phase, json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):  # ResultError is a ValueError, as is broken JSON
+        return None

@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelyard.migrate.pipeline.config import MigrationConfig
+from modelyard.migrate.pipeline.results import Record, ResultError
 
 STATE_SCHEMA = "modelyard.migration-state/1"
 PHASES = ("analyze", "apply", "convert", "coverage", "compare", "optimize", "package", "report")
@@ -80,22 +82,69 @@ def phase_hashes(config: MigrationConfig) -> dict[str, str]:
     return hashes
 
 
-def load_state(out_dir: Path) -> dict:
+_OPTIONAL = {"optional": True}
+
+
+@dataclass(frozen=True)
+class PhaseState(Record):
+    """One phase's line in ``state.json``: ``running`` (or left so by a kill), ``done``, ``skipped`` or ``failed``,
+    with the input hash it ran for."""
+
+    status: str
+    input_hash: str
+    started: float | None = field(default=None, metadata=_OPTIONAL)
+    seconds: float | None = field(default=None, metadata=_OPTIONAL)
+    finished: float | None = field(default=None, metadata=_OPTIONAL)
+    summary: str | None = field(default=None, metadata=_OPTIONAL)
+    error: str | None = field(default=None, metadata=_OPTIONAL)
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.status in ("done", "skipped")
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """``<out>/state.json``: each phase's ``PhaseState``."""
+
+    phases: Mapping[str, PhaseState] = field(default_factory=dict)
+
+    def with_phase(self, phase: str, state: PhaseState) -> MigrationState:
+        return MigrationState({**self.phases, phase: state})
+
+    def to_dict(self) -> dict:
+        return {"schema": STATE_SCHEMA, "phases": {name: entry.to_dict() for name, entry in self.phases.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> MigrationState:
+        """The state in ``data``; an entry that does not fit is dropped, so that phase runs again."""
+        if not isinstance(data, Mapping) or data.get("schema") != STATE_SCHEMA or not isinstance(data.get("phases"),
+                                                                                                  Mapping):
+            return cls()
+        phases = {}
+        for name, entry in data["phases"].items():
+            try:
+                phases[name] = PhaseState.from_dict(entry)
+            except (ResultError, TypeError):
+                continue
+        return cls(phases)
+
+
+def load_state(out_dir: Path) -> MigrationState:
+    """``<out>/state.json``, or an empty state when it is missing, unreadable or of another schema."""
     path = out_dir / "state.json"
     if path.is_file():
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("schema") == STATE_SCHEMA:
-                return data
+            return MigrationState.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except ValueError:
             pass
-    return {"schema": STATE_SCHEMA, "phases": {}}
+    return MigrationState()
 
 
-def save_state(out_dir: Path, state: dict) -> None:
+def save_state(out_dir: Path, state: MigrationState) -> None:
     path = out_dir / "state.json"
     tmp = path.with_name("state.json.tmp")
-    tmp.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(state.to_dict(), indent=1, default=str), encoding="utf-8")
     tmp.replace(path)
 
 
