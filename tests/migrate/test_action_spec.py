@@ -73,3 +73,17 @@ def test_bad_options_name_the_cli_option_and_hash_is_stable():
         validated(ConvertSpec, {"to": "tflite"})
     assert CompareSpec(samples=4).content_hash() == CompareSpec(samples=4).content_hash()
     assert CompareSpec(samples=4).content_hash() != CompareSpec(samples=5).content_hash()
+
+
+def test_content_hash_leaves_out_what_cannot_change_the_result_and_cache_key_adds_the_inputs():
+    from modelyard.migrate.model.passes.onnx import Int8StaticConfig
+
+    spec = OptimizeSpec(samples=8)
+    assert spec.content_hash() == OptimizeSpec(samples=8, budget_s=5, strategy="exhaustive").content_hash()
+    assert spec.content_hash() != OptimizeSpec(samples=9).content_hash()
+    assert spec.cache_key("model-a") == OptimizeSpec(samples=8).cache_key("model-a")
+    assert spec.cache_key("model-a") != spec.cache_key("model-b") != spec.content_hash()
+    assert ConvertSpec().content_hash() != ConvertSpec(to="onnx-fp16").content_hash()  # nothing left out there
+    config = Int8StaticConfig(calibration="/data/a", samples=4)
+    assert config.content_hash() == Int8StaticConfig(calibration="/elsewhere/a", samples=4).content_hash()
+    assert config.content_hash() != Int8StaticConfig(calibration="/data/a", samples=5).content_hash()

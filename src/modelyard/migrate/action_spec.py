@@ -1,12 +1,18 @@
 """The base of the migration actions' option specs (``ConvertSpec``, ``CompareSpec``, ``BenchmarkSpec``,
-``OptimizeSpec``): each is declared once, next to its function, and the CLI, the job kind and MIGRATION.yaml read
-their fields and defaults from it, so the four cannot drift apart."""
+``OptimizeSpec``) and of the pass configs: each is declared once, next to its function, and the CLI, the job kind
+and MIGRATION.yaml read their fields and defaults from it, so the four cannot drift apart.
+
+A spec's ``content_hash()`` is its cache key: the pass cache and the optimiser's measurement cache key on it plus
+the digest of the input they read (``cache_key``). Fields that cannot change the cached value (where an input is
+read from, whose content the caller digests instead; how long to search; how to judge) are named in
+``not_hashed``, so changing them still hits the cache.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -19,10 +25,26 @@ class ActionSpec(BaseModel):
     """Frozen, unknown fields refused, hashable by content."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # fields that do not change the cached result (each subclass says why for its own)
+    not_hashed: ClassVar[frozenset[str]] = frozenset()
 
     def content_hash(self) -> str:
-        """sha256 of the spec's JSON (sorted keys): the same options give the same hash."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        """sha256 of the spec's JSON (sorted keys) without the ``not_hashed`` fields: the same options give the
+        same hash."""
+        data = self.model_dump(mode="json", exclude=set(self.not_hashed))
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def cache_key(self, *input_digests: str) -> str:
+        """The cache key of running this spec on inputs with these content digests: ``content_hash()`` plus them.
+
+        Example::
+
+            key = config.cache_key("onnx-fp16", artifact.content_hash())
+        """
+        digest = hashlib.sha256(self.content_hash().encode())
+        for part in input_digests:
+            digest.update(b"\0" + part.encode())
+        return digest.hexdigest()
 
 
 def validated(cls: type[Spec], data: dict[str, Any], as_options: bool = True) -> Spec:

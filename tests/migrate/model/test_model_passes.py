@@ -87,6 +87,41 @@ def test_config_changes_the_cache_key(cnn_spec, cnn_onnx):
     assert a != b
 
 
+def _calibration(folder, spec, seed: int):
+    import numpy as np
+
+    from modelyard.runtime.feeds import random_feeds
+
+    folder.mkdir(parents=True)
+    feeds = list(random_feeds(spec, 4, seed=seed))
+    np.savez(folder / "calib.npz", **{name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]})
+    return str(folder / "calib.npz")
+
+
+def test_the_pass_cache_keys_on_the_configs_content_hash_and_the_inputs_digest(cnn_spec, cnn_onnx, tmp_path):
+    """Same config: hit; a field that matters (samples) or other calibration data: miss; the same calibration data
+    in another folder (where it lies is not the config's content): hit."""
+    import shutil
+
+    int8 = get_pass("int8-static")
+    here = _calibration(tmp_path / "calib", cnn_spec, seed=3)
+    (tmp_path / "elsewhere").mkdir()
+    moved = shutil.copy2(here, tmp_path / "elsewhere" / "calib.npz")
+    other = _calibration(tmp_path / "other", cnn_spec, seed=4)
+    config = int8.validate_config({"calibration": here, "samples": 4})
+    key = int8.cache_key(cnn_onnx, config)
+    assert key == config.cache_key("int8-static", cnn_onnx.content_hash(), int8._cache_extra(cnn_onnx, config))
+    assert int8.cache_key(cnn_onnx, int8.validate_config({"calibration": here, "samples": 4})) == key
+    assert int8.cache_key(cnn_onnx, int8.validate_config({"calibration": str(moved), "samples": 4})) == key
+    assert int8.cache_key(cnn_onnx, int8.validate_config({"calibration": here, "samples": 3})) != key
+    assert int8.cache_key(cnn_onnx, int8.validate_config({"calibration": other, "samples": 4})) != key
+    cache = tmp_path / "cache"
+    first = int8.run(cnn_onnx, config, tmp_path / "a", cache)
+    again = int8.run(cnn_onnx, {"calibration": str(moved), "samples": 4}, tmp_path / "b", cache)
+    assert not first.cached and again.cached and again.cache_key == first.cache_key
+    assert not int8.run(cnn_onnx, {"calibration": other, "samples": 4}, tmp_path / "c", cache).cached
+
+
 @pytest.mark.slow
 def test_real_architecture_exports_with_dynamic_axes(resnet_onnx):
     import onnx

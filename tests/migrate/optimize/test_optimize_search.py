@@ -81,7 +81,8 @@ def test_pareto_front_is_not_dominated(ov_search):
 
 def test_rerun_reuses_cached_results_and_says_why_a_goal_is_unreachable(ov_search, tiny_spec, opt_dir, fast_bench):
     first = ov_search
-    again = optimize(tiny_spec, "openvino:cpu", samples=32, budget_s=300, out_dir=opt_dir / "ov2",
+    # another budget, goal and output folder: none of them is in the measurement cache's key
+    again = optimize(tiny_spec, "openvino:cpu", samples=32, budget_s=600, out_dir=opt_dir / "ov2",
                      cache_dir=opt_dir / "cache", settings=fast_bench, top_k=1, min_speedup=1e9)
     measured = [c for c in again.candidates if c.latency is not None]
     assert measured and all(c.cached for c in measured)  # the rerun measured nothing: every latency came from the cache

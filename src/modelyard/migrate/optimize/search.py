@@ -14,7 +14,8 @@ The search (Olive's passes + search strategy, NNCF's accuracy control):
 5. Stop at ``budget_s``; return every candidate, the Pareto front (speed vs accuracy) and the best candidate, whose
    artifact is copied to ``<out>/best``.
 
-Results are cached by config hash (``<cache>/optimize``): a rerun re-measures nothing it has measured.
+Measurements are cached (``<cache>/optimize``) by ``measurement_key``: the options' ``content_hash()`` plus the
+digests of the model, the data and the machine; a rerun re-measures nothing it has measured, whatever its budget.
 
 Example::
 
@@ -171,7 +172,7 @@ class _Engine:
 
     def __init__(self, spec: ModelSpec, space: Space, *, objective: str, batch_size: int, max_accuracy_drop: float,
                  budget_s: float | None, out_dir: Path, cache_dir: Path, use_cache: bool, samples: int, data,
-                 seed: int, settings: BenchSettings, report: Callable[[float, str], None]):
+                 seed: int, settings: BenchSettings, report: Callable[[float, str], None], cache_key: str):
         self.spec = spec
         self.space = space
         self.objective = objective
@@ -196,24 +197,12 @@ class _Engine:
         self.feeds = None
         self.onnx_fp32: Artifact | None = None
         self.variants_by_label: dict[str, Variant] = {}
-        self.context_hash = self._context_hash()
+        self.context_hash = cache_key
 
     # -- budget and caching -------------------------------------------------------------------------------
 
     def over_budget(self) -> bool:
         return self.budget_s is not None and time.perf_counter() - self.started >= self.budget_s
-
-    def _context_hash(self) -> str:
-        from modelyard.migrate.model.bench import environment
-        from modelyard.migrate.model.passes.onnx import calibration_digest
-
-        env = environment()
-        data = {
-            "spec": self.spec.content_hash(), "samples": self.samples, "seed": self.seed, "batch": self.batch_size,
-            "data": calibration_digest(self.spec, str(self.data) if self.data else None),
-            "machine": [env["cpu"], env["cpu_count"], env["packages"]], "settings": asdict(self.settings),
-        }
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
     def _cache_file(self, kind: str, key: str) -> Path:
         digest = hashlib.sha256(f"{self.context_hash}:{kind}:{key}".encode()).hexdigest()[:32]
@@ -482,9 +471,11 @@ def search(
     out = Path(out_dir or "optimized")
     out.mkdir(parents=True, exist_ok=True)
     space = build_space(target, spec.source_format, calibration)
+    settings = settings or BenchSettings(max_seconds=2.0)
     engine = _Engine(spec, space, objective=objective, batch_size=batch_size, max_accuracy_drop=max_accuracy_drop,
                      budget_s=budget_s, out_dir=out, cache_dir=cache, use_cache=use_cache, samples=samples, data=data,
-                     seed=seed, settings=settings or BenchSettings(max_seconds=2.0), report=report)
+                     seed=seed, settings=settings, report=report,
+                     cache_key=measurement_key(spec, options, settings))
     engine.load_reference()
     stopped = engine.run(strategy, top_k)
     results = _mark_pareto(engine.results)
@@ -523,6 +514,20 @@ def search(
     tmp.replace(out / "optimize.json")
     report(1.0, "done")
     return result
+
+
+def measurement_key(spec: ModelSpec, options: OptimizeSpec, settings: BenchSettings) -> str:
+    """The key of the optimiser's measurement cache: ``options.content_hash()`` (what a measurement depends on;
+    see ``OptimizeSpec``) plus the digests of its inputs (the model, the gate data, the calibration data) and of
+    what the timings depend on beyond the spec (this machine's CPU and packages, the timing settings)."""
+    from modelyard.migrate.model.bench import environment
+    from modelyard.migrate.model.passes.onnx import calibration_digest
+
+    env = environment()
+    machine = json.dumps([env["cpu"], env["cpu_count"], env["packages"], asdict(settings)], sort_keys=True,
+                         default=str)
+    return options.cache_key(spec.content_hash(), calibration_digest(spec, options.data),
+                             calibration_digest(spec, options.calib), hashlib.sha256(machine.encode()).hexdigest())
 
 
 def _mark_pareto(results: list[CandidateResult]) -> list[CandidateResult]:

@@ -66,7 +66,12 @@ class Variant:
         return [{"name": name, "config": cfg} for name, cfg in self.pass_list()]
 
     def key(self) -> str:
-        data = {"backend": self.backend, "passes": self.passes_json(), "precision": self.precision}
+        """The variant's cache key: its backend, precision and each pass's name and config ``content_hash()`` (so
+        where the calibration data lies does not count; its content is in the measurement key)."""
+        from modelyard.migrate.model.passes import get_pass
+
+        passes = [[name, get_pass(name).validate_config(cfg).content_hash()] for name, cfg in self.pass_list()]
+        data = {"backend": self.backend, "passes": passes, "precision": self.precision}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     @property

@@ -44,6 +44,16 @@ class OptimizeSpec(OptimizeSearch):
         min_speedup: a goal; when the best misses it the result says so. Default none.
     """
 
+    # NOTE: the optimiser caches measurements (a candidate's gate figures and latency), never a search's outcome,
+    # so its key (``content_hash()``, plus the digests of the model, data and calibration data) holds only what a
+    # measurement depends on: batch_size, samples and seed. Budget, strategy, top_k and objective choose which
+    # candidates are measured; max_accuracy_drop and min_speedup judge them; target picks the backends, which each
+    # candidate's own key names. Leaving them out cannot return a result a bigger budget would beat: every run
+    # searches and chooses afresh, reusing what an earlier run measured and measuring what it did not reach.
+    # data and calib are paths: their content is keyed (the same data elsewhere is a hit), not where they lie.
+    not_hashed = frozenset({"objective", "budget_s", "strategy", "top_k", "target", "max_accuracy_drop",
+                            "min_speedup", "data", "calib"})
+
     target: str = "cpu"
     max_accuracy_drop: float = Field(default=0.01, ge=0, lt=1)
     data: str | None = None

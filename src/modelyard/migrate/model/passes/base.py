@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from modelyard.core.errors import InvalidInput, ModelyardError
+from modelyard.migrate.action_spec import ActionSpec
 from modelyard.runtime.graph_layers import SIDECAR_SUFFIX
 from modelyard.runtime.spec import Artifact
 
 _MANIFEST = "modelyard-pass.json"
 
 
-class PassConfig(BaseModel):
-    """Base of every pass config: strict, JSON round-trippable, hashed into the cache key."""
-
-    model_config = ConfigDict(extra="forbid")
+class PassConfig(ActionSpec):
+    """Base of every pass config: strict, frozen, JSON round-trippable; its ``content_hash()`` is the pass cache's
+    key (with the pass name and the input artifact's digest)."""
 
 
 class PassFailed(ModelyardError):
@@ -93,12 +93,8 @@ class Pass(ABC):
             raise InvalidInput(f"pass {self.name}: config.{where}: {first['msg']}") from None
 
     def cache_key(self, artifact: Artifact, config: PassConfig) -> str:
-        digest = hashlib.sha256()
-        digest.update(artifact.content_hash().encode())
-        digest.update(self.name.encode())
-        digest.update(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
-        digest.update(self._cache_extra(artifact, config).encode())
-        return digest.hexdigest()
+        """The config's ``cache_key`` over the pass name, the input artifact's digest and ``_cache_extra``."""
+        return config.cache_key(self.name, artifact.content_hash(), self._cache_extra(artifact, config))
 
     def run(
         self,

@@ -318,6 +318,10 @@ class Int8StaticConfig(PassConfig):
     activation_type, weight_type: ``qint8`` or ``quint8``. Defaults ``quint8`` / ``qint8``.
     """
 
+    # NOTE: where the calibration data lies does not change the result, its content does: the pass keys its
+    # cache on the data's digest (``_cache_extra``), so the same data in another folder is a cache hit
+    not_hashed = frozenset({"calibration"})
+
     calibration: str | None = None
     samples: int = Field(default=16, ge=1, le=10000)
     method: Literal["minmax", "entropy", "percentile"] = "minmax"

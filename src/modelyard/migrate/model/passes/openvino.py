@@ -90,6 +90,10 @@ class NncfInt8Config(PassConfig):
     preset: ``performance`` (symmetric, default) or ``mixed`` (asymmetric activations).
     """
 
+    # NOTE: where the calibration data lies does not change the result, its content does: the pass keys its
+    # cache on the data's digest (``_cache_extra``), so the same data in another folder is a cache hit
+    not_hashed = frozenset({"calibration"})
+
     calibration: str | None = None
     samples: int = Field(default=16, ge=1, le=10000)
     preset: str = Field(default="performance", pattern="^(performance|mixed)$")
