@@ -111,9 +111,13 @@ def list_runs(
 def group_runs(request: Request, param: str, metric: str, experiment: str | None = None,
                status: str | None = "finished", _: Principal = Depends(require("viewer"))):
     """Runs grouped by a parameter's value: mean, std, min and max of a metric per group (e.g. across seeds)."""
+    from modelyard.core.jsonsafe import encode_float
     from modelyard.train.run_queries import group_runs as group
 
-    return group(_runs(request), param, metric, experiment, status or None)
+    data = group(_runs(request), param, metric, experiment, status or None)
+    # a group with a NaN or infinite metric has non-finite statistics: strings, as everywhere in the API
+    data["groups"] = [{**g, **{k: encode_float(g[k]) for k in ("mean", "std", "min", "max")}} for g in data["groups"]]
+    return data
 
 
 @router.get("/runs/{run_id}/series/{key}", responses=documented(MetricSeries, 404, 422))

@@ -18,6 +18,7 @@ import math
 import sqlalchemy as sa
 
 from modelyard.core.errors import InvalidInput
+from modelyard.core.jsonsafe import decode_float
 from modelyard.store.listing import fetch_page, ordered
 from modelyard.store.schema_data import RUN_STATUSES, run_metrics, runs
 from modelyard.train.tracking import Run, RunStore
@@ -128,14 +129,19 @@ def group_runs(store: RunStore, param: str, metric: str, experiment: str | None 
     """Runs grouped by the value of ``param``: per group the mean, standard deviation (sample, n-1), min and max
     of ``metric``'s latest value, over runs that differ only in what the parameter does not fix (e.g. seeds).
 
+    A run whose metric went NaN or infinite (stored as ``"NaN"``/``"Infinity"``) counts with that value: its
+    group's mean and std are non-finite, min and max skip NaN, and such groups rank after the finite ones. The
+    statistics are floats; the REST route sends non-finite ones as those strings.
+
     Returns:
         ``{"schema": "modelyard.run-groups/1", "param", "metric", "groups": [{"value", "n", "mean", "std",
         "min", "max", "runs"}]}`` sorted by mean, best first where the metric looks like a loss (lower is better).
     """
-    # as_string/as_float read the JSON value natively in the database: no JSON decoding per row in Python
     param_value = _json_key(runs.c.params, param).as_string()
-    metric_value = _json_key(runs.c.metrics, metric).as_float()
-    query = sa.select(runs.c.id, param_value.label("p"), metric_value.label("m")).where(metric_value.is_not(None))
+    stored = _json_key(runs.c.metrics, metric)
+    # NOTE: the value is read as stored JSON, not cast in the database: a cast turns the string "NaN" into 0.0 on
+    # SQLite (a diverged run would look perfect) and into a float NaN on PostgreSQL
+    query = sa.select(runs.c.id, param_value.label("p"), stored.label("m")).where(stored.as_float().is_not(None))
     if experiment:
         query = query.where(runs.c.experiment == experiment)
     if status:
@@ -144,7 +150,7 @@ def group_runs(store: RunStore, param: str, metric: str, experiment: str | None 
         rows = conn.execute(query.limit(MAX_GROUP_RUNS)).all()
     grouped: dict[str, list[tuple[str, float]]] = {}
     for run_id, value, score in rows:
-        grouped.setdefault(_group_value(value), []).append((run_id, float(score)))
+        grouped.setdefault(_group_value(value), []).append((run_id, float(decode_float(score))))
     lower = any(word in metric.lower() for word in ("loss", "error", "mae", "mse", "rmse", "latency"))
     groups = []
     for value, members in grouped.items():
@@ -152,9 +158,11 @@ def group_runs(store: RunStore, param: str, metric: str, experiment: str | None 
         mean = math.fsum(scores) / len(scores)
         # statistics.stdev is exact (fractions) and 10x slower; floats are plenty for a table of metric spreads
         std = math.sqrt(math.fsum((x - mean) ** 2 for x in scores) / (len(scores) - 1)) if len(scores) > 1 else 0.0
-        groups.append({"value": value, "n": len(scores), "mean": mean, "std": std, "min": min(scores),
-                       "max": max(scores), "runs": [r for r, _ in members][:50]})
-    groups.sort(key=lambda g: g["mean"], reverse=not lower)
+        numbers = [x for x in scores if not math.isnan(x)] or [math.nan]
+        groups.append({"value": value, "n": len(scores), "mean": mean, "std": std, "min": min(numbers),
+                       "max": max(numbers), "runs": [r for r, _ in members][:50]})
+    # best first; a NaN mean cannot be ranked, so those groups come last
+    groups.sort(key=lambda g: (math.isnan(g["mean"]), g["mean"] if lower or math.isnan(g["mean"]) else -g["mean"]))
     return {"schema": "modelyard.run-groups/1", "param": param, "metric": metric, "experiment": experiment,
             "lower_is_better": lower, "groups": groups}
 

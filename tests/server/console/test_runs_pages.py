@@ -108,3 +108,31 @@ def test_non_finite_metrics_travel_as_strings_and_charts_draw_the_finite_points(
     assert series.json()["points"] == [[0, "Infinity"], [1, "NaN"], [2, 0.5]] and series.json()["last"] == 0.5
     page = admin.get(f"/runs/{run.id}")
     assert page.status_code == 200 and "2 non-finite points (NaN or infinite) not drawn" in page.text
+
+
+def test_groups_with_a_non_finite_metric_answer_standard_json(as_role, runs):
+    """A run whose metric went NaN (or infinite) makes its group's statistics non-finite: the API answers them as
+    the strings every other endpoint uses, never a bare NaN a browser's JSON.parse rejects; the page still shows
+    the group."""
+    import json
+
+    store, _ = runs
+    for name, value in (("nan", "NaN"), ("inf", "Infinity")):
+        run = store.create(f"lr0.5-{name}", experiment="sweep", params={"lr": 0.5, "seed": 0})
+        store.log_metrics(run.id, [{"key": "loss", "value": value, "step": 0}])
+        store.finish(run.id)
+    admin = as_role("admin")
+    response = admin.get("/api/v1/runs-groups?experiment=sweep&param=lr&metric=loss",
+                         headers={"Authorization": f"Bearer {admin.secret}"})
+    assert response.status_code == 200
+
+    def refuse(constant):
+        raise AssertionError(f"bare {constant} in the JSON")
+
+    body = json.loads(response.text, parse_constant=refuse)
+    diverged = next(g for g in body["groups"] if g["value"] == "0.5")
+    assert diverged["n"] == 2 and diverged["mean"] == "NaN" and diverged["std"] == "NaN"
+    assert diverged["min"] == "NaN" or diverged["max"] == "Infinity"
+    assert [g["value"] for g in body["groups"]][:2] == ["0.1", "0.01"]  # finite groups ranked first
+    page = admin.get("/runs/groups?experiment=sweep&param=lr&metric=loss")
+    assert page.status_code == 200 and "<td>0.5</td>" in page.text
