@@ -168,3 +168,38 @@ def test_a_reference_works_where_a_spec_file_would(sqlite_workspace, model_dir):
     register(sqlite_workspace, model_dir / "linear.onnx")
     spec = spec_from_ref("modelyard://linear@1", home=sqlite_workspace.home)
     assert spec.name == "linear@1" and spec.resolve(spec.onnx).is_file() and spec.outputs == ["y"]
+
+
+def test_delete_is_refused_while_a_queued_or_running_job_uses_the_version(workspace, model_dir, tmp_path,
+                                                                          monkeypatch, capsys):
+    """A queued (or running) job that names the version, directly or through an alias or "latest", keeps it: 409
+    naming the job, in the library, over REST and in the CLI; once the job is cancelled the delete goes through."""
+    from modelyard.cli.main import main
+    from modelyard.jobs.queue import JobQueue
+
+    registry = ModelRegistry(workspace)
+    register(workspace, model_dir / "linear.onnx")
+    register(workspace, model_dir / "linear2.onnx")
+    registry.set_alias("linear", "production", 1)
+    (tmp_path / "rows.csv").write_text("a,b,c,d\n1,2,3,4\n")
+    queue = JobQueue(workspace)
+    by_alias = queue.submit("batch.predict", {"model": "linear@production", "input": str(tmp_path / "rows.csv")})
+    with pytest.raises(Conflict, match=f"linear@1 is used by queued or running job {by_alias.id} \\(batch.predict\\)"):
+        registry.delete_version("linear", 1)
+    with pytest.raises(Conflict, match=f"model 'linear' is used by queued or running job {by_alias.id}"):
+        registry.delete_model("linear")
+    registry.delete_version("linear", 2)  # no job names it: goes
+    queue.cancel(by_alias.id)
+    latest = queue.submit("batch.predict", {"model": "linear", "input": str(tmp_path / "rows.csv")})
+
+    monkeypatch.setenv("MODELYARD_HOME", str(workspace.settings.home))
+    if workspace.settings.db_url:  # the PostgreSQL run: the CLI opens the same database
+        monkeypatch.setenv("MODELYARD_DB_URL", workspace.settings.db_url)
+    capsys.readouterr()
+    assert main(["models", "delete", "linear@1", "--yes"]) == 1  # the SDK's DELETE answered 409
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert f"error: linear@1 is used by queued or running job {latest.id} (batch.predict)" in stderr
+    assert registry.get_version("linear@1").version == 1
+    queue.cancel(latest.id)
+    assert registry.delete_model("linear") == 1

@@ -210,7 +210,7 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Delete a version or a whole model (refused while a running service uses it)."""
+    """Delete a version or a whole model (refused while a running service or a queued or running job uses it)."""
     if not yes and not as_json and not typer.confirm(f"delete {ref}?", default=False):
         raise typer.Exit(1)
     with get_client() as client:

@@ -411,13 +411,42 @@ class ModelRegistry:
                               service_revisions.c.revision == services.c.live_revision))).all()
         return sorted({name for name, traffic in rows if any(t.get("version_id") in version_ids for t in traffic)})
 
+    def jobs_using(self, name: str, version_ids: set[str] | None = None) -> list[str]:
+        """Queued or running jobs whose spec names model ``name`` in ``model`` (as ``batch.predict`` and
+        ``evaluate`` do), as ``"job_... (kind)"``: every one of them when ``version_ids`` is None (the whole model
+        goes), else those whose reference resolves to one of ``version_ids`` now (``N``, ``N@alias`` included)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(jobs.c.id, jobs.c.kind, jobs.c.spec)
+                                .where(jobs.c.status.in_(("queued", "running"))).order_by(jobs.c.created_at)).all()
+        found = []
+        for job_id, kind, spec in rows:
+            ref = spec.get("model") if isinstance(spec, dict) else None
+            try:
+                parsed = parse_ref(ref) if isinstance(ref, str) else None
+            except InvalidInput:
+                continue
+            if parsed is None or parsed.name != name:
+                continue
+            if version_ids is not None:
+                try:
+                    if self.get_version(parsed).id not in version_ids:
+                        continue
+                except NotFound:
+                    continue
+            found.append(f"{job_id} ({kind})")
+        return found
+
     def delete_version(self, name: str, version: int) -> ModelVersion:
-        """Delete one version (and the aliases on it). Refused while a running service routes to it.
-        Its blobs stay in the content-addressed store (other versions may share them)."""
+        """Delete one version (and the aliases on it). Refused while a running service routes to it or a queued
+        or running job names it. Its blobs stay in the content-addressed store (other versions may share them)."""
         target = self.get_version(ModelRef(name, version=int(version)))
         users = self.services_using({target.id})
         if users:
             raise Conflict(f"{target.ref} is served by {', '.join(users)}; stop or re-route them first")
+        waiting = self.jobs_using(name, {target.id})
+        if waiting:
+            raise Conflict(f"{target.ref} is used by queued or running job {', '.join(waiting)}; let it finish or "
+                           "cancel it first")
         with self.engine.begin() as conn:
             conn.execute(model_aliases.delete().where(model_aliases.c.version_id == target.id))
             conn.execute(model_versions.delete().where(model_versions.c.id == target.id))
@@ -425,7 +454,8 @@ class ModelRegistry:
         return target
 
     def delete_model(self, name: str) -> int:
-        """Delete a model with all its versions; returns how many versions went."""
+        """Delete a model with all its versions; returns how many versions went. Refused while a running service
+        or a queued or running job uses it."""
         with self.engine.connect() as conn:
             model = self._model_row(conn, name)
             ids = set(conn.execute(sa.select(model_versions.c.id)
@@ -433,6 +463,10 @@ class ModelRegistry:
         users = self.services_using(ids)
         if users:
             raise Conflict(f"model {name!r} is served by {', '.join(users)}; stop them first")
+        waiting = self.jobs_using(name)
+        if waiting:
+            raise Conflict(f"model {name!r} is used by queued or running job {', '.join(waiting)}; let it finish or "
+                           "cancel it first")
         with self.engine.begin() as conn:
             conn.execute(model_aliases.delete().where(model_aliases.c.model_id == model.id))
             conn.execute(model_versions.delete().where(model_versions.c.model_id == model.id))
