@@ -41,6 +41,29 @@ def test_wizard_checks_the_dataset_and_starts_the_job(as_role, sqlite_workspace,
                                         "name": "v"}).status_code == 403
 
 
+def test_wizard_takes_max_trials_as_the_cli_and_api_do(as_role, sqlite_workspace, tmp_path):
+    """``max_trials`` (``--max-trials``, the spec's field) is in the wizard too: a number goes into the spec, an
+    empty field leaves the search time-bounded, a bad one is refused naming the field."""
+    from modelyard.jobs.queue import JobQueue
+
+    _dataset(sqlite_workspace, tmp_path)
+    editor = as_role("editor")
+    page = editor.get("/automl?dataset=tab@1")
+    assert 'name="max_trials"' in page.text
+    form = {"csrf": csrf_of(page.text), "dataset": "tab@1", "name": "tab-automl", "time_budget_s": "20"}
+
+    def submitted(**fields):
+        answer = editor.post("/automl", data={**form, **fields}, follow_redirects=False)
+        assert answer.status_code == 303, answer.text
+        return JobQueue(sqlite_workspace).get(answer.headers["location"].split("?")[0].rsplit("/", 1)[-1]).spec
+
+    assert submitted(max_trials="7")["max_trials"] == 7
+    assert submitted(max_trials="")["max_trials"] is None
+    for bad in ("many", "0", "2.5"):
+        refused = editor.post("/automl", data={**form, "max_trials": bad})
+        assert refused.status_code == 422 and "max_trials" in refused.text, refused.text
+
+
 def test_progress_page_shows_the_live_leaderboard_then_the_winner(as_role, sqlite_workspace, tmp_path):
     from modelyard.jobs.queue import JobQueue
     from modelyard.store.schema import jobs

@@ -41,13 +41,19 @@ def wizard(request: Request, viewer: Viewer = Depends(page())):
 
 @router.post("/automl")
 def start(request: Request, dataset: str = Form(...), name: str = Form(...), task: str = Form("auto"),
-          time_budget_s: float = Form(60), max_latency_ms: str = Form(""), viewer: Viewer = Depends(action())):
+          time_budget_s: float = Form(60), max_latency_ms: str = Form(""), max_trials: str = Form(""),
+          viewer: Viewer = Depends(action())):
     spec: dict = {"dataset": dataset.strip(), "name": name.strip(), "task": task, "time_budget_s": time_budget_s}
     if max_latency_ms.strip():
         try:
             spec["max_latency_ms"] = float(max_latency_ms)
         except ValueError as exc:
             raise InvalidInput(f"maximum latency {max_latency_ms!r} is not a number of milliseconds") from exc
+    if max_trials.strip():  # empty: the search is bounded by the time budget only, as without --max-trials
+        try:
+            spec["max_trials"] = int(max_trials)
+        except ValueError as exc:
+            raise InvalidInput(f"max_trials: {max_trials!r} is not a whole number of candidates") from exc
     job = _queue(request).submit("automl.train", spec, owner=viewer.name, caller=viewer.caller)
     return redirect(f"/automl/{job.id}", f"AutoML job {job.id} started on {spec['dataset']}.")
 
