@@ -148,7 +148,7 @@ class ApplyResult(PhaseResult):
 class ConvertResult(PhaseResult):
     """``modelyard.convert/1``; a model that already is ONNX has no schema, target or steps, only a note."""
 
-    artifact: dict = field(metadata={})
+    artifact: dict
     steps: tuple[dict, ...] = ()
     schema: str | None = field(default=None, metadata=_OPTIONAL)
     target: str | None = field(default=None, metadata=_OPTIONAL)
