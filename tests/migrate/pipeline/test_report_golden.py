@@ -3,8 +3,10 @@
 ``run_migration``'s resume path, only the report phase runs, and ``report.json``, ``report.md`` and ``report.html``
 must equal the recorded ``golden/<case>/report.*`` byte for byte.
 
-Normalised, and only these: the temporary root (``@ROOT@``), the report's ``generated_at`` (``@GENERATED_AT@``)
-and the machine facts of the environment manifest (a fixed ``environment()``; seed and input hashes stay real).
+Normalised, and only these: the temporary root (``@ROOT@``), the report's ``generated_at`` (``@GENERATED_AT@``),
+the machine facts of the environment manifest (a fixed ``environment()``) and the input hashes it quotes
+(``@MODEL_HASH@``...: the state module computes them, and they change with the ModelSpec's fields, not with the
+report).
 
 Cases: ``passing`` (every phase ran, every goal met) and ``partial`` (no source folder, so analyze and apply were
 skipped; the optimiser's budget ran out before any candidate; the speed goals fail).
@@ -62,9 +64,18 @@ def _resumed_report(case: str, root: Path) -> dict[str, str]:
     result = run_migration(root / "migration.yaml", root / "out", cache_dir=root / "cache")
     assert [p.name for p in result.phases if not p.reused] == ["report"]
     folder = root / "out" / "report"
-    generated_at = json.loads((folder / "report.json").read_text())["generated_at"]
-    return {name: (folder / name).read_text(encoding="utf-8").replace(str(root), "@ROOT@")
-            .replace(generated_at, "@GENERATED_AT@") for name in REPORT_FILES}
+    document = json.loads((folder / "report.json").read_text())
+    stand_ins = {str(root): "@ROOT@", document["generated_at"]: "@GENERATED_AT@"}
+    # the input hashes are the state module's (a ModelSpec field added one day changes them), not the report's
+    stand_ins |= {digest: f"@{name.upper()}_HASH@"
+                  for name, digest in document["test_report"]["environment"]["input_hashes"].items()}
+    return {name: _replaced((folder / name).read_text(encoding="utf-8"), stand_ins) for name in REPORT_FILES}
+
+
+def _replaced(text: str, stand_ins: dict[str, str]) -> str:
+    for value, stand_in in stand_ins.items():
+        text = text.replace(value, stand_in)
+    return text
 
 
 @pytest.mark.parametrize("case", CASES)
