@@ -1,5 +1,5 @@
 """The ASGI app one replica serves: ``POST /v1/predict``, ``GET /v1/models``, ``/healthz``, ``/readyz``,
-``/metrics``.
+``/metrics``, and the Open Inference Protocol's ``/v2`` routes (:mod:`modelyard.deploy.routes_v2`).
 
 A replica holds every version of its revision's traffic split, each with its own runner and dynamic batcher. A
 request goes to a version by weight; with a key (``X-Modelyard-Key`` header, ``?key=`` or the JSON ``key``) the
@@ -204,6 +204,23 @@ class ModelServer:
         feeds, rows = validate(version.signature, decoded, version.missing_ok)
         return version, feeds, rows, key
 
+    def record(self, request, started: float, ref: str, status: int, reason: str | None, rows: int, size_in: int,
+               size_out: int, key: str | None, caller: str | None) -> None:
+        """Count one answered request in the metrics and the access log (the Open Inference Protocol's routes)."""
+        elapsed = time.perf_counter() - started
+        self.metrics.requests.labels(self.service, ref, str(status)).inc()
+        if status >= 400:
+            self.metrics.errors.labels(self.service, ref, reason or "error").inc()
+        else:
+            self.metrics.latency.labels(self.service, ref).observe(elapsed)
+        self.access({
+            "ts": round(time.time(), 3), "service": self.service, "revision": self.revision,
+            "replica": self.replica, "client": request.client.host if request.client else None,
+            "path": request.url.path, "status": status, "ms": round(elapsed * 1000, 3), "model": ref,
+            "rows": rows, "bytes_in": size_in, "bytes_out": size_out,
+            "key": _loggable_key(key) if caller is not None else None, "error": reason,
+        })
+
     def access(self, record: dict) -> None:
         if self._log is not None:
             self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -373,11 +390,14 @@ def build_app(server: ModelServer):
     async def wrong_method(request, _exc):
         return _error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
 
+    from modelyard.deploy.routes_v2 import v2_routes
+
     routes = [
         Route("/v1/predict", predict, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *v2_routes(server, authorize),  # the Open Inference Protocol (KServe v2 / Triton HTTP)
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: wrong_method})
