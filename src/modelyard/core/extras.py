@@ -32,6 +32,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "pyarrow": ("pyarrow", "ml"),
     "PIL": ("pillow", "ml"),
     "prometheus_client": ("prometheus-client", "ml"),
+    "orjson": ("orjson", "ml"),
     "optuna": ("optuna", "ml"),
     "palmerpenguins": ("palmerpenguins", "ml"),
     "skops": ("skops", "ml"),

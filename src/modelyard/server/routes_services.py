@@ -1,5 +1,6 @@
 """Real-time services: deploy, list, show, scale, stop/start, traffic split, rollback, logs, metrics, and the
-predict proxy ``/api/v1/services/S/predict`` (a token unless the service is public)."""
+predict proxies ``/api/v1/services/S/predict`` and ``/api/v1/services/S/v2/...`` (the Open Inference Protocol; a
+token unless the service is public)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from modelyard.server.auth import Principal, require
 from modelyard.server.responses import PredictAnswer, Service, ServiceDeleted, ServiceList, ServiceStats, documented
 
 router = APIRouter(tags=["services"])
-_PROXY_HEADERS = ("content-type", "accept", "x-modelyard-key")
-_RESPONSE_HEADERS = ("content-type", "x-modelyard-model")
+# inference-header-content-length: the Open Inference Protocol's binary tensor data extension, both ways
+_PROXY_HEADERS = ("content-type", "accept", "x-modelyard-key", "inference-header-content-length")
+_RESPONSE_HEADERS = ("content-type", "x-modelyard-model", "inference-header-content-length")
 _UPSTREAM_LOCK = threading.Lock()
 
 
@@ -225,6 +227,29 @@ async def predict(name: str, request: Request):
     service = await run_in_threadpool(_authorized_service, request, name)
     body = await request.body()
     return await run_in_threadpool(_forward, request, service, "POST", "/v1/predict", body)
+
+
+@router.api_route("/services/{name}/v2/{path:path}", methods=["GET", "POST"], response_class=Response,
+                  include_in_schema=False)
+@router.api_route("/services/{name}/v2", methods=["GET"], response_class=Response, include_in_schema=False)
+async def open_inference_protocol(name: str, request: Request, path: str = ""):
+    """Proxy to the service's Open Inference Protocol routes (``/v2/...``), so a Triton or KServe client pointed at
+    ``http://HOST:PORT/api/v1/services/NAME`` works with the platform's token. Errors are the protocol's shape,
+    ``{"error": "message"}``, which those clients read."""
+    from starlette.concurrency import run_in_threadpool
+
+    from modelyard.core.errors import ModelyardError
+    from modelyard.deploy.protocol_v2 import error_body
+
+    try:
+        service = await run_in_threadpool(_authorized_service, request, name)
+        body = await request.body() if request.method == "POST" else b""
+        return await run_in_threadpool(_forward, request, service, request.method, "/v2" + (f"/{path}" if path
+                                                                                            else ""), body)
+    except ModelyardError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return Response(error_body(exc.message), status_code=exc.status, media_type="application/json",
+                        headers=headers)
 
 
 @router.get("/services/{name}/stats", responses=documented(ServiceStats, 404, 422))
