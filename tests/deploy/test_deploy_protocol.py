@@ -150,3 +150,14 @@ def test_json_bodies_have_their_own_size_limit():
     with pytest.raises(PayloadTooLarge, match="send larger inputs as application/x-npy"):
         feeds(body)
     assert feeds(npy(np.ones((2, 4), np.float32)), content_type="application/x-npy")[1] == 2
+
+
+@pytest.mark.parametrize(("body", "spells"), [
+    (b'{"inputs": [[1, 2e5, 3.5e-3]]}', False), (b'{"inputs": [[1, true]]}', True),
+    (b'{"inputs": [[false,1]]}', True), (b'{"inputs": [[1]], "key": "value"}', False), (b"true", True),
+    (b"", False), (b"e", False),
+])
+def test_true_and_false_are_found_without_scanning_the_body_twice(body, spells):
+    from modelyard.deploy.protocol import may_spell_bools
+
+    assert may_spell_bools(body) is spells

@@ -28,6 +28,7 @@ import numpy as np
 
 from modelyard.core.errors import ModelyardError
 from modelyard.deploy.errors import BadRequest
+from modelyard.deploy.protocol import may_spell_bools
 from modelyard.registry.signature import Signature, TensorSpec
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -126,7 +127,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     request_id = data.get("id")
     return InferRequest(None if request_id is None else str(request_id), data["inputs"], binary, outputs,
                         bool(parameters.get("binary_data_output", False)),
-                        None if key is None else str(key), b"true" in head or b"false" in head)
+                        None if key is None else str(key), may_spell_bools(head))
 
 
 def _parameters(entry: dict, what: str) -> dict:
