@@ -161,3 +161,21 @@ def test_true_and_false_are_found_without_scanning_the_body_twice(body, spells):
     from modelyard.deploy.protocol import may_spell_bools
 
     assert may_spell_bools(body) is spells
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(12, dtype=np.float32).reshape(1, 3, 4), np.array([1, 2], dtype=">i8"), np.array(3.5),
+    np.array([True, False]), np.zeros((2, 0), np.uint8), np.arange(6, dtype=np.float16).reshape(3, 2).T,
+])
+def test_npy_bodies_read_and_written_without_np_load_match_numpy(array):
+    from modelyard.deploy.protocol import _decode_npy, encode_npy
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    read = _decode_npy(buffer.getvalue())
+    assert read.dtype == array.dtype and read.shape == array.shape and read.flags.writeable
+    np.testing.assert_array_equal(read, array)
+    written = np.load(io.BytesIO(encode_npy(array)), allow_pickle=False)
+    assert written.dtype == array.dtype and written.shape == array.shape
+    np.testing.assert_array_equal(written, array)
+    assert len(encode_npy(array)) == len(buffer.getvalue())  # same 64-byte aligned header as np.save

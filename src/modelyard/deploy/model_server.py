@@ -238,7 +238,13 @@ class ModelServer:
 
     def access(self, record: dict) -> None:
         if self._log is not None:
-            self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
+            import orjson  # a tenth of json.dumps's time, on every request
+
+            try:
+                line = orjson.dumps(record).decode()
+            except orjson.JSONEncodeError:  # a sticky key with a lone surrogate (from a JSON body's \ud800)
+                line = json.dumps(record, separators=(",", ":"))
+            self._log.write(line + "\n")
 
     def close(self) -> None:
         if self._log is not None:

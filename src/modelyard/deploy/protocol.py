@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,11 +104,39 @@ def _single_input(signature: Signature, input_name: str | None) -> str:
     return signature.inputs[0].name
 
 
+# the header numpy writes for a plain C-order array, e.g. {'descr': '<f4', 'fortran_order': False, 'shape': (1, 4), }
+_NPY_HEADER = re.compile(rb"\{'descr': '([<>|=][a-z]\d+)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \} *\n")
+_NPY_PLAIN_KINDS = "biuf"
+_NPY_ALIGN = 64
+
+
 def _decode_npy(body: bytes) -> np.ndarray:
+    fast = _plain_npy(body)
+    if fast is not None:
+        return fast
     try:
         return np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise BadRequest(f"body is not a readable .npy array: {exc}") from None
+
+
+def _plain_npy(body: bytes) -> np.ndarray | None:
+    """A version-1 ``.npy`` of a plain numeric C-order array, read without ``np.load``'s ``ast.literal_eval`` of
+    its header (a tenth of a millisecond a request); None for anything else, which ``np.load`` then reads."""
+    if body[:8] != NPY_MAGIC + b"\x01\x00" or len(body) < 10:
+        return None
+    start = 10 + int.from_bytes(body[8:10], "little")
+    match = _NPY_HEADER.fullmatch(body, 10, start)
+    if match is None:
+        return None
+    dtype = np.dtype(match.group(1).decode())
+    if dtype.kind not in _NPY_PLAIN_KINDS:
+        return None
+    shape = tuple(int(d) for d in match.group(2).split(b",") if d.strip())
+    count = math.prod(shape)
+    if len(body) - start != count * dtype.itemsize:
+        return None
+    return np.frombuffer(body, dtype, count, start).reshape(shape).copy()  # writable, like np.load's
 
 
 def _decode_safetensors(body: bytes) -> dict[str, np.ndarray]:
@@ -383,6 +413,15 @@ def _json_ready(array: np.ndarray):
 
 
 def encode_npy(array: np.ndarray) -> bytes:
+    """A ``.npy`` file of ``array``; a plain numeric one gets its header written here (``np.save`` builds it with
+    ``repr`` and checks, a tenth of a millisecond a reply)."""
+    if array.dtype.kind in _NPY_PLAIN_KINDS and array.dtype.fields is None:
+        header = ("{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (array.dtype.str, array.shape))
+        padding = -(len(NPY_MAGIC) + 4 + len(header) + 1) % _NPY_ALIGN
+        if len(header) + padding + 1 < 65536:
+            head = (header + " " * padding + "\n").encode("latin1")
+            return b"".join([NPY_MAGIC, b"\x01\x00", len(head).to_bytes(2, "little"), head,
+                             np.ascontiguousarray(array).tobytes()])
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
