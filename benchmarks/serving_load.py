@@ -1,15 +1,24 @@
-"""Serving load benchmark (issue 6): a Modelyard service vs a minimal FastAPI + onnxruntime server written here,
-same ResNet-18-sized ONNX image classifier, same machine, same run.
+"""Serving load benchmark (issues 6 and 20): a Modelyard service vs a minimal thread-pool FastAPI + onnxruntime
+server written here and vs onnxruntime alone in this process, same ResNet-18-sized ONNX image classifier (3x64x64
+input by default), same machine, same run.
 
 Closed loop: C clients each send a request, wait for the answer, send the next, for D seconds, at C = 1, 8, 32.
-Both servers get the same binary body (a ``[1, 3, 224, 224]`` float32 ``.npy``) and answer ``.npy`` logits, so the
-comparison is about serving, not JSON parsing. The load generator is a raw asyncio HTTP/1.1 client (keep-alive), as
-light as it gets, so it steals as little CPU from the servers as possible.
+Modelyard gets the same image as four bodies (``--bodies``): ``npy`` and ``json`` (``{"inputs": nested lists}``) on
+``/v1/predict``, and the Open Inference Protocol's ``oip-binary`` (binary tensor data extension) and ``oip-json`` on
+``/v2/models/bench/infer``; the minimal server gets ``npy`` and ``json`` (``json.loads`` + ``np.asarray``, what a user
+writes in ten minutes). The load generator is a raw asyncio HTTP/1.1 client (keep-alive), as light as it gets, so
+it steals as little CPU from the servers as possible.
 
-Goals: Modelyard throughput >= 0.9x the minimal server at C=1 and >= 2x at C=32 (dynamic batching); p99 at C=1 at
-most 2 ms above the minimal server's.
+The limit: onnxruntime alone, in this process, no HTTP, at the best of ``--limit-batches``; each load run is cut in
+``--rounds`` slices with a slice of the limit before each and after the last, and compared with what the limit did
+in between (on a shared machine the ceiling drifts with the neighbours' load).
 
-Baselines (``--baselines``): ``onnxruntime`` is the issue's anchor, FastAPI + one ORT session on the best execution
+Goals (issue 6, ``.npy``): Modelyard throughput >= 0.9x the minimal server at C=1 and >= 2x at C=32 (dynamic
+batching); p99 at C=1 at most 2 ms above the minimal server's. Goals (issue 20, at the highest C): >= 40 % of the
+limit with JSON bodies and >= 70 % with binary ones, p99 no worse than the minimal server's with the same kind of
+body (``near_limit`` in the JSON line).
+
+Baselines (``--baselines``): ``onnxruntime`` is the anchor, FastAPI + one ORT session on the best execution
 provider the installed onnxruntime has (CUDA when it has it, else CPU); ``torch`` is FastAPI + the same network as a
 PyTorch module (built from the same seeded config) on the GPU when there is one, a stricter baseline on a GPU
 machine where onnxruntime has no CUDA provider. Modelyard is deployed with ``--backend auto`` unless told otherwise
@@ -18,8 +27,9 @@ machine where onnxruntime has no CUDA provider. Modelyard is deployed with ``--b
 Usage::
 
     python benchmarks/serving_load.py                      # 20 s per level, C = 1, 8, 32
-    python benchmarks/serving_load.py --duration 5 --json-out results.json
-    python benchmarks/serving_load.py --baselines onnxruntime,torch --replicas 2   # on a GPU machine
+    python benchmarks/serving_load.py --duration 10 --concurrency 32 --json-out results.json
+    python benchmarks/serving_load.py --data model.onnx --bodies npy,oip-binary
+    python benchmarks/serving_load.py --image-size 224 --baselines onnxruntime,torch --replicas 2   # a GPU machine
 """
 
 import argparse
@@ -148,13 +158,14 @@ def _summary(latencies: list[float], errors: list, elapsed: float, concurrency: 
 
 
 def run_load(port: int, path: str, body: bytes, concurrency: int, seconds: float, procs: int = 1,
-             headers: dict | None = None) -> dict:
+             headers: dict | None = None, raw: bool = False):
     """Closed-loop load; with ``procs`` > 1 the clients are spread over that many processes (so one Python
-    process's event loop is not what limits a fast server) and their latencies merged."""
+    process's event loop is not what limits a fast server) and their latencies merged. ``raw``: the latencies,
+    errors and elapsed seconds instead of their summary."""
     procs = max(1, min(procs, concurrency))
     if procs == 1:
-        return _summary(*asyncio.run(_load("127.0.0.1", port, path, body, concurrency, seconds, headers)),
-                        concurrency, seconds)
+        measured = asyncio.run(_load("127.0.0.1", port, path, body, concurrency, seconds, headers))
+        return measured if raw else _summary(*measured, concurrency, seconds)
     import concurrent.futures
     import multiprocessing
 
@@ -163,7 +174,8 @@ def run_load(port: int, path: str, body: bytes, concurrency: int, seconds: float
         parts = list(pool.map(_load_part, [(port, path, body, share, seconds, headers) for share in shares]))
     latencies = [x for part in parts for x in part[0]]
     errors = [x for part in parts for x in part[1]]
-    return _summary(latencies, errors, max(part[2] for part in parts), concurrency, seconds)
+    measured = latencies, errors, max(part[2] for part in parts)
+    return measured if raw else _summary(*measured, concurrency, seconds)
 
 
 def _load_part(args) -> tuple[list, list, float]:
@@ -212,9 +224,9 @@ def build_model(home: Path, size: int, data: Path | None = None):
 class InProcessLimit:
     """onnxruntime alone, in this process, no HTTP: images/s at a batch size, the ceiling a server can reach.
 
-    Measured once per batch size at the start, then again (at the best batch) right before each load run and once
-    after the last, so each run is compared with the limit measured next to it: on a shared machine the ceiling
-    drifts with the neighbours' load."""
+    Measured once per batch size at the start, then (at the best batch) in slices between the slices of each load
+    run (:meth:`interleaved`), so each run is compared with the limit measured next to it: on a shared machine the
+    ceiling drifts with the neighbours' load."""
 
     def __init__(self, model: str, shape: tuple[int, ...]):
         import onnxruntime as ort
@@ -238,6 +250,22 @@ class InProcessLimit:
     def sample(self, batch: int, seconds: float) -> float:
         self.samples.append(self.rate(batch, seconds))
         return self.samples[-1]
+
+    def interleaved(self, batch: int, rounds: int, port: int, path: str, body: bytes, concurrency: int,
+                    seconds: float, procs: int, headers: dict) -> dict:
+        """``seconds`` of load in ``rounds`` slices, each after a slice of the limit as long: the result's
+        ``limit_img_s`` is what onnxruntime alone did in between, so drift on a shared machine hits both alike."""
+        latencies, errors, elapsed, samples = [], [], 0.0, []
+        for _ in range(rounds):
+            samples.append(self.sample(batch, seconds / rounds))
+            part = run_load(port, path, body, concurrency, seconds / rounds, procs, headers, raw=True)
+            latencies += part[0]
+            errors += part[1]
+            elapsed += part[2]
+        samples.append(self.sample(batch, seconds / rounds))
+        result = _summary(latencies, errors, elapsed, concurrency, seconds)
+        result["limit_img_s"] = statistics.fmean(samples)
+        return result
 
 
 def bodies(x: np.ndarray, input_name: str) -> dict[str, tuple[bytes, dict]]:
@@ -318,8 +346,8 @@ def main() -> int:
                              "oip-json on /v2/models/NAME/infer (the minimal onnxruntime server gets npy and json)")
     parser.add_argument("--limit-batches", default="8,32",
                         help="batch sizes of the in-process onnxruntime limit (the best one is the limit)")
-    parser.add_argument("--limit-seconds", type=float, default=3.0,
-                        help="length of each in-process limit sample taken between load runs")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="slices of each load run, each after an in-process limit slice as long (default 5)")
     parser.add_argument("--instances", type=int, default=2, help="Modelyard's inferences in flight (default 2)")
     parser.add_argument("--client-procs", type=int, default=max(1, min(4, (os.cpu_count() or 1) // 4)),
                         help="load-generator processes at concurrency >= 8 (default: a quarter of the cores, <= 4)")
@@ -396,13 +424,10 @@ def main() -> int:
             described = httpx.get(f"http://127.0.0.1:{service['port']}/v1/models", timeout=10).json()
             backends = sorted({v["backend"] for v in described["versions"]})
             results: dict[str, list[dict]] = {name: [] for name in targets}
-            ceiling.sample(best_batch, args.limit_seconds)
             for level in levels:
                 for name, (p, path, body, headers) in targets.items():  # alternate: drift on a busy machine hits all
-                    result = run_load(p, path, body, level, args.duration, args.client_procs if level >= 8 else 1,
-                                      headers=headers)
-                    ceiling.sample(best_batch, args.limit_seconds)
-                    result["limit_img_s"] = statistics.fmean(ceiling.samples[-2:])  # the limit before and after
+                    result = ceiling.interleaved(best_batch, args.rounds, p, path, body, level, args.duration,
+                                                 args.client_procs if level >= 8 else 1, headers)
                     results[name].append(result)
                     _print_result(name, level, result)
             metrics = client.services.metrics("bench")
@@ -438,7 +463,7 @@ def main() -> int:
             print("  goals: " + ", ".join(f"{k}={'met' if v else 'NOT met'}" for k, v in goals.items()))
     level = max(levels)
     summary["near_limit"] = near = near_limit(results, limit, level)
-    print(f"share of the in-process limit (measured around each run; {limit:.1f} img/s at the start) at c={level}: "
+    print(f"share of the in-process limit (sliced between each run; {limit:.1f} img/s at the start) at c={level}: "
           + "  ".join(
         f"{name} {share:.0%} (p99 {near['p99_ms'][name]:.1f} ms)" for name, share in near["share_of_limit"].items()))
     print("  goals: " + ", ".join(f"{k}={'met' if v else 'NOT met'}" for k, v in near["goals"].items()))

@@ -37,7 +37,8 @@ def oip(platform):
     while not api.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert api.started, "the platform's API did not start"
-    yield {"replica": f"127.0.0.1:{service['port']}", "platform": f"127.0.0.1:{port}/api/v1/services/lin"}
+    yield {"replica": f"127.0.0.1:{service['port']}", "platform": f"127.0.0.1:{port}/api/v1/services/lin",
+           "api": f"http://127.0.0.1:{port}/api/v1"}
     api.should_exit = True
     thread.join(timeout=30)
     close_app(app)  # its pooled client to the replicas
@@ -145,6 +146,17 @@ def test_the_kserve_client_infers_in_json_and_binary(platform, oip, linear_expec
     for answer in asyncio.run(scenario()):
         assert answer.model_name == "linear"
         np.testing.assert_allclose(answer.outputs[0].as_numpy(), linear_expected(X, 2.0), rtol=1e-6)
+
+
+def test_the_platforms_proxy_answers_in_the_protocols_error_shape(platform, oip):
+    import httpx
+
+    unknown = httpx.get(oip["api"] + "/services/nope/v2/models/nope", headers=platform.auth(), timeout=30)
+    assert unknown.status_code == 404 and unknown.json() == {"error": "service 'nope' not found"}
+    anonymous = httpx.get(oip["api"] + "/services/nope/v2/health/live", timeout=30)
+    assert anonymous.status_code == 401 and isinstance(anonymous.json()["error"], str)
+    route = httpx.post(oip["api"] + "/services/lin/v2/repository/index", headers=platform.auth(), timeout=30)
+    assert route.status_code == 404 and "in the Open Inference Protocol" in route.json()["error"]
 
 
 def test_protocol_requests_count_in_the_services_metrics_and_access_log(platform, oip):
