@@ -140,6 +140,20 @@ def test_answers_are_standard_json_with_null_for_non_finite_outputs():
         "outputs": {"y": [[1.5, None, None]], "k": [3]}, "model": "m@1"}
 
 
+
+def test_answers_written_from_array_buffers_keep_every_shape_and_dtype():
+    """orjson writes arrays from their buffers: a 0-d output came out as a one-element list."""
+    from modelyard.deploy.protocol import encode_json
+
+    outputs = {"scalar": np.array(2.5, np.float32), "nan": np.array(np.nan), "empty": np.zeros((2, 0)),
+               "bytes": np.array([[1, 255]], np.uint8), "half": np.array([0.5, np.inf], np.float16),
+               "flags": np.array([True, False]), "text": np.array(["a", "b"], dtype=object),
+               "strided": np.arange(6, dtype=np.float64).reshape(2, 3)[:, ::2]}
+    assert json.loads(encode_json(outputs, "m@1"))["outputs"] == {
+        "scalar": 2.5, "nan": None, "empty": [[], []], "bytes": [[1, 255]], "half": [0.5, None],
+        "flags": [True, False], "text": ["a", "b"], "strided": [[0.0, 2.0], [3.0, 5.0]]}
+
+
 def test_json_bodies_have_their_own_size_limit():
     """A JSON parse holds the GIL throughout and costs ~10x the body in memory: six 60 MB bodies starved a
     replica's health check until the supervisor killed it (issue 21 item 8a)."""

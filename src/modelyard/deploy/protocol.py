@@ -405,6 +405,9 @@ def encode_json(outputs: dict[str, np.ndarray], model_ref: str, predictions: lis
 
 def _json_ready(array: np.ndarray):
     array = np.asarray(array)
+    if array.ndim == 0:  # orjson would write a one-element list
+        value = array.item()
+        return None if isinstance(value, float) and not math.isfinite(value) else value
     if array.dtype.kind in "fiub" and array.dtype.itemsize >= 4 or array.dtype.kind in "iub":
         return np.ascontiguousarray(array)
     if array.dtype.kind == "f":  # float16 (and smaller): orjson writes float32/float64 arrays

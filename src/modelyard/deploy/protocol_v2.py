@@ -107,7 +107,9 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         head, binary = body, b""
     if not head:
         raise BadRequest('empty infer request: send {"inputs": [{"name", "datatype", "shape", "data"}]}')
-    if nests_deeper_than(head, MAX_DEPTH):
+    # NOTE: counting brackets is a memchr pass; the exact depth scan costs 0.3 ms on a 250 KB head, and a flat
+    # "data" list (what clients send) never needs it
+    if head.count(b"[") + head.count(b"{") > MAX_DEPTH and nests_deeper_than(head, MAX_DEPTH):
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
     data = loads(head)
     if not isinstance(data, dict) or not isinstance(data.get("inputs"), list) or not data["inputs"]:
