@@ -157,6 +157,9 @@ def test_the_platforms_proxy_answers_in_the_protocols_error_shape(platform, oip)
     assert anonymous.status_code == 401 and isinstance(anonymous.json()["error"], str)
     route = httpx.post(oip["api"] + "/services/lin/v2/repository/index", headers=platform.auth(), timeout=30)
     assert route.status_code == 404 and "in the Open Inference Protocol" in route.json()["error"]
+    for escape in ("%2E%2E/metrics", "%2e%2e/%2e%2e/metrics", "models/%2E%2E/%2E%2E/metrics"):
+        outside = httpx.get(oip["api"] + "/services/lin/v2/" + escape, headers=platform.auth(), timeout=30)
+        assert outside.status_code == 404 and "modelyard_requests" not in outside.text, escape
 
 
 def test_protocol_requests_count_in_the_services_metrics_and_access_log(platform, oip):

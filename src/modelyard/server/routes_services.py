@@ -243,6 +243,9 @@ async def open_inference_protocol(name: str, request: Request, path: str = ""):
 
     try:
         service = await run_in_threadpool(_authorized_service, request, name)
+        if any(part in (".", "..") for part in path.split("/")):
+            # %2E%2E/metrics would reach the replica's other routes with the platform's internal key
+            raise NotFound(f"no route /v2/{path} in the Open Inference Protocol")
         body = await request.body() if request.method == "POST" else b""
         return await run_in_threadpool(_forward, request, service, request.method, "/v2" + (f"/{path}" if path
                                                                                             else ""), body)
