@@ -221,7 +221,8 @@ class ModelServer:
 
     def record(self, request, started: float, ref: str, status: int, reason: str | None, rows: int, size_in: int,
                size_out: int, key: str | None, caller: str | None) -> None:
-        """Count one answered request in the metrics and the access log (the Open Inference Protocol's routes)."""
+        """Count one answered request (``/v1/predict`` or the Open Inference Protocol's infer) in the metrics and
+        the access log."""
         elapsed = time.perf_counter() - started
         self.metrics.requests.labels(self.service, ref, str(status)).inc()
         if status >= 400:
@@ -233,6 +234,7 @@ class ModelServer:
             "replica": self.replica, "client": request.client.host if request.client else None,
             "path": request.url.path, "status": status, "ms": round(elapsed * 1000, 3), "model": ref,
             "rows": rows, "bytes_in": size_in, "bytes_out": size_out,
+            # a caller that did not authenticate gets no line of its choosing into the log
             "key": _loggable_key(key) if caller is not None else None, "error": reason,
         })
 
@@ -357,21 +359,8 @@ def build_app(server: ModelServer):
             response = _error(
                 500, "inference_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             )
-        elapsed = time.perf_counter() - started
-        ref = version.ref if version else "none"
-        server.metrics.requests.labels(server.service, ref, str(status)).inc()
-        if status >= 400:
-            server.metrics.errors.labels(server.service, ref, reason or "error").inc()
-        else:
-            server.metrics.latency.labels(server.service, ref).observe(elapsed)
-        server.access({
-            "ts": round(time.time(), 3), "service": server.service, "revision": server.revision,
-            "replica": server.replica, "client": request.client.host if request.client else None,
-            "path": request.url.path, "status": status, "ms": round(elapsed * 1000, 3), "model": ref,
-            "rows": rows, "bytes_in": size_in, "bytes_out": len(body_out),
-            # a caller that did not authenticate gets no line of its choosing into the log
-            "key": _loggable_key(key) if caller is not None else None, "error": reason,
-        })
+        server.record(request, started, version.ref if version else "none", status, reason, rows, size_in,
+                      len(body_out), key, caller)
         return response
 
     async def models(request):
