@@ -60,7 +60,7 @@ def test_a_text_classifier_registers_verified_with_its_tokenizer(client, hf_fold
     assert version["signature"]["task"]["classes"] == ["neg", "pos"]
     source = version["lineage"]["source"]
     assert source["huggingface"]["compare"]["verdict"] == "pass"
-    assert source["huggingface"]["text"]["inputs"] == ["input_ids", "attention_mask"]
+    assert version["signature"]["preprocessing"]["text"]["inputs"] == ["input_ids", "attention_mask"]
     entry = client.models.download("sentiment@1", tmp_path / "m")
     feeds = {k: v.astype(np.int64) for k, v in
              hf_folders["tokenizer"](["the movie was good", "bad plot"], padding=True, return_tensors="np").items()}
@@ -93,3 +93,31 @@ def test_bad_folders_are_refused_and_nothing_is_fetched(client, hf_folders, tmp_
     with pytest.raises((InvalidInput, NotFound), match="never downloads"):
         client.models.register(str(remote), "x", hf_task="feature-extraction")
     assert client.models.list()["items"] == []
+
+
+def test_a_text_service_takes_raw_strings(hf_folders, tmp_path):
+    import httpx
+    import torch
+
+    from modelyard.client import Client
+    from modelyard.deploy import supervisor
+
+    home = tmp_path / "home"
+    with Client(home=home) as client:
+        try:
+            client.models.register(str(hf_folders["bert"]), "sentiment", hf_task="text-classification")
+            service = client.services.deploy("sentiment@1", "sentiment", public=True, timeout=120)
+            url = service["url"] + "/v1/predict"
+            texts = ["the movie was good", "bad plot", "a great film is great"]
+            answer = httpx.post(url, json={"inputs": {"text": texts}}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            feeds = hf_folders["tokenizer"](texts, padding=True, return_tensors="pt")
+            with torch.no_grad():
+                expected = hf_folders["bert_model"](**feeds).logits.numpy()
+            np.testing.assert_allclose(answer.json()["outputs"]["logits"], expected, atol=1e-5)
+            assert [p["class"] for p in answer.json()["predictions"]] == \
+                [["neg", "pos"][i] for i in expected.argmax(axis=1)]
+            wrong = httpx.post(url, json={"inputs": {"text": [1, 2]}}, timeout=30)
+            assert wrong.status_code == 400 and "list of strings" in wrong.json()["error"]["message"]
+        finally:
+            supervisor.stop(home)

@@ -64,7 +64,7 @@ def open_source(path: Path, signature: Signature, key: str | None = None, column
 def _images(folder: Path, signature: Signature) -> Source:
     from modelyard.deploy.images import decode_image, preprocess
 
-    if signature.preprocessing is None:
+    if signature.image_input is None:
         raise InvalidInput("the model's signature declares no image preprocessing: it cannot read an image folder "
                            "(register it with --preprocessing)")
     files = _image_files(folder)

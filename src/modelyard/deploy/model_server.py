@@ -33,6 +33,7 @@ from modelyard.deploy.protocol import (
     validate,
 )
 from modelyard.deploy.state import INTERNAL_HEADER, KEY_HEADER, token_revocations
+from modelyard.deploy.text import TextEncoder
 from modelyard.registry.signature import Signature
 
 # how long a token checked against the database is trusted without asking again; a revocation through the API or
@@ -54,6 +55,7 @@ class LoadedVersion:
     batcher: DynamicBatcher
     backend: str
     missing_ok: frozenset[str] = frozenset()  # float inputs that take NaN (JSON null) as a missing value
+    text: TextEncoder | None = None  # a text model's tokenizer: raw strings in 'text' become its token inputs
 
 
 def bucket(key: str) -> float:
@@ -216,6 +218,8 @@ class ModelServer:
         decoded = decode(body, content_type, self.versions[0].signature, input_name)
         key = key if key is not None else decoded.key
         version = self.choose(key)
+        if version.text is not None:
+            decoded.arrays = version.text.feeds(decoded.arrays)
         feeds, rows = validate(version.signature, decoded, version.missing_ok)
         return version, feeds, rows, key
 

@@ -274,7 +274,7 @@ def _holds_bool(value) -> bool:
 
 
 def _decode_image(body: bytes, signature: Signature) -> dict[str, np.ndarray]:
-    if signature.preprocessing is None:
+    if signature.image_input is None:
         raise BadRequest("this model takes no images: its signature declares no image preprocessing")
     from modelyard.deploy.images import decode_image, pixel_limit, preprocess, target_size
 

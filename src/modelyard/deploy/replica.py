@@ -58,6 +58,7 @@ def load_versions(workspace, config: dict) -> list:
     from modelyard.deploy.batching import DynamicBatcher
     from modelyard.deploy.loading import load_served
     from modelyard.deploy.model_server import LoadedVersion
+    from modelyard.deploy.text import text_encoder
     from modelyard.registry.resolve import ResolvedModel, materialize, version_spec
     from modelyard.registry.versions import ModelRegistry
     from modelyard.runtime.spec import Artifact
@@ -80,7 +81,8 @@ def load_versions(workspace, config: dict) -> list:
                                  batchable=version.signature.batchable, parallel=parallel)
         loaded.append(LoadedVersion(version.ref, version.id, entry["weight"], version.signature, batcher,
                                     backend.full_name, missing_value_inputs(folder / version.entry,
-                                                                            version.signature)))
+                                                                            version.signature),
+                                    text_encoder(version.signature, folder)))
     if not loaded:
         raise RuntimeError("no version in the traffic split has a weight above 0")
     return loaded

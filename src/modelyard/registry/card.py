@@ -57,7 +57,12 @@ def render_card(
     lines += _table(("", "name", "dtype", "shape"), rows)
     lines += ["", "Requests are batched on the first dimension." if signature.batchable
               else "The first dimension is fixed: requests are not batched together.", ""]
-    if signature.preprocessing:
+    if signature.text:
+        text = signature.text
+        lines += ["### Text input", "",
+                  f"Strings are tokenized with the stored tokenizer (`{text['tokenizer']}/`, at most "
+                  f"{text['max_length']} tokens) into {', '.join(f'`{n}`' for n in text['inputs'])}.", ""]
+    elif signature.preprocessing:
         pre = signature.preprocessing
         lines += ["### Image input", "",
                   f"PNG/JPEG bytes feed `{pre['input']}`: resized to {pre.get('size') or 'the input size'}, "

@@ -86,7 +86,7 @@ def version_spec(resolved: ResolvedModel):
         "inputs": inputs,
         "outputs": [t.name for t in signature.outputs],
     }
-    if signature.preprocessing:
+    if signature.image_input:  # text preprocessing is the service's business, not a ModelSpec's
         data["preprocessing"] = signature.preprocessing
     if signature.task:
         data["task"] = signature.task

@@ -75,10 +75,16 @@ class Signature:
 
     @property
     def image_input(self) -> str | None:
-        """The input image bytes feed, when the signature declares preprocessing."""
-        if self.preprocessing is None:
+        """The input image bytes feed, when the signature declares image preprocessing."""
+        if self.preprocessing is None or "text" in self.preprocessing:
             return None
         return self.preprocessing.get("input") or self.inputs[0].name
+
+    @property
+    def text(self) -> dict | None:
+        """Text preprocessing (``{"tokenizer": folder, "max_length": n, "inputs": [...]}``), when the model takes
+        token ids that a service makes from raw strings."""
+        return (self.preprocessing or {}).get("text")
 
     def input(self, name: str) -> TensorSpec:
         for tensor in self.inputs:
@@ -201,6 +207,8 @@ def check_preprocessing(data: Any, inputs: tuple[TensorSpec, ...]) -> dict | Non
     """Validate image preprocessing against the inputs: a rank-4 image input with a known or given size."""
     if data is None:
         return None
+    if isinstance(data, dict) and "text" in data:
+        return {"text": _check_text_preprocessing(data, inputs)}
     from pydantic import ValidationError
 
     from modelyard.runtime.spec import Preprocessing
@@ -227,6 +235,36 @@ def check_preprocessing(data: Any, inputs: tuple[TensorSpec, ...]) -> dict | Non
     data = pre.model_dump(mode="json")
     data["input"] = target.name
     return data
+
+
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _check_text_preprocessing(data: dict, inputs: tuple[TensorSpec, ...]) -> dict:
+    """Text preprocessing: a tokenizer folder stored with the version, a maximum length, and which token inputs
+    it makes; each must be an int64 ``[batch, sequence]`` input of the model."""
+    if set(data) != {"text"} or not isinstance(data["text"], dict):
+        raise InvalidInput('text preprocessing is {"text": {"tokenizer": FOLDER, "max_length": N, "inputs": [...]}}')
+    text = data["text"]
+    unknown = set(text) - {"tokenizer", "max_length", "inputs", "fast"}
+    if unknown:
+        raise InvalidInput(f"preprocessing.text: unknown field(s) {sorted(unknown)}")
+    tokenizer = text.get("tokenizer")
+    if not isinstance(tokenizer, str) or not tokenizer or ".." in tokenizer.split("/") or tokenizer.startswith("/"):
+        raise InvalidInput("preprocessing.text.tokenizer: the stored folder of the tokenizer files, e.g. 'tokenizer'")
+    max_length = text.get("max_length", 512)
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= 32768:
+        raise InvalidInput("preprocessing.text.max_length: a whole number from 1 to 32768")
+    names = text.get("inputs")
+    by_name = {t.name: t for t in inputs}
+    if not isinstance(names, list) or not names or any(n not in TOKEN_INPUTS for n in names):
+        raise InvalidInput(f"preprocessing.text.inputs: a list of {', '.join(TOKEN_INPUTS)}")
+    for name in names:
+        spec = by_name.get(name)
+        if spec is None or spec.dtype != "int64" or len(spec.shape) != 2:
+            raise InvalidInput(f"preprocessing.text.inputs: {name!r} must be an int64 [batch, sequence] input of the "
+                               "model")
+    return {"tokenizer": tokenizer, "max_length": max_length, "inputs": list(names), "fast": bool(text.get("fast"))}
 
 
 def check_task(data: Any, outputs: tuple[TensorSpec, ...]) -> dict | None:

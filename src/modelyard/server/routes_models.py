@@ -33,7 +33,9 @@ class RegisterVersion(BaseModel):
     files: dict[str, str] | None = Field(default=None, description="stored name -> sha256 digest")
     entry: str | None = Field(default=None, description="the file a runtime loads: model.onnx or model.xml")
     source_format: str | None = Field(default=None, max_length=32, description="onnx, openvino, torch, sklearn...")
-    preprocessing: dict[str, Any] | None = Field(default=None, description="image preprocessing (size, mean, std)")
+    preprocessing: dict[str, Any] | None = Field(
+        default=None, description='image preprocessing (size, mean, std), or text preprocessing {"text": {"tokenizer": '
+                                  'FOLDER, "max_length": N, "inputs": [...]}}')
     task: dict[str, Any] | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)

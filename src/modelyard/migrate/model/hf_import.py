@@ -141,8 +141,5 @@ def prepare_hf(folder: str | Path, workdir: Path, task: str, *, max_length: int 
     metadata = {"huggingface": {"task": task, "model_type": config.get("model_type"),
                                 "architectures": config.get("architectures"),
                                 "compare": {"verdict": verdict.verdict, "samples": samples, "outputs": compared}}}
-    pre_dict = preprocessing if is_image else None
-    if not is_image:
-        metadata["huggingface"]["text"] = preprocessing["text"]
-    return Prepared({"model.onnx": target, **files}, "model.onnx", "onnx", "huggingface", pre_dict, task_spec,
+    return Prepared({"model.onnx": target, **files}, "model.onnx", "onnx", "huggingface", preprocessing, task_spec,
                     notes=notes, source=str(folder), metadata=metadata)
