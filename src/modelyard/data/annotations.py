@@ -89,7 +89,8 @@ def clip_box(box: Box, width: int, height: int, item: str) -> tuple[Box, bool]:
 class Annotated:
     """The labels of one item: its id (the file's relative path), its size for images, and boxes, class labels
     (one for single-label classification, any number for multi-label) or a text label. ``clipped`` counts the
-    boxes :meth:`make` clipped to the image."""
+    boxes :meth:`make` clipped to the image. ``text`` is the item's content for the ``text`` task (a text has no
+    file to point at, so it travels with its labels)."""
 
     item: str
     width: int = 0
@@ -97,10 +98,11 @@ class Annotated:
     boxes: tuple[Box, ...] = ()
     labels: tuple[str, ...] = ()
     clipped: int = field(default=0, compare=False)
+    text: str = ""
 
     @classmethod
     def make(cls, item: str, width: int = 0, height: int = 0, boxes: Iterable[Box] = (),
-             labels: Iterable[str] = ()) -> Annotated:
+             labels: Iterable[str] = (), text: str = "") -> Annotated:
         """Validated construction: boxes are clipped or refused as the module says; labels are de-duplicated in
         order."""
         if not item:
@@ -113,7 +115,7 @@ class Annotated:
             box, changed = clip_box(box, width, height, item)
             kept.append(box)
             clipped += changed
-        return cls(item, int(width), int(height), tuple(kept), tuple(dict.fromkeys(labels)), clipped)
+        return cls(item, int(width), int(height), tuple(kept), tuple(dict.fromkeys(labels)), clipped, str(text))
 
     def to_entry(self) -> dict:
         """The fields a dataset manifest entry carries for these labels."""
@@ -122,12 +124,15 @@ class Annotated:
             entry["boxes"] = [b.to_list() for b in self.boxes]
         if self.labels:
             entry["labels"] = list(self.labels)
+        if self.text:
+            entry["text"] = self.text
         return entry
 
     @classmethod
     def from_entry(cls, item: str, entry: dict) -> Annotated:
         return cls.make(item, int(entry.get("width") or 0), int(entry.get("height") or 0),
-                        [Box.from_list(b) for b in entry.get("boxes", ())], entry.get("labels", ()))
+                        [Box.from_list(b) for b in entry.get("boxes", ())], entry.get("labels", ()),
+                        entry.get("text", ""))
 
 
 @dataclass(frozen=True)
