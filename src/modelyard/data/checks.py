@@ -47,6 +47,8 @@ def check_stats(ref: str, kind: str, schema: dict, stats: dict) -> CheckResult:
     """Apply the rules of ``kind`` to a version's stored ``stats`` and ``schema``."""
     problems: list[str] = []
     warnings: list[str] = []
+    if kind == "object-detection":
+        return _check_detection(ref, stats)
     if kind == "image-classification":
         rule = rules()["image-classification"]
         per_class = stats.get("per_class", {})
@@ -100,4 +102,41 @@ def check_stats(ref: str, kind: str, schema: dict, stats: dict) -> CheckResult:
         if stats.get("duplicate_rows"):
             warnings.append(f"{stats['duplicate_rows']} duplicate row(s); 'modelyard data prep {ref} --dedupe' "
                             "removes them")
+    return CheckResult(ref, tuple(problems), tuple(warnings))
+
+
+def _check_detection(ref: str, stats: dict) -> CheckResult:
+    rule = rules()["object-detection"]
+    problems: list[str] = []
+    warnings: list[str] = []
+    per_class = stats.get("images_per_class", {})
+    used = [k for k, v in per_class.items() if v > 0]
+    if len(used) < rule["min_classes"]:
+        problems.append(f"needs boxes of at least {rule['min_classes']} class(es), has {len(used)}")
+    unused = sorted(k for k, v in per_class.items() if v == 0)
+    if unused:
+        problems.append("every class needs labeled images; no box of " + ", ".join(unused[:10])
+                        + (" ..." if len(unused) > 10 else "") + " (label some, or remove the class)")
+    small = sorted(k for k, v in per_class.items() if 0 < v < rule["min_images_per_class"])
+    if small:
+        problems.append(f"needs at least {rule['min_images_per_class']} images per class; too few in "
+                        + ", ".join(f"{k} ({per_class[k]})" for k in small[:10]))
+    corrupt = stats.get("corrupt", [])
+    if len(corrupt) > rule["max_corrupt"]:
+        problems.append(f"{len(corrupt)} corrupt image(s) ({', '.join(c['path'] for c in corrupt[:5])})")
+    advised = sorted(k for k, v in per_class.items()
+                     if rule["min_images_per_class"] <= v < rule["advised_images_per_class"])
+    if advised:
+        warnings.append(f"fewer than {rule['advised_images_per_class']} images in {len(advised)} class(es); more "
+                        "labeled images usually mean a better detector")
+    tiny = stats.get("tiny", {})
+    if tiny.get("share", 0) > rule["tiny_share_warning"]:
+        warnings.append(f"{tiny['boxes']} of {stats.get('boxes', 0)} boxes are tiny ({tiny.get('rule')}); consider "
+                        "a larger input size")
+    images = stats.get("usable", 0)
+    if images and stats.get("empty_images", 0) / images > rule["empty_share_warning"]:
+        warnings.append(f"{stats['empty_images']} of {images} images have no boxes (they train as background)")
+    clipped = stats.get("clipped", {})
+    if clipped.get("boxes"):
+        warnings.append(f"{clipped['boxes']} box(es) crossed the image's edge and were clipped to it")
     return CheckResult(ref, tuple(problems), tuple(warnings))

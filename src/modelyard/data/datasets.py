@@ -87,6 +87,8 @@ class DatasetVersion:
     def __str__(self) -> str:
         unit = "rows" if self.kind == "tabular" else "images"
         counts = self.split.get("counts", {})
+        if self.kind == "object-detection":
+            unit += f" with {self.stats.get('boxes', 0)} boxes"
         return (f"{self.ref} ({format_version(self.version)}) {self.kind}: {self.items} {unit}, "
                 f"train {counts.get('train', 0)} / validation {counts.get('validation', 0)}, "
                 f"{len(self.schema.get('classes', []))} classes")
@@ -139,14 +141,16 @@ class DatasetStore:
         created_by: str = "",
         source_name: str | None = None,
         progress: Callable[[float, str], None] | None = None,
+        fmt: str | None = None,
     ) -> DatasetVersion:
         """Import a file or folder as the next version of dataset ``name``.
 
         Args:
-            path: a CSV/TSV/Parquet table, an image folder (``class/*.jpg|png|bmp``), a .zip/.tar of one, or a
-                CSV of ``path,label`` (paths relative to the CSV).
+            path: a CSV/TSV/Parquet table, an image folder (``class/*.jpg|png|bmp``), a .zip/.tar of one, a
+                CSV of ``path,label`` (paths relative to the CSV), or annotated images: a COCO, Pascal VOC, YOLO
+                or Label Studio folder (or a .zip/.tar of one; see ``data.annotated``).
             name: dataset name; created on first import.
-            kind: ``auto`` (default), ``tabular`` or ``image-classification``.
+            kind: ``auto`` (default), ``tabular``, ``image-classification`` or ``object-detection``.
             label: the label column of a table (default: a column named label/target/class/y, else the last).
             task: ``auto``, ``classification`` or ``regression`` (tables).
             validation_fraction: share of items in the validation split (default 0.2, ExeML's 0.8/0.2).
@@ -155,6 +159,9 @@ class DatasetStore:
             created_by: who imported it.
             source_name: the file name to record and to pick the reader by (when ``path`` is a temporary copy).
             progress: optional ``callable(fraction, message)``.
+            fmt: the annotation format (``auto``, ``coco``, ``voc``, ``yolo``, ``labelstudio``, ``csv``); None
+                (default) reads annotations only when ``kind`` is ``object-detection`` or ``auto`` finds a COCO,
+                Label Studio, VOC or YOLO folder.
         """
         check_name(name, "dataset name")
         path = Path(path)
@@ -165,6 +172,13 @@ class DatasetStore:
         if not 0 < validation_fraction < 1:
             raise InvalidInput(f"validation_fraction {validation_fraction}: must be between 0 and 1")
         display = Path(source_name) if source_name else path
+        if self._annotated(path, display, kind, fmt):
+            from modelyard.data.annotated import import_annotations
+
+            if label is not None:
+                raise InvalidInput("label: only tables have a label column; annotations name their own classes")
+            return import_annotations(self, path, display.name, name, fmt or "auto", validation_fraction, seed,
+                                      description, created_by, progress, expect_kind=kind)
         resolved = detect_kind(path, display.name) if kind == "auto" else kind
         if resolved == "tabular":
             if path.is_dir():
@@ -175,6 +189,20 @@ class DatasetStore:
             raise InvalidInput("label: only tables have a label column; image labels are the folder names")
         return self._import_images(path, display.name, name, validation_fraction, seed, description, created_by,
                                    progress)
+
+    @staticmethod
+    def _annotated(path: Path, display: Path, kind: str, fmt: str | None) -> bool:
+        """Whether an import reads annotation files (rather than a table or class folders)."""
+        if fmt is not None or kind == "object-detection":
+            if kind == "tabular":
+                raise InvalidInput("format: annotation formats hold images; a table is imported with --kind tabular "
+                                   "and no format")
+            return True
+        if kind != "auto":
+            return False
+        from modelyard.data.annotated import looks_annotated
+
+        return display.suffix.lower() == ".json" or (path.is_dir() and looks_annotated(path))
 
     def _import_table(self, path, display, name, label, task, validation_fraction, seed, description, created_by):
         raw = path.read_bytes()
@@ -405,17 +433,38 @@ class DatasetStore:
     def load_table(self, version: DatasetVersion):
         """``(frame, split)``: the stored table and its split as an array of ``"t"``/``"v"``."""
         if version.kind != "tabular":
-            raise InvalidInput(f"{version.ref} is an image dataset, not a table")
+            raise InvalidInput(f"{version.ref} is a {version.kind} dataset, not a table")
         manifest = self.manifest(version)
         frame = tabular.frame_from_parquet(self.blobs.read_bytes(manifest["table"]["digest"]))
         return frame, np.array(list(manifest["split"]), dtype="<U1")
+
+    def load_annotations(self, version: DatasetVersion):
+        """The labels of an ``object-detection`` or ``image-classification`` version as an
+        :class:`~modelyard.data.annotations.AnnotationSet` (items that could not be decoded are left out; boxes are
+        as stored, already clipped to their image)."""
+        from modelyard.data.annotated import annotations_of
+
+        return annotations_of(version.kind, version.schema, self.manifest(version))
+
+    def item_reader(self, version: DatasetVersion) -> Callable[[str], bytes]:
+        """``read(item) -> bytes``: an item's file, read from the blob store and verified against its hash."""
+        from modelyard.data.annotated import digests_of
+
+        digests = digests_of(self.manifest(version))
+
+        def read(item: str) -> bytes:
+            if item not in digests:
+                raise NotFound(f"{version.ref} has no item {item!r}")
+            return self.blobs.read_bytes(digests[item])
+
+        return read
 
     def load_images(self, version: DatasetVersion, size: tuple[int, int], channels: int,
                     progress: Callable[[float, str], None] | None = None):
         """Decode every usable image to ``uint8 (N, C, H, W)``; returns ``(x, y, split, paths)`` with ``y`` the
         class index in ``schema["classes"]``. Corrupt entries are skipped (the check blocks training on them)."""
         if version.kind != "image-classification":
-            raise InvalidInput(f"{version.ref} is a table, not an image dataset")
+            raise InvalidInput(f"{version.ref} is a {version.kind} dataset, not an image-classification one")
         entries = [e for e in self.manifest(version)["entries"] if not e.get("error")]
         index = {name: i for i, name in enumerate(version.schema["classes"])}
         x = np.empty((len(entries), channels, size[0], size[1]), dtype=np.uint8)

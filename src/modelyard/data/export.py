@@ -25,7 +25,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def export_version(version: dict, manifest: dict, read_blob: Callable[[str], bytes], dest: Path,
-                   fmt: str = "csv") -> dict:
+                   fmt: str | None = None) -> dict:
     """Write ``version`` (its ``to_dict()``) into the empty or new folder ``dest``.
 
     Args:
@@ -33,11 +33,18 @@ def export_version(version: dict, manifest: dict, read_blob: Callable[[str], byt
         manifest: its manifest.
         read_blob: ``digest -> bytes`` (verified).
         dest: output folder; must not hold files already.
-        fmt: ``csv`` (default) or ``parquet``, for tables.
+        fmt: ``csv`` (default) or ``parquet`` for tables; ``csv`` (class folders + labels.csv, the default) or
+            ``labelstudio`` for image classification; ``coco`` (default), ``voc``, ``yolo`` or ``labelstudio`` for
+            object detection (see ``modelyard.data.formats``).
 
     Returns:
         ``{"schema": "modelyard.dataset-export/1", "ref", "path", "files"}``.
     """
+    from modelyard.data.annotated import DEFAULT_EXPORT, export_annotations
+
+    fmt = fmt or DEFAULT_EXPORT.get(manifest["kind"], "csv")
+    if manifest["kind"] == "object-detection" or (manifest["kind"] == "image-classification" and fmt != "csv"):
+        return export_annotations(version, manifest, read_blob, Path(dest), fmt)
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise InvalidInput(f"export destination {dest} exists and is not an empty folder")

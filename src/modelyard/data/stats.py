@@ -118,3 +118,63 @@ def image_stats(entries: list[dict], classes: list[str], read_blob: Callable[[st
                      "examples": [{"path": e["path"], "error": e["error"]} for e in left_out][:1000]},
     }
 
+
+
+TINY_SHARE = 0.01  # a box covering less than 1 % of its image's area is tiny ...
+TINY_SIDE_PX = 8  # ... and so is one narrower or lower than 8 px: small detectors rarely find either
+
+
+def annotation_stats(entries: list[dict], classes: list[str], clipped: list[dict] = ()) -> dict:
+    """Stats of an object-detection manifest's entries (each with ``path``, ``split``, ``width``, ``height`` and
+    ``boxes`` as ``[x1, y1, x2, y2, label(, score)]``): boxes per image, box sizes (side in pixels, and the square
+    root of the share of the image a box covers), boxes and images per class, tiny boxes, and the boxes the import
+    clipped to the image (``clipped``: ``[{"path", "boxes"}]``)."""
+    good = [e for e in entries if not e.get("error")]
+    per_class: Counter = Counter()
+    images_per_class: Counter = Counter()
+    per_split: dict[str, dict[str, int]] = {"train": {}, "validation": {}}
+    counts, relative, sides, tiny = [], [], [], []
+    proposals = 0
+    for entry in good:
+        boxes = entry.get("boxes", [])
+        counts.append(len(boxes))
+        area = max(1, entry["width"] * entry["height"])
+        bucket = per_split["train" if entry["split"] == "t" else "validation"]
+        for box in boxes:
+            x1, y1, x2, y2, label = box[:5]
+            per_class[label] += 1
+            bucket[label] = bucket.get(label, 0) + 1
+            proposals += len(box) > 5 and box[5] is not None
+            width, height = x2 - x1, y2 - y1
+            share = width * height / area
+            relative.append(share ** 0.5)
+            sides.append(min(width, height))
+            if share < TINY_SHARE or min(width, height) < TINY_SIDE_PX:
+                tiny.append({"path": entry["path"], "box": list(box[:5])})
+        images_per_class.update({box[4] for box in boxes})
+    widths = [e["width"] for e in good]
+    heights = [e["height"] for e in good]
+    total = sum(counts)
+    return {
+        "kind": "object-detection",
+        "images": len(entries),
+        "usable": len(good),
+        "boxes": total,
+        "empty_images": sum(1 for c in counts if c == 0),
+        "proposals": int(proposals),
+        "per_class": {name: int(per_class.get(name, 0)) for name in classes},
+        "images_per_class": {name: int(images_per_class.get(name, 0)) for name in classes},
+        "per_class_split": per_split,
+        "split": split_counts(e["split"] for e in entries),
+        "boxes_per_image": {**_summary(counts), "histogram": _histogram(counts)},
+        "box_sizes": {"min_side_px": {**_summary(sides), "histogram": _histogram(sides)},
+                      "relative": {**_summary(relative), "histogram": _histogram(relative)}},
+        "tiny": {"boxes": len(tiny), "share": round(len(tiny) / total, 4) if total else 0.0,
+                 "rule": f"covers < {TINY_SHARE:.0%} of the image or is < {TINY_SIDE_PX} px on a side",
+                 "examples": tiny[:MAX_LISTED]},
+        "clipped": {"boxes": int(sum(c["boxes"] for c in clipped)), "images": len(clipped),
+                    "examples": list(clipped)[:MAX_LISTED]},
+        "sizes": {"width": _summary(widths), "height": _summary(heights),
+                  "min_side": int(min(min(widths), min(heights))) if good else 0},
+        "corrupt": [{"path": e["path"], "error": e["error"]} for e in entries if e.get("error")][:1000],
+    }

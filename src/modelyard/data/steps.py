@@ -41,7 +41,9 @@ def apply_step(store: DatasetStore, ref: str | DatasetVersion, step: dict, creat
     if not isinstance(step, dict) or "op" not in step:
         raise InvalidInput("step: expected an object with an 'op' field")
     op = step["op"]
-    allowed = TABLE_OPS if parent.kind == "tabular" else IMAGE_OPS
+    allowed = {"tabular": TABLE_OPS, "image-classification": IMAGE_OPS}.get(parent.kind, ())
+    if not allowed:
+        raise InvalidInput(f"no preprocessing steps apply to {parent.kind} data yet")
     if op not in allowed:
         raise InvalidInput(f"step {op!r} does not apply to {parent.kind} data; use one of {', '.join(allowed)}")
     lineage = {"parent": parent.ref, "parent_id": parent.id, "step": step}

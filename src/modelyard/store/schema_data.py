@@ -35,7 +35,7 @@ class MetricValue(sa.types.TypeDecorator):
         return None if value is None else float(value)
 
 
-DATASET_KINDS = ("tabular", "image-classification")
+DATASET_KINDS = ("tabular", "image-classification", "object-detection")
 RUN_STATUSES = ("running", "finished", "failed", "killed")
 
 datasets = sa.Table(
@@ -47,7 +47,7 @@ datasets = sa.Table(
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("created_by", sa.String(200), nullable=False, server_default=""),
     sa.Column("created_at", Timestamp, nullable=False),
-    sa.CheckConstraint("kind IN ('tabular','image-classification')", name="kind"),
+    sa.CheckConstraint("kind IN (" + ",".join(f"'{kind}'" for kind in DATASET_KINDS) + ")", name="kind"),
 )
 
 dataset_versions = sa.Table(

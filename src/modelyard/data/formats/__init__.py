@@ -69,11 +69,12 @@ def detect(path: str | Path) -> str:
         return "voc"
     if csvlabels.csv_files(path):
         return "csv"
-    if (any((path / n).is_file() for n in yolo.YAML_FILES + yolo.NAME_FILES) or (path / "labels").is_dir()
-            or any(p.name not in yolo.NOT_LABELS for p in path.glob("*.txt"))):
+    # a YOLO folder must name its classes (data.yaml or classes.txt) to be read at all; that file is the sign, not
+    # loose .txt files (a README.txt beside class folders is not a label)
+    if any((path / n).is_file() for n in yolo.YAML_FILES + yolo.NAME_FILES):
         return "yolo"
     raise InvalidInput(f"{path}: cannot tell the annotation format (looked for a COCO or Label Studio .json, "
-                       "Annotations/*.xml, a .csv, data.yaml/classes.txt/labels/); give --format")
+                       "Annotations/*.xml, a .csv, data.yaml or classes.txt); give --format")
 
 
 def read(path: str | Path, fmt: str = "auto") -> tuple[AnnotationSet, dict[str, Path]]:

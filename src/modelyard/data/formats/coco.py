@@ -39,9 +39,14 @@ SEPARATORS = ("\n  ", ",\n  ")  # before the first record of a list, before ever
 
 def json_files(path: Path) -> list[Path]:
     """The COCO JSON files of a folder (root, then ``annotations/``), told apart from Label Studio's lists by
-    their first character."""
+    their first character, and from the ``dataset.json`` a Modelyard export writes beside them by its schema tag."""
     candidates = sorted(path.glob("*.json")) + sorted((path / "annotations").glob("*.json"))
-    return [p for p in candidates if p.is_file() and peek(p) == "{"]
+    return [p for p in candidates if p.is_file() and peek(p) == "{" and not _modelyard_document(p)]
+
+
+def _modelyard_document(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return b'"schema": "modelyard.' in handle.read(4096)
 
 
 def read(path: str | Path) -> tuple[AnnotationSet, dict[str, Path]]:
