@@ -117,3 +117,43 @@ def test_delete_and_blob_gc_commands(tmp_path):
     assert "deleted 3 blob(s)" in done and "kept 1 in use or pinned" in done
     _one_line_error(run_cli("data", "delete", "iris@1", "--yes", home=home), 1, "dataset 'iris' not found")
     _one_line_error(run_cli("blobs", "unpin", "sha256:" + "0" * 64, home=home), 1, "is not pinned")
+
+
+
+def test_detection_import_stats_export(tmp_path):
+    """In-process (CliRunner): the commands' printing of detection versions, without a process per command."""
+    import io
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from modelyard.cli.main import app
+    from modelyard.core.errors import InvalidInput
+    from modelyard.data import formats
+    from modelyard.data.annotations import Annotated, AnnotationSet, Box
+
+    def png(item):
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 30), (0, 120, 0)).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    boxes = AnnotationSet("detection", ("leaf",), tuple(
+        Annotated.make(f"{i}.png", 40, 30, [Box(5, 5, 35, 25, "leaf")]) for i in range(5)))
+    formats.write(boxes, tmp_path / "voc", "voc", png)
+    runner = CliRunner()
+
+    def cli(*args):
+        return runner.invoke(app, ["--home", str(tmp_path / "w"), "data", *(str(a) for a in args)])
+
+    imported = cli("import", tmp_path / "voc", "--name", "leaves", "--format", "voc")
+    assert imported.exit_code == 0, imported.output
+    assert "leaves@1 (V001) object-detection: 5 images with 5 boxes" in imported.output
+    human = cli("stats", "leaves@1")
+    assert "images 5, boxes 5" in human.output and "ready for training" in human.output
+    exported = cli("export", "leaves@1", "--format", "yolo", "-o", tmp_path / "yolo")
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "yolo" / "labels" / "3.txt").read_text() == "0 0.500000 0.500000 0.750000 0.666667\n"
+    (tmp_path / "voc" / "JPEGImages" / "2.png").write_bytes(b"not an image")
+    refused = cli("import", tmp_path / "voc", "--name", "leaves")
+    assert isinstance(refused.exception, InvalidInput) and "2.png: the image 2.png cannot be read" in str(
+        refused.exception)

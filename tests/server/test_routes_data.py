@@ -77,3 +77,52 @@ def test_long_file_names_are_imported_or_refused_with_422(client, iris_file):
                                  json={"name": "long", "source": digest, "filename": too_long})
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_input"
     assert "longer than 255 bytes" in response.json()["error"]["message"]
+
+
+def _annotated_folder(tmp_path, fmt="yolo", count=6):
+    import io
+
+    from PIL import Image
+
+    from modelyard.data import formats
+    from modelyard.data.annotations import Annotated, AnnotationSet, Box
+
+    def png(item):
+        buffer = io.BytesIO()
+        Image.new("RGB", (32, 24), (200, 10, 10)).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    boxes = AnnotationSet("detection", ("car", "bus"), tuple(
+        Annotated.make(f"cam{i % 2}/{i}.png", 32, 24, [Box(1, 2, 16, 20, ("car", "bus")[i % 2])])
+        for i in range(count)))
+    formats.write(boxes, tmp_path / fmt, fmt, png)
+    return tmp_path / fmt, boxes
+
+
+def test_annotated_folders_import_and_export_through_the_sdk(client, tmp_path):
+    from modelyard.data import formats
+
+    folder, original = _annotated_folder(tmp_path)
+    version = client.data.import_path(folder, "cams")
+    assert version["kind"] == "object-detection" and version["source"]["format"] == "yolo"
+    assert version["stats"]["boxes"] == 6 and version["data_schema"]["classes"] == ["car", "bus"]
+    assert client.data.stats("cams@1")["check"]["trainable"] is False  # 3 images per class: fewer than 5
+    out = client.data.export("cams@1", tmp_path / "voc", fmt="voc")
+    assert out["format"] == "voc" and (tmp_path / "voc" / "Annotations" / "cam1" / "1.xml").is_file()
+    back, _ = formats.read(tmp_path / "voc")
+    assert back.by_item() == original.by_item() and back.classes == original.classes
+    client.data.export("cams@1", tmp_path / "coco-default")
+    assert (tmp_path / "coco-default" / "annotations.json").is_file()
+
+
+def test_annotation_import_errors_are_422_and_store_nothing(client, tmp_path, iris_file):
+    folder, _ = _annotated_folder(tmp_path)
+    (folder / "labels" / "cam0" / "ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(InvalidInput, match="labels/cam0/ghost.txt: a YOLO label file without its image"):
+        client.data.import_path(folder, "cams")
+    with pytest.raises(InvalidInput, match="a table is imported with --kind tabular"):
+        client.data.import_path(iris_file, "t", kind="tabular", fmt="csv")
+    with pytest.raises(InvalidInput, match="format"):
+        client.request("POST", "/api/v1/datasets/import-files", json={
+            "name": "x", "files": {"a.png": "sha256:" + "0" * 64}, "format": "pascal"})
+    assert client.data.list()["items"] == []

@@ -21,6 +21,8 @@ def _counts(version: dict) -> str:
 
 def _print_version(version: dict) -> None:
     unit = "rows" if version["kind"] == "tabular" else "images"
+    if version["kind"] == "object-detection":
+        unit += f" with {version['stats'].get('boxes', 0)} boxes"
     schema = version["data_schema"]
     console.print(f"[bold]{version['ref']}[/] ({version['display_version']}) {version['kind']}: {version['items']} "
                   f"{unit}, {_counts(version)}, {version['size']} bytes", highlight=False)
@@ -43,9 +45,15 @@ def _print_version(version: dict) -> None:
 @app.command("import")
 def import_command(
     path: Annotated[Path, typer.Argument(help="CSV/Parquet table, image folder (class/*.jpg|png|bmp), .zip/.tar of "
-                                              "one, or a CSV of path,label.")],
+                                              "one, a CSV of path,label, or a COCO, Pascal VOC, YOLO or Label "
+                                              "Studio folder.")],
     name: Annotated[str, typer.Option("--name", help="Dataset name (created on first import).")],
-    kind: Annotated[str, typer.Option("--kind", help="auto, tabular or image-classification.")] = "auto",
+    kind: Annotated[str, typer.Option("--kind", help="auto, tabular, image-classification or object-detection.")]
+    = "auto",
+    fmt: Annotated[str | None, typer.Option("--format", help="Annotation format: auto, coco, voc, yolo, labelstudio "
+                                                             "or csv (default: read annotations when --kind is "
+                                                             "object-detection or auto finds an annotation "
+                                                             "folder).")] = None,
     label: Annotated[str | None, typer.Option("--label", help="Label column of a table (default: label/target/"
                                                               "class/y, else the last column).")] = None,
     task: Annotated[str, typer.Option("--task", help="auto, classification or regression (tables).")] = "auto",
@@ -58,7 +66,8 @@ def import_command(
     """Import a file or folder as the next immutable version of a dataset."""
     with get_client() as client:
         version = client.data.import_path(path, name, kind=kind, label=label, task=task,
-                                          validation_fraction=validation_fraction, seed=seed, description=description)
+                                          validation_fraction=validation_fraction, seed=seed, description=description,
+                                          fmt=fmt)
         check = client.data.stats(version["ref"])["check"]
     if as_json:
         print_json(version)
@@ -129,7 +138,9 @@ def stats_command(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_
         return
     stats = data["stats"]
     console.print(f"[bold]{data['ref']}[/] {data['kind']}", highlight=False)
-    if data["kind"] == "tabular":
+    if data["kind"] == "object-detection":
+        _print_detection_stats(stats)
+    elif data["kind"] == "tabular":
         console.print(f"rows {stats['rows']}, columns {stats['columns']}, duplicate rows {stats['duplicate_rows']}",
                       highlight=False)
         missing = {k: v for k, v in stats["missing"].items() if v}
@@ -154,9 +165,11 @@ def stats_command(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_
     if stats.get("per_class"):
         from rich.table import Table
 
-        table = Table("class", "total", "train", "validation", box=None)
+        detection = data["kind"] == "object-detection"
+        table = Table("class", *(("boxes", "images") if detection else ("total",)), "train", "validation", box=None)
         for name, count in stats["per_class"].items():
-            table.add_row(name, str(count), str(stats["per_class_split"]["train"].get(name, 0)),
+            extra = (str(stats["images_per_class"].get(name, 0)),) if detection else ()
+            table.add_row(name, str(count), *extra, str(stats["per_class_split"]["train"].get(name, 0)),
                           str(stats["per_class_split"]["validation"].get(name, 0)))
         console.print(table)
     elif stats.get("label"):
@@ -164,6 +177,21 @@ def stats_command(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_
         console.print(f"label: min {label['min']}, median {label['median']}, max {label['max']}, mean {label['mean']}",
                       highlight=False)
     _print_check(data["check"])
+
+
+def _print_detection_stats(stats: dict) -> None:
+    per_image = stats["boxes_per_image"]
+    console.print(f"images {stats['images']}, boxes {stats['boxes']} (per image: min {per_image.get('min', 0)}, "
+                  f"median {per_image.get('median', 0)}, max {per_image.get('max', 0)}), images without boxes "
+                  f"{stats['empty_images']}", highlight=False)
+    relative = stats["box_sizes"]["relative"]
+    if relative.get("median") is not None:
+        console.print(f"box size (square root of the share of the image): min {relative['min']}, median "
+                      f"{relative['median']}, max {relative['max']}", highlight=False)
+    console.print(f"tiny boxes {stats['tiny']['boxes']} ({stats['tiny']['rule']}), clipped to the image "
+                  f"{stats['clipped']['boxes']}", highlight=False)
+    for item in stats.get("corrupt", [])[:10]:
+        console.print(f"[red]corrupt:[/] {item['path']}: {item['error']}", highlight=False)
 
 
 @app.command("prep")
@@ -259,10 +287,14 @@ def _print_plan(plan: dict) -> None:
 def export_command(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="New or empty output folder.")],
-    fmt: Annotated[str, typer.Option("--format", help="csv or parquet (tables).")] = "csv",
+    fmt: Annotated[str | None, typer.Option("--format", help="tables: csv (default) or parquet; image "
+                                                             "classification: csv (default) or labelstudio; object "
+                                                             "detection: coco (default), voc, yolo or "
+                                                             "labelstudio.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a version to a folder (table with a _split column, or class folders + labels.csv)."""
+    """Write a version to a folder (table with a _split column, class folders + labels.csv, or an annotation
+    format with its images, splits.csv and dataset.json)."""
     with get_client() as client:
         result = client.data.export(ref, out, fmt=fmt)
     if as_json:

@@ -38,13 +38,14 @@ class Datasets:
 
     def import_path(self, path: str | Path, name: str, kind: str = "auto", label: str | None = None,
                     task: str = "auto", validation_fraction: float = 0.2, seed: int = 0,
-                    description: str = "") -> dict:
-        """Import a table, an image folder, an archive of one, or a CSV of path,label as the next version of
-        ``name``. Returns the version (``modelyard.dataset-version/1``)."""
+                    description: str = "", fmt: str | None = None) -> dict:
+        """Import a table, an image folder, an archive of one, a CSV of path,label, or an annotation folder (COCO,
+        Pascal VOC, YOLO, Label Studio; ``fmt`` names the format, else ``kind=auto`` detects the first three and
+        Label Studio) as the next version of ``name``. Returns the version (``modelyard.dataset-version/1``)."""
         path = Path(path)
         if not path.exists():
             raise InvalidInput(f"no such file or folder: {path}")
-        body = {"kind": kind, "label": label, "task": task,
+        body = {"kind": kind, "label": label, "task": task, "format": fmt,
                 "validation_fraction": validation_fraction, "seed": seed, "description": description}
         if path.is_dir():
             if kind == "tabular":
@@ -54,7 +55,7 @@ class Datasets:
                 raise InvalidInput(f"{path}: the folder is empty")
             return self.import_files(files, name, source_name=path.resolve().name or "images", **body)
         with tempfile.TemporaryDirectory(prefix="modelyard-upload-") as scratch:
-            if path.suffix.lower() == ".csv" and kind != "tabular" and self._is_label_csv(path):
+            if path.suffix.lower() == ".csv" and kind != "tabular" and fmt is None and self._is_label_csv(path):
                 # a CSV of path,label names local files: send them along, packed with the CSV
                 upload = self._pack_label_csv(path, Path(scratch))
             else:
@@ -133,8 +134,11 @@ class Datasets:
         return self._c.request("POST", f"/api/v1/datasets/{name}/versions/{version}/steps",
                                json={"steps": steps}).json()
 
-    def export(self, ref: str, dest: str | Path, fmt: str = "csv") -> dict:
-        """Write the version into the new or empty folder ``dest`` (see ``modelyard.data.export``)."""
+    def export(self, ref: str, dest: str | Path, fmt: str | None = None) -> dict:
+        """Write the version into the new or empty folder ``dest`` (see ``modelyard.data.export``): ``fmt`` is
+        ``csv``/``parquet`` for tables, ``csv`` (class folders) or ``labelstudio`` for image classification,
+        ``coco`` (default), ``voc``, ``yolo`` or ``labelstudio`` for object detection. Images are fetched and
+        written one at a time."""
         from modelyard.data.export import export_version
 
         version = self.get(ref)

@@ -25,17 +25,22 @@ from modelyard.server.responses import (
 )
 
 router = APIRouter(tags=["datasets"])
+ImportFormat = Literal["auto", "coco", "voc", "yolo", "labelstudio", "csv"]
+FORMAT_HELP = ("Annotation format of annotated images (auto: detected). Unset: annotations are read when kind is "
+               "object-detection or when kind auto finds a COCO, Label Studio, VOC or YOLO folder.")
 
 
 class ImportDataset(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100, description="Dataset name; created on first import.")
     source: str = Field(description="sha256 digest of the uploaded file (POST /blobs): a CSV/Parquet table, a "
-                                    ".zip/.tar of class folders, or a CSV of path,label inside such an archive.")
+                                    ".zip/.tar of class folders, or a CSV of path,label inside such an archive, or "
+                                    "a .zip/.tar of a COCO, Pascal VOC, YOLO or Label Studio folder.")
     filename: str = Field(min_length=1, max_length=255, description="The file's name; its suffix picks the reader.")
-    kind: Literal["auto", "tabular", "image-classification"] = "auto"
+    kind: Literal["auto", "tabular", "image-classification", "object-detection"] = "auto"
     label: str | None = Field(default=None, description="Label column of a table.")
     task: Literal["auto", "classification", "regression"] = "auto"
+    format: ImportFormat | None = Field(default=None, description=FORMAT_HELP)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
     description: str = Field(default="", max_length=10_000)
@@ -47,10 +52,12 @@ class ImportFiles(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100, description="Dataset name; created on first import.")
     files: dict[str, str] = Field(min_length=1, description="relative path -> sha256 digest: an image folder "
-                                                             "(class/*.png) or one table file (data.csv)")
-    kind: Literal["auto", "tabular", "image-classification"] = "auto"
+                                                             "(class/*.png), an annotation folder (COCO, VOC, "
+                                                             "YOLO, Label Studio) or one table file (data.csv)")
+    kind: Literal["auto", "tabular", "image-classification", "object-detection"] = "auto"
     label: str | None = Field(default=None, description="Label column of a table.")
     task: Literal["auto", "classification", "regression"] = "auto"
+    format: ImportFormat | None = Field(default=None, description=FORMAT_HELP)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
     description: str = Field(default="", max_length=10_000)
@@ -91,7 +98,8 @@ def import_dataset(body: ImportDataset, request: Request, principal: Principal =
         local = store.blobs.copy_to(body.source, Path(scratch) / f"upload{suffix}")
         version = store.import_path(local, body.name, kind=body.kind, label=body.label, task=body.task,
                                     validation_fraction=body.validation_fraction, seed=body.seed,
-                                    description=body.description, created_by=principal.name, source_name=filename)
+                                    description=body.description, created_by=principal.name, source_name=filename,
+                                    fmt=body.format)
     return version.to_dict()
 
 
@@ -121,7 +129,8 @@ def import_files(body: ImportFiles, request: Request, principal: Principal = Dep
             local = folder
         version = store.import_path(local, body.name, kind=body.kind, label=body.label, task=body.task,
                                     validation_fraction=body.validation_fraction, seed=body.seed,
-                                    description=body.description, created_by=principal.name, source_name=shown)
+                                    description=body.description, created_by=principal.name, source_name=shown,
+                                    fmt=body.format)
     return version.to_dict()
 
 

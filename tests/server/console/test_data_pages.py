@@ -98,3 +98,33 @@ def test_an_upload_over_the_body_limit_gets_a_page_and_stores_nothing(tmp_path):
         assert DatasetStore(workspace).list() == []
     finally:
         workspace.close()
+
+
+def test_a_coco_archive_imports_and_the_version_page_shows_detection_statistics(as_role, sqlite_workspace, tmp_path):
+    from PIL import Image
+
+    from modelyard.data import formats
+    from modelyard.data.annotations import Annotated, AnnotationSet, Box
+
+    def png(item):
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 30), (90, 90, 90)).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    boxes = AnnotationSet("detection", ("<b>car</b>", "person"), tuple(
+        Annotated.make(f"{i}.png", 40, 30, [Box(2, 2, 20, 20, "<b>car</b>"), Box(1, 1, 4, 4, "person")])
+        for i in range(6)))
+    formats.write(boxes, tmp_path / "coco", "coco", png)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in (tmp_path / "coco").rglob("*"):
+            if path.is_file():
+                zf.write(path, f"export/{path.relative_to(tmp_path / 'coco').as_posix()}")
+    editor = as_role("editor")
+    answer = _import(editor, archive.getvalue(), "boxes.zip", "boxes", kind="object-detection")
+    assert answer.status_code == 303, answer.text
+    page = editor.get("/datasets/boxes/versions/1")
+    assert page.status_code == 200 and 'id="detection-stats"' in page.text
+    assert "12 on 6 images" in page.text and "&lt;b&gt;car&lt;/b&gt;" in page.text and "<b>car</b>" not in page.text
+    assert "tiny boxes</th><td>6" in page.text and page.text.count('<img loading="lazy"') == 6
+    assert editor.get("/datasets/boxes/versions/1/items/0").headers["content-type"] == "image/png"

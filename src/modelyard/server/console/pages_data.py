@@ -19,6 +19,7 @@ router = APIRouter()
 DATASET_SORTS = ("name", "kind", "versions", "items", "created")
 GALLERY = 48
 TABLE_ROWS = 25
+IMAGE_KINDS = ("image-classification", "object-detection")
 IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"BM": "image/bmp", b"GIF8": "image/gif"}
 
 
@@ -50,11 +51,11 @@ def import_page(request: Request, viewer: Viewer = Depends(page("editor"))):
 @router.post("/datasets/import")
 def import_upload(request: Request, file: UploadFile = File(...), name: str = Form(...), kind: str = Form("auto"),
                   label: str = Form(""), task: str = Form("auto"), validation_fraction: float = Form(0.2),
-                  description: str = Form(""), viewer: Viewer = Depends(action("editor"))):
+                  description: str = Form(""), format: str = Form(""), viewer: Viewer = Depends(action("editor"))):
     from modelyard.server.routes_data import ImportDataset, import_dataset
 
     form = {"name": name, "kind": kind, "label": label, "task": task, "validation_fraction": validation_fraction,
-            "description": description}
+            "description": description, "format": format}
     try:
         filename = Path(file.filename or "").name
         if not filename:
@@ -62,7 +63,7 @@ def import_upload(request: Request, file: UploadFile = File(...), name: str = Fo
         blob = request.app.state.workspace.blobs.put_stream(file.file)
         body = ImportDataset(name=name.strip(), source="sha256:" + blob.digest, filename=filename, kind=kind,
                              label=label.strip() or None, task=task, validation_fraction=validation_fraction,
-                             description=description)
+                             description=description, format=format or None)
         made = import_dataset(body, request, Principal(viewer.name, viewer.role, viewer.session.token_id))
     except (ModelyardError, ValueError) as exc:
         message = exc.message if isinstance(exc, ModelyardError) else str(exc).splitlines()[-1]
@@ -96,7 +97,7 @@ def version_page(request: Request, name: str, version: int, viewer: Viewer = Dep
     except ValueError:
         start = 0
     gallery = table = None
-    if found.kind == "image-classification":
+    if found.kind in IMAGE_KINDS:
         entries = store.manifest(found)["entries"]
         gallery = {"items": [{"index": i, **e} for i, e in enumerate(entries[start:start + GALLERY], start)],
                    "total": len(entries)}
@@ -114,7 +115,7 @@ def item_image(request: Request, name: str, version: int, index: int, _: Viewer 
     format the gallery shows (nosniff is set on every response)."""
     store = _store(request)
     found = store.get(f"{name}@{version}")
-    if found.kind != "image-classification":
+    if found.kind not in IMAGE_KINDS:
         raise NotFound(f"{found.ref} is a table; it has no images")
     entries = store.manifest(found)["entries"]
     if not 0 <= index < len(entries):
