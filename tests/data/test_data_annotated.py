@@ -81,7 +81,8 @@ def test_a_version_exports_in_every_detection_format_and_reads_back_the_same(sto
     assert (tmp_path / "out" / "splits.csv").read_text().startswith("path,split\nimg00.png,")
     back, files = formats.read(tmp_path / "out", fmt)
     assert_same(back, original)
-    again = store.import_path(tmp_path / "out", "again", fmt=fmt)
+    again = store.import_path(tmp_path / "out", "again")  # detected, beside splits.csv and dataset.json
+    assert again.source["format"] == fmt
     assert store.manifest(again)["entries"][0]["digest"] == store.manifest(version)["entries"][0]["digest"]
 
 
@@ -132,3 +133,27 @@ def test_an_explicit_format_imports_a_larger_set(store, tmp_path):
     big = detection_set(40)
     version = store.import_path(_coco_folder(tmp_path, big), "big", fmt="coco")
     assert version.items == 40 and version.stats["boxes"] == 120
+
+
+def test_a_text_csv_imports_as_text_classification_keeping_unlabeled_texts(store, tmp_path):
+    rows = ["id,text,label"] + [f'r{i},"review {i}, {"great" if i % 2 else "awful"}",{"pos" if i % 2 else "neg"}'
+                                for i in range(12)] + ['r12,"not labeled yet",', 'r13,"review 1, great",pos']
+    (tmp_path / "texts.csv").write_text("\n".join(rows) + "\n")
+    version = store.import_path(tmp_path / "texts.csv", "reviews", kind="text-classification")
+    assert (version.kind, version.items, version.schema["classes"]) == ("text-classification", 14, ["neg", "pos"])
+    stats = version.stats
+    assert (stats["labeled"], stats["unlabeled"], stats["per_class"]) == (13, 1, {"neg": 6, "pos": 7})
+    assert stats["duplicates"]["texts"] == 1 and stats["length"]["max"] == len("review 10, awful")
+    check = store.check(version)
+    assert check and any("1 of 14 texts have no label" in w for w in check.warnings)
+    entry = store.manifest(version)["entries"][12]
+    assert entry == {"path": "r12", "text": "not labeled yet", "labels": [], "split": entry["split"]}
+    annotations = store.load_annotations(version)
+    assert annotations.task == "text" and annotations.by_item()["r3"].text == "review 3, great"
+    for fmt in ("csv", "labelstudio"):
+        export_version(version.to_dict(), store.manifest(version), store.blobs.read_bytes, tmp_path / fmt, fmt)
+        back, files = formats.read(tmp_path / fmt, fmt)
+        assert back == annotations and files == {}
+    tiny = tmp_path / "tiny.csv"
+    tiny.write_text("text,label\nonly one,a\n")
+    assert not store.check(store.import_path(tiny, "tiny", kind="text-classification"))

@@ -20,7 +20,7 @@ def _counts(version: dict) -> str:
 
 
 def _print_version(version: dict) -> None:
-    unit = "rows" if version["kind"] == "tabular" else "images"
+    unit = {"tabular": "rows", "text-classification": "texts"}.get(version["kind"], "images")
     if version["kind"] == "object-detection":
         unit += f" with {version['stats'].get('boxes', 0)} boxes"
     schema = version["data_schema"]
@@ -48,8 +48,8 @@ def import_command(
                                               "one, a CSV of path,label, or a COCO, Pascal VOC, YOLO or Label "
                                               "Studio folder.")],
     name: Annotated[str, typer.Option("--name", help="Dataset name (created on first import).")],
-    kind: Annotated[str, typer.Option("--kind", help="auto, tabular, image-classification or object-detection.")]
-    = "auto",
+    kind: Annotated[str, typer.Option("--kind", help="auto, tabular, image-classification, object-detection or "
+                                                     "text-classification (a CSV of text,label).")] = "auto",
     fmt: Annotated[str | None, typer.Option("--format", help="Annotation format: auto, coco, voc, yolo, labelstudio "
                                                              "or csv (default: read annotations when --kind is "
                                                              "object-detection or auto finds an annotation "
@@ -140,6 +140,11 @@ def stats_command(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_
     console.print(f"[bold]{data['ref']}[/] {data['kind']}", highlight=False)
     if data["kind"] == "object-detection":
         _print_detection_stats(stats)
+    elif data["kind"] == "text-classification":
+        length = stats["length"]
+        console.print(f"texts {stats['texts']} (labeled {stats['labeled']}, unlabeled {stats['unlabeled']}), length "
+                      f"{length.get('min', 0)}-{length.get('max', 0)} characters (median {length.get('median', 0)}), "
+                      f"repeated texts {stats['duplicates']['texts']}", highlight=False)
     elif data["kind"] == "tabular":
         console.print(f"rows {stats['rows']}, columns {stats['columns']}, duplicate rows {stats['duplicate_rows']}",
                       highlight=False)
@@ -290,6 +295,7 @@ def export_command(
     fmt: Annotated[str | None, typer.Option("--format", help="tables: csv (default) or parquet; image "
                                                              "classification: csv (default) or labelstudio; object "
                                                              "detection: coco (default), voc, yolo or "
+                                                             "labelstudio; text classification: csv (default) or "
                                                              "labelstudio.")] = None,
     as_json: JsonOpt = False,
 ) -> None:

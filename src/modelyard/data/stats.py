@@ -178,3 +178,32 @@ def annotation_stats(entries: list[dict], classes: list[str], clipped: list[dict
                   "min_side": int(min(min(widths), min(heights))) if good else 0},
         "corrupt": [{"path": e["path"], "error": e["error"]} for e in entries if e.get("error")][:1000],
     }
+
+
+def text_stats(entries: list[dict], classes: list[str]) -> dict:
+    """Stats of a text-classification manifest's entries (``path``, ``text``, ``labels``, ``split``): texts per
+    class and per split, labeled and unlabeled texts, text lengths in characters, identical texts."""
+    per_class: Counter = Counter(label for e in entries for label in e["labels"])
+    per_split: dict[str, dict[str, int]] = {"train": {}, "validation": {}}
+    for entry in entries:
+        bucket = per_split["train" if entry["split"] == "t" else "validation"]
+        for label in entry["labels"]:
+            bucket[label] = bucket.get(label, 0) + 1
+    lengths = [len(e["text"]) for e in entries]
+    by_text: dict[str, list[str]] = defaultdict(list)
+    for entry in entries:
+        by_text[entry["text"]].append(entry["path"])
+    duplicates = [paths for paths in by_text.values() if len(paths) > 1]
+    return {
+        "kind": "text-classification",
+        "texts": len(entries),
+        "labeled": sum(1 for e in entries if e["labels"]),
+        "unlabeled": sum(1 for e in entries if not e["labels"]),
+        "per_class": {name: int(per_class.get(name, 0)) for name in classes},
+        "per_class_split": per_split,
+        "split": split_counts(e["split"] for e in entries),
+        "length": {**_summary(lengths), "histogram": _histogram(lengths)},
+        "empty": sum(1 for e in entries if not e["text"].strip()),
+        "duplicates": {"groups": len(duplicates), "texts": sum(len(g) - 1 for g in duplicates),
+                       "examples": duplicates[:MAX_LISTED]},
+    }

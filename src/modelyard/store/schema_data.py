@@ -35,7 +35,7 @@ class MetricValue(sa.types.TypeDecorator):
         return None if value is None else float(value)
 
 
-DATASET_KINDS = ("tabular", "image-classification", "object-detection")
+DATASET_KINDS = ("tabular", "image-classification", "object-detection", "text-classification")
 RUN_STATUSES = ("running", "finished", "failed", "killed")
 
 datasets = sa.Table(

@@ -128,3 +128,13 @@ def test_a_coco_archive_imports_and_the_version_page_shows_detection_statistics(
     assert "12 on 6 images" in page.text and "&lt;b&gt;car&lt;/b&gt;" in page.text and "<b>car</b>" not in page.text
     assert "tiny boxes</th><td>6" in page.text and page.text.count('<img loading="lazy"') == 6
     assert editor.get("/datasets/boxes/versions/1/items/0").headers["content-type"] == "image/png"
+
+
+def test_a_text_csv_imports_and_the_version_page_lists_the_texts(as_role, sqlite_workspace):
+    rows = "text,label\n" + "".join(f"\"<script>alert({i})</script> text {i}\",{'ab'[i % 2]}\n" for i in range(12))
+    editor = as_role("editor")
+    answer = _import(editor, rows.encode(), "texts.csv", "texts", kind="text-classification")
+    assert answer.status_code == 303, answer.text
+    page = editor.get("/datasets/texts/versions/1")
+    assert page.status_code == 200 and 'id="text-stats"' in page.text and "ready for training" in page.text
+    assert page.text.count("&lt;script&gt;alert(") == 12 and "<script>alert(" not in page.text

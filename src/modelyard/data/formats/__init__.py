@@ -67,7 +67,7 @@ def detect(path: str | Path) -> str:
         return "labelstudio"
     if voc.xml_files(path) or (path / "Annotations").is_dir():
         return "voc"
-    if csvlabels.csv_files(path):
+    if any(p.name != csvlabels.SPLITS_FILE for p in csvlabels.csv_files(path)):
         return "csv"
     # a YOLO folder must name its classes (data.yaml or classes.txt) to be read at all; that file is the sign, not
     # loose .txt files (a README.txt beside class folders is not a label)

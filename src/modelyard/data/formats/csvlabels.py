@@ -34,8 +34,12 @@ LABEL_COLUMNS = ("label", "labels", "class")
 CLASSES_FILE = "classes.txt"
 
 
+SPLITS_FILE = "splits.csv"  # what a dataset export writes beside the labels: not a label file
+
+
 def csv_files(path: Path) -> list[Path]:
-    return [p for p in sorted(path.glob("*.csv")) if p.is_file()]
+    found = [p for p in sorted(path.glob("*.csv")) if p.is_file()]
+    return [p for p in found if p.name != SPLITS_FILE] if len(found) > 1 else found
 
 
 def read(path: str | Path) -> tuple[AnnotationSet, dict[str, Path]]:

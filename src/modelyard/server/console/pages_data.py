@@ -96,8 +96,11 @@ def version_page(request: Request, name: str, version: int, viewer: Viewer = Dep
         start = max(0, int(request.query_params.get("start", 0)))
     except ValueError:
         start = 0
-    gallery = table = None
-    if found.kind in IMAGE_KINDS:
+    gallery = table = texts = None
+    if found.kind == "text-classification":
+        entries = store.manifest(found)["entries"]
+        texts = {"items": entries[start:start + TABLE_ROWS], "total": len(entries)}
+    elif found.kind in IMAGE_KINDS:
         entries = store.manifest(found)["entries"]
         gallery = {"items": [{"index": i, **e} for i, e in enumerate(entries[start:start + GALLERY], start)],
                    "total": len(entries)}
@@ -105,8 +108,8 @@ def version_page(request: Request, name: str, version: int, viewer: Viewer = Dep
         table = _table_page(store, found, start)
     children = [v for v in store.versions(name) if (v.lineage or {}).get("parent") == found.ref]
     return render(request, "dataset_version.html", viewer, title=found.ref, nav="datasets", v=found,
-                  check=check.to_dict(), gallery=gallery, table=table, start=start, step=GALLERY if gallery else
-                  TABLE_ROWS, children=children)
+                  check=check.to_dict(), gallery=gallery, table=table, texts=texts, start=start,
+                  step=GALLERY if gallery else TABLE_ROWS, children=children)
 
 
 @router.get("/datasets/{name}/versions/{version}/items/{index}")
