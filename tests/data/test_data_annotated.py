@@ -157,3 +157,4 @@ def test_a_text_csv_imports_as_text_classification_keeping_unlabeled_texts(store
     tiny = tmp_path / "tiny.csv"
     tiny.write_text("text,label\nonly one,a\n")
     assert not store.check(store.import_path(tiny, "tiny", kind="text-classification"))
+

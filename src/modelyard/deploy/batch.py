@@ -245,6 +245,8 @@ def _input(spec: BatchSpec, workspace, workdir: Path) -> tuple[Path, list[str] |
         folder.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(table, index=False)
         return table, spec.columns or [c for c in frame.columns if c not in (label, spec.key)]
+    if version.kind == "text-classification":  # texts live in the manifest: there are no files to run on
+        raise InvalidInput(f"{version.ref} holds texts; batch inference runs on tables and images")
     # image datasets: one flat folder (keys are the stored paths with "/" as "__", so names stay unique)
     entries = [e for e in store.manifest(version)["entries"] if not e.get("error")]
     workspace.blobs.materialize({e["path"].replace("/", "__"): e["digest"] for e in entries}, folder)
