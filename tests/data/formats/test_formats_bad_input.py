@@ -168,3 +168,22 @@ def test_format_detection_says_what_it_looked_for(tmp_path):
     (tmp_path / "notes.md").write_text("hi")
     with pytest.raises(InvalidInput, match="cannot tell the annotation format"):
         formats.read(tmp_path)
+
+
+def test_a_coco_release_layout_reads_train_and_val_instances_only(tmp_path):
+    original = detection_set(4)
+    formats.write(original, tmp_path / "x", "coco", png_source(original))
+    document = json.loads((tmp_path / "x" / "annotations.json").read_text())
+    (tmp_path / "coco" / "annotations").mkdir(parents=True)
+    for split, ids in (("train2017", (1, 2, 3)), ("val2017", (4,))):
+        part = {**document, "images": [i for i in document["images"] if i["id"] in ids],
+                "annotations": [a for a in document["annotations"] if a["image_id"] in ids]}
+        (tmp_path / "coco" / "annotations" / f"instances_{split}.json").write_text(json.dumps(part))
+        (tmp_path / "coco" / "annotations" / f"captions_{split}.json").write_text(json.dumps(
+            {"images": part["images"], "annotations": [{"image_id": 1, "caption": "a cat"}]}))
+        (tmp_path / "coco" / split).mkdir()
+        for image in part["images"]:
+            (tmp_path / "coco" / split / image["file_name"]).write_bytes(png(64, 48))
+    annotations, files = formats.read(tmp_path / "coco")
+    assert annotations.by_item() == original.by_item()
+    assert files["img000003.png"] == tmp_path / "coco" / "val2017" / "img000003.png"

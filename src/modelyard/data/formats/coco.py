@@ -2,10 +2,11 @@
 category_id, bbox: [x, y, w, h] px, area, iscrowd}], "categories": [{id, name}]}``.
 
 Reading takes a JSON file, or a folder holding ``*.json`` (at its root or in ``annotations/``; several files, such
-as ``instances_train2017.json`` and ``instances_val2017.json``, are merged). Each image's ``file_name`` is the item
-id and is looked up in the JSON's folder, its ``images/`` folder, the root, the root's ``images/`` and the folder
-named after the file (``train2017/``). Classes are the categories in id order. A ``score`` on an annotation
-(a detector's result) is kept as the box's score.
+as ``instances_train2017.json`` and ``instances_val2017.json``, are merged, and when ``instances_*.json`` files are
+there the release's ``captions_*`` and ``person_keypoints_*`` files beside them are not read). Each image's
+``file_name`` is the item id and is looked up in the JSON's folder, its ``images/`` folder, the root, the root's
+``images/`` and the folder named after the file (``train2017/``). Classes are the categories in id order. A
+``score`` on an annotation (a detector's result) is kept as the box's score.
 
 Writing produces ``annotations.json`` and ``images/<item>``; the JSON is written piece by piece (categories, then
 one image record at a time, then one annotation at a time), so an export of any size needs memory for one item.
@@ -41,7 +42,10 @@ def json_files(path: Path) -> list[Path]:
     """The COCO JSON files of a folder (root, then ``annotations/``), told apart from Label Studio's lists by
     their first character, and from the ``dataset.json`` a Modelyard export writes beside them by its schema tag."""
     candidates = sorted(path.glob("*.json")) + sorted((path / "annotations").glob("*.json"))
-    return [p for p in candidates if p.is_file() and peek(p) == "{" and not _modelyard_document(p)]
+    found = [p for p in candidates if p.is_file() and peek(p) == "{" and not _modelyard_document(p)]
+    # the COCO release puts captions_*.json and person_keypoints_*.json beside instances_*.json: boxes are in the last
+    instances = [p for p in found if p.name.startswith("instances")]
+    return instances or found
 
 
 def _modelyard_document(path: Path) -> bool:
@@ -118,7 +122,9 @@ def _read_document(document, json_path: Path, root: Path, classes: list[str], it
         item = safe_item(str(image["file_name"]), name).as_posix()
         candidates = [json_dir / "images" / item, json_dir / item, root / "images" / item, root / item]
         stem = json_path.stem.removeprefix("instances_")
-        candidates += [root / stem / item, json_dir.parent / stem / item]
+        candidates.append(root / stem / item)
+        if json_dir != root:  # annotations/instances_val2017.json names val2017/...; never look above the root
+            candidates.append(json_dir.parent / stem / item)
         found = find_file(candidates)
         if found is None:
             raise InvalidInput(f"{item}: {name} names this image but no such file exists (looked in "
