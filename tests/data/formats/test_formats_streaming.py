@@ -13,7 +13,7 @@ from modelyard.data import formats
 @pytest.mark.parametrize(("fmt", "document", "count"), [("coco", "annotations.json", 20_000),
                                                          ("labelstudio", "tasks.json", 4_000)])
 def test_a_large_export_keeps_memory_far_below_the_document_size(tmp_path, fmt, document, count):
-    big = detection_set(count)
+    big = detection_set(count, boxes_per_item=1)  # one box each: tracemalloc slows every allocation
     formats.write(detection_set(2), tmp_path / "warm-up", fmt)  # imports and first-use caches are not the export
     tracemalloc.start()
     try:
@@ -22,11 +22,11 @@ def test_a_large_export_keeps_memory_far_below_the_document_size(tmp_path, fmt, 
     finally:
         tracemalloc.stop()
     size = (tmp_path / fmt / document).stat().st_size
-    assert size > 350 * count
+    assert size > 150 * count
     assert peak < size / 20, f"peak {peak} bytes while writing a {size}-byte document"
     with open(tmp_path / fmt / document) as handle:  # the streamed pieces make one valid document
         loaded = json.load(handle)
     if fmt == "coco":
-        assert len(loaded["images"]) == count and len(loaded["annotations"]) == 3 * count
+        assert len(loaded["images"]) == count and len(loaded["annotations"]) == count
     else:
-        assert sum(len(task["annotations"][0]["result"]) for task in loaded) == 3 * count
+        assert sum(len(task["annotations"][0]["result"]) for task in loaded) == count
