@@ -44,8 +44,10 @@ def annotation_sets(draw, task: str = "detection", scored: bool = True, max_item
     count = draw(st.integers(0 if task != "text" else 1, max_items))
     items = []
     for index in range(count):
-        folder = draw(st.sampled_from(["", "a/", "a/b/"]))
-        item = f"{folder}img{index}.png"
+        folder = draw(st.sampled_from(["", "a/", "a b/c/"]))
+        # names that URLs, XML, CSV and JSON each treat specially
+        stem = draw(st.sampled_from(["img", "caf\u00e9 ", "50%#", "a,b&<c>", "q?d=x"]))
+        item = f"{folder}{stem}{index}.png"
         if task == "text":
             text = draw(st.text(min_size=1, max_size=30).filter(lambda t: t.strip()))
             labels = draw(st.lists(st.sampled_from(classes), max_size=3, unique=True))

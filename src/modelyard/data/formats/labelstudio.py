@@ -14,8 +14,9 @@ Rotated boxes and region types with no box or class form here (polygons, brushes
 with the item named rather than dropped. Class order comes from ``label_config.xml`` (the labeling config written
 beside an export) when present, else the labels used, sorted.
 
-Writing produces ``tasks.json`` (written one task at a time), ``label_config.xml`` (paste it into the project's
-labeling setup) and ``images/<item>`` (serve that folder as local-files storage). Text items carry their text in
+Writing produces ``tasks.json`` (written one task at a time; ``data.image`` is the item id as a relative URL, so
+``#``, ``?`` and ``%`` are percent-escaped), ``label_config.xml`` (paste it into the project's labeling setup) and
+``images/<item>`` (serve that folder as local-files storage). Text items carry their text in
 ``data.text`` and their id in ``data.item``.
 """
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
 from modelyard.core.errors import InvalidInput
@@ -107,8 +108,9 @@ def read(path: str | Path) -> tuple[AnnotationSet, dict[str, Path]]:
 def _item_of(ref: str, where: str) -> str:
     """The item id of an image reference in Label Studio's URL forms."""
     parsed = urlparse(ref)
-    if "d" in parse_qs(parsed.query):
-        return safe_item(unquote(parse_qs(parsed.query)["d"][0]), where).as_posix()
+    query = parse_qs(parsed.query)
+    if "d" in query and "local-files" in parsed.path:  # parse_qs has undone the percent-escapes already
+        return safe_item(query["d"][0], where).as_posix()
     if parsed.scheme or ref.startswith("/"):  # an upload, a web or bucket URL, an absolute path: its file name
         return PurePosixPath(unquote(parsed.path)).name
     return safe_item(unquote(ref), where).as_posix()
@@ -207,7 +209,7 @@ def _task(task: str, annotated: Annotated, number: int) -> dict:
         data = {"text": annotated.text, "item": annotated.item}
         target = "text"
     else:
-        data = {"image": safe_name(annotated.item)}
+        data = {"image": quote(safe_name(annotated.item), safe="/")}  # a URL: "#", "?" and "%" are escaped
         target = "image"
     truth: list[dict] = []
     proposed: list[dict] = []
