@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from modelyard.data.annotations import Annotated, AnnotationSet, Box
 
-CLASS_NAMES = ("cat", "dog", "traffic light", "b\u00e9b\u00e9", "7", "Person")
+CLASS_NAMES = ("cat", "dog", "traffic light", "b\u00e9b\u00e9", "7", "Person", "R&D <x>", "#1: a")
 
 
 @lru_cache(maxsize=256)

@@ -107,14 +107,15 @@ def load_json(path: Path):
 
 
 def read_class_list(path: Path) -> list[str]:
-    """One class name per line (blank lines and ``#`` comments skipped; CVAT's ``labelmap.txt`` ``name:color::``
-    lines give the name)."""
+    """One class name per line (blank lines skipped). CVAT's ``labelmap.txt`` is ``name:color::`` lines under a ``#``
+    header; any other file is names as they are (a class may be called ``#1: a``)."""
     names = []
+    cvat = path.name == "labelmap.txt"
     for line in path.read_text(encoding="utf-8-sig").splitlines():
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line or (cvat and line.startswith("#")):
             continue
-        names.append(line.split(":", 1)[0].strip() if path.name == "labelmap.txt" else line)
+        names.append(line.split(":", 1)[0].strip() if cvat else line)
     if len(set(names)) != len(names):
         raise InvalidInput(f"{path.name}: names a class twice")
     return names
