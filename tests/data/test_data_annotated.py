@@ -2,21 +2,17 @@
 and trainability, read back as annotations, exported in every format, and bad input that imports nothing."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "formats"))
-from formatsupport import assert_same, detection_set, png, png_source  # noqa: E402
-
-from modelyard.core.errors import InvalidInput  # noqa: E402
-from modelyard.data import formats  # noqa: E402
-from modelyard.data.annotated import annotations_of  # noqa: E402
-from modelyard.data.annotations import Annotated, AnnotationSet, Box  # noqa: E402
-from modelyard.data.datasets import DatasetStore  # noqa: E402
-from modelyard.data.export import export_version  # noqa: E402
-from modelyard.data.steps import apply_step  # noqa: E402
+from formatsupport import assert_same, detection_set, png, png_source
+from modelyard.core.errors import InvalidInput
+from modelyard.data import formats
+from modelyard.data.annotated import annotations_of
+from modelyard.data.annotations import Annotated, AnnotationSet, Box
+from modelyard.data.datasets import DatasetStore
+from modelyard.data.export import export_version
+from modelyard.data.steps import apply_step
 
 
 @pytest.fixture

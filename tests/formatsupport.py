@@ -1,4 +1,4 @@
-"""Annotation sets and tiny images for the format tests (hypothesis strategies and plain builders)."""
+"""Annotation sets and tiny images for the format and annotated-dataset tests (hypothesis strategies, builders)."""
 
 from __future__ import annotations
 
