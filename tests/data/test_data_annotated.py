@@ -154,3 +154,19 @@ def test_a_text_csv_imports_as_text_classification_keeping_unlabeled_texts(store
     tiny.write_text("text,label\nonly one,a\n")
     assert not store.check(store.import_path(tiny, "tiny", kind="text-classification"))
 
+
+
+def test_a_multilabel_csv_imports_as_multilabel_classification(store, tmp_path):
+    labeled = AnnotationSet("multilabel", ("sky", "sea", "sand"), tuple(
+        Annotated.make(f"beach/{i}.png", 12, 10, labels=[("sky", "sea", "sand")[j] for j in range(3) if (i >> j) & 1])
+        for i in range(24)))
+    formats.write(labeled, tmp_path / "csv", "csv", png_source(labeled))
+    version = store.import_path(tmp_path / "csv", "beach", kind="multilabel-classification")
+    assert version.kind == "multilabel-classification" and version.schema["multilabel"] is True
+    stats = version.stats
+    assert (stats["unlabeled"], stats["per_class"]) == (3, {"sky": 12, "sea": 12, "sand": 12})
+    assert stats["labels_per_image"]["max"] == 3
+    assert store.check(version) and store.load_annotations(version).by_item() == labeled.by_item()
+    result = export_version(version.to_dict(), store.manifest(version), store.blobs.read_bytes, tmp_path / "ls",
+                            "labelstudio")
+    assert result["images"] == 24 and formats.read(tmp_path / "ls")[0].by_item() == labeled.by_item()

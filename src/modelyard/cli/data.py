@@ -48,8 +48,9 @@ def import_command(
                                               "one, a CSV of path,label, or a COCO, Pascal VOC, YOLO or Label "
                                               "Studio folder.")],
     name: Annotated[str, typer.Option("--name", help="Dataset name (created on first import).")],
-    kind: Annotated[str, typer.Option("--kind", help="auto, tabular, image-classification, object-detection or "
-                                                     "text-classification (a CSV of text,label).")] = "auto",
+    kind: Annotated[str, typer.Option("--kind", help="auto, tabular, image-classification, object-detection, "
+                                                     "multilabel-classification or text-classification (a CSV "
+                                                     "of text,label).")] = "auto",
     fmt: Annotated[str | None, typer.Option("--format", help="Annotation format: auto, coco, voc, yolo, labelstudio "
                                                              "or csv (default: read annotations when --kind is "
                                                              "object-detection or auto finds an annotation "
@@ -140,6 +141,11 @@ def stats_command(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")], as_
     console.print(f"[bold]{data['ref']}[/] {data['kind']}", highlight=False)
     if data["kind"] == "object-detection":
         _print_detection_stats(stats)
+    elif data["kind"] == "multilabel-classification":
+        per_image = stats["labels_per_image"]
+        console.print(f"images {stats['images']} (unlabeled {stats['unlabeled']}), labels per image "
+                      f"{per_image.get('min', 0)}-{per_image.get('max', 0)} (mean {per_image.get('mean', 0)})",
+                      highlight=False)
     elif data["kind"] == "text-classification":
         length = stats["length"]
         console.print(f"texts {stats['texts']} (labeled {stats['labeled']}, unlabeled {stats['unlabeled']}), length "

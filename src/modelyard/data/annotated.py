@@ -7,7 +7,8 @@ entry is ``{"path", "digest", "size", "split", **Annotated.to_entry()}`` plus th
 records (mode, format, brightness, hash); the schema is ``{"task", "classes"}``. A text set (a CSV of ``text,label``
 or Label Studio text tasks) becomes a ``text-classification`` version whose entries carry the text itself
 (``{"path": id, "text", "labels", "split"}``, plus ``label`` when single-label); unlabeled texts are kept (they
-are what a labeling job works on).
+are what a labeling job works on). A multi-label image set (several ``;``-separated labels in a CSV cell, or
+several Label Studio choices) becomes a ``multilabel-classification`` version whose entries carry ``labels``.
 
 All or nothing: the annotations are read and checked in full first (a bad item is one error naming it), then every
 image is decoded completely (a truncated or corrupt one is refused, naming it, before any row is written), then the
@@ -32,13 +33,13 @@ from modelyard.data.annotations import Annotated, AnnotationSet
 
 # annotation task -> dataset kind
 KIND_OF_TASK = {"detection": "object-detection", "classification": "image-classification",
-                "text": "text-classification"}
+                "multilabel": "multilabel-classification", "text": "text-classification"}
 TASK_OF_KIND = {kind: task for task, kind in KIND_OF_TASK.items()}
 SPLIT_NAMES = {"t": "train", "v": "validation"}
 IMPORT_FORMATS = ("auto", "coco", "voc", "yolo", "labelstudio", "csv")
 # what `data export` writes for each kind when no format is named
 DEFAULT_EXPORT = {"tabular": "csv", "image-classification": "csv", "object-detection": "coco",
-                  "text-classification": "csv"}
+                  "multilabel-classification": "csv", "text-classification": "csv"}
 
 
 def looks_annotated(path: Path) -> bool:
@@ -70,8 +71,7 @@ def import_annotations(store, path: Path, display: str, name: str, fmt: str, val
         annotations, files = formats.read(path, resolved)
         kind = KIND_OF_TASK.get(annotations.task)
         if kind is None:
-            raise InvalidInput(f"{display}: a {annotations.task} set cannot be imported as a dataset yet (object "
-                               "detection, single-label image classification and text classification can)")
+            raise InvalidInput(f"{display}: a {annotations.task} set cannot be imported as a dataset")
         if expect_kind != "auto" and kind != expect_kind:
             raise InvalidInput(f"{display}: holds a {annotations.task} set, which imports as {kind}, not "
                                f"{expect_kind}")
@@ -101,6 +101,11 @@ def import_annotations(store, path: Path, display: str, name: str, fmt: str, val
 
         schema["label"] = "label"
         stats = image_stats(entries, classes, store.blobs.read_bytes)
+    elif kind == "multilabel-classification":
+        from modelyard.data.stats import multilabel_stats
+
+        schema["multilabel"] = True
+        stats = multilabel_stats(entries, classes)
     elif kind == "object-detection":
         clipped = [{"path": a.item, "boxes": a.clipped} for a in annotations.items if a.clipped]
         stats = annotation_stats(entries, classes, clipped=clipped)
@@ -143,6 +148,8 @@ def _image_entries(store, annotations: AnnotationSet, files: dict[str, Path], ki
                  **annotated.to_entry()}
         if kind == "image-classification":
             entry["label"] = entry.pop("labels")[0]
+        elif kind == "multilabel-classification":
+            entry["labels"] = list(annotated.labels)  # also when empty: an image nobody has labeled yet
         entries.append(entry)
         if progress and index % 200 == 0:
             progress(0.5 + 0.5 * index / len(annotations.items),

@@ -49,8 +49,8 @@ def check_stats(ref: str, kind: str, schema: dict, stats: dict) -> CheckResult:
     warnings: list[str] = []
     if kind == "object-detection":
         return _check_detection(ref, stats)
-    if kind == "text-classification":
-        return _check_texts(ref, stats)
+    if kind in ("text-classification", "multilabel-classification"):
+        return _check_labels(ref, kind, stats)
     if kind == "image-classification":
         rule = rules()["image-classification"]
         per_class = stats.get("per_class", {})
@@ -144,23 +144,28 @@ def _check_detection(ref: str, stats: dict) -> CheckResult:
     return CheckResult(ref, tuple(problems), tuple(warnings))
 
 
-def _check_texts(ref: str, stats: dict) -> CheckResult:
-    rule = rules()["text-classification"]
+def _check_labels(ref: str, kind: str, stats: dict) -> CheckResult:
+    """Texts, and multi-label images: enough labeled items per class; unlabeled and repeated items warn."""
+    rule = rules()[kind]
+    unit = "texts" if kind == "text-classification" else "images"
     problems: list[str] = []
     warnings: list[str] = []
     per_class = stats.get("per_class", {})
     used = [k for k, v in per_class.items() if v > 0]
     if len(used) < rule["min_classes"]:
-        problems.append(f"needs labeled texts of at least {rule['min_classes']} classes, has {len(used)}")
+        problems.append(f"needs labeled {unit} of at least {rule['min_classes']} classes, has {len(used)}")
     small = sorted(k for k, v in per_class.items() if v < rule["min_per_class"])
     if small:
-        problems.append(f"needs at least {rule['min_per_class']} labeled texts per class; too few in "
+        problems.append(f"needs at least {rule['min_per_class']} labeled {unit} per class; too few in "
                         + ", ".join(f"{k} ({per_class[k]})" for k in small[:10]))
     advised = sorted(k for k, v in per_class.items() if rule["min_per_class"] <= v < rule["advised_per_class"])
     if advised:
-        warnings.append(f"fewer than {rule['advised_per_class']} labeled texts in {len(advised)} class(es)")
+        warnings.append(f"fewer than {rule['advised_per_class']} labeled {unit} in {len(advised)} class(es)")
+    corrupt = stats.get("corrupt", [])
+    if len(corrupt) > rule.get("max_corrupt", 0):
+        problems.append(f"{len(corrupt)} corrupt image(s) ({', '.join(c['path'] for c in corrupt[:5])})")
     if stats.get("unlabeled"):
-        warnings.append(f"{stats['unlabeled']} of {stats.get('texts', 0)} texts have no label (left out of training; "
+        warnings.append(f"{stats['unlabeled']} of {stats.get(unit, 0)} {unit} have no label (left out of training; "
                         "a labeling job can label them)")
     if stats.get("duplicates", {}).get("texts"):
         warnings.append(f"{stats['duplicates']['texts']} text(s) repeat another one word for word")

@@ -150,8 +150,9 @@ class DatasetStore:
                 CSV of ``path,label`` (paths relative to the CSV), or annotated images: a COCO, Pascal VOC, YOLO
                 or Label Studio folder (or a .zip/.tar of one; see ``data.annotated``).
             name: dataset name; created on first import.
-            kind: ``auto`` (default), ``tabular``, ``image-classification``, ``object-detection`` or
-                ``text-classification`` (a CSV of ``text,label`` or Label Studio text tasks).
+            kind: ``auto`` (default), ``tabular``, ``image-classification``, ``object-detection``,
+                ``multilabel-classification`` or ``text-classification`` (a CSV of ``text,label`` or Label Studio
+                text tasks).
             label: the label column of a table (default: a column named label/target/class/y, else the last).
             task: ``auto``, ``classification`` or ``regression`` (tables).
             validation_fraction: share of items in the validation split (default 0.2, ExeML's 0.8/0.2).
@@ -194,7 +195,7 @@ class DatasetStore:
     @staticmethod
     def _annotated(path: Path, display: Path, kind: str, fmt: str | None) -> bool:
         """Whether an import reads annotation files (rather than a table or class folders)."""
-        if fmt is not None or kind in ("object-detection", "text-classification"):
+        if fmt is not None or kind in ("object-detection", "multilabel-classification", "text-classification"):
             if kind == "tabular":
                 raise InvalidInput("format: annotation formats hold images; a table is imported with --kind tabular "
                                    "and no format")

@@ -35,7 +35,7 @@ def export_version(version: dict, manifest: dict, read_blob: Callable[[str], byt
         dest: output folder; must not hold files already.
         fmt: ``csv`` (default) or ``parquet`` for tables; ``csv`` (class folders + labels.csv, the default) or
             ``labelstudio`` for image classification; ``coco`` (default), ``voc``, ``yolo`` or ``labelstudio`` for
-            object detection; ``csv`` (default) or ``labelstudio`` for text classification (see
+            object detection; ``csv`` (default) or ``labelstudio`` for multi-label and text classification (see
             ``modelyard.data.formats``).
 
     Returns:
@@ -44,7 +44,7 @@ def export_version(version: dict, manifest: dict, read_blob: Callable[[str], byt
     from modelyard.data.annotated import DEFAULT_EXPORT, export_annotations
 
     fmt = fmt or DEFAULT_EXPORT.get(manifest["kind"], "csv")
-    if manifest["kind"] in ("object-detection", "text-classification") or (
+    if manifest["kind"] in ("object-detection", "multilabel-classification", "text-classification") or (
             manifest["kind"] == "image-classification" and fmt != "csv"):
         return export_annotations(version, manifest, read_blob, Path(dest), fmt)
     dest = Path(dest)

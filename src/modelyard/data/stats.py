@@ -207,3 +207,31 @@ def text_stats(entries: list[dict], classes: list[str]) -> dict:
         "duplicates": {"groups": len(duplicates), "texts": sum(len(g) - 1 for g in duplicates),
                        "examples": duplicates[:MAX_LISTED]},
     }
+
+
+def multilabel_stats(entries: list[dict], classes: list[str]) -> dict:
+    """Stats of a multilabel-classification manifest's entries (``labels``, ``split``, and the image facts):
+    images per class and per split, labels per image, unlabeled images, image sizes."""
+    good = [e for e in entries if not e.get("error")]
+    per_class: Counter = Counter(label for e in good for label in e["labels"])
+    per_split: dict[str, dict[str, int]] = {"train": {}, "validation": {}}
+    for entry in good:
+        bucket = per_split["train" if entry["split"] == "t" else "validation"]
+        for label in entry["labels"]:
+            bucket[label] = bucket.get(label, 0) + 1
+    counts = [len(e["labels"]) for e in good]
+    widths = [e["width"] for e in good]
+    heights = [e["height"] for e in good]
+    return {
+        "kind": "multilabel-classification",
+        "images": len(entries),
+        "usable": len(good),
+        "unlabeled": sum(1 for c in counts if c == 0),
+        "per_class": {name: int(per_class.get(name, 0)) for name in classes},
+        "per_class_split": per_split,
+        "split": split_counts(e["split"] for e in entries),
+        "labels_per_image": {**_summary(counts), "histogram": _histogram(counts)},
+        "sizes": {"width": _summary(widths), "height": _summary(heights),
+                  "min_side": int(min(min(widths), min(heights))) if good else 0},
+        "corrupt": [{"path": e["path"], "error": e["error"]} for e in entries if e.get("error")][:1000],
+    }

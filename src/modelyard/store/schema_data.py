@@ -35,7 +35,8 @@ class MetricValue(sa.types.TypeDecorator):
         return None if value is None else float(value)
 
 
-DATASET_KINDS = ("tabular", "image-classification", "object-detection", "text-classification")
+DATASET_KINDS = ("tabular", "image-classification", "object-detection", "multilabel-classification",
+                 "text-classification")
 RUN_STATUSES = ("running", "finished", "failed", "killed")
 
 datasets = sa.Table(

@@ -138,3 +138,24 @@ def test_a_text_csv_imports_and_the_version_page_lists_the_texts(as_role, sqlite
     page = editor.get("/datasets/texts/versions/1")
     assert page.status_code == 200 and 'id="text-stats"' in page.text and "ready for training" in page.text
     assert page.text.count("&lt;script&gt;alert(") == 12 and "<script>alert(" not in page.text
+
+
+def test_a_multilabel_version_page_shows_each_images_labels(as_role, sqlite_workspace, tmp_path):
+    from PIL import Image
+
+    from modelyard.data import formats
+    from modelyard.data.annotations import Annotated, AnnotationSet
+    from modelyard.data.datasets import DatasetStore
+
+    def png(item):
+        buffer = io.BytesIO()
+        Image.new("RGB", (12, 10), (9, 9, 9)).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    labeled = AnnotationSet("multilabel", ("sky", "sea"), tuple(
+        Annotated.make(f"{i}.png", 12, 10, labels=["sky", "sea"][: i % 3]) for i in range(12)))
+    formats.write(labeled, tmp_path / "csv", "csv", png)
+    DatasetStore(sqlite_workspace).import_path(tmp_path / "csv", "beach", kind="multilabel-classification")
+    page = as_role("viewer").get("/datasets/beach/versions/1")
+    assert page.status_code == 200 and page.text.count('<img loading="lazy"') == 12
+    assert "<b>sky, sea</b>" in page.text and "<b>(no label)</b>" in page.text

@@ -19,7 +19,7 @@ router = APIRouter()
 DATASET_SORTS = ("name", "kind", "versions", "items", "created")
 GALLERY = 48
 TABLE_ROWS = 25
-IMAGE_KINDS = ("image-classification", "object-detection")
+IMAGE_KINDS = ("image-classification", "object-detection", "multilabel-classification")
 IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"BM": "image/bmp", b"GIF8": "image/gif"}
 
 

@@ -1,4 +1,4 @@
-"""datasets may hold object-detection and text-classification versions
+"""datasets may hold object-detection, multilabel-classification and text-classification versions
 
 Revision ID: 0006_dataset_kinds
 Revises: 0005
@@ -12,7 +12,8 @@ branch_labels = None
 depends_on = None
 
 OLD = "kind IN ('tabular','image-classification')"
-NEW = "kind IN ('tabular','image-classification','object-detection','text-classification')"
+NEW = ("kind IN ('tabular','image-classification','object-detection','multilabel-classification',"
+       "'text-classification')")
 
 
 def _replace(condition: str) -> None:
