@@ -123,7 +123,7 @@ def write(annotations: AnnotationSet, dest: str | Path, image_source: ImageSourc
         for annotated in annotations.items:
             pure = safe_item(annotated.item)
             target = stage / "Annotations" / stem_path(annotated.item, ".xml")
-            target.parent.mkdir(parents=True, exist_ok=True)
+            copy.make_parent(target)
             target.write_text(_document(annotated, pure.name, pure.parent.as_posix()), encoding="utf-8")
             copy(annotated.item, stage / "JPEGImages", str(pure))
             boxes += len(annotated.boxes)

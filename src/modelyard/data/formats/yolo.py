@@ -147,7 +147,7 @@ def write(annotations: AnnotationSet, dest: str | Path, image_source: ImageSourc
         (stage / "labels").mkdir()
         for annotated in annotations.items:
             target = stage / "labels" / stem_path(annotated.item, ".txt")
-            target.parent.mkdir(parents=True, exist_ok=True)
+            copy.make_parent(target)
             target.write_text("".join(_line(box, index, annotated.width, annotated.height)
                                       for box in annotated.boxes), encoding="utf-8")
             copy(annotated.item, stage / "images", safe_name(annotated.item))
