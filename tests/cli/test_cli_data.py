@@ -150,9 +150,11 @@ def test_detection_import_stats_export(tmp_path):
     assert "leaves@1 (V001) object-detection: 5 images with 5 boxes" in imported.output
     human = cli("stats", "leaves@1")
     assert "images 5, boxes 5" in human.output and "ready for training" in human.output
-    exported = cli("export", "leaves@1", "--format", "yolo", "-o", tmp_path / "yolo")
+    exported = cli("export", "leaves@1", "--format", "yolo", tmp_path / "yolo")
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "yolo" / "labels" / "3.txt").read_text() == "0 0.500000 0.500000 0.750000 0.666667\n"
+    twice = cli("export", "leaves@1", tmp_path / "a", "-o", tmp_path / "b")
+    assert isinstance(twice.exception, InvalidInput) and "give the output folder once" in str(twice.exception)
     (tmp_path / "voc" / "JPEGImages" / "2.png").write_bytes(b"not an image")
     refused = cli("import", tmp_path / "voc", "--name", "leaves")
     assert isinstance(refused.exception, InvalidInput) and "2.png: the image 2.png cannot be read" in str(

@@ -297,7 +297,8 @@ def _print_plan(plan: dict) -> None:
 @app.command("export")
 def export_command(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="New or empty output folder.")],
+    dest: Annotated[Path | None, typer.Argument(help="New or empty output folder (or give -o).")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="New or empty output folder.")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="tables: csv (default) or parquet; image "
                                                              "classification: csv (default) or labelstudio; object "
                                                              "detection: coco (default), voc, yolo or "
@@ -307,8 +308,12 @@ def export_command(
 ) -> None:
     """Write a version to a folder (table with a _split column, class folders + labels.csv, or an annotation
     format with its images, splits.csv and dataset.json)."""
+    from modelyard.core.errors import InvalidInput
+
+    if (dest is None) == (out is None):
+        raise InvalidInput("give the output folder once: as DEST or with -o/--out")
     with get_client() as client:
-        result = client.data.export(ref, out, fmt=fmt)
+        result = client.data.export(ref, dest or out, fmt=fmt)
     if as_json:
         print_json(result)
         return
