@@ -111,7 +111,8 @@ def _check_detection(ref: str, stats: dict) -> CheckResult:
     rule = rules()["object-detection"]
     problems: list[str] = []
     warnings: list[str] = []
-    per_class = stats.get("images_per_class", {})
+    # stats made by something other than stats.annotation_stats may count boxes only: judge by those then
+    per_class = stats.get("images_per_class", stats.get("per_class", {}))
     used = [k for k, v in per_class.items() if v > 0]
     if len(used) < rule["min_classes"]:
         problems.append(f"needs boxes of at least {rule['min_classes']} class(es), has {len(used)}")

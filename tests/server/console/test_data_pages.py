@@ -159,3 +159,23 @@ def test_a_multilabel_version_page_shows_each_images_labels(as_role, sqlite_work
     page = as_role("viewer").get("/datasets/beach/versions/1")
     assert page.status_code == 200 and page.text.count('<img loading="lazy"') == 12
     assert "<b>sky, sea</b>" in page.text and "<b>(no label)</b>" in page.text
+
+
+def test_a_detection_version_with_box_counts_only_still_renders_and_is_checked(as_role, sqlite_workspace):
+    """Versions other code makes (a labeling job's publish) may carry fewer statistics than an import."""
+    from modelyard.data.datasets import DatasetStore
+
+    store = DatasetStore(sqlite_workspace)
+    entries = [{"path": f"{i}.png", "digest": "0" * 64, "size": 1, "split": "t", "width": 8, "height": 8,
+                "boxes": [[1, 1, 5, 5, "cat"]]} for i in range(6)]
+    version = store._create_version(
+        "published", "object-detection", {"schema": "modelyard.dataset-manifest/1", "kind": "object-detection",
+                                          "entries": entries},
+        schema={"task": "object-detection", "classes": ["cat", "dog"]}, split={"counts": {"train": 6}},
+        stats={"kind": "object-detection", "images": 6, "usable": 6, "boxes": 6, "per_class": {"cat": 6, "dog": 0}},
+        lineage={"parent": None, "step": None}, source={"name": "a job"}, items=6, size=6, description="",
+        created_by="t")
+    check = store.check(version)
+    assert check.problems == ("every class needs labeled images; no box of dog (label some, or remove the class)",)
+    page = as_role("viewer").get("/datasets/published/versions/1")
+    assert page.status_code == 200 and 'id="detection-stats"' in page.text and "not computed" in page.text
