@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from formatsupport import detection_set, png, png_source
 
+from formatsupport import detection_set, png, png_source
 from modelyard.core.errors import InvalidInput
 from modelyard.data import formats
 
@@ -187,3 +187,14 @@ def test_a_coco_release_layout_reads_train_and_val_instances_only(tmp_path):
     annotations, files = formats.read(tmp_path / "coco")
     assert annotations.by_item() == original.by_item()
     assert files["img000003.png"] == tmp_path / "coco" / "val2017" / "img000003.png"
+
+
+@pytest.mark.parametrize("categories", [[{"id": "1", "name": "cat"}, {"id": 2, "name": "dog"}],
+                                        [{"id": 1}], ["cat"]])
+def test_coco_categories_need_integer_ids_and_names(tmp_path, categories):
+    folder = _export(tmp_path, "coco")
+    path, document = _coco(folder)
+    document["categories"] = categories
+    path.write_text(json.dumps(document))
+    with pytest.raises(InvalidInput, match="annotations.json: a category needs an integer id and a name"):
+        formats.read(folder)

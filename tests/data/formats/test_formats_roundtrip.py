@@ -5,9 +5,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from formatsupport import annotation_sets, assert_same, detection_set, png_source
 from hypothesis import HealthCheck, given, settings
 
+from formatsupport import annotation_sets, assert_same, detection_set, png_source
 from modelyard.data import formats
 
 EXAMPLES = settings(max_examples=25, deadline=None, derandomize=True, database=None,

@@ -4,8 +4,8 @@ import json
 import tracemalloc
 
 import pytest
-from formatsupport import detection_set
 
+from formatsupport import detection_set
 from modelyard.data import formats
 
 

@@ -78,9 +78,12 @@ def _read_document(document, json_path: Path, root: Path, classes: list[str], it
     if not isinstance(categories, list) or not isinstance(annotations, list):
         raise InvalidInput(f"{name}: 'categories' and 'annotations' must be lists")
     category_names: dict[int, str] = {}
-    for category in sorted(categories, key=lambda c: c.get("id", 0) if isinstance(c, dict) else 0):
-        if not isinstance(category, dict) or "id" not in category or not str(category.get("name", "")).strip():
-            raise InvalidInput(f"{name}: a category needs an id and a name, got {category!r}"[:300])
+    if not all(isinstance(c, dict) and isinstance(c.get("id"), int) for c in categories):
+        odd = next(c for c in categories if not (isinstance(c, dict) and isinstance(c.get("id"), int)))
+        raise InvalidInput(f"{name}: a category needs an integer id and a name, got {odd!r}"[:300])
+    for category in sorted(categories, key=lambda c: c["id"]):
+        if not str(category.get("name", "")).strip():
+            raise InvalidInput(f"{name}: a category needs an integer id and a name, got {category!r}"[:300])
         if category["id"] in category_names:
             raise InvalidInput(f"{name}: category id {category['id']} appears twice")
         label = str(category["name"]).strip()
