@@ -170,3 +170,14 @@ def test_a_multilabel_csv_imports_as_multilabel_classification(store, tmp_path):
     result = export_version(version.to_dict(), store.manifest(version), store.blobs.read_bytes, tmp_path / "ls",
                             "labelstudio")
     assert result["images"] == 24 and formats.read(tmp_path / "ls")[0].by_item() == labeled.by_item()
+
+
+def test_an_archive_of_an_annotation_folder_is_detected(store, tmp_path):
+    import zipfile
+
+    folder = _coco_folder(tmp_path, _shapes(5))
+    with zipfile.ZipFile(tmp_path / "shapes.zip", "w") as bundle:
+        for path in sorted(folder.rglob("*")):
+            bundle.write(path, f"export/{path.relative_to(folder).as_posix()}")
+    version = store.import_path(tmp_path / "shapes.zip", "zipped")
+    assert (version.kind, version.source["format"], version.stats["boxes"]) == ("object-detection", "coco", 11)

@@ -66,7 +66,7 @@ def import_annotations(store, path: Path, display: str, name: str, fmt: str, val
     with tempfile.TemporaryDirectory(prefix="modelyard-import-") as scratch:
         if path.is_file() and archive.is_archive(Path(display)):
             limits = archive.ArchiveLimits.from_settings(store.workspace.settings)
-            path = _unwrap(archive.safe_extract(path, Path(scratch) / "x", display_name=display, limits=limits))
+            path = unwrap(archive.safe_extract(path, Path(scratch) / "x", display_name=display, limits=limits))
         resolved = formats.detect(path) if fmt == "auto" else fmt
         annotations, files = formats.read(path, resolved)
         kind = KIND_OF_TASK.get(annotations.task)
@@ -171,7 +171,7 @@ def _text_entries(annotations: AnnotationSet) -> tuple[list, int]:
     return entries, total
 
 
-def _unwrap(root: Path) -> Path:
+def unwrap(root: Path) -> Path:
     """An archive that wraps everything in one folder: that folder."""
     entries = [p for p in root.iterdir() if not p.name.startswith(".")]
     while len(entries) == 1 and entries[0].is_dir():

@@ -162,8 +162,8 @@ class DatasetStore:
             source_name: the file name to record and to pick the reader by (when ``path`` is a temporary copy).
             progress: optional ``callable(fraction, message)``.
             fmt: the annotation format (``auto``, ``coco``, ``voc``, ``yolo``, ``labelstudio``, ``csv``); None
-                (default) reads annotations only when ``kind`` is ``object-detection`` or ``auto`` finds a COCO,
-                Label Studio, VOC or YOLO folder.
+                (default) reads annotations when ``kind`` names an annotated kind, or ``auto`` finds a COCO, Label
+                Studio, VOC or YOLO folder (or an archive of one).
         """
         check_name(name, "dataset name")
         path = Path(path)
@@ -190,7 +190,7 @@ class DatasetStore:
         if label is not None:
             raise InvalidInput("label: only tables have a label column; image labels are the folder names")
         return self._import_images(path, display.name, name, validation_fraction, seed, description, created_by,
-                                   progress)
+                                   progress, annotations_too=kind == "auto")
 
     @staticmethod
     def _annotated(path: Path, display: Path, kind: str, fmt: str | None) -> bool:
@@ -235,13 +235,19 @@ class DatasetStore:
             created_by=created_by,
         )
 
-    def _import_images(self, path, display, name, validation_fraction, seed, description, created_by, progress):
+    def _import_images(self, path, display, name, validation_fraction, seed, description, created_by, progress,
+                       annotations_too: bool = False):
         with tempfile.TemporaryDirectory(prefix="modelyard-import-") as scratch:
             if path.is_dir():
                 found, notes = images.scan_folder(path)
             elif archive.is_archive(Path(display)):
                 limits = archive.ArchiveLimits.from_settings(self.workspace.settings)
                 root = archive.safe_extract(path, Path(scratch) / "x", display_name=display, limits=limits)
+                from modelyard.data.annotated import import_annotations, looks_annotated, unwrap
+
+                if annotations_too and looks_annotated(unwrap(root)):  # an archive of a COCO/VOC/YOLO/LS folder
+                    return import_annotations(self, unwrap(root), display, name, "auto", validation_fraction, seed,
+                                              description, created_by, progress)
                 found, notes = images.scan_folder(root)
             else:
                 found, notes = images.read_label_csv(path)
