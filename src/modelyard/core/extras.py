@@ -40,6 +40,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "nncf": ("nncf", "openvino"),
     "psycopg": ("psycopg", "postgres"),
     "transformers": ("transformers", "hf"),
+    "tokenizers": ("tokenizers", "hf"),
 }
 
 
