@@ -59,6 +59,8 @@ NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
                "batch inference.", ("models", "evaluate", "batch")),
     "services": ("Real-time services: deploy, list, show, logs, scale, stop, start, rollback, traffic, predict, "
                  "metrics, delete.", ("services", "deploy")),
+    "monitor": ("Model monitoring of services: capture traffic, drift / data quality / performance reports, "
+                "feedback labels, alert rules and alerts.", ("monitor",)),
 }
 # The documented top-level shortcuts (README, docs, demo): name -> (noun, verb). Same options, output and exit codes.
 SHORTCUTS: dict[str, tuple[str, str]] = {

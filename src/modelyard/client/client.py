@@ -24,6 +24,7 @@ from modelyard.client._http import raise_for
 from modelyard.client.data import Datasets
 from modelyard.client.registry import Models
 from modelyard.client.runs import ActiveRun, Runs
+from modelyard.client.monitoring import Monitoring
 from modelyard.client.services import Services
 from modelyard.client.train import Automl
 from modelyard.core import errors
@@ -66,6 +67,7 @@ class Client:
         self.runs = Runs(self)
         self.models = Models(self)
         self.services = Services(self)
+        self.monitoring = Monitoring(self)
         self.automl = Automl(self)
 
     # -- plumbing -----------------------------------------------------------------------------------------------

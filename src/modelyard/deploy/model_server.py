@@ -173,6 +173,7 @@ class ModelServer:
         self.metrics = ServiceMetrics()
         self._decode_slots: dict[str, object] = {}  # kind -> asyncio.Semaphore, made on the serving loop
         self._log = AccessLog(access_log) if access_log else None
+        self.capture = None  # a monitoring.capture.Capture, set by the replica
         self._cumulative = []
         total = 0.0
         for version in versions:
@@ -292,6 +293,8 @@ def build_app(server: ModelServer):
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
+    from modelyard.deploy.monitoring.capture import feedback_endpoint
+
     async def authenticate(request) -> str:
         """Who calls (the platform, or a token's name); raises Unauthorized. Public or not."""
         if server.tokens is None:  # a server built without a checker (tests): nobody proves who they are
@@ -319,6 +322,7 @@ def build_app(server: ModelServer):
         started = time.perf_counter()
         version: LoadedVersion | None = None
         status, reason, rows, size_in, body_out = 200, None, 0, 0, b""
+        feeds = outputs = None
         key, caller = request.headers.get(KEY_HEADER) or request.query_params.get("key"), None
         try:
             caller = await authorize(request)
@@ -363,6 +367,11 @@ def build_app(server: ModelServer):
             response = _error(
                 500, "inference_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             )
+        if server.capture is not None:
+            from modelyard.deploy.monitoring.capture import observe
+
+            observe(server.capture, request, response, version.ref if version else "none", feeds, outputs, rows,
+                    time.perf_counter() - started, status)
         server.record(request, started, version.ref if version else "none", status, reason, rows, size_in,
                       len(body_out), key, caller)
         return response
@@ -409,6 +418,7 @@ def build_app(server: ModelServer):
     routes = [
         Route("/v1/predict", predict, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/feedback", feedback_endpoint(server, authorize), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

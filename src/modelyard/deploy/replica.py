@@ -120,11 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     tokens = TokenCheck(workspace.engine, internal_key(home), home)  # public or not: /metrics needs a credential
     server = ModelServer(config["service"], config["revision"], args.index, versions, config["public"], tokens,
                          config["max_body_bytes"], Path(config["metrics_dir"]), Path(config["access_log"]))
+    from modelyard.deploy.monitoring.capture import Capture
+    from modelyard.deploy.state import service_dir
+
+    server.capture = Capture(config["service"], f"replica-{args.index}", workspace.engine, workspace.blobs,
+                             {v.ref: v.signature for v in versions},
+                             service_dir(home, config["service"]) / "capture" / f"replica-{args.index}.json").start()
     print(f"replica {args.index} of {config['service']} revision {config['revision']} serving "
           f"{', '.join(v.ref for v in versions)} (pid {os.getpid()})", flush=True)
     uv_config = uvicorn.Config(build_app(server), lifespan="off", access_log=False, log_level="warning",
                                timeout_graceful_shutdown=10, timeout_keep_alive=30)
     uvicorn.Server(uv_config).run(sockets=[listen, control])
+    server.capture.close()  # writes what is still queued
     workspace.close()
     return 0
 

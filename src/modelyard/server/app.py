@@ -94,6 +94,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
         routes_jobs,
         routes_migrations,
         routes_models,
+        routes_monitoring,
         routes_runs,
         routes_services,
         routes_system,
@@ -158,7 +159,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     authenticated = documented(None, *AUTH_ERRORS)
     # routes_gc before routes_blobs: /blobs/gc before any /blobs/{parameter}
     for module in (routes_jobs, routes_tokens, routes_gc, routes_blobs, routes_data, routes_runs, routes_models,
-                   routes_services, routes_migrations):
+                   routes_services, routes_monitoring, routes_migrations):
         app.include_router(module.router, prefix="/api/v1", responses=authenticated)
     from modelyard.server import console
 

@@ -17,9 +17,12 @@ from modelyard.server.auth import Principal, require
 from modelyard.server.responses import PredictAnswer, Service, ServiceDeleted, ServiceList, ServiceStats, documented
 
 router = APIRouter(tags=["services"])
-# inference-header-content-length: the Open Inference Protocol's binary tensor data extension, both ways
-_PROXY_HEADERS = ("content-type", "accept", "x-modelyard-key", "inference-header-content-length")
-_RESPONSE_HEADERS = ("content-type", "x-modelyard-model", "inference-header-content-length")
+# inference-header-content-length: the Open Inference Protocol's binary tensor data extension, both ways;
+# x-modelyard-request-id: the id a captured prediction is given feedback by (monitoring)
+_PROXY_HEADERS = ("content-type", "accept", "x-modelyard-key", "inference-header-content-length",
+                  "x-modelyard-request-id")
+_RESPONSE_HEADERS = ("content-type", "x-modelyard-model", "inference-header-content-length",
+                     "x-modelyard-request-id")
 _UPSTREAM_LOCK = threading.Lock()
 
 
