@@ -121,7 +121,7 @@ def evaluate_rules(workspace, service: str, post=None, now: float | None = None)
             append_event(workspace.home, service, f"resolved: {row.detail.get('message')} [rule {rule['id']}]")
             result["resolved"].append(row.id)
         if spec.webhook and to_send:
-            if now - last_post < MIN_POST_GAP_S:
+            if last_post and now - last_post < MIN_POST_GAP_S:
                 result["webhooks"].append({"webhook": spec.webhook, "rate_limited": True})
                 continue  # recorded; a new alert not posted now goes out with the next evaluation after the gap
             delivery = _deliver(spec.webhook, service, rule, [d for _, d, _ in to_send], post, now)

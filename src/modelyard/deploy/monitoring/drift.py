@@ -225,7 +225,7 @@ def feature_kind(values) -> str:
     return "numeric" if array.dtype.kind in "fiu" else "categorical"
 
 
-def detect(reference: dict[str, object], current: dict[str, object], *, min_rows: int = 50, alpha: float = 0.01,
+def detect(reference: dict[str, object], current: dict[str, object], *, min_rows: int = 50, alpha: float = 0.005,
            min_effect: float = 0.1) -> list[DriftTest]:
     """Test every column the two samples share (``f.``/``s.`` columns numeric or categorical, ``e.`` columns
     embeddings), with Bonferroni over the number of tests."""

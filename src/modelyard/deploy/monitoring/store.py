@@ -60,7 +60,9 @@ class MonitorSettings(BaseModel):
             times or epoch seconds). Default training.
         window: rows per window (an int) or a duration (``1h``). Default 500.
         min_rows: a window with fewer rows is reported as insufficient, never as drift. Default 50.
-        alpha: family-wise significance over a window's tests (Bonferroni). Default 0.01.
+        alpha: family-wise significance over a window's tests (Bonferroni). Default 0.005: at most one
+            stationary window in 200 raises a flag by chance, leaving room for the reference sample's own noise
+            (every window is compared with the same reference, so its luck is shared) within a 1 % budget.
         min_effect: the smallest effect size that counts as drift (normed Wasserstein for numbers,
             Jensen-Shannon distance for categories). Default 0.1.
         queue_size: captured requests buffered in a replica before new ones are dropped (and counted). Default
@@ -77,7 +79,7 @@ class MonitorSettings(BaseModel):
     reference: str = Field(default="training", min_length=1, max_length=300)
     window: int | str = 500
     min_rows: int = Field(default=50, ge=10, le=1_000_000)
-    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    alpha: float = Field(default=0.005, gt=0, lt=0.5)
     min_effect: float = Field(default=0.1, gt=0, le=1.0)
     queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
     flush_s: float = Field(default=5.0, ge=0.05, le=3600)
