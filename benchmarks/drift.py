@@ -141,7 +141,8 @@ async def closed_loop(url: str, headers: dict, bodies: list[bytes], concurrency:
 
 
 def set_capture(client, name: str, enabled: bool) -> None:
-    client.monitoring.update(name, enabled=enabled)
+    # the default flush period (5 s): the detection phases used 0.2 s only to judge windows without waiting
+    client.monitoring.update(name, enabled=enabled, flush_s=5.0)
     time.sleep(2.5)  # replicas re-read their settings every 2 s
 
 

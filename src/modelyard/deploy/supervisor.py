@@ -556,9 +556,13 @@ def main(argv: list[str] | None = None) -> int:
     workspace = Workspace.open(settings, create=False)
     write_json_atomic(root / "supervisor.json", {"pid": os.getpid(), "started_at": time.time()})
     log.info("supervisor %s for %s", os.getpid(), settings.home)
+    from modelyard.deploy.monitoring.alerts import RuleChecker
+
+    checker = RuleChecker(workspace).start()  # alert rules fire while services run, unasked
     try:
         Supervisor(workspace).run()
     finally:
+        checker.stop()
         (root / "supervisor.json").unlink(missing_ok=True)
         workspace.close()
         log.info("supervisor %s stopped", os.getpid())

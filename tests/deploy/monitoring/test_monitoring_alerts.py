@@ -110,3 +110,14 @@ def test_rule_and_settings_validation_names_the_field():
         RuleSpec(metric="drift", window="5")
     with pytest.raises(Exception, match="metric"):
         RuleSpec(metric="vibes")
+
+
+def test_the_supervisors_checker_evaluates_the_rules_of_running_services(sqlite_workspace, service):
+    from modelyard.deploy.monitoring.alerts import RuleChecker
+
+    rng = np.random.default_rng(3)
+    _traffic(sqlite_workspace, 0, 1000, rng)
+    _traffic(sqlite_workspace, 2000, 200, rng, shift=2.0)
+    service.add_rule("svc", RuleSpec(metric="drift"))
+    RuleChecker(sqlite_workspace).check_once()
+    assert [a["feature"] for a in service.alerts("svc", state="firing")] == ["f.a"]

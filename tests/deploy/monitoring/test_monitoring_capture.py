@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modelyard.deploy.monitoring.capture import Capture, parse_feedback
-from modelyard.deploy.monitoring.reports import load_columns
+from modelyard.deploy.monitoring.segments import load_columns
 from modelyard.deploy.monitoring.store import MonitorStore
 from modelyard.registry.signature import Signature, TensorSpec
 

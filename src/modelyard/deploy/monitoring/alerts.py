@@ -147,3 +147,51 @@ def _deliver(url: str, service: str, rule: dict, alerts: list[dict], post, now: 
         log.warning("webhook %s: %s", url, exc)
         return {"webhook": url, "posted_at": now, "status": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
     return {"webhook": url, "posted_at": now, "status": status, "error": None}
+
+
+CHECK_INTERVAL_S = 60.0
+
+
+class RuleChecker:
+    """Evaluates the alert rules of every running service every ``interval_s`` seconds, in a thread of the
+    service supervisor (so alerts fire without anyone asking for a report). A failing service is logged and
+    skipped; the others are still checked."""
+
+    def __init__(self, workspace, interval_s: float = CHECK_INTERVAL_S):
+        import threading
+
+        self.workspace = workspace
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="monitor-rules", daemon=True)
+
+    def start(self) -> RuleChecker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def check_once(self) -> None:
+        import sqlalchemy as sa
+
+        from modelyard.store.schema import services
+        from modelyard.store.schema_monitoring import monitor_rules
+
+        with self.workspace.engine.connect() as conn:
+            query = (sa.select(monitor_rules.c.service).distinct()
+                     .join(services, services.c.name == monitor_rules.c.service)
+                     .where(services.c.state == "running"))
+            names = [r[0] for r in conn.execute(query)]
+        for name in names:
+            if self._stop.is_set():
+                return
+            try:
+                evaluate_rules(self.workspace, name)
+            except Exception:  # noqa: BLE001 - one service's broken reference must not stop the others' alerts
+                log.exception("monitoring: cannot evaluate the alert rules of %s", name)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.check_once()

@@ -69,7 +69,7 @@ def served_version(workspace, service: str):
 
 def load_reference(workspace, service: str, reference: str, cache_dir: Path) -> Reference:
     """The reference columns (see the module docstring); raises InvalidInput/NotFound with the reason."""
-    from modelyard.deploy.monitoring.reports import load_columns
+    from modelyard.deploy.monitoring.segments import load_columns
 
     if reference.startswith("window:"):
         start, end = parse_window_reference(reference)
@@ -88,7 +88,7 @@ def load_reference(workspace, service: str, reference: str, cache_dir: Path) -> 
     key = hashlib.sha256(f"{CACHE_VERSION}|{version.id}|{reference}|{dataset_ref}".encode()).hexdigest()[:24]
     cached = cache_dir / f"reference-{key}.parquet"
     if cached.exists():
-        from modelyard.deploy.monitoring.reports import columns_from_parquet
+        from modelyard.deploy.monitoring.segments import columns_from_parquet
 
         columns = columns_from_parquet(cached.read_bytes())
     else:
@@ -136,8 +136,8 @@ def _as_array(name: str, values: list) -> np.ndarray:
 
 
 def _table_feeds(datasets, dataset, version, only_training: bool, rng):
-    from modelyard.deploy.batch_io import open_source
     from modelyard.data.tabular import frame_to_parquet
+    from modelyard.deploy.batch_io import open_source
 
     frame, split = datasets.load_table(dataset)
     if only_training and (split == "t").any():

@@ -2,86 +2,23 @@
 judged against the reference for drift (features, predictions, embeddings), data quality, performance (real and
 estimated), latency and errors.
 
-Collect, then judge: :func:`load_columns` reads the segments, :func:`judge_window` turns one window into a dict,
-:func:`build_report` puts them together; alert rules (:mod:`.alerts`) read the same report.
+Collect, then judge: :func:`~.segments.load_columns` reads the segments, :func:`judge_window` turns one window
+into a dict, :func:`build_report` puts them together; alert rules (:mod:`.alerts`) read the same report.
 """
 
 from __future__ import annotations
 
-import io
 import time
 
 import numpy as np
 
 from modelyard.core.errors import InvalidInput
 from modelyard.deploy.monitoring import drift, performance, quality
+from modelyard.deploy.monitoring.segments import MAX_LOADED_ROWS, load_columns
 from modelyard.deploy.monitoring.store import MonitorSettings, MonitorStore, parse_duration
 
 SCHEMA = "modelyard.monitor-report/1"
 MAX_WINDOWS = 100
-MAX_LOADED_ROWS = 200_000
-
-
-def columns_from_parquet(data: bytes) -> dict[str, np.ndarray]:
-    """Record columns from one Parquet file: numbers as float64 (NaN for missing), text as object arrays,
-    embeddings (``e.``) as 2-D float32 (raw ``r.`` columns are left out: nothing here compares them)."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(io.BytesIO(data))
-    return _columns(table)
-
-
-def _columns(table) -> dict[str, np.ndarray]:
-    import pyarrow as pa
-
-    out: dict[str, np.ndarray] = {}
-    for name in table.column_names:
-        if name.startswith("r."):
-            continue
-        column = table[name]
-        if name.startswith("e."):
-            values = column.to_pylist()
-            width = next((len(v) for v in values if v is not None), 0)
-            out[name] = np.stack([np.asarray(v if v is not None else [np.nan] * width, np.float32)
-                                  for v in values]) if values else np.zeros((0, width), np.float32)
-        elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type) \
-                or pa.types.is_null(column.type):
-            out[name] = column.to_numpy(zero_copy_only=False).astype(np.float64)
-        else:
-            out[name] = np.asarray(column.to_pylist(), dtype=object)
-    return out
-
-
-def load_columns(workspace, service: str, kind: str, since: float | None = None, until: float | None = None,
-                 max_rows: int = MAX_LOADED_ROWS) -> dict[str, np.ndarray]:
-    """The ``kind`` (``traffic``/``feedback``) records of ``service`` in ``[since, until]``, oldest first; at
-    most the newest ``max_rows``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    segments = MonitorStore(workspace.engine).segments(service, kind, since, until)
-    tables, total = [], 0
-    for segment in reversed(segments):  # newest first, so the cap keeps the newest
-        tables.append(pq.read_table(io.BytesIO(workspace.blobs.read_bytes(segment.digest))))
-        total += segment.rows
-        if total >= max_rows:
-            break
-    if not tables:
-        return {}
-    table = pa.concat_tables(tables[::-1], promote_options="permissive")
-    mask = None
-    if since is not None:
-        mask = pc.greater_equal(table["ts"], since)
-    if until is not None:
-        upper = pc.less_equal(table["ts"], until)
-        mask = upper if mask is None else pc.and_(mask, upper)
-    if mask is not None:
-        table = table.filter(mask)
-    table = table.take(pc.sort_indices(table, [("ts", "ascending")]))
-    if table.num_rows > max_rows:
-        table = table.slice(table.num_rows - max_rows)
-    return _columns(table)
 
 
 def _take(columns: dict[str, np.ndarray], index) -> dict[str, np.ndarray]:
@@ -232,7 +169,7 @@ def build_report(workspace, service: str, window: int | str | None = None, windo
     first = float(traffic["ts"][0])
     feedback = load_columns(workspace, service, "feedback", first - 1.0, None)
     labels, label_times = performance.join_labels(list(traffic["request_id"]), list(traffic["row"]), feedback)
-    for start, end, rows in split_windows(traffic, window, windows):
+    for _start, _end, rows in split_windows(traffic, window, windows):
         before = slice(0, rows.start)
         calibration, calibration_rows = performance.calibration_from(_take(traffic, before), labels[before])
         judged = judge_window(_take(traffic, rows), reference.columns, settings, labels[rows], label_times[rows],
