@@ -22,9 +22,9 @@ import httpx
 
 from modelyard.client._http import raise_for
 from modelyard.client.data import Datasets
+from modelyard.client.monitoring import Monitoring
 from modelyard.client.registry import Models
 from modelyard.client.runs import ActiveRun, Runs
-from modelyard.client.monitoring import Monitoring
 from modelyard.client.services import Services
 from modelyard.client.train import Automl
 from modelyard.core import errors
