@@ -34,7 +34,8 @@ def monitored(sqlite_workspace, tmp_path):
     return store
 
 
-def test_monitoring_pages_show_charts_the_ranked_latest_window_and_alerts(as_role, monitored, sqlite_workspace):
+def test_monitoring_pages_show_charts_the_ranked_window_alerts_and_let_editors_toggle_capture(as_role, monitored,
+                                                                                              sqlite_workspace):
     from modelyard.deploy.monitoring.alerts import evaluate_rules
 
     evaluate_rules(sqlite_workspace, "svc")
@@ -50,9 +51,6 @@ def test_monitoring_pages_show_charts_the_ranked_latest_window_and_alerts(as_rol
     assert "Turn capture off" not in page.text  # viewers see no toggle
     assert viewer.post("/services/svc/monitoring", data={"enabled": "false", "csrf": csrf_of(page.text)}
                        ).status_code == 403
-
-
-def test_an_editor_turns_capture_off_and_on(as_role, monitored):
     editor = as_role("editor")
     page = editor.get("/services/svc/monitoring")
     answer = editor.post("/services/svc/monitoring", data={"enabled": "false", "csrf": csrf_of(page.text)},
