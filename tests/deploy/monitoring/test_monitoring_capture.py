@@ -68,3 +68,13 @@ def test_feedback_bodies_are_checked_item_by_item():
                           ({"request_id": "a", "label": "x", "extra": 1}, "takes request_id")]:
         with pytest.raises(Exception, match=message):
             parse_feedback(body)
+
+
+def test_large_inputs_are_bounded_by_bytes_held_not_only_by_requests(sqlite_workspace, monkeypatch):
+    monkeypatch.setattr("modelyard.deploy.monitoring.capture.MAX_HELD_BYTES", 10 * 1024 * 1024)
+    capture = _capture(sqlite_workspace, queue_size=1000)
+    capture._refresh_settings(force=True)
+    image = {"image": np.zeros((1, 3, 512, 512), np.float32)}  # 3 MiB
+    for i in range(5):
+        capture.offer(f"r{i}", "m@1", image, None, 1, 0.001, 200)
+    assert len(capture._queue) == 3 and capture.counters["dropped_full"] == 2

@@ -26,6 +26,8 @@ from modelyard.deploy.monitoring.summaries import summarize_inputs, summarize_ou
 log = logging.getLogger("modelyard.monitoring")
 SETTINGS_REFRESH_S = 2.0
 SEGMENT_ROWS = 5000  # a segment is written once this many rows wait, or after flush_s
+# inputs held by queued and not yet written requests: a queue of 10,000 image requests would otherwise hold GBs
+MAX_HELD_BYTES = 64 * 1024 * 1024
 REQUEST_ID_HEADER = "x-modelyard-request-id"
 MAX_REQUEST_ID_CHARS = 100
 
@@ -107,6 +109,9 @@ class Capture:
         self._feedback: collections.deque = collections.deque()
         self.counters = {"offered": 0, "captured": 0, "dropped_full": 0, "written_rows": 0, "segments": 0,
                          "summarized": 0, "errors": 0, "feedback": 0}
+        # bytes of inputs held, as two counters each written by one thread only (no lost updates without a lock)
+        self._bytes_in = 0  # the request path
+        self._bytes_out = 0  # the capture thread, once written
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -119,10 +124,12 @@ class Capture:
         if not self.enabled or (self.rate < 1.0 and random.random() >= self.rate):
             return
         self.counters["offered"] += 1
-        if len(self._queue) >= self.limit:
+        size = sum(getattr(v, "nbytes", 0) for v in feeds.values()) if feeds else 0
+        if len(self._queue) >= self.limit or self._bytes_in - self._bytes_out + size > MAX_HELD_BYTES:
             self.counters["dropped_full"] += 1
             return
-        self._queue.append((time.time(), request_id, ref, feeds, outputs, rows, latency_s, status))
+        self._bytes_in += size
+        self._queue.append((time.time(), request_id, ref, feeds, outputs, rows, latency_s, status, size))
 
     def offer_feedback(self, items: list[dict]) -> None:
         """Queue feedback items (``{"request_id", "label", "row"?}``); they are kept whether capture is on or not
@@ -162,20 +169,23 @@ class Capture:
 
     def _run(self) -> None:
         raw: list[tuple] = []
-        raw_rows, oldest = 0, None
+        raw_rows, raw_bytes, oldest = 0, 0, None
         while True:
             stopping = self._stop.is_set()
             self._wake.wait(min(self.settings.flush_s, 1.0))
             self._wake.clear()
             self._refresh_settings()
             while self._queue:
-                item = self._queue.popleft()
-                raw.append(item)
+                *item, size = self._queue.popleft()
+                raw.append(tuple(item))
                 raw_rows += max(item[5], 1)
+                raw_bytes += size
                 oldest = oldest if oldest is not None else time.monotonic()
-            if raw and (stopping or raw_rows >= SEGMENT_ROWS or time.monotonic() - oldest >= self.settings.flush_s):
+            if raw and (stopping or raw_rows >= SEGMENT_ROWS or raw_bytes >= MAX_HELD_BYTES // 2
+                        or time.monotonic() - oldest >= self.settings.flush_s):
                 self._write("traffic", self._records(raw))
-                raw, raw_rows, oldest = [], 0, None
+                self._bytes_out += raw_bytes
+                raw, raw_rows, raw_bytes, oldest = [], 0, 0, None
             feedback = []
             while self._feedback:
                 feedback.append(self._feedback.popleft())
