@@ -168,6 +168,8 @@ class Capture:
         self.enabled = settings.enabled and settings.sample_rate > 0
 
     def _run(self) -> None:
+        import pyarrow.parquet  # noqa: F401 - its first use imports pandas (~1 s): now, not on the first segment
+
         raw: list[tuple] = []
         raw_rows, raw_bytes, oldest = 0, 0, None
         while True:
