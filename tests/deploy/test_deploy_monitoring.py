@@ -145,6 +145,9 @@ def test_capture_feedback_drift_report_and_a_webhook_alert(monitored, capsys):
     alerts = client.monitoring.alerts("penguin", state="firing")["items"]
     assert alerts[0]["rule_id"] == rule["id"] and alerts[0]["count"] == 2
 
+    client.monitoring.update("penguin", reference="peng@1")  # any dataset version: all of its rows
+    assert client.monitoring.report("penguin", windows=1)["reference"]["source"].startswith("peng@1 (all rows, 600")
+
     capsys.readouterr()
     assert main(["--home", str(home), "monitor", "report", "penguin", "--windows", "2"]) == 0  # the CLI, in-process
     shown = capsys.readouterr().out
