@@ -293,7 +293,7 @@ def build_app(server: ModelServer):
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from modelyard.deploy.monitoring.capture import feedback_endpoint
+    from modelyard.deploy.monitoring.capture import feedback_endpoint, observe
 
     async def authenticate(request) -> str:
         """Who calls (the platform, or a token's name); raises Unauthorized. Public or not."""
@@ -368,8 +368,6 @@ def build_app(server: ModelServer):
                 500, "inference_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             )
         if server.capture is not None:
-            from modelyard.deploy.monitoring.capture import observe
-
             observe(server.capture, request, response, version.ref if version else "none", feeds, outputs, rows,
                     time.perf_counter() - started, status)
         server.record(request, started, version.ref if version else "none", status, reason, rows, size_in,

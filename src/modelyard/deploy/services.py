@@ -363,11 +363,18 @@ class ServiceStore:
 
     def delete(self, name: str) -> bool:
         """Delete the service; a running one is stopped first (the supervisor stops its replicas when it sees
-        the row gone, in-flight requests finish). Returns whether it was running."""
+        the row gone, in-flight requests finish). Its monitoring goes with it (settings, rules, alerts, the index of
+        captured segments, whose blobs the next ``blobs gc`` frees), so a new service of that name starts clean.
+        Returns whether it was running."""
+        from modelyard.store import schema_monitoring as monitoring
+
         service = self.get(name)
         with self.engine.begin() as conn:
             conn.execute(service_revisions.delete().where(service_revisions.c.service_id == service.id))
             conn.execute(services.delete().where(services.c.id == service.id))
+            for table in (monitoring.monitor_settings, monitoring.monitor_segments, monitoring.monitor_rules,
+                          monitoring.monitor_alerts):
+                conn.execute(table.delete().where(table.c.service == name))
         return service.state == "running"
 
     def _update(self, name: str, **values) -> None:

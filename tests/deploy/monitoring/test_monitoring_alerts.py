@@ -109,3 +109,8 @@ def test_the_supervisors_checker_fires_and_an_unreachable_webhook_is_recorded(sq
     alerts = service.alerts("svc", state="firing")
     assert [a["feature"] for a in alerts] == ["f.a"]
     assert alerts[0]["delivery"]["status"] is None and alerts[0]["delivery"]["error"].startswith("ConnectError")
+    from modelyard.deploy.services import ServiceStore
+
+    ServiceStore(sqlite_workspace).delete("svc")  # its monitoring goes with it
+    assert service.rules("svc") == [] and service.alerts("svc") == [] and service.segments("svc", "traffic") == []
+    assert service.settings("svc").enabled is False

@@ -171,7 +171,7 @@ class RuleChecker:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(30)
+        self._thread.join(5)  # a daemon: a report still being judged must not hold up the supervisor's exit
 
     def check_once(self) -> None:
         import sqlalchemy as sa
