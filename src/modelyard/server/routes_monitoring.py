@@ -67,13 +67,13 @@ def monitor_status(workspace, name: str) -> dict:
     from modelyard.deploy.state import service_dir
 
     store = MonitorStore(workspace.engine)
-    traffic = store.segments(name, "traffic")
-    feedback = store.segments(name, "feedback")
+    totals = store.totals(name)
+    traffic, feedback = totals.get("traffic", (0, 0)), totals.get("feedback", (0, 0))
     return {"schema": "modelyard.monitor-status/1", "service": name,
             "settings": store.settings(name).model_dump(),
             "capture": capture_stats(service_dir(workspace.home, name)),
-            "segments": len(traffic) + len(feedback), "captured_rows": sum(s.rows for s in traffic),
-            "feedback_rows": sum(s.rows for s in feedback), "rules": len(store.rules(name)),
+            "segments": traffic[0] + feedback[0], "captured_rows": traffic[1], "feedback_rows": feedback[1],
+            "rules": len(store.rules(name)),
             "firing": len(store.alerts(name, limit=1000, state="firing"))}
 
 

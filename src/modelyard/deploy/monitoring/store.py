@@ -195,6 +195,14 @@ class MonitorStore:
             rows = conn.execute(query.order_by(monitor_segments.c.first_ts)).all()
         return [Segment(r.id, r.kind, r.blob_digest, r.rows, r.first_ts, r.last_ts) for r in rows]
 
+    def totals(self, service: str) -> dict[str, tuple[int, int]]:
+        """``kind -> (segments, rows)`` stored for the service (one aggregate query)."""
+        query = (sa.select(monitor_segments.c.kind, sa.func.count(), sa.func.coalesce(sa.func.sum(
+            monitor_segments.c.rows), 0)).where(monitor_segments.c.service == service)
+            .group_by(monitor_segments.c.kind))
+        with self.engine.connect() as conn:
+            return {kind: (int(count), int(rows)) for kind, count, rows in conn.execute(query)}
+
     def prune(self, service: str, retention_days: float, now: float | None = None) -> int:
         """Drop the rows of segments older than the retention (their blobs go with the next ``blobs gc``)."""
         cutoff = (now if now is not None else time.time()) - retention_days * 86400
