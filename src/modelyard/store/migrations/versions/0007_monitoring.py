@@ -1,7 +1,7 @@
 """model monitoring: capture settings, captured segments, alert rules and alerts
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006_dataset_kinds
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006_dataset_kinds"  # the brief said 0005; main gained 0006_dataset_kinds meanwhile
 branch_labels = None
 depends_on = None
 
