@@ -152,3 +152,24 @@ def test_capture_feedback_drift_report_and_a_webhook_alert(monitored, capsys):
     assert main(["--home", str(home), "monitor", "report", "penguin", "--windows", "2"]) == 0  # the CLI, in-process
     shown = capsys.readouterr().out
     assert "window 2:" in shown and "f.bill_length_mm" in shown.split("latest window")[1].splitlines()[2]
+
+
+def test_open_inference_protocol_requests_are_captured_too(monitored):
+    from modelyard.deploy.state import INTERNAL_HEADER, internal_key
+
+    client, home, url, _ = monitored
+    headers = {INTERNAL_HEADER: internal_key(home)}
+    client.monitoring.enable("penguin", window=200, min_rows=50, flush_s=0.2)
+    deadline = time.monotonic() + 30
+    while client.monitoring.status("penguin")["capture"].get("enabled", 0) < 1:
+        assert time.monotonic() < deadline, "the replica never turned capture on"
+        time.sleep(0.2)
+    before = client.monitoring.status("penguin")["captured_rows"]
+    body = {"inputs": [{"name": "island", "datatype": "BYTES", "shape": [3, 1], "data": ["Biscoe", "Dream", "Dream"]},
+                       {"name": "bill_length_mm", "datatype": "FP32", "shape": [3, 1], "data": [40.0, 45.5, 50.0]}]}
+    answer = httpx.post(f"{url}/v2/models/penguin/infer", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-modelyard-request-id"]
+    while client.monitoring.status("penguin")["captured_rows"] < before + 3:
+        assert time.monotonic() < deadline + 30, client.monitoring.status("penguin")
+        time.sleep(0.2)

@@ -106,7 +106,7 @@ def v2_routes(server, authorize, read_body) -> list:
 
     async def infer(request):
         started = time.perf_counter()
-        version = None
+        version = feeds = outputs = None
         status, reason, rows, size_in, body_out = 200, None, 0, 0, b""
         key, caller = request.headers.get(KEY_HEADER) or request.query_params.get("key"), None
         try:
@@ -148,6 +148,11 @@ def v2_routes(server, authorize, read_body) -> list:
             detail = str(exc).splitlines()[0] if str(exc) else ""
             response = Response(error_body(f"{type(exc).__name__}: {detail}"), status_code=500,
                                 media_type="application/json")
+        if getattr(server, "capture", None) is not None:  # monitoring sees OIP traffic as it sees /v1/predict
+            from modelyard.deploy.monitoring.capture import observe
+
+            observe(server.capture, request, response, version.ref if version else "none", feeds, outputs, rows,
+                    time.perf_counter() - started, status)
         server.record(request, started, version.ref if version else "none", status, reason, rows, size_in,
                       len(body_out), key, caller)
         return response
