@@ -1,0 +1,117 @@
+"""Reading labeling rows into values, and the access rules every labeling service function applies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from modelyard.core.errors import Forbidden, InvalidInput, NotFound
+from modelyard.data.labeling.model import STATES, Actor, LabelingJob, LabelItem
+from modelyard.store.db import as_utc
+from modelyard.store.schema_labeling import labeling_items, labeling_jobs, labeling_members
+
+
+def job_row(conn, name: str):
+    row = conn.execute(sa.select(labeling_jobs).where(labeling_jobs.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"labeling job {name!r} not found")
+    return row
+
+
+def job_of(conn, row) -> LabelingJob:
+    members = dict(conn.execute(sa.select(labeling_members.c.principal, labeling_members.c.role)
+                                .where(labeling_members.c.job_id == row.id)).all())
+    counts = dict(conn.execute(sa.select(labeling_items.c.state, sa.func.count())
+                               .where(labeling_items.c.job_id == row.id)
+                               .group_by(labeling_items.c.state)).all())
+    return LabelingJob(
+        id=row.id, name=row.name, task=row.task, classes=tuple(row.classes), source=row.source,
+        description=row.description, owner=row.owner, members=members, published=tuple(row.published),
+        counts={state: int(counts.get(state, 0)) for state in STATES},
+        created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+
+
+def item_row(conn, job, item: str):
+    row = conn.execute(sa.select(labeling_items).where(labeling_items.c.job_id == job.id,
+                                                       labeling_items.c.item == item)).first()
+    if row is None:
+        raise NotFound(f"item {item!r} is not in labeling job {job.name!r}")
+    return row
+
+
+SORTS = ("position", "score", "-score", "uncertainty", "-uncertainty", "hard")
+
+
+def queue_order(sort: str) -> list:
+    """ORDER BY terms of a queue sort (see ``LabelingStore.items``); items without a score or uncertainty last."""
+    t = labeling_items
+    orders = {
+        "position": [t.c.position],
+        "score": [t.c.score.is_(None), t.c.score, t.c.position],
+        "-score": [t.c.score.is_(None), t.c.score.desc(), t.c.position],
+        "uncertainty": [t.c.uncertainty.is_(None), t.c.uncertainty, t.c.position],
+        "-uncertainty": [t.c.uncertainty.is_(None), t.c.uncertainty.desc(), t.c.position],
+        "hard": [t.c.hard.desc(), t.c.uncertainty.is_(None), t.c.uncertainty.desc(), t.c.position],
+    }
+    if sort not in orders:
+        raise InvalidInput(f"sort {sort!r}: expected one of {', '.join(SORTS)}")
+    return orders[sort]
+
+
+def existing_items(conn, job_id: str, names: list[str], chunk: int = 500) -> set[str]:
+    """Which of ``names`` are items of the job (asked in chunks: SQLite binds at most a few thousand values)."""
+    found: set[str] = set()
+    for start in range(0, len(names), chunk):
+        found |= set(conn.execute(sa.select(labeling_items.c.item).where(
+            labeling_items.c.job_id == job_id, labeling_items.c.item.in_(names[start:start + chunk]))).scalars())
+    return found
+
+
+def existing_labels(entry: dict) -> dict | None:
+    """The labels a manifest entry already carries, in ``Annotated.to_entry()`` form, or None."""
+    if entry.get("boxes") or entry.get("labels"):
+        return {k: entry[k] for k in ("width", "height", "boxes", "labels") if k in entry}
+    if entry.get("label") not in (None, ""):
+        return {"width": int(entry.get("width") or 0), "height": int(entry.get("height") or 0),
+                "labels": [entry["label"]]}
+    return None
+
+
+def check_states(state: Iterable[str] | None) -> list[str]:
+    states = [s for s in (state or ()) if s]
+    bad = [s for s in states if s not in STATES]
+    if bad:
+        raise InvalidInput(f"state {bad[0]!r}: expected one of {', '.join(STATES)}")
+    return states
+
+
+def item_of(row) -> LabelItem:
+    return LabelItem(
+        item=row.item, position=row.position, digest=row.digest, width=row.width, height=row.height, text=row.text,
+        state=row.state, existing=row.existing, annotation=row.annotation, proposal=row.proposal, score=row.score,
+        uncertainty=row.uncertainty, hard=bool(row.hard), source=row.source, assignee=row.assignee,
+        labeled_by=row.labeled_by, labeled_at=as_utc(row.labeled_at), seconds=float(row.seconds),
+        reviewer=row.reviewer, review=row.review)
+
+
+def is_manager(job: LabelingJob, actor: Actor) -> bool:
+    """The job's owner or an admin token."""
+    return actor.role == "admin" or actor.name == job.owner
+
+
+def require_manager(job: LabelingJob, actor: Actor, what: str) -> None:
+    if not is_manager(job, actor):
+        raise Forbidden(f"only the owner of labeling job {job.name!r} ({job.owner}) or an admin may {what}")
+
+
+def require_labeler(job: LabelingJob, actor: Actor, row) -> None:
+    if is_manager(job, actor):
+        return
+    if job.members.get(actor.name) != "labeler":
+        raise Forbidden(f"{actor.name!r} is not a labeler of job {job.name!r}; its owner adds labelers "
+                        f"(modelyard label assign / PUT .../members)")
+    if row.assignee not in (None, actor.name):
+        raise Forbidden(f"item {row.item!r} is assigned to {row.assignee!r}")
+
+
