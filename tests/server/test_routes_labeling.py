@@ -7,8 +7,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from labelfixtures import colour_folder, colour_png, register_colour_classifier
 from starlette.testclient import TestClient
+
+from labelfixtures import colour_folder, colour_png, register_colour_classifier
 
 JOBS = "/api/v1/labeling/jobs"
 CHOICES = ('<View><Image name="img" value="$image"/><Choices name="colour" toName="img">'
