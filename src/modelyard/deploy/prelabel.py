@@ -1,12 +1,13 @@
 """Pre-labeling with any registered model: the ``label.propose`` job kind and the predictions of the Label Studio
 ML backend.
 
-Images are decoded and preprocessed as the version's signature says (the same path as a service or a batch job), the
-runner answers, and a **predictor** turns its outputs into :class:`~modelyard.data.labeling.model.Proposal` values.
-Predictors are pluggable by the model's task type (``PREDICTORS``: ``type -> "module:attr"``), so a detection family
-adds ``"detection"`` without touching this file's loop. A predictor is
-``predict(outputs, signature, items, classes, task) -> list[Proposal]`` where ``items`` are ``(item id, width,
-height)`` of the batch and ``classes`` the label set the proposals must stay within.
+Images are decoded once, then a **predictor** feeds them to the loaded runner and turns its outputs into
+:class:`~modelyard.data.labeling.model.Proposal` values. Predictors are pluggable by the model's task type
+(``PREDICTORS``: ``type -> "module:attr"``), so a detection family adds ``"detection"`` (with its own letterboxing
+and box decoding) without touching this file's loop. A predictor is
+``predict(runner, signature, images, classes, task) -> list[Proposal]`` where ``images`` are ``(item id, pixels)``
+(``H x W x C`` uint8) of one batch and ``classes`` the label set the proposals must stay within; boxes are in the
+original image's pixels.
 """
 
 from __future__ import annotations
@@ -36,10 +37,37 @@ def _softmax(values: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def classification_proposals(outputs: dict[str, np.ndarray], signature, items: Sequence[tuple[str, int, int]],
-                             classes: Sequence[str], task: str) -> list[Proposal]:
-    """A classifier's scores -> one proposal per item: the best class of the label set (``classification``) or
-    every class at least ``MULTILABEL_THRESHOLD`` probable (``multilabel``), with every class's score.
+def infer_preprocessed(runner, signature, pixels: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``runner`` on images preprocessed as the signature says (resize, scale, mean/std, layout): the path a
+    service and a batch job take, so a proposal is what the deployed model would answer."""
+    from modelyard.deploy.images import preprocess
+
+    target = signature.input(signature.image_input)
+    batch = np.concatenate([preprocess(p, signature.preprocessing, target) for p in pixels])
+    if signature.batchable:
+        return runner.infer({target.name: batch})
+    rows = [runner.infer({target.name: batch[i:i + 1]}) for i in range(len(batch))]
+    return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+
+
+def classification_proposals(runner, signature, images: Sequence[tuple[str, np.ndarray]], classes: Sequence[str],
+                             task: str) -> list[Proposal]:
+    """The classification predictor: the signature's preprocessing, then :func:`class_scores_to_proposals`."""
+    if task == "detection":
+        raise InvalidInput("a classification model cannot propose boxes; use a detection model")
+    if signature.image_input is None:
+        raise InvalidInput("the model declares no image preprocessing: it cannot look at images (register it with "
+                           "--preprocessing)")
+    outputs = infer_preprocessed(runner, signature, [pixels for _, pixels in images])
+    items = [(item, int(pixels.shape[1]), int(pixels.shape[0])) for item, pixels in images]
+    return class_scores_to_proposals(outputs, signature, items, classes, task)
+
+
+def class_scores_to_proposals(outputs: dict[str, np.ndarray], signature, items: Sequence[tuple[str, int, int]],
+                              classes: Sequence[str], task: str) -> list[Proposal]:
+    """A classifier's scores -> one proposal per item ``(id, width, height)``: the best class of the label set
+    (``classification``) or every class at least ``MULTILABEL_THRESHOLD`` probable (``multilabel``), with every
+    class's score.
 
     Scores that are not already probabilities (negative, or rows not summing to 1) are passed through a softmax.
     Classes the model knows but the label set lacks are left out (and the rest renormalised); a model sharing no
@@ -111,39 +139,24 @@ class Predictor:
         from modelyard.registry.versions import ModelRegistry
 
         self.version = ModelRegistry(workspace).get_version(model)
-        signature = self.version.signature
-        if signature.image_input is None:
-            raise InvalidInput(f"{self.version.ref} declares no image preprocessing: it cannot look at images "
-                               "(register it with --preprocessing)")
-        self.predict_outputs = predictor_for(signature)
+        self.predict = predictor_for(self.version.signature)
         self.backend, self.runner = load_served(self.version, _artifact(workspace, self.version), backend, log=log)
 
     @property
     def classes(self) -> list[str]:
-        return list(self.version.signature.class_names or [])
+        return list((self.version.signature.task or {}).get("classes") or [])
 
     def propose(self, images: Sequence[tuple[str, bytes]], classes: Sequence[str], task: str) -> list[Proposal]:
         """Proposals for ``(item id, encoded bytes)`` images, restricted to ``classes``."""
-        from modelyard.deploy.images import preprocess
-
         if not images:
             return []
-        signature = self.version.signature
-        target = signature.input(signature.image_input)
-        pixels = []
+        decoded = []
         for item, data in images:
             try:
-                pixels.append(decode_pixels(data))
+                decoded.append((item, decode_pixels(data)))
             except InvalidInput as exc:
                 raise InvalidInput(f"{item}: {exc}") from None
-        batch = np.concatenate([preprocess(p, signature.preprocessing, target) for p in pixels])
-        if signature.batchable:
-            outputs = self.runner.infer({target.name: batch})
-        else:
-            rows = [self.runner.infer({target.name: batch[i:i + 1]}) for i in range(len(batch))]
-            outputs = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
-        sizes = [(item, int(p.shape[1]), int(p.shape[0])) for (item, _), p in zip(images, pixels, strict=True)]
-        proposals = self.predict_outputs(outputs, signature, sizes, classes, task)
+        proposals = self.predict(self.runner, self.version.signature, decoded, classes, task)
         return [Proposal(p.annotated, p.score, p.scores, model=self.version.ref) for p in proposals]
 
     def close(self) -> None:

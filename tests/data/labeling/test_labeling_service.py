@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
-from labelfixtures import colour_folder, colour_png
 
+from labelfixtures import colour_folder, colour_png
 from modelyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from modelyard.data.annotations import Annotated, Box
 from modelyard.data.datasets import DatasetStore
