@@ -74,3 +74,34 @@ def test_a_label_set_without_the_models_classes_and_strangers_are_refused(labeli
             predictor.propose([("x.png", b"nope")], ["red"], "classification")
     finally:
         predictor.close()
+
+
+def _signature(classes):
+    from modelyard.registry.signature import Signature, TensorSpec
+
+    return Signature((TensorSpec("image", "float32", ("batch", 3, 8, 8)),),
+                     (TensorSpec("logits", "float32", ("batch", len(classes))),),
+                     task={"type": "classification", "classes": list(classes)})
+
+
+def test_raw_scores_become_probabilities_within_the_label_set():
+    import numpy as np
+
+    from modelyard.deploy.prelabel import class_scores_to_proposals
+
+    logits = {"logits": np.array([[2.0, 0.0, -1.0], [0.1, 0.2, 5.0]], np.float32)}
+    # "c" is not in the label set: its score is left out and the rest renormalised
+    single = class_scores_to_proposals(logits, _signature("abc"), [("x", 4, 4), ("y", 4, 4)], ["a", "b"],
+                                       "classification")
+    expected = np.exp([2.0, 0.0]) / np.exp([2.0, 0.0]).sum()
+    assert single[0].annotated.labels == ("a",) and single[0].score == pytest.approx(expected[0], abs=1e-6)
+    assert set(single[1].scores) == {"a", "b"} and single[1].annotated.labels == ("b",)
+    probabilities = {"logits": np.array([[0.6, 0.3, 0.1], [0.15, 0.3, 0.55]], np.float32)}
+    multi = class_scores_to_proposals(probabilities, _signature("abc"), [("x", 4, 4), ("y", 4, 4)], ["a", "b", "c"],
+                                      "multilabel")
+    assert multi[0].annotated.labels == ("a",) and multi[0].score == pytest.approx(0.6)
+    assert multi[1].annotated.labels == ("c",) and multi[1].hard is False
+    assert multi[1].uncertainty == pytest.approx(0.75)  # 1 - (0.55 - 0.3)
+    with pytest.raises(InvalidInput, match="shape"):
+        class_scores_to_proposals({"logits": np.zeros((2, 2), np.float32)}, _signature("abc"),
+                                  [("x", 4, 4), ("y", 4, 4)], ["a"], "classification")
