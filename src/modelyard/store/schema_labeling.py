@@ -73,8 +73,12 @@ labeling_items = sa.Table(
 sa.Index("ix_labeling_items_job_id_state_position", labeling_items.c.job_id, labeling_items.c.state,
          labeling_items.c.position)
 sa.Index("ix_labeling_items_job_id_position", labeling_items.c.job_id, labeling_items.c.position)
-sa.Index("ix_labeling_items_job_id_score", labeling_items.c.job_id, labeling_items.c.score)
-sa.Index("ix_labeling_items_job_id_uncertainty", labeling_items.c.job_id, labeling_items.c.uncertainty)
+sa.Index("ix_labeling_items_job_id_score_position", labeling_items.c.job_id, labeling_items.c.score,
+         labeling_items.c.position)
+sa.Index("ix_labeling_items_job_id_uncertainty_position", labeling_items.c.job_id, labeling_items.c.uncertainty,
+         labeling_items.c.position)
+sa.Index("ix_labeling_items_job_id_hard_uncertainty_position", labeling_items.c.job_id, labeling_items.c.hard,
+         labeling_items.c.uncertainty, labeling_items.c.position)
 sa.Index("ix_labeling_items_job_id_assignee", labeling_items.c.job_id, labeling_items.c.assignee)
 
 labeling_reviews = sa.Table(

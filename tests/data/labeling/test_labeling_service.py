@@ -311,8 +311,20 @@ def test_the_queue_pages_10k_items_through_an_index(shared):
     assert page["total"] == 6666 and len(page["items"]) == 100 and page["next_offset"] == 6100
     values = [i["uncertainty"] for i in page["items"]]
     assert values == sorted(values, reverse=True)
+    last = store.items("t13-big", sort="-uncertainty", offset=9950, limit=100)
+    assert len(last["items"]) == 51 and last["next_offset"] is None
+    assert last["items"][-1]["item"] == "one.png" and last["items"][-1]["uncertainty"] is None  # no score: last
+    everything = [i["item"] for start in range(0, 10_001, 500)
+                  for i in store.items("t13-big", sort="hard", offset=start, limit=500)["items"]]
+    assert len(everything) == len(set(everything)) == 10_001
+    from modelyard.data.labeling.rows import queue_segments
+
     with sqlite_workspace.engine.connect() as conn:
-        plan = " ".join(str(r[-1]) for r in conn.execute(sa.text(
-            "EXPLAIN QUERY PLAN SELECT item FROM labeling_items WHERE job_id = :j AND state IN ('proposed') "
-            "ORDER BY position LIMIT 50"), {"j": job.id}))
-    assert "USING INDEX" in plan and "SCAN labeling_items" not in plan.replace("USING INDEX", "")
+        for sort in ("position", "-uncertainty", "hard"):
+            for extra, order in queue_segments(sort):
+                query = sa.select(labeling_items.c.item).where(labeling_items.c.job_id == job.id, *extra) \
+                    .order_by(*order).limit(50)
+                compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
+                plan = " ".join(str(r[-1]) for r in conn.execute(sa.text(f"EXPLAIN QUERY PLAN {compiled}")))
+                # ties may be sorted by position ("FOR RIGHT PART OF ORDER BY"); never the whole job
+                assert "USING INDEX" in plan and "TEMP B-TREE FOR ORDER BY" not in plan, (sort, plan)

@@ -43,20 +43,52 @@ def item_row(conn, job, item: str):
 SORTS = ("position", "score", "-score", "uncertainty", "-uncertainty", "hard")
 
 
-def queue_order(sort: str) -> list:
-    """ORDER BY terms of a queue sort (see ``LabelingStore.items``); items without a score or uncertainty last."""
+def queue_segments(sort: str) -> list[tuple[list, list]]:
+    """A queue sort as segments ``(extra WHERE terms, ORDER BY terms)`` read one after the other: the items with a
+    score (or uncertainty) in its order, then those without one in queue order. Each segment's ORDER BY walks an
+    index (``(job_id, score, position)``, ...); one ORDER BY with ``score IS NULL`` first would sort every row of the
+    job for each page (55 ms instead of 1 ms at 10,000 items on SQLite), and databases disagree on where NULLs sort.
+    """
     t = labeling_items
-    orders = {
-        "position": [t.c.position],
-        "score": [t.c.score.is_(None), t.c.score, t.c.position],
-        "-score": [t.c.score.is_(None), t.c.score.desc(), t.c.position],
-        "uncertainty": [t.c.uncertainty.is_(None), t.c.uncertainty, t.c.position],
-        "-uncertainty": [t.c.uncertainty.is_(None), t.c.uncertainty.desc(), t.c.position],
-        "hard": [t.c.hard.desc(), t.c.uncertainty.is_(None), t.c.uncertainty.desc(), t.c.position],
+
+    def ranked(column, descending: bool, *where) -> list[tuple[list, list]]:
+        key = column.desc() if descending else column
+        return [([*where, column.is_not(None)], [key, t.c.position]), ([*where, column.is_(None)], [t.c.position])]
+
+    segments = {
+        "position": [([], [t.c.position])],
+        "score": ranked(t.c.score, False),
+        "-score": ranked(t.c.score, True),
+        "uncertainty": ranked(t.c.uncertainty, False),
+        "-uncertainty": ranked(t.c.uncertainty, True),
+        "hard": ranked(t.c.uncertainty, True, t.c.hard.is_(True)) + ranked(t.c.uncertainty, True,
+                                                                           t.c.hard.is_(False)),
     }
-    if sort not in orders:
+    if sort not in segments:
         raise InvalidInput(f"sort {sort!r}: expected one of {', '.join(SORTS)}")
-    return orders[sort]
+    return segments[sort]
+
+
+def queue_page(conn, where: list, sort: str, offset: int, limit: int | None) -> list[str]:
+    """Item ids of one page of the queue: ``where`` filters, ``sort`` orders (see :func:`queue_segments`),
+    ``offset``/``limit`` (None: to the end) page."""
+    t = labeling_items
+    page: list[str] = []
+    for extra, order in queue_segments(sort):
+        if limit is not None and len(page) >= limit:
+            break
+        terms = [*where, *extra]
+        if offset:
+            size = conn.execute(sa.select(sa.func.count()).select_from(t).where(*terms)).scalar_one()
+            if offset >= size:
+                offset -= size
+                continue
+        query = sa.select(t.c.item).where(*terms).order_by(*order).offset(offset)
+        if limit is not None:
+            query = query.limit(limit - len(page))
+        page += conn.execute(query).scalars()
+        offset = 0
+    return page
 
 
 def existing_items(conn, job_id: str, names: list[str], chunk: int = 500) -> set[str]:

@@ -41,6 +41,7 @@ from modelyard.data.labeling.model import (
 )
 from modelyard.data.labeling.publish import PublishMixin
 from modelyard.data.labeling.rows import (
+    SORTS,
     check_states,
     existing_items,
     existing_labels,
@@ -48,7 +49,7 @@ from modelyard.data.labeling.rows import (
     item_row,
     job_of,
     job_row,
-    queue_order,
+    queue_page,
     require_labeler,
     require_manager,
 )
@@ -235,6 +236,8 @@ class LabelingStore(TeamMixin, PublishMixin):
             None on the last page.
         """
         states = check_states(state)
+        if sort not in SORTS:
+            raise InvalidInput(f"sort {sort!r}: expected one of {', '.join(SORTS)}")
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit {limit}: must be between 1 and {MAX_PAGE}")
         if offset < 0:
@@ -252,8 +255,10 @@ class LabelingStore(TeamMixin, PublishMixin):
             if hard is not None:
                 where.append(t.c.hard.is_(hard))
             total = conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one()
-            order = queue_order(sort)
-            rows = conn.execute(sa.select(t).where(*where).order_by(*order).offset(offset).limit(limit)).all()
+            # the page's ids first (index walks, see queue_segments), then only those rows with their JSON labels
+            page = queue_page(conn, where, sort, offset, limit)
+            found = {r.item: r for r in conn.execute(sa.select(t).where(t.c.job_id == job.id, t.c.item.in_(page)))}
+            rows = [found[item] for item in page]
         following = offset + len(rows)
         return {"schema": "modelyard.labeling-items/1", "job": name, "total": int(total), "offset": offset,
                 "limit": limit, "next_offset": following if following < total else None,

@@ -29,7 +29,7 @@ from modelyard.data.labeling.rows import (
     item_row,
     job_of,
     job_row,
-    queue_order,
+    queue_page,
     require_manager,
 )
 from modelyard.store.schema_labeling import labeling_items, labeling_jobs, labeling_members, labeling_reviews
@@ -123,8 +123,7 @@ class TeamMixin:
                     where.append(t.c.state.in_(states))
                 if not reassign:
                     where.append(t.c.assignee.is_(None))
-                query = sa.select(t.c.item).where(*where).order_by(*queue_order(sort))
-                chosen = list(conn.execute(query.limit(count) if count else query).scalars())
+                chosen = queue_page(conn, where, sort, 0, count)
             per: Counter = Counter()
             now = utcnow()
             for index, item in enumerate(chosen):

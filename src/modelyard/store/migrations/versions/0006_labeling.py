@@ -78,8 +78,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_labeling_items_job_id_state_position", "labeling_items", ["job_id", "state", "position"])
     op.create_index("ix_labeling_items_job_id_position", "labeling_items", ["job_id", "position"])
-    op.create_index("ix_labeling_items_job_id_score", "labeling_items", ["job_id", "score"])
-    op.create_index("ix_labeling_items_job_id_uncertainty", "labeling_items", ["job_id", "uncertainty"])
+    op.create_index("ix_labeling_items_job_id_score_position", "labeling_items", ["job_id", "score", "position"])
+    op.create_index("ix_labeling_items_job_id_uncertainty_position", "labeling_items",
+                    ["job_id", "uncertainty", "position"])
+    op.create_index("ix_labeling_items_job_id_hard_uncertainty_position", "labeling_items",
+                    ["job_id", "hard", "uncertainty", "position"])
     op.create_index("ix_labeling_items_job_id_assignee", "labeling_items", ["job_id", "assignee"])
     op.create_table(
         "labeling_reviews",
@@ -104,7 +107,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_labeling_reviews_job_id_labeler", table_name="labeling_reviews")
     op.drop_table("labeling_reviews")
-    for name in ("assignee", "uncertainty", "score", "position", "state_position"):
+    for name in ("assignee", "hard_uncertainty_position", "uncertainty_position", "score_position", "position",
+                 "state_position"):
         op.drop_index(f"ix_labeling_items_job_id_{name}", table_name="labeling_items")
     op.drop_table("labeling_items")
     op.drop_table("labeling_members")
