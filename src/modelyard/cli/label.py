@@ -159,9 +159,10 @@ def annotate_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Save a label for one item (classes, boxes, or the accepted proposal)."""
+    boxes = [_parse_box(b) for b in box or []]
     with get_client() as client:
-        saved = client.label.annotate(name, item, labels=label or [], boxes=[_parse_box(b) for b in box or []],
-                                      seconds=seconds, accept_proposal=accept)
+        saved = client.label.annotate(name, item, labels=label or [], boxes=boxes, seconds=seconds,
+                                      accept_proposal=accept)
     if as_json:
         print_json(saved)
         return
