@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from labelfixtures import colour_folder
 
+from labelfixtures import colour_folder
 from modelyard.core.errors import Conflict, Forbidden, NotFound
 
 
