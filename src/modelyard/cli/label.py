@@ -229,7 +229,7 @@ def assign_command(
         elif to:
             raise InvalidInput("--to needs --count or --item: which items to assign")
     if as_json:
-        print_json({"job": job, "assignment": assigned})
+        print_json({"schema": "modelyard.labeling-team/1", "job": job, "assignment": assigned})
         return
     _print_job(job)
     if assigned is not None:
