@@ -44,11 +44,17 @@ def test_two_people_label_review_and_prioritise_through_the_sdk(tmp_path):
         with pytest.raises(Conflict):
             rita.label.review("s1", "red/0.png", "pass")
         assert alice.label.item("s1", "blue/0.png")["assignee"] == "alice"
+        exported = alice.label.annotation_set("s1", state=["accepted", "rejected"])
+        assert [(a.item, a.labels) for a in exported.items] == [("blue/0.png", ("green",)), ("red/0.png", ("red",))]
         stats = rita.label.stats("s1")
         assert next(p for p in stats["labelers"] if p["principal"] == "alice")["accuracy"] == 0.5
         with pytest.raises(Forbidden):
             alice.label.delete("s1")
     with Client(home=home) as owner:
+        from modelyard.data.annotations import Annotated
+
+        imported = owner.label.import_annotations("s1", [Annotated.make("green/0.png", labels=["green"])])
+        assert imported["imported"] == 1 and owner.label.item("s1", "green/0.png")["source"] == "imported"
         assert owner.label.delete("s1")["name"] == "s1"
         with pytest.raises(NotFound):
             owner.label.get("s1")

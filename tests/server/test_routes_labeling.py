@@ -223,3 +223,17 @@ def test_label_studio_fetches_project_images_only_from_the_host_given_at_setup(a
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_labels_import_over_rest_and_bad_boxes_name_the_item(api):
+    http, who, _ = api
+    http.post(JOBS, json={"name": "r5", "task": "classification", "dataset": "colours@1"}, headers=who["alice"])
+    items = [i["item"] for i in http.get(f"{JOBS}/r5/items", params={"limit": 2}, headers=who["val"]).json()["items"]]
+    body = {"items": [{"item": items[0], "labels": ["red"]}, {"item": items[1], "labels": ["green"]}]}
+    assert http.post(f"{JOBS}/r5/imports", json=body, headers=who["alice"]).json() == \
+        {"schema": "modelyard.labeling-import/1", "imported": 2, "skipped": 0}
+    assert http.get(f"{JOBS}/r5/item", params={"id": items[0]}, headers=who["val"]).json()["source"] == "imported"
+    boxes = {"items": [{"item": items[0], "boxes": [[1, 2, "x"]]}]}
+    assert items[0] in _error(http.post(f"{JOBS}/r5/imports", json=boxes, headers=who["alice"]), 422,
+                              "invalid_input")
+    _error(http.post(f"{JOBS}/r5/imports", json=body, headers=who["bob"]), 403, "forbidden")

@@ -138,6 +138,27 @@ class Labeling:
             return self._c.request("POST", f"{_job(name)}/proposals", json=body).json()
         return self._c.jobs.run("label.propose", {"job": name, **body}, timeout=timeout, on_update=on_update)
 
+    def import_annotations(self, name: str, annotations, as_proposals: bool = False, model: str = "") -> dict:
+        """Send labels made elsewhere (``Annotated`` values, e.g. an ``AnnotationSet``'s items) into the job, as
+        labels or (``as_proposals``) as a model's predictions. Returns ``modelyard.labeling-import/1``."""
+        items = [{"item": a.item, "width": a.width, "height": a.height, "labels": list(a.labels),
+                  "boxes": [b.to_list() for b in a.boxes]} for a in annotations]
+        return self._c.request("POST", f"{_job(name)}/imports", json={
+            "items": items, "as_proposals": as_proposals, "model": model}).json()
+
+    def annotation_set(self, name: str, state: Sequence[str] = ("labeled", "in_review", "accepted")):
+        """The job's saved labels in ``state`` as an ``AnnotationSet`` (read page by page), for any format's
+        writer."""
+        from modelyard.data.annotations import Annotated, AnnotationSet
+
+        job = self.get(name)
+        items, offset = [], 0
+        while offset is not None:
+            page = self.items(name, state=state, offset=offset, limit=500)
+            items += [Annotated.from_entry(i["item"], i["annotation"]) for i in page["items"] if i["annotation"]]
+            offset = page["next_offset"]
+        return AnnotationSet(job["task"], tuple(job["classes"]), tuple(items))
+
     def set_priorities(self, name: str, priorities: dict[str, dict]) -> dict:
         """``{item: {"uncertainty": 0..1, "hard": bool}}``."""
         return self._c.request("POST", f"{_job(name)}/priorities", json={"items": priorities}).json()

@@ -65,7 +65,7 @@ class ItemFields(_Closed):
     score: float | None
     uncertainty: float | None
     hard: bool
-    source: Literal["manual", "proposal_accepted", "proposal_edited", "proposal_rejected"] | None
+    source: Literal["manual", "proposal_accepted", "proposal_edited", "proposal_rejected", "imported"] | None
     assignee: str | None
     labeled_by: str | None
     labeled_at: str | None
@@ -102,6 +102,12 @@ class LabelingReviewSample(_Closed):
 class LabelingPriorities(_Closed):
     schema_: Literal["modelyard.labeling-priorities/1"] = _schema_field("modelyard.labeling-priorities/1")
     updated: int
+
+
+class LabelingImport(_Closed):
+    schema_: Literal["modelyard.labeling-import/1"] = _schema_field("modelyard.labeling-import/1")
+    imported: int
+    skipped: int
 
 
 class LabelingStats(_Closed):

@@ -16,6 +16,7 @@ from modelyard.server.auth import Principal, require
 from modelyard.server.responses import DatasetVersion, Job, documented
 from modelyard.server.responses_labeling import (
     LabelingAssignment,
+    LabelingImport,
     LabelingItem,
     LabelingItems,
     LabelingJob,
@@ -105,6 +106,21 @@ class Propose(_Body):
     backend: str = Field(default="auto", max_length=64)
     batch_size: int = Field(default=32, ge=1, le=1024)
     limit: int | None = Field(default=None, ge=1, le=10_000_000)
+
+
+class ImportedItem(_Body):
+    item: str = Field(min_length=1, max_length=1000)
+    width: int = Field(default=0, ge=0, le=1_000_000, description="The image size the boxes refer to (0: the item's).")
+    height: int = Field(default=0, ge=0, le=1_000_000)
+    labels: list[str] = Field(default_factory=list, max_length=1000)
+    boxes: list[list[Any]] = Field(default_factory=list, max_length=10_000,
+                                   description="[x1, y1, x2, y2, label] or [..., score] in pixels.")
+
+
+class ImportLabels(_Body):
+    items: list[ImportedItem] = Field(min_length=1, max_length=100_000)
+    as_proposals: bool = Field(default=False, description="Store them as a model's proposals, not as labels.")
+    model: str = Field(default="", max_length=220, description="The name recorded on proposals.")
 
 
 class Publish(_Body):
@@ -255,6 +271,26 @@ def propose(name: str, body: Propose, request: Request, principal: Principal = D
     spec = {"job": name, **body.model_dump()}
     return JobQueue(request.app.state.workspace).submit("label.propose", spec, owner=principal.name,
                                                         caller=Caller(principal.name, principal.role)).to_dict()
+
+
+@router.post(JOBS + "/{name}/imports", responses=documented(LabelingImport, 403, 404, 413, 422))
+def import_labels(name: str, body: ImportLabels, request: Request, principal: Principal = Depends(require("editor"))):
+    """Import labels (or a model's predictions, ``as_proposals``) made elsewhere, matched by item id (owner or
+    admin). An unknown item or class anywhere refuses all (named); items in review or accepted are skipped."""
+    from modelyard.core.errors import InvalidInput
+    from modelyard.data.annotations import Annotated, Box
+
+    values = []
+    for entry in body.items:
+        try:
+            boxes = tuple(Box.from_list(b) for b in entry.boxes)
+        except (InvalidInput, ValueError, TypeError, OverflowError):
+            raise InvalidInput(f"{entry.item}: a box is [x1, y1, x2, y2, label] or [x1, y1, x2, y2, label, score] "
+                               "in pixels") from None
+        values.append(Annotated(entry.item, entry.width, entry.height, boxes, tuple(dict.fromkeys(entry.labels))))
+    result = _store(request).import_annotations(name, principal, values, as_proposals=body.as_proposals,
+                                                model=body.model)
+    return {"schema": "modelyard.labeling-import/1", **result}
 
 
 @router.post(JOBS + "/{name}/publish", status_code=201,

@@ -328,3 +328,34 @@ def test_the_queue_pages_10k_items_through_an_index(shared):
                 plan = " ".join(str(r[-1]) for r in conn.execute(sa.text(f"EXPLAIN QUERY PLAN {compiled}")))
                 # ties may be sorted by position ("FOR RIGHT PART OF ORDER BY"); never the whole job
                 assert "USING INDEX" in plan and "TEMP B-TREE FOR ORDER BY" not in plan, (sort, plan)
+
+
+def test_labels_and_predictions_made_elsewhere_come_in_whole_or_not_at_all(colours):
+    workspace, store = colours
+    store.create("t14-boxes", OWNER, task="detection", classes=["car", "person"],
+                 files=_upload(workspace, {"a.png": "red", "b.png": "blue", "c.png": "green"}))
+    good = Annotated.make("a.png", 24, 16, boxes=[Box(1, 1, 30, 9, "car")])
+    with pytest.raises(NotFound, match="'z.png' is not in labeling job"):
+        store.import_annotations("t14-boxes", OWNER, [good, Annotated.make("z.png", 24, 16)])
+    with pytest.raises(InvalidInput, match="b.png: unknown class 'bus'"):
+        store.import_annotations("t14-boxes", OWNER, [good, Annotated.make("b.png", 24, 16,
+                                                                           boxes=[Box(1, 1, 5, 5, "bus")])])
+    with pytest.raises(InvalidInput, match="b.png: the labels are for a 48x32 image, the job's is 24x16"):
+        store.import_annotations("t14-boxes", OWNER, [Annotated.make("b.png", 48, 32, boxes=[Box(1, 1, 5, 5, "car")])])
+    with pytest.raises(Forbidden):
+        store.import_annotations("t14-boxes", ALICE, [good])
+    assert store.get("t14-boxes").counts["unlabeled"] == 3
+    assert store.import_annotations("t14-boxes", OWNER, [good]) == {"imported": 1, "skipped": 0}
+    labeled = store.item("t14-boxes", "a.png")
+    assert labeled.state == "labeled" and labeled.source == "imported" and labeled.annotation["boxes"] == \
+        [[1.0, 1.0, 24.0, 9.0, "car"]]
+    predicted = [Annotated.make(n, 24, 16, boxes=[Box(2, 2, 8, 8, "person", 0.3), Box(9, 2, 20, 8, "car", 0.5)])
+                 for n in ("a.png", "b.png")]
+    assert store.import_annotations("t14-boxes", OWNER, predicted, as_proposals=True, model="ext") == \
+        {"imported": 1, "skipped": 1}
+    proposed = store.item("t14-boxes", "b.png")
+    assert proposed.state == "proposed" and proposed.score == pytest.approx(0.4) and proposed.hard is True
+    assert proposed.proposal["boxes"][0] == [2.0, 2.0, 8.0, 8.0, "person", 0.3] and proposed.proposal["model"] == "ext"
+    exported = store.annotation_set("t14-boxes")
+    assert exported.task == "detection" and [a.item for a in exported.items] == ["a.png"]
+    assert exported.items[0].boxes == (Box(1.0, 1.0, 24.0, 9.0, "car"),)

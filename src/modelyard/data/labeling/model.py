@@ -21,9 +21,9 @@ from modelyard.store.schema_labeling import ITEM_STATES, LABELING_TASKS, MEMBER_
 TASKS = LABELING_TASKS
 STATES = ITEM_STATES
 ROLES = MEMBER_ROLES
-# where an item's label came from: typed by a person, or a model's proposal the person accepted as it was, edited,
-# or rejected (and labeled otherwise)
-SOURCES = ("manual", "proposal_accepted", "proposal_edited", "proposal_rejected")
+# where an item's label came from: typed by a person, a model's proposal the person accepted as it was, edited, or
+# rejected (and labeled otherwise), or imported from an annotation file
+SOURCES = ("manual", "proposal_accepted", "proposal_edited", "proposal_rejected", "imported")
 RATINGS = ("A", "B", "C", "D")
 # states whose label a person has saved (what publish can use)
 LABELED_STATES = ("labeled", "in_review", "accepted")
@@ -208,7 +208,7 @@ def make_annotation(task: str, classes: Sequence[str], item: str, width: int, he
         for row in rows:
             try:
                 parsed.append(Box.from_list(row[:5] + row[5:6]))
-            except (InvalidInput, ValueError, TypeError):
+            except (InvalidInput, ValueError, TypeError, OverflowError):
                 raise InvalidInput(f"{item}: a box is [x1, y1, x2, y2, label] in pixels, got {row!r}") from None
         annotated = Annotated.make(item, width, height, boxes=parsed)
     else:

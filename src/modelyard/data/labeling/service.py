@@ -54,6 +54,7 @@ from modelyard.data.labeling.rows import (
     require_manager,
 )
 from modelyard.data.labeling.team import TeamMixin
+from modelyard.data.labeling.transfer import TransferMixin
 from modelyard.data.refs import check_name
 from modelyard.store.schema_labeling import labeling_items, labeling_jobs, labeling_members, labeling_reviews
 from modelyard.store.workspace import Workspace
@@ -64,7 +65,7 @@ IMAGE_KINDS = ("image-classification", "object-detection")
 IMAGE_TASKS = ("classification", "multilabel", "detection")
 
 
-class LabelingStore(TeamMixin, PublishMixin):
+class LabelingStore(TeamMixin, PublishMixin, TransferMixin):
     """Labeling jobs of one workspace. Constructing it does no I/O."""
 
     def __init__(self, workspace: Workspace):
@@ -201,7 +202,8 @@ class LabelingStore(TeamMixin, PublishMixin):
             if row.task == "text":
                 raise InvalidInput("a text job's items come from its table; images cannot be added")
             names = [i["item"] for i in images]
-            clash = next(iter(existing_items(conn, row.id, names)), None)
+            there = existing_items(conn, row.id, names)
+            clash = next((n for n in names if n in there), None)  # the first in the request's order
             if clash is not None:
                 raise Conflict(f"item {clash!r} is already in job {name!r}; item ids must be unique")
             start = conn.execute(sa.select(sa.func.max(labeling_items.c.position))
