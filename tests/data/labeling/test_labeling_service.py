@@ -359,3 +359,15 @@ def test_labels_and_predictions_made_elsewhere_come_in_whole_or_not_at_all(colou
     exported = store.annotation_set("t14-boxes")
     assert exported.task == "detection" and [a.item for a in exported.items] == ["a.png"]
     assert exported.items[0].boxes == (Box(1.0, 1.0, 24.0, 9.0, "car"),)
+
+
+def test_blob_gc_keeps_the_images_of_a_job_on_uploaded_files(colours):
+    from modelyard.store.gc import collect_garbage
+
+    workspace, store = colours
+    files = _upload(workspace, {"keep/1.png": "red"})
+    loose = "sha256:" + workspace.blobs.put_bytes(b"nobody refers to this").digest
+    store.create("t16-gc", OWNER, task="classification", classes=["a", "b"], files=files)
+    doomed = collect_garbage(workspace, dry_run=True, grace_s=0).deleted
+    assert loose.removeprefix("sha256:") in str(doomed) and files["keep/1.png"].removeprefix("sha256:") not in \
+        str(doomed)
