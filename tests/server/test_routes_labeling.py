@@ -178,6 +178,9 @@ def test_label_studio_predicts_choices_with_basic_auth_or_bearer(api):
         http.post("/labelstudio/colours/predict", json={**request, "label_config": BOXES}, headers=who["val"]),
         422, "invalid_input")
     _error(http.post("/labelstudio/nothing/predict", json=request, headers=who["val"]), 404, "not_found")
+    broken = {**request, "tasks": [{"id": 9, "data": {"image": "data:image/png;base64,aGVsbG8="}}]}
+    assert "task 9: not a readable image" in _error(
+        http.post("/labelstudio/colours/predict", json=broken, headers=who["val"]), 422, "invalid_input")
 
 
 def test_label_studio_fetches_project_images_only_from_the_host_given_at_setup(api):

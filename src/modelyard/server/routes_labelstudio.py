@@ -195,7 +195,7 @@ def predict(model: str, body: Predict, request: Request):
     for index, task in enumerate(body.tasks):
         task_id = task.get("id", index)
         data = task.get("data") if isinstance(task.get("data"), dict) else {}
-        images.append((str(task_id), _image_bytes(request, data.get(config.data_key), task_id, body.project)))
+        images.append((f"task {task_id}", _image_bytes(request, data.get(config.data_key), task_id, body.project)))
     proposals = predictor.propose(images, config.labels, config.task)
     ref = predictor.version.ref
     return {"results": [prediction(p, config, ref) for p in proposals], "model_version": ref}
