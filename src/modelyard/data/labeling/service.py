@@ -324,8 +324,12 @@ class LabelingStore(TeamMixin, PublishMixin, TransferMixin):
         """
         with self.engine.begin() as conn:
             row = job_row(conn, name)
-            known = {r.item: r.state for r in conn.execute(
-                sa.select(labeling_items.c.item, labeling_items.c.state).where(labeling_items.c.job_id == row.id))}
+            # only the proposed items' states: a pre-labeling run calls this per batch, on jobs of any size
+            names = list(dict.fromkeys(p.annotated.item for p in proposals))
+            known = {}
+            for start in range(0, len(names), 500):
+                known.update(conn.execute(sa.select(labeling_items.c.item, labeling_items.c.state).where(
+                    labeling_items.c.job_id == row.id, labeling_items.c.item.in_(names[start:start + 500]))).all())
             stored = skipped = 0
             now = utcnow()
             for proposal in proposals:
