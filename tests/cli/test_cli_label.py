@@ -36,6 +36,12 @@ def test_label_a_folder_of_images_to_a_published_version(tmp_path, capsys):
     assert "red/0.png: labeled, red (manual)" in saved
     page = json.loads(run("label", "items", "c1", "--state", "labeled", "--json"))
     assert page["total"] == 1 and page["items"][0]["seconds"] == 2.0
+    exported = json.loads(run("label", "export", "c1", "--format", "csv", "-o", str(tmp_path / "out"), "--json"))
+    assert exported["items"] == 1 and exported["format"] == "csv"
+    imported = json.loads(run("label", "import", "c1", str(tmp_path / "out"), "--as-proposals", "--json"))
+    assert imported == {"schema": "modelyard.labeling-import/1", "imported": 0, "skipped": 1}  # labeled already
+    assert "unknown annotation format 'tiff'" in run("label", "export", "c1", "--format", "tiff", "-o",
+                                                     str(tmp_path / "x"), code=2)
     team = json.loads(run("label", "assign", "c1", "--labeler", "alice", "--reviewer", "rita", "--count", "2",
                           "--json"))
     assert team["assignment"] == {"schema": "modelyard.labeling-assignment/1", "assigned": {"alice": 2}, "total": 2}

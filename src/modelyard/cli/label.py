@@ -1,5 +1,6 @@
-"""``modelyard label create | list | show | items | annotate | propose | assign | review | stats | publish``:
-labeling jobs with a queue, model proposals, team review and publishing as the next dataset version."""
+"""``modelyard label create | list | show | items | annotate | propose | assign | review | stats | publish | import |
+export``: labeling jobs with a queue, model proposals, team review, publishing as the next dataset version, and
+annotation files (COCO, VOC, YOLO, Label Studio, CSV) in and out."""
 
 from __future__ import annotations
 
@@ -316,3 +317,46 @@ def publish_command(
     origins = version["lineage"].get("labeling", {}).get("origins", {})
     console.print(f"published [bold]{version['ref']}[/] ({version['display_version']}): {version['items']} items, "
                   + ", ".join(f"{n} {o}" for o, n in origins.items()), highlight=False)
+
+
+@app.command("import")
+def import_command(
+    name: str,
+    path: Annotated[Path, typer.Argument(help="An annotation file or folder: COCO or Label Studio .json, a CSV, a "
+                                              "VOC or YOLO folder.")],
+    fmt: Annotated[str, typer.Option("--format", help="auto, coco, voc, yolo, labelstudio or csv.")] = "auto",
+    as_proposals: Annotated[bool, typer.Option("--as-proposals", help="Store them as a model's predictions "
+                                                                      "(proposals), not as labels.")] = False,
+    model: Annotated[str, typer.Option("--model", help="The name recorded on proposals.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Bring labels made elsewhere into the job, matched by item id (an unknown item or class refuses all)."""
+    with get_client() as client:
+        result = client.label.import_file(name, path, fmt=fmt, as_proposals=as_proposals, model=model)
+    if as_json:
+        print_json(result)
+        return
+    what = "proposals" if as_proposals else "labels"
+    console.print(f"imported {result['imported']} {what} into {escape(name)}; skipped {result['skipped']}",
+                  highlight=False)
+
+
+@app.command("export")
+def export_command(
+    name: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="A new or empty folder.")],
+    fmt: Annotated[str, typer.Option("--format", help="coco, voc, yolo, labelstudio or csv.")],
+    state: Annotated[list[str] | None, typer.Option("--state", help="Items in these states (default labeled, "
+                                                                    "in_review, accepted).")] = None,
+    images: Annotated[bool, typer.Option("--images/--no-images", help="Copy the images too.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the job's saved labels in an annotation format (with the images), without publishing a version."""
+    with get_client(read_only=True) as client:
+        summary = client.label.export(name, output, fmt, state=_split(state) or ("labeled", "in_review", "accepted"),
+                                      images=images)
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"wrote {summary['items']} item(s) as {summary['format']} to {escape(str(summary['path']))}",
+                  highlight=False)

@@ -149,15 +149,53 @@ class Labeling:
     def annotation_set(self, name: str, state: Sequence[str] = ("labeled", "in_review", "accepted")):
         """The job's saved labels in ``state`` as an ``AnnotationSet`` (read page by page), for any format's
         writer."""
+        return self._annotations_and_digests(name, state)[0]
+
+    def _annotations_and_digests(self, name: str, state: Sequence[str]):
         from modelyard.data.annotations import Annotated, AnnotationSet
 
         job = self.get(name)
-        items, offset = [], 0
+        items, digests, offset = [], {}, 0
         while offset is not None:
             page = self.items(name, state=state, offset=offset, limit=500)
-            items += [Annotated.from_entry(i["item"], i["annotation"]) for i in page["items"] if i["annotation"]]
+            for entry in page["items"]:
+                if entry["annotation"]:
+                    items.append(Annotated.from_entry(entry["item"], entry["annotation"]))
+                    digests[entry["item"]] = entry["digest"]
             offset = page["next_offset"]
-        return AnnotationSet(job["task"], tuple(job["classes"]), tuple(items))
+        return AnnotationSet(job["task"], tuple(job["classes"]), tuple(items)), digests
+
+    def _read_blob(self, digest: str) -> bytes:
+        """A blob's bytes, verified against its digest (in-process: straight from the store)."""
+        import hashlib
+
+        if self._c.in_process:
+            return self._c._workspace.blobs.read_bytes(digest)
+        data = self._c.request("GET", f"/api/v1/blobs/{digest}").content
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise InvalidInput(f"downloaded blob {digest} does not match its hash")
+        return data
+
+    def export(self, name: str, dest: str | Path, fmt: str, state: Sequence[str] = ("labeled", "in_review",
+                                                                                    "accepted"),
+               images: bool = True) -> dict:
+        """Write the job's saved labels in ``state`` in an annotation format (``coco``, ``voc``, ``yolo``,
+        ``labelstudio``, ``csv``) into the new or empty folder ``dest``, with the images unless ``images`` is
+        False. Returns the format's summary (``{"format", "path", "items", "images", "boxes"}``)."""
+        from modelyard.data import formats
+
+        annotations, digests = self._annotations_and_digests(name, state)
+        source = (lambda item: self._read_blob(digests[item])) if images else None
+        return formats.write(annotations, dest, fmt, image_source=source)
+
+    def import_file(self, name: str, path: str | Path, fmt: str = "auto", as_proposals: bool = False,
+                    model: str = "") -> dict:
+        """Read an annotation file or folder (COCO, VOC, YOLO, Label Studio, CSV; ``auto`` detects) here and send
+        its labels (or, ``as_proposals``, its predictions) into the job, matched by item id."""
+        from modelyard.data import formats
+
+        annotations, _ = formats.read(path, fmt)
+        return self.import_annotations(name, annotations.items, as_proposals=as_proposals, model=model)
 
     def set_priorities(self, name: str, priorities: dict[str, dict]) -> dict:
         """``{item: {"uncertainty": 0..1, "hard": bool}}``."""

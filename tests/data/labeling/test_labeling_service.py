@@ -294,8 +294,9 @@ def test_publishing_uploaded_images_needs_a_dataset_name_and_leaves_unlabeled_it
     version = store.publish("t12-up", OWNER, dataset="moods")
     assert version.ref == "moods@1" and version.items == 2 and version.lineage["labeling"]["left_out"] == 1
     entries = DatasetStore(workspace).manifest(version)["entries"]
-    assert entries[0]["labels"] == ["warm", "bright"] and entries[0]["label"] == "warm"
+    assert version.kind == "multilabel-classification" and entries[0]["labels"] == ["warm", "bright"]
     assert version.schema["multilabel"] is True and {e["split"] for e in entries} <= {"t", "v"}
+    assert version.stats["per_class"]["warm"] == 1
 
 
 def test_the_queue_pages_10k_items_through_an_index(shared):
@@ -359,6 +360,13 @@ def test_labels_and_predictions_made_elsewhere_come_in_whole_or_not_at_all(colou
     exported = store.annotation_set("t14-boxes")
     assert exported.task == "detection" and [a.item for a in exported.items] == ["a.png"]
     assert exported.items[0].boxes == (Box(1.0, 1.0, 24.0, 9.0, "car"),)
+    with pytest.raises(Conflict, match="holds image-classification data"):
+        store.publish("t14-boxes", OWNER, dataset="colours")
+    version = store.publish("t14-boxes", OWNER, dataset="t14-detections")
+    assert version.kind == "object-detection" and version.items == 1 and version.stats["boxes"] == 1
+    entry = DatasetStore(workspace).manifest(version)["entries"][0]
+    assert entry["boxes"] == [[1.0, 1.0, 24.0, 9.0, "car"]] and entry["labeling"]["source"] == "imported"
+    assert DatasetStore(workspace).load_annotations(version).items[0].boxes == exported.items[0].boxes
 
 
 def test_blob_gc_keeps_the_images_of_a_job_on_uploaded_files(colours):

@@ -24,6 +24,9 @@ from modelyard.store.schema_labeling import labeling_items, labeling_jobs
 
 MODES = ("overwrite", "keep")
 DETECTION_KIND = "object-detection"
+# the labeling task -> the dataset kind its labels publish as
+KIND_OF_TASK = {"classification": "image-classification", "multilabel": "multilabel-classification",
+                "detection": DETECTION_KIND}
 
 
 class PublishMixin:
@@ -75,11 +78,10 @@ class PublishMixin:
         if target is None:
             raise InvalidInput("dataset: name the dataset to publish to (the job was opened on uploaded images)")
         check_name(target, "dataset name")
-        kind = DETECTION_KIND if job.task == "detection" else "image-classification"
-        from modelyard.store.schema_data import DATASET_KINDS
-
-        if kind not in DATASET_KINDS:
-            raise InvalidInput(f"publishing boxes needs the {kind} dataset kind, which this build does not have")
+        kind = KIND_OF_TASK.get(job.task)
+        if kind is None:
+            raise InvalidInput(f"a {job.task} job cannot be published yet (classification, multilabel and detection "
+                               "jobs can)")
         store = DatasetStore(self.workspace)
         source_entries = {}
         if source_ref:
@@ -112,9 +114,10 @@ class PublishMixin:
                     origins[origin] -= 1
                     left_out += 1
                     continue
-                entry["label"] = names[0]
                 if job.task == "multilabel":
                     entry["labels"] = list(names)
+                else:
+                    entry["label"] = names[0]
             entry["labeling"] = {
                 "job": job.name, "origin": origin,
                 "by": item.labeled_by if origin == "job" else None,
@@ -166,18 +169,17 @@ class PublishMixin:
         from modelyard.data.splits import split_counts
 
         good = [e for e in entries if not e.get("error")]
-        if kind == DETECTION_KIND:
-            per_class = Counter(b[4] for e in entries for b in e.get("boxes", ()))
-            stats = {"kind": kind, "images": len(entries), "usable": len(good), "boxes": sum(per_class.values()),
-                     "per_class": {c: per_class.get(c, 0) for c in classes},
-                     "split": split_counts(e["split"] for e in entries)}
-            schema = {"task": kind, "classes": classes}
-        else:
-            from modelyard.data.stats import image_stats
+        from modelyard.data import stats as statistics
 
-            stats = image_stats(entries, classes, store.blobs.read_bytes)
-            schema = {"task": "image-classification", "label": "label", "classes": classes,
-                      "multilabel": job.task == "multilabel"}
+        schema = {"task": kind, "classes": classes}
+        if kind == DETECTION_KIND:
+            stats = statistics.annotation_stats(entries, classes)
+        elif kind == "multilabel-classification":
+            stats = statistics.multilabel_stats(entries, classes)
+            schema["multilabel"] = True
+        else:
+            stats = statistics.image_stats(entries, classes, store.blobs.read_bytes)
+            schema["label"] = "label"
         if good and "mode" in good[0]:
             schema["channels"] = 1 if images.is_grayscale([e.get("mode", "RGB") for e in good]) else 3
         if good:

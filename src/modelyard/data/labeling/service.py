@@ -61,7 +61,7 @@ from modelyard.store.workspace import Workspace
 
 MAX_PAGE = 500
 MAX_ITEMS = 1_000_000
-IMAGE_KINDS = ("image-classification", "object-detection")
+IMAGE_KINDS = ("image-classification", "multilabel-classification", "object-detection")
 IMAGE_TASKS = ("classification", "multilabel", "detection")
 
 

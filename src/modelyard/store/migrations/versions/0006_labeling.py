@@ -1,7 +1,7 @@
 """labeling jobs, members, items and reviews
 
 Revision ID: 0006
-Revises: 0005
+Revises: 0006_dataset_kinds
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0006"
-down_revision = "0005"
+down_revision = "0006_dataset_kinds"
 branch_labels = None
 depends_on = None
 
