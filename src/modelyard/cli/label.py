@@ -43,7 +43,8 @@ def _print_job(job: dict) -> None:
 @app.command("create")
 def create_command(
     name: Annotated[str, typer.Argument(help="The job's name.")],
-    task: Annotated[str, typer.Option("--task", help="classification, multilabel or detection.")],
+    task: Annotated[str, typer.Option("--task", help="classification, multilabel, detection or text (on a "
+                                                     "text-classification dataset).")],
     classes: Annotated[list[str] | None, typer.Option("--classes", help="The label set, comma-separated "
                                                                         "(default: the dataset's classes).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="A dataset version NAME@VERSION to label.")] = None,

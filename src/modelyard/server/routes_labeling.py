@@ -41,11 +41,11 @@ class _Body(BaseModel):
 class CreateJob(_Body):
     name: str = Field(pattern=NAME, description="The job's name (unique).")
     task: Literal["classification", "multilabel", "detection", "text"] = Field(
-        description="classification (one class per item), multilabel, detection (boxes); text is refused until a "
-                    "text dataset kind exists.")
+        description="classification (one class per item), multilabel, detection (boxes) or text (on a "
+                    "text-classification version).")
     classes: list[str] | None = Field(default=None, max_length=1000,
                                       description="The label set; default the dataset version's classes.")
-    dataset: str | None = Field(default=None, max_length=220, description="A dataset version NAME@VERSION of images.")
+    dataset: str | None = Field(default=None, max_length=220, description="A dataset version NAME@VERSION.")
     files: dict[str, str] | None = Field(default=None, description="Instead: uploaded images, relative name -> "
                                                                    "sha256 digest (POST /blobs first).")
     description: str = Field(default="", max_length=10_000, description="Instructions for the labelers.")

@@ -132,7 +132,7 @@ def test_job_creation_refuses_bad_label_sets_names_and_sources(colours):
         store.create("t5-j", OWNER, task="classification", classes=["red", "red"], dataset="colours@1")
     with pytest.raises(InvalidInput, match="exactly one of dataset"):
         store.create("t5-j", OWNER, task="classification", classes=["a", "b"])
-    with pytest.raises(InvalidInput, match="text classification jobs need a text dataset kind"):
+    with pytest.raises(InvalidInput, match="colours@1 is a image-classification dataset; a text job needs"):
         store.create("t5-j", OWNER, task="text", classes=["a", "b"], dataset="colours@1")
     with pytest.raises(NotFound):
         store.create("t5-j", OWNER, task="classification", dataset="nothing@1")
@@ -379,3 +379,24 @@ def test_blob_gc_keeps_the_images_of_a_job_on_uploaded_files(colours):
     doomed = collect_garbage(workspace, dry_run=True, grace_s=0).deleted
     assert loose.removeprefix("sha256:") in str(doomed) and files["keep/1.png"].removeprefix("sha256:") not in \
         str(doomed)
+
+
+def test_a_text_job_labels_texts_and_publishes_a_text_version(colours, tmp_path):
+    workspace, store = colours
+    rows = ["id,text,label", 'r0,"great film",pos', 'r1,"dull plot",neg', 'r2,"not labeled yet",']
+    (tmp_path / "texts.csv").write_text("\n".join(rows) + "\n")
+    DatasetStore(workspace).import_path(tmp_path / "texts.csv", "t17-reviews", kind="text-classification")
+    job = store.create("t17-text", OWNER, task="text", dataset="t17-reviews@1")
+    assert job.classes == ("neg", "pos") and job.counts["unlabeled"] == 3
+    item = store.item("t17-text", "r2")
+    assert item.text == "not labeled yet" and item.existing is None and item.digest is None
+    assert store.item("t17-text", "r0").existing["labels"] == ["pos"]
+    with pytest.raises(InvalidInput, match="r2: text takes one label"):
+        store.annotate("t17-text", "r2", OWNER, labels=["pos", "neg"])
+    store.annotate("t17-text", "r2", OWNER, labels=["neg"], seconds=3)
+    version = store.publish("t17-text", OWNER)
+    assert version.ref == "t17-reviews@2" and version.kind == "text-classification" and version.items == 3
+    entries = {e["path"]: e for e in DatasetStore(workspace).manifest(version)["entries"]}
+    assert entries["r2"]["text"] == "not labeled yet" and entries["r2"]["labels"] == ["neg"]
+    assert entries["r2"]["labeling"]["origin"] == "job" and entries["r0"]["labeling"]["origin"] == "existing"
+    assert version.stats["labeled"] == 3

@@ -26,7 +26,7 @@ MODES = ("overwrite", "keep")
 DETECTION_KIND = "object-detection"
 # the labeling task -> the dataset kind its labels publish as
 KIND_OF_TASK = {"classification": "image-classification", "multilabel": "multilabel-classification",
-                "detection": DETECTION_KIND}
+                "detection": DETECTION_KIND, "text": "text-classification"}
 
 
 class PublishMixin:
@@ -101,6 +101,14 @@ class PublishMixin:
                 continue
             origins[origin] += 1
             base = source_entries.get(item.item) or self._image_facts(item)
+            if kind == "text-classification":
+                entry = {"path": item.item, "text": base.get("text", item.text or ""), "labels": list(label["labels"]),
+                         "label": label["labels"][0]}
+                if "split" in base:
+                    entry["split"] = base["split"]
+                entry["labeling"] = _lineage(job.name, item, origin)
+                entries.append(entry)
+                continue
             entry = {k: v for k, v in base.items() if k not in ("label", "labels", "boxes", "labeling")}
             entry.update({"path": item.item, "width": item.width or base.get("width", 0),
                           "height": item.height or base.get("height", 0)})
@@ -118,13 +126,7 @@ class PublishMixin:
                     entry["labels"] = list(names)
                 else:
                     entry["label"] = names[0]
-            entry["labeling"] = {
-                "job": job.name, "origin": origin,
-                "by": item.labeled_by if origin == "job" else None,
-                "source": item.source if origin == "job" else None,
-                "review": (item.review or {}).get("outcome") if origin == "job" else None,
-                "rating": (item.review or {}).get("rating") if origin == "job" else None,
-            }
+            entry["labeling"] = _lineage(job.name, item, origin)
             entries.append(entry)
         classes = list(job.classes)
         used = {e["label"] for e in entries if "label" in e} | {b[4] for e in entries for b in e.get("boxes", ())} \
@@ -157,7 +159,8 @@ class PublishMixin:
         fresh = [e for e in entries if e.get("split") not in ("t", "v")]
         if not fresh:
             return
-        keys = [e.get("label") or ",".join(sorted({b[4] for b in e.get("boxes", ())})) for e in fresh]
+        keys = [e.get("label") or ",".join(e.get("labels", ())) or ",".join(sorted({b[4] for b in e.get("boxes", ())}))
+                for e in fresh]
         for entry, side in zip(fresh, stratified_split(keys, len(fresh), validation_fraction, seed).tolist(),
                                strict=True):
             entry["split"] = side
@@ -174,6 +177,9 @@ class PublishMixin:
         schema = {"task": kind, "classes": classes}
         if kind == DETECTION_KIND:
             stats = statistics.annotation_stats(entries, classes)
+        elif kind == "text-classification":
+            stats = statistics.text_stats(entries, classes)
+            schema["multilabel"] = False
         elif kind == "multilabel-classification":
             stats = statistics.multilabel_stats(entries, classes)
             schema["multilabel"] = True
@@ -182,7 +188,7 @@ class PublishMixin:
             schema["label"] = "label"
         if good and "mode" in good[0]:
             schema["channels"] = 1 if images.is_grayscale([e.get("mode", "RGB") for e in good]) else 3
-        if good:
+        if good and kind != "text-classification":
             schema["median_size"] = [int(np.median([e["height"] for e in good])),
                                      int(np.median([e["width"] for e in good]))]
         counts = split_counts(e["split"] for e in entries)
@@ -201,7 +207,17 @@ class PublishMixin:
             source={"name": f"labeling job {job.name}", "format": "labeling", "notes": (
                 [f"left out {left_out} item(s) with no label"] if left_out else [])},
             items=len(entries),
-            size=sum(int(e.get("size") or 0) for e in {e["digest"]: e for e in entries}.values()),
+            size=(sum(len(e["text"].encode("utf-8")) for e in entries) if kind == "text-classification" else
+                  sum(int(e.get("size") or 0) for e in {e["digest"]: e for e in entries}.values())),
             description=description or f"published from labeling job {job.name}",
             created_by=actor.name,
         )
+
+
+def _lineage(job: str, item, origin: str) -> dict:
+    """What a published entry records of where its label came from."""
+    mine = origin == "job"
+    return {"job": job, "origin": origin, "by": item.labeled_by if mine else None,
+            "source": item.source if mine else None,
+            "review": (item.review or {}).get("outcome") if mine else None,
+            "rating": (item.review or {}).get("rating") if mine else None}

@@ -103,7 +103,7 @@ def existing_items(conn, job_id: str, names: list[str], chunk: int = 500) -> set
 def existing_labels(entry: dict) -> dict | None:
     """The labels a manifest entry already carries, in ``Annotated.to_entry()`` form, or None."""
     if entry.get("boxes") or entry.get("labels"):
-        return {k: entry[k] for k in ("width", "height", "boxes", "labels") if k in entry}
+        return {k: entry[k] for k in ("width", "height", "boxes", "labels") if k in entry and entry[k] != []}
     if entry.get("label") not in (None, ""):
         return {"width": int(entry.get("width") or 0), "height": int(entry.get("height") or 0),
                 "labels": [entry["label"]]}

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from modelyard.core.errors import Conflict, InvalidInput, NotFound
 from modelyard.core.ids import new_id, utcnow
 from modelyard.data.labeling.model import (
+    TASKS,
     Actor,
     LabelingJob,
     LabelItem,
@@ -62,7 +63,7 @@ from modelyard.store.workspace import Workspace
 MAX_PAGE = 500
 MAX_ITEMS = 1_000_000
 IMAGE_KINDS = ("image-classification", "multilabel-classification", "object-detection")
-IMAGE_TASKS = ("classification", "multilabel", "detection")
+TEXT_KIND = "text-classification"
 
 
 class LabelingStore(TeamMixin, PublishMixin, TransferMixin):
@@ -80,8 +81,8 @@ class LabelingStore(TeamMixin, PublishMixin, TransferMixin):
         Args:
             name: the job's name (letters, digits, ``.``, ``_``, ``-``); unique.
             actor: who opens it; becomes the owner.
-            task: ``classification`` (one class per item), ``multilabel`` or ``detection`` (boxes). ``text`` is
-                part of the model but refused until a text dataset kind exists.
+            task: ``classification`` (one class per item), ``multilabel``, ``detection`` (boxes) or ``text``
+                (one class per text, on a ``text-classification`` version).
             classes: the label set; default the dataset version's classes.
             dataset: a dataset version ``NAME@VERSION`` of images to label: its entries become the items, their
                 labels are kept as ``existing`` (shown to labelers; ``publish`` overwrites or keeps them).
@@ -99,12 +100,11 @@ class LabelingStore(TeamMixin, PublishMixin, TransferMixin):
             raise InvalidInput("give exactly one of dataset (NAME@VERSION) or files (uploaded images)")
         if len(description or "") > 10_000:
             raise InvalidInput("description: at most 10000 characters")
-        if task == "text":
-            # NOTE: the labeling model stores text items (labeling_items.text), but no dataset kind holds texts yet
-            raise InvalidInput("text classification jobs need a text dataset kind, which this build does not have; "
-                               f"tasks available: {', '.join(IMAGE_TASKS)}")
-        if task not in IMAGE_TASKS:
-            raise InvalidInput(f"task {task!r}: expected one of {', '.join(IMAGE_TASKS)}")
+        if task not in TASKS:
+            raise InvalidInput(f"task {task!r}: expected one of {', '.join(TASKS)}")
+        if task == "text" and dataset is None:
+            raise InvalidInput(f"a text job is opened on a {TEXT_KIND} dataset version (dataset=NAME@VERSION), not "
+                               "on uploaded images")
         if dataset is not None:
             source, items, default_classes = self._items_from_dataset(dataset, task)
         else:
@@ -131,7 +131,9 @@ class LabelingStore(TeamMixin, PublishMixin, TransferMixin):
         store = DatasetStore(self.workspace)
         version = store.get(ref)
         source = {"dataset": version.ref, "dataset_kind": version.kind}
-        if version.kind not in IMAGE_KINDS:
+        if task == "text" and version.kind != TEXT_KIND:
+            raise InvalidInput(f"{version.ref} is a {version.kind} dataset; a text job needs a {TEXT_KIND} one")
+        if task != "text" and version.kind not in IMAGE_KINDS:
             raise InvalidInput(f"{version.ref} is a {version.kind} dataset; a {task} job needs images "
                                f"({' or '.join(IMAGE_KINDS)})")
         items, seen = [], set()
@@ -142,6 +144,10 @@ class LabelingStore(TeamMixin, PublishMixin, TransferMixin):
                 raise InvalidInput(f"{version.ref}: item {entry['path']!r} appears twice in the manifest")
             seen.add(entry["path"])
             existing = existing_labels(entry)
+            if task == "text":
+                items.append({"item": entry["path"], "digest": None, "width": 0, "height": 0,
+                              "text": entry.get("text", ""), "existing": existing})
+                continue
             items.append({"item": entry["path"], "digest": "sha256:" + entry["digest"].removeprefix("sha256:"),
                           "width": int(entry.get("width") or 0), "height": int(entry.get("height") or 0),
                           "text": None, "existing": existing})
