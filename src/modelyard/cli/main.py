@@ -50,6 +50,8 @@ NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
                 ("migrate_code", "migrate_model", "migrate_optimize")),
     "data": ("Datasets: import tables and image folders as immutable versions; list, show, stats, prep, export, "
              "sample, delete.", ("data",)),
+    "label": ("Data labeling: jobs on a dataset version or uploaded images, a queue, model proposals, team review, "
+              "publish as the next dataset version.", ("label",)),
     "runs": ("Tracked training runs: params, metrics, logs, artifacts, dataset version; list, show, compare, "
              "delete.",
              ("runs",)),

@@ -22,6 +22,7 @@ import httpx
 
 from modelyard.client._http import raise_for
 from modelyard.client.data import Datasets
+from modelyard.client.labeling import Labeling
 from modelyard.client.monitoring import Monitoring
 from modelyard.client.registry import Models
 from modelyard.client.runs import ActiveRun, Runs
@@ -64,6 +65,7 @@ class Client:
         self.tokens = Tokens(self)
         self.blobs = Blobs(self)
         self.data = Datasets(self)
+        self.label = Labeling(self)
         self.runs = Runs(self)
         self.models = Models(self)
         self.services = Services(self)

@@ -27,6 +27,7 @@ JOB_KINDS: dict[str, str] = {
     "migrate.run": "modelyard.migrate.pipeline.jobs:RUN",
     "automl.train": "modelyard.train.automl:AUTOML",
     "evaluate": "modelyard.train.evaluate:EVALUATE",
+    "label.propose": "modelyard.deploy.prelabel:PROPOSE",
 }
 
 

@@ -57,9 +57,11 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def close_app(app: FastAPI) -> None:
     """Release what the app holds beyond its workspace (the pooled client to service replicas)."""
+    from modelyard.server.routes_labelstudio import close_predictors
     from modelyard.server.routes_services import close_upstream
 
     close_upstream(app)
+    close_predictors(app)
 
 
 def server_paths_hidden(message: str, home: Path) -> str:
@@ -92,6 +94,8 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
         routes_data,
         routes_gc,
         routes_jobs,
+        routes_labeling,
+        routes_labelstudio,
         routes_migrations,
         routes_models,
         routes_monitoring,
@@ -155,11 +159,12 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
         )
 
     app.include_router(routes_system.router)
+    app.include_router(routes_labelstudio.router)  # Label Studio calls <base>/health, /setup, /predict
     # every /api/v1 route authenticates (401) and checks the caller's role (403) before anything else
     authenticated = documented(None, *AUTH_ERRORS)
     # routes_gc before routes_blobs: /blobs/gc before any /blobs/{parameter}
     for module in (routes_jobs, routes_tokens, routes_gc, routes_blobs, routes_data, routes_runs, routes_models,
-                   routes_services, routes_monitoring, routes_migrations):
+                   routes_services, routes_monitoring, routes_migrations, routes_labeling):
         app.include_router(module.router, prefix="/api/v1", responses=authenticated)
     from modelyard.server import console
 

@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0007"
-down_revision = "0006_dataset_kinds"  # the brief said 0005; main gained 0006_dataset_kinds meanwhile
+down_revision = "0006"  # after 0006_dataset_kinds -> 0006 (labeling): one chain
 branch_labels = None
 depends_on = None
 
