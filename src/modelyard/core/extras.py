@@ -24,6 +24,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "ml_dtypes": ("ml-dtypes", "ml"),
     "safetensors": ("safetensors", "ml"),
     "sklearn": ("scikit-learn", "ml"),
+    "scipy": ("scipy", "ml"),
     "joblib": ("joblib", "ml"),
     "lightgbm": ("lightgbm", "ml"),
     "skl2onnx": ("skl2onnx", "ml"),

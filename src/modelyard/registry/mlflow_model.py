@@ -150,10 +150,22 @@ def _example_rows(folder: Path, mlmodel: dict, signature: dict | None, n_feature
 def _verify(folder: Path, onnx_path: Path, example, reference) -> str:
     """Run the converted model on ``example`` and refuse it unless it answers as the original did (the output that
     matches the reference's shape: probabilities for a classifier, the prediction otherwise)."""
-    import onnxruntime as ort
+    from modelyard.registry.signature import read_signature
+    from modelyard.runtime.registry import get_backend
+    from modelyard.runtime.spec import Artifact, parse_spec
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    outputs = session.run(None, {session.get_inputs()[0].name: example.astype(np.float32)})
+    signature = read_signature(onnx_path, "onnx")
+    inputs = [{"name": t.name, "dtype": t.dtype,
+               "shape": [d if isinstance(d, int) else f"d{i}" for i, d in enumerate(t.shape)]}
+              for t in signature.inputs]
+    spec = parse_spec({"onnx": str(onnx_path), "inputs": inputs})
+    runner = get_backend("onnxruntime:cpu").load(Artifact("onnx", onnx_path, spec))
+    try:
+        outputs = list(runner.infer({signature.inputs[0].name: example.astype(np.float32)}).values())
+    finally:
+        close = getattr(runner, "close", None)
+        if close:
+            close()
     candidates = [np.asarray(o, dtype=np.float64) for o in outputs if np.shape(o) == reference.shape]
     if not candidates:
         raise InvalidInput(f"{folder.name}: the ONNX model's outputs {[np.shape(o) for o in outputs]} do not match "
