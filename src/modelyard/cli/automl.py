@@ -45,8 +45,8 @@ def finish(job: dict) -> dict:
 def train_command(
     dataset: Annotated[str, typer.Argument(help="Dataset version, NAME@VERSION.")],
     name: Annotated[str, typer.Option("--name", help="Registry model the winner is registered as.")],
-    task: Annotated[str, typer.Option("--task", help="auto, classification, regression or image-classification.")]
-    = "auto",
+    task: Annotated[str, typer.Option("--task", help="auto, classification, regression, image-classification or "
+                                      "detection.")] = "auto",
     time_budget: Annotated[float, typer.Option("--time-budget", help="Seconds for the whole search.")] = 60.0,
     max_trials: Annotated[int | None, typer.Option("--max-trials", help="Stop after this many candidates (or at "
                                                    "the time budget, whichever comes first); with --seed the "
@@ -54,7 +54,12 @@ def train_command(
     max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", help="Reject candidates slower than "
                                                          "this (p95, one request, onnxruntime CPU).")] = None,
     metric: Annotated[str | None, typer.Option("--metric", help="accuracy, balanced_accuracy, f1_macro, roc_auc, "
-                                               "log_loss | r2, rmse, mae.")] = None,
+                                               "log_loss | r2, rmse, mae | map50_95, map50.")] = None,
+    input_size: Annotated[int | None, typer.Option("--input-size", help="Detection: the detector's square input "
+                                                   "side in pixels (multiple of 16); default: searched.")] = None,
+    backbone: Annotated[str | None, typer.Option("--backbone", help="Detection: sha256:DIGEST of a safetensors "
+                                                 "backbone in the blob store ('blobs put') to fine-tune from.")]
+    = None,
     families: Annotated[str | None, typer.Option("--families", help="Tabular families, comma-separated: lightgbm, "
                                                  "linear, random_forest, extra_trees.")] = None,
     no_ensemble: Annotated[bool, typer.Option("--no-ensemble", help="Do not try ensembles.")] = False,
@@ -69,6 +74,7 @@ def train_command(
     winner."""
     spec = {"dataset": dataset, "name": name, "task": task, "time_budget_s": time_budget, "max_trials": max_trials,
             "max_latency_ms": max_latency_ms, "metric": metric, "ensemble": not no_ensemble, "refit": not no_refit,
+            "input_size": input_size, "backbone": backbone,
             "seed": seed,
             "description": description}
     if families:

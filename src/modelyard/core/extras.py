@@ -35,6 +35,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "prometheus_client": ("prometheus-client", "ml"),
     "orjson": ("orjson", "ml"),
     "optuna": ("optuna", "ml"),
+    "pycocotools": ("pycocotools", "ml"),
     "palmerpenguins": ("palmerpenguins", "ml"),
     "skops": ("skops", "ml"),
     "openvino": ("openvino", "openvino"),

@@ -281,7 +281,7 @@ def check_task(data: Any, outputs: tuple[TensorSpec, ...]) -> dict | None:
         raise InvalidInput(f"task.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     if task.output and task.output not in {t.name for t in outputs}:
         raise InvalidInput(f"task.output: the model has no output {task.output!r}")
-    if task.classes is not None:
+    if task.classes is not None and task.type == "classification":  # a detector's classes are not an axis
         target = next(t for t in outputs if t.name == task.output) if task.output else outputs[0]
         width = target.shape[-1] if len(target.shape) >= 2 else None
         if isinstance(width, int) and width != len(task.classes):

@@ -90,7 +90,8 @@ class TaskSpec(BaseModel):
         output: the output carrying the prediction. Default: the first output.
         top_k: k of the top-k agreement. Default 5.
         classes: for classification, the class names in the order of the output's last axis (index ``i`` is
-            ``classes[i]``); services and batch jobs then answer with names as well as indices.
+            ``classes[i]``); services and batch jobs then answer with names as well as indices. For detection,
+            the names the model's class indices stand for.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -103,8 +104,8 @@ class TaskSpec(BaseModel):
     @model_validator(mode="after")
     def _classes_fit(self) -> TaskSpec:
         if self.classes is not None:
-            if self.type != "classification":
-                raise ValueError(f"classes apply to a classification task, not {self.type!r}")
+            if self.type not in ("classification", "detection"):
+                raise ValueError(f"classes apply to a classification or detection task, not {self.type!r}")
             if len(set(self.classes)) != len(self.classes):
                 raise ValueError("classes must be unique")
         return self

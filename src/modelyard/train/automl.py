@@ -24,14 +24,21 @@ class AutomlSpec(BaseModel):
     """Args:
         dataset: the dataset version to train on, ``NAME@VERSION``.
         name: the registry model the winner is registered as.
-        task: ``auto`` (from the dataset), ``classification``, ``regression`` or ``image-classification``.
+        task: ``auto`` (from the dataset), ``classification``, ``regression``, ``image-classification`` or
+            ``detection`` (an ``object-detection`` dataset).
         time_budget_s: wall-clock budget of the search and refit (default 60).
         max_trials: stop after this many candidates (tabular: Optuna trials; images: CNN candidates, each trained
             for a fixed number of steps), or at the time budget, whichever comes first. With a seed and a budget
             that is not reached, the search does the same work and returns the same model however busy the
             machine is. Default: no limit (the budget alone decides).
         max_latency_ms: reject candidates whose p95 single-request latency on onnxruntime exceeds this.
-        metric: what to optimise (default accuracy for classification, r2 for regression).
+        metric: what to optimise (default accuracy for classification, r2 for regression, map50_95 for
+            detection; detection also takes map50).
+        input_size: detection: the detector's square input side in pixels (a multiple of 16); default: searched
+            around the dataset's median image side.
+        backbone: detection: ``sha256:...`` of a safetensors file in the blob store (``modelyard blobs put``) with
+            backbone weights to fine-tune from (saved by ``train.detectors.network.save_backbone``; it fixes the
+            width and depth). Nothing is downloaded.
         ensemble: try a soft-voting ensemble of the best few tabular candidates.
         refit: tabular: refit the winner on train + validation when the budget allows (default true). False keeps
             the validation split held out, for ``evaluate --split validation``.
@@ -44,11 +51,13 @@ class AutomlSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: str = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=100)
-    task: Literal["auto", "classification", "regression", "image-classification"] = "auto"
+    task: Literal["auto", "classification", "regression", "image-classification", "detection"] = "auto"
     time_budget_s: float = Field(default=60.0, gt=0, le=7 * 24 * 3600)
     max_trials: int | None = Field(default=None, ge=1, le=100_000)
     max_latency_ms: float | None = Field(default=None, gt=0)
     metric: str | None = None
+    input_size: int | None = Field(default=None, ge=32, le=1024, multiple_of=16)
+    backbone: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     ensemble: bool = True
     refit: bool = True
     families: list[str] | None = None
@@ -65,7 +74,8 @@ def _open_workspace(ctx: JobContext):
 
 
 def _resolve_task(spec: AutomlSpec, version) -> str:
-    actual = "image-classification" if version.kind == "image-classification" else version.schema["task"]
+    actual = {"image-classification": "image-classification", "object-detection": "detection"}.get(
+        version.kind) or version.schema["task"]
     if spec.task not in ("auto", actual):
         hint = " (re-import it with --task classification)" if spec.task == "classification" else ""
         raise InvalidInput(f"task {spec.task!r} does not fit {version.ref}, which holds {actual} data{hint}")
@@ -127,6 +137,21 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
         source_format = "torch"
         task_info = {"type": "classification", "output": "probabilities", "classes": list(search.classes)}
         preprocessing = search.preprocessing
+    elif task == "detection":
+        from modelyard.train.automl_detection import search_detection
+
+        backbone = None
+        if spec.backbone:
+            backbone = ctx.workdir / "backbone.safetensors"
+            backbone.write_bytes(workspace.blobs.read_bytes(spec.backbone.removeprefix("sha256:")))
+        search = search_detection(store, version, time_budget_s=spec.time_budget_s, max_trials=spec.max_trials,
+                                  max_latency_ms=spec.max_latency_ms, metric=spec.metric,
+                                  input_size=spec.input_size, backbone=backbone, seed=spec.seed,
+                                  progress=ctx.progress, log=ctx.log, cancelled=ctx.cancelled, on_trial=on_trial)
+        source_format = "torch"
+        # the graph decodes: boxes (N, K, 4) xyxy in input pixels, scores (N, K), classes (N, K) into `classes`
+        task_info = {"type": "detection", "output": "boxes", "classes": list(search.classes)}
+        preprocessing = search.preprocessing
     else:
         from modelyard.train.automl_tabular import search_tabular
         from modelyard.train.tabular_families import FAMILIES
@@ -145,7 +170,8 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
         preprocessing = None
     ctx.log(f"winner: {search}")
     # which rows of the version the registered model was fitted on: evaluate warns when it is asked to measure them
-    fit_splits = ["train", "validation"] if search.refitted and task != "image-classification" else ["train"]
+    fit_splits = (["train", "validation"] if search.refitted and task not in ("image-classification", "detection")
+                  else ["train"])
     model_path = ctx.workdir / "model.onnx"
     model_path.write_bytes(search.onnx)
     summary = search.to_dict()
@@ -158,6 +184,9 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
     score = search.winner["score"]
     final_metrics = {f"val_{search.metric}": score, "latency_p95_ms": search.latency["p95_ms"],
                      "latency_p50_ms": search.latency["p50_ms"], "trials": search.trials}
+    if task == "detection":
+        final_metrics.update(val_map50=search.winner["map50"], val_map50_95=search.winner["map50_95"],
+                             parameters=search.winner["parameters"])
     runs.log_metrics(run_id, [{"key": k, "value": float(v)} for k, v in final_metrics.items()])
     model_ref = None
     if spec.register_winner:
@@ -171,9 +200,12 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
             source_format,
             preprocessing=preprocessing,
             task=task_info,
-            metrics={f"val_{search.metric}": float(score), "latency_p95_ms": search.latency["p95_ms"]},
+            metrics={f"val_{search.metric}": float(score), "latency_p95_ms": search.latency["p95_ms"],
+                     **({"val_map50": float(search.winner["map50"])} if task == "detection" else {})},
             tags={"automl": task, "family": search.winner["family"], "dataset": version.ref,
-                  "classes": ",".join(search.classes)[:1000]},
+                  "classes": ",".join(search.classes)[:1000],
+                  **({"input_size": str(search.preprocessing["size"][0]), "letterbox": "center,pad=114"}
+                     if task == "detection" else {})},
             lineage={"dataset": version.ref, "dataset_id": version.id, "dataset_manifest": version.manifest_digest,
                      "fit_splits": fit_splits, "selected_on": "validation", "job": ctx.job_id, "run": run_id},
             description=_card(spec, version, search),
@@ -227,6 +259,18 @@ def _card(spec: AutomlSpec, version, search) -> str:
     ]
     if search.classes:
         lines.append(f"- **Classes:** {', '.join(search.classes[:50])}")
+    if search.task == "detection":
+        size = search.preprocessing["size"][0]
+        winner = search.winner
+        lines += [
+            f"- **Detector:** CenterNet-style, width {winner['params']['width']}, depth {winner['params']['depth']}, "
+            f"{winner['parameters']:,} parameters; validation mAP50 {winner['map50']:.4f}, mAP50-95 "
+            f"{winner['map50_95']:.4f}.",
+            f"- **Input:** `image` float32 (N, 3, {size}, {size}), RGB scaled to 0..1, letterboxed: scaled by "
+            f"{size} / max(height, width), centred on a grey (114) canvas.",
+            "- **Outputs (decoded in the graph):** `boxes` (N, K, 4) xyxy in input pixels, `scores` (N, K) best "
+            "first, `classes` (N, K) indices into the classes above; undo the letterbox to get image pixels.",
+        ]
     lines += ["", "| rank | family | score | latency p95 ms | accepted |", "|---|---|---|---|---|"]
     for rank, entry in enumerate(search.leaderboard[:5], start=1):
         latency = "-" if entry["latency_ms"] is None else f"{entry['latency_ms']:.3f}"
@@ -242,6 +286,8 @@ def authorize_automl(spec: AutomlSpec, _caller, workspace) -> None:
 
     check_name(spec.name, "model name")
     DatasetStore(workspace).get(spec.dataset)
+    if spec.backbone:
+        workspace.blobs.info(spec.backbone.removeprefix("sha256:"))  # an unknown blob is a 404 at submit
 
 
 AUTOML = JobKind(
@@ -250,6 +296,6 @@ AUTOML = JobKind(
     run_automl,
     idempotent=False,
     authorize=authorize_automl,
-    description="AutoML on a dataset version (tabular or image classification) under a time budget, an optional "
-                "trial count and a latency limit measured on onnxruntime; registers the winner.",
+    description="AutoML on a dataset version (tabular, image classification or detection) under a time budget, an "
+                "optional trial count and a latency limit measured on onnxruntime; registers the winner.",
 )

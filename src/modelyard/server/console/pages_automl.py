@@ -1,4 +1,5 @@
-"""The AutoML wizard (code-free training): dataset version -> task -> time budget and maximum latency -> start ->
+"""The AutoML wizard (code-free training): dataset version -> task (tabular, image classification or detection, from
+the dataset's kind; detection also takes an input size) -> time budget and maximum latency -> start ->
 a live leaderboard -> the registered winner and its evaluation. REST twin: ``POST /api/v1/jobs`` with kind
 ``automl.train`` (the wizard submits exactly that spec), ``GET /api/v1/jobs/{id}``, ``GET /api/v1/runs/{id}/logs``."""
 
@@ -42,7 +43,7 @@ def wizard(request: Request, viewer: Viewer = Depends(page())):
 @router.post("/automl")
 def start(request: Request, dataset: str = Form(...), name: str = Form(...), task: str = Form("auto"),
           time_budget_s: float = Form(60), max_latency_ms: str = Form(""), max_trials: str = Form(""),
-          viewer: Viewer = Depends(action())):
+          input_size: str = Form(""), viewer: Viewer = Depends(action())):
     spec: dict = {"dataset": dataset.strip(), "name": name.strip(), "task": task, "time_budget_s": time_budget_s}
     if max_latency_ms.strip():
         try:
@@ -54,6 +55,11 @@ def start(request: Request, dataset: str = Form(...), name: str = Form(...), tas
             spec["max_trials"] = int(max_trials)
         except ValueError as exc:
             raise InvalidInput(f"max_trials: {max_trials!r} is not a whole number of candidates") from exc
+    if input_size.strip():  # detection only; the spec checks the range and the multiple of 16
+        try:
+            spec["input_size"] = int(input_size)
+        except ValueError as exc:
+            raise InvalidInput(f"input size {input_size!r} is not a whole number of pixels") from exc
     job = _queue(request).submit("automl.train", spec, owner=viewer.name, caller=viewer.caller)
     return redirect(f"/automl/{job.id}", f"AutoML job {job.id} started on {spec['dataset']}.")
 

@@ -8,15 +8,16 @@ less than ``MIN_VISIBLE`` of their area, or thinner than ``MIN_SIDE`` pixels, be
 four half-size images into one (more, smaller objects per step); colour jitter changes brightness, contrast,
 saturation and per-channel gain.
 
-Policies are named so a search can pick one: ``none``, ``flip``, ``scale+flip``, ``scale+flip+color``,
-``mosaic+scale+flip+color``.
+A policy is ``none`` or parts joined by ``+`` (``mosaic``, ``scale``, ``flip``, ``color``); a search picks among
+:data:`POLICIES`.
 """
 
 from __future__ import annotations
 
 from modelyard.runtime.letterbox import PAD_VALUE
 
-POLICIES = ("none", "flip", "scale+flip", "scale+flip+color", "mosaic+scale+flip+color")
+POLICIES = ("none", "flip", "scale+flip", "scale+flip+color", "mosaic+scale+flip+color")  # what a search tries
+PARTS = {"mosaic", "scale", "flip", "color"}
 SCALE_RANGE = (0.6, 1.5)  # zoom factors (1 = the letterboxed image as is)
 MOSAIC_PROBABILITY = 0.5  # per batch
 MIN_VISIBLE = 0.4
@@ -50,8 +51,10 @@ def augment_batch(images, boxes, size: int, policy: str, generator):
     import torch
     from torch.nn import functional as F
 
-    if policy not in POLICIES:
-        raise ValueError(f"unknown augmentation policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    parts = set(policy.split("+"))
+    if policy != "none" and not parts <= PARTS:
+        raise ValueError(f"unknown augmentation policy {policy!r}: 'none' or parts of {', '.join(sorted(PARTS))} "
+                         "joined by '+'")
     x = images.float().div_(255.0)
     boxes = boxes.clone()
     n, source = x.shape[0], x.shape[-1]

@@ -64,11 +64,12 @@ def prepare(images: Sequence[np.ndarray], items: Sequence[Annotated], classes: S
 def train_detector(model, data: DetectionData, *, size: int, policy: str, lr: float, seconds: float,
                    steps: int | None = None, batch: int = BATCH, seed: int = 0,
                    cancelled: Callable[[], bool] | None = None,
-                   on_epoch: Callable[[float], None] | None = None) -> dict:
+                   on_epoch: Callable[[float], None] | None = None, overhead_s: float = 0.0) -> dict:
     """Train ``model`` in place for about ``seconds`` (one-cycle schedule sized from the measured step time) or,
     with ``steps``, for exactly that many steps (the deadline still stops it).
 
-    ``on_epoch(epochs_done)`` is called after each pass over the data (for validation and checkpoints).
+    ``on_epoch(epochs_done)`` is called after each pass over the data (for validation and checkpoints);
+    ``overhead_s`` is the time those calls will take in all, left out when the schedule is sized.
 
     Returns:
         ``{"steps", "epochs", "first_loss", "last_loss"}`` (losses averaged over the first and last ten steps).
@@ -106,6 +107,9 @@ def train_detector(model, data: DetectionData, *, size: int, policy: str, lr: fl
     for i in range(probe):  # measure the step time at a low rate; these steps count
         if i == 1:  # the first step warms oneDNN up and would make the schedule too short
             timed = time.monotonic()
+        if i > 1 and time.monotonic() >= deadline:
+            probe = i
+            break
         for group in optimizer.param_groups:
             group["lr"] = lr / 25
         step(torch.from_numpy(order[(i % per_epoch) * batch:(i % per_epoch + 1) * batch]))
@@ -114,7 +118,7 @@ def train_detector(model, data: DetectionData, *, size: int, policy: str, lr: fl
         total_steps = max(MIN_STEPS, steps)
     else:
         per_step = (time.monotonic() - timed) / max(1, probe - 1)
-        total_steps = max(MIN_STEPS, int((deadline - time.monotonic()) / per_step))
+        total_steps = max(MIN_STEPS, int((deadline - time.monotonic() - overhead_s) / per_step))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.15,
                                                     div_factor=25, final_div_factor=100)
     done = 0

@@ -1,0 +1,80 @@
+"""Detection AutoML on a tiny synthetic set: a step-bounded search end to end, the latency gate, input sizes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from modelyard.core.errors import InvalidInput
+
+
+def _tiny(count: int, seed: int, prefix: str):
+    from modelyard.train.detectors.synthetic import make_shapes
+
+    return make_shapes(count, size=64, seed=seed, max_objects=3, prefix=prefix)
+
+
+def test_input_sizes_come_from_the_median_side_or_the_fixed_size():
+    from modelyard.train.automl_detection import input_sizes
+
+    assert input_sizes(640) == (512, 480)  # 640 is past the largest side searched
+    assert input_sizes(128) == (128, 96) and input_sizes(20) == (64,)
+    assert input_sizes(500, fixed=320) == (320,)
+    with pytest.raises(InvalidInput, match="multiple of 16"):
+        input_sizes(500, fixed=100)
+
+
+@pytest.mark.slow
+def test_a_step_bounded_detection_search_exports_a_decoding_onnx_model(monkeypatch):
+    from modelyard.train import automl_detection
+    from modelyard.train.automl_detection import search_detection_arrays
+    from modelyard.train.latency import session
+
+    monkeypatch.setattr(automl_detection, "MIN_CANDIDATE_STEPS", 10)  # a test needs the plumbing, not accuracy
+    monkeypatch.setattr(automl_detection, "MIN_FINAL_STEPS", 12)
+    train_images, train_set = _tiny(24, 0, "t")
+    val_images, val_set = _tiny(8, 1, "v")
+    lines, trials = [], []
+    result = search_detection_arrays(train_images, train_set.items, val_images, val_set.items, train_set.classes,
+                                     time_budget_s=600, max_trials=1, input_size=64, seed=0, log=lines.append,
+                                     on_trial=trials.append)
+    assert result.task == "detection" and result.metric == "map50_95" and result.trials == 1
+    assert result.stop_reason == "max trials (1)"
+    winner = result.winner
+    assert winner["family"] == "centernet" and winner["params"]["size"] == 64 and winner["accepted"]
+    assert 0.0 <= winner["map50_95"] <= winner["map50"] <= 1.0 and set(winner["per_class"]) == set(train_set.classes)
+    assert 50_000 < winner["parameters"] < 2_000_000
+    assert trials[0]["latency_ms"] > 0 and any(t["family"] == "centernet-final" for t in trials)
+    assert any("step-bounded search" in line for line in lines)
+    assert result.preprocessing["size"] == [64, 64] and str(result).startswith("centernet ")
+    sess = session(result.onnx)
+    meta = {k: json.loads(v) for k, v in sess.get_modelmeta().custom_metadata_map.items()}
+    assert meta["modelyard.task"] == "detection" and meta["modelyard.classes"] == list(train_set.classes)
+    boxes, scores, classes = sess.run(None, {"image": np.zeros((1, 3, 64, 64), dtype=np.float32)})
+    assert boxes.shape == (1, 100, 4) and scores.shape == (1, 100) and classes.max() < len(train_set.classes)
+
+
+@pytest.mark.slow
+def test_the_latency_gate_rejects_every_contender_before_training():
+    from modelyard.train.automl_detection import search_detection_arrays
+
+    train_images, train_set = _tiny(8, 2, "t")
+    val_images, val_set = _tiny(4, 3, "v")
+    with pytest.raises(InvalidInput, match=r"max latency 1e-06 ms: no detector met it"):
+        search_detection_arrays(train_images, train_set.items, val_images, val_set.items, train_set.classes,
+                                time_budget_s=600, max_trials=1, max_latency_ms=1e-6, input_size=64)
+
+
+def test_a_search_without_boxes_or_validation_images_is_refused():
+    from modelyard.data.annotations import Annotated
+    from modelyard.train.automl_detection import search_detection_arrays
+
+    images, labeled = _tiny(2, 4, "t")
+    empty = [Annotated.make(a.item, a.width, a.height) for a in labeled.items]
+    with pytest.raises(InvalidInput, match="needs labeled boxes"):
+        search_detection_arrays(images, empty, images, labeled.items, labeled.classes, time_budget_s=10)
+    with pytest.raises(InvalidInput, match="both the train and validation"):
+        search_detection_arrays(images, labeled.items, [], [], labeled.classes, time_budget_s=10)
+    with pytest.raises(InvalidInput, match="map50_95 or map50"):
+        search_detection_arrays(images, labeled.items, images, labeled.items, labeled.classes, time_budget_s=10,
+                                metric="accuracy")
