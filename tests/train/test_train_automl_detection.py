@@ -78,3 +78,14 @@ def test_a_search_without_boxes_or_validation_images_is_refused():
     with pytest.raises(InvalidInput, match="map50_95 or map50"):
         search_detection_arrays(images, labeled.items, images, labeled.items, labeled.classes, time_budget_s=10,
                                 metric="accuracy")
+
+
+def test_a_backbone_file_fixes_the_architecture_it_was_saved_from(tmp_path):
+    from modelyard.train.automl_detection import _backbone_architecture
+    from modelyard.train.detectors.network import build_detector, save_backbone
+
+    save_backbone(build_detector(4, width=12, depth=2), tmp_path / "b.safetensors")
+    assert _backbone_architecture(tmp_path / "b.safetensors", 3) == (12, 2)
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(InvalidInput, match="not a readable safetensors file"):
+        _backbone_architecture(tmp_path / "junk.safetensors", 3)

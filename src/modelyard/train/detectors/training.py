@@ -162,11 +162,12 @@ def predict(model, data: DetectionData, items: Sequence[Annotated], classes: Seq
                 keep = scores[row] >= score_floor
                 original = fit.to_original(boxes[row][keep])
                 # the declared size may differ from the decoded pixels' (a resized copy): scale back to it
-                original = original * np.array([item.width / fit.width, item.height / fit.height] * 2)
+                width, height = item.width or fit.width, item.height or fit.height
+                original = original * np.array([width / fit.width, height / fit.height] * 2)
                 kept = [Box(*map(float, b), classes[int(c)], float(s))
                         for b, c, s in zip(original, labels[row][keep], scores[row][keep], strict=True)
                         if b[2] > b[0] and b[3] > b[1]]
-                found.append(Annotated.make(item.item, item.width, item.height, kept))
+                found.append(Annotated.make(item.item, width, height, kept))
     if was_training:
         model.train()
     return found
