@@ -396,7 +396,7 @@ def search_detection_arrays(train_images: Sequence[np.ndarray], train_items: Seq
 
 
 def _backbone_architecture(path: str, n_classes: int) -> tuple[int, int]:
-    """The ``(width, depth)`` a backbone file was saved from, found by trying the family's shapes."""
+    """The ``(width, depth)`` a backbone file was saved from, read from its tensors' names and shapes."""
     from safetensors import safe_open
 
     from modelyard.train.detectors.network import build_detector
@@ -406,10 +406,13 @@ def _backbone_architecture(path: str, n_classes: int) -> tuple[int, int]:
             shapes = {k.removeprefix("backbone."): tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         raise InvalidInput(f"pretrained backbone {path}: not a readable safetensors file ({exc})") from None
-    for width in WIDTHS:
-        for depth in (1, 2, 3):
-            expected = build_detector(n_classes, width, depth).backbone.state_dict()
-            if set(expected) == set(shapes) and all(tuple(v.shape) == shapes[k] for k, v in expected.items()):
-                return width, depth
-    raise InvalidInput(f"pretrained backbone {path}: its tensors fit no detector of widths {list(WIDTHS)} and depths "
-                       "1-3 (save one with train.detectors.network.save_backbone)")
+    # the stem's first conv is (width, 3, 3, 3); stage4 holds one stride-2 conv and `depth` residual blocks
+    stem = shapes.get("stem.0.weight", ())
+    width = int(stem[0]) if len(stem) == 4 else 0
+    depth = len({k.split(".")[1] for k in shapes if k.startswith("stage4.")}) - 1
+    if width > 0 and depth > 0:
+        expected = build_detector(n_classes, width, depth).backbone.state_dict()
+        if set(expected) == set(shapes) and all(tuple(v.shape) == shapes[k] for k, v in expected.items()):
+            return width, depth
+    raise InvalidInput(f"pretrained backbone {path}: its tensors fit no detector of this family (save one with "
+                       "train.detectors.network.save_backbone)")
