@@ -403,7 +403,7 @@ def _backbone_architecture(path: str, n_classes: int) -> tuple[int, int]:
 
     try:
         with safe_open(str(path), framework="pt") as handle:
-            shapes = {k.removeprefix("backbone."): tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+            shapes = {k.removeprefix("backbone."): tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118 - safe_open is no dict
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         raise InvalidInput(f"pretrained backbone {path}: not a readable safetensors file ({exc})") from None
     # the stem's first conv is (width, 3, 3, 3); stage4 holds one stride-2 conv and `depth` residual blocks

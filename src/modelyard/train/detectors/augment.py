@@ -67,10 +67,7 @@ def augment_batch(images, boxes, size: int, policy: str, generator):
         zoom = torch.ones(n)
     reach = (1 - 1 / zoom).abs()
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * reach.unsqueeze(1)
-    if "flip" in policy:
-        flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
-    else:
-        flip = torch.ones(n)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if "flip" in policy else torch.ones(n)
     if "scale" in policy or "flip" in policy or size != source:
         theta = torch.zeros(n, 2, 3)
         theta[:, 0, 0], theta[:, 1, 1] = flip / zoom, 1 / zoom
