@@ -71,8 +71,10 @@ def test_a_search_without_boxes_or_validation_images_is_refused():
 
     images, labeled = _tiny(2, 4, "t")
     empty = [Annotated.make(a.item, a.width, a.height) for a in labeled.items]
-    with pytest.raises(InvalidInput, match="needs labeled boxes"):
+    with pytest.raises(InvalidInput, match="needs labeled boxes in the train split"):
         search_detection_arrays(images, empty, images, labeled.items, labeled.classes, time_budget_s=10)
+    with pytest.raises(InvalidInput, match="needs labeled boxes in the validation split"):
+        search_detection_arrays(images, labeled.items, images, empty, labeled.classes, time_budget_s=10)
     with pytest.raises(InvalidInput, match="both the train and validation"):
         search_detection_arrays(images, labeled.items, [], [], labeled.classes, time_budget_s=10)
     with pytest.raises(InvalidInput, match="map50_95 or map50"):

@@ -188,8 +188,9 @@ def search_detection_arrays(train_images: Sequence[np.ndarray], train_items: Seq
         raise InvalidInput(f"metric {metric!r}: detection AutoML optimises {' or '.join(METRICS)}")
     if not train_items or not val_items:
         raise InvalidInput("detection AutoML needs images in both the train and validation splits")
-    if not any(item.boxes for item in train_items):
-        raise InvalidInput("detection AutoML needs labeled boxes in the train split; it has none")
+    for split, items in (("train", train_items), ("validation", val_items)):
+        if not any(item.boxes for item in items):  # no box to learn from, or no mAP to select by
+            raise InvalidInput(f"detection AutoML needs labeled boxes in the {split} split; it has none")
     classes = tuple(classes)
     note = log or (lambda _m: None)
     sides = [max(item.width, item.height) for item in train_items if item.width and item.height]
