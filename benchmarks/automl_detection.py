@@ -13,6 +13,7 @@ images beside it or under ``images/``), split 70/15/15 by seed. NOTE: this reads
 own; the dataset importers (COCO, VOC, YOLO) are the ``data`` package's, not yet on this branch.
 
     python benchmarks/automl_detection.py [--time-budget 300] [--threads 2] [--data DIR] [--max-latency-ms L]
+        [--input-size N] [--max-trials N] [--backbone FILE] [--train 1500 --val 200 --test 300] [--seed 0]
 
 The last line printed is one JSON object.
 """
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--max-latency-ms", type=float)
     parser.add_argument("--input-size", type=int)
     parser.add_argument("--max-trials", type=int)
+    parser.add_argument("--backbone", type=Path, help="a safetensors backbone to start from (save_backbone)")
     parser.add_argument("--train", type=int, default=1500)
     parser.add_argument("--val", type=int, default=200)
     parser.add_argument("--test", type=int, default=300)
@@ -137,7 +139,7 @@ def main() -> None:
     result = search_detection_arrays([p for p, _ in train], [a for _, a in train], [p for p, _ in val],
                                      [a for _, a in val], classes, time_budget_s=args.time_budget,
                                      max_trials=args.max_trials, max_latency_ms=args.max_latency_ms,
-                                     input_size=args.input_size, seed=args.seed,
+                                     input_size=args.input_size, seed=args.seed, backbone=args.backbone,
                                      log=lambda line: print(f"  {line}", flush=True))
     seconds = time.monotonic() - began
     size = result.preprocessing["size"][0]
