@@ -62,7 +62,9 @@ METRICS = ("map50_95", "map50")
 WIDTHS = (8, 12, 16, 24, 32)
 STARTING_POINTS = [
     {"width": 16, "depth": 1, "size_rank": 0, "augment": "scale+flip+color", "lr": 4e-3},
-    {"width": 24, "depth": 1, "size_rank": 0, "augment": "mosaic+scale+flip+color", "lr": 3e-3},
+    # no mosaic among the starting points: on the synthetic shapes it trailed scale+flip+color at every checkpoint
+    # of 1,400 steps (mAP50-95 0.638 vs 0.672 after 25 epochs); the sampler may still pick it
+    {"width": 24, "depth": 1, "size_rank": 0, "augment": "scale+flip+color", "lr": 3e-3},
     {"width": 12, "depth": 1, "size_rank": 1, "augment": "scale+flip", "lr": 5e-3},
     {"width": 16, "depth": 2, "size_rank": 0, "augment": "flip", "lr": 4e-3},
 ]
