@@ -12,7 +12,8 @@ How a search runs:
    at the cost of an export, not a training run.
 3. Accepted contenders train for an equal slice of ``SEARCH_SHARE`` of the budget and are scored by mAP on (up to
    ``VALIDATION_SUBSET`` images of) the validation split. Optuna's TPE proposes the next after known-good starting
-   points.
+   points. On a machine too slow for a slice to say anything (a contender under ``INFORMATIVE_STEPS`` steps, or
+   the best under ``NOISE_FLOOR`` mAP), the search stops and keeps the first, default contender.
 4. The best contender keeps training from its weights for the rest of the budget (a new one-cycle schedule), with
    validation mAP a few times along the way and the best weights kept; it is exported and re-timed.
 
@@ -59,6 +60,10 @@ FINAL_EPOCHS = 12
 MIN_CANDIDATE_STEPS = 20
 MIN_FINAL_STEPS = 40
 METRICS = ("map50_95", "map50")
+# a contender trained fewer steps than this, or scoring below NOISE_FLOOR, says little about how it ends up (early
+# on, the smallest network always leads): the search then stops and keeps the first (default) contender
+INFORMATIVE_STEPS = 100
+NOISE_FLOOR = 0.05
 WIDTHS = (8, 12, 16, 24, 32)
 STARTING_POINTS = [
     {"width": 16, "depth": 1, "size_rank": 0, "augment": "scale+flip+color", "lr": 4e-3},
@@ -283,9 +288,10 @@ def search_detection_arrays(train_images: Sequence[np.ndarray], train_items: Seq
         if max_trials is not None:
             slice_s = max(1.0, final_deadline - time.monotonic())
         began = time.monotonic()
-        train_detector(model, train_data, size=params["size"], policy=params["augment"], lr=params["lr"],
-                       seconds=slice_s, steps=None if max_trials is None else candidate_steps,
-                       seed=seed + trial.number, cancelled=cancelled)
+        run = train_detector(model, train_data, size=params["size"], policy=params["augment"], lr=params["lr"],
+                             seconds=slice_s, steps=None if max_trials is None else candidate_steps,
+                             seed=seed + trial.number, cancelled=cancelled)
+        entry["steps"] = run["steps"]
         scoring = time.monotonic()
         found = score(model, params["size"])
         entry["validation_s"] = round(time.monotonic() - scoring, 3)
@@ -307,6 +313,9 @@ def search_detection_arrays(train_images: Sequence[np.ndarray], train_items: Seq
             state["stop"] = "cancelled"
             study.stop()
         elif max_trials is None and time.monotonic() >= search_deadline - 1.0:
+            study.stop()
+        elif max_trials is None and board and board[-1].get("steps", INFORMATIVE_STEPS) < INFORMATIVE_STEPS:
+            state["uninformative"] = True  # the machine is too slow for a time slice to rank contenders
             study.stop()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -330,6 +339,10 @@ def search_detection_arrays(train_images: Sequence[np.ndarray], train_items: Seq
                                f"at {fastest['latency_ms']:.3f} ms p95)")
         raise InvalidInput(f"the time budget of {time_budget_s:.0f}s was too short to train one contender")
     best = max(scored, key=lambda e: e["score"])
+    if max_trials is None and (best["score"] < NOISE_FLOOR or state.get("uninformative")):
+        best = scored[0]
+        note(f"the contenders trained too few steps to rank them (best {metric} {max(e['score'] for e in scored):.4f}, "
+             f"{min(e.get('steps', 0) for e in scored)} steps); keeping the default contender {best['params']}")
     params = best["params"]
     model = build(params)
     model.load_state_dict(weights[best["trial"]])
