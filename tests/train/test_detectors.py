@@ -136,3 +136,12 @@ def test_backbone_weights_round_trip_through_safetensors(tmp_path, exported):
     (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(InvalidInput, match="not a readable safetensors file"):
         load_backbone(fresh, tmp_path / "junk.safetensors")
+
+
+def test_the_one_cycle_schedule_warms_up_then_decays_over_the_fraction_done():
+    from modelyard.train.detectors.training import one_cycle
+
+    assert one_cycle(0.0, 1.0) == pytest.approx(1 / 25) and one_cycle(0.15, 1.0) == pytest.approx(1.0)
+    assert one_cycle(1.0, 1.0) == pytest.approx(1 / 2500)
+    rates = [one_cycle(f / 100, 1.0) for f in range(101)]
+    assert rates[:16] == sorted(rates[:16]) and rates[15:] == sorted(rates[15:], reverse=True)

@@ -294,9 +294,7 @@ def search_detection_arrays(train_images: Sequence[np.ndarray], train_items: Seq
                              seconds=slice_s, steps=None if max_trials is None else candidate_steps,
                              seed=seed + trial.number, cancelled=cancelled)
         entry["steps"] = run["steps"]
-        scoring = time.monotonic()
         found = score(model, params["size"])
-        entry["validation_s"] = round(time.monotonic() - scoring, 3)
         entry["score"] = round(found[metric], 6)
         entry["map50"], entry["map50_95"] = round(found["map50"], 6), round(found["map50_95"], 6)
         weights[trial.number] = copy.deepcopy(model.state_dict())
@@ -376,8 +374,7 @@ def search_detection_arrays(train_images: Sequence[np.ndarray], train_items: Seq
     if seconds > 2 and not (cancelled and cancelled()):
         run = train_detector(model, train_data, size=params["size"], policy=params["augment"], lr=params["lr"],
                              seconds=seconds, steps=None if max_trials is None else final_steps, seed=seed,
-                             cancelled=cancelled, on_epoch=on_epoch,
-                             overhead_s=FINAL_EVALUATIONS * best.get("validation_s", 0.0))
+                             cancelled=cancelled, on_epoch=on_epoch)
         final_score = score(model, params["size"])[metric]
         if final_score >= kept["score"]:
             kept.update(score=final_score, state=copy.deepcopy(model.state_dict()), epochs=run["epochs"])

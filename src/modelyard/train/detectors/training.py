@@ -2,9 +2,9 @@
 
 ``DetectionData`` holds images letterboxed once to one size (uint8, so 10,000 images at 256 px take 2 GB) and their
 boxes padded to one tensor; the training loop samples batches from it, augments them on the fly
-(:mod:`.augment`), and steps AdamW on a one-cycle schedule sized to a time budget (measured from the first steps)
-or to a fixed step count. :func:`predict` letterboxes, runs the net with its decoding and maps the boxes back to
-each original image, as :class:`~modelyard.data.annotations.Annotated` values :func:`coco_map` scores.
+(:mod:`.augment`), and steps AdamW on a one-cycle schedule over a time budget or a fixed step count.
+:func:`predict` letterboxes, runs the net with its decoding and maps the boxes back to each original image, as
+:class:`~modelyard.data.annotations.Annotated` values :func:`coco_map` scores.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from modelyard.runtime.letterbox import LetterboxParams, letterbox
 
 BATCH = 32
 SCORE_FLOOR = 0.001  # predictions below this are dropped before mAP (COCO evaluations keep the low tail)
-MIN_STEPS = 8  # OneCycleLR needs a warm-up of at least one step
+MIN_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -61,18 +61,32 @@ def prepare(images: Sequence[np.ndarray], items: Sequence[Annotated], classes: S
     return DetectionData(size, canvas, boxes, tuple(params))
 
 
+def one_cycle(fraction: float, lr: float) -> float:
+    """The learning rate at ``fraction`` (0..1) of a run: a cosine warm-up from ``lr / 25`` over the first 15 %,
+    then a cosine decay to ``lr / 2500`` (OneCycleLR's shape, on a fraction instead of a step count)."""
+    warm = 0.15
+    if fraction < warm:
+        return lr / 25 + (lr - lr / 25) * (1 - math.cos(math.pi * fraction / warm)) / 2
+    decay = min(1.0, (fraction - warm) / (1 - warm))
+    return lr / 2500 + (lr - lr / 2500) * (1 + math.cos(math.pi * decay)) / 2
+
+
 def train_detector(model, data: DetectionData, *, size: int, policy: str, lr: float, seconds: float,
                    steps: int | None = None, batch: int = BATCH, seed: int = 0,
                    cancelled: Callable[[], bool] | None = None,
-                   on_epoch: Callable[[float], None] | None = None, overhead_s: float = 0.0) -> dict:
-    """Train ``model`` in place for about ``seconds`` (one-cycle schedule sized from the measured step time) or,
-    with ``steps``, for exactly that many steps (the deadline still stops it).
+                   on_epoch: Callable[[float], None] | None = None) -> dict:
+    """Train ``model`` in place for ``seconds`` or, with ``steps``, for exactly that many steps (the deadline still
+    stops it).
 
-    ``on_epoch(epochs_done)`` is called after each pass over the data (for validation and checkpoints);
-    ``overhead_s`` is the time those calls will take in all, left out when the schedule is sized.
+    The learning rate follows :func:`one_cycle` over the fraction of the run done: of the steps with ``steps``,
+    else of the time. A schedule over time ends at the deadline however the machine's speed changes on the way
+    (one sized from the first steps' speed ended a 300 s run 100 s early on a machine whose load fell).
+    ``on_epoch(epochs_done)`` is called after each pass over the data (for validation and checkpoints; its time
+    counts).
 
     Returns:
-        ``{"steps", "epochs", "first_loss", "last_loss"}`` (losses averaged over the first and last ten steps).
+        ``{"steps", "epochs", "seconds", "first_loss", "last_loss"}`` (losses averaged over the first and last ten
+        steps).
     """
     import torch
 
@@ -85,58 +99,41 @@ def train_detector(model, data: DetectionData, *, size: int, policy: str, lr: fl
     images, boxes = torch.from_numpy(data.images), torch.from_numpy(data.boxes)
     batch = max(2, min(batch, len(data)))
     per_epoch = max(1, len(data) // batch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr / 25, weight_decay=1e-4)
     model.train()
     model.to(memory_format=torch.channels_last)
     losses: list[float] = []
-
-    def step(indices) -> None:
-        x, b = augment_batch(images[indices], boxes[indices], size, policy, generator)
-        optimizer.zero_grad(set_to_none=True)
-        total = detection_loss(model(x.contiguous(memory_format=torch.channels_last)), b, STRIDE)[0]
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
-        losses.append(float(total.detach()))
-
     started = time.monotonic()
-    deadline = started + seconds
-    order, position = rng.permutation(len(data)), 0
-    probe = 0 if steps is not None else 4
-    timed = started
-    for i in range(probe):  # measure the step time at a low rate; these steps count
-        if i == 1:  # the first step warms oneDNN up and would make the schedule too short
-            timed = time.monotonic()
-        if i > 1 and time.monotonic() >= deadline:
-            probe = i
+    total = max(MIN_STEPS, steps) if steps is not None else None
+    order, position, done = rng.permutation(len(data)), 0, 0
+    while True:
+        elapsed = time.monotonic() - started
+        if elapsed >= seconds or (total is not None and done >= total):
             break
-        for group in optimizer.param_groups:
-            group["lr"] = lr / 25
-        step(torch.from_numpy(order[(i % per_epoch) * batch:(i % per_epoch + 1) * batch]))
-    position = probe % per_epoch
-    if steps is not None:
-        total_steps = max(MIN_STEPS, steps)
-    else:
-        per_step = (time.monotonic() - timed) / max(1, probe - 1)
-        total_steps = max(MIN_STEPS, int((deadline - time.monotonic() - overhead_s) / per_step))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.15,
-                                                    div_factor=25, final_div_factor=100)
-    done = 0
-    while done < total_steps and time.monotonic() < deadline:
         if position >= per_epoch:
             position, order = 0, rng.permutation(len(data))
             if on_epoch:
-                on_epoch((done + probe) / per_epoch)
+                on_epoch(done / per_epoch)
             if cancelled and cancelled():
                 break
-        step(torch.from_numpy(order[position * batch:(position + 1) * batch]))
-        scheduler.step()
+            continue  # the time the callback took counts: look at the clock again
+        fraction = done / total if total is not None else elapsed / seconds
+        for group in optimizer.param_groups:
+            group["lr"] = one_cycle(fraction, lr)
+        indices = torch.from_numpy(order[position * batch:(position + 1) * batch])
+        x, b = augment_batch(images[indices], boxes[indices], size, policy, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss = detection_loss(model(x.contiguous(memory_format=torch.channels_last)), b, STRIDE)[0]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
         position += 1
         done += 1
     model.to(memory_format=torch.contiguous_format)
     model.eval()
     head, tail = losses[:10], losses[-10:]
-    return {"steps": done + probe, "epochs": (done + probe) / per_epoch, "seconds": time.monotonic() - started,
+    return {"steps": done, "epochs": done / per_epoch, "seconds": time.monotonic() - started,
             "first_loss": float(np.mean(head)) if head else math.nan,
             "last_loss": float(np.mean(tail)) if tail else math.nan}
 
