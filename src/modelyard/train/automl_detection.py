@@ -52,7 +52,7 @@ class DetectionSearchResult(ImageSearchResult):
                 f"{self.epochs:.1f} final epochs in {self.seconds:.1f}s")
 
 SEARCH_SHARE = 0.3
-EXPORT_RESERVE_S = 5.0
+EXPORT_RESERVE_S = 8.0  # the final validation, export and timing; more under load
 VALIDATION_SUBSET = 500
 FINAL_EVALUATIONS = 6  # validation passes during the winner's training (each costs about one epoch's forward)
 CANDIDATE_EPOCHS = 3
