@@ -91,3 +91,23 @@ def test_a_backbone_file_fixes_the_architecture_it_was_saved_from(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 16)
     with pytest.raises(InvalidInput, match="not a readable safetensors file"):
         _backbone_architecture(tmp_path / "junk.safetensors", 3)
+
+
+def test_the_automl_spec_takes_detection_options_and_checks_them():
+    from types import SimpleNamespace
+
+    from pydantic import ValidationError
+
+    from modelyard.train.automl import AutomlSpec, _resolve_task
+
+    spec = AutomlSpec(dataset="shapes@1", name="det", task="detection", input_size=320, backbone="sha256:" + "a" * 64)
+    assert spec.input_size == 320
+    with pytest.raises(ValidationError, match="multiple of 16"):
+        AutomlSpec(dataset="shapes@1", name="det", input_size=100)
+    with pytest.raises(ValidationError, match="backbone"):
+        AutomlSpec(dataset="shapes@1", name="det", backbone="/etc/passwd")
+    detection = SimpleNamespace(kind="object-detection", schema={"classes": ["a"]}, ref="shapes@1")
+    assert _resolve_task(AutomlSpec(dataset="shapes@1", name="det"), detection) == "detection"
+    table = SimpleNamespace(kind="tabular", schema={"task": "classification"}, ref="iris@1")
+    with pytest.raises(InvalidInput, match="task 'detection' does not fit iris@1, which holds classification data"):
+        _resolve_task(spec, table)
