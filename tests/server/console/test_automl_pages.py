@@ -64,6 +64,25 @@ def test_wizard_takes_max_trials_as_the_cli_and_api_do(as_role, sqlite_workspace
         assert refused.status_code == 422 and "max_trials" in refused.text, refused.text
 
 
+def test_wizard_passes_a_detection_input_size_into_the_spec(as_role, sqlite_workspace, tmp_path):
+    """The detection option ``input_size`` (``--input-size``) goes into the spec as a number; text or a size that is
+    no multiple of 16 is refused before a job exists. The field is shown for object-detection datasets only."""
+    from modelyard.jobs.queue import JobQueue
+
+    _dataset(sqlite_workspace, tmp_path)
+    editor = as_role("editor")
+    page = editor.get("/automl?dataset=tab@1")
+    assert 'name="input_size"' not in page.text and "<option>detection</option>" not in page.text
+    form = {"csrf": csrf_of(page.text), "dataset": "tab@1", "name": "tab-automl", "time_budget_s": "20"}
+    answer = editor.post("/automl", data={**form, "input_size": "320"}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    job_id = answer.headers["location"].split("?")[0].rsplit("/", 1)[-1]
+    assert JobQueue(sqlite_workspace).get(job_id).spec["input_size"] == 320
+    for bad, says in (("big", "input size"), ("100", "input_size")):
+        refused = editor.post("/automl", data={**form, "input_size": bad})
+        assert refused.status_code == 422 and says in refused.text, refused.text
+
+
 def test_progress_page_shows_the_live_leaderboard_then_the_winner(as_role, sqlite_workspace, tmp_path):
     from modelyard.jobs.queue import JobQueue
     from modelyard.store.schema import jobs
