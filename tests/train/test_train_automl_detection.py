@@ -111,3 +111,63 @@ def test_the_automl_spec_takes_detection_options_and_checks_them():
     table = SimpleNamespace(kind="tabular", schema={"task": "classification"}, ref="iris@1")
     with pytest.raises(InvalidInput, match="task 'detection' does not fit iris@1, which holds classification data"):
         _resolve_task(spec, table)
+
+
+@pytest.mark.slow
+def test_the_automl_job_trains_and_registers_a_detector(tmp_path, monkeypatch):
+    """``automl.train`` on an object-detection version end to end: images read from the blob store by the
+    manifest's digests, the search, the registered ONNX detector with its classes, size, lineage and card.
+
+    The version itself is stood in (the ``object-detection`` dataset kind and its importers live in the data
+    package); the manifest has the kind's entry shape ``{path, digest, split, width, height, boxes}``."""
+    import io
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from modelyard.core.jobkind import LocalJobContext
+    from modelyard.core.settings import Settings
+    from modelyard.data.checks import CheckResult
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.registry.versions import ModelRegistry
+    from modelyard.store.workspace import Workspace
+    from modelyard.train import automl_detection
+    from modelyard.train.automl import AutomlSpec, run_automl
+
+    monkeypatch.setattr(automl_detection, "MIN_CANDIDATE_STEPS", 10)
+    monkeypatch.setattr(automl_detection, "MIN_FINAL_STEPS", 12)
+    images, annotations = _tiny(24, 5, "img")
+    home = tmp_path / "home"
+    workspace = Workspace.open(Settings.load(home))
+    entries = []
+    for i, (pixels, item) in enumerate(zip(images, annotations.items, strict=True)):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        blob = workspace.blobs.put_bytes(buffer.getvalue())
+        entries.append({"path": item.item, "digest": blob.digest, "split": "v" if i % 4 == 0 else "t",
+                        **item.to_entry()})
+    manifest_digest = workspace.blobs.put_bytes(json.dumps({"entries": entries}).encode()).digest
+    workspace.close()
+    version = SimpleNamespace(kind="object-detection", ref="shapes@1", id="ds_1", name="shapes",
+                              manifest_digest=manifest_digest, schema={"task": "detection",
+                                                                       "classes": list(annotations.classes)},
+                              split={"counts": {"train": 18, "validation": 6}, "seed": 0})
+    monkeypatch.setattr(DatasetStore, "get", lambda self, ref: version)
+    monkeypatch.setattr(DatasetStore, "check", lambda self, v: CheckResult(v.ref))
+    ctx = LocalJobContext(home=home, workdir=tmp_path / "job", job_id="job_det")
+    ctx.workdir.mkdir()
+    result = run_automl(AutomlSpec(dataset="shapes@1", name="shapes-det", time_budget_s=600, max_trials=1,
+                                   input_size=64), ctx)
+    assert result["task"] == "detection" and result["model"] == "shapes-det@1" and result["metric"] == "map50_95"
+    assert result["classes"] == list(annotations.classes) and result["fit_splits"] == ["train"]
+    workspace = Workspace.open(Settings.load(home))
+    try:
+        registered = ModelRegistry(workspace).get_version("shapes-det@1")
+        assert registered.signature.task["type"] == "detection"
+        assert registered.signature.task["classes"] == list(annotations.classes)
+        assert registered.signature.preprocessing["size"] == [64, 64]
+        assert [o.name for o in registered.signature.outputs] == ["boxes", "scores", "classes"]
+        assert registered.lineage["dataset"] == "shapes@1" and registered.tags["input_size"] == "64"
+        assert "letterboxed" in registered.description and "val_map50" in registered.metrics
+    finally:
+        workspace.close()
