@@ -113,21 +113,32 @@ def test_the_automl_spec_takes_detection_options_and_checks_them():
         _resolve_task(spec, table)
 
 
-@pytest.mark.slow
-def test_the_automl_job_trains_and_registers_a_detector(tmp_path, monkeypatch):
-    """``automl.train`` on an object-detection version end to end: images read from the blob store by the
-    manifest's digests, the search, the registered ONNX detector with its classes, size, lineage and card.
-
-    The version itself is stood in (the ``object-detection`` dataset kind and its importers live in the data
-    package); the manifest has the kind's entry shape ``{path, digest, split, width, height, boxes}``."""
-    import io
-    from types import SimpleNamespace
-
+def _coco_folder(root, images, annotations):
+    """A COCO folder (``annotations.json`` + ``images/``) of synthetic shapes."""
     from PIL import Image
 
+    (root / "images").mkdir(parents=True)
+    category = {name: i + 1 for i, name in enumerate(annotations.classes)}
+    document = {"images": [], "annotations": [],
+                "categories": [{"id": i, "name": n} for n, i in category.items()]}
+    for image_id, (pixels, item) in enumerate(zip(images, annotations.items, strict=True), start=1):
+        name = item.item.replace("/", "_")
+        Image.fromarray(pixels).save(root / "images" / name)
+        document["images"].append({"id": image_id, "file_name": name, "width": item.width, "height": item.height})
+        for box in item.boxes:
+            document["annotations"].append({"id": len(document["annotations"]) + 1, "image_id": image_id,
+                                            "category_id": category[box.label], "bbox": list(box.xywh()),
+                                            "area": box.area, "iscrowd": 0})
+    (root / "annotations.json").write_text(json.dumps(document))
+    return root
+
+
+@pytest.mark.slow
+def test_the_automl_job_trains_and_registers_a_detector_from_a_coco_dataset(tmp_path, monkeypatch):
+    """Import a COCO folder -> ``automl.train`` (images read from the blob store by the manifest) -> the registered
+    ONNX detector with its classes, size, lineage and card."""
     from modelyard.core.jobkind import LocalJobContext
     from modelyard.core.settings import Settings
-    from modelyard.data.checks import CheckResult
     from modelyard.data.datasets import DatasetStore
     from modelyard.registry.versions import ModelRegistry
     from modelyard.store.workspace import Workspace
@@ -136,24 +147,14 @@ def test_the_automl_job_trains_and_registers_a_detector(tmp_path, monkeypatch):
 
     monkeypatch.setattr(automl_detection, "MIN_CANDIDATE_STEPS", 10)
     monkeypatch.setattr(automl_detection, "MIN_FINAL_STEPS", 12)
-    images, annotations = _tiny(24, 5, "img")
+    images, annotations = _tiny(30, 5, "img")
     home = tmp_path / "home"
     workspace = Workspace.open(Settings.load(home))
-    entries = []
-    for i, (pixels, item) in enumerate(zip(images, annotations.items, strict=True)):
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
-        blob = workspace.blobs.put_bytes(buffer.getvalue())
-        entries.append({"path": item.item, "digest": blob.digest, "split": "v" if i % 4 == 0 else "t",
-                        **item.to_entry()})
-    manifest_digest = workspace.blobs.put_bytes(json.dumps({"entries": entries}).encode()).digest
-    workspace.close()
-    version = SimpleNamespace(kind="object-detection", ref="shapes@1", id="ds_1", name="shapes",
-                              manifest_digest=manifest_digest, schema={"task": "detection",
-                                                                       "classes": list(annotations.classes)},
-                              split={"counts": {"train": 18, "validation": 6}, "seed": 0})
-    monkeypatch.setattr(DatasetStore, "get", lambda self, ref: version)
-    monkeypatch.setattr(DatasetStore, "check", lambda self, v: CheckResult(v.ref))
+    try:
+        version = DatasetStore(workspace).import_path(_coco_folder(tmp_path / "coco", images, annotations), "shapes")
+        assert version.kind == "object-detection"
+    finally:
+        workspace.close()
     ctx = LocalJobContext(home=home, workdir=tmp_path / "job", job_id="job_det")
     ctx.workdir.mkdir()
     result = run_automl(AutomlSpec(dataset="shapes@1", name="shapes-det", time_budget_s=600, max_trials=1,
