@@ -8,9 +8,8 @@ onnxruntime (so the decoding inside the graph is what is measured), with ``pycoc
 Anchor (``shared/anchors/platform-2.md``, "Detection"): a ~100k-parameter CenterNet reached mAP50 0.947 / mAP50-95
 0.674 in 300 s on 2 cores on synthetic three-class shapes. Goal here: mAP50 >= 0.9 on the synthetic set.
 
-``--data DIR`` runs on a COCO folder instead (a ``*.json`` with ``images``/``annotations``/``categories`` and the
-images beside it or under ``images/``), split 70/15/15 by seed. NOTE: this reads COCO with a minimal reader of its
-own; the dataset importers (COCO, VOC, YOLO) are the ``data`` package's, not yet on this branch.
+``--data DIR`` runs on a COCO, Pascal VOC or YOLO folder instead (read by ``modelyard.data.formats``, the format
+detected or given with ``--format``), split 70/15/15 by seed.
 
     python benchmarks/automl_detection.py [--time-budget 300] [--threads 2] [--data DIR] [--max-latency-ms L]
         [--input-size N] [--max-trials N] [--backbone FILE] [--train 1500 --val 200 --test 300] [--seed 0]
@@ -32,42 +31,29 @@ ANCHOR = {"map50": 0.947, "map50_95": 0.674, "seconds": 300, "cores": 2, "parame
 GOAL_MAP50 = 0.9
 
 
-def read_coco(folder: Path, seed: int):
-    """``(classes, [(pixels, Annotated)], ...)`` split 70/15/15: a minimal COCO reader (bbox annotations only)."""
+def read_folder(folder: Path, seed: int, fmt: str = "auto"):
+    """``(classes, [train, validation, test])`` of ``(pixels, Annotated)`` from a COCO, VOC or YOLO folder (the
+    data package's readers, format detected), split 70/15/15 by seed; sizes from the decoded images."""
     from PIL import Image
 
-    from modelyard.data.annotations import Annotated, Box
+    from modelyard.core.errors import ModelyardError
+    from modelyard.data import formats
 
-    candidates = sorted(folder.rglob("*.json"))
-    document = None
-    for path in candidates:
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and {"images", "annotations", "categories"} <= set(data):
-            document, base = data, path.parent
-            break
-    if document is None:
-        raise SystemExit(f"error: no COCO annotation file (a .json with images/annotations/categories) in {folder}")
-    names = {c["id"]: c["name"] for c in document["categories"]}
-    classes = tuple(dict.fromkeys(names.values()))
-    by_image: dict = {}
-    for ann in document["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
+    try:
+        annotations, files = formats.read(folder, fmt)
+    except ModelyardError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if annotations.task != "detection":
+        raise SystemExit(f"error: {folder} holds {annotations.task} labels, not boxes")
     samples = []
-    for image in document["images"]:
-        path = next((p for p in (base / image["file_name"], base / "images" / image["file_name"],
-                                 folder / image["file_name"], folder / "images" / image["file_name"]) if p.is_file()),
-                    None)
-        if path is None:
-            raise SystemExit(f"error: image {image['file_name']} of the COCO file is not in {folder}")
-        with Image.open(path) as img:
+    for item in annotations.items:
+        with Image.open(files[item.item]) as img:
             pixels = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-        boxes = [Box(a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3],
-                     names[a["category_id"]]) for a in by_image.get(image["id"], []) if not a.get("iscrowd")]
-        samples.append((pixels, Annotated.make(image["file_name"], pixels.shape[1], pixels.shape[0], boxes)))
+        samples.append((pixels, item))
     order = np.random.default_rng(seed).permutation(len(samples))
-    n_val, n_test = max(1, len(samples) * 15 // 100), max(1, len(samples) * 15 // 100)
+    n_val = n_test = max(1, len(samples) * 15 // 100)
     parts = (order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test])
-    return classes, [[samples[i] for i in part] for part in parts]
+    return annotations.classes, [[samples[i] for i in part] for part in parts]
 
 
 def synthetic(train: int, val: int, test: int, seed: int):
@@ -108,7 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-budget", type=float, default=300.0)
     parser.add_argument("--threads", type=int, default=2, help="cores to use (torch and onnxruntime)")
-    parser.add_argument("--data", type=Path, help="a COCO folder instead of the synthetic set")
+    parser.add_argument("--data", type=Path, help="a COCO, Pascal VOC or YOLO folder instead of the synthetic set")
+    parser.add_argument("--format", default="auto", help="the --data folder's format (default: detected)")
     parser.add_argument("--max-latency-ms", type=float)
     parser.add_argument("--input-size", type=int)
     parser.add_argument("--max-trials", type=int)
@@ -127,7 +114,7 @@ def main() -> None:
 
     started = time.monotonic()
     if args.data:
-        classes, (train, val, test) = read_coco(args.data, args.seed)
+        classes, (train, val, test) = read_folder(args.data, args.seed, args.format)
         source = str(args.data)
     else:
         classes, (train, val, test) = synthetic(args.train, args.val, args.test, args.seed)
