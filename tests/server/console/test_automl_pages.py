@@ -66,11 +66,31 @@ def test_wizard_takes_max_trials_as_the_cli_and_api_do(as_role, sqlite_workspace
 
 def test_wizard_passes_a_detection_input_size_into_the_spec(as_role, sqlite_workspace, tmp_path):
     """The detection option ``input_size`` (``--input-size``) goes into the spec as a number; text or a size that is
-    no multiple of 16 is refused before a job exists. The field is shown for object-detection datasets only."""
+    no multiple of 16 is refused before a job exists. The task and the field are offered for object-detection
+    datasets only."""
+    from modelyard.data import formats
+    from modelyard.data.datasets import DatasetStore
     from modelyard.jobs.queue import JobQueue
+    from modelyard.train.detectors.synthetic import make_shapes
 
     _dataset(sqlite_workspace, tmp_path)
+    images, annotations = make_shapes(16, size=48, seed=0, max_objects=3)
+    pixels = dict(zip((a.item for a in annotations.items), images, strict=True))
+
+    def png(item: str) -> bytes:
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(pixels[item]).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    formats.write(annotations, tmp_path / "coco", "coco", png)
+    DatasetStore(sqlite_workspace).import_path(tmp_path / "coco", "shapes")
     editor = as_role("editor")
+    detection = editor.get("/automl?dataset=shapes@1").text
+    assert "<option>detection</option>" in detection and 'name="input_size"' in detection, detection
     page = editor.get("/automl?dataset=tab@1")
     assert 'name="input_size"' not in page.text and "<option>detection</option>" not in page.text
     form = {"csrf": csrf_of(page.text), "dataset": "tab@1", "name": "tab-automl", "time_budget_s": "20"}

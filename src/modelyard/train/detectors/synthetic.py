@@ -53,6 +53,8 @@ def _background(rng, size: int):
 def make_image(rng, size: int = 128, max_objects: int = 5, min_side: float = 10, max_side: float = 48):
     """One image: ``(pixels uint8 (size, size, 3), [Box, ...])``."""
     image, draw = _background(rng, size)
+    max_side = min(max_side, 0.6 * size)  # small images get proportionally small objects
+    min_side = min(min_side, max_side / 2)
     boxes: list[tuple] = []
     for _ in range(int(rng.integers(1, max_objects + 1))):
         for _attempt in range(20):
