@@ -52,7 +52,9 @@ class DetectionSearchResult(ImageSearchResult):
                 f"{self.epochs:.1f} final epochs in {self.seconds:.1f}s")
 
 SEARCH_SHARE = 0.3
-EXPORT_RESERVE_S = 8.0  # the final validation, export and timing; more under load
+# the final validation, export and timing: at least this, or this share of the budget (they slow down under load)
+EXPORT_RESERVE_S = 8.0
+EXPORT_RESERVE_SHARE = 0.04
 VALIDATION_SUBSET = 500
 FINAL_EVALUATIONS = 6  # validation passes during the winner's training (each costs about one epoch's forward)
 CANDIDATE_EPOCHS = 3
@@ -249,7 +251,7 @@ def search_detection_arrays(train_images: Sequence[np.ndarray], train_items: Seq
             latency_cache[key] = measure_latency(export_detector(probe, size, metadata(params, size)), sample)
         return latency_cache[key]
 
-    final_deadline = started + time_budget_s - EXPORT_RESERVE_S
+    final_deadline = started + time_budget_s - max(EXPORT_RESERVE_S, EXPORT_RESERVE_SHARE * time_budget_s)
     search_deadline = started + time_budget_s * SEARCH_SHARE
     per_epoch = max(1, len(train_data) // 32)
     candidate_steps = max(MIN_CANDIDATE_STEPS, CANDIDATE_EPOCHS * per_epoch)
@@ -368,16 +370,17 @@ def search_detection_arrays(train_images: Sequence[np.ndarray], train_items: Seq
         if progress:
             progress(min(0.95, 0.3 + 0.65 * fraction), f"epoch {epochs:.1f}: {metric} {found[metric]:.4f}")
         if found[metric] > kept["score"]:
-            kept.update(score=found[metric], state=copy.deepcopy(model.state_dict()), epochs=epochs)
+            kept.update(score=found[metric], state=copy.deepcopy(model.state_dict()), epochs=epochs, found=found)
 
     run = {"epochs": 0.0}
     if seconds > 2 and not (cancelled and cancelled()):
         run = train_detector(model, train_data, size=params["size"], policy=params["augment"], lr=params["lr"],
                              seconds=seconds, steps=None if max_trials is None else final_steps, seed=seed,
                              cancelled=cancelled, on_epoch=on_epoch)
-        final_score = score(model, params["size"])[metric]
-        if final_score >= kept["score"]:
-            kept.update(score=final_score, state=copy.deepcopy(model.state_dict()), epochs=run["epochs"])
+        found = score(model, params["size"])
+        if found[metric] >= kept["score"]:
+            kept.update(score=found[metric], state=copy.deepcopy(model.state_dict()), epochs=run["epochs"],
+                        found=found)
         model.load_state_dict(kept["state"])
     if cancelled and cancelled():
         state["stop"] = "cancelled"
@@ -385,7 +388,9 @@ def search_detection_arrays(train_images: Sequence[np.ndarray], train_items: Seq
         early = final_deadline - time.monotonic()
         state["stop"] = ("time budget" if early <= max(2.0, 0.05 * time_budget_s) else
                          f"the winner's training schedule finished, {early:.0f}s before the time budget")
-    full = score(model, params["size"], subset=False)
+    # the validation subset is the whole split when the split is small: no second pass over it
+    full = (kept["found"] if "found" in kept and len(val_items) <= VALIDATION_SUBSET
+            else score(model, params["size"], subset=False))
     model_bytes = export_detector(model, params["size"], metadata(params, params["size"]))
     latency = measure_latency(model_bytes, {"image": validation(params["size"])[0].images[:1].astype(np.float32)
                                             / 255.0})
