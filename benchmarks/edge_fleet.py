@@ -86,17 +86,33 @@ def start_server(home: Path):
 
 
 def make_devices(home: Path, count: int) -> list[tuple[str, str]]:
+    """Register and activate ``count`` devices. Setup, not measured: one transaction for all of them (the rows are
+    what ``Devices.register`` + ``Devices.activate`` write, credential hash included)."""
+    import hashlib
+    import secrets
+
+    from modelyard.core.ids import new_id, utcnow
     from modelyard.core.settings import Settings
-    from modelyard.edge.devices import Devices
+    from modelyard.edge.devices import DEVICE_CREDENTIAL_PREFIX, Devices
+    from modelyard.store.schema_edge import edge_devices
     from modelyard.store.workspace import Workspace
 
     workspace = Workspace.open(Settings.load(home))
     try:
-        devices = Devices(workspace.engine)
-        out = []
+        out, rows, now = [], [], utcnow()
         for index in range(count):
-            device, code = devices.register(f"sim-{index:05d}", {"site": f"s{index % 10}"})
-            out.append((device["id"], devices.activate(code, {"arch": "sim"})[1]))
+            credential = DEVICE_CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
+            device_id = new_id("dev")
+            rows.append({"id": device_id, "name": f"sim-{index:05d}", "labels": {"site": f"s{index % 10}"},
+                         "status": "active", "activation_hash": None, "activation_expires_at": None,
+                         "credential_hash": hashlib.sha256(credential.encode()).hexdigest(),
+                         "desired": {"skills": [], "config": {}}, "desired_version": 0, "reported": {},
+                         "actions": [], "created_by": "bench", "created_at": now, "last_seen_at": now})
+            out.append((device_id, credential))
+        with workspace.engine.begin() as conn:
+            conn.execute(edge_devices.insert(), rows)
+        first = Devices(workspace.engine).authenticate(out[0][1], out[0][0])
+        assert first == out[0][0]
         return out
     finally:
         workspace.close()

@@ -25,6 +25,7 @@ ACTIVATION_PREFIX = "act_"
 DEFAULT_ACTIVATION_TTL_S = 24 * 3600
 # a device that has not polled for this long shows offline (agents long-poll at most every 30 s)
 OFFLINE_AFTER = timedelta(seconds=90)
+LAST_SEEN_RESOLUTION = timedelta(seconds=15)
 MAX_LOG_LINES_PER_REPORT = 500
 MAX_LOG_LINE_CHARS = 2000
 KEEP_LOG_LINES = 5000
@@ -216,10 +217,17 @@ class Devices:
         return row.id
 
     def desired(self, device_id: str) -> dict:
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             row = conn.execute(sa.select(edge_devices.c.desired, edge_devices.c.desired_version,
-                                         edge_devices.c.actions).where(edge_devices.c.id == device_id)).first()
-            conn.execute(edge_devices.update().where(edge_devices.c.id == device_id).values(last_seen_at=utcnow()))
+                                         edge_devices.c.actions, edge_devices.c.last_seen_at)
+                               .where(edge_devices.c.id == device_id)).first()
+        now = utcnow()
+        last_seen = as_utc(row.last_seen_at)
+        # a poll is a read: last seen is a courtesy written at most every few seconds (reports write it too), so a
+        # fleet polling together does not queue on the database's write lock
+        if last_seen is None or now - last_seen > LAST_SEEN_RESOLUTION:
+            with self.engine.begin() as conn:
+                conn.execute(edge_devices.update().where(edge_devices.c.id == device_id).values(last_seen_at=now))
         return {"schema": "modelyard.edge-desired/1", "version": row.desired_version, "desired": row.desired,
                 "actions": row.actions}
 
