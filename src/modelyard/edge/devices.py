@@ -7,9 +7,11 @@ routes for its own device and nothing else: the user API refuses it with 403 (``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
+import threading
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -32,6 +34,25 @@ KEEP_LOG_LINES = 5000
 ALARM_KINDS = ("skill_crashed", "disk_nearly_full", "source_lost", "bundle_refused", "agent_error")
 _LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+_SQLITE_WRITES = threading.Lock()
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine):
+    """``engine.begin()``, one writer at a time within this process on SQLite.
+
+    A fleet reports all at once; SQLite lets one writer in and puts the rest in its busy handler, which sleeps in
+    growing steps (up to 100 ms) while the lock may already be free: the server idles while latency climbs to seconds.
+    Queuing the writers on a lock here hands the write lock over at once. PostgreSQL needs no such thing.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with _SQLITE_WRITES, engine.begin() as conn:
+        yield conn
 
 
 def _hash(secret: str) -> str:
@@ -226,7 +247,7 @@ class Devices:
         # a poll is a read: last seen is a courtesy written at most every few seconds (reports write it too), so a
         # fleet polling together does not queue on the database's write lock
         if last_seen is None or now - last_seen > LAST_SEEN_RESOLUTION:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 conn.execute(edge_devices.update().where(edge_devices.c.id == device_id).values(last_seen_at=now))
         return {"schema": "modelyard.edge-desired/1", "version": row.desired_version, "desired": row.desired,
                 "actions": row.actions}
@@ -239,7 +260,7 @@ class Devices:
     def report(self, device_id: str, body: dict) -> None:
         """Store one report: reported state (replaces), log lines (bounded), alarms, actions done."""
         now = utcnow()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             row = conn.execute(sa.select(edge_devices.c.reported, edge_devices.c.actions)
                                .where(edge_devices.c.id == device_id)).first()
             values: dict = {"last_seen_at": now}

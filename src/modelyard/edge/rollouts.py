@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelyard.core.errors import Conflict, InvalidInput, NotFound
 from modelyard.core.ids import isoformat, new_id, utcnow
-from modelyard.edge.devices import check_labels, matches, set_desired
+from modelyard.edge.devices import check_labels, matches, set_desired, write_transaction
 from modelyard.store.db import as_utc
 from modelyard.store.schema_edge import edge_bundles, edge_deployment_devices, edge_deployments, edge_devices
 
@@ -76,7 +76,7 @@ class Rollouts:
 
     def create(self, spec: DeploymentSpec, created_by: str = "") -> dict:
         now = utcnow()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             if conn.execute(sa.select(edge_bundles.c.id).where(edge_bundles.c.id == spec.bundle)).first() is None:
                 raise NotFound(f"bundle {spec.bundle} not found")
             rows = conn.execute(sa.select(edge_devices).where(edge_devices.c.status == "active")
@@ -148,7 +148,7 @@ class Rollouts:
     def cancel(self, deployment_id: str) -> dict:
         """Stop a deployment in any state: queued devices never get it, in-flight ones go back to their last good
         state; devices already healthy keep it."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             row = self._row(conn, deployment_id)
             if row.status not in ACTIVE:
                 raise Conflict(f"deployment {deployment_id} is already {row.status}")
@@ -188,7 +188,15 @@ class Rollouts:
     # -- the state machine ------------------------------------------------------------------------------------------
     def advance(self, device_id: str | None = None) -> None:
         """Move every active deployment (touching ``device_id`` when given) as far as the reports allow."""
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
+            active = conn.execute(sa.select(sa.func.count()).select_from(edge_deployment_devices).where(
+                edge_deployment_devices.c.state.not_in(DONE + ("cancelled",))) if device_id is None else
+                sa.select(sa.func.count()).select_from(edge_deployment_devices).where(
+                    edge_deployment_devices.c.device_id == device_id,
+                    edge_deployment_devices.c.state.not_in(DONE))).scalar_one()
+        if not active:
+            return  # the common case of a fleet's reports: nothing in flight, no write transaction
+        with write_transaction(self.engine) as conn:
             query = sa.select(edge_deployments).where(edge_deployments.c.status.in_(ACTIVE))
             if device_id is not None:
                 query = query.where(edge_deployments.c.id.in_(
