@@ -96,3 +96,11 @@ def test_device_credentials_are_scoped(fleet):
     devices.deregister("d4")
     with pytest.raises(Unauthorized, match="revoked"):
         devices.authenticate(credential, device["id"])
+
+
+def test_a_deployment_to_one_device_succeeds_once_its_canary_is_healthy(fleet):
+    _, devices, rollouts, ids = fleet
+    dep = rollouts.create(DeploymentSpec(bundle="b1", device="d1", gate={"watch_s": 0}))
+    _report(devices, ids["d1"], dep["id"], "active", "b1")
+    rollouts.advance(ids["d1"])
+    assert rollouts.get(dep["id"])["status"] == "succeeded"

@@ -189,11 +189,12 @@ class Rollouts:
     def advance(self, device_id: str | None = None) -> None:
         """Move every active deployment (touching ``device_id`` when given) as far as the reports allow."""
         with self.engine.connect() as conn:
-            active = conn.execute(sa.select(sa.func.count()).select_from(edge_deployment_devices).where(
-                edge_deployment_devices.c.state.not_in(DONE + ("cancelled",))) if device_id is None else
-                sa.select(sa.func.count()).select_from(edge_deployment_devices).where(
-                    edge_deployment_devices.c.device_id == device_id,
-                    edge_deployment_devices.c.state.not_in(DONE))).scalar_one()
+            active = sa.select(sa.func.count()).select_from(edge_deployment_devices).join(
+                edge_deployments, edge_deployments.c.id == edge_deployment_devices.c.deployment_id).where(
+                sa.or_(edge_deployments.c.status.in_(ACTIVE), edge_deployment_devices.c.state == "failed"))
+            if device_id is not None:
+                active = active.where(edge_deployment_devices.c.device_id == device_id)
+            active = conn.execute(active).scalar_one()
         if not active:
             return  # the common case of a fleet's reports: nothing in flight, no write transaction
         with write_transaction(self.engine) as conn:
@@ -262,13 +263,14 @@ class Rollouts:
             conn.execute(edge_deployments.update().where(edge_deployments.c.id == deployment.id).values(
                 status="failed", message=f"{phase} failed the health gate on {names}: {bad[0].message}; "
                                          "failed devices rolled back, rollout stopped", updated_at=now))
-        elif deployment.status == "canary" and all(t.state == "healthy" for t in canaries):
+        elif deployment.status == "canary" and all(t.state == "healthy" for t in canaries) and \
+                any(t.state == "queued" for t in targets):
             for t in targets:
                 if t.state == "queued":
                     self._release(conn, deployment.id, t.device_id, spec)
             conn.execute(edge_deployments.update().where(edge_deployments.c.id == deployment.id).values(
                 status="rolling", message="canary healthy; rolling out to the rest", updated_at=now))
-        elif deployment.status == "rolling" and all(t.state == "healthy" for t in targets):
+        elif all(t.state == "healthy" for t in targets):
             conn.execute(edge_deployments.update().where(edge_deployments.c.id == deployment.id).values(
                 status="succeeded", message=f"{len(targets)} device(s) healthy", updated_at=now))
 
