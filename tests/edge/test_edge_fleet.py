@@ -10,7 +10,6 @@ the user API.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
 from support import cli_env, matmul_onnx, run_cli, start_server
 
 pytestmark = pytest.mark.slow

@@ -10,6 +10,7 @@ verifies) or drops it (it does not) and keeps running the last good state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -167,11 +168,17 @@ class Agent:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         try:
             while not self.stopping:
-                self.poll()
-                self.reconcile()
-                self.supervise()
-                if time.monotonic() - self.last_report >= self.report_interval or self.pending_alarms:
-                    self.report()
+                try:
+                    self.poll()
+                    self.reconcile()
+                    self.supervise()
+                    if time.monotonic() - self.last_report >= self.report_interval or self.pending_alarms:
+                        self.report()
+                except PlatformError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one bad step must not stop the device's last good state
+                    self.alarm("agent_error", f"{type(exc).__name__}: {exc}"[:500])
+                    time.sleep(1.0)
                 if once:
                     break
         finally:
@@ -382,7 +389,7 @@ class Agent:
         self.home.save_state(self.state)
 
     def supervise(self) -> None:
-        for name, entry in self.state.get("skills", {}).items():
+        for name in self.state.get("skills", {}):
             proc = self.processes.get(name)
             if proc is None:
                 self.start_skill(name)
@@ -486,7 +493,5 @@ def _kill_if_ours(pid: int, home: Path) -> None:
     except OSError:
         return
     if "modelyard.edge.agent.skill_process" in cmdline and str(home) in cmdline:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -133,6 +133,9 @@ def unpack_verified(bundle: Path, dest: Path, public_key_hex: str) -> dict:
                 raise BundleRefused(f"bundle file {name} does not match its sha256 in the signed manifest")
         (scratch / MANIFEST).write_bytes(canonical_manifest(manifest))
         os.replace(scratch, dest)
+    except tarfile.TarError as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise BundleRefused(f"bundle is not a readable tar file: {exc}") from exc
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
