@@ -128,7 +128,9 @@ async def simulate(url: str, devices: list[tuple[str, str]], duration: float, in
     # single pool shared by 1,000 devices makes the *load generator* the bottleneck (seconds of client-side queueing
     # while the server sits idle, as py-spy shows); real devices each hold their own connection anyway
     per_client = 20
-    clients = [httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=per_client))
+    # keep-alive shorter than uvicorn's 5 s: a connection the server closes while a request picks it up is an error
+    limits = httpx.Limits(max_connections=per_client, keepalive_expiry=4.0)
+    clients = [httpx.AsyncClient(base_url=url, timeout=30, limits=limits)
                for _ in range(0, len(devices), per_client)]
 
     async def device(http, device_id: str, credential: str) -> None:
