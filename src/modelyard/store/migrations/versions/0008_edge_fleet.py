@@ -1,7 +1,7 @@
 """edge fleet: devices, bundles, deployments, alarms, logs
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"  # relinked after the rebase onto main (0005 -> ... -> 0007 monitoring): one chain
 branch_labels = None
 depends_on = None
 
