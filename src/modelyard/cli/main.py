@@ -63,6 +63,8 @@ NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
                  "metrics, delete.", ("services", "deploy")),
     "monitor": ("Model monitoring of services: capture traffic, drift / data quality / performance reports, "
                 "feedback labels, alert rules and alerts.", ("monitor",)),
+    "edge": ("Edge fleet: register devices, twins, logs, alarms, remote actions; package signed bundles; deploy "
+             "them with a canary and automatic rollback.", ("edge",)),
 }
 # The documented top-level shortcuts (README, docs, demo): name -> (noun, verb). Same options, output and exit codes.
 SHORTCUTS: dict[str, tuple[str, str]] = {

@@ -22,6 +22,7 @@ import httpx
 
 from modelyard.client._http import raise_for
 from modelyard.client.data import Datasets
+from modelyard.client.edge import Edge
 from modelyard.client.labeling import Labeling
 from modelyard.client.monitoring import Monitoring
 from modelyard.client.registry import Models
@@ -71,6 +72,7 @@ class Client:
         self.services = Services(self)
         self.monitoring = Monitoring(self)
         self.automl = Automl(self)
+        self.edge = Edge(self)
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:

@@ -92,6 +92,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     from modelyard.server import (
         routes_blobs,
         routes_data,
+        routes_edge,
         routes_gc,
         routes_jobs,
         routes_labeling,
@@ -164,8 +165,10 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     authenticated = documented(None, *AUTH_ERRORS)
     # routes_gc before routes_blobs: /blobs/gc before any /blobs/{parameter}
     for module in (routes_jobs, routes_tokens, routes_gc, routes_blobs, routes_data, routes_runs, routes_models,
-                   routes_services, routes_monitoring, routes_migrations, routes_labeling):
+                   routes_services, routes_monitoring, routes_migrations, routes_labeling, routes_edge):
         app.include_router(module.router, prefix="/api/v1", responses=authenticated)
+    # the device protocol: device credentials only, outside the user API
+    app.include_router(routes_edge.agent_router)
     from modelyard.server import console
 
     console.mount(app)

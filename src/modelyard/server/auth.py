@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from modelyard.core.errors import Forbidden
+from modelyard.edge.devices import DEVICE_CREDENTIAL_PREFIX
 from modelyard.store.tokens import TokenStore, role_allows
 
 
@@ -33,6 +34,8 @@ def require(role: str):
         local = request.app.state.local_principal
         if secret is None and local is not None:
             principal = local
+        elif secret and secret.startswith(DEVICE_CREDENTIAL_PREFIX):
+            raise Forbidden("a device credential can only call the device protocol (/edge/v1), not the user API")
         else:
             info = TokenStore(request.app.state.workspace.engine).authenticate(secret)
             principal = Principal(info.name, info.role, info.id)

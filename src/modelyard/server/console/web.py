@@ -21,7 +21,7 @@ HERE = Path(__file__).parent
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 # paths that are not the console: the REST API and its docs keep their JSON errors and their own headers
-NOT_CONSOLE = ("/api/", "/docs", "/openapi.json", "/static/swagger", "/healthz", "/labelstudio/")
+NOT_CONSOLE = ("/api/", "/edge/v1/", "/docs", "/openapi.json", "/static/swagger", "/healthz", "/labelstudio/")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
 

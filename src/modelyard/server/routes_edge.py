@@ -1,0 +1,263 @@
+"""Edge fleet REST API. User routes under ``/api/v1/edge`` (tokens and roles as everywhere); the device protocol under
+``/edge/v1`` authenticates with a device credential only and acts for that one device (another device's id: 403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.core.errors import Forbidden, InvalidInput, NotFound
+from modelyard.edge.devices import Devices, parse_labels
+from modelyard.server.auth import Principal, _bearer, require
+from modelyard.server.responses import documented
+
+router = APIRouter(tags=["edge"])
+agent_router = APIRouter(tags=["edge agent"])
+MAX_LONG_POLL_S = 30.0
+
+
+class EdgeBody(BaseModel):
+    """An edge body; its ``schema`` field names its shape (``modelyard.edge-*/1``, see docs/edge.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class RegisterDevice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    labels: dict[str, str] = Field(default_factory=dict)
+    activation_ttl_s: int = Field(default=24 * 3600, ge=1, le=30 * 24 * 3600)
+
+
+class DeviceAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(pattern="^(restart_skill|collect_logs)$")
+    skill: str | None = None
+
+
+class PackageBundle(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=200, description="MODEL@VERSION (or alias)")
+    target: str = Field(description="cpu-x86, cpu-arm, openvino-cpu or ascend-310")
+    int8: bool = True
+    prune: bool = True
+    max_accuracy_drop: float = Field(default=0.01, ge=0, le=1)
+
+
+def _workspace(request: Request):
+    return request.app.state.workspace
+
+
+def _devices(request: Request) -> Devices:
+    return Devices(_workspace(request).engine)
+
+
+def _rollouts(request: Request):
+    from modelyard.edge.rollouts import Rollouts
+
+    return Rollouts(_workspace(request).engine)
+
+
+# -- devices ------------------------------------------------------------------------------------------------------
+@router.post("/edge/devices", status_code=201, responses=documented(EdgeBody, 409, 413, 422, status=201))
+def register_device(body: RegisterDevice, request: Request, principal: Principal = Depends(require("editor"))):
+    """Register a device; the answer holds its one-time activation code (shown once, expires)."""
+    device, code = _devices(request).register(body.name, body.labels, principal.name, body.activation_ttl_s)
+    return {"schema": "modelyard.edge-device/1", **device, "activation_code": code}
+
+
+@router.get("/edge/devices", responses=documented(EdgeBody, 422))
+def list_devices(request: Request, selector: str = Query("", description="k=v,k2=v2"),
+                 _: Principal = Depends(require("viewer"))):
+    labels = parse_labels([s for s in selector.split(",") if s.strip()])
+    return {"schema": "modelyard.edge-device-list/1", "items": _devices(request).list(labels)}
+
+
+@router.get("/edge/devices/{device}", responses=documented(EdgeBody, 404))
+def device_twin(device: str, request: Request, _: Principal = Depends(require("viewer"))):
+    """The device twin: desired vs reported state, hardware, last seen, online."""
+    return _devices(request).twin(device)
+
+
+@router.delete("/edge/devices/{device}", responses=documented(EdgeBody, 404, 409))
+def deregister_device(device: str, request: Request, _: Principal = Depends(require("editor"))):
+    """Deregister: the device's credential stops working at once."""
+    return {"schema": "modelyard.edge-device/1", **_devices(request).deregister(device)}
+
+
+@router.post("/edge/devices/{device}/actions", status_code=201,
+             responses=documented(EdgeBody, 404, 409, 413, 422, status=201))
+def device_action(device: str, body: DeviceAction, request: Request, _: Principal = Depends(require("editor"))):
+    return {"schema": "modelyard.edge-action/1", **_devices(request).request_action(device, body.kind, body.skill)}
+
+
+@router.get("/edge/devices/{device}/logs", responses=documented(EdgeBody, 404, 422))
+def device_logs(device: str, request: Request, tail: int = Query(200, ge=1, le=5000),
+                _: Principal = Depends(require("viewer"))):
+    return _devices(request).logs(device, tail)
+
+
+@router.get("/edge/alarms", responses=documented(EdgeBody, 404))
+def list_alarms(request: Request, device: str | None = None, all: bool = False,  # noqa: A002 - the query name
+                _: Principal = Depends(require("viewer"))):
+    return {"schema": "modelyard.edge-alarm-list/1", "items": _devices(request).alarms(device, all)}
+
+
+@router.post("/edge/alarms/{alarm_id}/ack", responses=documented(EdgeBody, 404, 409))
+def acknowledge_alarm(alarm_id: str, request: Request, principal: Principal = Depends(require("editor"))):
+    return {"schema": "modelyard.edge-alarm/1", **_devices(request).acknowledge(alarm_id, principal.name)}
+
+
+# -- bundles ------------------------------------------------------------------------------------------------------
+@router.post("/edge/bundles", status_code=201, responses=documented(EdgeBody, 404, 413, 422, status=201))
+def package_bundle(body: PackageBundle, request: Request, principal: Principal = Depends(require("editor"))):
+    """Package a registered ONNX model for a device class into a signed bundle (INT8 and pruning, each gated)."""
+    from modelyard.edge.bundles import Bundles
+
+    return Bundles(_workspace(request)).package(body.model, body.target, int8=body.int8, prune=body.prune,
+                                                max_accuracy_drop=body.max_accuracy_drop, created_by=principal.name)
+
+
+@router.get("/edge/bundles", responses=documented(EdgeBody))
+def list_bundles(request: Request, _: Principal = Depends(require("viewer"))):
+    from modelyard.edge.bundles import Bundles
+
+    return {"schema": "modelyard.edge-bundle-list/1", "items": Bundles(_workspace(request)).list()}
+
+
+@router.get("/edge/bundles/{bundle_id}", responses=documented(EdgeBody, 404))
+def get_bundle(bundle_id: str, request: Request, _: Principal = Depends(require("viewer"))):
+    from modelyard.edge.bundles import Bundles
+
+    return Bundles(_workspace(request)).get(bundle_id)
+
+
+# -- deployments --------------------------------------------------------------------------------------------------
+@router.post("/edge/deployments", status_code=201, responses=documented(EdgeBody, 404, 413, 422, status=201))
+def create_deployment(body: dict, request: Request, principal: Principal = Depends(require("editor"))):
+    """Deploy a bundle (``modelyard.edge.rollouts.DeploymentSpec``); supersedes older deployments on its devices."""
+    from pydantic import ValidationError
+
+    from modelyard.edge.rollouts import DeploymentSpec
+
+    try:
+        spec = DeploymentSpec.model_validate(body)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "body"
+        raise InvalidInput(f"deployment spec {where}: {problem['msg'].removeprefix('Value error, ')}") from None
+    return _rollouts(request).create(spec, principal.name)
+
+
+@router.get("/edge/deployments", responses=documented(EdgeBody))
+def list_deployments(request: Request, _: Principal = Depends(require("viewer"))):
+    rollouts = _rollouts(request)
+    rollouts.advance()
+    return {"schema": "modelyard.edge-deployment-list/1", "items": rollouts.list()}
+
+
+@router.get("/edge/deployments/{deployment_id}", responses=documented(EdgeBody, 404))
+def get_deployment(deployment_id: str, request: Request, _: Principal = Depends(require("viewer"))):
+    rollouts = _rollouts(request)
+    rollouts.advance()
+    return rollouts.get(deployment_id)
+
+
+@router.post("/edge/deployments/{deployment_id}/cancel", responses=documented(EdgeBody, 404, 409))
+def cancel_deployment(deployment_id: str, request: Request, _: Principal = Depends(require("editor"))):
+    return _rollouts(request).cancel(deployment_id)
+
+
+# -- the device protocol ------------------------------------------------------------------------------------------
+class Activate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=200)
+    hardware: dict = Field(default_factory=dict)
+    agent_version: str = ""
+
+
+def _device(request: Request, device_id: str) -> str:
+    return Devices(_workspace(request).engine).authenticate(_bearer(request), device_id)
+
+
+@agent_router.post("/edge/v1/activate", responses=documented(EdgeBody, 401, 413, 422))
+def activate_device(body: Activate, request: Request):
+    """Exchange a one-time activation code for a device credential and the platform's signing key."""
+    from modelyard.edge.bundles import public_key_hex
+
+    device, credential = _devices(request).activate(body.code, body.hardware)
+    return {"schema": "modelyard.edge-activation/1", "device_id": device["id"], "name": device["name"],
+            "credential": credential, "public_key": public_key_hex(_workspace(request).home)}
+
+
+@agent_router.get("/edge/v1/devices/{device_id}/desired", responses=documented(EdgeBody, 401, 403, 422))
+async def desired_state(device_id: str, request: Request, since: int = Query(-1),
+                        wait: float = Query(0.0, ge=0, le=MAX_LONG_POLL_S)):
+    """Long-poll: answers at once when the desired state's version differs from ``since``, else within ``wait`` s."""
+    devices = _devices(request)
+    await run_in_threadpool(_device, request, device_id)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if await run_in_threadpool(devices.desired_version, device_id) != since:
+            break
+        await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+    return await run_in_threadpool(devices.desired, device_id)
+
+
+@agent_router.post("/edge/v1/devices/{device_id}/report", responses=documented(EdgeBody, 401, 403, 413, 422))
+def report_state(device_id: str, body: dict, request: Request):
+    """Reported state, log lines, alarms, actions done; advances the deployments that involve this device."""
+    _device(request, device_id)
+    _devices(request).report(device_id, body)
+    _rollouts(request).advance(device_id)
+    return {"schema": "modelyard.edge-report-ack/1", "ok": True}
+
+
+_RANGE = re.compile(r"^bytes=(\d+)-$")
+
+
+@agent_router.get("/edge/v1/devices/{device_id}/bundles/{bundle_id}",
+                  responses=documented(None, 401, 403, 404, 416, media_type="application/octet-stream"))
+def download_bundle(device_id: str, bundle_id: str, request: Request):
+    """A bundle this device is meant to run (in its desired state or one of its deployments); ``Range: bytes=N-``
+    resumes."""
+    import sqlalchemy as sa
+
+    from modelyard.edge.bundles import Bundles
+    from modelyard.store.schema_edge import edge_deployment_devices, edge_deployments, edge_devices
+
+    _device(request, device_id)
+    engine = _workspace(request).engine
+    with engine.connect() as conn:
+        desired = conn.execute(sa.select(edge_devices.c.desired).where(edge_devices.c.id == device_id)).scalar_one()
+        deployed = conn.execute(sa.select(edge_deployments.c.id).join(
+            edge_deployment_devices, edge_deployment_devices.c.deployment_id == edge_deployments.c.id).where(
+            edge_deployment_devices.c.device_id == device_id, edge_deployments.c.bundle_id == bundle_id)).first()
+    if deployed is None and bundle_id not in {s.get("bundle") for s in desired.get("skills", [])}:
+        raise Forbidden(f"bundle {bundle_id} is not deployed to this device")
+    try:
+        path = Bundles(_workspace(request)).path(bundle_id)
+    except NotFound:
+        raise
+    size = path.stat().st_size
+    header = request.headers.get("range")
+    if header:
+        match = _RANGE.match(header.strip())
+        if match is None:
+            raise InvalidInput("only 'Range: bytes=N-' is supported")
+        start = int(match.group(1))
+        if start >= size:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read()
+        return Response(data, status_code=206, media_type="application/octet-stream",
+                        headers={"Content-Range": f"bytes {start}-{size - 1}/{size}", "X-Bundle-Size": str(size)})
+    return FileResponse(path, media_type="application/octet-stream", headers={"X-Bundle-Size": str(size)})

@@ -1,0 +1,44 @@
+"""Edge pages: the fleet, a device's twin/logs/alarms with acknowledge, a deployment's per-device states with cancel;
+editors act, viewers only read."""
+
+from __future__ import annotations
+
+from console_support import csrf_of
+
+from modelyard.core.ids import utcnow
+
+
+def _fleet(workspace):
+    from modelyard.edge.devices import Devices
+    from modelyard.edge.rollouts import DeploymentSpec, Rollouts
+    from modelyard.store.schema_edge import edge_bundles
+
+    devices = Devices(workspace.engine)
+    device, code = devices.register("cam-1", {"site": "s"})
+    devices.activate(code)
+    devices.report(device["id"], {"logs": ["skill inference started"],
+                                  "alarms": [{"kind": "bundle_refused", "message": "signature <bad>"}]})
+    with workspace.engine.begin() as conn:
+        conn.execute(edge_bundles.insert().values(id="b1", model_ref="m@1", target="cpu-x86", digest="0" * 64,
+                                                  size=1, manifest={}, created_at=utcnow()))
+    return Rollouts(workspace.engine).create(DeploymentSpec(bundle="b1", device="cam-1"))
+
+
+def test_edge_pages_show_the_fleet_and_act(as_role, sqlite_workspace):
+    deployment = _fleet(sqlite_workspace)
+    viewer = as_role("viewer")
+    fleet = viewer.get("/edge")
+    assert fleet.status_code == 200 and "cam-1" in fleet.text and deployment["id"] in fleet.text
+    assert "signature &lt;bad&gt;" in fleet.text
+    device = viewer.get("/edge/devices/cam-1")
+    assert device.status_code == 200 and "skill inference started" in device.text and "Acknowledge" not in device.text
+    editor = as_role("editor")
+    device = editor.get("/edge/devices/cam-1")
+    alarm_id = device.text.split("/edge/alarms/")[1].split("/ack")[0]
+    acked = editor.post(f"/edge/alarms/{alarm_id}/ack", data={"csrf": csrf_of(device.text)})
+    assert acked.status_code in (200, 303)
+    assert "acknowledged by editor-user" in editor.get("/edge/devices/cam-1").text
+    page = editor.get(f"/edge/deployments/{deployment['id']}")
+    assert "pending" in page.text and "Cancel" in page.text
+    editor.post(f"/edge/deployments/{deployment['id']}/cancel", data={"csrf": csrf_of(page.text)})
+    assert "cancelled" in editor.get(f"/edge/deployments/{deployment['id']}").text
