@@ -21,6 +21,7 @@ BASE_IMPORTS = {
     "alembic": "alembic", "psutil": "psutil", "swagger-ui-bundle-v2": "swagger_ui_bundle", "libcst": "libcst",
     "httpx2": "httpx2",  # not imported by us: starlette's TestClient uses it
     "jinja2": "jinja2", "python-multipart": "python_multipart",  # the console (FastAPI parses forms with the latter)
+    "cryptography": "cryptography",  # edge bundles are signed by the platform and verified by the agent (Ed25519)
 }
 
 
