@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from modelyard.client._http import raise_for
+from modelyard.client.active_learning import ActiveLearning
 from modelyard.client.data import Datasets
 from modelyard.client.labeling import Labeling
 from modelyard.client.monitoring import Monitoring
@@ -71,6 +72,7 @@ class Client:
         self.services = Services(self)
         self.monitoring = Monitoring(self)
         self.automl = Automl(self)
+        self.active_learning = ActiveLearning(self)
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
