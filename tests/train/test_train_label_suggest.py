@@ -56,21 +56,26 @@ def _run(kind, home, **spec):
 
 def test_suggest_proposes_unlabeled_items_with_a_control_arm_and_hard_flags(pool_home):
     home, _, _ = pool_home
-    result = _run(SUGGEST, home, dataset="digits@1", batch=10, after="none")
+    result = _run(SUGGEST, home, dataset="digits@1", batch=10, after="none", hard_threshold=0.9)
     assert result["schema"] == "modelyard.label-suggest/1" and result["dataset"] == "digits@1"
     assert result["classes"] == sorted(CLASSES)
     proposals = result["proposals"]
     assert len(proposals) == 10 and [p["arm"] for p in proposals].count("control") == 1
     assert all(p["item"].startswith("unlabeled/") for p in proposals)
     assert all(p["predicted"] in CLASSES and 0 <= p["confidence"] <= 1 for p in proposals)
-    assert result["hard"] == [p["item"] for p in proposals if p["confidence"] < 0.5]
+    assert result["hard"] == [p["item"] for p in proposals if p["confidence"] < 0.9]
+    hard_pool = result["hard_pool"]
+    assert hard_pool, "digits 0-2 from 48 labels: some of the 72 pool items are less than 90 % sure"
+    assert set(result["hard"]) <= {h["item"] for h in hard_pool}
+    assert [h["confidence"] for h in hard_pool] == sorted(h["confidence"] for h in hard_pool)
+    assert all(h["confidence"] < 0.9 and h["item"].startswith("unlabeled/") for h in hard_pool)
     strategy = [p["score"] for p in proposals if p["arm"] == "strategy"]
     assert strategy == sorted(strategy, reverse=True)
     assert result["counts"] == {"labeled": 48, "heldout": 12, "pool": 72, "seed_set": 48}
     assert [point["labels"] for point in result["learning_curve"]["strategy"]] == [48]
     assert result["gain"]["advantage"] is None and not result["fallback"]
     assert result["round"] == 1 and len(result["rounds"]) == 1
-    assert _run(SUGGEST, home, dataset="digits@1", batch=10, after="none")["proposals"] == proposals
+    assert _run(SUGGEST, home, dataset="digits@1", batch=10, after="none", hard_threshold=0.9)["proposals"] == proposals
 
 
 def test_suggest_with_kcenter_and_an_explicit_labeled_set(pool_home):

@@ -229,6 +229,7 @@ class Suggestion:
     labeled: int
     heldout: int
     probabilities: np.ndarray | None  # of the proposed items, in batch order (None without a model)
+    pool_probabilities: np.ndarray | None = None  # of every pool item, in pool order
 
 
 def suggest(embeddings: np.ndarray, labels: np.ndarray, *, train: Sequence[int], heldout: Sequence[int],
@@ -281,4 +282,4 @@ def _suggest(embeddings, labels, train, heldout, pool, item_ids, n_classes, stra
     row = {item_ids[i]: k for k, i in enumerate(pool.tolist())}
     chosen = None if probabilities is None else probabilities[[row[p.item] for p in batch.proposals]]
     return Suggestion(batch, verdict, tuple(strategy_curve), tuple(control_curve), len(pool), len(train),
-                      len(heldout), chosen)
+                      len(heldout), chosen, probabilities)

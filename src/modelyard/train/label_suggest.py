@@ -48,6 +48,8 @@ class SuggestSpec(BaseModel):
         after: the ``label.suggest`` job this one continues; default the latest succeeded one on the same dataset
             name; ``"none"`` starts a new campaign.
         hard_threshold: proposals whose confidence (1 - normalised entropy) is below this are flagged hard.
+        hard_limit: the result's ``hard_pool`` lists at most this many of the pool's hard examples, least
+            confident first, for a labeling queue to put first (default 100).
         margin, patience, min_control: the gain tracker's fallback rule (see ``FALLBACK_RULE``).
         seed: seeds the control arm and the quick model.
     """
@@ -61,6 +63,7 @@ class SuggestSpec(BaseModel):
     labeled: list[str] | None = Field(default=None, max_length=1_000_000)
     after: str | None = Field(default=None, max_length=100)
     hard_threshold: float = Field(default=DEFAULT_CONFIDENCE_THRESHOLD, ge=0, le=1)
+    hard_limit: int = Field(default=100, ge=0, le=100_000)
     margin: float = Field(default=DEFAULT_MARGIN, ge=0, le=1)
     patience: int = Field(default=DEFAULT_PATIENCE, ge=1, le=1000)
     min_control: int = Field(default=DEFAULT_MIN_CONTROL, ge=0, le=100_000)
@@ -225,6 +228,7 @@ def run_suggest(spec: SuggestSpec, ctx: JobContext) -> dict:
                    "seed_set": outcome.labeled - sum(len(r) for r in rounds)},
         "proposals": proposals,
         "hard": [p["item"] for p in proposals if p["hard"]],
+        "hard_pool": _hard_pool(outcome.pool_probabilities, [paths[i] for i in pool], label_set, spec),
         "learning_curve": {
             "strategy": [{"labels": n, "score": round(s, 6)} for n, s in outcome.strategy_curve],
             "random": [{"round": r, "labels": n, "score": round(s, 6)} for r, n, s in outcome.control_curve],
@@ -236,6 +240,18 @@ def run_suggest(spec: SuggestSpec, ctx: JobContext) -> dict:
         "rounds": kept,
         "unlabeled_class": spec.unlabeled_class if unlabeled_index >= 0 else None,
     }
+
+
+def _hard_pool(probabilities, items: list[str], label_set: list[str], spec: SuggestSpec) -> list[dict]:
+    """The pool's hard examples (confidence below the threshold), least confident first, at most ``hard_limit``."""
+    from modelyard.data.hard_examples import confidence
+
+    if probabilities is None or not len(items):
+        return []
+    sure = confidence(probabilities)
+    order = [i for i in np.argsort(sure, kind="stable") if sure[i] < spec.hard_threshold][:spec.hard_limit]
+    return [{"item": items[i], "confidence": round(float(sure[i]), 6),
+             "predicted": label_set[int(probabilities[i].argmax())]} for i in order]
 
 
 def run_group(spec: GroupSpec, ctx: JobContext) -> dict:
