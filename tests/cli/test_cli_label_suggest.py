@@ -1,7 +1,5 @@
-"""``modelyard label suggest`` and ``modelyard label group`` as a user runs them (in-process: the command drives a
-worker itself)."""
-
-import json
+"""``modelyard label suggest`` as a user runs it (in-process: the command drives a worker itself); ``label group``
+runs the same job machinery and is covered by tests/train/test_train_label_suggest.py."""
 
 import pytest
 
@@ -39,9 +37,7 @@ def test_bad_dataset_is_one_line_on_stderr(digits_home):
 
 
 @pytest.mark.slow
-def test_label_suggest_and_group(digits_home):
+def test_label_suggest(digits_home):
     human = run_cli("label", "suggest", "d@1", "--strategy", "margin", "--batch", "5", home=digits_home,
                     check=True).stdout
     assert "d@1 round 1: 5 item(s) by margin" in human and "control" in human and "unlabeled/" in human
-    groups = json.loads(run_cli("label", "group", "d@1", "--k", "2", "--json", home=digits_home, check=True).stdout)
-    assert sum(group["size"] for group in groups["groups"]) == 60  # every unlabeled item, whatever its split

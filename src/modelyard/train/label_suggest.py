@@ -146,13 +146,14 @@ def run_suggest(spec: SuggestSpec, ctx: JobContext) -> dict:
     """One round of active learning on a dataset version; returns the ``modelyard.label-suggest/1`` result."""
     from modelyard.data.datasets import DatasetStore
     from modelyard.data.hard_examples import confidence
+    from modelyard.data.refs import parse_ref
     from modelyard.train.active_loop import QUICK_MODEL, GainSettings, suggest
 
     workspace = _open_workspace(ctx)
     try:
         store = DatasetStore(workspace)
+        after, history = _previous_rounds(workspace, spec, parse_ref(spec.dataset)[0])  # fails fast on a bad after
         version, embeddings, y, split, paths, classes, digests = _load(store, spec.dataset, ctx)
-        after, history = _previous_rounds(workspace, spec, version.name)
     finally:
         workspace.close()
     unlabeled_index = classes.index(spec.unlabeled_class) if spec.unlabeled_class in classes else -1
