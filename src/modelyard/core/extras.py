@@ -25,6 +25,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "safetensors": ("safetensors", "ml"),
     "sklearn": ("scikit-learn", "ml"),
     "joblib": ("joblib", "ml"),
+    "threadpoolctl": ("threadpoolctl", "ml"),
     "lightgbm": ("lightgbm", "ml"),
     "skl2onnx": ("skl2onnx", "ml"),
     "onnxmltools": ("onnxmltools", "ml"),
