@@ -44,12 +44,19 @@ def write_digits(folder: Path) -> Path:
     return folder
 
 
-def load_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Embeddings, class indices and class names of every decodable image in ``folder``, the product's way."""
+def load_folder(folder: Path, max_images: int = 0) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+    """Embeddings, class indices and class names of the decodable images in ``folder``, the product's way, and how
+    many images the folder holds. With ``max_images`` a seeded sample of that many, in proportion to the classes
+    (every round refits the model, so a pool of 10,000s would take hours)."""
     from modelyard.data import images
     from modelyard.data.image_features import FEATURE_SIZE, embed, image_features
+    from modelyard.data.splits import stratified_split
 
     found, _notes = images.scan_folder(folder)
+    total = len(found)
+    if max_images and total > max_images:
+        keep = stratified_split([item.label for item in found], total, max_images / total, seed=12345) == "v"
+        found = [item for item, kept in zip(found, keep, strict=True) if kept]
     facts = [images.inspect_image(item.source) for item in found]
     usable = [(item, fact) for item, fact in zip(found, facts, strict=True) if not fact.get("error")]
     if len(usable) < 50:
@@ -61,7 +68,7 @@ def load_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if len(classes) < 2:
         raise SystemExit(f"--data {folder}: one class folder only; need at least 2")
     index = {name: i for i, name in enumerate(classes)}
-    return embed(image_features(pixels)), np.array([index[item.label] for item, _ in usable]), classes
+    return embed(image_features(pixels)), np.array([index[item.label] for item, _ in usable]), classes, total
 
 
 def labels_to_target(curve: list[tuple[int, float]], target: float) -> float | None:
@@ -98,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--heldout", type=float, default=0.3, help="share of items held out for scoring")
     parser.add_argument("--strategies", default="margin,entropy,kcenter")
     parser.add_argument("--control", type=float, default=0.1, help="control-arm share of each batch")
+    parser.add_argument("--max-images", type=int, default=3000,
+                        help="use a seeded, class-proportional sample of at most this many images (0: all)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         raise SystemExit("--seeds must be at least 1")
@@ -109,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         folder = Path(args.data).expanduser() if args.data else write_digits(Path(scratch) / "digits")
         if not folder.is_dir():
             raise SystemExit(f"--data {folder}: not a folder")
-        embeddings, labels, classes = load_folder(folder)
+        embeddings, labels, classes, found = load_folder(folder, args.max_images)
     n_classes = len(classes)
     curves: dict[str, list[list[tuple[int, float]]]] = {name: [] for name in ["random", *strategies]}
     fallbacks = {name: 0 for name in strategies}
@@ -163,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
         "schema": "modelyard.bench-active-learning/1",
         "data": str(args.data) if args.data else "scikit-learn digits (8x8 PNGs)",
         "items": int(len(labels)),
+        "images_in_folder": found,
         "classes": n_classes,
         "pool": int(len(labels) - len(heldout)),
         "heldout": int(len(heldout)),

@@ -28,7 +28,8 @@ from modelyard.data.active_learning import (
     propose_batch,
 )
 
-QUICK_MODEL = "logistic regression (C=1) on 64 principal components of thumbnail + HOG features"
+QUICK_MODEL = ("logistic regression (C=1) on 64 principal components of image features (polarity-free layout, HOG, "
+               "orientation spectrum, colour layout)")
 
 
 @dataclass(frozen=True)
