@@ -105,6 +105,12 @@ def test_bad_suggest_requests_say_what_is_wrong(pool_home, spec, message):
         _run(SUGGEST, home, dataset="digits@1", **spec)
 
 
+def test_suggest_needs_unlabeled_items(pool_home):
+    home, _, _ = pool_home
+    with pytest.raises(InvalidInput, match="no unlabeled item in the train split.*'todo' folder"):
+        _run(SUGGEST, home, dataset="digits@1", unlabeled_class="todo", after="none")
+
+
 def test_suggest_needs_two_labeled_classes(pool_home):
     home, folder, _ = pool_home
     only_ones = [f"one/{path.name}" for path in sorted((folder / "one").iterdir())]

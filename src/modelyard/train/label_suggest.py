@@ -174,6 +174,9 @@ def run_suggest(spec: SuggestSpec, ctx: JobContext) -> dict:
     train = np.flatnonzero(is_labeled & (split == "t"))
     heldout = np.flatnonzero(is_labeled & (split == "v"))
     pool = np.flatnonzero(~is_labeled & (split == "t"))
+    if not len(pool):
+        raise InvalidInput(f"{version.ref}: no unlabeled item in the train split to propose; unlabeled images go in "
+                           f"the {spec.unlabeled_class!r} folder (or name the labeled items with 'labeled')")
     if len(np.unique(labels[train])) < 2:
         raise InvalidInput(f"{version.ref}: the train split needs labeled items of at least 2 classes to train the "
                            f"quick model ({len(train)} labeled)")
