@@ -197,3 +197,46 @@ def test_rounds_chain_through_jobs_and_follow_items_into_their_class_folders(tmp
     assert not moved & {p["item"].split("/")[1] for p in second["proposals"]}
     fresh = _run_queued(home, dataset="digits@2", batch=10, after="none")
     assert fresh["after"] is None and fresh["round"] == 1
+
+
+def test_suggest_on_a_labeling_job_ranks_its_queue(tmp_path, pool_home):
+    """On a labeling job the labels people saved there train the quick model, the unlabeled items are the pool, and
+    every pool item gets the model's uncertainty and hard flag in the job's queue."""
+    from dataclasses import dataclass
+
+    from modelyard.core.settings import Settings
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.data.labeling.service import LabelingStore
+    from modelyard.store.workspace import Workspace
+
+    @dataclass
+    class Owner:
+        name: str = "owner"
+        role: str = "editor"
+
+    _, folder, truth = pool_home
+    home = tmp_path / "home"
+    workspace = Workspace.open(Settings.load(home))
+    unlabeled_only = tmp_path / "pool" / "unlabeled"
+    shutil.copytree(folder / "unlabeled", unlabeled_only)
+    shutil.copytree(folder / "one", tmp_path / "pool" / "x")  # a second folder so the import has two classes
+    DatasetStore(workspace).import_path(tmp_path / "pool", "pool")
+    store = LabelingStore(workspace)
+    store.create("digits-l1", Owner(), task="classification", classes=list(CLASSES), dataset="pool@1")
+    names = sorted(truth)
+    for name in names[::3]:  # a third of the unlabeled digits labeled by a person, all three classes among them
+        store.annotate("digits-l1", f"unlabeled/{name}", Owner(), labels=[truth[name]])
+    workspace.close()
+    result = _run(SUGGEST, home, labeling_job="digits-l1", batch=6, after="none", min_control=0)
+    assert result["labeling_job"] == "digits-l1" and result["dataset"] is None
+    labeled = {f"unlabeled/{name}" for name in names[::3]}
+    assert len(result["proposals"]) == 6 and not {p["item"] for p in result["proposals"]} & labeled
+    assert result["counts"]["labeled"] + result["counts"]["heldout"] == len(labeled)
+    workspace = Workspace.open(Settings.load(home), create=False)
+    queue = LabelingStore(workspace).items("digits-l1", state=["unlabeled"], sort="-uncertainty", limit=500)["items"]
+    workspace.close()
+    assert queue and all(item["uncertainty"] is not None for item in queue)
+    strategy = [p["item"] for p in result["proposals"] if p["arm"] == "strategy"]
+    assert {item["item"] for item in queue[:len(strategy)]} == set(strategy)  # the margin picks head the queue
+    with pytest.raises(Exception, match="either a dataset version"):
+        SUGGEST.validate_spec({"dataset": "pool@1", "labeling_job": "digits-l1"})

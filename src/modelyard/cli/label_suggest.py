@@ -14,7 +14,10 @@ app = typer.Typer()
 
 @app.command("suggest")
 def suggest_command(
-    dataset: Annotated[str, typer.Argument(help="Image dataset version, NAME@VERSION.")],
+    dataset: Annotated[str | None, typer.Argument(help="Image dataset version, NAME@VERSION (or --job).")] = None,
+    job: Annotated[str | None, typer.Option("--job", help="A classification labeling job instead of a dataset: its "
+                                            "labels train the model and its queue gets uncertainty and hard "
+                                            "flags.")] = None,
     strategy: Annotated[str, typer.Option("--strategy", help="margin (default), entropy, kcenter or random.")]
     = "margin",
     batch: Annotated[int, typer.Option("--batch", help="Items to propose.")] = 10,
@@ -31,7 +34,8 @@ def suggest_command(
     control arm, hard examples flagged, and whether the strategy beats random so far."""
     from modelyard.cli.automl import finish, run_job
 
-    spec = {"dataset": dataset, "strategy": strategy, "batch": batch, "control_fraction": control,
+    spec = {"dataset": dataset, "labeling_job": job, "strategy": strategy, "batch": batch,
+            "control_fraction": control,
             "unlabeled_class": unlabeled_class, "after": after, "seed": seed}
     with get_client() as client:
         result = finish(run_job(client, "label.suggest", spec, quiet=as_json))
@@ -43,7 +47,8 @@ def suggest_command(
     shown = result["strategy"] + ("" if not result["fallback"] else
                                   f" (fell back from {result['requested_strategy']}: losing to random)")
     counts = result["counts"]
-    console.print(f"[bold]{result['dataset']}[/] round {result['round']}: {len(result['proposals'])} item(s) by "
+    source = result["dataset"] or f"labeling job {result['labeling_job']}"
+    console.print(f"[bold]{source}[/] round {result['round']}: {len(result['proposals'])} item(s) by "
                   f"{shown}; pool {counts['pool']}, labeled {counts['labeled']}, held out {counts['heldout']}",
                   highlight=False)
     table = Table("#", "item", "arm", "score", "predicted", "confidence", "hard", box=None)

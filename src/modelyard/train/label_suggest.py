@@ -15,10 +15,11 @@ sees the learning curves grow from version to version.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelyard.core.errors import InvalidInput, NotFound
 from modelyard.core.jobkind import JobContext, JobKind
@@ -38,7 +39,11 @@ MAX_ROUNDS_KEPT = 1000
 
 class SuggestSpec(BaseModel):
     """Args:
-        dataset: an image-classification dataset version, ``NAME@VERSION``.
+        dataset: an image-classification dataset version, ``NAME@VERSION``; or
+        labeling_job: an image classification labeling job (``modelyard label create``): the items people labeled
+            there are the labeled set (about one in five, chosen by a hash of the item id, held out), its unlabeled
+            and proposed items the pool; the job's queue gets the quick model's ``uncertainty`` and ``hard`` flag
+            for every pool item (``label items JOB --sort -uncertainty`` or ``--sort hard``).
         strategy: ``margin`` (default), ``entropy``, ``kcenter`` or ``random``.
         batch: items to propose (default 10).
         control_fraction: share of the batch drawn at random as the control arm (default 0.10).
@@ -55,7 +60,8 @@ class SuggestSpec(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    dataset: str = Field(min_length=1, max_length=200)
+    dataset: str | None = Field(default=None, min_length=1, max_length=200)
+    labeling_job: str | None = Field(default=None, min_length=1, max_length=200)
     strategy: Literal["margin", "entropy", "kcenter", "random"] = DEFAULT_STRATEGY
     batch: int = Field(default=10, ge=1, le=10_000)
     control_fraction: float = Field(default=DEFAULT_CONTROL_FRACTION, ge=0, le=1)
@@ -68,6 +74,14 @@ class SuggestSpec(BaseModel):
     patience: int = Field(default=DEFAULT_PATIENCE, ge=1, le=1000)
     min_control: int = Field(default=DEFAULT_MIN_CONTROL, ge=0, le=100_000)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.dataset is None) == (self.labeling_job is None):
+            raise ValueError("name either a dataset version (dataset) or a labeling job (labeling_job)")
+        if self.labeling_job is not None and self.labeled is not None:
+            raise ValueError("labeled: a labeling job's labeled items are the ones people labeled there")
+        return self
 
 
 class GroupSpec(BaseModel):
@@ -113,11 +127,19 @@ def _load(store, ref: str, ctx: JobContext):
     return version, embed(image_features(pixels)), y, split, paths, list(version.schema["classes"]), digests
 
 
-def _previous_rounds(workspace, spec: SuggestSpec, dataset_name: str) -> tuple[str | None, list[list[dict]]]:
+def _same_source(previous: dict, spec: SuggestSpec) -> bool:
+    """A previous suggest job's spec names the same labeling job, or a version of the same dataset."""
+    from modelyard.data.refs import parse_ref
+
+    if spec.labeling_job is not None:
+        return previous.get("labeling_job") == spec.labeling_job
+    return bool(previous.get("dataset")) and parse_ref(previous["dataset"])[0] == parse_ref(spec.dataset)[0]
+
+
+def _previous_rounds(workspace, spec: SuggestSpec) -> tuple[str | None, list[list[dict]]]:
     """The job this one continues and its rounds (each a list of ``{"item", "arm"}``), oldest first."""
     import sqlalchemy as sa
 
-    from modelyard.data.refs import parse_ref
     from modelyard.store.schema import jobs
 
     if spec.after == "none":
@@ -135,7 +157,7 @@ def _previous_rounds(workspace, spec: SuggestSpec, dataset_name: str) -> tuple[s
             rows = conn.execute(sa.select(jobs.c.id, jobs.c.spec, jobs.c.result)
                                 .where(jobs.c.kind == "label.suggest", jobs.c.status == "succeeded")
                                 .order_by(jobs.c.finished_at.desc(), jobs.c.id.desc()).limit(200)).all()
-            row = next((r for r in rows if parse_ref(r.spec.get("dataset", ""))[0] == dataset_name), None)
+            row = next((r for r in rows if _same_source(r.spec, spec)), None)
             if row is None:
                 return None, []
     result = row.result or {}
@@ -145,14 +167,13 @@ def _previous_rounds(workspace, spec: SuggestSpec, dataset_name: str) -> tuple[s
 def run_suggest(spec: SuggestSpec, ctx: JobContext) -> dict:
     """One round of active learning on a dataset version; returns the ``modelyard.label-suggest/1`` result."""
     from modelyard.data.datasets import DatasetStore
-    from modelyard.data.hard_examples import confidence
-    from modelyard.data.refs import parse_ref
-    from modelyard.train.active_loop import QUICK_MODEL, GainSettings, suggest
 
     workspace = _open_workspace(ctx)
     try:
+        after, history = _previous_rounds(workspace, spec)  # fails fast on a bad after
+        if spec.labeling_job is not None:
+            return _suggest_for_labeling_job(workspace, spec, ctx, after, history)
         store = DatasetStore(workspace)
-        after, history = _previous_rounds(workspace, spec, parse_ref(spec.dataset)[0])  # fails fast on a bad after
         version, embeddings, y, split, paths, classes, digests = _load(store, spec.dataset, ctx)
     finally:
         workspace.close()
@@ -180,6 +201,17 @@ def run_suggest(spec: SuggestSpec, ctx: JobContext) -> dict:
     if len(np.unique(labels[train])) < 2:
         raise InvalidInput(f"{version.ref}: the train split needs labeled items of at least 2 classes to train the "
                            f"quick model ({len(train)} labeled)")
+    return _propose(spec, ctx, version.ref, embeddings, labels, split, paths, digests, label_set, train, heldout,
+                    pool, after, history, spec.unlabeled_class if unlabeled_index >= 0 else None)
+
+
+def _propose(spec, ctx, source, embeddings, labels, split, paths, digests, label_set, train, heldout, pool, after,
+             history, unlabeled_class, on_outcome=None) -> dict:
+    """Rebuild the earlier rounds, run one round of the loop and shape the ``modelyard.label-suggest/1`` result."""
+    from modelyard.data.hard_examples import confidence
+    from modelyard.train.active_loop import QUICK_MODEL, GainSettings, suggest
+
+    is_labeled = labels >= 0
     # an item keeps its path in a labeling tool, but moves folder (unlabeled/x.png -> cat/x.png) when a labeled
     # folder is imported as the next version: known by path first, then by content
     by_path = {path: i for i, path in enumerate(paths)}
@@ -200,6 +232,8 @@ def run_suggest(spec: SuggestSpec, ctx: JobContext) -> dict:
     outcome = suggest(embeddings, labels, train=train, heldout=heldout, pool=pool, item_ids=paths,
                       n_classes=len(label_set), strategy=spec.strategy, batch_size=spec.batch, rounds=rounds,
                       gain=gain, seed=spec.seed)
+    if on_outcome is not None:
+        on_outcome(outcome, [paths[i] for i in pool])
     ctx.progress(0.95, "proposing")
     sure = None if outcome.probabilities is None else confidence(outcome.probabilities)
     proposals = []
@@ -220,7 +254,8 @@ def run_suggest(spec: SuggestSpec, ctx: JobContext) -> dict:
                         for p in proposals]])[-MAX_ROUNDS_KEPT:]
     return {
         "schema": RESULT_SCHEMA,
-        "dataset": version.ref,
+        "dataset": spec.dataset and source,
+        "labeling_job": spec.labeling_job,
         "after": after,
         "round": len(history) + 1,
         "strategy": outcome.batch.strategy,
@@ -242,8 +277,79 @@ def run_suggest(spec: SuggestSpec, ctx: JobContext) -> dict:
                 margin=spec.margin, patience=spec.patience, min_control=spec.min_control),
             "reason": "no held-out set: label at least 10 items of the validation split"},
         "rounds": kept,
-        "unlabeled_class": spec.unlabeled_class if unlabeled_index >= 0 else None,
+        "unlabeled_class": unlabeled_class,
     }
+
+
+@dataclass(frozen=True)
+class _SuggestActor:
+    """Who sets the queue's priorities: the job itself; ``authorize_suggest`` checked at submit that its submitter
+    manages the labeling job."""
+
+    name: str
+    role: str = "admin"
+
+
+def _suggest_for_labeling_job(workspace, spec: SuggestSpec, ctx: JobContext, after, history) -> dict:
+    """One round on a labeling job's items; the pool's uncertainty and hard flags go into the job's queue."""
+    import hashlib
+
+    from modelyard.data import images
+    from modelyard.data.active_learning import margin_scores
+    from modelyard.data.hard_examples import confidence
+    from modelyard.data.image_features import FEATURE_SIZE, embed, image_features
+    from modelyard.data.labeling.model import LABELED_STATES
+    from modelyard.data.labeling.service import LabelingStore
+
+    store = LabelingStore(workspace)
+    job = store.get(spec.labeling_job)
+    if job.task != "classification":
+        raise InvalidInput(f"labeling job {job.name!r} is a {job.task} job; suggestions need image classification")
+    items, offset = [], 0
+    while True:
+        page = store.items(job.name, offset=offset, limit=500)
+        items += [item for item in page["items"] if item["digest"]]
+        if page["next_offset"] is None:
+            break
+        offset = page["next_offset"]
+    if not items:
+        raise InvalidInput(f"labeling job {job.name!r} has no images")
+    label_set = list(job.classes)
+
+    def label_of(item: dict) -> int:
+        saved = (item["annotation"] or {}).get("labels") or []
+        return label_set.index(saved[0]) if item["state"] in LABELED_STATES and saved else -1
+
+    labels = np.array([label_of(item) for item in items])
+    # a stable fifth of the labeled items is held out: chosen by the item's id, so it is the same every round
+    split = np.array(["v" if int(hashlib.sha256(item["item"].encode()).hexdigest()[:8], 16) % 5 == 0 else "t"
+                      for item in items])
+    ctx.progress(0.1, f"decoding {len(items)} images")
+    pixels = np.stack([images.decode_to_array(workspace.blobs.read_bytes(item["digest"]), FEATURE_SIZE, 3)
+                       for item in items])
+    embeddings = embed(image_features(pixels))
+    paths = [item["item"] for item in items]
+    digests = [item["digest"] for item in items]
+    train = np.flatnonzero((labels >= 0) & (split == "t"))
+    heldout = np.flatnonzero((labels >= 0) & (split == "v"))
+    pool = np.flatnonzero(labels < 0)
+    if not len(pool):
+        raise InvalidInput(f"labeling job {job.name!r}: every item is labeled")
+    if len(np.unique(labels[train])) < 2:
+        raise InvalidInput(f"labeling job {job.name!r}: label items of at least 2 classes first ({len(train)} labeled "
+                           "items train the quick model)")
+
+    def queue_priorities(outcome, pool_items: list[str]) -> None:
+        if outcome.pool_probabilities is None:
+            return
+        uncertainty = margin_scores(outcome.pool_probabilities)
+        hard = confidence(outcome.pool_probabilities) < spec.hard_threshold
+        store.set_priorities(job.name, _SuggestActor(f"label.suggest:{ctx.job_id}"), {
+            item: {"uncertainty": float(min(1.0, max(0.0, u))), "hard": bool(h)}
+            for item, u, h in zip(pool_items, uncertainty, hard, strict=True)})
+
+    return _propose(spec, ctx, f"labeling job {job.name}", embeddings, labels, split, paths, digests, label_set, train,
+                    heldout, pool, after, history, None, on_outcome=queue_priorities)
 
 
 def _hard_pool(probabilities, items: list[str], label_set: list[str], spec: SuggestSpec) -> list[dict]:
@@ -281,10 +387,17 @@ def run_group(spec: GroupSpec, ctx: JobContext) -> dict:
     return {**grouping.to_dict(), "dataset": version.ref}
 
 
-def authorize_dataset(spec, _caller, workspace) -> None:
-    """At submit: the dataset version exists (an unknown one is a 404, not a failed job)."""
+def authorize_dataset(spec, caller, workspace) -> None:
+    """At submit: the dataset version exists (an unknown one is a 404, not a failed job); a labeling job exists and
+    the caller manages it (the job writes priorities into its queue)."""
     from modelyard.data.datasets import DatasetStore
 
+    if getattr(spec, "labeling_job", None) is not None:
+        from modelyard.data.labeling.rows import require_manager
+        from modelyard.data.labeling.service import LabelingStore
+
+        require_manager(LabelingStore(workspace).get(spec.labeling_job), caller, "set suggestion priorities")
+        return
     DatasetStore(workspace).get(spec.dataset)
 
 
