@@ -21,7 +21,8 @@ EXPLOIT = {"entrypoint": "subprocess:run", "kwargs": {"args": ["sh", "-c", "id >
 ZOO = {"entrypoint": "modelyard.runtime.zoo:tiny_mlp", "kwargs": {"in_features": 4},
        "inputs": [{"name": "x", "shape": [1, 4]}]}
 # kinds whose specs name neither code nor paths (only registry/dataset names, numbers, flags)
-PATH_FREE = {"blob.verify", "system.sleep", "automl.train", "evaluate", "label.propose"}
+PATH_FREE = {"blob.verify", "system.sleep", "automl.train", "evaluate", "label.propose", "label.suggest",
+             "label.group"}
 
 
 @pytest.fixture(scope="module")

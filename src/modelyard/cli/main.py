@@ -51,7 +51,8 @@ NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "data": ("Datasets: import tables and image folders as immutable versions; list, show, stats, prep, export, "
              "sample, delete.", ("data",)),
     "label": ("Data labeling: jobs on a dataset version or uploaded images, a queue, model proposals, team review, "
-              "publish as the next dataset version.", ("label",)),
+              "publish as the next dataset version; suggest what to label next (active learning with a random control "
+              "arm), group unlabeled images.", ("label", "label_suggest")),
     "runs": ("Tracked training runs: params, metrics, logs, artifacts, dataset version; list, show, compare, "
              "delete.",
              ("runs",)),

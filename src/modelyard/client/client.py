@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from modelyard.client._http import raise_for
+from modelyard.client.active_learning import ActiveLearning
 from modelyard.client.data import Datasets
 from modelyard.client.edge import Edge
 from modelyard.client.labeling import Labeling
@@ -73,6 +74,7 @@ class Client:
         self.monitoring = Monitoring(self)
         self.automl = Automl(self)
         self.edge = Edge(self)
+        self.active_learning = ActiveLearning(self)
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:

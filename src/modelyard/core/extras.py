@@ -38,6 +38,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "pycocotools": ("pycocotools", "ml"),
     "palmerpenguins": ("palmerpenguins", "ml"),
     "skops": ("skops", "ml"),
+    "threadpoolctl": ("threadpoolctl", "ml"),
     "openvino": ("openvino", "openvino"),
     "nncf": ("nncf", "openvino"),
     "psycopg": ("psycopg", "postgres"),

@@ -28,6 +28,8 @@ JOB_KINDS: dict[str, str] = {
     "automl.train": "modelyard.train.automl:AUTOML",
     "evaluate": "modelyard.train.evaluate:EVALUATE",
     "label.propose": "modelyard.deploy.prelabel:PROPOSE",
+    "label.suggest": "modelyard.train.label_suggest:SUGGEST",
+    "label.group": "modelyard.train.label_suggest:GROUP",
 }
 
 

@@ -90,6 +90,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     from swagger_ui_bundle import swagger_ui_path
 
     from modelyard.server import (
+        routes_active_learning,
         routes_blobs,
         routes_data,
         routes_edge,
@@ -165,7 +166,8 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     authenticated = documented(None, *AUTH_ERRORS)
     # routes_gc before routes_blobs: /blobs/gc before any /blobs/{parameter}
     for module in (routes_jobs, routes_tokens, routes_gc, routes_blobs, routes_data, routes_runs, routes_models,
-                   routes_services, routes_monitoring, routes_migrations, routes_labeling, routes_edge):
+                   routes_services, routes_monitoring, routes_migrations, routes_active_learning, routes_labeling,
+                   routes_edge):
         app.include_router(module.router, prefix="/api/v1", responses=authenticated)
     # the device protocol: device credentials only, outside the user API
     app.include_router(routes_edge.agent_router)
