@@ -49,6 +49,8 @@ def batch(
     backend: Annotated[str, typer.Option(help="auto or backend:device.")] = "auto",
     max_rows_per_second: Annotated[float | None, typer.Option("--max-rows-per-second",
                                                               help="Throttle.")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        help="Detectors: the score a box needs (default: the model's); the output has one row per box.")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the job id and return.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False,
 ) -> None:
@@ -66,6 +68,8 @@ def batch(
         raise InvalidInput(f"--input {input_path}: no such file or folder")
     spec = {"model": model, "key": key, "columns": columns or None, "chunk_size": chunk_size, "backend": backend,
             "max_rows_per_second": max_rows_per_second}
+    if threshold is not None:
+        spec["threshold"] = threshold
     with get_client() as client:
         # the owner in-process is on this machine: the job reads and writes these paths itself; any other client
         # sends the input as blobs and downloads the output (the server's disk is not this machine's)

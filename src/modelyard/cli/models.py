@@ -48,6 +48,16 @@ def _json_option(text: str | None, option: str) -> dict | None:
     return value
 
 
+def _detection_task(postprocess: str | None) -> dict | None:
+    """``--postprocess`` as a detection task: a bare kind (``yolov8``) or a JSON object (whose ``classes``, if
+    any, name the class indices)."""
+    if postprocess is None:
+        return None
+    post = {"kind": postprocess} if postprocess in ("boxes", "yolov8") else _json_option(postprocess, "--postprocess")
+    classes = post.pop("classes", None)
+    return {"type": "detection", "postprocess": post, **({"classes": classes} if classes is not None else {})}
+
+
 @app.command("register")
 def register(
     source: Annotated[str | None, typer.Argument(
@@ -64,6 +74,10 @@ def register(
     preprocessing: Annotated[str | None, typer.Option(
         help="Image preprocessing as JSON or a JSON file, e.g. '{\"size\": [224, 224], \"mean\": [0.485, 0.456, "
              "0.406], \"std\": [0.229, 0.224, 0.225]}'.")] = None,
+    postprocess: Annotated[str | None, typer.Option(
+        help="Make it a detector: boxes (the graph outputs boxes, scores, classes) or yolov8 (one (1, 4 + C, A) "
+             "output decoded here), or the whole post-processor as JSON, e.g. '{\"kind\": \"yolov8\", "
+             "\"score_threshold\": 0.3, \"classes\": [\"cat\", \"dog\"]}'.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow loading a pickled estimator "
                                                "(runs code from the file: only files you made).")] = False,
     hf_task: Annotated[str | None, typer.Option(
@@ -77,7 +91,7 @@ def register(
             source, name, metrics=_pairs(metrics, "--metric", number=True), tags=_pairs(tags, "--tag"),
             lineage=_pairs(lineage, "--lineage"), description=description, from_job=from_job,
             preprocessing=_json_option(preprocessing, "--preprocessing"), trust_pickle=trust_pickle,
-            hf_task=hf_task,
+            hf_task=hf_task, task=_detection_task(postprocess),
         )
     if as_json:
         print_json(version)

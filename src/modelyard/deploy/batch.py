@@ -25,6 +25,7 @@ from modelyard.core.errors import IntegrityError, InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.deploy.batch_io import OUTPUT_SUFFIXES, iter_chunks, open_source, read_part, write_output, write_part
 from modelyard.deploy.classes import class_column
+from modelyard.deploy.detection import box_rows, is_detector, padded
 
 OUTPUT_FORMATS = tuple(suffix.lstrip(".") for suffix in OUTPUT_SUFFIXES)
 
@@ -45,6 +46,8 @@ class BatchSpec(BaseModel):
         chunk_size: rows per chunk (the unit of progress and of resumption). Default 256.
         backend: ``auto`` or ``backend:device``.
         max_rows_per_second: throttle, to leave cores to real-time services on the same machine.
+        threshold: for a detector, the score a box needs (default: the model's ``score_threshold``); a detector
+            writes one row per box.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -60,6 +63,7 @@ class BatchSpec(BaseModel):
     chunk_size: int = Field(default=256, ge=1, le=100_000)
     backend: str = "auto"
     max_rows_per_second: float | None = Field(default=None, gt=0)
+    threshold: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("input", "output")
     @classmethod
@@ -176,6 +180,7 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     ctx.log(f"{version.ref} on {backend.full_name}: {total} rows from {shown_input} ({source.kind}), "
             f"{len(chunks)} chunk(s) of {spec.chunk_size}")
     batchable = version.signature.batchable
+    detector = is_detector(version.signature)
     computed, started = 0, time.monotonic()
     for index, start, stop in chunks:
         if index in done:
@@ -189,6 +194,9 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
         else:
             rows = [runner.infer({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(stop - start)]
             outputs = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+        if detector:  # boxes in the original images' pixels, one padded row per image (see detection.padded)
+            outputs = padded(version.signature, outputs, source.sizes[start:stop] if source.sizes else None,
+                             spec.threshold)
         write_part(parts / f"part-{index:06d}.npz", source.keys[start:stop], outputs)
         computed += stop - start
         finished = len(done) + 1
@@ -206,11 +214,16 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     if names is not None and "class" not in merged:
         merged["class"] = names.astype(str)
     key_name = spec.key or ("file" if source.kind == "images" else "row")
+    inputs = len(keys)
+    if detector:
+        keys, merged = box_rows(version.signature, keys, merged)
     write_output(output, key_name, keys, merged)
     shutil.rmtree(parts)
     result = {"schema": "modelyard.batch/1", "model": version.ref, "input": shown_input, "output": str(output),
               "rows": total, "computed_this_run": computed, "chunks": len(chunks), "backend": backend.full_name,
               "outputs": sorted(merged)}
+    if detector:
+        result.update(rows=len(keys), inputs=inputs, boxes=len(keys))
     if spec.output is None:  # the job's own file: hand it back through the blob store, name no server path
         workspace = Workspace.open(Settings.load(ctx.home), create=False)
         try:
@@ -219,7 +232,7 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
             workspace.close()
         result["output"] = output.name
         result["output_blob"] = {"digest": "sha256:" + blob.digest, "size": blob.size, "name": output.name}
-    ctx.log(f"wrote {total} rows to {result['output']} ({computed} computed in this run)")
+    ctx.log(f"wrote {result['rows']} rows to {result['output']} ({computed} computed in this run)")
     return result
 
 

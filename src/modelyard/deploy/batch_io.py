@@ -13,7 +13,8 @@ resumed job skips exactly the chunks it finished):
 
 Outputs (by suffix): ``.parquet`` (key column + one column per output, vectors as lists), ``.csv`` (vectors spread
 over ``name_0, name_1...``) or ``.npz`` (``key`` + one stacked array per output). A classifier whose signature
-names its classes also gets a ``class`` column: the predicted class name of each row.
+names its classes also gets a ``class`` column: the predicted class name of each row. A detector writes one row
+per box instead (``file, x1, y1, x2, y2, score, class, class_index``, in the original image's pixels).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Source:
     keys: list
     kind: str
     _read: object
+    sizes: list[tuple[int, int]] | None = None  # images of a detector: (height, width) each, to map boxes back
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -82,7 +84,23 @@ def _images(folder: Path, signature: Signature) -> Source:
                 raise InvalidInput(f"{f.relative_to(folder).as_posix()}: {exc}") from None
         return {target.name: np.concatenate(arrays, axis=0)}
 
-    return Source([f.relative_to(folder).as_posix() for f in files], "images", read)
+    sizes = _image_sizes(folder, files) if (signature.task or {}).get("type") == "detection" else None
+    return Source([f.relative_to(folder).as_posix() for f in files], "images", read, sizes)
+
+
+def _image_sizes(folder: Path, files: list[Path]) -> list[tuple[int, int]]:
+    """Each image's (height, width), from its header (no pixels decoded)."""
+    from PIL import Image
+
+    sizes = []
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                sizes.append((img.height, img.width))
+        except Exception as exc:  # noqa: BLE001 - Pillow raises UnidentifiedImageError, OSError...
+            raise InvalidInput(f"{f.relative_to(folder).as_posix()}: not a readable image "
+                               f"({type(exc).__name__})") from None
+    return sizes
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from modelyard.deploy.errors import BadRequest
 from modelyard.registry.signature import TensorSpec
+from modelyard.runtime.detection import resize_for
 
 MAX_PIXELS = 64 * 1024 * 1024  # decompression-bomb guard, whatever the model
 MIN_PIXEL_CAP = 4096 * 4096  # a phone photo always fits
@@ -69,7 +70,7 @@ def preprocess(pixels: np.ndarray, pre: dict, target: TensorSpec) -> np.ndarray:
     channels = shape[1] if layout == "NCHW" else shape[3]
     if isinstance(channels, int) and pixels.shape[2] != channels:
         pixels = pixels.repeat(channels, axis=2) if pixels.shape[2] == 1 else pixels[:, :, :channels]
-    pixels = resize_nearest(pixels, (int(size[0]), int(size[1])))
+    pixels = resize_for(pixels, pre, (int(size[0]), int(size[1])))  # stretched, or letterboxed for a detector
     c = pixels.shape[2]
     mean = np.asarray(pre.get("mean", [0.0] * 3), dtype=np.float32)[:c]
     std = np.asarray(pre.get("std", [1.0] * 3), dtype=np.float32)[:c]

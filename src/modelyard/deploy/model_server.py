@@ -20,6 +20,7 @@ from modelyard.core.errors import ModelyardError, PayloadTooLarge, Unauthorized
 from modelyard.deploy.access_log import AccessLog
 from modelyard.deploy.batching import DynamicBatcher
 from modelyard.deploy.classes import class_predictions
+from modelyard.deploy.detection import detections, encode_detections, is_detector, threshold_param
 from modelyard.deploy.errors import BadRequest
 from modelyard.deploy.protocol import (
     MAX_JSON_BYTES,
@@ -214,15 +215,16 @@ class ModelServer:
         return self._decode_slots[kind]
 
     def prepare(self, body: bytes, content_type: str | None, input_name: str | None,
-                key: str | None) -> tuple[LoadedVersion, dict, int, str | None]:
-        """Decode and validate a predict body: the version it goes to, its feeds, rows and sticky key."""
+                key: str | None) -> tuple[LoadedVersion, dict, int, str | None, tuple[int, int] | None]:
+        """Decode and validate a predict body: the version it goes to, its feeds, rows, sticky key and, for an
+        image body, the image's (height, width)."""
         decoded = decode(body, content_type, self.versions[0].signature, input_name)
         key = key if key is not None else decoded.key
         version = self.choose(key)
         if version.text is not None:
             decoded.arrays = version.text.feeds(decoded.arrays)
         feeds, rows = validate(version.signature, decoded, version.missing_ok)
-        return version, feeds, rows, key
+        return version, feeds, rows, key, decoded.image_size
 
     def record(self, request, started: float, ref: str, status: int, reason: str | None, rows: int, size_in: int,
                size_out: int, key: str | None, caller: str | None) -> None:
@@ -334,10 +336,11 @@ def build_app(server: ModelServer):
             if costly(body, content_type):
                 # off the event loop, a few at a time: /readyz and small requests keep being answered meanwhile
                 async with server.decode_slots(content_type):
-                    version, feeds, rows, key = await run_in_threadpool(server.prepare, body, content_type,
-                                                                        input_name, key)
+                    version, feeds, rows, key, image_size = await run_in_threadpool(
+                        server.prepare, body, content_type, input_name, key)
             else:
-                version, feeds, rows, key = server.prepare(body, content_type, input_name, key)
+                version, feeds, rows, key, image_size = server.prepare(body, content_type, input_name, key)
+            threshold = threshold_param(request.query_params.get("threshold"))
             server.metrics.queue_depth.labels(server.service, version.ref).inc()
             try:
                 outputs = await version.batcher.submit(feeds, rows)
@@ -355,6 +358,11 @@ def build_app(server: ModelServer):
             elif accept in ("application/x-safetensors", "application/safetensors"):
                 body_out = encode_safetensors(outputs, predictions)
                 response = Response(body_out, media_type="application/x-safetensors", headers=headers)
+            elif is_detector(version.signature):
+                # boxes, not raw tensors: a YOLO head's raw output is tens of thousands of numbers per image
+                body_out = encode_detections(version.ref, detections(version.signature, outputs, image_size,
+                                                                     threshold))
+                response = Response(body_out, media_type="application/json", headers=headers)
             else:
                 body_out = encode_json(outputs, version.ref, predictions)
                 response = Response(body_out, media_type="application/json", headers=headers)

@@ -52,6 +52,7 @@ class Decoded:
     arrays: dict[str, np.ndarray]
     key: str | None
     from_json: bool
+    image_size: tuple[int, int] | None = None  # (height, width) of an image body: a detector's boxes map back to it
 
 
 def media_type(content_type: str | None) -> str:
@@ -77,7 +78,8 @@ def decode(body: bytes, content_type: str | None, signature: Signature, input_na
         raise BadRequest("empty request body: send JSON {\"inputs\": {...}}, a .npy array or an image")
     sniff = kind in ("", "application/octet-stream")
     if kind in IMAGE_TYPES or (sniff and (body[:8] == PNG_MAGIC or body[:3] == JPEG_MAGIC)):
-        return Decoded(_decode_image(body, signature), None, False)
+        arrays, image_size = _decode_image(body, signature)
+        return Decoded(arrays, None, False, image_size)
     if kind in NPY_TYPES or (sniff and body[:6] == NPY_MAGIC):
         return Decoded({_single_input(signature, input_name): _decode_npy(body)}, None, False)
     if kind in SAFETENSORS_TYPES:
@@ -273,14 +275,14 @@ def _holds_bool(value) -> bool:
     return False
 
 
-def _decode_image(body: bytes, signature: Signature) -> dict[str, np.ndarray]:
+def _decode_image(body: bytes, signature: Signature) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
     if signature.image_input is None:
         raise BadRequest("this model takes no images: its signature declares no image preprocessing")
     from modelyard.deploy.images import decode_image, pixel_limit, preprocess, target_size
 
     target = signature.input(signature.image_input)
     pixels = decode_image(body, pixel_limit(*target_size(signature.preprocessing, target)))
-    return {target.name: preprocess(pixels, signature.preprocessing, target)}
+    return {target.name: preprocess(pixels, signature.preprocessing, target)}, (pixels.shape[0], pixels.shape[1])
 
 
 def _numpy_dtype(spec: TensorSpec) -> np.dtype | None:

@@ -129,12 +129,14 @@ def _onnx_tensor(value) -> TensorSpec:
 
 def onnx_signature(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Inputs (initializers excluded) and outputs of an ONNX file, read without loading external weights."""
-    inputs, outputs, _ = _onnx_signature_and_classes(path)
+    inputs, outputs, _, _ = _onnx_signature_and_classes(path)
     return inputs, outputs
 
 
-def _onnx_signature_and_classes(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], list | None]:
-    """Also the class names a Modelyard-trained model carries in its metadata (``modelyard.classes``), if any."""
+def _onnx_signature_and_classes(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], list | None,
+                                                     dict | None]:
+    """Also the class names a Modelyard-trained model carries in its metadata (``modelyard.classes``), if any, and
+    the detection task a Modelyard detector declares (``modelyard.task: "detection"`` + ``modelyard.postprocess``)."""
     import json
 
     import onnx
@@ -149,15 +151,37 @@ def _onnx_signature_and_classes(path: Path) -> tuple[tuple[TensorSpec, ...], tup
     if not inputs or not outputs:
         raise InvalidInput(f"{path.name}: an ONNX model must declare at least one input and one output")
     classes = None
-    for prop in model.metadata_props:
-        if prop.key == "modelyard.classes":
-            try:
-                value = json.loads(prop.value)
-            except ValueError:
-                break
-            if isinstance(value, list) and value and all(isinstance(c, str) for c in value):
-                classes = value
-    return inputs, outputs, classes
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    if "modelyard.classes" in props:
+        try:
+            value = json.loads(props["modelyard.classes"])
+        except ValueError:
+            value = None
+        if isinstance(value, list) and value and all(isinstance(c, str) for c in value):
+            classes = value
+    elif "names" in props:
+        classes = _ultralytics_names(props["names"])
+    detection = None
+    try:
+        if json.loads(props.get("modelyard.task", "null")) == "detection":
+            detection = {"type": "detection", "postprocess": json.loads(props.get("modelyard.postprocess", "{}"))}
+    except ValueError:
+        detection = None
+    return inputs, outputs, classes, detection
+
+
+def _ultralytics_names(text: str) -> list[str] | None:
+    """The class names an Ultralytics export records (``names``: a Python dict literal ``{0: 'person', ...}``)."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if isinstance(value, dict) and value and sorted(value) == list(range(len(value))) \
+            and all(isinstance(v, str) for v in value.values()) and len(set(value.values())) == len(value):
+        return [value[i] for i in range(len(value))]
+    return None
 
 
 def _ov_tensor(port, fallback: str) -> TensorSpec:
@@ -192,12 +216,15 @@ def read_signature(path: Path, fmt: str, preprocessing: dict | None = None, task
     """The signature of an artifact of format ``onnx`` or ``openvino``, with validated preprocessing and task."""
     classes = None
     if fmt == "onnx":
-        inputs, outputs, classes = _onnx_signature_and_classes(path)
+        inputs, outputs, classes, detection = _onnx_signature_and_classes(path)
+        if task is None and detection is not None:
+            task = detection  # a detector Modelyard exported declares how its outputs read
     elif fmt == "openvino":
         inputs, outputs = openvino_signature(path)
     else:
         raise InvalidInput(f"cannot read the signature of a {fmt!r} artifact (onnx or openvino)")
-    if classes and isinstance(task, dict) and task.get("type") == "classification" and not task.get("classes"):
+    if classes and isinstance(task, dict) and task.get("type") in ("classification", "detection") \
+            and not task.get("classes"):
         # a model Modelyard trained names its classes in its metadata: replies can carry names, not only indices
         task = {**task, "classes": classes}
     return Signature(inputs, outputs, check_preprocessing(preprocessing, inputs), check_task(task, outputs))
@@ -232,7 +259,8 @@ def check_preprocessing(data: Any, inputs: tuple[TensorSpec, ...]) -> dict | Non
     if isinstance(channels, int) and channels not in (1, 3):
         raise InvalidInput(f"preprocessing: image input {target.name!r} has {channels} channels (1 or 3 expected); "
                            "is the layout right?")
-    data = pre.model_dump(mode="json")
+    data = {k: v for k, v in pre.model_dump(mode="json").items()
+            if v is not None or k not in ("resize", "letterbox_align", "pad_value")}
     data["input"] = target.name
     return data
 
@@ -281,13 +309,46 @@ def check_task(data: Any, outputs: tuple[TensorSpec, ...]) -> dict | None:
         raise InvalidInput(f"task.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     if task.output and task.output not in {t.name for t in outputs}:
         raise InvalidInput(f"task.output: the model has no output {task.output!r}")
-    if task.classes is not None and task.type == "classification":  # a detector's classes are not an axis
+    if task.type == "detection":
+        _check_postprocess(task, outputs)
+    elif task.classes is not None and task.type == "classification":  # a detector's classes are not an axis
         target = next(t for t in outputs if t.name == task.output) if task.output else outputs[0]
         width = target.shape[-1] if len(target.shape) >= 2 else None
         if isinstance(width, int) and width != len(task.classes):
             raise InvalidInput(f"task.classes: {len(task.classes)} class name(s) for output {target.name!r} of "
                                f"{width} scores per row")
     data = task.model_dump(mode="json")
-    if data["classes"] is None:
-        del data["classes"]  # signatures stored before class names existed read the same
+    for key in ("classes", "postprocess"):
+        if data[key] is None:
+            del data[key]  # signatures stored before class names and detectors existed read the same
     return data
+
+
+def _check_postprocess(task, outputs: tuple[TensorSpec, ...]) -> None:
+    """A detection task's outputs are the ones its post-processor reads, of the ranks it reads."""
+    from modelyard.runtime.spec import Postprocess
+
+    if task.postprocess is None:
+        task.postprocess = Postprocess()
+    post = task.postprocess
+    by_name = {t.name: t for t in outputs}
+    if post.kind == "yolov8":
+        name = post.output or outputs[0].name
+        if name not in by_name:
+            raise InvalidInput(f"task.postprocess.output: the model has no output {name!r}")
+        shape = by_name[name].shape
+        if len(shape) != 3:
+            raise InvalidInput(f"task.postprocess: a yolov8 output is (batch, 4 + classes, anchors); {name!r} has "
+                               f"shape {by_name[name].describe_shape()}")
+        if task.classes is not None and isinstance(shape[1], int) and shape[1] != 4 + len(task.classes):
+            raise InvalidInput(f"task.classes: {len(task.classes)} class name(s) for output {name!r} of {shape[1]} "
+                               "rows (4 box coordinates + one score per class)")
+        return
+    for field, rank in (("boxes", 3), ("scores", 2), ("labels", 2)):
+        name = getattr(post, field)
+        if name not in by_name:
+            raise InvalidInput(f"task.postprocess.{field}: the model has no output {name!r} (it returns "
+                               f"{', '.join(by_name)}); a 'boxes' detector returns boxes, scores and classes")
+        if len(by_name[name].shape) != rank:
+            raise InvalidInput(f"task.postprocess: output {name!r} has shape {by_name[name].describe_shape()}, "
+                               f"expected rank {rank}")

@@ -165,6 +165,8 @@ def _from_arrays(arrays: dict[str, np.ndarray], spec, where: str) -> Iterator[di
 
 
 def _from_images(files: list[Path], spec) -> Iterator[dict[str, np.ndarray]]:
+    from modelyard.runtime.detection import resize_for
+
     pre = spec.preprocessing
     target = spec.input(pre.input) if pre and pre.input else spec.inputs[0]
     if len(spec.inputs) != 1 and not (pre and pre.input):
@@ -187,18 +189,11 @@ def _from_images(files: list[Path], spec) -> Iterator[dict[str, np.ndarray]]:
         channels = shape[1] if layout == "NCHW" else shape[3]
         if isinstance(channels, int) and pixels.shape[2] != channels:
             pixels = pixels[:, :, :1].repeat(channels, axis=2) if pixels.shape[2] == 1 else pixels[:, :, :channels]
-        pixels = _resize_nearest(pixels, size)
+        pixels = resize_for(pixels, pre.model_dump() if pre else None, size)  # stretched or letterboxed
         c = pixels.shape[2]
         value = (pixels.astype(np.float32) * scale - mean[:c]) / std[:c]
         value = value.transpose(2, 0, 1) if layout == "NCHW" else value
         yield {target.name: value[None].astype(_np_dtype(target.dtype))}
-
-
-def _resize_nearest(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    h, w = size
-    rows = (np.arange(h) * pixels.shape[0] / h).astype(int)
-    cols = (np.arange(w) * pixels.shape[1] / w).astype(int)
-    return pixels[rows][:, cols]
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -81,17 +81,44 @@ class InputSpec(BaseModel):
         return tuple(d if isinstance(d, int) else int(dims.get(d, 1)) for d in self.shape)
 
 
+class Postprocess(BaseModel):
+    """How a detector's outputs become boxes (see :mod:`modelyard.runtime.detection`).
+
+    Args:
+        kind: ``boxes`` (the graph decodes: outputs ``boxes`` (N, K, 4) xyxy in input pixels, ``scores`` (N, K),
+            ``classes`` (N, K)) or ``yolov8`` (one (N, 4 + C, A) output of ``cx, cy, w, h`` + class scores, decoded
+            and NMS'd in numpy). Default ``boxes``.
+        boxes, scores, labels: the output names of a ``boxes`` detector. Default ``boxes``, ``scores``, ``classes``.
+        output: the output of a ``yolov8`` detector. Default: the first output.
+        score_threshold: boxes scoring less are dropped (a request's ``?threshold=`` overrides it). Default 0.25.
+        iou_threshold: the NMS overlap of a ``yolov8`` detector. Default 0.45.
+        max_detections: most boxes per image. Default 100.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["boxes", "yolov8"] = "boxes"
+    boxes: str = "boxes"
+    scores: str = "scores"
+    labels: str = "classes"
+    output: str | None = None
+    score_threshold: float = Field(default=0.25, ge=0, le=1)
+    iou_threshold: float = Field(default=0.45, gt=0, le=1)
+    max_detections: int = Field(default=100, ge=1, le=10_000)
+
+
 class TaskSpec(BaseModel):
     """What the model's prediction means, turning on task-level agreement metrics.
 
     Args:
         type: classification (top-1/top-k agreement), regression (relative error of the prediction), embedding
-            (cosine of the embedding), detection or generic (tensor metrics only).
+            (cosine of the embedding), detection (box-level agreement) or generic (tensor metrics only).
         output: the output carrying the prediction. Default: the first output.
         top_k: k of the top-k agreement. Default 5.
         classes: for classification, the class names in the order of the output's last axis (index ``i`` is
-            ``classes[i]``); services and batch jobs then answer with names as well as indices. For detection,
-            the names the model's class indices stand for.
+            ``classes[i]``); for detection, the names of the class indices the detector returns. Services and
+            batch jobs then answer with names as well as indices.
+        postprocess: for detection, how the outputs become boxes (:class:`Postprocess`; default ``kind: boxes``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -100,6 +127,7 @@ class TaskSpec(BaseModel):
     output: str | None = None
     top_k: int = Field(default=5, ge=1)
     classes: list[str] | None = Field(default=None, min_length=1, max_length=100_000)
+    postprocess: Postprocess | None = None
 
     @model_validator(mode="after")
     def _classes_fit(self) -> TaskSpec:
@@ -108,6 +136,8 @@ class TaskSpec(BaseModel):
                 raise ValueError(f"classes apply to a classification or detection task, not {self.type!r}")
             if len(set(self.classes)) != len(self.classes):
                 raise ValueError("classes must be unique")
+        if self.postprocess is not None and self.type != "detection":
+            raise ValueError(f"postprocess applies to a detection task, not {self.type!r}")
         return self
 
 
@@ -120,6 +150,11 @@ class Preprocessing(BaseModel):
         scale: multiplies 0..255 pixel values first. Default 1/255.
         mean, std: per-channel normalisation after scaling. Default 0 and 1.
         layout: ``NCHW`` or ``NHWC``. Default ``NCHW``.
+        resize: ``stretch`` (default) or ``letterbox``: scale to fit keeping the aspect ratio and pad (detectors;
+            their boxes are mapped back to the original image).
+        letterbox_align: where a letterboxed image sits: ``center`` (default) or ``top-left`` (padding right and
+            below, as nudenet's detector was trained).
+        pad_value: the 0..255 value letterbox padding gets. Default 114.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -130,6 +165,10 @@ class Preprocessing(BaseModel):
     mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
     std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
     layout: Literal["NCHW", "NHWC"] = "NCHW"
+    # None leaves these out of a stored signature, so signatures without letterboxing read as before
+    resize: Literal["stretch", "letterbox"] | None = None
+    letterbox_align: Literal["center", "top-left"] | None = None
+    pad_value: float | None = Field(default=None, ge=0, le=255)
 
 
 class ModelSpec(BaseModel):
