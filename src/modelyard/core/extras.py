@@ -44,6 +44,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "psycopg": ("psycopg", "postgres"),
     "transformers": ("transformers", "hf"),
     "tokenizers": ("tokenizers", "hf"),
+    "nudenet": ("nudenet", "detection"),
 }
 
 

@@ -110,6 +110,9 @@ def _task_summary(task: dict) -> str:
         return f"relative error {task['relative_error']}"
     if "mean_cosine" in task:
         return f"mean cosine {task['mean_cosine']:.5f}"
+    if "box_agreement" in task:
+        return (f"box agreement {task['box_agreement']:.3f} ({task['matched_boxes']} matched of "
+                f"{task['reference_boxes']}/{task['target_boxes']} boxes)")
     return ""
 
 
@@ -211,8 +214,7 @@ def collect_outputs(
         for ref_name, tgt_name in pairs:
             acc.add(ref_name, ref_out[ref_name], tgt_out[tgt_name])
         if task_stats is not None:
-            name = task_stats.output
-            task_stats.update(ref_out[name], tgt_out[dict(pairs)[name]])
+            task_stats.observe(ref_out, {ref_name: tgt_out[tgt_name] for ref_name, tgt_name in pairs})
         if index < floor_samples and floor_method != "off":
             floor_out = (floor or reference).infer(feeds)
             for ref_name, _ in pairs:
@@ -224,6 +226,13 @@ def collect_outputs(
 
 
 def _task_stats(spec: ModelSpec, ref_out: dict, pairs: list[tuple[str, str]]) -> TaskStats | None:
+    if spec.task and spec.task.type == "detection":
+        from modelyard.migrate.model.detection_agreement import DetectionStats
+
+        task = spec.task.model_dump(mode="json")
+        post = task.get("postprocess") or {}
+        return DetectionStats(task, (post.get("output") if post.get("kind") == "yolov8" else post.get("boxes"))
+                              or pairs[0][0])
     if not (spec.task and spec.task.type in ("classification", "regression", "embedding")):
         return None
     task_output = spec.task.output or pairs[0][0]

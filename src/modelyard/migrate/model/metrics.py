@@ -326,6 +326,10 @@ class TaskStats:
         self.ref_sq = 0.0
         self.cosines: list[float] = []
 
+    def observe(self, reference: dict[str, np.ndarray], target: dict[str, np.ndarray]) -> None:
+        """One sample's outputs of both sides (the target's keyed by the reference's names)."""
+        self.update(reference[self.output], target[self.output])
+
     def update(self, reference: np.ndarray, target: np.ndarray) -> None:
         if reference.shape != target.shape or reference.ndim == 0:
             return
