@@ -105,6 +105,26 @@ def test_a_detection_task_must_match_the_outputs(deploy_models):
 
 
 @pytest.mark.slow  # a workspace, a registration and a batch job: ~4 s
+def test_a_detector_modelyard_exported_declares_itself_in_its_metadata(deploy_models, tmp_path):
+    """What train.detectors.export writes: task, classes and letterbox as modelyard.* metadata props."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(deploy_models / "detector.onnx"))
+    for key, value in {"task": "detection", "classes": ["cat", "dog"],
+                       "letterbox": {"pad_value": 114, "align": "center"}}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = f"modelyard.{key}", json.dumps(value)
+    onnx.save(model, str(tmp_path / "exported.onnx"))
+    signature = read_signature(tmp_path / "exported.onnx", "onnx", {"size": [32, 32]}, None)
+    assert signature.task == {"type": "detection", "top_k": 5, "output": None, "classes": ["cat", "dog"],
+                              "postprocess": {"kind": "boxes", "boxes": "boxes", "scores": "scores",
+                                              "labels": "classes", "output": None, "score_threshold": 0.25,
+                                              "iou_threshold": 0.45, "max_detections": 100}}
+    assert signature.preprocessing["resize"] == "letterbox" and signature.preprocessing["pad_value"] == 114
+
+
 def test_batch_over_an_image_folder_writes_one_row_per_box(deploy_models, tmp_path):
     import pyarrow.parquet as pq
     from test_deploy_batch import job_context

@@ -164,7 +164,8 @@ def _onnx_signature_and_classes(path: Path) -> tuple[tuple[TensorSpec, ...], tup
     detection = None
     try:
         if json.loads(props.get("modelyard.task", "null")) == "detection":
-            detection = {"type": "detection", "postprocess": json.loads(props.get("modelyard.postprocess", "{}"))}
+            detection = {"type": "detection", "postprocess": json.loads(props.get("modelyard.postprocess", "{}")),
+                         "letterbox": json.loads(props.get("modelyard.letterbox", "null"))}
     except ValueError:
         detection = None
     return inputs, outputs, classes, detection
@@ -217,8 +218,16 @@ def read_signature(path: Path, fmt: str, preprocessing: dict | None = None, task
     classes = None
     if fmt == "onnx":
         inputs, outputs, classes, detection = _onnx_signature_and_classes(path)
-        if task is None and detection is not None:
-            task = detection  # a detector Modelyard exported declares how its outputs read
+        if detection is not None:
+            letterbox = detection.pop("letterbox")
+            if task is None:
+                task = detection  # a detector Modelyard exported declares how its outputs read
+            if isinstance(letterbox, dict) and isinstance(preprocessing, dict) and "resize" not in preprocessing:
+                # and how its images were letterboxed in training: serving must do the same
+                preprocessing = {**preprocessing, "resize": "letterbox",
+                                 "letterbox_align": "center" if letterbox.get("align", "center") == "center"
+                                 else "top-left",
+                                 "pad_value": letterbox.get("pad_value", 114)}
     elif fmt == "openvino":
         inputs, outputs = openvino_signature(path)
     else:

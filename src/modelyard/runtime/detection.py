@@ -11,8 +11,9 @@ A detection model declares how its outputs read in its task (``task: {"type": "d
   ``xywh -> xyxy``, NMS per class, the best ``max_detections``.
 
 Services, batch jobs, ``modelyard evaluate`` and the compare engine all decode through :func:`decode`, so a box means
-the same everywhere. Images are letterboxed (scaled to fit, padded) when the preprocessing says
-``resize: letterbox``; :func:`to_original` maps boxes back to the original image's pixels.
+the same everywhere. Images are letterboxed (scaled to fit keeping the aspect ratio, bilinear, padded) when the
+preprocessing says ``resize: letterbox`` (a detector Modelyard trained says so in its ``modelyard.letterbox``
+metadata, read at registration); :func:`to_original` maps boxes back to the original image's pixels.
 """
 
 from __future__ import annotations
@@ -72,8 +73,22 @@ def letterbox(pixels: np.ndarray, size: tuple[int, int], align: str = "center",
     new_h, new_w = round(where.height * where.scale_y), round(where.width * where.scale_x)
     canvas = np.full((size[0], size[1], pixels.shape[2]), pad_value, dtype=pixels.dtype)
     top, left = int(where.pad_y), int(where.pad_x)
-    canvas[top:top + new_h, left:left + new_w] = resize_nearest(pixels, (new_h, new_w))
+    canvas[top:top + new_h, left:left + new_w] = _resize_bilinear(pixels, (new_h, new_w))
     return canvas
+
+
+def _resize_bilinear(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear (Pillow), as detectors are trained (Modelyard's with Pillow, YOLO's with OpenCV): a detector sees
+    the same pixels served as trained. Images of another channel count fall back to nearest neighbour."""
+    if pixels.shape[:2] == tuple(size):
+        return pixels
+    if pixels.dtype != np.uint8 or pixels.shape[2] not in (1, 3):
+        return resize_nearest(pixels, size)
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels))
+    resized = np.asarray(image.resize((size[1], size[0]), Image.Resampling.BILINEAR))
+    return resized[:, :, None] if resized.ndim == 2 else resized
 
 
 def resize_for(pixels: np.ndarray, pre: dict | None, size: tuple[int, int]) -> np.ndarray:
