@@ -96,3 +96,42 @@ def matmul_onnx(path, weight=None):
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+DETECTOR_CLASSES = ["cat", "dog"]
+DETECTOR_BOXES = [[[4, 12, 20, 20], [0, 8, 8, 16]]]  # xyxy in the 32x32 input
+
+
+def detector_onnx(path: Path) -> Path:
+    """A detector with the decoding inside, as Modelyard exports them: ``image [1, 3, 32, 32]`` -> ``boxes [1, 2,
+    4]`` (fixed), ``scores [1, 2]`` = ``[0.9, mean pixel value]`` and ``classes [1, 2]`` = ``[dog, cat]``, so a
+    dark image shows one box and a bright one two."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image"], ["mean4"], axes=[1, 2, 3], keepdims=1),
+         helper.make_node("Reshape", ["mean4", "to_n1"], ["mean"]),
+         helper.make_node("Mul", ["mean", "second_only"], ["brightness"]),
+         helper.make_node("Add", ["brightness", "base_scores"], ["scores"]),
+         helper.make_node("Identity", ["fixed_boxes"], ["boxes"]),
+         helper.make_node("Identity", ["fixed_classes"], ["classes"])], "detector",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 2, 4]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 2]),
+         helper.make_tensor_value_info("classes", TensorProto.INT64, [1, 2])],
+        [numpy_helper.from_array(np.array([1, 1], np.int64), "to_n1"),
+         numpy_helper.from_array(np.array([[0.0, 1.0]], np.float32), "second_only"),
+         numpy_helper.from_array(np.array([[0.9, 0.0]], np.float32), "base_scores"),
+         numpy_helper.from_array(np.array(DETECTOR_BOXES, np.float32), "fixed_boxes"),
+         numpy_helper.from_array(np.array([[1, 0]], np.int64), "fixed_classes")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+DETECTOR_TASK = {"type": "detection", "classes": DETECTOR_CLASSES, "postprocess": {"kind": "boxes"}}
+DETECTOR_PREPROCESSING = {"size": [32, 32], "resize": "letterbox"}

@@ -1,6 +1,7 @@
 """Image bytes -> an input tensor, as the signature's preprocessing says (resize, scale, mean/std, layout).
 
-The resize is nearest-neighbour with the same index arithmetic as the runtime's image-folder loader, so a
+The tensor is built by :func:`modelyard.runtime.detection.image_tensor` (nearest-neighbour stretch, or a bilinear
+letterbox for detectors), the same code as the runtime's image-folder loader and ``modelyard evaluate``, so a
 service, a batch job over an image folder and ``migrate compare --data images/`` see the same tensor.
 """
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from modelyard.deploy.errors import BadRequest
 from modelyard.registry.signature import TensorSpec
-from modelyard.runtime.detection import resize_for
+from modelyard.runtime.detection import image_tensor
 
 MAX_PIXELS = 64 * 1024 * 1024  # decompression-bomb guard, whatever the model
 MIN_PIXEL_CAP = 4096 * 4096  # a phone photo always fits
@@ -46,13 +47,6 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def resize_nearest(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    h, w = size
-    rows = (np.arange(h) * pixels.shape[0] / h).astype(int)
-    cols = (np.arange(w) * pixels.shape[1] / w).astype(int)
-    return pixels[rows][:, cols]
-
-
 def target_size(pre: dict, target: TensorSpec) -> tuple[int, int]:
     """The ``(height, width)`` an image is resized to for ``target``."""
     size = pre.get("size")
@@ -64,18 +58,5 @@ def target_size(pre: dict, target: TensorSpec) -> tuple[int, int]:
 
 def preprocess(pixels: np.ndarray, pre: dict, target: TensorSpec) -> np.ndarray:
     """``H x W x C`` uint8 -> ``[1, C, H, W]`` (or NHWC) in the input's dtype."""
-    layout = pre.get("layout", "NCHW")
-    shape = target.shape
-    size = target_size(pre, target)
-    channels = shape[1] if layout == "NCHW" else shape[3]
-    if isinstance(channels, int) and pixels.shape[2] != channels:
-        pixels = pixels.repeat(channels, axis=2) if pixels.shape[2] == 1 else pixels[:, :, :channels]
-    pixels = resize_for(pixels, pre, (int(size[0]), int(size[1])))  # stretched, or letterboxed for a detector
-    c = pixels.shape[2]
-    mean = np.asarray(pre.get("mean", [0.0] * 3), dtype=np.float32)[:c]
-    std = np.asarray(pre.get("std", [1.0] * 3), dtype=np.float32)[:c]
-    value = (pixels.astype(np.float32) * float(pre.get("scale", 1 / 255)) - mean) / std
-    if layout == "NCHW":
-        value = value.transpose(2, 0, 1)
-    dtype = "float32" if target.dtype == "bfloat16" else target.dtype
-    return np.ascontiguousarray(value[None].astype(dtype))
+    channels = target.shape[1] if pre.get("layout", "NCHW") == "NCHW" else target.shape[3]
+    return image_tensor(pixels, pre, target_size(pre, target), channels, target.dtype)

@@ -100,6 +100,24 @@ def resize_for(pixels: np.ndarray, pre: dict | None, size: tuple[int, int]) -> n
     return resize_nearest(pixels, size)
 
 
+def image_tensor(pixels: np.ndarray, pre: dict | None, size: tuple[int, int], channels, dtype: str) -> np.ndarray:
+    """``H x W x C`` uint8 -> ``[1, C, H, W]`` (or NHWC) as the preprocessing ``pre`` (a Preprocessing mapping)
+    says: channels matched, resized (stretched or letterboxed), scaled, normalised. Services, batch jobs and
+    ``modelyard evaluate`` all build a model's image input here."""
+    pre = pre or {}
+    layout = pre.get("layout", "NCHW")
+    if isinstance(channels, int) and pixels.shape[2] != channels:
+        pixels = pixels.repeat(channels, axis=2) if pixels.shape[2] == 1 else pixels[:, :, :channels]
+    pixels = resize_for(pixels, pre, (int(size[0]), int(size[1])))
+    c = pixels.shape[2]
+    mean = np.asarray(pre.get("mean", [0.0] * 3), dtype=np.float32)[:c]
+    std = np.asarray(pre.get("std", [1.0] * 3), dtype=np.float32)[:c]
+    value = (pixels.astype(np.float32) * float(pre.get("scale", 1 / 255)) - mean) / std
+    if layout == "NCHW":
+        value = value.transpose(2, 0, 1)
+    return np.ascontiguousarray(value[None].astype("float32" if dtype == "bfloat16" else dtype))
+
+
 def to_original(boxes: np.ndarray, where: Geometry) -> np.ndarray:
     """Boxes (n, 4 xyxy) in input pixels -> the original image's pixels, clipped to it."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()

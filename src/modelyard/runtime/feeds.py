@@ -165,7 +165,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], spec, where: str) -> Iterator[di
 
 
 def _from_images(files: list[Path], spec) -> Iterator[dict[str, np.ndarray]]:
-    from modelyard.runtime.detection import resize_for
+    from modelyard.runtime.detection import image_tensor
 
     pre = spec.preprocessing
     target = spec.input(pre.input) if pre and pre.input else spec.inputs[0]
@@ -181,19 +181,11 @@ def _from_images(files: list[Path], spec) -> Iterator[dict[str, np.ndarray]]:
         if not (isinstance(h, int) and isinstance(w, int)):
             raise InvalidInput("image data: the input's height/width are dynamic; set preprocessing.size")
         size = (h, w)
-    scale = pre.scale if pre else 1.0 / 255.0
-    mean = np.asarray(pre.mean if pre else [0.0, 0.0, 0.0], dtype=np.float32)
-    std = np.asarray(pre.std if pre else [1.0, 1.0, 1.0], dtype=np.float32)
+    channels = shape[1] if layout == "NCHW" else shape[3]
+    declared = pre.model_dump() if pre else None
     for f in files:
         pixels = read_image(f)  # H, W, C uint8
-        channels = shape[1] if layout == "NCHW" else shape[3]
-        if isinstance(channels, int) and pixels.shape[2] != channels:
-            pixels = pixels[:, :, :1].repeat(channels, axis=2) if pixels.shape[2] == 1 else pixels[:, :, :channels]
-        pixels = resize_for(pixels, pre.model_dump() if pre else None, size)  # stretched or letterboxed
-        c = pixels.shape[2]
-        value = (pixels.astype(np.float32) * scale - mean[:c]) / std[:c]
-        value = value.transpose(2, 0, 1) if layout == "NCHW" else value
-        yield {target.name: value[None].astype(_np_dtype(target.dtype))}
+        yield {target.name: image_tensor(pixels, declared, size, channels, np.dtype(_np_dtype(target.dtype)).name)}
 
 
 def read_image(path: Path) -> np.ndarray:

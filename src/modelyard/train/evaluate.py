@@ -4,7 +4,9 @@ on a dataset version, run on the deployable ONNX artifact (what is evaluated is 
 Classification: accuracy, macro precision/recall/F1, per-class precision/recall/F1, confusion matrix, ROC and PR
 curves with AUC / average precision, calibration (reliability bins, ECE), the most confidently wrong examples.
 Regression: MAE, MSE, RMSE, R², residual and predicted-vs-actual plots. Tables: permutation feature importance on
-the ONNX model. Images: occlusion saliency heat maps for sample images.
+the ONNX model. Images: occlusion saliency heat maps for sample images. Detectors (a version whose task is
+``detection``) on an object-detection dataset: COCO mAP, per-class AP and thresholds, PR curves, a confusion matrix
+with background and sample images with boxes drawn (:mod:`modelyard.train.evaluate_detection`).
 
 Evaluating on a version never seen in training (a held-out test set imported separately) is the normal case;
 ``split`` picks the train or validation rows of a version instead. The model version's lineage says which dataset
@@ -89,11 +91,9 @@ def _curves(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
     return {"roc": roc, "pr": pr}
 
 
-def _model(workspace, ref: str):
-    from modelyard.registry.resolve import resolve
+def _model(resolved):
     from modelyard.train.tabular_model import read_metadata
 
-    resolved = resolve(workspace, ref)
     if resolved.version.format != "onnx":
         raise InvalidInput(f"{resolved.version.ref} is {resolved.version.format}; evaluate needs an ONNX model")
     model = resolved.path.read_bytes()
@@ -160,9 +160,19 @@ def evaluate(workspace, model_ref: str, data_ref: str, split: str = "all") -> Ev
 
     if split not in ("all", "train", "validation"):
         raise InvalidInput(f"split {split!r}: expected all, train or validation")
-    version, model, meta = _model(workspace, model_ref)
+    from modelyard.registry.resolve import resolve
+
+    resolved = resolve(workspace, model_ref)
     store = DatasetStore(workspace)
     dataset = store.get(data_ref)
+    if (resolved.version.signature.task or {}).get("type") == "detection":
+        from modelyard.train.evaluate_detection import evaluate_detection
+
+        return evaluate_detection(resolved, store, dataset, split)
+    if dataset.kind == "object-detection":
+        raise InvalidInput(f"{dataset.ref} holds object-detection data; {resolved.version.ref} is not a detector "
+                           "(its task is not detection)")
+    version, model, meta = _model(resolved)
     sess = session(model, threads=max(1, os.cpu_count() or 1))
     task = meta["task"]
     if (task == "image-classification") != (dataset.kind == "image-classification"):
