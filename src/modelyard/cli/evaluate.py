@@ -23,7 +23,8 @@ def evaluate_command(
 ) -> None:
     """Evaluate a model on a dataset version: metrics, confusion matrix, ROC/PR, calibration, importance.
 
-    Importance is per feature for tables, saliency for images; -o writes a self-contained HTML report."""
+    Importance is per feature for tables, saliency for images; a detector on an object-detection dataset gets COCO
+    mAP, per-class AP, PR curves and a score threshold; -o writes a self-contained HTML report."""
     from modelyard.cli.automl import finish, run_job
 
     with get_client() as client:
@@ -46,6 +47,14 @@ def evaluate_command(
             console.print(f"  {key:<18} {value:.4f}", highlight=False)
         elif value is None:
             console.print(f"  {key:<18} n/a", highlight=False)
+    if result.get("task") == "detection":
+        aps = ", ".join(f"{name} {row['ap50']:.3f}" for name, row in list(result["per_class"].items())[:10]
+                        if row.get("ap50") is not None)
+        console.print(f"  AP50 per class: {aps or 'n/a'}", highlight=False)
+        if result.get("suggested_threshold"):
+            best = result["suggested_threshold"]
+            console.print(f"  suggested score threshold {best['threshold']:.3f} (F1 {best['f1']:.3f}); serve with "
+                          f"?threshold={best['threshold']:.2f}", highlight=False)
     if result.get("feature_importance"):
         top = ", ".join(f"{f['feature']} ({f['importance']:.3g})" for f in result["feature_importance"][:5])
         console.print(f"  most important: {top}", highlight=False)

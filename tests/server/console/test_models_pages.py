@@ -90,3 +90,35 @@ def test_evaluation_page_renders_a_report(as_role, sqlite_workspace, tmp_path):
     page = as_role("viewer").get(f"/evaluations/{job.id}")
     assert page.status_code == 200 and page.text.count("<svg") == 3
     assert '<td class="h5">5</td>' in page.text and XSS not in page.text
+
+
+def test_evaluation_page_renders_a_detection_report(as_role, sqlite_workspace, tmp_path):
+    import sqlalchemy as sa
+
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.jobs.queue import JobQueue
+    from modelyard.store.schema import jobs
+
+    register_linear(sqlite_workspace, tmp_path, "det")
+    table = tmp_path / "boxes.csv"
+    table.write_text("a,label\n" + "".join(f"{i},{'xy'[i % 2]}\n" for i in range(20)))
+    DatasetStore(sqlite_workspace).import_path(table, "boxes")  # the submit check wants the names to exist
+    job = JobQueue(sqlite_workspace).submit("evaluate", {"model": "det@1", "data": "boxes@1"})
+    result = {"model": "det@1", "dataset": "boxes@1", "split": "validation", "rows": 3, "task": "detection",
+              "metrics": {"map50": 0.75, "map75": 0.75, "map50_95": 0.7},
+              "per_class": {XSS: {"ap50": 0.5, "ap75": 0.5, "ap50_95": 0.4, "ground_truth": 2, "predictions": 3,
+                                  "best_f1": {"threshold": 0.72, "f1": 0.67, "precision": 1.0, "recall": 0.5}},
+                            "dog": {"ap50": 1.0, "ap75": 1.0, "ap50_95": 1.0, "ground_truth": 2, "predictions": 3,
+                                    "best_f1": None}},
+              "curves": [{"class": XSS, "ap50": 0.5, "recall": [0.5, 0.5], "precision": [1.0, 0.5]}],
+              "suggested_threshold": {"threshold": 0.72, "f1": 0.75, "precision": 0.75, "recall": 0.75},
+              "confusion_threshold": 0.72, "confusion_classes": [XSS, "dog", "background"],
+              "confusion_matrix": [[1, 0, 1], [0, 2, 0], [0, 1, 0]]}
+    with sqlite_workspace.engine.begin() as conn:
+        conn.execute(sa.update(jobs).where(jobs.c.id == job.id).values(status="succeeded", result=result))
+    page = as_role("viewer").get(f"/evaluations/{job.id}")
+    assert page.status_code == 200, page.text
+    assert page.text.count("<svg") == 1 and "Precision-recall at IoU 0.5" in page.text
+    assert "Suggested score threshold <b>0.72</b>" in page.text and "background" in page.text
+    assert '<td class="h5">2</td>' in page.text and XSS not in page.text
+    assert "<th class=\"num\">threshold</th>" in page.text and "3 images" in page.text

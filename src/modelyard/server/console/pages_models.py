@@ -142,6 +142,11 @@ def evaluation_page(request: Request, job_id: str, viewer: Viewer = Depends(page
     data = job.result or {}
     charts = []
     curves = data.get("curves") or {}
+    if isinstance(curves, list):  # a detector's: one precision-recall curve per class at IoU 0.5
+        charts.append(line_chart([(f"{c['class']} (AP50 {c['ap50']:.3f})" if c.get("ap50") is not None
+                                   else c["class"], list(zip(c["recall"], c["precision"], strict=True)))
+                                  for c in curves[:10]], "Precision-recall at IoU 0.5 (x: recall, y: precision)"))
+        curves = {}
     if curves.get("roc"):
         charts.append(line_chart([(f"{c['class']} (AUC {c['auc']:.3f})", list(zip(c["fpr"], c["tpr"], strict=True)))
                                   for c in curves["roc"][:10]], "ROC (x: false positive rate, y: true positive rate)"))
@@ -159,5 +164,18 @@ def evaluation_page(request: Request, job_id: str, viewer: Viewer = Depends(page
         charts.append(line_chart([("predicted", [list(p) for p in pairs]), ("actual", [[a, a] for a, _ in pairs])],
                                  "Predicted vs actual (sorted by actual)"))
     return render(request, "evaluation.html", viewer, title=f"Evaluation {job_id}", nav="evaluations", job=job,
-                  data=data, charts=charts,
+                  data=data, charts=charts, per_class=_per_class_rows(data),
+                  labels=data.get("confusion_classes") or data.get("classes") or [],
                   heat=_heat(data["confusion_matrix"]) if data.get("confusion_matrix") else None)
+
+
+def _per_class_rows(data: dict) -> dict:
+    """Per-class rows of plain numbers: a detector's best-F1 threshold is spread into columns."""
+    rows = {}
+    for name, row in (data.get("per_class") or {}).items():
+        best = row.get("best_f1") if isinstance(row.get("best_f1"), dict) else None
+        flat = {k: v for k, v in row.items() if k != "best_f1"}
+        if "best_f1" in row:
+            flat.update(threshold=best["threshold"] if best else None, f1=best["f1"] if best else None)
+        rows[name] = flat
+    return rows
