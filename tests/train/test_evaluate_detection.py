@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 from modelyard.core.errors import InvalidInput
-from modelyard.train.evaluate import EvaluateSpec, evaluate, run_evaluate
+from modelyard.train.evaluate import (
+    RESULT_SCHEMA,
+    EvaluateSpec,
+    Evaluation,
+    _finite,
+    _mark_in_sample,
+    evaluate,
+    run_evaluate,
+)
+from modelyard.train.report_html import page
 from support import DETECTOR_PREPROCESSING, DETECTOR_TASK, detector_onnx
 
 pytest.importorskip("pycocotools")
@@ -114,9 +123,12 @@ def run(workspace, split: str = "validation", model: str = "det@1", kind: str = 
     from modelyard.train.evaluate_detection import evaluate_detection
 
     dataset = HandMadeVersion("boxes@1", kind, {"task": "detection", "classes": ["cat", "dog"]})
-    return evaluate_detection(resolve(workspace, model), HandMadeStore(workspace.blobs,
-                                                                       manifest_entries(workspace.blobs)),
-                              dataset, split)
+    resolved = resolve(workspace, model)
+    base = {"schema": RESULT_SCHEMA, "model": resolved.version.ref, "dataset": dataset.ref, "split": split}
+    data, sections = evaluate_detection(
+        resolved, HandMadeStore(workspace.blobs, manifest_entries(workspace.blobs)), dataset, split, base,
+        lambda data, split_values: _mark_in_sample(data, resolved.version, dataset, split_values))
+    return Evaluation(_finite(data), page("det@1 on boxes@1", sections, data))
 
 
 def test_detection_evaluation_matches_the_hand_computed_map(workspace):

@@ -168,7 +168,12 @@ def evaluate(workspace, model_ref: str, data_ref: str, split: str = "all") -> Ev
     if (resolved.version.signature.task or {}).get("type") == "detection":
         from modelyard.train.evaluate_detection import evaluate_detection
 
-        return evaluate_detection(resolved, store, dataset, split)
+        base = {"schema": RESULT_SCHEMA, "model": resolved.version.ref, "dataset": dataset.ref, "split": split}
+        data, sections = evaluate_detection(
+            resolved, store, dataset, split, base,
+            lambda data, split_values: _mark_in_sample(data, resolved.version, dataset, split_values))
+        data = _finite(data)
+        return Evaluation(data, h.page(f"{base['model']} on {base['dataset']}", sections, data))
     if dataset.kind == "object-detection":
         raise InvalidInput(f"{dataset.ref} holds object-detection data; {resolved.version.ref} is not a detector "
                            "(its task is not detection)")

@@ -14,6 +14,7 @@ need the low-scoring tail), at most the post-processor's ``max_detections`` per 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 
@@ -72,11 +73,12 @@ def _predict(sess, signature, pixels: np.ndarray, item: str, classes: list[str])
     return Annotated.make(item, pixels.shape[1], pixels.shape[0], found)
 
 
-def evaluate_detection(resolved, store, dataset, split: str):
-    """The :class:`~modelyard.train.evaluate.Evaluation` of detector ``resolved`` (a ``ResolvedModel``) on
-    ``dataset``'s ``split`` images."""
+def evaluate_detection(resolved, store, dataset, split: str, base: dict,
+                       mark_in_sample: Callable[[dict, np.ndarray], None]) -> tuple[dict, list[tuple[str, str]]]:
+    """The result data and the report's sections for detector ``resolved`` (a ``ResolvedModel``) on ``dataset``'s
+    ``split`` images; ``base`` holds the result's common fields, ``mark_in_sample(data, split_values)`` adds
+    ``in_sample`` and ``warnings`` (``modelyard.train.evaluate`` wraps both into its ``Evaluation``)."""
     from modelyard.train.detection_eval import detection_report
-    from modelyard.train.evaluate import RESULT_SCHEMA, Evaluation, _finite, _mark_in_sample
     from modelyard.train.latency import session
 
     version = resolved.version
@@ -104,18 +106,14 @@ def evaluate_detection(resolved, store, dataset, split: str):
         if len(thumbnails) < 64:
             thumbnails[truth.item] = pixels
     report = detection_report(predictions, truths, classes=model_classes or data_classes)
-    base = {"schema": RESULT_SCHEMA, "model": version.ref, "dataset": dataset.ref, "split": split,
-            "task": "detection"}
-    data = {**base, "rows": len(truths), **report}
-    _mark_in_sample(data, version, dataset, split_values)
+    data = {**base, "task": "detection", "rows": len(truths), **report}
+    mark_in_sample(data, split_values)
     data["warnings"] = data["warnings"] + warnings
     threshold = report["confusion_threshold"]
     chosen = _samples(predictions, truths, threshold, thumbnails)
     data["samples"] = [{"item": t.item, "true_boxes": len(t.boxes),
                         "predicted_boxes": sum(1 for b in p.boxes if b.score >= threshold)} for p, t in chosen]
-    data = _finite(data)
-    sections = _sections(data, [(p, t, thumbnails[t.item]) for p, t in chosen], threshold)
-    return Evaluation(data, h.page(f"{version.ref} on {dataset.ref}", sections, data))
+    return data, _sections(data, [(p, t, thumbnails[t.item]) for p, t in chosen], threshold)
 
 
 def _samples(predictions, truths, threshold: float, thumbnails: dict) -> list:
