@@ -159,7 +159,7 @@ def test_batch_over_an_image_folder_writes_one_row_per_box(deploy_models, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_deployed_detector_answers_boxes_over_http(platform, deploy_models):
+def test_a_deployed_detector_answers_boxes_over_http(platform, deploy_models, tmp_path):
     platform.client.models.register(deploy_models / "detector.onnx", "det", preprocessing=DETECTOR_PREPROCESSING,
                                     task=DETECTOR_TASK)
     service = platform.client.services.deploy("det@1", "det", public=True, timeout=60)
@@ -172,5 +172,9 @@ def test_a_deployed_detector_answers_boxes_over_http(platform, deploy_models):
         assert corrupt.status_code == 400 and corrupt.json()["error"]["code"] == "bad_request"
         assert httpx.post(url + "?threshold=0.1", content=png(0), headers={"Content-Type": "image/png"},
                           timeout=30).json()["detections"][1]["class"] == "cat"
+        photo = tmp_path / "dark.png"
+        photo.write_bytes(png(0))  # the SDK through the platform's proxy, ?threshold= passed along
+        assert [d["class"] for d in platform.client.services.predict_file("det", photo)["detections"]] == ["dog"]
+        assert len(platform.client.services.predict_file("det", photo, threshold=0.1)["detections"]) == 2
     finally:
         platform.client.services.stop("det")

@@ -220,21 +220,25 @@ def predict(
                                               "PNG/JPEG image.")] = None,
     input_name: Annotated[str | None, typer.Option("--input", help="Input a .npy file feeds.")] = None,
     key: Annotated[str | None, typer.Option(help="Sticky routing key (same key, same version).")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        help="Detectors: the score a box needs (default: the model's).")] = None,
 ) -> None:
-    """Send one request through the platform and print the JSON answer."""
+    """Send one request through the platform and print the JSON answer (a detector's: boxes in the image's own
+    pixels)."""
     from modelyard.core.errors import InvalidInput
 
     if (data is None) == (file is None):
         raise InvalidInput("give exactly one of --data and --file")
     with get_client() as client:
         if file is not None:
-            result = client.services.predict_file(name, file, input_name, key)
+            result = client.services.predict_file(name, file, input_name, key, threshold)
         else:
             try:
                 body = json.loads(data)
             except json.JSONDecodeError as exc:
                 raise InvalidInput(f"--data: not JSON: {exc.msg}") from None
-            result = client.services.predict_body(name, json.dumps(body).encode(), "application/json", key)
+            result = client.services.predict_body(name, json.dumps(body).encode(), "application/json", key,
+                                                  threshold=threshold)
     print_json(result)
 
 

@@ -107,15 +107,18 @@ class Services:
         return self._c.request("GET", f"/api/v1/services/{quote(name)}/metrics").text
 
     def predict_body(self, name: str, body: bytes, content_type: str, key: str | None = None,
-                     input_name: str | None = None) -> dict:
+                     input_name: str | None = None, threshold: float | None = None) -> dict:
         """POST a ready-made body (JSON text, .npy, safetensors or image bytes) through the platform's proxy and
-        return the JSON answer; a 4xx/5xx raises with the service's message."""
+        return the JSON answer (a detector's: ``{"detections": [{"box", "score", "class"}], "model"}``, boxes
+        scoring at least ``threshold`` when given); a 4xx/5xx raises with the service's message."""
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         if key is not None:
             headers["X-Modelyard-Key"] = key
-        params = {"input": input_name} if input_name else None
+        params = {"input": input_name} if input_name else {}
+        if threshold is not None:
+            params["threshold"] = str(threshold)
         response = self._c._http.request("POST", f"/api/v1/services/{quote(name)}/predict", content=body,
-                                         headers=headers, params=params)
+                                         headers=headers, params=params or None)
         raise_for(response)
         return response.json()
 
@@ -162,8 +165,10 @@ class Services:
             answer["predictions"] = json.loads(metadata["predictions"])
         return answer
 
-    def predict_file(self, name: str, path: str | Path, input_name: str | None = None, key: str | None = None) -> dict:
-        """Send a file as it is: ``.json`` (the JSON body), ``.npy``, ``.safetensors`` or a PNG/JPEG image."""
+    def predict_file(self, name: str, path: str | Path, input_name: str | None = None, key: str | None = None,
+                     threshold: float | None = None) -> dict:
+        """Send a file as it is: ``.json`` (the JSON body), ``.npy``, ``.safetensors`` or a PNG/JPEG image
+        (``threshold``: a detector's score threshold for this request)."""
         from modelyard.core.errors import InvalidInput
 
         path = Path(path)
@@ -174,7 +179,7 @@ class Services:
         content_type = types.get(path.suffix.lower())
         if content_type is None:
             raise InvalidInput(f"{path.name}: send .json, .npy, .safetensors, .png or .jpg")
-        return self.predict_body(name, path.read_bytes(), content_type, key, input_name)
+        return self.predict_body(name, path.read_bytes(), content_type, key, input_name, threshold)
 
 
 def _jsonable(value):
