@@ -122,3 +122,17 @@ def test_evaluation_page_renders_a_detection_report(as_role, sqlite_workspace, t
     assert "Suggested score threshold <b>0.72</b>" in page.text and "background" in page.text
     assert '<td class="h5">2</td>' in page.text and XSS not in page.text
     assert "<th class=\"num\">threshold</th>" in page.text and "3 images" in page.text
+
+
+def test_a_detector_version_page_says_how_it_answers(as_role, sqlite_workspace, tmp_path):
+    from modelyard.registry.versions import ModelRegistry
+    from support import detector_onnx
+
+    stored = {"model.onnx": "sha256:" + sqlite_workspace.blobs.put_file(detector_onnx(tmp_path / "d.onnx")).digest}
+    ModelRegistry(sqlite_workspace).create_version(
+        "det", stored, "model.onnx", "onnx", preprocessing={"size": [32, 32], "resize": "letterbox"},
+        task={"type": "detection", "classes": ["cat", XSS], "postprocess": {"kind": "boxes"}})
+    page = as_role("viewer").get("/models/det/versions/1")
+    assert page.status_code == 200
+    assert "Detector: <b>boxes</b> post-processing, score threshold 0.25" in page.text
+    assert "letterboxed to 32x32" in page.text and "2 classes: cat" in page.text and XSS not in page.text
