@@ -201,3 +201,22 @@ def test_evaluate_job_logs_the_map_as_a_run(detection_home, workspace, tmp_path)
     assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
     run = RunStore(workspace).get(result["run"])
     assert run.to_dict()["metrics"]["map50"] == pytest.approx(HAND_MAP, abs=1e-4)
+
+
+def test_a_coco_folder_imported_as_a_dataset_evaluates_like_its_labels(workspace, tmp_path):
+    """The real path: COCO annotations written, imported by the object-detection importer, then evaluated."""
+    from modelyard.data import formats
+    from modelyard.data.annotations import Annotated, AnnotationSet, Box
+    from modelyard.data.datasets import DatasetStore
+
+    needs_detection_datasets(workspace)
+    items = tuple(Annotated.make(path, 64, 32, [Box(*b) for b in boxes]) for path, _, _, boxes in ITEMS)
+    shades = {path: value for path, value, _, _ in ITEMS}
+    formats.write(AnnotationSet("detection", ("cat", "dog"), items), tmp_path / "coco", "coco",
+                  image_source=lambda item: png(shades[item]))
+    DatasetStore(workspace).import_path(tmp_path / "coco", "coco-boxes", kind="object-detection")
+    imported = evaluate(workspace, "det@1", "coco-boxes@1").to_dict()
+    assert imported["rows"] == 4
+    assert imported["metrics"] == pytest.approx(run(workspace, split="all").to_dict()["metrics"], abs=1e-9)
+    # all four images: dog is TP, TP, FP, TP at 0.9 -> precision 1 up to recall 2/3 (67 points), then 3/4
+    assert imported["per_class"]["dog"]["ap50"] == pytest.approx((67 + 34 * 0.75) / 101, abs=1e-4)
