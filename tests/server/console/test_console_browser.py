@@ -1,6 +1,7 @@
 """The console in a real browser (Debian's Chromium driven by Python playwright) against a real ``modelyard server``
 on 127.0.0.1: sign in, import a dataset by upload, AutoML in the wizard until it finishes, deploy the winner from its
-model page, move canary traffic, "try it", accept a migration report, a viewer cannot write, sign out.
+model page, move canary traffic, "try it", accept a migration report, a viewer cannot write, sign out; in the
+labeling editor, draw a box with the mouse, save it and publish a version, and measure the editor with 500 boxes.
 
 Every request the browser makes is intercepted: one that leaves 127.0.0.1 fails the test. A screenshot of each page
 lands in ``$MODELYARD_SCREENSHOTS`` (default ``tests-output/screenshots``), which CI keeps.
@@ -9,6 +10,7 @@ lands in ``$MODELYARD_SCREENSHOTS`` (default ``tests-output/screenshots``), whic
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 import time
@@ -277,3 +279,125 @@ def test_a_viewer_sees_no_write_controls_and_cannot_write(page, server, api):
     tab.click("text=Sign out")
     tab.wait_for_url("**/login*")
 
+# -- labeling: draw a box with the mouse, save, publish; the editor with 500 boxes ----------------------------------
+# The 500-box figures (time to build and lay out the boxes, what one drag step costs) go to stdout and to
+# tests-output/labeling-500-boxes.json; like every figure here they are reported, never asserted against a clock.
+LABELING_FIGURES = REPO / "tests-output" / "labeling-500-boxes.json"
+
+
+def _labeling_png(size, shade=80) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (shade, 120, 160)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _labeling_job(api, name: str, images: dict[str, bytes]) -> None:
+    files = {}
+    for path, data in images.items():
+        answer = api.post("/api/v1/blobs", content=data)
+        assert answer.status_code == 201, answer.text
+        files[path] = answer.json()["digest"]
+    made = api.post("/api/v1/labeling/jobs", json={"name": name, "task": "detection", "classes": ["cat", "dog"],
+                                                   "files": files})
+    assert made.status_code == 201, made.text
+
+
+def _editor_ready(tab) -> None:
+    tab.wait_for_function("() => window.labelingEditor !== undefined && window.labelingEditor.renderMs !== null")
+
+
+def test_labeling_draw_a_box_save_it_and_publish_a_version(page, server, api):
+    tab = page
+    _labeling_job(api, "pets", {"a.png": _labeling_png((320, 240)), "b.png": _labeling_png((320, 240), 140)})
+    sign_in(tab, server, server.token)
+    tab.click("nav.side >> text=Labeling")
+    tab.click("#labeling-jobs >> text=pets")
+    tab.click("#start-labeling")
+    _editor_ready(tab)
+    assert tab.evaluate("window.labelingEditor.boxes") == 0
+    tab.keyboard.press("2")  # dog
+    area = tab.locator("#canvas").bounding_box()
+    tab.mouse.move(area["x"] + area["width"] * 0.2, area["y"] + area["height"] * 0.25)
+    tab.mouse.down()
+    tab.mouse.move(area["x"] + area["width"] * 0.4, area["y"] + area["height"] * 0.5, steps=5)
+    tab.mouse.move(area["x"] + area["width"] * 0.6, area["y"] + area["height"] * 0.75, steps=5)
+    tab.mouse.up()
+    assert tab.text_content("#box-count") == "1 boxes"
+    shot(tab, "labeling-01-box-drawn")
+    with tab.expect_navigation():
+        tab.keyboard.press("s")
+    # the saved item left the 'to label' queue: the editor shows the next one
+    assert "b.png" in tab.text_content("h1")
+    saved = api.get("/api/v1/labeling/jobs/pets/item", params={"id": "a.png"}).json()
+    assert saved["state"] == "labeled" and saved["seconds"] > 0 and saved["source"] == "manual"
+    (box,) = saved["annotation"]["boxes"]
+    assert box[4] == "dog"
+    assert box[0] == pytest.approx(64, abs=3) and box[1] == pytest.approx(60, abs=3)
+    assert box[2] == pytest.approx(192, abs=3) and box[3] == pytest.approx(180, abs=3)
+
+    tab.click("text=pets")  # the crumb back to the job page
+    tab.fill("#publish-form input[name=dataset]", "pets-boxes")
+    tab.click("#publish-form button[type=submit]")
+    tab.wait_for_selector(".notice")
+    assert "Published pets-boxes@1." in tab.text_content(".notice")
+    tab.click("#published >> text=pets-boxes@1")
+    tab.wait_for_url("**/datasets/pets-boxes/versions/1")
+    shot(tab, "labeling-02-published")
+    version = api.get("/api/v1/datasets/pets-boxes/versions/1").json()
+    assert version["kind"] == "object-detection"
+
+
+def test_labeling_editor_with_500_boxes(page, server, api):
+    tab = page
+    width, height, columns = 1000, 800, 25
+    _labeling_job(api, "crowd", {"street.png": _labeling_png((width, height))})
+    boxes = [[40 * (i % columns) + 4, 40 * (i // columns) + 4, 40 * (i % columns) + 36, 40 * (i // columns) + 36,
+              "cat" if i % 2 else "dog"] for i in range(500)]
+    saved = api.post("/api/v1/labeling/jobs/crowd/annotations", json={"item": "street.png", "boxes": boxes})
+    assert saved.status_code == 200, saved.text
+    sign_in(tab, server, server.token)
+    tab.goto(server.url + "/labeling/crowd/edit?at=0")
+    _editor_ready(tab)
+    assert tab.evaluate("window.labelingEditor.boxes") == 500
+    assert tab.locator("#box-layer rect").count() == 500
+    load = tab.evaluate("(() => { const n = performance.getEntriesByType('navigation')[0];"
+                        " return {dom_ready_ms: n.domContentLoadedEventEnd, load_ms: n.loadEventEnd}; })()")
+
+    target = tab.locator('#box-layer rect[data-index="262"]')
+    before = float(target.get_attribute("x"))
+    where = target.bounding_box()
+    x, y = where["x"] + where["width"] / 2, where["y"] + where["height"] / 2
+    steps = 60
+    tab.mouse.move(x, y)
+    tab.mouse.down()
+    started = tab.evaluate("performance.now()")
+    tab.mouse.move(x + 80, y + 40, steps=steps)
+    tab.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    elapsed = tab.evaluate("performance.now()") - started
+    tab.mouse.up()
+    moved = float(target.get_attribute("x"))
+    assert moved > before + 20  # the box followed the mouse
+    stats = tab.evaluate("window.labelingEditor")
+    shot(tab, "labeling-03-500-boxes")
+    figures = {
+        "boxes": 500, "image": f"{width}x{height}",
+        "build_and_layout_ms": round(stats["renderMs"], 1),
+        "page_dom_ready_ms": round(load["dom_ready_ms"], 1), "page_load_ms": round(load["load_ms"], 1),
+        "drag_steps": stats["moves"],
+        "drag_handler_ms_mean": round(stats["moveMsTotal"] / max(1, stats["moves"]), 3),
+        "drag_handler_ms_max": round(stats["moveMsMax"], 3),
+        "drag_input_to_frame_ms_mean": round(stats["frameMsTotal"] / max(1, stats["frames"]), 2),
+        "drag_input_to_frame_ms_max": round(stats["frameMsMax"], 2),
+        "drag_wall_ms_per_step": round(elapsed / steps, 2),
+    }
+    LABELING_FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    LABELING_FIGURES.write_text(json.dumps(figures, indent=1))
+    print("labeling editor, 500 boxes:", json.dumps(figures))
+    assert stats["moves"] >= steps // 2
+    # saving sends all 500 boxes back unchanged but the moved one
+    with tab.expect_navigation():
+        tab.keyboard.press("s")
+    saved = api.get("/api/v1/labeling/jobs/crowd/item", params={"id": "street.png"}).json()["annotation"]["boxes"]
+    assert len(saved) == 500 and saved[0] == [4.0, 4.0, 36.0, 36.0, "dog"] and saved[262][0] > boxes[262][0] + 20
