@@ -1,6 +1,7 @@
-"""The console's scale budget (issue 12): with 10,000 runs, 10,000 jobs, 1,000 model versions and a run with a
-100,000-step metric in the database, every list page answers in <= 300 ms (p95 of 20 requests) and the 100k-step
-chart page in <= 1 s. The rows are bulk-inserted straight into the database; the timings are printed (-s)."""
+"""The console's scale budget (issue 12): with 10,000 runs, 10,000 jobs, 1,000 model versions, a run with a
+100,000-step metric and a 10,000-item labeling job (issue 13) in the database, every list page answers in <= 300 ms
+(p95 of 20 requests) and the 100k-step chart page in <= 1 s. The rows are bulk-inserted straight into the database;
+the timings are printed (-s)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def _fill(workspace) -> dict:
     from modelyard.core.ids import new_id, utcnow
     from modelyard.store.schema import jobs, model_versions, models
     from modelyard.store.schema_data import run_metrics, runs
+    from modelyard.store.schema_labeling import labeling_items, labeling_jobs
 
     now = utcnow()
     signature = {"inputs": [{"name": "x", "dtype": "float32", "shape": [None, 4]}],
@@ -41,7 +43,10 @@ def _fill(workspace) -> dict:
                      "signature": signature, "metrics": {"acc": v / 1000}, "tags": {}, "lineage": {}, "card": "# card",
                      "created_at": now} for v in range(1_000)]
     long_run = new_id("run")
+    labeling_job, labeling_rows = _labeling_rows(now)
     with workspace.engine.begin() as conn:
+        conn.execute(labeling_jobs.insert(), labeling_job)
+        conn.execute(labeling_items.insert(), labeling_rows)
         conn.execute(jobs.insert(), job_rows)
         conn.execute(runs.insert(), run_rows)
         conn.execute(runs.insert(), [{**run_rows[0], "id": long_run, "name": "long", "experiment": "long"}])
@@ -54,6 +59,30 @@ def _fill(workspace) -> dict:
     with workspace.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(run_metrics)).scalar() == 100_000
     return {"long_run": long_run, "job": job_rows[5000]["id"]}
+
+
+def _labeling_rows(now) -> tuple[dict, list[dict]]:
+    """A 10,000-item detection job: a third labeled (with boxes and seconds), a third proposed with scores, the rest
+    unlabeled; every tenth item a hard example."""
+    job = {"id": "lbj_scale", "name": "big", "task": "detection", "classes": ["cat", "dog", "fox"],
+           "source": {"dataset": None, "files": 10_000}, "description": "", "owner": "bulk", "published": [],
+           "created_at": now, "updated_at": now}
+    rows = []
+    for i in range(10_000):
+        box = [[1.0, 2.0, 30.0, 40.0, ("cat", "dog", "fox")[i % 3]]]
+        row = {"job_id": "lbj_scale", "item": f"img/{i:05d}.png", "position": i, "digest": None, "width": 64,
+               "height": 64, "text": None, "state": ("labeled", "proposed", "unlabeled")[i % 3], "existing": None,
+               "annotation": None, "proposal": None, "score": None, "uncertainty": None, "hard": i % 10 == 0,
+               "source": None, "assignee": None, "labeled_by": None, "labeled_at": None, "seconds": 0.0,
+               "reviewer": None, "review": None, "updated_at": now}
+        if i % 3 == 0:
+            row.update(annotation={"width": 64, "height": 64, "boxes": box}, source="manual",
+                       labeled_by=f"user{i % 4}", labeled_at=now, seconds=2.0 + i % 7)
+        elif i % 3 == 1:
+            row.update(proposal={"width": 64, "height": 64, "boxes": box, "score": (i % 89) / 89, "model": "m"},
+                       score=(i % 89) / 89, uncertainty=1 - (i % 89) / 89)
+        rows.append(row)
+    return job, rows
 
 
 def _p95(client, path: str) -> tuple[float, float]:
@@ -75,13 +104,17 @@ def test_list_pages_and_the_100k_step_chart_stay_within_budget(as_role, sqlite_w
              "/runs", "/runs?sort=metric:acc&order=desc&page=150", "/runs?experiment=exp3&m=acc,loss&p=lr,seed",
              "/runs?sort=param:lr&q=run-9", "/runs/groups?param=lr&metric=acc",
              "/models", "/models/model-7", "/models/model-7?page=2&per=20", "/evaluations", "/datasets", "/services",
-             f"/jobs/{made['job']}"]
+             f"/jobs/{made['job']}", "/labeling", "/labeling/big", "/labeling/big/queue",
+             "/labeling/big/queue?state=proposed&sort=-uncertainty&page=60",
+             "/labeling/big/queue?hard=true&sort=hard&page=15",
+             "/labeling/big/edit?state=unlabeled&state=proposed&at=5000"]
     figures = {}
     for path in lists:
         figures[path] = _p95(viewer, path)
     chart = _p95(viewer, f"/runs/{made['long_run']}")
     with capsys.disabled():
-        print("\nconsole scale budget (10k runs, 10k jobs, 1k model versions, 100k-step metric), p95 / median:")
+        print("\nconsole scale budget (10k runs, 10k jobs, 1k model versions, 100k-step metric, 10k-item labeling "
+              "job), p95 / median:")
         for path, (p95, median) in figures.items():
             print(f"  {path:60s} {p95 * 1000:7.1f} ms / {median * 1000:6.1f} ms")
         print(f"  {'run page with the 100,000-step chart':60s} {chart[0] * 1000:7.1f} ms / {chart[1] * 1000:6.1f} ms")
