@@ -203,3 +203,29 @@ def test_review_rates_and_rejects_then_publish_links_the_new_version(as_role, sq
     assert 'id="publish-form"' not in viewer.get("/labeling/rv").text
     assert viewer.post("/labeling/rv/publish", data={"csrf": csrf_of(viewer.get("/labeling").text),
                                                      "dataset": "v2"}).status_code == 403
+
+
+def test_text_job_shows_the_text_escaped_and_labels_by_class(as_role, sqlite_workspace):
+    csv = "text,label\n" + "".join(f"\"review {i} <script>alert({i})</script>\",{'pos' if i % 2 else 'neg'}\n"
+                                   for i in range(8))
+    editor = as_role("editor")
+    form = editor.get("/datasets/import")
+    made = editor.post("/datasets/import", data={"csrf": csrf_of(form.text), "name": "reviews",
+                                                 "kind": "text-classification"},
+                       files={"file": ("r.csv", csv.encode(), "text/csv")}, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    created = editor.post("/labeling", data={"csrf": csrf_of(form.text), "name": "tx", "task": "text",
+                                             "dataset": "reviews@1"}, follow_redirects=False)
+    assert created.status_code == 303
+    page = editor.get("/labeling/tx/edit")
+    assert 'id="text-item"' in page.text and "<script>alert(" not in page.text
+    assert "review 0 &lt;script&gt;alert(0)&lt;/script&gt;" in page.text
+    assert "<kbd>1</kbd> neg" in page.text and "<kbd>2</kbd> pos" in page.text
+    data = _editor_data(page.text)
+    assert data["image_url"] is None and data["item"]["existing"]["labels"] == ["neg"]
+    saved = editor.post("/labeling/tx/annotations", json={"item": data["item"]["item"], "labels": ["pos"],
+                                                          "seconds": 1.2}, headers={"X-CSRF-Token": data["csrf"]})
+    assert saved.status_code == 200 and saved.json()["annotation"]["labels"] == ["pos"]
+    two = editor.post("/labeling/tx/annotations", json={"item": data["item"]["item"], "labels": ["pos", "neg"]},
+                      headers={"X-CSRF-Token": data["csrf"]})
+    assert two.status_code == 422
