@@ -338,13 +338,14 @@ def test_labeling_draw_a_box_save_it_and_publish_a_version(page, server, api):
     assert box[2] == pytest.approx(192, abs=3) and box[3] == pytest.approx(180, abs=3)
 
     tab.click("text=pets")  # the crumb back to the job page
+    shot(tab, "labeling-02-job")
     tab.fill("#publish-form input[name=dataset]", "pets-boxes")
     tab.click("#publish-form button[type=submit]")
     tab.wait_for_selector(".notice")
     assert "Published pets-boxes@1." in tab.text_content(".notice")
     tab.click("#published >> text=pets-boxes@1")
     tab.wait_for_url("**/datasets/pets-boxes/versions/1")
-    shot(tab, "labeling-02-published")
+    shot(tab, "labeling-03-published")
     version = api.get("/api/v1/datasets/pets-boxes/versions/1").json()
     assert version["kind"] == "object-detection"
 
@@ -380,7 +381,7 @@ def test_labeling_editor_with_500_boxes(page, server, api):
     moved = float(target.get_attribute("x"))
     assert moved > before + 20  # the box followed the mouse
     stats = tab.evaluate("window.labelingEditor")
-    shot(tab, "labeling-03-500-boxes")
+    shot(tab, "labeling-04-500-boxes")
     figures = {
         "boxes": 500, "image": f"{width}x{height}",
         "build_and_layout_ms": round(stats["renderMs"], 1),
