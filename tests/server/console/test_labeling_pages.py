@@ -167,6 +167,14 @@ def test_review_rates_and_rejects_then_publish_links_the_new_version(as_role, sq
         store.annotate("rv", f"img/{i:04d}.png", Principal("labeler-x", "editor"), labels=["cat"], seconds=1.5)
     editor = as_role("editor")
     job = editor.get("/labeling/rv")
+    team = editor.post("/labeling/rv/members", data={"csrf": csrf_of(job.text), "principal": "bob", "role":
+                                                     "labeler"}, follow_redirects=True)
+    assert "Team updated: bob labeler." in team.text and "bob (labeler)" in team.text
+    assigned = editor.post("/labeling/rv/assign", data={"csrf": csrf_of(job.text), "labelers": "bob", "count": "x"},
+                           follow_redirects=True)
+    assert "count: a whole number" in assigned.text and 'id="labeling-error"' in assigned.text
+    outsider = as_role("viewer")
+    assert 'action="/labeling/rv/members"' not in outsider.get("/labeling/rv").text
     assert "labeler-x" in job.text and "not enough data" in job.text and 'id="publish-form"' in job.text
     reviewer = as_role("admin")
     review = reviewer.get("/labeling/rv/review")
