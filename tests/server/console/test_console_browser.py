@@ -293,19 +293,19 @@ def _labeling_png(size, shade=80) -> bytes:
     return buffer.getvalue()
 
 
-def _labeling_job(api, name: str, images: dict[str, bytes]) -> None:
+def _labeling_job(api, name: str, images: dict[str, bytes], task: str = "detection") -> None:
     files = {}
     for path, data in images.items():
         answer = api.post("/api/v1/blobs", content=data)
         assert answer.status_code == 201, answer.text
         files[path] = answer.json()["digest"]
-    made = api.post("/api/v1/labeling/jobs", json={"name": name, "task": "detection", "classes": ["cat", "dog"],
+    made = api.post("/api/v1/labeling/jobs", json={"name": name, "task": task, "classes": ["cat", "dog"],
                                                    "files": files})
     assert made.status_code == 201, made.text
 
 
 def _editor_ready(tab) -> None:
-    tab.wait_for_function("() => window.labelingEditor !== undefined && window.labelingEditor.renderMs !== null")
+    tab.wait_for_function("() => window.labelingEditor !== undefined && window.labelingEditor.ready")
 
 
 def test_labeling_draw_a_box_save_it_and_publish_a_version(page, server, api):
@@ -348,6 +348,17 @@ def test_labeling_draw_a_box_save_it_and_publish_a_version(page, server, api):
     shot(tab, "labeling-03-published")
     version = api.get("/api/v1/datasets/pets-boxes/versions/1").json()
     assert version["kind"] == "object-detection"
+
+    # classification by hotkey: one key labels the item and moves on
+    _labeling_job(api, "kinds", {"c.png": _labeling_png((64, 48)), "d.png": _labeling_png((64, 48), 30)},
+                  task="classification")
+    tab.goto(server.url + "/labeling/kinds/edit?state=unlabeled")
+    _editor_ready(tab)
+    with tab.expect_navigation():
+        tab.keyboard.press("2")
+    assert "d.png" in tab.text_content("h1")
+    labeled = api.get("/api/v1/labeling/jobs/kinds/item", params={"id": "c.png"}).json()
+    assert labeled["annotation"]["labels"] == ["dog"] and labeled["seconds"] > 0
 
 
 def test_labeling_editor_with_500_boxes(page, server, api):

@@ -13,7 +13,7 @@
   const task = data.task;
   const SVG = "http://www.w3.org/2000/svg";
   const stats = window.labelingEditor = { renderMs: null, boxes: 0, moves: 0, moveMsMax: 0, moveMsTotal: 0,
-    frameMsMax: 0, frameMsTotal: 0, frames: 0, saved: null };
+    frameMsMax: 0, frameMsTotal: 0, frames: 0, saved: null, ready: false };
   const errorBox = document.getElementById("editor-error");
   const savedBox = document.getElementById("editor-saved");
   let current = 0;  // the chosen class
@@ -348,4 +348,5 @@
     else return;
     event.preventDefault();
   });
+  stats.ready = true;
 })();
