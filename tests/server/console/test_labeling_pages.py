@@ -101,6 +101,15 @@ def test_queue_filters_sorts_and_pages(as_role, sqlite_workspace):
     assert "<span>5 items" in hard.text and "img/0050.png" in hard.text  # 0, 10, ..., 50 minus img/0000 (labeled)
     labeled = editor.get("/labeling/q/queue?state=labeled")
     assert "<span>5 items" in labeled.text and ">dog<" in labeled.text
+    # the filter form's empty assignee means anyone, "-" nobody
+    store.set_member("q", Principal("editor-user", "editor"), "ann", "labeler")
+    store.assign("q", Principal("editor-user", "editor"), ["ann"], count=3)
+    anyone = editor.get("/labeling/q/queue?state=unlabeled&assignee=")
+    assert "<span>55 items" in anyone.text
+    nobody = editor.get("/labeling/q/queue?state=unlabeled&assignee=-")
+    assert "<span>52 items" in nobody.text and 'value="-"' in nobody.text
+    mine = editor.get("/labeling/q/queue?assignee=ann&state=unlabeled")
+    assert "<span>3 items" in mine.text
     # the editor opened from a filtered queue walks that queue
     page = editor.get("/labeling/q/edit?state=unlabeled&sort=-uncertainty&at=1")
     data = _editor_data(page.text)

@@ -171,9 +171,10 @@ def _queue_query(request: Request) -> dict:
     states = [s for s in query.getlist("state") if s in STATES]
     sort = query.get("sort", "position")
     hard = {"true": True, "false": False}.get(query.get("hard", ""))
-    assignee = query.get("assignee")
+    # the form's empty field means anyone; "-" means nobody (unassigned items)
+    assignee = (query.get("assignee") or "").strip()[:200]
     return {"state": states or None, "sort": sort if sort in SORTS else "position", "hard": hard,
-            "assignee": assignee[:200] if assignee is not None and assignee != "*" else None}
+            "assignee": "" if assignee == "-" else assignee or None}
 
 
 def _queue_params(request: Request) -> list[tuple[str, str]]:
