@@ -246,3 +246,29 @@ def test_text_job_shows_the_text_escaped_and_labels_by_class(as_role, sqlite_wor
     two = editor.post("/labeling/tx/annotations", json={"item": data["item"]["item"], "labels": ["pos", "neg"]},
                       headers={"X-CSRF-Token": data["csrf"]})
     assert two.status_code == 422
+
+
+def test_pre_labeling_is_queued_from_the_job_page(as_role, sqlite_workspace, tmp_path):
+    from console_support import register_linear
+
+    from modelyard.jobs.queue import JobQueue
+
+    _job_on_files(sqlite_workspace, "pl", 2, owner="admin-user")
+    register_linear(sqlite_workspace, tmp_path, "tiny")
+    admin = as_role("admin")
+    page = admin.get("/labeling/pl")
+    assert 'id="propose-form"' in page.text
+    unknown = admin.post("/labeling/pl/proposals", data={"csrf": csrf_of(page.text), "model": "nope@1"},
+                         follow_redirects=True)
+    assert 'id="labeling-error"' in unknown.text and "nope" in unknown.text
+    assert JobQueue(sqlite_workspace).list(kind="label.propose")[0] == []
+    queued = admin.post("/labeling/pl/proposals", data={"csrf": csrf_of(page.text), "model": "tiny@1", "limit": "1"},
+                        follow_redirects=False)
+    assert queued.status_code == 303 and queued.headers["location"].startswith("/jobs/job_")
+    job = JobQueue(sqlite_workspace).get(queued.headers["location"].split("?")[0].rsplit("/", 1)[1])
+    assert job.kind == "label.propose" and job.spec["job"] == "pl" and job.spec["limit"] == 1
+    editor = as_role("editor")  # not the job's owner
+    token = csrf_of(editor.get("/labeling").text)
+    refused = editor.post("/labeling/pl/proposals", data={"csrf": token, "model": "tiny@1"}, follow_redirects=True)
+    assert 'id="labeling-error"' in refused.text and "editor-user" in refused.text
+    assert len(JobQueue(sqlite_workspace).list(kind="label.propose")[0]) == 1

@@ -164,6 +164,27 @@ def publish(request: Request, name: str, mode: str = Form("overwrite"), dataset:
     return redirect(f"/labeling/{name}", f"Published {version.ref}.")
 
 
+@router.post("/labeling/{name}/proposals")
+def propose(request: Request, name: str, model: str = Form(...), limit: str = Form(""),
+            viewer: Viewer = Depends(action("editor"))):
+    """Queue the ``label.propose`` job through the REST route's function (its spec checks and authorization: the
+    job's owner or an admin, a registered model), then follow it on its job page."""
+    from pydantic import ValidationError
+
+    from modelyard.server.routes_labeling import Propose
+    from modelyard.server.routes_labeling import propose as queue_proposals
+
+    try:
+        try:
+            body = Propose(model=model.strip(), limit=_positive(limit, "limit"))
+        except ValidationError as exc:
+            raise InvalidInput(f"model: {exc.errors()[0].get('msg')}") from None
+        job = queue_proposals(name, body, request, _actor(viewer))
+    except ModelyardError as exc:
+        return _back_with_error(name, exc)
+    return redirect(f"/jobs/{job['id']}", f"Pre-labeling {name} with {body.model}.")
+
+
 # -- queue ------------------------------------------------------------------------------------------------------------
 def _queue_query(request: Request) -> dict:
     """The queue's filters from the query string, checked (unknown values are dropped, not guessed)."""
