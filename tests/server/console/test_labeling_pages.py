@@ -272,3 +272,27 @@ def test_pre_labeling_is_queued_from_the_job_page(as_role, sqlite_workspace, tmp
     refused = editor.post("/labeling/pl/proposals", data={"csrf": token, "model": "tiny@1"}, follow_redirects=True)
     assert 'id="labeling-error"' in refused.text and "editor-user" in refused.text
     assert len(JobQueue(sqlite_workspace).list(kind="label.propose")[0]) == 1
+
+
+def test_job_page_draws_the_active_learning_curves_of_its_latest_round(as_role, sqlite_workspace):
+    import sqlalchemy as sa
+
+    from modelyard.jobs.queue import JobQueue
+    from modelyard.store.schema import jobs
+
+    _job_on_files(sqlite_workspace, "al", 2, task="classification")
+    editor = as_role("editor")
+    assert "No active-learning round yet" in editor.get("/labeling/al").text
+    queued = JobQueue(sqlite_workspace).submit("label.suggest", {"labeling_job": "al", "batch": 2}, owner="editor-user")
+    # the stored result as a finished label.suggest round records it (schema modelyard.label-suggest/1)
+    result = {"schema": "modelyard.label-suggest/1", "labeling_job": "al", "round": 3, "strategy": "margin",
+              "learning_curve": {"strategy": [{"labels": 20, "score": 0.5}, {"labels": 30, "score": 0.7}],
+                                 "random": [{"round": 1, "labels": 20, "score": 0.5},
+                                            {"round": 3, "labels": 22, "score": 0.52}]},
+              "gain": {"fallback": False, "advantage": 0.12}}
+    with sqlite_workspace.engine.begin() as conn:
+        conn.execute(sa.update(jobs).where(jobs.c.id == queued.id).values(status="succeeded", result=result))
+    page = editor.get("/labeling/al").text
+    assert f'href="/jobs/{queued.id}"' in page and "Round 3" in page and "strategy margin" in page
+    assert "margin (all labels)" in page and "random control arm" in page and "advantage +0.120" in page
+    assert page.count('class="line c') == 2

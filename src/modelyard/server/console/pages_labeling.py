@@ -91,10 +91,35 @@ def job_page(request: Request, name: str, viewer: Viewer = Depends(page())):
     done = sum(job.counts.get(s, 0) for s in ("labeled", "in_review", "accepted"))
     stats = store.stats(name)
     can_manage = viewer.can("admin") or (viewer.can("editor") and viewer.name == job.owner)
+    suggest, curve = _learning_curve(request, job.name)
     return render(request, "labeling_job.html", viewer, title=f"Labeling {job.name}", nav="labeling", job=job,
                   total=total, done=done, percent=round(100 * done / total) if total else 0, states=STATES,
                   stats=stats, prelabel=_prelabel_bars(stats["prelabeling"]), can_manage=can_manage,
-                  error=request.query_params.get("error"))
+                  suggest=suggest, curve=curve, error=request.query_params.get("error"))
+
+
+def _learning_curve(request: Request, name: str) -> tuple[dict | None, dict | None]:
+    """The latest succeeded ``label.suggest`` job on this labeling job (active learning), and its learning curves
+    (held-out accuracy against labels: the strategy, and the random control arm) as a chart."""
+    from modelyard.jobs.queue import JobQueue
+    from modelyard.server.console.charts import line_chart
+
+    found, _ = JobQueue(request.app.state.workspace).list(status="succeeded", kind="label.suggest", limit=200)
+    latest = next((j for j in found if (j.spec or {}).get("labeling_job") == name and j.result), None)
+    if latest is None:
+        return None, None
+    result = latest.result
+    curves = result.get("learning_curve") or {}
+    series = [(f"{result.get('strategy', 'strategy')} (all labels)",
+               [[p["labels"], p["score"]] for p in curves.get("strategy", [])]),
+              ("random control arm", [[p["labels"], p["score"]] for p in curves.get("random", [])])]
+    series = [(label, points) for label, points in series if points]
+    gain = result.get("gain") or {}
+    note = ("fell back to random picks" if gain.get("fallback") else
+            f"advantage {gain['advantage']:+.3f}" if gain.get("advantage") is not None else gain.get("reason", ""))
+    chart = line_chart(series, "held-out accuracy by labels", note=note) if series else None
+    return {"id": latest.id, "round": result.get("round"), "strategy": result.get("strategy"),
+            "fallback": gain.get("fallback"), "reason": gain.get("reason")}, chart
 
 
 def _prelabel_bars(figures: dict) -> list[dict]:
