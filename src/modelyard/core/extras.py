@@ -1,8 +1,8 @@
 """Optional dependencies: which pip extra installs each one, and one clear error when one is missing.
 
 The base install (``pip install modelyard``) is the platform without the ML stack; ``[ml]``, ``[openvino]``,
-``[postgres]``, ``[scale]`` and ``[hf]`` add the rest. Code that needs an optional package imports it inside the function (so
-``modelyard --help`` stays instant) with :func:`require`, or plainly: the CLI and the job runner turn a
+``[postgres]``, ``[scale]`` and ``[hf]`` add the rest. Code that needs an optional package imports it inside the
+function (so ``modelyard --help`` stays instant) with :func:`require`, or plainly: the CLI and the job runner turn a
 ``ModuleNotFoundError`` for a module listed here into the same one-line hint via :func:`missing_dependency`.
 ``tests/core/test_extras.py`` checks that every third-party import in the package is a base dependency or listed
 here, and that each extra named here really lists the package in pyproject.toml.

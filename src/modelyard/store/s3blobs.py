@@ -177,8 +177,8 @@ class S3BlobStore(BlobStore):
             tmp_path.unlink(missing_ok=True)
 
     def _upload(self, path: Path, digest: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
         from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.upload_file(str(path), self.bucket, self.key_for(digest), Config=self._transfer_config())
