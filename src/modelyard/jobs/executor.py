@@ -46,6 +46,18 @@ class Executor(ABC):
     def active(self) -> set[str]:
         """Jobs whose processes are still running."""
 
+    def stop_orphan(self, job_id: str) -> None:  # noqa: B027 - optional hook, local orphans are killed by pid
+        """Stop what still runs of a job whose worker died (before another worker recovers it)."""
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor ``settings.executor`` names: local processes, or Ray Jobs on ``settings.ray_address``."""
+    if settings.executor == "ray":
+        from modelyard.jobs.ray_executor import RayExecutor
+
+        return RayExecutor(settings)
+    return LocalExecutor(settings)
+
 
 def _set_parent_death_signal(sig: int) -> None:
     with contextlib.suppress(OSError):  # not Linux/glibc: recovery on restart still handles orphans
