@@ -8,14 +8,11 @@ import os
 import pytest
 
 from modelyard.core.settings import Settings
-from modelyard.jobs.executor import LocalExecutor, make_executor
+from modelyard.jobs.executor import LocalExecutor
 from modelyard.jobs.queue import JobQueue
 from modelyard.jobs.ray_executor import RayExecutor, settings_env
-from modelyard.jobs.worker import Worker
+from modelyard.jobs.worker import Worker, make_executor
 from modelyard.store.workspace import Workspace
-
-pytestmark = pytest.mark.slow
-
 
 def test_settings_pick_the_executor(tmp_path):
     assert isinstance(make_executor(Settings.load(tmp_path)), LocalExecutor)
@@ -45,6 +42,7 @@ def ray_workspace(ray_head, s3_server, tmp_path, request):
     workspace.close()
 
 
+@pytest.mark.slow
 def test_jobs_run_as_ray_jobs_with_results_logs_and_cancel(ray_workspace):
     from ray.job_submission import JobSubmissionClient
 

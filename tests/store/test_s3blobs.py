@@ -12,9 +12,6 @@ from modelyard.core.settings import Settings
 from modelyard.store.blob_stores import open_blob_store
 from modelyard.store.s3blobs import MULTIPART_BYTES, S3BlobStore, parse_s3_url
 
-pytestmark = pytest.mark.slow
-
-
 @pytest.fixture
 def s3_store(s3_server, tmp_path) -> S3BlobStore:
     settings = Settings.load(tmp_path / "home", **s3_server.settings_values())
@@ -35,6 +32,7 @@ def test_settings_refuse_a_blob_url_that_is_not_s3(tmp_path):
         Settings.load(tmp_path, blob_url="/mnt/blobs")
 
 
+@pytest.mark.slow
 def test_put_read_verify_and_dedup(s3_store, s3_server, tmp_path):
     info = s3_store.put_bytes(b"hello s3")
     assert s3_store.exists(info.digest) and s3_store.info("sha256:" + info.digest).size == 8
@@ -55,6 +53,7 @@ def test_put_read_verify_and_dedup(s3_store, s3_server, tmp_path):
     assert not any((s3_store.root / "tmp").iterdir())
 
 
+@pytest.mark.slow
 def test_a_tampered_object_is_reported_never_served(s3_store, s3_server):
     info = s3_store.put_bytes(b"the real content")
     s3_server.client().put_object(Bucket=s3_store.bucket, Key=s3_store.key_for(info.digest), Body=b"rotten")
@@ -66,6 +65,7 @@ def test_a_tampered_object_is_reported_never_served(s3_store, s3_server):
         s3_store.iter_verified(info.digest)
 
 
+@pytest.mark.slow
 def test_missing_blob_is_not_found(s3_store):
     with pytest.raises(NotFound):
         s3_store.read_bytes("ab" * 32)
@@ -74,6 +74,7 @@ def test_missing_blob_is_not_found(s3_store):
     assert s3_store.stat("ab" * 32) is None
 
 
+@pytest.mark.slow
 def test_large_blob_goes_up_in_parts(s3_store, s3_server, tmp_path):
     data = os.urandom(MULTIPART_BYTES + 1024 * 1024)
     path = tmp_path / "big.bin"
@@ -85,6 +86,7 @@ def test_large_blob_goes_up_in_parts(s3_store, s3_server, tmp_path):
     assert s3_store.verify(info.digest).size == len(data)
 
 
+@pytest.mark.slow
 def test_wrong_credentials_and_missing_bucket_are_one_clear_line(s3_server, tmp_path):
     values = s3_server.settings_values()
     wrong = open_blob_store(Settings.load(tmp_path / "a", **{**values, "s3_secret_access_key": "nope"}))
@@ -96,6 +98,7 @@ def test_wrong_credentials_and_missing_bucket_are_one_clear_line(s3_server, tmp_
         gone.check_bucket()  # (SeaweedFS makes a missing bucket on the first PUT by an admin, AWS refuses it)
 
 
+@pytest.mark.slow
 def test_gc_deletes_unreferenced_s3_blobs(s3_server, tmp_path):
     from modelyard.store.gc import collect_garbage
     from modelyard.store.workspace import Workspace

@@ -50,15 +50,6 @@ class Executor(ABC):
         """Stop what still runs of a job whose worker died (before another worker recovers it)."""
 
 
-def make_executor(settings: Settings) -> Executor:
-    """The executor ``settings.executor`` names: local processes, or Ray Jobs on ``settings.ray_address``."""
-    if settings.executor == "ray":
-        from modelyard.jobs.ray_executor import RayExecutor
-
-        return RayExecutor(settings)
-    return LocalExecutor(settings)
-
-
 def _set_parent_death_signal(sig: int) -> None:
     with contextlib.suppress(OSError):  # not Linux/glibc: recovery on restart still handles orphans
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)

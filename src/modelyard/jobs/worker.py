@@ -21,12 +21,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.core import plugins
 from modelyard.core.errors import ModelyardError
-from modelyard.jobs.executor import Executor, kill_tree, make_executor
+from modelyard.core.settings import Settings
+from modelyard.jobs.executor import Executor, LocalExecutor, kill_tree
 from modelyard.jobs.queue import Job, JobQueue
 from modelyard.store.workspace import Workspace
 
 log = logging.getLogger("modelyard.worker")
 RECOVER_INTERVAL_S = 5.0
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor ``settings.executor`` names: local processes, or Ray Jobs on ``settings.ray_address``."""
+    if settings.executor == "ray":
+        from modelyard.jobs.ray_executor import RayExecutor
+
+        return RayExecutor(settings)
+    return LocalExecutor(settings)
 
 
 def _host() -> str:
