@@ -14,6 +14,7 @@ from modelyard.jobs.ray_executor import RayExecutor, settings_env
 from modelyard.jobs.worker import Worker, make_executor
 from modelyard.store.workspace import Workspace
 
+
 def test_settings_pick_the_executor(tmp_path):
     assert isinstance(make_executor(Settings.load(tmp_path)), LocalExecutor)
     ray = Settings.load(tmp_path, executor="ray", ray_address="http://127.0.0.1:8265")

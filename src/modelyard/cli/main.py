@@ -41,7 +41,8 @@ def _global(
 # The command tree, declared once. Every command is ``modelyard <noun> <verb>``: noun -> (help, the modules whose
 # module-level ``app`` holds its verbs). A later capability adds its module here.
 NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "system": ("This machine: create the workspace, run the server and the job worker, versions, inference backends.",
+    "system": ("This machine: create the workspace, run the server and the job worker, check the configuration "
+               "(doctor), versions, inference backends.",
                ("system", "backends")),
     "jobs": ("Durable jobs: list, show, logs, wait, cancel, submit.", ("jobs",)),
     "tokens": ("API tokens (admin).", ("tokens",)),
@@ -73,6 +74,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "server": ("system", "server"),
     "worker": ("system", "worker"),
     "version": ("system", "version"),
+    "doctor": ("system", "doctor"),
     "backends": ("system", "backends"),
     "deploy": ("services", "deploy"),
     "batch": ("models", "batch"),

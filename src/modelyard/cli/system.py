@@ -1,4 +1,5 @@
-"""``modelyard system init | server | worker | version`` (each also a top-level shortcut: ``modelyard init``...)."""
+"""``modelyard system init | server | worker | doctor | version`` (each also a top-level shortcut: ``modelyard
+init``...)."""
 
 from __future__ import annotations
 
@@ -253,6 +254,25 @@ def worker(
         job_worker.run(until_idle=until_idle)
     finally:
         workspace.close()
+
+
+@app.command("doctor")
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False) -> None:
+    """Check this configuration end to end: database reachable and migrated, blob store writable and read back, the
+    executor (Ray) reachable with its resources. One line per problem; exit code 1 when there is any."""
+    from modelyard.jobs.doctor import run_doctor
+
+    report = run_doctor(_settings())
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for check in report.checks:
+            if check.ok:
+                console.print(f"ok  {check.name}: {check.detail}", highlight=False, soft_wrap=True)
+        for check in report.problems:
+            err_console.print(f"error: {check.name}: {check.detail}", highlight=False, soft_wrap=True, markup=False)
+    if not report:
+        raise typer.Exit(1)
 
 
 @app.command("version")
