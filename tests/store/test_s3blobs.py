@@ -12,6 +12,7 @@ from modelyard.core.settings import Settings
 from modelyard.store.blob_stores import open_blob_store
 from modelyard.store.s3blobs import MULTIPART_BYTES, S3BlobStore, parse_s3_url
 
+
 @pytest.fixture
 def s3_store(s3_server, tmp_path) -> S3BlobStore:
     settings = Settings.load(tmp_path / "home", **s3_server.settings_values())

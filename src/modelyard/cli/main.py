@@ -59,6 +59,8 @@ NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
              ("runs",)),
     "automl": ("AutoML: search models for a dataset version under a time budget and a latency limit; register the "
                "winner.", ("automl",)),
+    "train": ("Your own training code as a job: submit a script to N data-parallel workers (torchrun semantics), "
+              "metrics as a run, checkpoints in the blob store.", ("train",)),
     "models": ("Model registry: register versions, list, show (signature, card), alias, delete; evaluate on a dataset, "
                "batch inference.", ("models", "evaluate", "batch")),
     "services": ("Real-time services: deploy, list, show, logs, scale, stop, start, rollback, traffic, predict, "
