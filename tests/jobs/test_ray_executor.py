@@ -4,6 +4,7 @@ PostgreSQL is there, the metadata in PostgreSQL: the same job rows, results and 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,30 @@ def test_jobs_run_as_ray_jobs_with_results_logs_and_cancel(ray_workspace):
     assert queue.get(slow.id).status == "cancelled"
     stopped = [j for j in client.list_jobs() if (j.metadata or {}).get("modelyard_job") == slow.id]
     assert [str(j.status.value) for j in stopped] == ["STOPPED"]
+
+
+@pytest.mark.slow
+def test_a_train_job_runs_under_ray_train_and_survives_a_dead_worker(ray_workspace, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.train.tracking import RunStore
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 2))
+    pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "y": 3 * x[:, 0] - 2 * x[:, 1] + 0.5}).to_csv(tmp_path / "l.csv",
+                                                                                          index=False)
+    DatasetStore(ray_workspace).import_path(tmp_path / "l.csv", "lin", label="y", task="regression")
+    script = Path(__file__).parents[1] / "train" / "ddp_script.py"
+    digest = "sha256:" + ray_workspace.blobs.put_file(script).digest
+    queue = JobQueue(ray_workspace)
+    job = queue.submit("train", {"script": digest, "script_name": "ddp_script.py", "data": "lin@1", "workers": 2,
+                                 "cpus_per_worker": 0.5, "params": {"steps": "20", "die_at_step": "12"}})
+    Worker(ray_workspace, concurrency=1).run(until_idle=True, handle_signals=False)
+    job = queue.get(job.id)
+    assert job.status == "succeeded", job.log_path.read_text()[-3000:]
+    assert job.result["workers"] == 2 and job.result["steps"] == 19
+    run = RunStore(ray_workspace).get(job.result["run_id"])
+    assert run.metrics["loss"] < 0.5 and ray_workspace.blobs.exists(job.result["checkpoint"])
+    assert "resumed at step 10" in job.log_path.read_text()  # Ray Train restarted the group from the checkpoint

@@ -67,5 +67,6 @@ def submit_command(
         print_json(result)
         return
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result["metrics"].items()))
-    console.print(f"run {result['run_id']}: {result['workers']} worker(s), {result['steps']} steps, "
-                  f"{result['restarts']} restart(s); {metrics or 'no metrics'}", highlight=False)
+    restarts = f", {result['restarts']} restart(s)" if result["restarts"] is not None else ""
+    console.print(f"run {result['run_id']}: {result['workers']} worker(s), last step {result['steps']}{restarts}; "
+                  f"{metrics or 'no metrics'}", highlight=False)

@@ -37,6 +37,7 @@ class ScriptContext:
     checkpoint_dir: Path
     metrics_file: Path
     restart: int
+    run_id: str | None = None  # set under Ray Train: metrics and checkpoints go straight to the run and the blobs
 
     def init_process_group(self) -> None:
         """Join the job's process group (gloo on CPU, NCCL on GPU); nothing for a single worker."""
@@ -53,6 +54,9 @@ class ScriptContext:
         """Record metrics at ``step`` (rank 0 only; other ranks' calls are ignored)."""
         if self.rank != 0:
             return
+        if self.run_id:
+            _record(self.run_id, metrics=[{"key": k, "value": float(v), "step": int(step)} for k, v in metrics.items()])
+            return
         line = json.dumps({"step": int(step), "metrics": {k: float(v) for k, v in metrics.items()}})
         with open(self.metrics_file, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
@@ -68,6 +72,8 @@ class ScriptContext:
         tmp = self.checkpoint_dir / f".{CHECKPOINT_NAME}.tmp"
         torch.save({"step": int(step), "state": state}, tmp)
         os.replace(tmp, self.checkpoint_dir / CHECKPOINT_NAME)
+        if self.run_id:
+            _record(self.run_id, checkpoint=self.checkpoint_dir / CHECKPOINT_NAME)
 
     def load_checkpoint(self):
         """The latest checkpoint's ``state``, or None when training starts fresh."""
@@ -90,4 +96,25 @@ def context() -> ScriptContext:
         checkpoint_dir=Path(os.environ.get("MODELYARD_CHECKPOINT_DIR", "checkpoints")),
         metrics_file=Path(os.environ.get("MODELYARD_METRICS_FILE", "metrics.jsonl")),
         restart=int(os.environ.get("MODELYARD_RESTART", "0")),
+        run_id=os.environ.get("MODELYARD_RUN_ID") or None,
     )
+
+
+def _record(run_id: str, metrics: list[dict] | None = None, checkpoint: Path | None = None) -> None:
+    """Under Ray Train rank 0 may run on any node: it writes metrics and checkpoints to the run itself."""
+    from modelyard.core.settings import Settings
+    from modelyard.store.workspace import Workspace
+    from modelyard.train.tracking import RunStore
+
+    global _WORKSPACE
+    if _WORKSPACE is None:  # one per process: a script logs metrics every step
+        _WORKSPACE = Workspace.open(Settings.load(os.environ["MODELYARD_HOME"]), create=True, migrate=False)
+    runs = RunStore(_WORKSPACE)
+    if metrics:
+        runs.log_metrics(run_id, metrics)
+    if checkpoint is not None:
+        info = _WORKSPACE.blobs.put_file(checkpoint)
+        runs.add_artifact(run_id, CHECKPOINT_NAME, "sha256:" + info.digest, info.size)
+
+
+_WORKSPACE = None

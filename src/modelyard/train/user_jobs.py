@@ -38,6 +38,7 @@ class TrainSpec(BaseModel):
         params: ``--param k=v`` pairs, as ``$MODELYARD_PARAMS`` (JSON).
         max_restarts: restarts of the whole group after a rank dies. Default 2.
         name: the run's name; default ``train-<script stem>``.
+        cpus_per_worker: CPUs Ray reserves for each rank (``executor = "ray"``). Default 1.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -48,6 +49,7 @@ class TrainSpec(BaseModel):
     params: dict[str, str] = Field(default_factory=dict, max_length=200)
     max_restarts: int = Field(default=2, ge=0, le=20)
     name: str | None = Field(default=None, max_length=200)
+    cpus_per_worker: float = Field(default=1.0, gt=0, le=1024)
 
 
 def _free_port() -> int:
@@ -132,7 +134,10 @@ def run_user_training(spec: TrainSpec, ctx: JobContext) -> dict:
                           params={**spec.params, "workers": spec.workers, "script": spec.script_name},
                           tags={"kind": "train"}, dataset=ref, job_id=ctx.job_id)
         try:
-            result = _supervise(spec, ctx, workspace, runs, run.id, script, data_dir, work)
+            if workspace.settings.executor == "ray":
+                result = _supervise_ray_train(spec, ctx, runs, run.id, ref)
+            else:
+                result = _supervise(spec, ctx, workspace, runs, run.id, script, data_dir, work)
         except BaseException as exc:
             runs.finish(run.id, "failed", str(exc) if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: "
                         f"{exc}")
@@ -206,6 +211,77 @@ def _supervise(spec, ctx, workspace, runs, run_id, script, data_dir, work) -> di
     ctx.progress(1.0, "done")
     return {"schema": RESULT_SCHEMA, "run_id": run_id, "workers": spec.workers, "restarts": restarts,
             "steps": state["steps"], "metrics": state["last"], "checkpoint": state["checkpoint"]}
+
+
+def _ray_train_loop(config: dict) -> None:
+    """One rank under Ray Train: fetch the script and the data from the store, resume from the run's last
+    checkpoint, and run the script in this worker (Ray has joined the process group already)."""
+    import runpy
+    import tempfile
+
+    import ray.train
+
+    from modelyard.core.settings import Settings
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.store.workspace import Workspace
+    from modelyard.train.tracking import RunStore
+
+    context = ray.train.get_context()
+    work = Path(tempfile.mkdtemp(prefix="modelyard-rank-"))
+    home = work / "home"
+    os.environ["MODELYARD_HOME"] = str(home)
+    workspace = Workspace.open(Settings.load(home), create=True, migrate=False)
+    try:
+        script = workspace.blobs.copy_to(config["script"], work / "code" / config["script_name"])
+        if config["data"]:
+            store = DatasetStore(workspace)
+            mount_dataset(store, store.get(config["data"]), work / "data")
+        checkpoints = [a for a in RunStore(workspace).get(config["run_id"]).artifacts
+                       if a.get("name") == CHECKPOINT_NAME]
+        if checkpoints:
+            workspace.blobs.copy_to(checkpoints[-1]["digest"], work / "checkpoints" / CHECKPOINT_NAME)
+    finally:
+        workspace.close()
+    os.environ.update({
+        "RANK": str(context.get_world_rank()), "LOCAL_RANK": str(context.get_local_rank()),
+        "WORLD_SIZE": str(context.get_world_size()), "MODELYARD_DATA_DIR": str(work / "data"),
+        "MODELYARD_PARAMS": json.dumps(config["params"]), "MODELYARD_CHECKPOINT_DIR": str(work / "checkpoints"),
+        "MODELYARD_METRICS_FILE": str(work / "metrics.jsonl"), "MODELYARD_RUN_ID": config["run_id"],
+        # resumed from a checkpoint = a restart (Ray Train restarts the group after a worker dies)
+        "MODELYARD_RESTART": "1" if checkpoints else "0"})
+    os.chdir(script.parent)
+    runpy.run_path(str(script), run_name="__main__")
+
+
+def _supervise_ray_train(spec, ctx, runs, run_id, ref) -> dict:
+    """``executor = "ray"``: the ranks are Ray Train workers (TorchTrainer, gloo on CPUs) placed by Ray; Ray
+    restarts the group from the run's last checkpoint after a worker dies."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not ray.is_initialized():
+        ray.init(logging_level="ERROR")  # inside a Ray Job: the job's cluster
+    config = {"script": spec.script, "script_name": spec.script_name, "data": ref, "params": spec.params,
+              "run_id": run_id}
+    ctx.log(f"Ray Train: {spec.workers} worker(s), {spec.cpus_per_worker} CPU each")
+    trainer = TorchTrainer(
+        _ray_train_loop, train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=False,
+                                     resources_per_worker={"CPU": spec.cpus_per_worker}),
+        run_config=RunConfig(name=f"modelyard-{ctx.job_id}", storage_path=str(Path(ctx.workdir) / "ray-train"),
+                             failure_config=FailureConfig(max_failures=spec.max_restarts)))
+    outcome = trainer.fit()
+    if outcome.error is not None:
+        raise ModelyardError(f"Ray Train failed: {str(outcome.error).splitlines()[0]}")
+    run = runs.get(run_id)
+    checkpoints = [a for a in run.artifacts if a.get("name") == CHECKPOINT_NAME]
+    history = runs.metric_history(run_id)
+    steps = max((point["step"] for points in history.values() for point in points), default=None)
+    ctx.progress(1.0, "done")
+    # Ray Train restarts the group itself and does not report how often: restarts is None here
+    return {"schema": RESULT_SCHEMA, "run_id": run_id, "workers": spec.workers, "restarts": None, "steps": steps,
+            "metrics": run.metrics, "checkpoint": checkpoints[-1]["digest"] if checkpoints else None}
 
 
 def authorize_training(spec: TrainSpec, caller, workspace) -> None:
