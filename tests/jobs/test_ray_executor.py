@@ -106,3 +106,30 @@ def test_a_train_job_runs_under_ray_train_and_survives_a_dead_worker(ray_workspa
     run = RunStore(ray_workspace).get(job.result["run_id"])
     assert run.metrics["loss"] < 0.5 and ray_workspace.blobs.exists(job.result["checkpoint"])
     assert "resumed at step 10" in job.log_path.read_text()  # Ray Train restarted the group from the checkpoint
+
+
+def _quadratic(params: dict) -> float:
+    if params["x"] > 0.95:
+        raise ValueError("a trial's own failure")
+    return (params["x"] - 0.3) ** 2
+
+
+@pytest.mark.slow
+def test_trials_spread_over_the_cluster_with_ask_and_tell(ray_head):
+    import ray
+
+    from modelyard.train.ray_trials import run_trials_on_ray
+
+    seen = []
+    try:
+        result = run_trials_on_ray(_quadratic, lambda trial: {"x": trial.suggest_float("x", -1, 1)}, n_trials=12,
+                                   address=ray_head.address, on_trial=lambda n, p, v: seen.append((n, v)))
+    finally:
+        ray.shutdown()
+    assert result.concurrency == 2  # the head's CPUs
+    assert result.trials == 12 and len(seen) == 12
+    assert result.failed == sum(v is None for _, v in seen) and result.failed < 12, result.first_error
+    if result.failed:
+        assert "a trial's own failure" in result.first_error
+    assert result.best_value == min(v for _, v in seen if v is not None)
+    assert abs(result.best_params["x"] - 0.3) < 0.5

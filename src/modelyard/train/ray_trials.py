@@ -8,6 +8,7 @@ as Ray Tune's). Inside a Ray Job ``ray.init()`` joins the job's cluster; elsewhe
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +22,12 @@ class TrialsResult:
     best_params: dict
     wall_s: float
     concurrency: int
+    first_error: str | None = None
 
     def to_dict(self) -> dict:
         return {"trials": self.trials, "failed": self.failed, "best_value": self.best_value,
-                "best_params": self.best_params, "wall_s": self.wall_s, "concurrency": self.concurrency}
+                "best_params": self.best_params, "wall_s": self.wall_s, "concurrency": self.concurrency,
+                "first_error": self.first_error}
 
 
 def run_trials_on_ray(objective: Callable[[dict], float], suggest: Callable, n_trials: int,
@@ -51,12 +54,19 @@ def run_trials_on_ray(objective: Callable[[dict], float], suggest: Callable, n_t
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     if concurrency is None:
         concurrency = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial))
+    module = getattr(objective, "__module__", "__main__") or "__main__"
+    if module not in ("__main__",) and not module.startswith("modelyard.") and module in sys.modules:
+        # the nodes may not have the caller's module (a script, a notebook helper): ship its code with the task
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[module])
     remote = ray.remote(num_cpus=cpus_per_trial, max_retries=0)(objective)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
     started = time.monotonic()
     pending: dict = {}
     asked = failed = 0
+    first_error = None
     while asked < n_trials or pending:
         while asked < n_trials and len(pending) < concurrency:
             trial = study.ask()
@@ -68,10 +78,11 @@ def run_trials_on_ray(objective: Callable[[dict], float], suggest: Callable, n_t
             trial, params = pending.pop(ref)
             try:
                 value = float(ray.get(ref))
-            except Exception:  # noqa: BLE001 - a trial's own error fails that trial, not the search
+            except Exception as exc:  # noqa: BLE001 - a trial's own error fails that trial, not the search
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 failed += 1
                 value = None
+                first_error = first_error or str(getattr(exc, "cause", None) or exc).strip().splitlines()[-1]
             else:
                 study.tell(trial, value)
             if on_trial is not None:
@@ -80,4 +91,5 @@ def run_trials_on_ray(objective: Callable[[dict], float], suggest: Callable, n_t
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     return TrialsResult(trials=len(study.trials), failed=failed,
                         best_value=study.best_value if completed else None,
-                        best_params=study.best_params if completed else {}, wall_s=wall, concurrency=concurrency)
+                        best_params=study.best_params if completed else {}, wall_s=wall, concurrency=concurrency,
+                        first_error=first_error)
