@@ -49,6 +49,8 @@ def batch(
     backend: Annotated[str, typer.Option(help="auto or backend:device.")] = "auto",
     max_rows_per_second: Annotated[float | None, typer.Option("--max-rows-per-second",
                                                               help="Throttle.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="With executor = \"ray\": spread the chunks over this "
+                                         "many Ray workers.")] = 1,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the job id and return.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False,
 ) -> None:
@@ -65,7 +67,7 @@ def batch(
     if not input_path.exists():
         raise InvalidInput(f"--input {input_path}: no such file or folder")
     spec = {"model": model, "key": key, "columns": columns or None, "chunk_size": chunk_size, "backend": backend,
-            "max_rows_per_second": max_rows_per_second}
+            "max_rows_per_second": max_rows_per_second, "workers": workers}
     with get_client() as client:
         # the owner in-process is on this machine: the job reads and writes these paths itself; any other client
         # sends the input as blobs and downloads the output (the server's disk is not this machine's)
