@@ -51,6 +51,8 @@ def batch(
                                                               help="Throttle.")] = None,
     threshold: Annotated[float | None, typer.Option(
         help="Detectors: the score a box needs (default: the model's); the output has one row per box.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="With executor = \"ray\": spread the chunks over this "
+                                         "many Ray workers.")] = 1,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the job id and return.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False,
 ) -> None:
@@ -67,7 +69,7 @@ def batch(
     if not input_path.exists():
         raise InvalidInput(f"--input {input_path}: no such file or folder")
     spec = {"model": model, "key": key, "columns": columns or None, "chunk_size": chunk_size, "backend": backend,
-            "max_rows_per_second": max_rows_per_second}
+            "max_rows_per_second": max_rows_per_second, "workers": workers}
     if threshold is not None:
         spec["threshold"] = threshold
     with get_client() as client:

@@ -41,7 +41,8 @@ def _global(
 # The command tree, declared once. Every command is ``modelyard <noun> <verb>``: noun -> (help, the modules whose
 # module-level ``app`` holds its verbs). A later capability adds its module here.
 NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "system": ("This machine: create the workspace, run the server and the job worker, versions, inference backends.",
+    "system": ("This machine: create the workspace, run the server and the job worker, check the configuration "
+               "(doctor), versions, inference backends.",
                ("system", "backends")),
     "jobs": ("Durable jobs: list, show, logs, wait, cancel, submit.", ("jobs",)),
     "tokens": ("API tokens (admin).", ("tokens",)),
@@ -58,6 +59,8 @@ NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
              ("runs",)),
     "automl": ("AutoML: search models for a dataset version under a time budget and a latency limit; register the "
                "winner.", ("automl",)),
+    "train": ("Your own training code as a job: submit a script to N data-parallel workers (torchrun semantics), "
+              "metrics as a run, checkpoints in the blob store.", ("train",)),
     "models": ("Model registry: register versions, list, show (signature, card), alias, delete; evaluate on a dataset, "
                "batch inference.", ("models", "evaluate", "batch")),
     "services": ("Real-time services: deploy, list, show, logs, scale, stop, start, rollback, traffic, predict, "
@@ -73,6 +76,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "server": ("system", "server"),
     "worker": ("system", "worker"),
     "version": ("system", "version"),
+    "doctor": ("system", "doctor"),
     "backends": ("system", "backends"),
     "deploy": ("services", "deploy"),
     "batch": ("models", "batch"),

@@ -1,4 +1,5 @@
-"""``modelyard system init | server | worker | version`` (each also a top-level shortcut: ``modelyard init``...)."""
+"""``modelyard system init | server | worker | doctor | migrate-store | version`` (most also a top-level shortcut:
+``modelyard init``...)."""
 
 from __future__ import annotations
 
@@ -253,6 +254,57 @@ def worker(
         job_worker.run(until_idle=until_idle)
     finally:
         workspace.close()
+
+
+@app.command("doctor")
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False) -> None:
+    """Check this configuration end to end: database reachable and migrated, blob store writable and read back, the
+    executor (Ray) reachable with its resources. One line per problem; exit code 1 when there is any."""
+    from modelyard.jobs.doctor import run_doctor
+
+    report = run_doctor(_settings())
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for check in report.checks:
+            if check.ok:
+                console.print(f"ok  {check.name}: {check.detail}", highlight=False, soft_wrap=True)
+        for check in report.problems:
+            err_console.print(f"error: {check.name}: {check.detail}", highlight=False, soft_wrap=True, markup=False)
+    if not report:
+        raise typer.Exit(1)
+
+
+@app.command("migrate-store")
+def migrate_store(
+    target_home: Annotated[Path, typer.Option("--target-home", help="The new workspace's folder; its config.toml "
+                                              "names the target (db_url, blob_url, s3_*).")],
+    blobs_only: Annotated[bool, typer.Option("--blobs-only", help="Copy only the blobs (resume an interrupted "
+                                             "copy, or move blobs alone).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False,
+) -> None:
+    """Copy this workspace's metadata (every row) and blobs (verified) into another configuration, e.g. PostgreSQL +
+    S3. The target database must be empty; stop the server and workers first."""
+    from modelyard.core.settings import Settings
+    from modelyard.store.transfer import transfer_workspace
+    from modelyard.store.workspace import Workspace
+
+    source = Workspace.open(_settings(), create=False)
+    try:
+        target = Workspace.open(Settings.load(target_home), create=True)
+        try:
+            log = (lambda _: None) if as_json else (lambda line: err_console.print(line, highlight=False,
+                                                                                   markup=False))
+            result = transfer_workspace(source, target, blobs_only=blobs_only, log=log)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"copied {sum(result['rows'].values())} row(s) and {result['blobs_copied']} blob(s) to "
+                      f"{target_home} (blobs in {result['target_blobs']})", highlight=False)
 
 
 @app.command("version")

@@ -1,8 +1,8 @@
 """Optional dependencies: which pip extra installs each one, and one clear error when one is missing.
 
 The base install (``pip install modelyard``) is the platform without the ML stack; ``[ml]``, ``[openvino]``,
-``[postgres]`` and ``[hf]`` add the rest. Code that needs an optional package imports it inside the function (so
-``modelyard --help`` stays instant) with :func:`require`, or plainly: the CLI and the job runner turn a
+``[postgres]``, ``[scale]`` and ``[hf]`` add the rest. Code that needs an optional package imports it inside the
+function (so ``modelyard --help`` stays instant) with :func:`require`, or plainly: the CLI and the job runner turn a
 ``ModuleNotFoundError`` for a module listed here into the same one-line hint via :func:`missing_dependency`.
 ``tests/core/test_extras.py`` checks that every third-party import in the package is a base dependency or listed
 here, and that each extra named here really lists the package in pyproject.toml.
@@ -42,6 +42,9 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "openvino"),
     "nncf": ("nncf", "openvino"),
     "psycopg": ("psycopg", "postgres"),
+    "ray": ("ray", "scale"),
+    "boto3": ("boto3", "scale"),
+    "botocore": ("boto3", "scale"),
     "transformers": ("transformers", "hf"),
     "tokenizers": ("tokenizers", "hf"),
     "nudenet": ("nudenet", "detection"),

@@ -5,6 +5,11 @@ Example ``config.toml``::
     db_url = "postgresql+psycopg://modelyard@localhost/modelyard"
     max_body_bytes = 104857600
     workers = 4
+    # scale-out (docs/scale-out.md): jobs on a Ray cluster, blobs on S3-compatible object storage
+    executor = "ray"
+    ray_address = "http://ray-head:8265"
+    blob_url = "s3://modelyard-blobs/prod"
+    s3_endpoint_url = "http://seaweedfs:8333"
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from modelyard.core.errors import WorkspaceError
 
 ENV_PREFIX = "MODELYARD_"
+EXECUTORS = ("local", "ray")
 
 
 def default_home() -> Path:
@@ -44,6 +50,16 @@ class Settings:
             sessions untouched for longer are expired by ``blobs gc`` too.
         max_upload_bytes: most bytes one chunked upload session may hold in total (413 on the chunk that would pass
             it), so an open session cannot fill the disk. Default 64 GiB.
+        executor: where job processes run: ``"local"`` (processes on the worker's machine, the default) or
+            ``"ray"`` (each job submitted as a Ray Job to ``ray_address``).
+        ray_address: the Ray head's dashboard URL for the Jobs API, e.g. ``http://127.0.0.1:8265``.
+        blob_url: where blobs live: unset for ``<home>/blobs``, or ``s3://bucket/prefix`` for S3-compatible object
+            storage (credentials from ``s3_access_key_id``/``s3_secret_access_key`` or the standard AWS variables
+            and files).
+        s3_endpoint_url: the S3 server for a non-AWS store (SeaweedFS, MinIO, Ceph), e.g. ``http://host:8333``;
+            default ``$AWS_ENDPOINT_URL`` or AWS itself.
+        s3_region: the bucket's region; default ``$AWS_DEFAULT_REGION`` or ``us-east-1``.
+        s3_access_key_id, s3_secret_access_key: credentials; default the AWS variables/files boto3 reads.
     """
 
     home: Path = field(default_factory=default_home)
@@ -57,6 +73,13 @@ class Settings:
     max_archive_ratio: float = 100.0
     blob_gc_grace_s: float = 86_400.0
     max_upload_bytes: int = 64 * 1024**3
+    executor: str = "local"
+    ray_address: str | None = None
+    blob_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
 
     @property
     def database_url(self) -> str:
@@ -106,6 +129,14 @@ class Settings:
                 raise WorkspaceError(f"setting {name}={getattr(settings, name)} must be positive")
         if settings.blob_gc_grace_s < 0:
             raise WorkspaceError(f"setting blob_gc_grace_s={settings.blob_gc_grace_s} must not be negative")
+        if settings.executor not in EXECUTORS:
+            raise WorkspaceError(f"setting executor={settings.executor!r} must be one of {', '.join(EXECUTORS)}")
+        if settings.executor == "ray" and not settings.ray_address:
+            raise WorkspaceError("setting executor='ray' needs ray_address (the Ray dashboard URL, "
+                                 "e.g. http://127.0.0.1:8265)")
+        if settings.blob_url and not settings.blob_url.startswith("s3://"):
+            raise WorkspaceError(f"setting blob_url={settings.blob_url!r} must be s3://bucket[/prefix] "
+                                 "(leave it unset for <home>/blobs)")
         if settings.max_body_bytes < 1024:
             raise WorkspaceError(f"setting max_body_bytes={settings.max_body_bytes} must be at least 1024")
         return settings

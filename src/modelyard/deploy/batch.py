@@ -48,6 +48,8 @@ class BatchSpec(BaseModel):
         max_rows_per_second: throttle, to leave cores to real-time services on the same machine.
         threshold: for a detector, the score a box needs (default: the model's ``score_threshold``); a detector
             writes one row per box.
+        workers: with ``executor = "ray"``, chunks are spread over this many Ray actors (each loads the model once);
+            the job writes every finished chunk itself, so rows are still written once and a rerun resumes.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,6 +66,7 @@ class BatchSpec(BaseModel):
     backend: str = "auto"
     max_rows_per_second: float | None = Field(default=None, gt=0)
     threshold: float | None = Field(default=None, ge=0, le=1)
+    workers: int = Field(default=1, ge=1, le=256)
 
     @field_validator("input", "output")
     @classmethod
@@ -131,6 +134,7 @@ def _fingerprint(spec: BatchSpec, version_id: str) -> str:
     data = spec.model_dump(mode="json")
     data.pop("max_rows_per_second")
     data.pop("backend")
+    data.pop("workers")  # how many shards computed the parts does not change them
     data["version_id"] = version_id
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -182,9 +186,12 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     batchable = version.signature.batchable
     detector = is_detector(version.signature)
     computed, started = 0, time.monotonic()
-    for index, start, stop in chunks:
-        if index in done:
-            continue
+    todo = [(index, start, stop) for index, start, stop in chunks if index not in done]
+    # detectors write one row per box, which the Ray actors' row-per-input parts do not model: they run here
+    if spec.workers > 1 and not detector and Settings.load(ctx.home).executor == "ray" and todo:
+        computed = _infer_on_ray(spec, ctx, version.ref, source, todo, parts, done, len(chunks))
+        todo = []
+    for index, start, stop in todo:
         if ctx.cancelled():
             ctx.log(f"cancel requested after {computed} new rows; finished chunks stay for a resumed run")
             raise InvalidInput("cancelled on request", code="cancelled")
@@ -234,6 +241,68 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
         result["output_blob"] = {"digest": "sha256:" + blob.digest, "size": blob.size, "name": output.name}
     ctx.log(f"wrote {result['rows']} rows to {result['output']} ({computed} computed in this run)")
     return result
+
+
+class _ShardWorker:
+    """A Ray actor holding the model once; infers the chunks the job sends it."""
+
+    def __init__(self, home: str, model_ref: str, backend: str):
+        from modelyard.core.settings import Settings
+        from modelyard.deploy.loading import load_served
+        from modelyard.registry.versions import ModelRegistry
+        from modelyard.store.workspace import Workspace
+
+        workspace = Workspace.open(Settings.load(home), create=True, migrate=False)
+        try:
+            self.version = ModelRegistry(workspace).get_version(model_ref)
+            artifact = _artifact(workspace, self.version)
+        finally:
+            workspace.close()
+        _, self.runner = load_served(self.version, artifact, backend)
+
+    def infer(self, index: int, feeds: dict) -> tuple[int, dict]:
+        if self.version.signature.batchable:
+            return index, self.runner.infer(feeds)
+        count = len(next(iter(feeds.values())))
+        rows = [self.runner.infer({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(count)]
+        return index, {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+
+
+def _infer_on_ray(spec: BatchSpec, ctx: JobContext, model_ref: str, source, todo, parts: Path, done: set,
+                  total_chunks: int) -> int:
+    """Spread the chunks still to do over ``spec.workers`` Ray actors; this process writes each finished chunk
+    (atomically, once), so a crash or cancel leaves only whole parts and a rerun computes just the rest."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(logging_level="ERROR")  # inside a Ray Job: the job's cluster
+    actor = ray.remote(num_cpus=1)(_ShardWorker)
+    workers = [actor.remote(str(ctx.home), model_ref, spec.backend) for _ in range(spec.workers)]
+    ctx.log(f"{len(todo)} chunk(s) over {spec.workers} Ray worker(s)")
+    bounds = {index: (start, stop) for index, start, stop in todo}
+    queue, pending, computed = list(bounds), {}, 0
+    try:
+        while queue or pending:
+            while queue and len(pending) < 2 * len(workers):  # two chunks in flight per worker
+                index = queue.pop(0)
+                start, stop = bounds[index]
+                pending[workers[index % len(workers)].infer.remote(index, source.read(start, stop))] = index
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                del pending[ref]
+                index, outputs = ray.get(ref)
+                start, stop = bounds[index]
+                write_part(parts / f"part-{index:06d}.npz", source.keys[start:stop], outputs)
+                computed += stop - start
+                done.add(index)
+                ctx.progress(len(done) / total_chunks, f"{len(done)}/{total_chunks} chunks on Ray")
+            if ctx.cancelled():
+                ctx.log(f"cancel requested after {computed} new rows; finished chunks stay for a resumed run")
+                raise InvalidInput("cancelled on request", code="cancelled")
+    finally:
+        for worker in workers:
+            ray.kill(worker)
+    return computed
 
 
 def _input(spec: BatchSpec, workspace, workdir: Path) -> tuple[Path, list[str] | None]:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.core.errors import IntegrityError, NotFound
 from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.core.settings import Settings
-from modelyard.store.blobs import BlobStore
+from modelyard.store.blob_stores import open_blob_store
 
 
 class BlobVerifySpec(BaseModel):
@@ -24,7 +24,7 @@ class BlobVerifySpec(BaseModel):
 
 
 def verify_blobs(spec: BlobVerifySpec, ctx: JobContext) -> dict:
-    store = BlobStore(Settings.load(ctx.home).blobs_dir)
+    store = open_blob_store(Settings.load(ctx.home))
     digests = [store.normalize(d) for d in spec.digests] if spec.digests else list(store.iter_digests())
     ok, corrupt, missing, total_bytes = 0, [], [], 0
     for index, digest in enumerate(digests):

@@ -46,6 +46,9 @@ class Executor(ABC):
     def active(self) -> set[str]:
         """Jobs whose processes are still running."""
 
+    def stop_orphan(self, job_id: str) -> None:  # noqa: B027 - optional hook, local orphans are killed by pid
+        """Stop what still runs of a job whose worker died (before another worker recovers it)."""
+
 
 def _set_parent_death_signal(sig: int) -> None:
     with contextlib.suppress(OSError):  # not Linux/glibc: recovery on restart still handles orphans

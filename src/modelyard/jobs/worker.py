@@ -21,12 +21,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.core import plugins
 from modelyard.core.errors import ModelyardError
+from modelyard.core.settings import Settings
 from modelyard.jobs.executor import Executor, LocalExecutor, kill_tree
 from modelyard.jobs.queue import Job, JobQueue
 from modelyard.store.workspace import Workspace
 
 log = logging.getLogger("modelyard.worker")
 RECOVER_INTERVAL_S = 5.0
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor ``settings.executor`` names: local processes, or Ray Jobs on ``settings.ray_address``."""
+    if settings.executor == "ray":
+        from modelyard.jobs.ray_executor import RayExecutor
+
+        return RayExecutor(settings)
+    return LocalExecutor(settings)
 
 
 def _host() -> str:
@@ -36,7 +46,8 @@ def _host() -> str:
 class Worker:
     """Args:
         workspace: the opened workspace.
-        executor: where job processes run; default ``LocalExecutor``.
+        executor: where job processes run; default the one ``settings.executor`` names (``LocalExecutor``, or
+            ``RayExecutor`` for ``executor = "ray"``).
         concurrency: jobs at once; default ``settings.workers`` (the number of cores).
         poll_interval: seconds between loop turns.
     """
@@ -50,7 +61,7 @@ class Worker:
     ):
         self.workspace = workspace
         self.queue = JobQueue(workspace)
-        self.executor = executor or LocalExecutor(workspace.settings)
+        self.executor = executor or make_executor(workspace.settings)
         self.concurrency = concurrency or workspace.settings.workers
         self.poll_interval = poll_interval
         self.id = f"{_host()}:{os.getpid()}"
@@ -78,6 +89,7 @@ class Worker:
             host = (job.worker or "").rpartition(":")[0]
             if job.pid and host == _host():
                 kill_tree(job.pid, job.pid_started)
+            self.executor.stop_orphan(job.id)
             reason = (
                 f"worker {job.worker} stopped while the job was running (crash, kill -9 or power loss); "
                 f"attempt {job.attempts}"
@@ -141,7 +153,7 @@ class Worker:
         for job in self.queue.claim(self.id, free):
             try:
                 proc = self.executor.start(job.id, self.queue.log_path(job.id))
-            except OSError as exc:
+            except (OSError, ModelyardError) as exc:
                 self.queue.finish(job.id, "failed", error=f"cannot start job process: {exc}", worker=self.id)
                 continue
             self.queue.set_process(job.id, proc.pid, proc.pid_started)

@@ -106,9 +106,9 @@ def materialize_inputs(files: dict[str, str], ctx) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if files:
         from modelyard.core.settings import Settings
-        from modelyard.store.blobs import BlobStore
+        from modelyard.store.blob_stores import open_blob_store
 
-        BlobStore(Settings.load(ctx.home).blobs_dir).materialize(files, folder)
+        open_blob_store(Settings.load(ctx.home)).materialize(files, folder)
     return folder
 
 
@@ -135,12 +135,12 @@ def zip_to_blob(folder: Path, ctx) -> dict:
     import zipfile
 
     from modelyard.core.settings import Settings
-    from modelyard.store.blobs import BlobStore
+    from modelyard.store.blob_stores import open_blob_store
 
     archive = Path(ctx.workdir) / f"{folder.name}.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         for item in sorted(folder.rglob("*")):
             if item.is_file() and item != archive:
                 bundle.write(item, item.relative_to(folder).as_posix())
-    blob = BlobStore(Settings.load(ctx.home).blobs_dir).put_file(archive)
+    blob = open_blob_store(Settings.load(ctx.home)).put_file(archive)
     return {"digest": "sha256:" + blob.digest, "size": blob.size, "name": archive.name}

@@ -31,6 +31,12 @@ class BlobInfo:
         return {"digest": self.digest, "size": self.size}
 
 
+@dataclass(frozen=True)
+class BlobStat:
+    size: int
+    mtime: float
+
+
 BLOB_MODE = 0o400
 
 
@@ -146,6 +152,22 @@ class BlobStore:
     def exists(self, digest: str) -> bool:
         return self.path_for(digest).is_file()
 
+    def stat(self, digest: str) -> BlobStat | None:
+        """Size and last write (or re-upload) time, for garbage collection; None when the blob is not stored."""
+        try:
+            info = self.path_for(digest).stat()
+        except FileNotFoundError:
+            return None
+        return BlobStat(info.st_size, info.st_mtime)
+
+    def delete(self, digest: str) -> None:
+        """Remove one blob (garbage collection only); nothing when it is gone already."""
+        self.path_for(digest).unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        """Where the blobs live, for messages."""
+        return str(self.root)
+
     def info(self, digest: str) -> BlobInfo:
         path = self.path_for(digest)
         if not path.is_file():
@@ -253,3 +275,4 @@ class BlobStore:
                     candidate = shard.name + item.name
                     if _DIGEST.match(candidate):
                         yield candidate
+

@@ -132,21 +132,16 @@ def collect_garbage(workspace, dry_run: bool = True, grace_s: float | None = Non
         if digest in marked:
             referenced += 1
             continue
-        path = blobs.path_for(digest)
-        try:
-            info = path.stat()
-        except FileNotFoundError:
+        info = blobs.stat(digest)
+        if info is None:
             continue
-        if info.st_mtime > cutoff:
+        if info.mtime > cutoff:
             recent += 1
             continue
         if not dry_run:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
+            blobs.delete(digest)
         deleted.append(digest)
-        freed += info.st_size
+        freed += info.size
     stale = _sweep_temporary(blobs.root / "tmp", cutoff, dry_run) + _sweep_upload_sessions(blobs.root / "uploads",
                                                                                          cutoff, dry_run)
     return GcResult(dry_run=dry_run, grace_s=grace, deleted=deleted, freed_bytes=freed, kept_referenced=referenced,
@@ -248,10 +243,10 @@ def list_pins(workspace) -> list[dict]:
 
 
 def _pin_dict(row, blobs) -> dict:
-    path = blobs.path_for(row.digest)
+    info = blobs.stat(row.digest)
     return {"digest": "sha256:" + row.digest, "note": row.note, "created_by": row.created_by,
             "created_at": isoformat(as_utc(row.created_at)),
-            "size": path.stat().st_size if path.is_file() else None}
+            "size": info.size if info is not None else None}
 
 
 # -- in use -------------------------------------------------------------------------------------------------------

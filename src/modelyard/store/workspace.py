@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from modelyard.core.errors import WorkspaceError
 from modelyard.core.settings import Settings
+from modelyard.store.blob_stores import open_blob_store
 from modelyard.store.blobs import BlobStore
 from modelyard.store.db import open_database
 
@@ -49,7 +50,7 @@ class Workspace:
                 sub.mkdir(mode=PRIVATE_DIR)
                 os.chmod(sub, PRIVATE_DIR)
         engine = open_database(settings.database_url, run_migrations=migrate)
-        return cls(settings=settings, engine=engine, blobs=BlobStore(settings.blobs_dir))
+        return cls(settings=settings, engine=engine, blobs=open_blob_store(settings))
 
     @property
     def home(self) -> Path:

@@ -1,0 +1,135 @@
+"""Jobs as Ray Jobs on a real local Ray head, with the blobs on a real S3 server (SeaweedFS) and, when CI's
+PostgreSQL is there, the metadata in PostgreSQL: the same job rows, results and logs as the local executor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from modelyard.core.settings import Settings
+from modelyard.jobs.executor import LocalExecutor
+from modelyard.jobs.queue import JobQueue
+from modelyard.jobs.ray_executor import RayExecutor, settings_env
+from modelyard.jobs.worker import Worker, make_executor
+from modelyard.store.workspace import Workspace
+
+
+def test_settings_pick_the_executor(tmp_path):
+    assert isinstance(make_executor(Settings.load(tmp_path)), LocalExecutor)
+    ray = Settings.load(tmp_path, executor="ray", ray_address="http://127.0.0.1:8265")
+    assert isinstance(make_executor(ray), RayExecutor)
+    with pytest.raises(Exception, match="needs ray_address"):
+        Settings.load(tmp_path, executor="ray")
+    with pytest.raises(Exception, match="must be one of local, ray"):
+        Settings.load(tmp_path, executor="kubernetes")
+
+
+def test_settings_travel_as_environment(tmp_path):
+    settings = Settings.load(tmp_path, blob_url="s3://b/p", s3_endpoint_url="http://127.0.0.1:1", max_body_bytes=2048)
+    env = settings_env(settings)
+    assert env["MODELYARD_BLOB_URL"] == "s3://b/p" and env["MODELYARD_MAX_BODY_BYTES"] == "2048"
+    assert env["MODELYARD_DB_URL"] == settings.database_url
+    assert "MODELYARD_HEARTBEAT_S" not in env  # defaults stay defaults
+
+
+@pytest.fixture
+def ray_workspace(ray_head, s3_server, tmp_path, request):
+    db_url = request.getfixturevalue("pg_database") if os.environ.get("MODELYARD_TEST_PG_URL") else None
+    settings = Settings.load(tmp_path / "home", executor="ray", ray_address=ray_head.dashboard, db_url=db_url,
+                             **s3_server.settings_values())
+    workspace = Workspace.open(settings)
+    yield workspace
+    workspace.close()
+
+
+@pytest.mark.slow
+def test_jobs_run_as_ray_jobs_with_results_logs_and_cancel(ray_workspace):
+    from ray.job_submission import JobSubmissionClient
+
+    queue = JobQueue(ray_workspace)
+    ray_workspace.blobs.put_bytes(b"one")
+    ray_workspace.blobs.put_bytes(b"two")
+    ok = queue.submit("blob.verify", {})
+    bad = queue.submit("system.sleep", {"seconds": 0.1, "fail": True})
+    worker = Worker(ray_workspace, concurrency=2)
+    assert isinstance(worker.executor, RayExecutor)
+    worker.run(until_idle=True, handle_signals=False)
+    ok, bad = queue.get(ok.id), queue.get(bad.id)
+    assert ok.status == "succeeded", ok.log_path.read_text()
+    assert ok.result["ok"] == 2 and ok.result["healthy"] and ok.progress == 1.0
+    log = ok.log_path.read_text()
+    assert "submitted as Ray job modelyard-" in log and "verified 2 blob(s)" in log
+    assert bad.status == "failed" and "failed on request" in bad.error
+    # the Ray job carries the Modelyard job id, for operators looking at the Ray dashboard
+    client = JobSubmissionClient(ray_workspace.settings.ray_address)
+    assert {ok.id, bad.id} <= {(j.metadata or {}).get("modelyard_job") for j in client.list_jobs()}
+
+    # cancel maps to stop_job: the Ray job ends STOPPED and the job row cancelled
+    slow = queue.submit("system.sleep", {"seconds": 120, "step": 0.1})
+    worker = Worker(ray_workspace, concurrency=1)
+    while queue.get(slow.id).progress <= 0:  # running on Ray and reporting progress
+        worker.turn()
+        worker.stop_event.wait(0.2)
+    queue.cancel(slow.id)
+    while queue.get(slow.id).status == "running":
+        worker.turn()
+        worker.stop_event.wait(0.2)
+    assert queue.get(slow.id).status == "cancelled"
+    stopped = [j for j in client.list_jobs() if (j.metadata or {}).get("modelyard_job") == slow.id]
+    assert [str(j.status.value) for j in stopped] == ["STOPPED"]
+
+
+@pytest.mark.slow
+def test_a_train_job_runs_under_ray_train_and_survives_a_dead_worker(ray_workspace, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.train.tracking import RunStore
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 2))
+    pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "y": 3 * x[:, 0] - 2 * x[:, 1] + 0.5}).to_csv(tmp_path / "l.csv",
+                                                                                          index=False)
+    DatasetStore(ray_workspace).import_path(tmp_path / "l.csv", "lin", label="y", task="regression")
+    script = Path(__file__).parents[1] / "train" / "ddp_script.py"
+    digest = "sha256:" + ray_workspace.blobs.put_file(script).digest
+    queue = JobQueue(ray_workspace)
+    job = queue.submit("train", {"script": digest, "script_name": "ddp_script.py", "data": "lin@1", "workers": 2,
+                                 "cpus_per_worker": 0.5, "params": {"steps": "20", "die_at_step": "12"}})
+    Worker(ray_workspace, concurrency=1).run(until_idle=True, handle_signals=False)
+    job = queue.get(job.id)
+    assert job.status == "succeeded", job.log_path.read_text()[-3000:]
+    assert job.result["workers"] == 2 and job.result["steps"] == 19
+    run = RunStore(ray_workspace).get(job.result["run_id"])
+    assert run.metrics["loss"] < 0.5 and ray_workspace.blobs.exists(job.result["checkpoint"])
+    assert "resumed at step 10" in job.log_path.read_text()  # Ray Train restarted the group from the checkpoint
+
+
+def _quadratic(params: dict) -> float:
+    if params["x"] > 0.95:
+        raise ValueError("a trial's own failure")
+    return (params["x"] - 0.3) ** 2
+
+
+@pytest.mark.slow
+def test_trials_spread_over_the_cluster_with_ask_and_tell(ray_head):
+    import ray
+
+    from modelyard.train.ray_trials import run_trials_on_ray
+
+    seen = []
+    try:
+        result = run_trials_on_ray(_quadratic, lambda trial: {"x": trial.suggest_float("x", -1, 1)}, n_trials=12,
+                                   address=ray_head.address, on_trial=lambda n, p, v: seen.append((n, v)))
+    finally:
+        ray.shutdown()
+    assert result.concurrency == 2  # the head's CPUs
+    assert result.trials == 12 and len(seen) == 12
+    assert result.failed == sum(v is None for _, v in seen) and result.failed < 12, result.first_error
+    if result.failed:
+        assert "a trial's own failure" in result.first_error
+    assert result.best_value == min(v for _, v in seen if v is not None)
+    assert abs(result.best_params["x"] - 0.3) < 0.5
