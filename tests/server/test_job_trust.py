@@ -88,6 +88,8 @@ def _hostile(api, outside: Path) -> list[tuple[str, dict, int, str]]:
          forbidden_code),
         ("batch.predict", {"model": "m@1", "input": "/etc/passwd", "output": out + ".csv"}, 403, forbidden_path),
         ("batch.predict", {"model": "m@1", "dataset": "d@1", "output": out + ".csv"}, 403, forbidden_path),
+        # a training script is code run on the workers: never an editor's to submit
+        ("train", {"script": _upload(api, b"import os\nos.system('id > pwned.txt')\n")}, 403, forbidden_code),
     ]
     return cases
 
@@ -95,7 +97,7 @@ def _hostile(api, outside: Path) -> list[tuple[str, dict, int, str]]:
 def test_every_kind_is_audited():
     """A new built-in kind must get hostile cases here, or be declared free of code and paths."""
     audited = {"migrate.convert", "migrate.compare", "migrate.coverage", "migrate.benchmark", "migrate.optimize",
-               "migrate.analyze", "migrate.apply", "migrate.run", "batch.predict"}
+               "migrate.analyze", "migrate.apply", "migrate.run", "batch.predict", "train"}
     assert set(plugins.JOB_KINDS) == audited | PATH_FREE
     for name in audited:
         assert plugins.load_job_kind(name).authorize is not None, name
