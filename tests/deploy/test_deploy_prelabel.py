@@ -105,3 +105,25 @@ def test_raw_scores_become_probabilities_within_the_label_set():
     with pytest.raises(InvalidInput, match="shape"):
         class_scores_to_proposals({"logits": np.zeros((2, 2), np.float32)}, _signature("abc"),
                                   [("x", 4, 4), ("y", 4, 4)], ["a"], "classification")
+
+
+def test_a_detection_model_proposes_boxes_in_the_images_pixels(labeling):
+    from modelyard.data.annotations import Annotated
+    from modelyard.deploy.prelabel import PROPOSE
+    from modelyard.registry.versions import ModelRegistry
+    from support import DETECTOR_PREPROCESSING, DETECTOR_TASK, detector_onnx
+
+    workspace, store, folder = labeling
+    digest = "sha256:" + workspace.blobs.put_file(detector_onnx(folder / "detector.onnx")).digest
+    ModelRegistry(workspace).create_version("boxes", {"model.onnx": digest}, "model.onnx", "onnx",
+                                            preprocessing=DETECTOR_PREPROCESSING, task=DETECTOR_TASK)
+    store.create("d1", OWNER, task="detection", dataset="colours@1", classes=["dog", "bird"])
+    result = PROPOSE.run(PROPOSE.validate_spec({"job": "d1", "model": "boxes"}), LocalJobContext(home=workspace.home))
+    assert result["proposed"] == 9
+    for item in store.items("d1", state=["proposed"])["items"]:
+        proposal = Annotated.from_entry(item["item"], item["proposal"])
+        # the model's cat box is left out (not in the label set); its dog box is mapped back from the 32x32 input
+        assert [b.label for b in proposal.boxes] == ["dog"] and proposal.boxes[0].score == pytest.approx(0.9)
+        box = proposal.boxes[0]
+        assert 0 <= box.x1 < box.x2 <= proposal.width and 0 <= box.y1 < box.y2 <= proposal.height
+        assert item["score"] == pytest.approx(0.9)

@@ -20,12 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
-from modelyard.data.annotations import Annotated
+from modelyard.data.annotations import Annotated, Box
 from modelyard.data.labeling.model import Proposal
 
 # the model's task type -> the predictor turning its outputs into proposals
 PREDICTORS: dict[str, str] = {
     "classification": "modelyard.deploy.prelabel:classification_proposals",
+    "detection": "modelyard.deploy.prelabel:detection_proposals",
 }
 # a multi-label proposal names every class at least this probable (and the best one when none is)
 MULTILABEL_THRESHOLD = 0.5
@@ -104,6 +105,31 @@ def class_scores_to_proposals(outputs: dict[str, np.ndarray], signature, items: 
             chosen, score = [kept_names[order[0]]], float(row[order[0]])
         proposals.append(Proposal(Annotated.make(item, width, height, labels=chosen), score,
                                   {n: round(float(v), 6) for n, v in zip(kept_names, row, strict=True)}))
+    return proposals
+
+
+def detection_proposals(runner, signature, images: Sequence[tuple[str, np.ndarray]], classes: Sequence[str],
+                        task: str) -> list[Proposal]:
+    """The detection predictor: each image through the served preprocessing (letterbox included) and the model's
+    declared post-processor, boxes mapped back to the image's pixels; boxes of classes the label set lacks are
+    left out. The item's score is its boxes' mean score (0 when the model sees nothing)."""
+    from modelyard.deploy.detection import detections
+
+    if task != "detection":
+        raise InvalidInput(f"a detection model proposes boxes; this job's task is {task}")
+    if signature.image_input is None:
+        raise InvalidInput("the model declares no image preprocessing: it cannot look at images")
+    wanted = set(classes)
+    if not wanted & set((signature.task or {}).get("classes") or []):
+        raise InvalidInput(f"the model's classes share none with the label set ({', '.join(list(classes)[:10])})")
+    proposals = []
+    for item, pixels in images:
+        height, width = int(pixels.shape[0]), int(pixels.shape[1])
+        found = detections(signature, infer_preprocessed(runner, signature, [pixels]), (height, width), None)
+        boxes = [Box(*map(float, d["box"]), d["class"], round(float(d["score"]), 6))
+                 for d in found if d["class"] in wanted]
+        score = float(np.mean([b.score for b in boxes])) if boxes else 0.0
+        proposals.append(Proposal(Annotated.make(item, width, height, boxes=boxes), score))
     return proposals
 
 
