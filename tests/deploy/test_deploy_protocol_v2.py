@@ -80,6 +80,7 @@ def test_a_tensor_that_does_not_fit_is_a_400_naming_it(body, binary, message):
     (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [NaN]}]}', None, "malformed JSON"),
     (b"{}", "99", "Inference-Header-Content-Length '99' is not a length within the 2-byte body"),
     (b"{}", "-1", "is not a length"),
+    (b"{}", "\u00b2", "is not a length"),  # a Latin-1 header byte that str.isdigit() takes for a digit
     (b"", None, "empty infer request"),
     (b'{"inputs": ' + b"[" * 100 + b"]" * 100 + b"}", None, "JSON nested deeper than 64 levels"),
 ])

@@ -99,7 +99,9 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     from modelyard.core.jsonsafe import MAX_DEPTH, nests_deeper_than
 
     if header_length is not None:
-        if not header_length.strip().isdigit() or int(header_length) > len(body):
+        # ASCII digits only: str.isdigit() also takes "\u00b2" (a Latin-1 header byte), which int() refuses
+        if not header_length.strip().isascii() or not header_length.strip().isdigit() or \
+                int(header_length) > len(body):
             raise BadRequest(f"Inference-Header-Content-Length {header_length!r} is not a length within the "
                              f"{len(body)}-byte body")
         head, binary = body[:int(header_length)], body[int(header_length):]
