@@ -127,3 +127,18 @@ def test_a_detection_model_proposes_boxes_in_the_images_pixels(labeling):
         box = proposal.boxes[0]
         assert 0 <= box.x1 < box.x2 <= proposal.width and 0 <= box.y1 < box.y2 <= proposal.height
         assert item["score"] == pytest.approx(0.9)
+
+
+def test_an_image_of_more_pixels_than_serving_takes_is_refused_before_decoding():
+    import io
+
+    from PIL import Image
+
+    from modelyard.deploy.images import MAX_PIXELS
+    from modelyard.deploy.prelabel import decode_pixels
+
+    side = int(MAX_PIXELS ** 0.5) + 8  # a 1-bit PNG of a few kB that would decode to ~200 MB of RGB
+    buffer = io.BytesIO()
+    Image.new("1", (side, side)).save(buffer, format="PNG")
+    with pytest.raises(InvalidInput, match=f"{side}x{side} pixels is too large"):
+        decode_pixels(buffer.getvalue())

@@ -145,12 +145,20 @@ def predictor_for(signature):
 
 
 def decode_pixels(data: bytes) -> np.ndarray:
-    """Encoded image bytes -> ``H x W x C`` uint8 (C is 1 or 3)."""
+    """Encoded image bytes -> ``H x W x C`` uint8 (C is 1 or 3); refused, before decoding, above serving's
+    decompression-bomb guard (a few-kB PNG can otherwise decode to gigabytes)."""
     from PIL import Image
+
+    from modelyard.deploy.images import MAX_PIXELS
 
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise InvalidInput(f"an image of {image.width}x{image.height} pixels is too large (at most "
+                                   f"{MAX_PIXELS} pixels); resize it first")
             array = np.asarray(image.convert("L" if image.mode in ("L", "I;16", "I") else "RGB"))
+    except InvalidInput:
+        raise
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file
         raise InvalidInput(f"not a readable image ({type(exc).__name__})") from None
     return array[:, :, None] if array.ndim == 2 else array
