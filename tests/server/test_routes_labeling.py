@@ -183,6 +183,23 @@ def test_label_studio_predicts_choices_with_basic_auth_or_bearer(api):
         http.post("/labelstudio/colours/predict", json=broken, headers=who["val"]), 422, "invalid_input")
 
 
+def test_label_studio_reads_and_decodes_a_large_request_a_few_tasks_at_a_time(api, monkeypatch):
+    # up to 1000 tasks a request, each a blob digest or a URL: holding every image at once is unbounded memory
+    from modelyard.deploy.prelabel import Predictor
+    from modelyard.server.routes_labelstudio import PREDICT_CHUNK
+
+    http, who, _ = api
+    sizes, propose = [], Predictor.propose
+    monkeypatch.setattr(Predictor, "propose", lambda self, images, *a: sizes.append(len(images)) or propose(
+        self, images, *a))
+    colours = ["red", "green", "blue"] * PREDICT_CHUNK
+    request = {"tasks": [_ls_task(c, i) for i, c in enumerate(colours)], "label_config": CHOICES}
+    answer = http.post("/labelstudio/colours/predict", json=request, headers=who["val"])
+    assert answer.status_code == 200, answer.text
+    assert [r["result"][0]["value"]["choices"] for r in answer.json()["results"]] == [[c] for c in colours]
+    assert sum(sizes) == len(colours) and max(sizes) <= PREDICT_CHUNK
+
+
 def test_label_studio_fetches_project_images_only_from_the_host_given_at_setup(api):
     http, who, _ = api
     seen = []

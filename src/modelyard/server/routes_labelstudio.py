@@ -34,6 +34,7 @@ from modelyard.store.tokens import TokenStore, role_allows
 
 router = APIRouter(prefix="/labelstudio", tags=["label studio ML backend"])
 MAX_TASKS = 1000
+PREDICT_CHUNK = 8  # tasks read and decoded at a time (each image may be up to 64 Mpixels once decoded)
 MAX_CACHED_MODELS = 4
 FETCH_TIMEOUT_S = 15.0
 _LOCK = threading.Lock()
@@ -191,11 +192,14 @@ def predict(model: str, body: Predict, request: Request):
     _principal(request, "viewer")
     predictor = _predictor(request, model)
     config = _config(body.label_config, predictor)
-    images = []
-    for index, task in enumerate(body.tasks):
-        task_id = task.get("id", index)
-        data = task.get("data") if isinstance(task.get("data"), dict) else {}
-        images.append((f"task {task_id}", _image_bytes(request, data.get(config.data_key), task_id, body.project)))
-    proposals = predictor.propose(images, config.labels, config.task)
+    proposals = []
+    for start in range(0, len(body.tasks), PREDICT_CHUNK):
+        images = []
+        for index, task in enumerate(body.tasks[start:start + PREDICT_CHUNK], start):
+            task_id = task.get("id", index)
+            data = task.get("data") if isinstance(task.get("data"), dict) else {}
+            images.append((f"task {task_id}", _image_bytes(request, data.get(config.data_key), task_id,
+                                                           body.project)))
+        proposals += predictor.propose(images, config.labels, config.task)
     ref = predictor.version.ref
     return {"results": [prediction(p, config, ref) for p in proposals], "model_version": ref}
