@@ -115,3 +115,13 @@ def test_the_access_log_rotates_by_size_across_writers(tmp_path):
     kept = [line for name in oldest_first for line in (tmp_path / name).read_text().splitlines()]
     # the newest lines survive, none twice, none cut, in order
     assert [json.loads(line)["n"] for line in kept] == list(range(60 - len(kept), 60))
+
+
+def test_feedback_needs_a_token_even_on_a_public_service(replica):
+    # anyone may predict on a public service; the true labels behind its accuracy and alerts are not anyone's to write
+    service = replica(public=True)
+    feedback = {"items": [{"request_id": "r1", "label": "a"}]}
+    refused = service.post("/v1/feedback", json=feedback)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+    # past the token check, this capture-less replica says so
+    assert service.post("/v1/feedback", json=feedback, headers=bearer(replica.admin)).status_code == 503
