@@ -130,6 +130,30 @@ def test_a_skops_file_with_a_foreign_type_is_refused(tmp_path):
         _load_skops(path)
 
 
+@pytest.mark.parametrize(("module", "name"), [("builtins", "eval"), ("numpy", "load"), ("numpy", "memmap")])
+def test_a_skops_file_that_calls_a_function_of_a_trusted_package_is_refused(tmp_path, module, name):
+    # skops builds a ConstructorFromReduceNode by calling module.name(*args): a trusted function runs with the
+    # file's arguments (builtins.eval runs code; numpy.load unpickles; numpy.memmap writes a file)
+    import zipfile
+
+    import skops.io as sio
+
+    from modelyard.registry.mlflow_model import _load_skops
+
+    marker = tmp_path / "ran"
+    sio.dump((f"__import__('pathlib').Path({str(marker)!r}).write_text('x')",), str(tmp_path / "args.skops"))
+    with zipfile.ZipFile(tmp_path / "args.skops") as source:
+        args = json.loads(source.read("schema.json"))
+    schema = {"__class__": name, "__module__": module, "__loader__": "ConstructorFromReduceNode", "content": args,
+              "__id__": 1, "protocol": args["protocol"], "_skops_version": args["_skops_version"]}
+    path = tmp_path / "model.skops"
+    with zipfile.ZipFile(path, "w") as out:
+        out.writestr("schema.json", json.dumps(schema))
+    with pytest.raises(InvalidInput, match=f"{module}.{name}"):
+        _load_skops(path)
+    assert not marker.exists()
+
+
 def test_a_version_exports_as_an_mlflow_model_that_mlflow_loads(client, mlflow_models, iris, tmp_path):
     import mlflow.pyfunc
 

@@ -4,7 +4,7 @@ In: a folder with an ``MLmodel`` file and one of the flavours
 
 - ``onnx``: the ONNX file, as it is;
 - ``sklearn``: an estimator saved with **skops** (MLflow 3's default; a data format, loaded only when every type in
-  it is a scikit-learn, NumPy or SciPy type) or with pickle/cloudpickle (runs code: only with ``trust_pickle``),
+  it is a scikit-learn, NumPy or SciPy class) or with pickle/cloudpickle (runs code: only with ``trust_pickle``),
   converted to ONNX like any estimator;
 - ``pytorch``: a ``torch.export`` program (``data/model.pt2``, MLflow 3's default: a graph and tensors, no code) or a
   pickled module (older MLflow: only with ``trust_pickle``), exported to ONNX.
@@ -30,9 +30,25 @@ from modelyard.core.errors import InvalidInput, NotFound
 
 MLMODEL = "MLmodel"
 FLAVOURS = ("onnx", "sklearn", "pytorch")
-# skops refuses any type it is not told to trust; these module prefixes are data and estimators, never code a file
-# could smuggle in (a user-defined class or function in a skops file stays refused)
-_SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "lightgbm.")
+# skops refuses any type it is not told to trust; beyond its defaults we trust classes from these packages (estimators
+# and their data, e.g. sklearn.tree._tree.Tree), never their functions: skops calls a trusted name with the file's
+# arguments (builtins.eval runs code, numpy.load unpickles), and a user-defined class or function stays refused
+_SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "collections.", "lightgbm.")
+
+
+def _skops_trustable(type_name: str) -> bool:
+    """A class under :data:`_SKOPS_TRUSTED_PREFIXES` that touches no files (``numpy.memmap`` opens its argument)."""
+    import importlib
+    import inspect
+
+    if not type_name.startswith(_SKOPS_TRUSTED_PREFIXES):
+        return False
+    module, _, name = type_name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return inspect.isclass(found) and not issubclass(found, np.memmap)
 
 
 def is_mlflow_model(path: Path) -> bool:
@@ -113,11 +129,11 @@ def _load_skops(path: Path):
 
     sio = require("skops.io")
     untrusted = sio.get_untrusted_types(file=str(path))
-    refused = [t for t in untrusted if not t.startswith(_SKOPS_TRUSTED_PREFIXES)]
+    refused = [t for t in untrusted if not _skops_trustable(t)]
     if refused:
         named = ", ".join(refused[:3]) + (", ..." if len(refused) > 3 else "")
-        raise InvalidInput(f"{path.name} holds types that are not scikit-learn, NumPy or SciPy ({named}); refusing "
-                           "to load them")
+        raise InvalidInput(f"{path.name} holds types that are not scikit-learn, NumPy or SciPy classes ({named}); "
+                           "refusing to load them")
     return sio.load(str(path), trusted=untrusted)
 
 
