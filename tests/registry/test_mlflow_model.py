@@ -154,6 +154,39 @@ def test_a_skops_file_that_calls_a_function_of_a_trusted_package_is_refused(tmp_
     assert not marker.exists()
 
 
+def test_a_torch_export_program_with_a_pickle_beyond_tensors_is_refused(mlflow_models, tmp_path):
+    # torch.export.load retries a failed tensors-only load of the program's pickles (sample inputs, constants)
+    # with a full unpickle, which runs code from the file
+    import io
+    import os
+    import shutil
+    import zipfile
+
+    import torch
+
+    from modelyard.registry.mlflow_model import prepare_mlflow
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.makedirs, (str(marker),)
+
+    folder = shutil.copytree(mlflow_models["root"] / "pt", tmp_path / "pt")
+    program = next(folder.rglob("*.pt2"))
+    with zipfile.ZipFile(io.BytesIO(program.read_bytes())) as source, zipfile.ZipFile(program, "w") as out:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if "sample_inputs/" in info.filename:
+                buffer = io.BytesIO()
+                torch.save(Payload(), buffer)
+                data = buffer.getvalue()
+            out.writestr(info, data)
+    with pytest.raises(InvalidInput, match="--trust-pickle"):
+        prepare_mlflow(folder, tmp_path / "work")
+    assert not marker.exists()
+
+
 def test_a_version_exports_as_an_mlflow_model_that_mlflow_loads(client, mlflow_models, iris, tmp_path):
     import mlflow.pyfunc
 

@@ -219,6 +219,29 @@ def _sklearn_to_onnx(folder: Path, mlmodel: dict, flavour: dict, signature: dict
     return [f"MLflow sklearn flavour ({fmt}): " + notes[0], verified]
 
 
+def _load_program(program: Path, trust_pickle: bool):
+    """``torch.export.load`` with the program's pickles (sample inputs, constants) held to tensors unless trusted:
+    torch retries a failed tensors-only load with a full unpickle, which runs code from the file."""
+    import os
+
+    import torch
+
+    if trust_pickle:
+        return torch.export.load(str(program))
+    # NOTE: torch reads these per torch.load call, so they hold process-wide for the length of this load
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    saved = {name: os.environ.pop(name, None) for name in names}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        return torch.export.load(str(program))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _pytorch_to_onnx(folder: Path, mlmodel: dict, flavour: dict, signature: dict | None, target: Path,
                      trust_pickle: bool) -> list:
     import torch
@@ -230,9 +253,13 @@ def _pytorch_to_onnx(folder: Path, mlmodel: dict, flavour: dict, signature: dict
     program = data / "model.pt2" if data.is_dir() else data
     if program.suffix == ".pt2" and program.is_file():
         try:
-            model = torch.export.load(str(program)).module()
+            model = _load_program(program, trust_pickle).module()
         except Exception as exc:  # noqa: BLE001 - torch.export raises many kinds
-            raise InvalidInput(f"{folder.name}: cannot read {program.name}: {type(exc).__name__}") from None
+            import pickle
+
+            hint = (" (it holds pickled objects beyond tensors: pass --trust-pickle if you made it yourself)"
+                    if isinstance(exc, pickle.UnpicklingError) else "")
+            raise InvalidInput(f"{folder.name}: cannot read {program.name}: {type(exc).__name__}{hint}") from None
         note = "MLflow pytorch flavour (torch.export program)"
     else:
         pickled = data / "model.pth" if data.is_dir() else data
