@@ -1,0 +1,81 @@
+"""The skill market: list, show, measure (self-check + latency on this machine), publish.
+
+Invoking a skill (the EI-style ready API) is a separate small app, ``modelyard skills serve`` (edge/skills/service.py),
+so the models never load into the platform server.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.core.errors import InvalidInput
+from modelyard.server.auth import Principal, require
+
+router = APIRouter(tags=["skills"])
+
+
+class SkillSummary(BaseModel):
+    name: str
+    version: str
+    description: str
+    builtin: bool
+    inputs: list[str]
+    license: str
+    offline: bool
+    latency_ms: float | None = None
+    self_check: bool | None = None
+
+
+class SkillList(BaseModel):
+    skills: list[SkillSummary]
+
+
+class SkillPublish(BaseModel):
+    """A skill package as text: its ``skill.yaml`` and its ``logic.py``."""
+
+    model_config = ConfigDict(extra="forbid")
+    manifest: str = Field(min_length=1, max_length=256_000)
+    logic: str = Field(min_length=1, max_length=2_000_000)
+
+
+@router.get("/skills", response_model=SkillList)
+def list_skills(request: Request, _: Principal = Depends(require("viewer"))):
+    """Every skill in the market (built-in first), with its measured figures when measured."""
+    from modelyard.edge.skills.market import list_skills as rows
+
+    return {"skills": rows(request.app.state.workspace.home)}
+
+
+@router.get("/skills/{name}")
+def show_skill(name: str, request: Request, version: str | None = None, _: Principal = Depends(require("viewer"))):
+    """One skill: manifest, config schemas, models with hashes (verified), size, license, figures."""
+    from modelyard.edge.skills.market import describe
+
+    return describe(request.app.state.workspace.home, name, version)
+
+
+@router.post("/skills/{name}/measure")
+def measure_skill(name: str, request: Request, _: Principal = Depends(require("editor"))):
+    """Run the skill's self-check and time it on a sample input on this machine; the market shows the figures."""
+    from modelyard.edge.skills.market import measure
+
+    return measure(request.app.state.workspace.home, name)
+
+
+@router.post("/skills", status_code=201)
+def publish_skill(body: SkillPublish, request: Request, _: Principal = Depends(require("editor"))):
+    """Publish a user skill (manifest + logic code) to the market."""
+    from modelyard.edge.skills.market import publish
+
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "skill.yaml").write_text(body.manifest)
+        Path(folder, "logic.py").write_text(body.logic)
+        try:
+            compile(body.logic, "logic.py", "exec")
+        except SyntaxError as exc:
+            raise InvalidInput(f"logic.py line {exc.lineno}: {exc.msg}") from exc
+        return publish(request.app.state.workspace.home, folder)
