@@ -20,9 +20,11 @@ def _channels(video, threshold=100, n=4, **extra):
 
 
 def test_four_channels_batched_and_per_channel_config_without_restart(video, tmp_path):
-    events, alarms = [], []
+    events, alarms, hard = [], [], []
     channels = _channels(video, loop=True)
-    host = SkillHost(BRIGHTNESS, {}, channels, events.append, alarms.append)
+    # dim frames (mean ~45/255) fall inside the CSF band: hard examples, deduplicated and at most 6 a minute
+    channels["cam3"]["config"]["hard_examples"] = {"filter": "csf", "low": 0.1, "high": 0.4}
+    host = SkillHost(BRIGHTNESS, {}, channels, events.append, alarms.append, hard.append)
     with host:
         deadline = time.monotonic() + 20
         while {e["channel"] for e in events} != set(channels) and time.monotonic() < deadline:
@@ -47,6 +49,8 @@ def test_four_channels_batched_and_per_channel_config_without_restart(video, tmp
         assert status["pid"] == pid and status["restarts"] == 0
         assert status["batched_frames"] > status["batches"]  # frames of several channels went through one call
     assert host.state == "stopped" and not alarms
+    assert 1 <= len(hard) <= 6 and {h["channel"] for h in hard} == {"cam3"}
+    assert hard[0]["image_jpeg"][:2] == b"\xff\xd8" and "box score" in hard[0]["reason"]
 
 
 def test_bad_channel_config_is_refused_naming_the_channel(video):

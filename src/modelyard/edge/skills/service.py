@@ -1,4 +1,4 @@
-"""The EI-style ready API: one small FastAPI app that serves skills over REST.
+"""The EI-style ready API (imported by the platform and ``modelyard skills serve``, never by the device agent): one small FastAPI app that serves skills over REST.
 
 ``POST /v1/skills/{name}`` takes the skill's input as JSON (``{"text"}``; ``{"image_b64"}`` PNG/JPEG; ``{"wav_b64"}``;
 ``{"query", "documents"}`` for semantic search) and answers ``{"skill", "version", "events", "latency_ms"}``.
@@ -12,6 +12,9 @@ import base64
 import io
 import threading
 import time
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from modelyard.core.errors import InvalidInput, ModelyardError
 
@@ -43,9 +46,6 @@ def decode_item(name: str, body: dict) -> dict:
 
 def create_app(names: list[str] | None = None, home=None):
     """The app serving ``names`` (default: every built-in skill); each skill loads on its first request."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     from modelyard.edge.skills.builtin.registry import builtin_dirs, load_builtin
     from modelyard.edge.skills.manifest import load_manifest
 
