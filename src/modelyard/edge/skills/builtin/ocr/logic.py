@@ -6,13 +6,18 @@ STATE = {}
 
 
 def setup(config):
-    if "engine" not in STATE:
+    rotated = bool(config.get("rotated_text", False))
+    if STATE.get("rotated") != rotated:
         import logging
 
         from rapidocr import RapidOCR
 
         logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-        STATE["engine"] = RapidOCR()
+        # NOTE: rapidocr's default scales the image so its *shorter* side is 736 px: a 300x55 text line becomes
+        # 4000x736 and takes seconds; "max" only shrinks large images (50x faster here, same text read)
+        STATE["engine"] = RapidOCR(params={"Global.use_cls": rotated, "Det.limit_type": "max",
+                                           "Det.limit_side_len": 960})
+        STATE["rotated"] = rotated
     STATE["min_score"] = float(config.get("min_score", 0.5))
 
 
