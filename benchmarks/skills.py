@@ -119,7 +119,7 @@ def service_latency(repeats: int) -> dict:
     import httpx
     from PIL import Image
 
-    from modelyard.edge.skills.builtin.registry import builtin_dirs, load_builtin
+    from modelyard.edge.skills.builtin.registry import load_builtin, standalone_builtins
     from modelyard.edge.skills.media import render_text
 
     png = io.BytesIO()
@@ -150,7 +150,7 @@ def service_latency(repeats: int) -> dict:
                     if time.monotonic() > deadline or proc.poll() is not None:
                         raise RuntimeError("the skill service did not start: " + proc.stderr.read().decode()[-500:])
                     time.sleep(0.2)
-            for name in builtin_dirs():
+            for name in standalone_builtins():
                 body = bodies.get(name, {"text": "The new release works great and the team is happy."})
                 first = http.post(f"/v1/skills/{name}", json=body)  # loads the skill
                 first.raise_for_status()

@@ -55,3 +55,36 @@ def render_text(text: str, *, height: int = 48, font_size: int = 28) -> np.ndarr
     ImageDraw.Draw(image).text((font_size - left, (image.height - (bottom - top)) // 2 - top), text, fill="black",
                                font=font)
     return np.asarray(image)
+
+
+def write_tiny_detector(path: str | Path, *, size: int = 320, boxes: int = 20, width: int = 16) -> Path:
+    """Export a small convolutional detector with the Modelyard detector contract (input ``images`` [N,3,H,W];
+    outputs ``boxes`` [N,K,4] in [0,1], ``scores`` [N,K], ``classes`` [N,K]) to ONNX. Untrained: its compute is a
+    stand-in for a real small detector's in tests and the channels benchmark."""
+    import torch
+
+    class TinyDetector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers, channels = [], 3
+            for out in (width, width * 2, width * 4, width * 4, width * 8):
+                layers += [torch.nn.Conv2d(channels, out, 3, stride=2, padding=1), torch.nn.ReLU()]
+                channels = out
+            self.features = torch.nn.Sequential(*layers)
+            self.head = torch.nn.Linear(channels, boxes * 6)
+
+        def forward(self, images):
+            pooled = self.features(images).mean(dim=(2, 3))
+            raw = self.head(pooled).reshape(-1, boxes, 6)
+            corner = torch.sigmoid(raw[..., :2]) * 0.8
+            extent = torch.sigmoid(raw[..., 2:4]) * 0.2
+            return (torch.cat([corner, corner + extent], dim=-1), torch.sigmoid(raw[..., 4]),
+                    (torch.sigmoid(raw[..., 5]) * 3).floor())
+
+    torch.manual_seed(0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(TinyDetector().eval(), (torch.zeros(1, 3, size, size),), str(path), input_names=["images"],
+                      output_names=["boxes", "scores", "classes"], dynamo=False,
+                      dynamic_axes={name: {0: "batch"} for name in ("images", "boxes", "scores", "classes")})
+    return path

@@ -46,10 +46,10 @@ def decode_item(name: str, body: dict) -> dict:
 
 def create_app(names: list[str] | None = None, home=None):
     """The app serving ``names`` (default: every built-in skill); each skill loads on its first request."""
-    from modelyard.edge.skills.builtin.registry import builtin_dirs, load_builtin
+    from modelyard.edge.skills.builtin.registry import builtin_dirs, load_builtin, standalone_builtins
     from modelyard.edge.skills.manifest import load_manifest
 
-    served = list(names or builtin_dirs())
+    served = list(names or standalone_builtins())
     unknown = [n for n in served if n not in builtin_dirs()]
     if unknown:
         raise InvalidInput(f"not a built-in skill: {', '.join(unknown)} (one of {', '.join(builtin_dirs())})")

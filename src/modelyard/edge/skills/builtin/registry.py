@@ -19,6 +19,12 @@ def builtin_dirs() -> dict[str, Path]:
             if (folder / MANIFEST_FILE).is_file()}
 
 
+def standalone_builtins() -> list[str]:
+    """Built-in skills that run without configuration (object-counting needs a detector model, for example)."""
+    return [name for name, folder in builtin_dirs().items()
+            if not load_manifest(folder).config.global_.get("required")]
+
+
 def builtin_dir(name: str) -> Path:
     folders = builtin_dirs()
     if name not in folders:
