@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import InvalidInput
 from modelyard.server.auth import Principal, require
+from modelyard.server.responses import documented
 
 router = APIRouter(tags=["skills"])
 
@@ -34,6 +35,26 @@ class SkillList(BaseModel):
     skills: list[SkillSummary]
 
 
+class SkillInfo(BaseModel):
+    """``modelyard.skill/1``: manifest fields, models with verification, size and figures."""
+
+    model_config = ConfigDict(extra="allow")
+    schema_: str = Field(alias="schema")
+    name: str
+    version: str
+    inputs: list[str]
+    models: list[dict]
+    size_bytes: int
+    figures: dict | None = None
+
+
+class SkillFigures(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    latency_ms: float
+    self_check: bool
+    self_check_detail: dict
+
+
 class SkillPublish(BaseModel):
     """A skill package as text: its ``skill.yaml`` and its ``logic.py``."""
 
@@ -42,7 +63,7 @@ class SkillPublish(BaseModel):
     logic: str = Field(min_length=1, max_length=2_000_000)
 
 
-@router.get("/skills", response_model=SkillList)
+@router.get("/skills", response_model=SkillList, responses=documented(SkillList))
 def list_skills(request: Request, _: Principal = Depends(require("viewer"))):
     """Every skill in the market (built-in first), with its measured figures when measured."""
     from modelyard.edge.skills.market import list_skills as rows
@@ -50,7 +71,7 @@ def list_skills(request: Request, _: Principal = Depends(require("viewer"))):
     return {"skills": rows(request.app.state.workspace.home)}
 
 
-@router.get("/skills/{name}")
+@router.get("/skills/{name}", responses=documented(SkillInfo, 404, 422))
 def show_skill(name: str, request: Request, version: str | None = None, _: Principal = Depends(require("viewer"))):
     """One skill: manifest, config schemas, models with hashes (verified), size, license, figures."""
     from modelyard.edge.skills.market import describe
@@ -58,7 +79,7 @@ def show_skill(name: str, request: Request, version: str | None = None, _: Princ
     return describe(request.app.state.workspace.home, name, version)
 
 
-@router.post("/skills/{name}/measure")
+@router.post("/skills/{name}/measure", responses=documented(SkillFigures, 404, 422, 500, 503))
 def measure_skill(name: str, request: Request, _: Principal = Depends(require("editor"))):
     """Run the skill's self-check and time it on a sample input on this machine; the market shows the figures."""
     from modelyard.edge.skills.market import measure
@@ -66,7 +87,7 @@ def measure_skill(name: str, request: Request, _: Principal = Depends(require("e
     return measure(request.app.state.workspace.home, name)
 
 
-@router.post("/skills", status_code=201)
+@router.post("/skills", status_code=201, responses=documented(SkillInfo, 409, 422, status=201))
 def publish_skill(body: SkillPublish, request: Request, _: Principal = Depends(require("editor"))):
     """Publish a user skill (manifest + logic code) to the market."""
     from modelyard.edge.skills.market import publish
