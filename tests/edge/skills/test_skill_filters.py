@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from modelyard.edge.skills.filters import UploadGate, average_hash, is_hard, prediction_entropy
+from modelyard.data import hard_examples as platform
+from modelyard.edge.skills.filters import UploadGate, average_hash, is_hard, prediction_confidence, prediction_entropy
 
 
 def test_cross_entropy_filter_flags_unsure_classifications():
@@ -16,16 +17,30 @@ def test_cross_entropy_filter_flags_unsure_classifications():
 
 
 def test_ibt_compares_the_share_of_weak_boxes_with_the_image_threshold():
-    rule = {"filter": "ibt", "box_threshold": 0.5, "image_threshold": 0.5}
+    rule = {"filter": "ibt", "box_threshold": 0.5, "img_threshold": 0.5}
     assert is_hard(rule, {"scores": [0.2, 0.3, 0.9]})[0]  # 2/3 weak
     assert not is_hard(rule, {"scores": [0.2, 0.8, 0.9]})[0]  # 1/3 weak
-    assert not is_hard(rule, {"scores": []})[0]
+    assert is_hard(rule, {"scores": []})[0]  # found nothing: a labeler must confirm
 
 
 def test_csf_flags_any_score_inside_the_band():
     rule = {"filter": "csf", "low": 0.3, "high": 0.6}
     assert is_hard(rule, {"scores": [0.95, 0.45]})[0]
     assert not is_hard(rule, {"scores": [0.95, 0.1]})[0]
+
+
+@pytest.mark.parametrize("scores", [[0.2, 0.3, 0.9], [0.2, 0.8, 0.9], [0.5, 0.5], [], [0.31], [0.61, 0.99]])
+def test_device_filters_decide_as_the_platform_filters_do(scores):
+    boxes = [[0, 0, 1, 1, s, 0] for s in scores]
+    assert is_hard({"filter": "ibt"}, {"scores": scores})[0] == platform.ibt_hard(boxes)
+    assert is_hard({"filter": "csf"}, {"scores": scores})[0] == platform.csf_hard(boxes)
+
+
+@pytest.mark.parametrize("probs", [[0.5, 0.5], [0.9, 0.1], [0.7, 0.2, 0.1], [0.4, 0.35, 0.25]])
+def test_device_confidence_is_the_platform_confidence(probs):
+    assert prediction_confidence(probs) == pytest.approx(float(platform.confidence([probs])[0]))
+    assert is_hard({"filter": "cross_entropy"}, {"probabilities": probs})[0] == bool(
+        platform.cross_entropy_hard([probs])[0])
 
 
 def test_bad_rules_say_what_is_wrong():

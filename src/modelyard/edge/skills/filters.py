@@ -1,11 +1,14 @@
 """Hard-example filters that run on the device (HiLens' three), and the gate that bounds and deduplicates uploads.
 
-- classification, ``cross_entropy``: the prediction's cross-entropy against itself (its entropy, in nats) above a
-  threshold: the model is unsure between classes.
-- detection, ``ibt`` (image-based threshold): the share of boxes scoring below ``box_threshold`` exceeds
-  ``image_threshold``: most of what the detector saw, it saw weakly.
-- detection, ``csf`` (confidence score filter): any box scores inside the ``[low, high]`` band: neither clearly
-  present nor clearly absent.
+Same semantics and defaults as the platform's ``modelyard.data.hard_examples`` (KubeEdge Sedna's filters), so a
+threshold tuned on either side means the same on the other (this package may not import ``data``: the device agent
+installs only core, runtime and edge.skills):
+
+- classification, ``cross_entropy``: confidence = 1 - entropy / log(classes); hard below ``threshold`` (0.5).
+- detection, ``ibt`` (image-box threshold): hard when the share of boxes scoring at most ``box_threshold`` (0.5) is
+  at least ``1 - img_threshold`` (0.5).
+- detection, ``csf`` (confidence-score filter): hard when any box scores within ``[low, high]`` (0.3, 0.6).
+- an image with no boxes is hard for both detection filters (the model found nothing; a labeler must confirm).
 """
 
 from __future__ import annotations
@@ -23,39 +26,45 @@ FILTERS = ("cross_entropy", "ibt", "csf")
 def prediction_entropy(probabilities) -> float:
     """Entropy in nats of one probability vector (normalised first; zeros contribute nothing)."""
     p = np.asarray(probabilities, dtype=np.float64).ravel()
-    if p.size == 0 or np.any(p < 0) or p.sum() <= 0:
-        raise ValueError("probabilities must be a non-empty, non-negative vector")
+    if p.size < 2 or np.any(p < 0) or p.sum() <= 0:
+        raise ValueError("probabilities must be a non-negative vector of at least 2 classes")
     p = p / p.sum()
     nonzero = p[p > 0]
     return float(-(nonzero * np.log(nonzero)).sum())
+
+
+def prediction_confidence(probabilities) -> float:
+    """1 - entropy / log(classes): 1 when one class has all the mass, 0 when the prediction is uniform."""
+    return 1.0 - prediction_entropy(probabilities) / math.log(np.asarray(probabilities).size)
 
 
 def is_hard(rule: dict, inference: dict) -> tuple[bool, str]:
     """Apply one filter rule to one frame's inference; returns (hard?, reason).
 
     Args:
-        rule: ``{"filter": "cross_entropy", "threshold": 0.6}``, ``{"filter": "ibt", "box_threshold": 0.5,
-            "image_threshold": 0.5}`` or ``{"filter": "csf", "low": 0.3, "high": 0.6}``.
+        rule: ``{"filter": "cross_entropy", "threshold": 0.5}``, ``{"filter": "ibt", "box_threshold": 0.5,
+            "img_threshold": 0.5}`` or ``{"filter": "csf", "low": 0.3, "high": 0.6}``.
         inference: ``{"probabilities": [...]}`` (classification) or ``{"scores": [...]}`` (detection).
     """
     kind = rule.get("filter")
     if kind == "cross_entropy":
         if "probabilities" not in inference:
             raise ValueError("cross_entropy needs the inference's probabilities")
-        threshold = float(rule.get("threshold", 0.6 * math.log(max(2, len(inference["probabilities"])))))
-        entropy = prediction_entropy(inference["probabilities"])
-        return entropy > threshold, f"cross-entropy {entropy:.3f} > {threshold:.3f}"
+        threshold = float(rule.get("threshold", 0.5))
+        value = prediction_confidence(inference["probabilities"])
+        return value < threshold, f"confidence {value:.3f} < {threshold:g}"
     if kind in ("ibt", "csf"):
         if "scores" not in inference:
             raise ValueError(f"{kind} needs the inference's box scores")
         scores = np.asarray(inference["scores"], dtype=np.float64).ravel()
+        if scores.size == 0:
+            return True, "no boxes"
         if kind == "ibt":
-            if scores.size == 0:
-                return False, "no boxes"
             box_threshold = float(rule.get("box_threshold", 0.5))
-            image_threshold = float(rule.get("image_threshold", 0.5))
-            share = float((scores < box_threshold).mean())
-            return share > image_threshold, f"{share:.0%} of boxes below {box_threshold:g} (> {image_threshold:.0%})"
+            img_threshold = float(rule.get("img_threshold", 0.5))
+            share = float((scores <= box_threshold).mean())
+            return share >= 1 - img_threshold, (f"{share:.0%} of boxes scoring <= {box_threshold:g} "
+                                                f"(hard from {1 - img_threshold:.0%})")
         low, high = float(rule.get("low", 0.3)), float(rule.get("high", 0.6))
         inside = scores[(scores >= low) & (scores <= high)]
         return inside.size > 0, f"{inside.size} box score(s) in [{low:g}, {high:g}]"
