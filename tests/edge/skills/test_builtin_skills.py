@@ -30,3 +30,8 @@ def test_speech_round_trip_tts_then_asr():
 def test_sentiment_and_keywords_self_checks():
     assert load_builtin("sentiment").self_check()["ok"]
     assert load_builtin("keywords").self_check()["ok"]
+
+
+def test_face_detection_finds_a_drawn_face_and_none_on_a_blank_frame():
+    result = load_builtin("face-detection").self_check()
+    assert result["ok"] and result["faces"] >= 1 and result["faces_on_blank"] == 0, result

@@ -15,7 +15,7 @@ from support import run_cli
 
 BRIGHTNESS = Path(__file__).parent / "brightness_skill"
 BUILTINS = {"ocr", "speech-synthesis", "speech-recognition", "sentiment", "keywords", "language-id",
-            "text-embeddings"}
+            "text-embeddings", "face-detection", "object-counting"}
 
 
 def test_the_market_lists_every_builtin_and_shows_verified_models(client):
