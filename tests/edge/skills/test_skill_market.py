@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import run_cli
-
 BRIGHTNESS = Path(__file__).parent / "brightness_skill"
 BUILTINS = {"ocr", "speech-synthesis", "speech-recognition", "sentiment", "keywords", "language-id",
             "text-embeddings", "face-detection", "object-counting"}
@@ -50,10 +48,11 @@ def test_publish_then_show_and_install(client, tmp_path):
         client.skills.publish(renamed)
 
 
-@pytest.mark.slow
-def test_cli_errors_are_one_line(tmp_path):
-    result = run_cli("skills", "show", "nope", home=tmp_path)
-    assert result.returncode != 0 and result.stderr.strip().splitlines() == [
+def test_cli_errors_are_one_line(tmp_path, capfd):
+    from modelyard.cli.main import main
+
+    assert main(["--home", str(tmp_path), "skills", "show", "nope"]) == 1
+    assert capfd.readouterr().err.strip().splitlines() == [
         "error: no skill 'nope' in the market (modelyard skills list)"]
 
 
