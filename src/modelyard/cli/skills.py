@@ -1,4 +1,4 @@
-"""``modelyard skills list | show | measure | publish | install | serve | check``: the skill market and the
+"""``modelyard skills list | show | measure | publish | template | install | serve | check``: the skill market and the
 EI-style skill services."""
 
 from __future__ import annotations
@@ -82,6 +82,29 @@ def publish(folder: Path, as_json: JsonOpt = False) -> None:
     with get_client() as client:
         data = client.skills.publish(folder)
     print_json(data) if as_json else console.print(f"published {data['name']} {data['version']}", highlight=False)
+
+
+@app.command("template")
+def template(
+    template_name: Annotated[str, typer.Argument(metavar="TEMPLATE", help="zone-count, line-crossing or class-seen")],
+    name: str,
+    model: Annotated[str, typer.Option(help="A registered ONNX detector: NAME@VERSION or NAME@ALIAS.")],
+    version: Annotated[str, typer.Option()] = "1.0",
+    input_size: Annotated[str, typer.Option(help="The detector's input WIDTHxHEIGHT.")] = "320x320",
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish a code-free skill: a registered detector plus a rule template (per-channel zone, line or class)."""
+    from modelyard.core.errors import InvalidInput
+
+    try:
+        width, height = (int(part) for part in input_size.lower().split("x"))
+    except ValueError:
+        raise InvalidInput(f"--input-size {input_size!r}: expected WIDTHxHEIGHT, e.g. 320x320") from None
+    with get_client() as client:
+        data = client.skills.publish_template(template_name, name, model, version=version,
+                                              input_size=(width, height))
+    print_json(data) if as_json else console.print(f"published {data['name']} {data['version']} "
+                                                   f"({template_name} with {model})", highlight=False)
 
 
 @app.command("install")

@@ -30,6 +30,12 @@ class Skills:
     def measure(self, name: str) -> dict:
         return self._c.request("POST", f"/api/v1/skills/{quote(name)}/measure").json()
 
+    def publish_template(self, template: str, name: str, model: str, *, version: str = "1.0",
+                         input_size: tuple[int, int] = (320, 320)) -> dict:
+        """A code-free skill: a registered ONNX detector plus ``zone-count``, ``line-crossing`` or ``class-seen``."""
+        body = {"template": template, "name": name, "model": model, "version": version, "input_size": list(input_size)}
+        return self._c.request("POST", "/api/v1/skills/templates", json=body).json()
+
     def publish(self, folder: str | Path) -> dict:
         folder = Path(folder)
         files = {key: folder / filename for key, filename in (("manifest", "skill.yaml"), ("logic", "logic.py"))}

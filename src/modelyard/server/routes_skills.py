@@ -63,6 +63,17 @@ class SkillPublish(BaseModel):
     logic: str = Field(min_length=1, max_length=2_000_000)
 
 
+class SkillFromTemplate(BaseModel):
+    """A code-free skill: a registered ONNX detector (boxes, scores, classes) plus a rule template."""
+
+    model_config = ConfigDict(extra="forbid")
+    template: str = Field(description="zone-count, line-crossing or class-seen")
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,62}$")
+    model: str = Field(min_length=1, max_length=300, description="NAME@VERSION or NAME@ALIAS")
+    version: str = Field(default="1.0", pattern=r"^\d+\.\d+(\.\d+)?$")
+    input_size: tuple[int, int] = (320, 320)
+
+
 @router.get("/skills", response_model=SkillList, responses=documented(SkillList))
 def list_skills(request: Request, _: Principal = Depends(require("viewer"))):
     """Every skill in the market (built-in first), with its measured figures when measured."""
@@ -100,3 +111,17 @@ def publish_skill(body: SkillPublish, request: Request, _: Principal = Depends(r
         except SyntaxError as exc:
             raise InvalidInput(f"logic.py line {exc.lineno}: {exc.msg}") from exc
         return publish(request.app.state.workspace.home, folder)
+
+
+@router.post("/skills/templates", status_code=201, responses=documented(SkillInfo, 404, 409, 422, status=201))
+def publish_from_template(body: SkillFromTemplate, request: Request, _: Principal = Depends(require("editor"))):
+    """Publish a code-free skill from a registered detector and a template (count in a zone, line crossing, class
+    seen for N frames)."""
+    from modelyard.edge.skills.market import publish_template
+    from modelyard.registry.resolve import resolve
+
+    workspace = request.app.state.workspace
+    resolved = resolve(workspace, body.model)
+    ref = f"{resolved.version.name}@{resolved.version.version}"
+    return publish_template(workspace.home, body.template, body.name, resolved.path, model_ref=ref,
+                            version=body.version, input_size=body.input_size)

@@ -208,3 +208,47 @@ def install(home, name: str, destination: str | Path, version: str | None = None
             raise InvalidInput(f"{folder}: missing {required}")
     shutil.copytree(folder, target, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
     return target
+
+
+TEMPLATE_LOGIC = '''"""Code-free skill from the {rule} template (modelyard.edge.skills.rules)."""
+
+from pathlib import Path
+
+from modelyard.edge.skills.rules import RuleSkill
+
+_skill = RuleSkill("{rule}", Path(__file__).parent / "model.onnx", ({width}, {height}))
+setup, infer_batch, process, self_check = _skill.setup, _skill.infer_batch, _skill.process, _skill.self_check
+'''
+
+
+def publish_template(home, template: str, name: str, model_file: str | Path, *, model_ref: str, version: str = "1.0",
+                     input_size: tuple[int, int] = (320, 320), description: str = "") -> dict:
+    """Publish a code-free skill: a registered detector (its ONNX file, pinned by sha256) plus a rule template."""
+    import hashlib
+
+    import yaml
+
+    from modelyard.edge.skills.rules import CHANNEL_SCHEMAS, COMMON_SCHEMA, TEMPLATES
+
+    if template not in TEMPLATES:
+        raise InvalidInput(f"unknown template {template!r} (one of {', '.join(TEMPLATES)})")
+    model_file = Path(model_file)
+    if model_file.suffix != ".onnx" or not model_file.is_file():
+        raise InvalidInput(f"{model_ref}: a template skill needs an ONNX detector (boxes, scores, classes)")
+    manifest = {
+        "name": name, "version": version,
+        "description": description or f"{template} with {model_ref} (code-free template skill)",
+        "inputs": ["video", "image"], "outputs": {"type": "object", "required": ["rule"]},
+        "config": {"global": {"type": "object", "properties": {"min_score": COMMON_SCHEMA["min_score"]}},
+                   "channel": {"type": "object", "additionalProperties": False,
+                               "properties": {**COMMON_SCHEMA, **CHANNEL_SCHEMAS[template]}}},
+        "models": [{"name": "detector", "registry": model_ref, "file": "model.onnx",
+                    "sha256": hashlib.sha256(model_file.read_bytes()).hexdigest()}],
+        "license": "proprietary", "offline": True, "batch": True,
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy2(model_file, Path(folder) / "model.onnx")
+        Path(folder, MANIFEST_FILE).write_text(yaml.safe_dump(manifest, sort_keys=False))
+        Path(folder, LOGIC_FILE).write_text(TEMPLATE_LOGIC.format(rule=template, width=input_size[0],
+                                                                  height=input_size[1]))
+        return publish(home, folder)

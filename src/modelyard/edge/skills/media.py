@@ -81,10 +81,19 @@ def write_tiny_detector(path: str | Path, *, size: int = 320, boxes: int = 20, w
             return (torch.cat([corner, corner + extent], dim=-1), torch.sigmoid(raw[..., 4]),
                     (torch.sigmoid(raw[..., 5]) * 3).floor())
 
+    import warnings
+
     torch.manual_seed(0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(TinyDetector().eval(), (torch.zeros(1, 3, size, size),), str(path), input_names=["images"],
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated but exports this plain graph with a dynamic batch in one step
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export(torch, TinyDetector().eval(), size, path)
+    return path
+
+
+def _export(torch, model, size: int, path: Path) -> None:
+    torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(path), input_names=["images"],
                       output_names=["boxes", "scores", "classes"], dynamo=False,
                       dynamic_axes={name: {0: "batch"} for name in ("images", "boxes", "scores", "classes")})
-    return path
