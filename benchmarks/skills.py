@@ -148,7 +148,8 @@ def service_latency(repeats: int) -> dict:
                     break
                 except httpx.HTTPError:
                     if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("the skill service did not start: " + proc.stderr.read().decode()[-500:])
+                        raise RuntimeError("the skill service did not start: "
+                                           + proc.stderr.read().decode()[-500:]) from None
                     time.sleep(0.2)
             for name in standalone_builtins():
                 body = bodies.get(name, {"text": "The new release works great and the team is happy."})

@@ -55,8 +55,8 @@ def test_four_channels_batched_and_per_channel_config_without_restart(video, tmp
 
 def test_bad_channel_config_is_refused_naming_the_channel(video):
     with pytest.raises(InvalidInput, match="channel cam2: config: threshold"):
-        SkillHost(BRIGHTNESS, {}, {**_channels(video, n=2), "cam2": {"source": str(video), "config": {"threshold": -1}}},
-                  print, print)
+        bad = {"source": str(video), "config": {"threshold": -1}}
+        SkillHost(BRIGHTNESS, {}, {**_channels(video, n=2), "cam2": bad}, print, print)
 
 
 def test_a_skill_raising_on_every_frame_is_restarted_then_failed_while_another_keeps_running(video):

@@ -1,4 +1,5 @@
-"""The EI-style ready API (imported by the platform and ``modelyard skills serve``, never by the device agent): one small FastAPI app that serves skills over REST.
+"""The EI-style ready API: one small FastAPI app that serves skills over REST (imported by the platform and
+``modelyard skills serve``, never by the device agent).
 
 ``POST /v1/skills/{name}`` takes the skill's input as JSON (``{"text"}``; ``{"image_b64"}`` PNG/JPEG; ``{"wav_b64"}``;
 ``{"query", "documents"}`` for semantic search) and answers ``{"skill", "version", "events", "latency_ms"}``.
