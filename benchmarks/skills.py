@@ -129,6 +129,7 @@ def service_latency(repeats: int) -> dict:
     wav = tts.wav_bytes(audio, rate)
     bodies = {
         "ocr": {"image_b64": base64.b64encode(png.getvalue()).decode()},
+        "face-detection": {"image_b64": base64.b64encode(png.getvalue()).decode()},
         "speech-recognition": {"wav_b64": base64.b64encode(wav).decode()},
         "speech-synthesis": {"text": "Your parcel has arrived."},
         "text-embeddings": {"query": "forgot my password", "documents": ["reset your login", "cats sleep"]},
