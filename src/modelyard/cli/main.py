@@ -65,6 +65,8 @@ NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
                "batch inference.", ("models", "evaluate", "batch")),
     "services": ("Real-time services: deploy, list, show, logs, scale, stop, start, rollback, traffic, predict, "
                  "metrics, delete.", ("services", "deploy")),
+    "skills": ("Skills (a model plus logic, run per video channel on devices): the market (list, show, measure, "
+               "publish, template, install), EI-style REST services (serve), validation (check).", ("skills",)),
     "monitor": ("Model monitoring of services: capture traffic, drift / data quality / performance reports, "
                 "feedback labels, alert rules and alerts.", ("monitor",)),
     "edge": ("Edge fleet: register devices, twins, logs, alarms, remote actions; package signed bundles; deploy "

@@ -29,6 +29,7 @@ from modelyard.client.monitoring import Monitoring
 from modelyard.client.registry import Models
 from modelyard.client.runs import ActiveRun, Runs
 from modelyard.client.services import Services
+from modelyard.client.skills import Skills
 from modelyard.client.train import Automl
 from modelyard.core import errors
 from modelyard.core.errors import ModelyardError, Unavailable
@@ -72,6 +73,7 @@ class Client:
         self.models = Models(self)
         self.services = Services(self)
         self.monitoring = Monitoring(self)
+        self.skills = Skills(self)
         self.automl = Automl(self)
         self.edge = Edge(self)
         self.active_learning = ActiveLearning(self)

@@ -101,6 +101,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
         routes_migrations,
         routes_models,
         routes_monitoring,
+        routes_skills,
         routes_runs,
         routes_services,
         routes_system,
@@ -167,7 +168,7 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
     # routes_gc before routes_blobs: /blobs/gc before any /blobs/{parameter}
     for module in (routes_jobs, routes_tokens, routes_gc, routes_blobs, routes_data, routes_runs, routes_models,
                    routes_services, routes_monitoring, routes_migrations, routes_active_learning, routes_labeling,
-                   routes_edge):
+                   routes_edge, routes_skills):
         app.include_router(module.router, prefix="/api/v1", responses=authenticated)
     # the device protocol: device credentials only, outside the user API
     app.include_router(routes_edge.agent_router)

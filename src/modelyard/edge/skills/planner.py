@@ -1,0 +1,145 @@
+"""Capacity planner: how many channels at which fps this device holds with a given detector, measured here.
+
+Two measurements on the device, then arithmetic:
+
+- decode: frames/s that PyAV decodes at a resolution (one H.264 stream, FFmpeg's threads on all cores; every
+  frame of a channel's source is decoded whatever the sampling fps, as H.264 needs its reference frames);
+- inference: seconds per batch for batch sizes 1, 2, 4, 8, 16 (the fastest of a few runs: on a shared machine
+  the slower runs measure the neighbours; one batch per sampling tick carries one frame per
+  channel, as the runtime's cross-channel batching does).
+
+For N channels with source rate ``S`` and sampling rate ``F``, one second of video costs
+``N * S / decode_fps + F * t_batch(N)`` seconds of the device (``t_batch`` interpolated linearly between the
+measured sizes, extrapolated per frame beyond them). The device holds N channels while that stays under
+``headroom`` (0.85: the skill logic, the muxer and the OS need the rest).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HEADROOM = 0.85
+BATCH_SIZES = (1, 2, 4, 8, 16)
+
+
+@dataclass(frozen=True)
+class Measurements:
+    decode_fps: float  # frames/s decoded at the planned resolution
+    batch_seconds: dict[int, float]  # batch size -> seconds per inference
+    width: int
+    height: int
+
+    def to_dict(self) -> dict:
+        return {"decode_fps": round(self.decode_fps, 1), "width": self.width, "height": self.height,
+                "batch_ms": {str(k): round(v * 1000, 2) for k, v in sorted(self.batch_seconds.items())}}
+
+
+def batch_time(batch_seconds: dict[int, float], size: int) -> float:
+    """Seconds for one inference of ``size`` frames: linear between measured sizes, per frame beyond the largest."""
+    sizes = sorted(batch_seconds)
+    if size <= sizes[0]:
+        return batch_seconds[sizes[0]] * size / sizes[0]
+    if size >= sizes[-1]:
+        return batch_seconds[sizes[-1]] * size / sizes[-1]
+    return float(np.interp(size, sizes, [batch_seconds[s] for s in sizes]))
+
+
+def load_per_second(m: Measurements, channels: int, source_fps: float, sample_fps: float) -> float:
+    """Device-seconds spent per second of video for ``channels`` channels (1.0 = the device is full)."""
+    if channels <= 0:
+        return 0.0
+    return channels * source_fps / m.decode_fps + sample_fps * batch_time(m.batch_seconds, channels)
+
+
+def predict_channels(m: Measurements, source_fps: float, sample_fps: float, headroom: float = HEADROOM,
+                     limit: int = 256) -> int:
+    """The most channels whose load stays under ``headroom``."""
+    channels = 0
+    while channels < limit and load_per_second(m, channels + 1, source_fps, sample_fps) <= headroom:
+        channels += 1
+    return channels
+
+
+def measure_decode_fps(width: int, height: int, *, fps: int = 25, seconds: float = 4.0) -> float:
+    import av
+
+    from modelyard.edge.skills.media import write_video
+
+    with tempfile.TemporaryDirectory() as folder:
+        clip = write_video(Path(folder) / "probe.mp4", width=width, height=height, fps=fps, seconds=seconds,
+                           gop=fps * 2)
+        started = time.perf_counter()
+        frames = 0
+        with av.open(str(clip)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                frame.to_ndarray(format="rgb24")  # the runtime converts every sampled frame; count it for all
+                frames += 1
+        return frames / (time.perf_counter() - started)
+
+
+def measure_batches(infer_batch: Callable[[list], list], width: int, height: int, *, repeats: int = 3,
+                    sizes: tuple[int, ...] = BATCH_SIZES) -> dict[int, float]:
+    from modelyard.edge.skills.media import synthetic_frame
+
+    frame = synthetic_frame(5, width, height)
+    infer_batch([frame])  # warm-up
+    result = {}
+    for size in sizes:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            infer_batch([frame] * size)
+            times.append(time.perf_counter() - started)
+        result[size] = float(min(times))
+    return result
+
+
+def measure(infer_batch: Callable[[list], list], width: int = 640, height: int = 360) -> Measurements:
+    return Measurements(measure_decode_fps(width, height), measure_batches(infer_batch, width, height), width, height)
+
+
+def plan_capacity(model: str | Path, channels: int | list[dict], *, width: int = 640, height: int = 360,
+                  source_fps: float = 25.0, sample_fps: float = 5.0, measurements: Measurements | None = None,
+                  headroom: float = HEADROOM) -> dict:
+    """Does a deployment of ``channels`` channels of a detector fit this device? (the rollout's check)
+
+    Args:
+        model: an ONNX detector with the Modelyard detector contract (input ``images``; boxes, scores, classes).
+        channels: a number of channels, or the channel entries (each may set ``fps`` and ``source_fps``).
+        width, height: the channels' resolution (default 640x360).
+        source_fps: frames/s of each source (default 25); sample_fps: the skill's fps per channel (default 5).
+        measurements: reuse earlier measurements (default: measure now, a few seconds).
+        headroom: the share of the device the plan may fill (default 0.85).
+
+    Returns:
+        ``{"fits", "predicted_channels", "requested_channels", "load", "reason", "measurements"}``.
+    """
+    if isinstance(channels, list):
+        requested = len(channels)
+        sample_fps = max([float(c.get("fps", sample_fps)) for c in channels] or [sample_fps])
+        source_fps = max([float(c.get("source_fps", source_fps)) for c in channels] or [source_fps])
+    else:
+        requested = int(channels)
+    if measurements is None:
+        from modelyard.edge.skills.builtin.registry import builtin_dir
+        from modelyard.edge.skills.manifest import load_logic, load_manifest
+
+        folder = builtin_dir("object-counting")
+        logic = load_logic(folder, load_manifest(folder))
+        logic.setup({"model": str(model)})
+        measurements = measure(logic.infer_batch, width, height)
+    predicted = predict_channels(measurements, source_fps, sample_fps, headroom)
+    load = load_per_second(measurements, requested, source_fps, sample_fps)
+    fits = requested <= predicted
+    reason = (f"{requested} channel(s) of {width}x{height} at {source_fps:g} fps decoded, {sample_fps:g} fps "
+              f"inferred use {load:.0%} of this device; it holds {predicted} (headroom {headroom:.0%})")
+    return {"fits": fits, "predicted_channels": predicted, "requested_channels": requested, "load": round(load, 3),
+            "reason": reason, "measurements": measurements.to_dict()}
