@@ -29,7 +29,7 @@ from modelyard.client.monitoring import Monitoring
 from modelyard.client.registry import Models
 from modelyard.client.runs import ActiveRun, Runs
 from modelyard.client.services import Services
-from modelyard.client.train import Automl
+from modelyard.client.train import Automl, Ladder
 from modelyard.core import errors
 from modelyard.core.errors import ModelyardError, Unavailable
 
@@ -75,6 +75,7 @@ class Client:
         self.automl = Automl(self)
         self.edge = Edge(self)
         self.active_learning = ActiveLearning(self)
+        self.ladder = Ladder(self)
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:

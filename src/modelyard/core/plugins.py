@@ -30,6 +30,7 @@ JOB_KINDS: dict[str, str] = {
     "label.propose": "modelyard.deploy.prelabel:PROPOSE",
     "label.suggest": "modelyard.train.label_suggest:SUGGEST",
     "label.group": "modelyard.train.label_suggest:GROUP",
+    "tune": "modelyard.train.tune:TUNE",
 }
 
 

@@ -195,6 +195,10 @@ def read_signature(path: Path, fmt: str, preprocessing: dict | None = None, task
         inputs, outputs, classes = _onnx_signature_and_classes(path)
     elif fmt == "openvino":
         inputs, outputs = openvino_signature(path)
+    elif fmt in ("hf", "gguf", "peft"):
+        # a language model takes text and makes text; its service speaks the OpenAI protocol, not tensors
+        inputs, outputs = (TensorSpec("prompt", "string", ("batch",)),), (TensorSpec("text", "string", ("batch",)),)
+        return Signature(inputs, outputs, None, None)
     else:
         raise InvalidInput(f"cannot read the signature of a {fmt!r} artifact (onnx or openvino)")
     if classes and isinstance(task, dict) and task.get("type") == "classification" and not task.get("classes"):
