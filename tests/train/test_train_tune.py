@@ -132,3 +132,22 @@ def test_tune_refuses_a_table_dataset_and_sft_on_plain_text(ladder):
     with pytest.raises(ModelyardError, match="instruction/response"):
         TUNE.run(TuneSpec(base="tiny@1", data="corpus@1", stage="sft", steps=1),
                  LocalJobContext(home=ladder["home"], workdir=ladder["root"] / "w7"))
+
+
+def test_ladder_document_shows_l0_l1_l2_with_gates_over_rest_and_cli(ladder):
+    from typer.testing import CliRunner
+
+    from modelyard.cli.main import app
+    from modelyard.client import Client
+
+    with Client(home=ladder["home"]) as client:
+        document = client.ladder.lineage(ladder["l2"]["model"])
+    assert document["schema"] == "modelyard.ladder/1"
+    assert [lv["level"] for lv in document["levels"]] == ["L0", "L1", "L2"]
+    assert document["levels"][0]["license"] == "apache-2.0" and document["levels"][1]["gate"]["name"] == "forgetting"
+    assert document["levels"][2]["dataset"] == "qa@1" and "domain_ppl_drop" in document["levels"][2]["metrics"]
+    shown = CliRunner().invoke(app, ["--home", str(ladder["home"]), "ladder", "show", ladder["l2"]["model"]])
+    assert shown.exit_code == 0, shown.output
+    assert "L0 tiny@1" in shown.output and "L2 tiny-qa@1" in shown.output
+    refused = CliRunner().invoke(app, ["--home", str(ladder["home"]), "tune", "tiny@1", "--data", "nope@1"])
+    assert refused.exit_code != 0 and "nope" in refused.output

@@ -58,6 +58,8 @@ NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
              ("runs",)),
     "automl": ("AutoML: search models for a dataset version under a time budget and a latency limit; register the "
                "winner.", ("automl",)),
+    "ladder": ("Fine-tune language models L0 -> L1 -> L2 (tune: LoRA or full, pretrain or sft, forgetting gate, "
+               "lineage by content hash); show a model's ladder.", ("ladder",)),
     "models": ("Model registry: register versions, list, show (signature, card), alias, delete; evaluate on a dataset, "
                "batch inference.", ("models", "evaluate", "batch")),
     "services": ("Real-time services: deploy, list, show, logs, scale, stop, start, rollback, traffic, predict, "
@@ -77,6 +79,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "deploy": ("services", "deploy"),
     "batch": ("models", "batch"),
     "evaluate": ("models", "evaluate"),
+    "tune": ("ladder", "tune"),
 }
 
 

@@ -52,4 +52,7 @@ class Ladder:
 
     def lineage(self, ref: str) -> dict:
         """The ladder under ``ref``: each level (L0 first) with its digest, dataset, evaluation and gate."""
-        return self._c.get_json(f"/api/v1/ladder/{ref}")
+        from urllib.parse import quote
+
+        name, _, selector = ref.removeprefix("modelyard://").partition("@")
+        return self._c.get_json(f"/api/v1/models/{quote(name)}/versions/{quote(selector or 'latest')}/ladder")

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
+from modelyard.registry.ladder import chain_of, ladder_of, lineage_entry, load_chain
 
 GENERAL_SET = Path(__file__).parent / "data" / "general_english.txt"
 LEVEL_OF_STAGE = {"pretrain": "L1", "sft": "L2"}
@@ -99,27 +100,6 @@ def general_texts() -> list[str]:
     return _paragraphs(GENERAL_SET.read_text(encoding="utf-8"))
 
 
-# -- the chain of versions a model stands on --------------------------------------------------------------------
-def ladder_of(version) -> dict:
-    return (version.lineage or {}).get("ladder") or {}
-
-
-def chain_of(registry, version) -> list:
-    """The versions from the foundation up to ``version``: ``[root (hf/gguf), adapter..., version]``."""
-    chain = [version]
-    while chain[0].format == "peft":
-        base_id = ladder_of(chain[0]).get("base", {}).get("id")
-        if not base_id:
-            raise InvalidInput(f"{chain[0].ref} is a LoRA adapter without a recorded base; register adapters with tune")
-        chain.insert(0, registry.get_version_by_id(base_id))
-        if len(chain) > 16:
-            raise InvalidInput(f"{version.ref}: adapter chain deeper than 16 levels")
-    if chain[0].format not in ("hf", "gguf"):
-        raise InvalidInput(f"{chain[0].ref} is {chain[0].format}: tune and text services need a language model "
-                           "registered from a Hugging Face folder (--task text-generation) or a .gguf file")
-    return chain
-
-
 def check_gates(chain) -> None:
     """Refuse a base whose forgetting gate (or that of anything under it) failed."""
     for version in chain:
@@ -129,26 +109,6 @@ def check_gates(chain) -> None:
                 f"{version.ref} failed the forgetting gate (general perplexity rose "
                 f"{gate['general_ppl_rise'] * 100:.1f} % > {gate['max_general_ppl_rise'] * 100:.1f} % allowed); it "
                 "cannot be a base for further tuning")
-
-
-def load_chain(registry, chain, train_adapter: Path | None = None, adapters: dict | None = None):
-    """Load the root of ``chain`` with every adapter in it merged (all of ``chain`` when the last is an adapter
-    and no ``adapters`` are given)."""
-    from modelyard.registry.resolve import materialize
-    from modelyard.runtime.causal_lm import load_causal_lm
-
-    root = chain[0]
-    folder = materialize(registry, root)
-    merge = [materialize(registry, v) for v in chain[1:]]
-    return load_causal_lm(folder, root.format, root.entry, merge=merge, adapters=adapters,
-                          train_adapter=train_adapter)
-
-
-def lineage_entry(version) -> dict:
-    from modelyard.registry.versions import content_digest
-
-    return {"ref": version.ref, "id": version.id, "digest": content_digest(version.files),
-            "level": ladder_of(version).get("level", "L0"), "format": version.format}
 
 
 # -- training ---------------------------------------------------------------------------------------------------
