@@ -150,4 +150,4 @@ def test_ladder_document_shows_l0_l1_l2_with_gates_over_rest_and_cli(ladder):
     assert shown.exit_code == 0, shown.output
     assert "L0 tiny@1" in shown.output and "L2 tiny-qa@1" in shown.output
     refused = CliRunner().invoke(app, ["--home", str(ladder["home"]), "tune", "tiny@1", "--data", "nope@1"])
-    assert refused.exit_code != 0 and "nope" in refused.output
+    assert refused.exit_code != 0 and "dataset 'nope' not found" in str(refused.exception)
