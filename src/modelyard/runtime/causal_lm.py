@@ -97,6 +97,12 @@ def _load_base(folder: Path, fmt: str, entry: str):
         # transformers says "couldn't connect" or "not a local folder" when a file is missing: never a download
         raise InvalidInput(f"{folder.name}: cannot load the model from local files only "
                            f"({str(exc).splitlines()[0][:200]}); Modelyard never downloads") from None
+    if fmt == "gguf":
+        # NOTE: transformers dequantises GGUF weights to plain fp32 tensors but keeps a "gguf quantizer" on the
+        # model, which refuses save_pretrained; nothing quantized is left, so merged weights may be saved
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -15,7 +15,7 @@ from modelyard.core.errors import ModelyardError
 log = logging.getLogger("modelyard.console")
 
 PAGES = ("pages_core", "pages_jobs", "pages_data", "pages_runs", "pages_models", "pages_services", "pages_automl",
-         "pages_migrations", "pages_monitoring", "pages_edge")
+         "pages_migrations", "pages_monitoring", "pages_edge", "pages_ladder")
 
 
 class SecurityHeaders:
