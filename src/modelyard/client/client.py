@@ -271,9 +271,7 @@ class Blobs:
                     stored = self._c.request(
                         "POST", "/api/v1/blobs", content=handle, headers={"Content-Type": "application/octet-stream"}
                     ).json()
-            except errors.PayloadTooLarge:
-                if self._c.in_process:
-                    raise
+            except errors.PayloadTooLarge:  # in-process too: the same upload sessions as against a server
                 stored = self.put_chunked(path)
         if pin:
             self.pin(stored["digest"], note=note)
