@@ -15,7 +15,8 @@ def test_folder_of_text_files_becomes_deduplicated_paragraphs_with_stats(sqlite_
 
     folder = tmp_path / "docs"
     (folder / "sub").mkdir(parents=True)
-    (folder / "a.txt").write_text("First paragraph here.\n\nSecond one, longer than the first.\n\nfirst  PARAGRAPH here.")
+    (folder / "a.txt").write_text("First paragraph here.\n\nSecond one, longer than the first.\n\n"
+                                  "first  PARAGRAPH here.")
     (folder / "sub" / "b.md").write_text("# Title\n\nA markdown paragraph.")
     (folder / "ignored.bin").write_bytes(b"\0\1")
     store = DatasetStore(sqlite_workspace)

@@ -92,8 +92,8 @@ def _gate_failed_base(home, root):
     junk.write_text("".join(json.dumps({"text": "zq " * (8 + i)}) + "\n" for i in range(8)), encoding="utf-8")
     with Client(home=home) as client:
         client.data.import_path(str(junk), "junk", kind="text")
-    return TUNE.run(TuneSpec(base="tiny@1", data="junk@1", stage="pretrain", name="tiny-forgetful", steps=4, method="full",
-                             learning_rate=0.01, max_length=48),
+    return TUNE.run(TuneSpec(base="tiny@1", data="junk@1", stage="pretrain", name="tiny-forgetful", steps=4,
+                             method="full", learning_rate=0.01, max_length=48),
                     LocalJobContext(home=home, workdir=root / "w3"))
 
 

@@ -59,7 +59,8 @@ def tune_command(
                   f"{result['losses'][-1]:.3f}; domain perplexity {ev['domain_ppl_before']:.2f} -> "
                   f"{ev['domain_ppl_after']:.2f} ({ev['domain_ppl_drop']:+.1%} drop); general "
                   f"{ev['general_ppl_before']:.2f} -> {ev['general_ppl_after']:.2f} ({ev['general_ppl_rise']:+.1%}); "
-                  f"forgetting gate {'passed' if gate['passed'] else 'FAILED'} (max {gate['max_general_ppl_rise']:.0%})",
+                  f"forgetting gate {'passed' if gate['passed'] else 'FAILED'} "
+                  f"(max {gate['max_general_ppl_rise']:.0%})",
                   highlight=False)
 
 

@@ -63,8 +63,8 @@ class Models:
             n_features: for an estimator whose feature count cannot be read from it.
             hf_task: for a Hugging Face folder: ``text-generation`` (a causal language model, stored as its own
                 files as a ``foundation`` model; a ``.gguf`` file needs no task), ``text-classification``,
-                ``image-classification`` or ``feature-extraction``; the model is converted to ONNX by the migration passes and registered only
-                when the compare engine passes it against the PyTorch model.
+                ``image-classification`` or ``feature-extraction``; those three are converted to ONNX by the migration
+                passes and registered only when the compare engine passes them against the PyTorch model.
         """
         from modelyard.registry.refs import check_name
 

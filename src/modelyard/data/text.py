@@ -89,7 +89,8 @@ def read_records(path: Path, display: str | None = None) -> tuple[str, list[dict
     for number, row in enumerate(rows, 1):
         record = {key: str(row.get(key) or "").strip() for key in LAYOUTS[layout]}
         if not all(record.values()):
-            raise InvalidInput(f"{display}: row {number} has an empty {', '.join(k for k, v in record.items() if not v)}")
+            empty = ", ".join(k for k, v in record.items() if not v)
+            raise InvalidInput(f"{display}: row {number} has an empty {empty}")
         records.append(record)
     return layout, records
 

@@ -252,7 +252,8 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
     if data.kind != "text":
         raise InvalidInput(f"{data.ref} is a {data.kind} dataset; tune reads text datasets (--kind text)")
     if spec.stage == "sft" and data.schema.get("layout") != "instruction":
-        raise InvalidInput(f"stage sft needs instruction/response records; {data.ref} holds {data.schema.get('layout')}")
+        raise InvalidInput(f"stage sft needs instruction/response records; {data.ref} holds "
+                           f"{data.schema.get('layout')}")
     records = store.load_texts(data)
     train = [r for r in records if r["split"] == "train"]
     held_out = [r for r in records if r["split"] == "validation"][:spec.eval_items]
