@@ -11,6 +11,7 @@ import pytest
 from modelyard.core.errors import InvalidInput
 
 
+@pytest.mark.slow  # reads the header of a 90 MB file through gguf's memory map
 def test_gguf_header_gives_license_and_architecture():
     import importlib.metadata
 

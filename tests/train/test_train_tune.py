@@ -10,6 +10,8 @@ import pytest
 from modelyard.core.errors import InvalidInput, ModelyardError
 from modelyard.core.jobkind import LocalJobContext
 
+pytestmark = pytest.mark.slow  # trains a tiny language model several times (module fixture: ~30 s on 2 cores)
+
 DOMAIN = [f"Python function number {i} returns the list of keys of a dictionary sorted by value {i % 5}."
           for i in range(24)]
 QA = [{"instruction": f"What does function {i} return?", "response": f"The sorted keys, number {i % 3}."}

@@ -3,6 +3,8 @@ the same document as its REST twin."""
 
 from __future__ import annotations
 
+import pytest
+
 
 def _ladder(workspace, tiny_lm_dir):
     from modelyard.registry.foundation import prepare_foundation
@@ -25,6 +27,7 @@ def _ladder(workspace, tiny_lm_dir):
     return l0, l1
 
 
+@pytest.mark.slow  # builds the tiny language model and stores it
 def test_ladder_page_draws_the_lineage_with_metrics_and_gate(as_role, sqlite_workspace, tiny_lm_dir):
     l0, l1 = _ladder(sqlite_workspace, tiny_lm_dir)
     browser = as_role("viewer")
