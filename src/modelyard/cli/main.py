@@ -61,6 +61,8 @@ NOUNS: dict[str, tuple[str, tuple[str, ...]]] = {
                "winner.", ("automl",)),
     "train": ("Your own training code as a job: submit a script to N data-parallel workers (torchrun semantics), "
               "metrics as a run, checkpoints in the blob store.", ("train",)),
+    "ladder": ("Fine-tune language models L0 -> L1 -> L2 (tune: LoRA or full, pretrain or sft, forgetting gate, "
+               "lineage by content hash); show a model's ladder.", ("ladder",)),
     "models": ("Model registry: register versions, list, show (signature, card), alias, delete; evaluate on a dataset, "
                "batch inference.", ("models", "evaluate", "batch")),
     "services": ("Real-time services: deploy, list, show, logs, scale, stop, start, rollback, traffic, predict, "
@@ -83,6 +85,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "deploy": ("services", "deploy"),
     "batch": ("models", "batch"),
     "evaluate": ("models", "evaluate"),
+    "tune": ("ladder", "tune"),
 }
 
 

@@ -82,7 +82,8 @@ def register(
                                                "(runs code from the file: only files you made).")] = False,
     hf_task: Annotated[str | None, typer.Option(
         "--task", help="For a Hugging Face folder (config.json + safetensors + tokenizer or preprocessor): "
-                       "text-classification, image-classification or feature-extraction.")] = None,
+                       "text-generation (a foundation language model, kept as its files; a .gguf file needs no "
+                       "--task), text-classification, image-classification or feature-extraction.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a new immutable version of a model."""

@@ -30,7 +30,7 @@ from modelyard.client.registry import Models
 from modelyard.client.runs import ActiveRun, Runs
 from modelyard.client.services import Services
 from modelyard.client.skills import Skills
-from modelyard.client.train import Automl
+from modelyard.client.train import Automl, Ladder
 from modelyard.core import errors
 from modelyard.core.errors import ModelyardError, Unavailable
 
@@ -77,6 +77,7 @@ class Client:
         self.automl = Automl(self)
         self.edge = Edge(self)
         self.active_learning = ActiveLearning(self)
+        self.ladder = Ladder(self)
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
@@ -272,9 +273,7 @@ class Blobs:
                     stored = self._c.request(
                         "POST", "/api/v1/blobs", content=handle, headers={"Content-Type": "application/octet-stream"}
                     ).json()
-            except errors.PayloadTooLarge:
-                if self._c.in_process:
-                    raise
+            except errors.PayloadTooLarge:  # in-process too: the same upload sessions as against a server
                 stored = self.put_chunked(path)
         if pin:
             self.pin(stored["digest"], note=note)

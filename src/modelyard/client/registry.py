@@ -61,9 +61,10 @@ class Models:
             task: task (overrides a spec's).
             trust_pickle: allow loading a pickled estimator (runs code from the file).
             n_features: for an estimator whose feature count cannot be read from it.
-            hf_task: for a Hugging Face folder: ``text-classification``, ``image-classification`` or
-                ``feature-extraction``; the model is converted to ONNX by the migration passes and registered only
-                when the compare engine passes it against the PyTorch model.
+            hf_task: for a Hugging Face folder: ``text-generation`` (a causal language model, stored as its own
+                files as a ``foundation`` model; a ``.gguf`` file needs no task), ``text-classification``,
+                ``image-classification`` or ``feature-extraction``; those three are converted to ONNX by the migration
+                passes and registered only when the compare engine passes them against the PyTorch model.
         """
         from modelyard.registry.refs import check_name
 
@@ -81,10 +82,13 @@ class Models:
 
         with tempfile.TemporaryDirectory(prefix="modelyard-register-") as tmp:
             if isinstance(source, str | Path):
-                prepared = _prepare_path(Path(source), Path(tmp), trust_pickle, hf_task)
+                prepared = _prepare_path(Path(source), Path(tmp), trust_pickle, hf_task, (tags or {}).get("license"))
             else:
                 prepared = prepare_estimator(source, Path(tmp), n_features)
             files = {stored: self._c.blobs.put(path)["digest"] for stored, path in prepared.files.items()}
+        foundation = (prepared.metadata or {}).get("foundation")
+        if foundation:  # an L0: its kind and license are tags, so `models list` and the console show them
+            body["tags"] = {"kind": "foundation", "license": foundation["license"], **body["tags"]}
         if prepared.notes or prepared.source:
             body["lineage"].setdefault("source", {"path": prepared.source, "format": prepared.source_format,
                                                   "notes": prepared.notes, **(prepared.metadata or {})})
@@ -165,13 +169,17 @@ class Models:
         return {"schema": "modelyard.model-export/1", "ref": version["ref"], "format": fmt, "path": str(folder)}
 
 
-def _prepare_path(path: Path, workdir: Path, trust_pickle: bool, hf_task: str | None):
-    """A file or folder ready to upload; a Hugging Face folder goes through the migration passes and compare."""
+def _prepare_path(path: Path, workdir: Path, trust_pickle: bool, hf_task: str | None, license: str | None = None):
+    """A file or folder ready to upload; a Hugging Face folder goes through the migration passes and compare, a
+    language model (``text-generation`` or a ``.gguf``) is stored as its own files."""
     from modelyard.core.errors import InvalidInput
     from modelyard.registry.formats import prepare
+    from modelyard.registry.foundation import GENERATION_TASK, is_gguf, prepare_foundation
     from modelyard.registry.mlflow_model import is_mlflow_model, prepare_mlflow
 
     folder = path.expanduser()
+    if hf_task == GENERATION_TASK or is_gguf(folder):
+        return prepare_foundation(folder, license)
     if is_mlflow_model(folder):
         return prepare_mlflow(folder.resolve(), workdir, trust_pickle)
     if folder.is_dir() and (folder / "config.json").is_file():

@@ -27,3 +27,32 @@ class Automl:
                 "families": families, "seed": seed, "description": description,
                 "register_winner": register_winner}
         return self._c.jobs.result(self._c.jobs.run("automl.train", spec, timeout=timeout))
+
+
+class Ladder:
+    """``client.ladder``: fine-tuning up the L0 -> L1 -> L2 ladder (the ``tune`` job) and reading a model's ladder.
+
+    Example::
+
+        l1 = client.ladder.tune("smollm2@1", "pydocs@1", stage="pretrain", steps=20)
+        l2 = client.ladder.tune(l1["model"], "pyqa@1", stage="sft", steps=20)
+        client.ladder.lineage(l2["model"])     # L2 -> L1 -> L0 with digests, metrics and gates
+    """
+
+    def __init__(self, client):
+        self._c = client
+
+    def tune(self, base: str, data: str, *, stage: str = "pretrain", timeout: float | None = None, **options) -> dict:
+        """Run a ``tune`` job and return its ``modelyard.tune/1`` result. ``options`` are the spec's other keys
+        (``method``, ``output``, ``name``, ``steps``, ``batch_size``, ``learning_rate``, ``max_length``,
+        ``lora_r``..., ``max_general_ppl_rise``; see ``modelyard jobs kinds tune``). A failed job raises
+        ``ModelyardError`` with its error (a failed forgetting gate of the base, say)."""
+        spec = {"base": base, "data": data, "stage": stage, **options}
+        return self._c.jobs.result(self._c.jobs.run("tune", spec, timeout=timeout))
+
+    def lineage(self, ref: str) -> dict:
+        """The ladder under ``ref``: each level (L0 first) with its digest, dataset, evaluation and gate."""
+        from urllib.parse import quote
+
+        name, _, selector = ref.removeprefix("modelyard://").partition("@")
+        return self._c.get_json(f"/api/v1/models/{quote(name)}/versions/{quote(selector or 'latest')}/ladder")

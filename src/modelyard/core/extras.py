@@ -60,6 +60,8 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "silero_vad": ("silero-vad", "skills"),
     "transformers": ("transformers", "hf"),
     "tokenizers": ("tokenizers", "hf"),
+    "peft": ("peft", "llm"),
+    "gguf": ("gguf", "llm"),
     "nudenet": ("nudenet", "detection"),
 }
 

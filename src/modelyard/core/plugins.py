@@ -31,6 +31,7 @@ JOB_KINDS: dict[str, str] = {
     "label.suggest": "modelyard.train.label_suggest:SUGGEST",
     "label.group": "modelyard.train.label_suggest:GROUP",
     "train": "modelyard.train.user_jobs:TRAIN",
+    "tune": "modelyard.train.tune:TUNE",
 }
 
 

@@ -85,7 +85,7 @@ class DatasetVersion:
         }
 
     def __str__(self) -> str:
-        unit = {"tabular": "rows", "text-classification": "texts"}.get(self.kind, "images")
+        unit = {"tabular": "rows", "text-classification": "texts", "text": "records"}.get(self.kind, "images")
         counts = self.split.get("counts", {})
         if self.kind == "object-detection":
             unit += f" with {self.stats.get('boxes', 0)} boxes"
@@ -174,6 +174,11 @@ class DatasetStore:
         if not 0 < validation_fraction < 1:
             raise InvalidInput(f"validation_fraction {validation_fraction}: must be between 0 and 1")
         display = Path(source_name) if source_name else path
+        if kind == "text":
+            if label is not None or fmt is not None:
+                raise InvalidInput("label/format: a text dataset finds its columns itself (text, instruction/response "
+                                   "or text/label)")
+            return self._import_text(path, display.name, name, validation_fraction, seed, description, created_by)
         if self._annotated(path, display, kind, fmt):
             from modelyard.data.annotated import import_annotations
 
@@ -205,6 +210,38 @@ class DatasetStore:
         from modelyard.data.annotated import looks_annotated
 
         return display.suffix.lower() == ".json" or (path.is_dir() and looks_annotated(path))
+
+    def _import_text(self, path, display, name, validation_fraction, seed, description, created_by):
+        from modelyard.data import text
+
+        layout, records = text.read_records(path, display)
+        records, removed = text.deduplicate(records)
+        if len(records) < 2:
+            raise InvalidInput(f"{display}: a text dataset needs at least 2 distinct records, found {len(records)}")
+        labels = [r["label"] for r in records] if layout == "labeled" else None
+        assignment = "".join(splits.stratified_split(labels, len(records), validation_fraction, seed).tolist())
+        blob = self.blobs.put_bytes(text.records_to_jsonl(records, assignment))
+        manifest = {"schema": MANIFEST_SCHEMA, "kind": "text", "layout": layout,
+                    "records": {"digest": blob.digest, "size": blob.size, "count": len(records), "format": "jsonl"}}
+        schema = {"layout": layout, "fields": list(text.LAYOUTS[layout])}
+        if labels is not None:
+            schema["classes"] = sorted(set(labels))
+        return self._create_version(
+            name, "text", manifest, schema=schema,
+            split={"validation_fraction": validation_fraction, "seed": seed, "stratified": labels is not None,
+                   "counts": splits.split_counts(assignment)},
+            stats=text.text_stats(records, layout, assignment, removed),
+            lineage={"parent": None, "step": None}, source={"name": display, "format": layout},
+            items=len(records), size=blob.size, description=description, created_by=created_by)
+
+    def load_texts(self, version: DatasetVersion) -> list[dict]:
+        """The records of a ``text`` version, each with its ``split`` (``train``/``validation``), verified."""
+        from modelyard.data import text
+
+        if version.kind != "text":
+            raise InvalidInput(f"{version.ref} is a {version.kind} dataset, not text")
+        entry = self.manifest(version)["records"]
+        return text.records_from_jsonl(self.blobs.read_bytes(entry["digest"]))
 
     def _import_table(self, path, display, name, label, task, validation_fraction, seed, description, created_by):
         raw = path.read_bytes()

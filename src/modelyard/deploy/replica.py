@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 
 EXIT_LOAD_FAILED = 3
+TEXT_FORMATS = ("hf", "gguf", "peft")  # language models: served by deploy/textgen.py, not by a runtime backend
 
 
 def _intra_op_threads(replicas: int) -> int | None:
@@ -105,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         from modelyard.store.workspace import Workspace
 
         workspace = Workspace.open(Settings.load(config["home"]), create=False)
-        versions = load_versions(workspace, config)
+        text_models = any(e.get("format") in TEXT_FORMATS for e in config["traffic"])
+        if text_models:  # a language model and its adapters: the OpenAI-compatible API (deploy/textgen.py)
+            from modelyard.deploy.textgen import load_text_server
+
+            text_server = load_text_server(workspace, config)
+        else:
+            versions = load_versions(workspace, config)
     except Exception as exc:  # noqa: BLE001 - reported to the supervisor through the error file
         traceback.print_exc()
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -118,6 +125,17 @@ def main(argv: list[str] | None = None) -> int:
 
     home = Path(config["home"])
     tokens = TokenCheck(workspace.engine, internal_key(home), home)  # public or not: /metrics needs a credential
+    if text_models:
+        from modelyard.deploy.textgen import build_text_app
+
+        app = build_text_app(text_server, tokens, config["public"])
+        print(f"replica {args.index} of {config['service']} revision {config['revision']} serving "
+              f"{', '.join(v.ref for v in text_server.versions)} (OpenAI-compatible, pid {os.getpid()})", flush=True)
+        uv_config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning",
+                                   timeout_graceful_shutdown=10, timeout_keep_alive=30)
+        uvicorn.Server(uv_config).run(sockets=[listen, control])
+        workspace.close()
+        return 0
     server = ModelServer(config["service"], config["revision"], args.index, versions, config["public"], tokens,
                          config["max_body_bytes"], Path(config["metrics_dir"]), Path(config["access_log"]))
     from modelyard.deploy.monitoring.capture import Capture

@@ -14,6 +14,9 @@ from pathlib import Path, PurePosixPath
 from modelyard.core.errors import InvalidInput, NotFound
 
 SERVED_FORMATS = ("onnx", "openvino")
+# language models stored as their own files and served with transformers (modelyard.runtime.causal_lm): a Hugging
+# Face folder (entry config.json), a GGUF file, or a peft LoRA adapter over another registered version
+TEXT_FORMATS = ("hf", "gguf", "peft")
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 

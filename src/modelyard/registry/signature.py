@@ -230,6 +230,10 @@ def read_signature(path: Path, fmt: str, preprocessing: dict | None = None, task
                                  "pad_value": letterbox.get("pad_value", 114)}
     elif fmt == "openvino":
         inputs, outputs = openvino_signature(path)
+    elif fmt in ("hf", "gguf", "peft"):
+        # a language model takes text and makes text; its service speaks the OpenAI protocol, not tensors
+        inputs, outputs = (TensorSpec("prompt", "string", ("batch",)),), (TensorSpec("text", "string", ("batch",)),)
+        return Signature(inputs, outputs, None, None)
     else:
         raise InvalidInput(f"cannot read the signature of a {fmt!r} artifact (onnx or openvino)")
     if classes and isinstance(task, dict) and task.get("type") in ("classification", "detection") \

@@ -29,7 +29,7 @@ from modelyard.core.errors import Conflict, InvalidInput, NotFound
 from modelyard.core.ids import isoformat, new_id, utcnow
 from modelyard.core.jsonsafe import check_finite
 from modelyard.registry.card import render_card
-from modelyard.registry.formats import SERVED_FORMATS, check_stored_name
+from modelyard.registry.formats import SERVED_FORMATS, TEXT_FORMATS, check_stored_name
 from modelyard.registry.refs import ModelRef, check_alias, check_name, parse_ref
 from modelyard.registry.signature import Signature, read_signature
 from modelyard.store.db import as_utc
@@ -39,7 +39,21 @@ from modelyard.store.workspace import Workspace
 MAX_TAGS = 100
 MAX_METRICS = 200
 MAX_LINEAGE_CHARS = 64 * 1024
-_FORMAT_BY_SUFFIX = {".onnx": "onnx", ".xml": "openvino"}
+_FORMAT_BY_SUFFIX = {".onnx": "onnx", ".xml": "openvino", ".gguf": "gguf"}
+_FORMAT_BY_NAME = {"config.json": "hf", "adapter_config.json": "peft"}
+
+
+def _format_of_entry(entry: str) -> str | None:
+    return _FORMAT_BY_NAME.get(entry) or _FORMAT_BY_SUFFIX.get(Path(entry).suffix.lower())
+
+
+def content_digest(files: dict[str, dict]) -> str:
+    """One hash naming a version's content: sha256 over its sorted ``stored name, file digest`` pairs (so an L2's
+    lineage names its L1 and L0 exactly, whatever they are called in the registry)."""
+    import hashlib
+
+    text = "\n".join(f"{name}\t{files[name]['digest']}" for name in sorted(files))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,7 @@ class ModelVersion:
             "source_format": self.source_format,
             "entry": self.entry,
             "files": self.files,
+            "digest": content_digest(self.files),
             "size": self.size,
             "signature": self.signature.to_dict(),
             "metrics": self.metrics,
@@ -310,9 +325,10 @@ class ModelRegistry:
             check_stored_name(stored)
         if entry not in files:
             raise InvalidInput(f"entry: {entry!r} is not among the files {sorted(files)}")
-        fmt = _FORMAT_BY_SUFFIX.get(Path(entry).suffix.lower())
-        if fmt not in SERVED_FORMATS:
-            raise InvalidInput(f"entry: {entry!r} must be an .onnx file or an OpenVINO .xml")
+        fmt = _format_of_entry(entry)
+        if fmt not in SERVED_FORMATS + TEXT_FORMATS:
+            raise InvalidInput(f"entry: {entry!r} must be an .onnx file, an OpenVINO .xml, a language model's "
+                               "config.json or .gguf, or a LoRA adapter's adapter_config.json")
         if not isinstance(source_format, str) or not source_format or len(source_format) > 32:
             raise InvalidInput("source_format: must be a short name such as onnx, torch or sklearn")
         metrics, tags, lineage = _check_metrics(metrics), _check_tags(tags), _check_lineage(lineage)

@@ -101,9 +101,9 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None) -
         routes_migrations,
         routes_models,
         routes_monitoring,
-        routes_skills,
         routes_runs,
         routes_services,
+        routes_skills,
         routes_system,
         routes_tokens,
     )

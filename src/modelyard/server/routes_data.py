@@ -37,7 +37,7 @@ class ImportDataset(BaseModel):
                                     ".zip/.tar of class folders, or a CSV of path,label inside such an archive, or "
                                     "a .zip/.tar of a COCO, Pascal VOC, YOLO or Label Studio folder.")
     filename: str = Field(min_length=1, max_length=255, description="The file's name; its suffix picks the reader.")
-    kind: Literal["auto", "tabular", "image-classification", "object-detection", "multilabel-classification",
+    kind: Literal["auto", "tabular", "image-classification", "object-detection", "multilabel-classification", "text",
                   "text-classification"] = "auto"
     label: str | None = Field(default=None, description="Label column of a table.")
     task: Literal["auto", "classification", "regression"] = "auto"
@@ -55,7 +55,7 @@ class ImportFiles(BaseModel):
     files: dict[str, str] = Field(min_length=1, description="relative path -> sha256 digest: an image folder "
                                                              "(class/*.png), an annotation folder (COCO, VOC, "
                                                              "YOLO, Label Studio) or one table file (data.csv)")
-    kind: Literal["auto", "tabular", "image-classification", "object-detection", "multilabel-classification",
+    kind: Literal["auto", "tabular", "image-classification", "object-detection", "multilabel-classification", "text",
                   "text-classification"] = "auto"
     label: str | None = Field(default=None, description="Label column of a table.")
     task: Literal["auto", "classification", "regression"] = "auto"

@@ -125,6 +125,23 @@ def get_card(name: str, selector: str, request: Request, _: Principal = Depends(
     return Response(card, media_type="text/markdown; charset=utf-8")
 
 
+class LadderDocument(BaseModel):
+    """``modelyard.ladder/1``: the levels under a language model, L0 first (digest, dataset, metrics, gate)."""
+
+    model_config = ConfigDict(extra="allow")
+    ref: str
+    levels: list[dict[str, Any]]
+
+
+@router.get("/models/{name}/versions/{selector}/ladder", responses=documented(LadderDocument, 404, 422))
+def get_ladder(name: str, selector: str, request: Request, _: Principal = Depends(require("viewer"))):
+    """The fine-tuning ladder under a language model: each level with its digest, dataset, metrics and gate."""
+    from modelyard.registry.ladder import ladder_document
+
+    registry = _registry(request)
+    return ladder_document(registry, registry.get_version(f"{name}@{selector}"))
+
+
 @router.delete("/models/{name}/versions/{version}", responses=documented(ModelDeleted, 404, 409, 422))
 def delete_version(name: str, request: Request, version: int = Path(ge=1, le=MAX_STORED_INT),
                    _: Principal = Depends(require("editor"))):

@@ -36,7 +36,7 @@ class MetricValue(sa.types.TypeDecorator):
 
 
 DATASET_KINDS = ("tabular", "image-classification", "object-detection", "multilabel-classification",
-                 "text-classification")
+                 "text-classification", "text")
 RUN_STATUSES = ("running", "finished", "failed", "killed")
 
 datasets = sa.Table(

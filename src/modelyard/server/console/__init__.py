@@ -16,7 +16,7 @@ log = logging.getLogger("modelyard.console")
 
 PAGES = ("pages_core", "pages_jobs", "pages_data", "pages_runs", "pages_models", "pages_services", "pages_automl",
          "pages_migrations", "pages_monitoring", "pages_edge", "pages_labeling",
-         "pages_skills")
+         "pages_skills", "pages_ladder")
 
 
 class SecurityHeaders:
