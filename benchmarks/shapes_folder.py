@@ -11,6 +11,7 @@ pixel or colour gives the class away.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -80,6 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     write_shapes(Path(args.folder), args.per_class, args.seed)
     print(f"wrote {args.per_class * len(CLASSES)} images in {len(CLASSES)} classes to {args.folder}")
+    print(json.dumps({"folder": str(args.folder), "images": args.per_class * len(CLASSES), "classes": len(CLASSES)}))
 
 
 if __name__ == "__main__":
