@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
@@ -77,13 +78,14 @@ def _typed(value, record: type[Record] | None):
     return value
 
 
-class PhaseResult(Record):
+class PhaseResult(Record, ABC):
     """What every phase's result answers: skipped or not, and one line for the CLI and ``state.json``."""
 
     skipped: ClassVar[bool] = False
 
+    @abstractmethod
     def summary(self) -> str:
-        raise NotImplementedError
+        """One line saying what the phase did."""
 
 
 @dataclass(frozen=True)
