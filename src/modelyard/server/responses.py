@@ -418,6 +418,7 @@ class ModelVersion(_Closed):
     source_format: str | None
     entry: str
     files: dict[str, Any]
+    digest: str = Field(description="sha256 over the version's file names and digests: equal digests, equal content.")
     size: int
     signature: Signature
     metrics: dict[str, Any]
