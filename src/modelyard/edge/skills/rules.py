@@ -10,6 +10,9 @@ Rules (per-channel settings in the channel config):
 - ``line-crossing``: centres matched frame to frame (nearest, within ``max_step`` of the frame); an event when one
   crosses ``line`` ([x0, y0, x1, y1]), with the running total.
 - ``class-seen``: an event when class ``class_id`` is seen in ``frames`` consecutive frames (once per streak).
+
+Every rule takes ``thumbnail: true`` (events carry a small JPEG of the frame) and ``hard_examples`` (a filter,
+``filters.is_hard``) in the channel config.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ CHANNEL_SCHEMAS = {
     "class-seen": {"class_id": {"type": "integer", "minimum": 0}, "frames": {"type": "integer", "minimum": 1}},
 }
 COMMON_SCHEMA = {"classes": {"type": "array", "items": {"type": "integer"}},
-                 "min_score": {"type": "number", "minimum": 0, "maximum": 1}, "hard_examples": {"type": "object"}}
+                 "min_score": {"type": "number", "minimum": 0, "maximum": 1}, "hard_examples": {"type": "object"},
+                 "thumbnail": {"type": "boolean"}}
 
 
 def _side(point, line) -> float:
@@ -75,6 +79,12 @@ class RuleSkill:
             inference["classes"][keep]
 
     def process(self, item: dict, channel: dict) -> list[dict]:
+        events = self._rule(item, channel)
+        if channel["config"].get("thumbnail"):  # the runtime attaches a small JPEG of the frame to each event
+            events = [{**event, "thumbnail": True} for event in events]
+        return events
+
+    def _rule(self, item: dict, channel: dict) -> list[dict]:
         inference = item.get("inference") or self.infer_batch([item["frame"]])[0]
         config, state = channel["config"], self.state.setdefault(channel["id"], {})
         centres, classes = self._centres(inference, config)
