@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -34,6 +35,7 @@ MAX_IMAGE_BYTES = 512 * 1024
 MAX_EVENT_JSON_CHARS = 8000
 MAX_PAGE = 500
 LABELING_OWNER = "edge-hard-examples"
+_LABELING_QUEUE = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -139,42 +141,56 @@ class EdgeEvents:
                 if fresh:
                     conn.execute(edge_hard_examples.insert(), fresh)
                 hard_rows = fresh
-        if hard_rows:
-            self._queue_for_labeling(device_id, hard_rows)
+        if hard_rows or duplicates:
+            self._queue_for_labeling(device_id)
         return {"events": len(rows), "hard_examples": len(hard_rows), "duplicates": duplicates,
                 "left_out": left_out}
 
-    def _queue_for_labeling(self, device_id: str, rows: list[dict]) -> None:
-        from modelyard.core.errors import NotFound
+    def _queue_for_labeling(self, device_id: str) -> None:
+        """Queue this device's hard examples that no labeling job holds yet (a failure here is retried with the
+        device's next hard example, so none is left out for good)."""
+        from modelyard.core.errors import Conflict, NotFound
+        from modelyard.data.labeling.rows import existing_items, job_row
         from modelyard.data.labeling.service import LabelingStore
 
         store = LabelingStore(self.workspace)
         with self.engine.connect() as conn:
             device = conn.execute(sa.select(edge_devices.c.name).where(edge_devices.c.id == device_id)).scalar_one()
-        by_skill: dict[str, list[dict]] = {}
+            rows = conn.execute(sa.select(edge_hard_examples).where(
+                edge_hard_examples.c.device_id == device_id, edge_hard_examples.c.labeling_job.is_(None))
+                .order_by(edge_hard_examples.c.received_at).limit(MAX_HARD_EXAMPLES_PER_REPORT * 5)).all()
+        by_skill: dict[str, list] = {}
         for row in rows:
-            by_skill.setdefault(row["skill"], []).append(row)
+            by_skill.setdefault(row.skill, []).append(row)
         for skill, skill_rows in by_skill.items():
             job = labeling_job_name(skill)
-            files = {f"{_safe(device)}/{_safe(r['channel'])}/{r['digest'].removeprefix('sha256:')[:16]}.jpg": r["digest"]
+            files = {f"{_safe(device)}/{_safe(r.channel)}/{r.digest.removeprefix('sha256:')[:16]}.jpg": r.digest
                      for r in skill_rows}
-            try:
-                store.get(job)
-            except NotFound:
-                # a detector's hard frame is labelled with boxes; a classifier's (class probabilities) with a class
-                detection = "scores" in skill_rows[0]["inference"]
-                probabilities = skill_rows[0]["inference"].get("probabilities") or []
-                classes = ["object"] if detection or len(probabilities) < 2 else \
-                    [f"class-{i}" for i in range(len(probabilities))]
-                store.create(job, _System(), task="detection" if detection else "classification", classes=classes,
-                             files=files, description=f"Hard examples the skill {skill} found on edge devices "
-                                                       "(HiLens-style filters on the device).")
-            else:
-                store.add_items(job, _System(), files)
-            store.set_priorities(job, _System(), {item: {"hard": True} for item in files})
+            with _LABELING_QUEUE:  # two devices' first hard examples must not both open the job
+                try:
+                    with self.engine.connect() as conn:
+                        present = existing_items(conn, job_row(conn, job).id, list(files))
+                    fresh = {k: v for k, v in files.items() if k not in present}
+                    if fresh:
+                        store.add_items(job, _System(), fresh)
+                except NotFound:
+                    # a detector's hard frame is labelled with boxes; a classifier's (class probabilities) with a
+                    # class
+                    inference = skill_rows[0].inference or {}
+                    detection = "scores" in inference
+                    probabilities = inference.get("probabilities") or []
+                    classes = ["object"] if detection or len(probabilities) < 2 else \
+                        [f"class-{i}" for i in range(len(probabilities))]
+                    store.create(job, _System(), task="detection" if detection else "classification",
+                                 classes=classes, files=files,
+                                 description=f"Hard examples the skill {skill} found on edge devices (HiLens-style "
+                                             "filters on the device).")
+                except Conflict:
+                    pass  # an item already there: the next pass finds it present
+                store.set_priorities(job, _System(), {item: {"hard": True} for item in files})
             with write_transaction(self.engine) as conn:
                 for item, row in zip(files, skill_rows, strict=True):
-                    conn.execute(edge_hard_examples.update().where(edge_hard_examples.c.id == row["id"])
+                    conn.execute(edge_hard_examples.update().where(edge_hard_examples.c.id == row.id)
                                  .values(labeling_job=job, item=item))
 
     # -- user side --------------------------------------------------------------------------------------------------
