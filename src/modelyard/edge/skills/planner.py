@@ -4,12 +4,16 @@ Two measurements on the device, then arithmetic:
 
 - decode: frames/s that PyAV decodes at a resolution (one H.264 stream, FFmpeg's threads on all cores; every
   frame of a channel's source is decoded whatever the sampling fps, as H.264 needs its reference frames);
+- conversion: seconds to turn one decoded frame into the RGB array the skill gets -- paid only for the sampled
+  frames (``sources.iter_source`` converts a frame once it falls on the channel's fps grid). On simple scenes the
+  conversion costs several times the decode, so charging it to every decoded frame (as the first planner did, by
+  converting inside the decode measurement) made the plan ~1/3 short of what the device measurably held;
 - inference: seconds per batch for batch sizes 1, 2, 4, 8, 16 (the fastest of a few runs: on a shared machine
   the slower runs measure the neighbours; one batch per sampling tick carries one frame per
   channel, as the runtime's cross-channel batching does).
 
 For N channels with source rate ``S`` and sampling rate ``F``, one second of video costs
-``N * S / decode_fps + F * t_batch(N)`` seconds of the device (``t_batch`` interpolated linearly between the
+``N * S / decode_fps + N * F * t_convert + F * t_batch(N)`` seconds of the device (``t_batch`` interpolated linearly between the
 measured sizes, extrapolated per frame beyond them). The device holds N channels while that stays under
 ``headroom`` (0.85: the skill logic, the muxer and the OS need the rest).
 """
@@ -30,13 +34,15 @@ BATCH_SIZES = (1, 2, 4, 8, 16)
 
 @dataclass(frozen=True)
 class Measurements:
-    decode_fps: float  # frames/s decoded at the planned resolution
+    decode_fps: float  # frames/s decoded at the planned resolution (decode only)
     batch_seconds: dict[int, float]  # batch size -> seconds per inference
     width: int
     height: int
+    convert_seconds: float = 0.0  # one decoded frame -> the RGB array (sampled frames only)
 
     def to_dict(self) -> dict:
-        return {"decode_fps": round(self.decode_fps, 1), "width": self.width, "height": self.height,
+        return {"decode_fps": round(self.decode_fps, 1), "convert_ms": round(self.convert_seconds * 1000, 3),
+                "width": self.width, "height": self.height,
                 "batch_ms": {str(k): round(v * 1000, 2) for k, v in sorted(self.batch_seconds.items())}}
 
 
@@ -54,7 +60,8 @@ def load_per_second(m: Measurements, channels: int, source_fps: float, sample_fp
     """Device-seconds spent per second of video for ``channels`` channels (1.0 = the device is full)."""
     if channels <= 0:
         return 0.0
-    return channels * source_fps / m.decode_fps + sample_fps * batch_time(m.batch_seconds, channels)
+    return (channels * source_fps / m.decode_fps + channels * sample_fps * m.convert_seconds
+            + sample_fps * batch_time(m.batch_seconds, channels))
 
 
 def predict_channels(m: Measurements, source_fps: float, sample_fps: float, headroom: float = HEADROOM,
@@ -66,7 +73,9 @@ def predict_channels(m: Measurements, source_fps: float, sample_fps: float, head
     return channels
 
 
-def measure_decode_fps(width: int, height: int, *, fps: int = 25, seconds: float = 4.0) -> float:
+def measure_decode(width: int, height: int, *, fps: int = 25, seconds: float = 4.0,
+                   repeats: int = 2) -> tuple[float, float]:
+    """(decoded frames/s, seconds to convert one frame to RGB), each the best of ``repeats`` passes."""
     import av
 
     from modelyard.edge.skills.media import write_video
@@ -74,15 +83,24 @@ def measure_decode_fps(width: int, height: int, *, fps: int = 25, seconds: float
     with tempfile.TemporaryDirectory() as folder:
         clip = write_video(Path(folder) / "probe.mp4", width=width, height=height, fps=fps, seconds=seconds,
                            gop=fps * 2)
-        started = time.perf_counter()
-        frames = 0
-        with av.open(str(clip)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                frame.to_ndarray(format="rgb24")  # the runtime converts every sampled frame; count it for all
-                frames += 1
-        return frames / (time.perf_counter() - started)
+        decode_fps, convert_s = 0.0, float("inf")
+        for _ in range(repeats):
+            frames, kept = 0, []
+            started = time.perf_counter()
+            with av.open(str(clip)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for frame in container.decode(stream):
+                    frames += 1
+                    if len(kept) < 25:
+                        kept.append(frame)
+            decode_fps = max(decode_fps, frames / (time.perf_counter() - started))
+            started = time.perf_counter()
+            for frame in kept:
+                frame.to_ndarray(format="rgb24")
+            convert_s = min(convert_s, (time.perf_counter() - started) / len(kept))
+        return decode_fps, convert_s
+
 
 
 def measure_batches(infer_batch: Callable[[list], list], width: int, height: int, *, repeats: int = 3,
@@ -103,7 +121,8 @@ def measure_batches(infer_batch: Callable[[list], list], width: int, height: int
 
 
 def measure(infer_batch: Callable[[list], list], width: int = 640, height: int = 360) -> Measurements:
-    return Measurements(measure_decode_fps(width, height), measure_batches(infer_batch, width, height), width, height)
+    decode_fps, convert_s = measure_decode(width, height)
+    return Measurements(decode_fps, measure_batches(infer_batch, width, height), width, height, convert_s)
 
 
 def plan_capacity(model: str | Path, channels: int | list[dict], *, width: int = 640, height: int = 360,
