@@ -8,14 +8,19 @@ Two measurements on the device, then arithmetic:
   frames (``sources.iter_source`` converts a frame once it falls on the channel's fps grid). On simple scenes the
   conversion costs several times the decode, so charging it to every decoded frame (as the first planner did, by
   converting inside the decode measurement) made the plan ~1/3 short of what the device measurably held;
-- inference: seconds per batch for batch sizes 1, 2, 4, 8, 16 (the fastest of a few runs: on a shared machine
-  the slower runs measure the neighbours; one batch per sampling tick carries one frame per
-  channel, as the runtime's cross-channel batching does).
+- inference: seconds per batch for batch sizes 1, 2, 4, 8, 16, the median of a few runs (the skill runs at the
+  device's typical speed, not its best: on a shared device the fastest run is the moment the neighbours paused,
+  and one lucky run at one size bent the old piecewise curve enough to double the plan), fitted with
+  ``t_batch(b) = per_batch + per_frame * b`` (least squares, both >= 0).
+
+Batches: the channels' frames do not arrive together, and the muxer waits only ``batch_wait_s`` (10 ms) after the
+first one, so a batch holds the frames that arrived while the previous one ran: ``b = N * F * (t_batch(b) + wait)``
+(at most N). Partial batches pay ``per_batch`` more often than one batch of N per tick would (the first planner
+assumed that, amortising the per-batch cost over all channels).
 
 For N channels with source rate ``S`` and sampling rate ``F``, one second of video costs
-``N * S / decode_fps + N * F * t_convert + F * t_batch(N)`` seconds of the device (``t_batch`` interpolated linearly between the
-measured sizes, extrapolated per frame beyond them). The device holds N channels while that stays under
-``headroom`` (0.85: the skill logic, the muxer and the OS need the rest).
+``N * S / decode_fps + N * F * t_convert + (N * F / b) * t_batch(b)`` seconds of the device. The device holds N
+channels while that stays under ``headroom`` (0.85: the skill logic, the muxer and the OS need the rest).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 
 HEADROOM = 0.85
 BATCH_SIZES = (1, 2, 4, 8, 16)
+BATCH_WAIT_S = 0.01  # the muxer's wait for the other channels (worker.SkillRuntime's batch_wait_s default)
 
 
 @dataclass(frozen=True)
@@ -46,22 +52,43 @@ class Measurements:
                 "batch_ms": {str(k): round(v * 1000, 2) for k, v in sorted(self.batch_seconds.items())}}
 
 
-def batch_time(batch_seconds: dict[int, float], size: int) -> float:
-    """Seconds for one inference of ``size`` frames: linear between measured sizes, per frame beyond the largest."""
-    sizes = sorted(batch_seconds)
-    if size <= sizes[0]:
-        return batch_seconds[sizes[0]] * size / sizes[0]
-    if size >= sizes[-1]:
-        return batch_seconds[sizes[-1]] * size / sizes[-1]
-    return float(np.interp(size, sizes, [batch_seconds[s] for s in sizes]))
+def batch_fit(batch_seconds: dict[int, float]) -> tuple[float, float]:
+    """``(per_batch, per_frame)`` seconds: the least-squares line through the measured batch times, both >= 0."""
+    sizes = np.array(sorted(batch_seconds), dtype=float)
+    times = np.array([batch_seconds[int(s)] for s in sizes])
+    if len(sizes) == 1:
+        return 0.0, float(times[0] / sizes[0])
+    per_frame, per_batch = np.polyfit(sizes, times, 1)
+    if per_batch < 0:  # the line through the origin instead
+        return 0.0, float((sizes @ times) / (sizes @ sizes))
+    if per_frame < 0:
+        return float(times.mean()), 0.0
+    return float(per_batch), float(per_frame)
+
+
+def batch_time(batch_seconds: dict[int, float], size: float) -> float:
+    """Seconds for one inference of ``size`` frames (:func:`batch_fit`)."""
+    per_batch, per_frame = batch_fit(batch_seconds)
+    return per_batch + per_frame * size
+
+
+def mean_batch(m: Measurements, channels: int, sample_fps: float, wait_s: float = BATCH_WAIT_S) -> float:
+    """The frames a batch holds in steady state: those that arrive while one batch runs plus the muxer's wait
+    (``b = N * F * (per_batch + per_frame * b + wait)``), between 1 and ``channels``."""
+    per_batch, per_frame = batch_fit(m.batch_seconds)
+    rate = channels * sample_fps
+    if rate * per_frame >= 1:
+        return float(channels)  # the device cannot keep up: every batch is full
+    return float(min(channels, max(1.0, rate * (per_batch + wait_s) / (1 - rate * per_frame))))
 
 
 def load_per_second(m: Measurements, channels: int, source_fps: float, sample_fps: float) -> float:
     """Device-seconds spent per second of video for ``channels`` channels (1.0 = the device is full)."""
     if channels <= 0:
         return 0.0
+    size = mean_batch(m, channels, sample_fps)
     return (channels * source_fps / m.decode_fps + channels * sample_fps * m.convert_seconds
-            + sample_fps * batch_time(m.batch_seconds, channels))
+            + channels * sample_fps / size * batch_time(m.batch_seconds, size))
 
 
 def predict_channels(m: Measurements, source_fps: float, sample_fps: float, headroom: float = HEADROOM,
@@ -103,7 +130,7 @@ def measure_decode(width: int, height: int, *, fps: int = 25, seconds: float = 4
 
 
 
-def measure_batches(infer_batch: Callable[[list], list], width: int, height: int, *, repeats: int = 3,
+def measure_batches(infer_batch: Callable[[list], list], width: int, height: int, *, repeats: int = 5,
                     sizes: tuple[int, ...] = BATCH_SIZES) -> dict[int, float]:
     from modelyard.edge.skills.media import synthetic_frame
 
@@ -116,7 +143,7 @@ def measure_batches(infer_batch: Callable[[list], list], width: int, height: int
             started = time.perf_counter()
             infer_batch([frame] * size)
             times.append(time.perf_counter() - started)
-        result[size] = float(min(times))
+        result[size] = float(np.median(times))
     return result
 
 
