@@ -409,6 +409,10 @@ class Agent:
         from modelyard.core.errors import ModelyardError
 
         entry = self.state["skills"][name]
+        if self.hosts[name].state in ("failed", "finished"):  # nothing runs to reconfigure: start it afresh
+            self.stop_skill(name)
+            self.start_skill(name)
+            return
         try:
             self.hosts[name].update_config(entry.get("config") or {}, entry.get("channels") or {})
         except ModelyardError as exc:  # refused as a whole: the skill keeps running its previous config
