@@ -8,6 +8,7 @@ import base64
 import io
 
 import pytest
+
 from modelyard.core.errors import InvalidInput
 from modelyard.edge.devices import Devices
 from modelyard.edge.events import MAX_HARD_EXAMPLES_PER_REPORT, EdgeEvents

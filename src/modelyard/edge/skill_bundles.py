@@ -27,7 +27,8 @@ def package_skill(workspace, name: str, version: str | None = None, target: str 
     from modelyard.edge.skills.market import _figures, skill_dir
 
     if target not in TARGETS or target == "ascend-310":
-        raise InvalidInput(f"target {target!r}: a skill bundle runs on {', '.join(t for t in TARGETS if t != 'ascend-310')}")
+        runnable = ", ".join(t for t in TARGETS if t != "ascend-310")
+        raise InvalidInput(f"target {target!r}: a skill bundle runs on {runnable}")
     folder = skill_dir(workspace.home, name, version)
     manifest = load_manifest(folder)
     files: dict[str, Path] = {}

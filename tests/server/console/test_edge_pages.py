@@ -1,5 +1,5 @@
-"""Edge pages: the fleet, a device's twin/logs/alarms with acknowledge and its events per channel, a deployment's per-device states with cancel;
-editors act, viewers only read."""
+"""Edge pages: the fleet, a device's twin/logs/alarms with acknowledge and its events per channel, a deployment's
+per-device states with cancel; editors act, viewers only read."""
 
 from __future__ import annotations
 

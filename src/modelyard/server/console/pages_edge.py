@@ -1,8 +1,8 @@
 """Edge: the fleet (devices, online state, what they run), deployments with each device's state, open alarms; a
 device's twin, log tail, alarms (acknowledge), the events of its skills per channel (with thumbnails) and its hard
 examples; a deployment's per-device state machine (cancel).
-REST twins: ``/api/v1/edge/devices...`` (``.../events``, ``.../hard-examples``), ``/api/v1/edge/deployments...``, ``/api/v1/edge/alarms...``; the pages call
-the same functions."""
+REST twins: ``/api/v1/edge/devices...`` (``.../events``, ``.../hard-examples``), ``/api/v1/edge/deployments...``,
+``/api/v1/edge/alarms...``; the pages call the same functions."""
 
 from __future__ import annotations
 
