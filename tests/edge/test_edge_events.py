@@ -89,11 +89,11 @@ def test_reports_store_events_and_hard_examples_per_channel_and_queue_them_for_l
     store = LabelingStore(workspace)
     job = store.get("edge-hard-yard")
     assert job.task == "detection" and sum(job.counts.values()) == 2
+    queue = store.items("edge-hard-yard", hard=True)
+    assert {i["item"] if isinstance(i, dict) else i.item for i in queue["items"]} == {h["item"] for h in hard["items"]}
     # the same frame from another device is that device's hard example: its own item in the skill's job
     assert EdgeEvents(workspace).ingest(credentials["dev-b"][0], [], [_hard("cam2", 10)])["hard_examples"] == 1
     assert sum(store.get("edge-hard-yard").counts.values()) == 3
-    queue = store.items("edge-hard-yard", hard=True)
-    assert {i["item"] if isinstance(i, dict) else i.item for i in queue["items"]} == {h["item"] for h in hard["items"]}
 
 
 def test_a_device_writes_only_its_own_events_and_reports_are_bounded(fleet):
