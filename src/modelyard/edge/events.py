@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import math
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,6 +38,8 @@ MAX_EVENT_JSON_CHARS = 8000
 MAX_PAGE = 500
 LABELING_OWNER = "edge-hard-examples"
 _LABELING_QUEUE = threading.Lock()
+_EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
+log = logging.getLogger("modelyard.edge.events")
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,10 @@ class EdgeEvents:
                 data = _jpeg(event["thumbnail_jpeg_b64"])
                 thumbnail = self.workspace.blobs.put_bytes(data).digest if data else None
             pts = event.get("pts")
-            rows.append({"id": new_id("evt"), "device_id": device_id, "skill": _text(event.get("skill")),
+            # the agent names each event, so a report it resends (the answer was lost) stores nothing twice
+            given = event.get("id")
+            event_id = f"evt_{given}" if isinstance(given, str) and _EVENT_ID.match(given) else new_id("evt")
+            rows.append({"id": event_id, "device_id": device_id, "skill": _text(event.get("skill")),
                          "channel": _text(event.get("channel")), "at": _when(event.get("ts")),
                          "pts": float(pts) if isinstance(pts, int | float) and math.isfinite(pts) else None,
                          "event": event["event"], "thumbnail": thumbnail, "received_at": now})
@@ -126,6 +133,12 @@ class EdgeEvents:
         duplicates = 0
         with write_transaction(self.engine) as conn:
             if rows:
+                known = set(conn.execute(sa.select(edge_events.c.id).where(
+                    edge_events.c.id.in_([r["id"] for r in rows]))).scalars())
+                fresh_events = [r for r in rows if r["id"] not in known]
+                duplicates += len(rows) - len(fresh_events)
+                rows = list({r["id"]: r for r in fresh_events}.values())
+            if rows:
                 conn.execute(edge_events.insert(), rows)
             if hard_rows:
                 known = set(conn.execute(sa.select(edge_hard_examples.c.digest).where(
@@ -142,7 +155,11 @@ class EdgeEvents:
                     conn.execute(edge_hard_examples.insert(), fresh)
                 hard_rows = fresh
         if hard_rows or duplicates:
-            self._queue_for_labeling(device_id)
+            try:
+                self._queue_for_labeling(device_id)
+            except Exception:  # noqa: BLE001 - stored already: failing the report would make the agent resend it
+                log.exception("queueing hard examples of device %s for labeling failed; retried with its next ones",
+                              device_id)
         return {"events": len(rows), "hard_examples": len(hard_rows), "duplicates": duplicates,
                 "left_out": left_out}
 

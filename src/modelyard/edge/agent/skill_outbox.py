@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+import uuid
 from collections import OrderedDict, deque
 
 MAX_EVENTS = 2000
@@ -35,6 +36,8 @@ class SkillOutbox:
 
     # -- the SkillHost callbacks -----------------------------------------------------------------------------------
     def event(self, message: dict) -> None:
+        # a name of its own: the platform stores a resent event once
+        message = {**message, "id": uuid.uuid4().hex}
         with self._lock:
             if len(self._events) == self._events.maxlen:
                 self.counters["events_dropped"] += 1
