@@ -87,7 +87,7 @@ def publish(folder: Path, as_json: JsonOpt = False) -> None:
 @app.command("template")
 def template(
     template_name: Annotated[str, typer.Argument(
-        metavar="TEMPLATE", help="zone-count, line-crossing, class-seen (a detector) or classifier-seen (a classifier)")],
+        metavar="TEMPLATE", help="zone-count, line-crossing, class-seen (detector) or classifier-seen (classifier)")],
     name: str,
     model: Annotated[str, typer.Option(help="A registered ONNX detector (or classifier): NAME@VERSION or @ALIAS.")],
     version: Annotated[str, typer.Option()] = "1.0",
