@@ -1,14 +1,16 @@
 """Issue 16's done-when, with real processes on 127.0.0.1: a ``modelyard server`` and two ``modelyard-agent`` processes
 (separate homes), each running a code-free detection skill (a tiny Modelyard-contract detector + the zone-count rule,
 published to the market and packaged as a signed bundle) on four H.264 video channels. Events (with thumbnails) and
-hard examples arrive on the platform per device and channel, the hard examples queued for labeling, and a per-channel
-config change reaches one device's running skill without a restart (same skill process id).
+hard examples arrive on the platform per device and channel (REST, CLI and the console's device page), the hard
+examples queued for labeling, and a per-channel config change reaches one device's running skill without a restart
+(same skill process id).
 """
 
 from __future__ import annotations
 
 import copy
 
+import httpx
 import pytest
 from test_edge_fleet import Fleet, wait_for
 
@@ -92,6 +94,15 @@ def test_two_agents_run_a_detection_skill_on_four_channels_and_report_events_and
         assert after["pid"] == pid and after["crashes"] == 0 and after["status"] == "running"
         assert all(e["event"]["count"] == 20 for e in client.edge.events("yard-b", channel="cam0")["items"])
         assert not [e for e in client.edge.events("yard-a", channel="cam1")["items"] if e["event"]["count"] != 20]
+        # the console's device page on the live server: the events per channel with their thumbnails
+        with httpx.Client(base_url=fleet.url) as browser:
+            login = browser.get("/login")
+            csrf = login.text.split('name="csrf" value="')[1].split('"')[0]
+            browser.post("/login", data={"token": fleet.server.token, "csrf": csrf, "next": "/"})
+            page = browser.get("/edge/devices/yard-b")
+        assert page.status_code == 200
+        assert all(f"Channel cam{i}" in page.text for i in range(4)) and "/thumbnail" in page.text
+        assert "edge-hard-yard-zone" in page.text
         listed = fleet.json("edge", "events", "yard-a", "--channel", "cam0")
         assert listed["schema"] == "modelyard.edge-events/1" and listed["per_channel"]["cam0"] >= 2
     finally:
