@@ -94,6 +94,17 @@ def test_two_agents_run_a_detection_skill_on_four_channels_and_report_events_and
         assert after["pid"] == pid and after["crashes"] == 0 and after["status"] == "running"
         assert all(e["event"]["count"] == 20 for e in client.edge.events("yard-b", channel="cam0")["items"])
         assert not [e for e in client.edge.events("yard-a", channel="cam1")["items"] if e["event"]["count"] != 20]
+        # a channel config the skill's schema refuses: one alarm naming the channel, the previous config keeps running
+        pid_b = _skill(fleet, "yard-b")["pid"]
+        bad = copy.deepcopy(channels)
+        bad["cam2"]["config"]["zone"] = [0, 0, 1]
+        client.edge.deploy(bundle["id"], device="yard-b", canary=0, skill="yard-zone", channels=bad,
+                           gate={"watch_s": 0.5, "max_latency_ms": 10_000})
+        refused = wait_for(lambda: [a for a in client.edge.alarms("yard-b")["items"] if a["kind"] == "config_refused"],
+                           30, "the refused config's alarm")
+        assert "channel cam2" in refused[0]["message"] and "previous config kept" in refused[0]["message"]
+        assert _skill(fleet, "yard-b")["pid"] == pid_b and _skill(fleet, "yard-b")["status"] == "running"
+
         # the console's device page on the live server: the events per channel with their thumbnails
         with httpx.Client(base_url=fleet.url) as browser:
             login = browser.get("/login")
