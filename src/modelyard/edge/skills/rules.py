@@ -152,16 +152,17 @@ class RuleSkill:
 def classifier_io(model_path: Path) -> tuple[str, str]:
     """The input and output names of an image classifier; ValueError unless it has one [N, 3, H, W] input and one
     [N, classes] output."""
-    import onnx
+    import onnxruntime  # what a device has (the skills extra); the onnx package may not be there
 
-    model = onnx.load(str(model_path), load_external_data=False)
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1 or len(inputs[0].type.tensor_type.shape.dim) != 4 or len(model.graph.output) != 1 \
-            or len(model.graph.output[0].type.tensor_type.shape.dim) != 2:
+    try:
+        session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for an unreadable model
+        raise ValueError(f"{model_path.name}: not a readable ONNX model ({exc})") from exc
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs) != 1 or len(outputs[0].shape) != 2:
         raise ValueError(f"{model_path.name}: a classifier template needs one [N, 3, H, W] image input and one "
                          "[N, classes] output")
-    return inputs[0].name, model.graph.output[0].name
+    return inputs[0].name, outputs[0].name
 
 
 def probabilities(row: np.ndarray) -> np.ndarray:
