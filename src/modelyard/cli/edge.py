@@ -1,5 +1,5 @@
 """``modelyard edge devices | register | twin | logs | alarms | ack | restart | collect-logs | deregister | package |
-bundles | deploy | deployments | deployment | cancel``."""
+package-skill | events | bundles | deploy | deployments | deployment | cancel``."""
 
 from __future__ import annotations
 
@@ -153,6 +153,38 @@ def package(model: str,
         console.print(f"  {step['step']}: {'kept' if step['accepted'] else 'refused'} ({escape(step['reason'])})")
 
 
+@app.command("package-skill")
+def package_skill(skill: str, version: Annotated[str | None, typer.Option(help="Default: the newest.")] = None,
+                  target: Annotated[str, typer.Option(help="cpu-x86, cpu-arm or openvino-cpu.")] = "cpu-x86",
+                  as_json: JsonOpt = False) -> None:
+    """Package a market skill into a signed bundle (then 'modelyard edge deploy BUNDLE --skill NAME')."""
+    with get_client() as client:
+        data = client.edge.package_skill(skill, version, target)
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"{data['id']} {escape(data['model'])} {data['target']} {data['size']} bytes")
+
+
+@app.command("events")
+def events(device: str, channel: Annotated[str | None, typer.Option(help="One channel's events.")] = None,
+           skill: Annotated[str | None, typer.Option(help="One skill's events.")] = None,
+           limit: Annotated[int, typer.Option(help="Page size (newest first).")] = 50,
+           offset: Annotated[int, typer.Option(help="Skip this many of the newest.")] = 0,
+           as_json: JsonOpt = False) -> None:
+    """Events the device's skills emitted, per channel, newest first."""
+    with get_client(read_only=True) as client:
+        data = client.edge.events(device, channel=channel, skill=skill, offset=offset, limit=limit)
+    if as_json:
+        print_json(data)
+        return
+    counts = ", ".join(f"{escape(k)}: {v}" for k, v in sorted(data["per_channel"].items())) or "none"
+    console.print(f"{escape(data['device'])}: {data['total']} event(s) match; per channel {counts}")
+    for e in data["items"]:
+        console.print(f"{e['at']} {escape(e['channel'])} {escape(e['skill'])} {escape(json.dumps(e['event']))}"
+                      + (" [thumbnail]" if e["thumbnail"] else ""), highlight=False, soft_wrap=True)
+
+
 @app.command("bundles")
 def bundles(as_json: JsonOpt = False) -> None:
     """List bundles."""
@@ -176,18 +208,23 @@ def deploy(bundle: str,
            max_error_rate: Annotated[float, typer.Option(help="Health gate: error share.")] = 0.05,
            max_latency_ms: Annotated[float | None, typer.Option(help="Health gate: median latency.")] = None,
            config: Annotated[str, typer.Option(help="Skill config as JSON.")] = "{}",
+           skill: Annotated[str, typer.Option(help="The skill's name on the device (a skill bundle: its name).")]
+           = "inference",
+           channels: Annotated[str, typer.Option(help="Video channels as JSON: {id: {source, fps, config}}.")] = "{}",
            as_json: JsonOpt = False) -> None:
     """Deploy a bundle with a canary; supersedes older deployments on the same devices."""
     from modelyard.core.errors import InvalidInput
 
     try:
         skill_config = json.loads(config)
+        skill_channels = json.loads(channels)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"--config is not JSON: {exc}") from None
+        raise InvalidInput(f"--config/--channels is not JSON: {exc}") from None
     gate = {"watch_s": watch, "max_error_rate": max_error_rate, "max_latency_ms": max_latency_ms}
     with get_client() as client:
         data = client.edge.deploy(bundle, device=device, selector=_labels(label) or None, group=group, canary=canary,
-                                  canary_percent=canary_percent, gate=gate, config=skill_config)
+                                  canary_percent=canary_percent, gate=gate, config=skill_config, skill=skill,
+                                  channels=skill_channels)
     _print_deployment(data, as_json)
 
 

@@ -86,14 +86,15 @@ def publish(folder: Path, as_json: JsonOpt = False) -> None:
 
 @app.command("template")
 def template(
-    template_name: Annotated[str, typer.Argument(metavar="TEMPLATE", help="zone-count, line-crossing or class-seen")],
+    template_name: Annotated[str, typer.Argument(
+        metavar="TEMPLATE", help="zone-count, line-crossing, class-seen (detector) or classifier-seen (classifier)")],
     name: str,
-    model: Annotated[str, typer.Option(help="A registered ONNX detector: NAME@VERSION or NAME@ALIAS.")],
+    model: Annotated[str, typer.Option(help="A registered ONNX detector (or classifier): NAME@VERSION or @ALIAS.")],
     version: Annotated[str, typer.Option()] = "1.0",
     input_size: Annotated[str, typer.Option(help="The detector's input WIDTHxHEIGHT.")] = "320x320",
     as_json: JsonOpt = False,
 ) -> None:
-    """Publish a code-free skill: a registered detector plus a rule template (per-channel zone, line or class)."""
+    """Publish a code-free skill: a registered detector or classifier plus a rule template (zone, line or class)."""
     from modelyard.core.errors import InvalidInput
 
     try:

@@ -48,12 +48,32 @@ class Edge:
     def ack(self, alarm_id: str) -> dict:
         return self._c.request("POST", f"/api/v1/edge/alarms/{quote(alarm_id, safe='')}/ack").json()
 
+    # events and hard examples
+    def events(self, device: str, *, channel: str | None = None, skill: str | None = None, offset: int = 0,
+               limit: int = 50) -> dict:
+        params = {"offset": offset, "limit": limit}
+        params.update({k: v for k, v in (("channel", channel), ("skill", skill)) if v is not None})
+        return self._c.get_json(f"/api/v1/edge/devices/{quote(device, safe='')}/events", params=params)
+
+    def event_thumbnail(self, event_id: str) -> bytes:
+        return self._c.request("GET", f"/api/v1/edge/events/{quote(event_id, safe='')}/thumbnail").content
+
+    def hard_examples(self, device: str, *, channel: str | None = None, offset: int = 0, limit: int = 50) -> dict:
+        params = {"offset": offset, "limit": limit}
+        if channel is not None:
+            params["channel"] = channel
+        return self._c.get_json(f"/api/v1/edge/devices/{quote(device, safe='')}/hard-examples", params=params)
+
     # bundles
     def package(self, model: str, target: str, *, int8: bool = True, prune: bool = True,
                 max_accuracy_drop: float = 0.01) -> dict:
         return self._c.request("POST", "/api/v1/edge/bundles", json={
             "model": model, "target": target, "int8": int8, "prune": prune,
             "max_accuracy_drop": max_accuracy_drop}).json()
+
+    def package_skill(self, skill: str, version: str | None = None, target: str = "cpu-x86") -> dict:
+        return self._c.request("POST", "/api/v1/edge/skill-bundles", json={
+            "skill": skill, "version": version, "target": target}).json()
 
     def bundles(self) -> dict:
         return self._c.get_json("/api/v1/edge/bundles")
@@ -64,9 +84,11 @@ class Edge:
     # deployments
     def deploy(self, bundle: str, *, device: str | None = None, selector: dict | None = None,
                group: str | None = None, canary: int | None = None, canary_percent: float | None = None,
-               gate: dict | None = None, config: dict | None = None, skill: str = "inference") -> dict:
+               gate: dict | None = None, config: dict | None = None, skill: str = "inference",
+               channels: dict | None = None) -> dict:
         body = {"bundle": bundle, "device": device, "selector": selector, "group": group, "canary": canary,
-                "canary_percent": canary_percent, "gate": gate or {}, "config": config or {}, "skill": skill}
+                "canary_percent": canary_percent, "gate": gate or {}, "config": config or {}, "skill": skill,
+                "channels": channels or {}}
         return self._c.request("POST", "/api/v1/edge/deployments", json=body).json()
 
     def deployments(self) -> dict:

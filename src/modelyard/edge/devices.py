@@ -31,7 +31,8 @@ LAST_SEEN_RESOLUTION = timedelta(seconds=15)
 MAX_LOG_LINES_PER_REPORT = 500
 MAX_LOG_LINE_CHARS = 2000
 KEEP_LOG_LINES = 5000
-ALARM_KINDS = ("skill_crashed", "disk_nearly_full", "source_lost", "bundle_refused", "agent_error")
+ALARM_KINDS = ("skill_crashed", "disk_nearly_full", "source_lost", "bundle_refused", "agent_error",
+               "config_refused")
 _LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 

@@ -283,7 +283,7 @@ class Rollouts:
 def _unhealthy(skill: dict | None, max_error_rate: float, max_latency_ms: float) -> str | None:
     if skill is None:
         return None  # not reported yet
-    if skill.get("status") == "crashed":
+    if skill.get("status") in ("crashed", "failed"):
         return f"skill {skill.get('name')} crashed: {skill.get('error', '')}".strip()
     processed = skill.get("processed", 0)
     if processed <= 0:

@@ -115,6 +115,35 @@ def acknowledge_alarm(alarm_id: str, request: Request, principal: Principal = De
     return {"schema": "modelyard.edge-alarm/1", **_devices(request).acknowledge(alarm_id, principal.name)}
 
 
+# -- events and hard examples ---------------------------------------------------------------------------------------
+def _events(request: Request):
+    from modelyard.edge.events import EdgeEvents
+
+    return EdgeEvents(_workspace(request))
+
+
+@router.get("/edge/devices/{device}/events", responses=documented(EdgeBody, 404, 422))
+def device_events(device: str, request: Request, channel: str | None = None, skill: str | None = None,
+                  offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+                  _: Principal = Depends(require("viewer"))):
+    """The events the device's skills emitted, newest first; filter by channel and skill, page with offset/limit."""
+    return _events(request).list(device, channel=channel, skill=skill, offset=offset, limit=limit)
+
+
+@router.get("/edge/events/{event_id}/thumbnail", responses=documented(None, 404, media_type="image/jpeg"))
+def event_thumbnail(event_id: str, request: Request, _: Principal = Depends(require("viewer"))):
+    """The event's thumbnail (JPEG) when the skill attached one."""
+    return Response(_events(request).thumbnail(event_id), media_type="image/jpeg")
+
+
+@router.get("/edge/devices/{device}/hard-examples", responses=documented(EdgeBody, 404, 422))
+def device_hard_examples(device: str, request: Request, channel: str | None = None,
+                         offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+                         _: Principal = Depends(require("viewer"))):
+    """Hard examples the device uploaded (deduplicated by image digest) and the labeling job each one is queued in."""
+    return _events(request).hard_examples(device, channel=channel, offset=offset, limit=limit)
+
+
 # -- bundles ------------------------------------------------------------------------------------------------------
 @router.post("/edge/bundles", status_code=201, responses=documented(EdgeBody, 404, 413, 422, status=201))
 def package_bundle(body: PackageBundle, request: Request, principal: Principal = Depends(require("editor"))):
@@ -123,6 +152,21 @@ def package_bundle(body: PackageBundle, request: Request, principal: Principal =
 
     return Bundles(_workspace(request)).package(body.model, body.target, int8=body.int8, prune=body.prune,
                                                 max_accuracy_drop=body.max_accuracy_drop, created_by=principal.name)
+
+
+class PackageSkill(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    skill: str = Field(min_length=1, max_length=100, description="a skill in the market (modelyard skills list)")
+    version: str | None = Field(default=None, description="default: the newest")
+    target: str = Field(default="cpu-x86", description="cpu-x86, cpu-arm or openvino-cpu")
+
+
+@router.post("/edge/skill-bundles", status_code=201, responses=documented(EdgeBody, 404, 413, 422, status=201))
+def package_skill_bundle(body: PackageSkill, request: Request, principal: Principal = Depends(require("editor"))):
+    """Package a market skill into a signed bundle (deploy it with ``skill`` set to the skill's name)."""
+    from modelyard.edge.skill_bundles import package_skill
+
+    return package_skill(_workspace(request), body.skill, body.version, body.target, created_by=principal.name)
 
 
 @router.get("/edge/bundles", responses=documented(EdgeBody))
@@ -214,10 +258,15 @@ async def desired_state(device_id: str, request: Request, since: int = Query(-1)
 @agent_router.post("/edge/v1/devices/{device_id}/report", responses=documented(EdgeBody, 401, 403, 413, 422))
 def report_state(device_id: str, body: dict, request: Request):
     """Reported state, log lines, alarms, actions done; advances the deployments that involve this device."""
+    from modelyard.edge.events import EdgeEvents
+
     _device(request, device_id)
     _devices(request).report(device_id, body)
+    stored = None
+    if body.get("events") or body.get("hard_examples"):
+        stored = EdgeEvents(_workspace(request)).ingest(device_id, body.get("events"), body.get("hard_examples"))
     _rollouts(request).advance(device_id)
-    return {"schema": "modelyard.edge-report-ack/1", "ok": True}
+    return {"schema": "modelyard.edge-report-ack/1", "ok": True, "stored": stored}
 
 
 _RANGE = re.compile(r"^bytes=(\d+)-$")

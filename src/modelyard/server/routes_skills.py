@@ -64,10 +64,11 @@ class SkillPublish(BaseModel):
 
 
 class SkillFromTemplate(BaseModel):
-    """A code-free skill: a registered ONNX detector (boxes, scores, classes) plus a rule template."""
+    """A code-free skill: a registered ONNX detector (boxes, scores, classes) or classifier plus a rule template."""
 
     model_config = ConfigDict(extra="forbid")
-    template: str = Field(description="zone-count, line-crossing or class-seen")
+    template: str = Field(description="zone-count, line-crossing or class-seen (a detector); classifier-seen (an "
+                                      "image classifier)")
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,62}$")
     model: str = Field(min_length=1, max_length=300, description="NAME@VERSION or NAME@ALIAS")
     version: str = Field(default="1.0", pattern=r"^\d+\.\d+(\.\d+)?$")

@@ -22,9 +22,22 @@ def test_ocr_reads_rendered_text_back():
 
 
 @pytest.mark.slow
-def test_speech_round_trip_tts_then_asr():
-    result = load_builtin("speech-recognition").self_check()
+def test_speech_round_trip_tts_then_asr_with_the_speech_found_by_vad():
+    import numpy as np
+
+    asr = load_builtin("speech-recognition")
+    result = asr.self_check()
     assert result["ok"] and result["wer"] <= 0.2, result
+    # the same sentence between 1.5 s of quiet noise on each side: silero-vad hands the recogniser the speech only
+    audio, rate = load_builtin("speech-synthesis").synthesize("please open the front door")
+    noise = np.random.default_rng(0).normal(0, 30, int(1.5 * rate)).astype(np.int16)
+    padded = np.concatenate([noise, audio.astype(np.int16), noise])
+    event = asr.process({"audio": padded, "sample_rate": rate}, {"id": "mic", "config": {}})[0]
+    speech = audio.size / rate
+    assert event["seconds"] == pytest.approx(speech + 3, abs=0.01)
+    assert 0.5 * speech <= event["speech_seconds"] <= speech + 1.0, event
+    assert event["text"] == result["got"], event
+    assert asr.speech_segments(np.zeros(16000, np.int16)) == []  # silence: nothing to recognise
 
 
 def test_sentiment_and_keywords_self_checks():

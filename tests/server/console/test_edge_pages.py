@@ -1,9 +1,13 @@
-"""Edge pages: the fleet, a device's twin/logs/alarms with acknowledge, a deployment's per-device states with cancel;
-editors act, viewers only read."""
+"""Edge pages: the fleet, a device's twin/logs/alarms with acknowledge and its events per channel, a deployment's
+per-device states with cancel; editors act, viewers only read."""
 
 from __future__ import annotations
 
+import base64
+import io
+
 from console_support import csrf_of
+from PIL import Image
 
 from modelyard.core.ids import utcnow
 
@@ -42,3 +46,32 @@ def test_edge_pages_show_the_fleet_and_act(as_role, sqlite_workspace):
     assert "pending" in page.text and "Cancel" in page.text
     editor.post(f"/edge/deployments/{deployment['id']}/cancel", data={"csrf": csrf_of(page.text)})
     assert "cancelled" in editor.get(f"/edge/deployments/{deployment['id']}").text
+
+
+def test_the_device_page_shows_events_per_channel_with_thumbnails_escaped(as_role, sqlite_workspace):
+    from modelyard.edge.devices import Devices
+    from modelyard.edge.events import EdgeEvents
+
+    workspace = sqlite_workspace
+    devices = Devices(workspace.engine)
+    device, code = devices.register("dev-a")
+    devices.activate(code)
+    device_id = device["id"]
+    jpeg = io.BytesIO()
+    Image.new("RGB", (16, 12), (50, 0, 0)).save(jpeg, format="JPEG")
+    image_b64 = base64.b64encode(jpeg.getvalue()).decode()
+    EdgeEvents(workspace).ingest(device_id, [
+        {"skill": "yard", "channel": "<b>gate</b>", "ts": 1, "event": {"count": 1}, "thumbnail_jpeg_b64": image_b64},
+        {"skill": "yard", "channel": "cam1", "ts": 2, "event": {"label": "<script>alert(1)</script>"}}],
+        [{"skill": "yard", "channel": "cam1", "reason": "csf", "inference": {"scores": [0.4]},
+          "image_jpeg_b64": image_b64}])
+    page = as_role("viewer").get("/edge/devices/dev-a")
+    assert page.status_code == 200
+    assert "&lt;b&gt;gate&lt;/b&gt;" in page.text and "<b>gate</b>" not in page.text
+    assert "<script>alert(1)</script>" not in page.text
+    thumbnail = page.text.split('src="/edge/events/')[1].split('"')[0]
+    image = as_role("viewer").get(f"/edge/events/{thumbnail}")
+    assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
+    assert "edge-hard-yard" in page.text
+    filtered = as_role("viewer").get("/edge/devices/dev-a", params={"channel": "cam1"})
+    assert "Channel cam1" in filtered.text and "Channel &lt;b&gt;" not in filtered.text

@@ -27,6 +27,7 @@ import httpx
 from modelyard.edge.agent import AGENT_VERSION
 from modelyard.edge.agent.bundle_file import BundleRefused, sha256_file, unpack_verified
 from modelyard.edge.agent.home import AgentHome, read_json, write_json
+from modelyard.edge.agent.skill_outbox import SkillOutbox
 
 log = logging.getLogger("modelyard.agent")
 CHUNK = 16 * 1024
@@ -109,6 +110,10 @@ class Agent:
         self.max_download_bps = max_download_bps
         self.state = home.state()
         self.processes: dict[str, subprocess.Popen] = {}
+        # skills packaged as skill.yaml + logic.py run under a SkillHost (channels, batching, events)
+        self.hosts: dict = {}
+        self.host_errors: dict[str, str] = {}
+        self.outbox = SkillOutbox()
         self.crashes: dict[str, int] = {}
         self.pending_alarms: list[dict] = []
         self.pending_logs: list[str] = []
@@ -172,7 +177,8 @@ class Agent:
                     self.poll()
                     self.reconcile()
                     self.supervise()
-                    if time.monotonic() - self.last_report >= self.report_interval or self.pending_alarms:
+                    if time.monotonic() - self.last_report >= self.report_interval or self.pending_alarms \
+                            or self.outbox.has_alarms():
                         self.report()
                 except PlatformError:
                     raise
@@ -243,10 +249,16 @@ class Agent:
         for name, skill in wanted.items():
             current = self.state["skills"].get(name, {})
             if current.get("bundle") == skill["bundle"]:
-                if current.get("config") != skill.get("config"):
+                if current.get("config") != skill.get("config") \
+                        or (current.get("channels") or {}) != (skill.get("channels") or {}):
                     current["config"] = skill.get("config", {})
+                    current["channels"] = skill.get("channels") or {}
                     self.home.save_state(self.state)
-                    self.stop_skill(name)
+                    if name in self.hosts:
+                        self.update_host(name)  # a config change reaches the running skill: no restart
+                    else:
+                        self.host_errors.pop(name, None)
+                        self.stop_skill(name)
                 continue
             if skill["bundle"] in self.state.get("refused", []):
                 failed = f"bundle {skill['bundle']} was refused: {self.state.get('refused_reason', '')}"
@@ -303,7 +315,9 @@ class Agent:
         self.home.save_state(self.state)
         _crash_point("activate")
         self.stop_skill(name)
-        self.state["skills"].setdefault(name, {})["config"] = skill.get("config", {})
+        self.state["skills"].setdefault(name, {}).update(config=skill.get("config", {}),
+                                                         channels=skill.get("channels") or {})
+        self.host_errors.pop(name, None)
         self._switch(name, other, bundle_id)
         self.home.save_state(self.state)
         self.start_skill(name)
@@ -359,6 +373,9 @@ class Agent:
     def start_skill(self, name: str) -> None:
         entry = self.state["skills"][name]
         slot = self.home.slot_dir(name, entry["slot"])
+        if (slot / "skill.yaml").is_file():
+            self.start_host(name, slot)
+            return
         stats = self.home.stats_path(name)
         stats.parent.mkdir(parents=True, exist_ok=True)
         stats.unlink(missing_ok=True)
@@ -372,7 +389,41 @@ class Agent:
         self.home.save_state(self.state)
         self.note(f"skill {name} started (bundle {entry['bundle']}, pid {proc.pid})")
 
+    def start_host(self, name: str, slot: Path) -> None:
+        """Run the skill in ``slot`` under a ``SkillHost`` on the channels of the desired state."""
+        from modelyard.core.errors import ModelyardError
+        from modelyard.edge.skills.host import SkillHost
+
+        entry = self.state["skills"][name]
+        try:
+            host = SkillHost(slot, entry.get("config") or {}, entry.get("channels") or {}, self.outbox.event,
+                             self.outbox.alarm, self.outbox.hard_example)
+        except ModelyardError as exc:  # a config or manifest the skill refuses: say so once, keep the rest running
+            self.host_errors[name] = str(exc)
+            self.alarm("config_refused", f"skill {name} (bundle {entry['bundle']}) not started: {exc}"[:500])
+            return
+        self.hosts[name] = host.start()
+        self.note(f"skill {name} started (bundle {entry['bundle']}, {len(entry.get('channels') or {})} channel(s))")
+
+    def update_host(self, name: str) -> None:
+        from modelyard.core.errors import ModelyardError
+
+        entry = self.state["skills"][name]
+        if self.hosts[name].state in ("failed", "finished"):  # nothing runs to reconfigure: start it afresh
+            self.stop_skill(name)
+            self.start_skill(name)
+            return
+        try:
+            self.hosts[name].update_config(entry.get("config") or {}, entry.get("channels") or {})
+        except ModelyardError as exc:  # refused as a whole: the skill keeps running its previous config
+            self.alarm("config_refused", f"skill {name}: config change refused, previous config kept: {exc}"[:500])
+            return
+        self.note(f"skill {name}: config updated without a restart")
+
     def stop_skill(self, name: str) -> None:
+        host = self.hosts.pop(name, None)
+        if host is not None:
+            host.stop()
         proc = self.processes.pop(name, None)
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -384,12 +435,14 @@ class Agent:
         self.state.get("pids", {}).pop(name, None)
 
     def stop_all(self) -> None:
-        for name in list(self.processes):
+        for name in list(self.processes) + list(self.hosts):
             self.stop_skill(name)
         self.home.save_state(self.state)
 
     def supervise(self) -> None:
         for name in self.state.get("skills", {}):
+            if name in self.hosts or name in self.host_errors:
+                continue  # a SkillHost restarts its process itself (backoff, then failed with an alarm)
             proc = self.processes.get(name)
             if proc is None:
                 self.start_skill(name)
@@ -410,6 +463,9 @@ class Agent:
     def skills_report(self) -> list[dict]:
         out = []
         for name, entry in self.state.get("skills", {}).items():
+            if name in self.hosts or name in self.host_errors:
+                out.append(self._host_report(name, entry))
+                continue
             proc = self.processes.get(name)
             stats = read_json(self.home.stats_path(name), {}) or {}
             running = proc is not None and proc.poll() is None
@@ -422,14 +478,41 @@ class Agent:
                         "error": stats.get("last_error")})
         return out
 
+    def _host_report(self, name: str, entry: dict) -> dict:
+        """A SkillHost's status in the report's skill shape, plus its channels (state, fps, errors...)."""
+        base = {"name": name, "bundle": entry.get("bundle"), "previous": entry.get("previous"), "kind": "skill"}
+        if name in self.host_errors:
+            return {**base, "status": "failed", "crashes": 0, "processed": 0, "errors": 0, "latency_ms_p50": None,
+                    "error": self.host_errors[name], "channels": {}}
+        status = self.hosts[name].status()
+        channels = status.get("channels") or {}
+        return {**base, "status": status["state"], "crashes": status["restarts"], "pid": status["pid"],
+                "processed": sum(c.get("processed", 0) for c in channels.values()),
+                "errors": sum(c.get("errors", 0) for c in channels.values()),
+                "latency_ms_p50": status.get("latency_ms_p50"), "error": status["last_error"],
+                "batches": status.get("batches", 0), "channels": channels, "version": status.get("version")}
+
+    def _skill_alarms(self, alarms: list[dict]) -> list[dict]:
+        out = []
+        for alarm in alarms:
+            where = f"skill {alarm.get('skill')}" + (f" channel {alarm['channel']}" if alarm.get("channel") else "")
+            kind = "source_lost" if alarm.get("channel") else "skill_crashed"
+            self.note(f"ALARM {kind}: {where}: {alarm.get('message')}")
+            out.append({"kind": kind, "message": f"{where}: {alarm.get('message')}"[:2000],
+                        "skill": alarm.get("skill"), "channel": alarm.get("channel")})
+        return out
+
     def report(self) -> None:
         usage = shutil.disk_usage(self.home.root)
+        events, skill_alarms, hard_examples = self.outbox.drain()
+        self.pending_alarms += self._skill_alarms(skill_alarms)
         body = {
             "reported": {"agent_version": AGENT_VERSION, "hardware": self.inventory, "skills": self.skills_report(),
                          "deployment": self.progress, "desired_version": self.state.get("desired_version"),
                          "metrics": {"load_1m": os.getloadavg()[0], **_memory(), "disk_free_bytes": usage.free,
                                      "disk_total_bytes": usage.total}},
             "logs": self.pending_logs[-LOG_LINES_PER_REPORT:], "alarms": self.pending_alarms,
+            "events": events, "hard_examples": hard_examples, "outbox": dict(self.outbox.counters),
             "actions_done": self.actions_done, "sent_at": time.time(),
         }
         self.pending_logs, self.pending_alarms = [], []

@@ -223,18 +223,32 @@ setup, infer_batch, process, self_check = _skill.setup, _skill.infer_batch, _ski
 
 def publish_template(home, template: str, name: str, model_file: str | Path, *, model_ref: str, version: str = "1.0",
                      input_size: tuple[int, int] = (320, 320), description: str = "") -> dict:
-    """Publish a code-free skill: a registered detector (its ONNX file, pinned by sha256) plus a rule template."""
+    """Publish a code-free skill: a registered detector or, for ``classifier-seen``, an image classifier (its ONNX
+    file, pinned by sha256) plus a rule template."""
     import hashlib
 
     import yaml
 
-    from modelyard.edge.skills.rules import CHANNEL_SCHEMAS, COMMON_SCHEMA, TEMPLATES
+    from modelyard.edge.skills.rules import (
+        CHANNEL_SCHEMAS,
+        CLASSIFIER_TEMPLATES,
+        COMMON_SCHEMA,
+        TEMPLATES,
+        classifier_io,
+    )
 
     if template not in TEMPLATES:
         raise InvalidInput(f"unknown template {template!r} (one of {', '.join(TEMPLATES)})")
     model_file = Path(model_file)
+    classifier = template in CLASSIFIER_TEMPLATES
     if model_file.suffix != ".onnx" or not model_file.is_file():
-        raise InvalidInput(f"{model_ref}: a template skill needs an ONNX detector (boxes, scores, classes)")
+        raise InvalidInput(f"{model_ref}: a template skill needs an ONNX "
+                           + ("image classifier" if classifier else "detector (boxes, scores, classes)"))
+    if classifier:
+        try:
+            classifier_io(model_file)
+        except ValueError as exc:
+            raise InvalidInput(f"{model_ref}: {exc}") from None
     manifest = {
         "name": name, "version": version,
         "description": description or f"{template} with {model_ref} (code-free template skill)",
@@ -242,7 +256,7 @@ def publish_template(home, template: str, name: str, model_file: str | Path, *, 
         "config": {"global": {"type": "object", "properties": {"min_score": COMMON_SCHEMA["min_score"]}},
                    "channel": {"type": "object", "additionalProperties": False,
                                "properties": {**COMMON_SCHEMA, **CHANNEL_SCHEMAS[template]}}},
-        "models": [{"name": "detector", "registry": model_ref, "file": "model.onnx",
+        "models": [{"name": "classifier" if classifier else "detector", "registry": model_ref, "file": "model.onnx",
                     "sha256": hashlib.sha256(model_file.read_bytes()).hexdigest()}],
         "license": "proprietary", "offline": True, "batch": True,
     }

@@ -58,42 +58,72 @@ def render_text(text: str, *, height: int = 48, font_size: int = 28) -> np.ndarr
 
 
 def write_tiny_detector(path: str | Path, *, size: int = 320, boxes: int = 20, width: int = 16) -> Path:
-    """Export a small convolutional detector with the Modelyard detector contract (input ``images`` [N,3,H,W];
-    outputs ``boxes`` [N,K,4] in [0,1], ``scores`` [N,K], ``classes`` [N,K]) to ONNX. Untrained: its compute is a
-    stand-in for a real small detector's in tests and the channels benchmark."""
-    import torch
+    """Write a small convolutional detector with the Modelyard detector contract (input ``images`` [N,3,H,W];
+    outputs ``boxes`` [N,K,4] in [0,1], ``scores`` [N,K], ``classes`` [N,K]) as ONNX. Untrained (seeded random
+    weights): its compute is a stand-in for a real small detector's in tests and the channels benchmark.
 
-    class TinyDetector(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers, channels = [], 3
-            for out in (width, width * 2, width * 4, width * 4, width * 8):
-                layers += [torch.nn.Conv2d(channels, out, 3, stride=2, padding=1), torch.nn.ReLU()]
-                channels = out
-            self.features = torch.nn.Sequential(*layers)
-            self.head = torch.nn.Linear(channels, boxes * 6)
+    Five stride-2 3x3 convolutions with ReLU (``width`` .. ``8*width`` channels), a global average pool and a linear
+    head of ``boxes * 6`` values: box corner (sigmoid * 0.8), extent (sigmoid * 0.2), score (sigmoid) and class
+    (floor(sigmoid * 3)). Built with ``onnx.helper`` (no torch import: seconds saved wherever a test needs one).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-        def forward(self, images):
-            pooled = self.features(images).mean(dim=(2, 3))
-            raw = self.head(pooled).reshape(-1, boxes, 6)
-            corner = torch.sigmoid(raw[..., :2]) * 0.8
-            extent = torch.sigmoid(raw[..., 2:4]) * 0.2
-            return (torch.cat([corner, corner + extent], dim=-1), torch.sigmoid(raw[..., 4]),
-                    (torch.sigmoid(raw[..., 5]) * 3).floor())
-
-    import warnings
-
-    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # the TorchScript exporter is deprecated but exports this plain graph with a dynamic batch in one step
-        warnings.simplefilter("ignore", DeprecationWarning)
-        _export(torch, TinyDetector().eval(), size, path)
+    nodes, weights, channels, current = [], [], 3, "images"
+    for index, out in enumerate((width, width * 2, width * 4, width * 4, width * 8)):
+        bound = 1 / np.sqrt(channels * 9)  # torch's default uniform init range for a conv
+        weights += [numpy_helper.from_array(rng.uniform(-bound, bound, (out, channels, 3, 3)).astype(np.float32),
+                                            f"conv{index}.w"),
+                    numpy_helper.from_array(rng.uniform(-bound, bound, out).astype(np.float32), f"conv{index}.b")]
+        nodes += [helper.make_node("Conv", [current, f"conv{index}.w", f"conv{index}.b"], [f"conv{index}"],
+                                   kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"conv{index}"], [f"relu{index}"])]
+        channels, current = out, f"relu{index}"
+    bound = 1 / np.sqrt(channels)
+    weights += [numpy_helper.from_array(rng.uniform(-bound, bound, (channels, boxes * 6)).astype(np.float32), "head.w"),
+                numpy_helper.from_array(rng.uniform(-bound, bound, boxes * 6).astype(np.float32), "head.b")]
+    constants = {"shape": np.array([-1, boxes, 6], np.int64), "s0": np.array([0], np.int64),
+                 "s2": np.array([2], np.int64), "s4": np.array([4], np.int64), "s5": np.array([5], np.int64),
+                 "s6": np.array([6], np.int64), "axis": np.array([2], np.int64),
+                 "corner_scale": np.array(0.8, np.float32), "extent_scale": np.array(0.2, np.float32),
+                 "class_scale": np.array(3.0, np.float32)}
+    weights += [numpy_helper.from_array(value, name) for name, value in constants.items()]
+
+    def piece(start: str, end: str, name: str) -> None:
+        nodes.append(helper.make_node("Slice", ["raw", start, end, "axis"], [name]))
+
+    nodes += [helper.make_node("GlobalAveragePool", [current], ["pooled4d"]),
+              helper.make_node("Flatten", ["pooled4d"], ["pooled"], axis=1),
+              helper.make_node("Gemm", ["pooled", "head.w", "head.b"], ["head"]),
+              helper.make_node("Reshape", ["head", "shape"], ["raw"])]
+    piece("s0", "s2", "raw_corner")
+    piece("s2", "s4", "raw_extent")
+    piece("s4", "s5", "raw_score")
+    piece("s5", "s6", "raw_class")
+    nodes += [helper.make_node("Sigmoid", ["raw_corner"], ["corner_sig"]),
+              helper.make_node("Mul", ["corner_sig", "corner_scale"], ["corner"]),
+              helper.make_node("Sigmoid", ["raw_extent"], ["extent_sig"]),
+              helper.make_node("Mul", ["extent_sig", "extent_scale"], ["extent"]),
+              helper.make_node("Add", ["corner", "extent"], ["far"]),
+              helper.make_node("Concat", ["corner", "far"], ["boxes"], axis=-1),
+              helper.make_node("Sigmoid", ["raw_score"], ["score3d"]),
+              helper.make_node("Squeeze", ["score3d", "axis"], ["scores"]),
+              helper.make_node("Sigmoid", ["raw_class"], ["class_sig"]),
+              helper.make_node("Mul", ["class_sig", "class_scale"], ["class_scaled"]),
+              helper.make_node("Floor", ["class_scaled"], ["class3d"]),
+              helper.make_node("Squeeze", ["class3d", "axis"], ["classes"])]
+    graph = helper.make_graph(
+        nodes, "tiny_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", boxes, 4]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", boxes]),
+         helper.make_tensor_value_info("classes", TensorProto.FLOAT, ["batch", boxes])],
+        initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelyard")
+    model.ir_version = 8  # readable by every onnxruntime the runtime supports
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
     return path
-
-
-def _export(torch, model, size: int, path: Path) -> None:
-    torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(path), input_names=["images"],
-                      output_names=["boxes", "scores", "classes"], dynamo=False,
-                      dynamic_axes={name: {0: "batch"} for name in ("images", "boxes", "scores", "classes")})

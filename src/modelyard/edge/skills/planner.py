@@ -4,14 +4,23 @@ Two measurements on the device, then arithmetic:
 
 - decode: frames/s that PyAV decodes at a resolution (one H.264 stream, FFmpeg's threads on all cores; every
   frame of a channel's source is decoded whatever the sampling fps, as H.264 needs its reference frames);
-- inference: seconds per batch for batch sizes 1, 2, 4, 8, 16 (the fastest of a few runs: on a shared machine
-  the slower runs measure the neighbours; one batch per sampling tick carries one frame per
-  channel, as the runtime's cross-channel batching does).
+- conversion: seconds to turn one decoded frame into the RGB array the skill gets -- paid only for the sampled
+  frames (``sources.iter_source`` converts a frame once it falls on the channel's fps grid). On simple scenes the
+  conversion costs several times the decode, so charging it to every decoded frame (as the first planner did, by
+  converting inside the decode measurement) made the plan ~1/3 short of what the device measurably held;
+- inference: seconds per batch for batch sizes 1, 2, 4, 8, 16, the median of a few runs (the skill runs at the
+  device's typical speed, not its best: on a shared device the fastest run is the moment the neighbours paused,
+  and one lucky run at one size bent the old piecewise curve enough to double the plan), fitted with
+  ``t_batch(b) = per_batch + per_frame * b`` (least squares, both >= 0).
+
+Batches: the channels' frames do not arrive together, and the muxer waits only ``batch_wait_s`` (10 ms) after the
+first one, so a batch holds the frames that arrived while the previous one ran: ``b = N * F * (t_batch(b) + wait)``
+(at most N). Partial batches pay ``per_batch`` more often than one batch of N per tick would (the first planner
+assumed that, amortising the per-batch cost over all channels).
 
 For N channels with source rate ``S`` and sampling rate ``F``, one second of video costs
-``N * S / decode_fps + F * t_batch(N)`` seconds of the device (``t_batch`` interpolated linearly between the
-measured sizes, extrapolated per frame beyond them). The device holds N channels while that stays under
-``headroom`` (0.85: the skill logic, the muxer and the OS need the rest).
+``N * S / decode_fps + N * F * t_convert + (N * F / b) * t_batch(b)`` seconds of the device. The device holds N
+channels while that stays under ``headroom`` (0.85: the skill logic, the muxer and the OS need the rest).
 """
 
 from __future__ import annotations
@@ -26,35 +35,60 @@ import numpy as np
 
 HEADROOM = 0.85
 BATCH_SIZES = (1, 2, 4, 8, 16)
+BATCH_WAIT_S = 0.01  # the muxer's wait for the other channels (worker.SkillRuntime's batch_wait_s default)
 
 
 @dataclass(frozen=True)
 class Measurements:
-    decode_fps: float  # frames/s decoded at the planned resolution
+    decode_fps: float  # frames/s decoded at the planned resolution (decode only)
     batch_seconds: dict[int, float]  # batch size -> seconds per inference
     width: int
     height: int
+    convert_seconds: float = 0.0  # one decoded frame -> the RGB array (sampled frames only)
 
     def to_dict(self) -> dict:
-        return {"decode_fps": round(self.decode_fps, 1), "width": self.width, "height": self.height,
+        return {"decode_fps": round(self.decode_fps, 1), "convert_ms": round(self.convert_seconds * 1000, 3),
+                "width": self.width, "height": self.height,
                 "batch_ms": {str(k): round(v * 1000, 2) for k, v in sorted(self.batch_seconds.items())}}
 
 
-def batch_time(batch_seconds: dict[int, float], size: int) -> float:
-    """Seconds for one inference of ``size`` frames: linear between measured sizes, per frame beyond the largest."""
-    sizes = sorted(batch_seconds)
-    if size <= sizes[0]:
-        return batch_seconds[sizes[0]] * size / sizes[0]
-    if size >= sizes[-1]:
-        return batch_seconds[sizes[-1]] * size / sizes[-1]
-    return float(np.interp(size, sizes, [batch_seconds[s] for s in sizes]))
+def batch_fit(batch_seconds: dict[int, float]) -> tuple[float, float]:
+    """``(per_batch, per_frame)`` seconds: the least-squares line through the measured batch times, both >= 0."""
+    sizes = np.array(sorted(batch_seconds), dtype=float)
+    times = np.array([batch_seconds[int(s)] for s in sizes])
+    if len(sizes) == 1:
+        return 0.0, float(times[0] / sizes[0])
+    per_frame, per_batch = np.polyfit(sizes, times, 1)
+    if per_batch < 0:  # the line through the origin instead
+        return 0.0, float((sizes @ times) / (sizes @ sizes))
+    if per_frame < 0:
+        return float(times.mean()), 0.0
+    return float(per_batch), float(per_frame)
+
+
+def batch_time(batch_seconds: dict[int, float], size: float) -> float:
+    """Seconds for one inference of ``size`` frames (:func:`batch_fit`)."""
+    per_batch, per_frame = batch_fit(batch_seconds)
+    return per_batch + per_frame * size
+
+
+def mean_batch(m: Measurements, channels: int, sample_fps: float, wait_s: float = BATCH_WAIT_S) -> float:
+    """The frames a batch holds in steady state: those that arrive while one batch runs plus the muxer's wait
+    (``b = N * F * (per_batch + per_frame * b + wait)``), between 1 and ``channels``."""
+    per_batch, per_frame = batch_fit(m.batch_seconds)
+    rate = channels * sample_fps
+    if rate * per_frame >= 1:
+        return float(channels)  # the device cannot keep up: every batch is full
+    return float(min(channels, max(1.0, rate * (per_batch + wait_s) / (1 - rate * per_frame))))
 
 
 def load_per_second(m: Measurements, channels: int, source_fps: float, sample_fps: float) -> float:
     """Device-seconds spent per second of video for ``channels`` channels (1.0 = the device is full)."""
     if channels <= 0:
         return 0.0
-    return channels * source_fps / m.decode_fps + sample_fps * batch_time(m.batch_seconds, channels)
+    size = mean_batch(m, channels, sample_fps)
+    return (channels * source_fps / m.decode_fps + channels * sample_fps * m.convert_seconds
+            + channels * sample_fps / size * batch_time(m.batch_seconds, size))
 
 
 def predict_channels(m: Measurements, source_fps: float, sample_fps: float, headroom: float = HEADROOM,
@@ -66,7 +100,9 @@ def predict_channels(m: Measurements, source_fps: float, sample_fps: float, head
     return channels
 
 
-def measure_decode_fps(width: int, height: int, *, fps: int = 25, seconds: float = 4.0) -> float:
+def measure_decode(width: int, height: int, *, fps: int = 25, seconds: float = 4.0,
+                   repeats: int = 2) -> tuple[float, float]:
+    """(decoded frames/s, seconds to convert one frame to RGB), each the best of ``repeats`` passes."""
     import av
 
     from modelyard.edge.skills.media import write_video
@@ -74,18 +110,27 @@ def measure_decode_fps(width: int, height: int, *, fps: int = 25, seconds: float
     with tempfile.TemporaryDirectory() as folder:
         clip = write_video(Path(folder) / "probe.mp4", width=width, height=height, fps=fps, seconds=seconds,
                            gop=fps * 2)
-        started = time.perf_counter()
-        frames = 0
-        with av.open(str(clip)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                frame.to_ndarray(format="rgb24")  # the runtime converts every sampled frame; count it for all
-                frames += 1
-        return frames / (time.perf_counter() - started)
+        decode_fps, convert_s = 0.0, float("inf")
+        for _ in range(repeats):
+            frames, kept = 0, []
+            started = time.perf_counter()
+            with av.open(str(clip)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for frame in container.decode(stream):
+                    frames += 1
+                    if len(kept) < 25:
+                        kept.append(frame)
+            decode_fps = max(decode_fps, frames / (time.perf_counter() - started))
+            started = time.perf_counter()
+            for frame in kept:
+                frame.to_ndarray(format="rgb24")
+            convert_s = min(convert_s, (time.perf_counter() - started) / len(kept))
+        return decode_fps, convert_s
 
 
-def measure_batches(infer_batch: Callable[[list], list], width: int, height: int, *, repeats: int = 3,
+
+def measure_batches(infer_batch: Callable[[list], list], width: int, height: int, *, repeats: int = 5,
                     sizes: tuple[int, ...] = BATCH_SIZES) -> dict[int, float]:
     from modelyard.edge.skills.media import synthetic_frame
 
@@ -98,12 +143,13 @@ def measure_batches(infer_batch: Callable[[list], list], width: int, height: int
             started = time.perf_counter()
             infer_batch([frame] * size)
             times.append(time.perf_counter() - started)
-        result[size] = float(min(times))
+        result[size] = float(np.median(times))
     return result
 
 
 def measure(infer_batch: Callable[[list], list], width: int = 640, height: int = 360) -> Measurements:
-    return Measurements(measure_decode_fps(width, height), measure_batches(infer_batch, width, height), width, height)
+    decode_fps, convert_s = measure_decode(width, height)
+    return Measurements(decode_fps, measure_batches(infer_batch, width, height), width, height, convert_s)
 
 
 def plan_capacity(model: str | Path, channels: int | list[dict], *, width: int = 640, height: int = 360,

@@ -4,7 +4,8 @@ H.264/HEVC decoders) or a local camera (``camera:N``), read by one thread per ch
 The reader decodes, keeps only the frames that fall on the channel's fps grid (by presentation time), and leaves the
 newest sampled frame in a one-slot mailbox, as a live camera does: a slow consumer drops frames (counted) rather than
 queueing seconds of video. A source that will not open, or a stream that stops, is retried with exponential backoff;
-after ``alarm_after`` failures in a row the reader raises one alarm per outage and keeps trying.
+after ``alarm_after`` failures in a row the reader raises one alarm per outage and keeps trying. A stream that
+reconnects but drops again within ``healthy_after_s`` has not recovered: its failures keep counting.
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ class ChannelReader:
     realtime: bool = True
     alarm_after: int = 3
     backoff_s: tuple[float, float] = (0.2, 10.0)
+    # a stream counts as recovered (its failures in a row back to 0) only after this long delivering frames: one that
+    # connects, sends a few frames and drops again is one outage, not a series of fresh starts that never alarm
+    healthy_after_s: float = 10.0
     on_alarm: Callable[[str, str], None] = lambda channel, message: None
     notify: threading.Event | None = None  # set on every new frame: the muxer waits on one event for all channels
     stats: ChannelStats = field(default_factory=ChannelStats)
@@ -209,7 +213,9 @@ class ChannelReader:
                         self.stats.last_error = str(frame)
                         continue
                     if not got_frame:
-                        got_frame, self.stats.state, self.stats.failures = True, "running", 0
+                        got_frame, self.stats.state, connected = True, "running", time.monotonic()
+                    if self.stats.failures and (local_file or time.monotonic() - connected >= self.healthy_after_s):
+                        self.stats.failures = 0
                     if self.realtime:
                         first_pts = pts if first_pts is None else first_pts
                         delay = (pts - first_pts) - (time.monotonic() - started)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import base64
 import io
 import queue
+import statistics
 import threading
 import time
 import traceback
+from collections import deque
 
 from modelyard.edge.skills.filters import UploadGate, is_hard
 from modelyard.edge.skills.manifest import channel_config, load_logic, load_manifest, validate_config
@@ -24,6 +26,8 @@ from modelyard.edge.skills.sources import ChannelReader
 
 EXIT_SETUP_FAILED = 3
 EXIT_KEEPS_FAILING = 4
+FPS_WINDOW_S = 5.0
+FPS_MAX_STAMPS = 600
 
 
 def _jpeg(frame, width: int | None = None) -> bytes:
@@ -54,6 +58,8 @@ class SkillRuntime:
         self.batches = 0
         self.batched_frames = 0
         self.errors_in_a_row = 0
+        self.batch_latencies_ms: deque[float] = deque(maxlen=200)
+        self.processed_at: dict[str, deque[float]] = {}
 
     # -- messages -------------------------------------------------------------------------------------------------
     def send(self, kind: str, payload) -> None:
@@ -107,11 +113,21 @@ class SkillRuntime:
                 self.send("config_applied", {"config": self.config, "channels": list(self.channels)})
 
     # -- the loop -------------------------------------------------------------------------------------------------
+    def _fps(self, channel_id: str, now: float) -> float:
+        """Frames the skill's logic handled per second on this channel over the last ``FPS_WINDOW_S``."""
+        stamps = self.processed_at.get(channel_id) or ()
+        recent = [t for t in stamps if now - t <= FPS_WINDOW_S]
+        return round(len(recent) / FPS_WINDOW_S, 2)
+
     def status(self) -> dict:
+        now = time.monotonic()
+        latencies = list(self.batch_latencies_ms)
         return {"channels": {cid: {**self.counters.get(cid, {}),
-                                   **(self.readers[cid].stats.to_dict() if cid in self.readers else {})}
+                                   **(self.readers[cid].stats.to_dict() if cid in self.readers else {}),
+                                   "fps": self._fps(cid, now)}
                              for cid in self.channels},
-                "batches": self.batches, "batched_frames": self.batched_frames}
+                "batches": self.batches, "batched_frames": self.batched_frames,
+                "latency_ms_p50": round(statistics.median(latencies), 3) if latencies else None}
 
     def _gather(self) -> list[tuple[str, float, object]]:
         self.notify.wait(0.05)
@@ -151,6 +167,7 @@ class SkillRuntime:
             return
         self.errors_in_a_row = 0
         counters["processed"] += 1
+        self.processed_at.setdefault(channel_id, deque(maxlen=FPS_MAX_STAMPS)).append(time.monotonic())
         for event in events:
             thumbnail = event.pop("thumbnail", None) if isinstance(event, dict) else None
             message = {"skill": self.manifest.name, "version": self.manifest.version, "channel": channel_id,
@@ -190,6 +207,7 @@ class SkillRuntime:
                 batch = self._gather()
                 if batch:
                     frames = [frame for _, _, frame in batch]
+                    started = time.perf_counter()
                     try:
                         results = self.logic.infer_batch(frames) if self.manifest.batch else [None] * len(frames)
                         if len(results) != len(frames):
@@ -200,6 +218,8 @@ class SkillRuntime:
                             self.counters[channel_id]["last_error"] = f"infer_batch: {type(exc).__name__}: {exc}"
                         self.errors_in_a_row += len(batch)
                     else:
+                        if self.manifest.batch:
+                            self.batch_latencies_ms.append((time.perf_counter() - started) * 1000)
                         self.batches += 1
                         self.batched_frames += len(frames)
                         for (channel_id, pts, frame), inference in zip(batch, results, strict=True):
@@ -229,6 +249,7 @@ def main(skill_dir, config, channels, outbox, inbox, options) -> None:
     """Process entry point (multiprocessing target); the exit code tells the host what happened."""
     import sys
 
+    _die_with_parent()
     runtime = SkillRuntime(skill_dir, config, channels, outbox, inbox, options)
     try:
         code = runtime.run()
@@ -238,3 +259,16 @@ def main(skill_dir, config, channels, outbox, inbox, options) -> None:
     outbox.close()
     outbox.join_thread()
     sys.exit(code)
+
+
+def _die_with_parent() -> None:
+    """Linux: the skill process gets SIGKILL when its host's process dies, even by ``kill -9`` (a device agent
+    killed hard must not leave skills decoding video behind)."""
+    import signal
+
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

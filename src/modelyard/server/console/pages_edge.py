@@ -1,7 +1,8 @@
 """Edge: the fleet (devices, online state, what they run), deployments with each device's state, open alarms; a
-device's twin, log tail and alarms (acknowledge); a deployment's per-device state machine (cancel).
-REST twins: ``/api/v1/edge/devices...``, ``/api/v1/edge/deployments...``, ``/api/v1/edge/alarms...``; the pages call
-the same functions."""
+device's twin, log tail, alarms (acknowledge), the events of its skills per channel (with thumbnails) and its hard
+examples; a deployment's per-device state machine (cancel).
+REST twins: ``/api/v1/edge/devices...`` (``.../events``, ``.../hard-examples``), ``/api/v1/edge/deployments...``,
+``/api/v1/edge/alarms...``; the pages call the same functions."""
 
 from __future__ import annotations
 
@@ -35,15 +36,34 @@ def edge_page(request: Request, viewer: Viewer = Depends(page())):
                   deployments=rollouts.list()[:50], alarms=_devices(request).alarms())
 
 
+def _events(request: Request):
+    from modelyard.edge.events import EdgeEvents
+
+    return EdgeEvents(request.app.state.workspace)
+
+
 @router.get("/edge/devices/{device}")
-def device_page(request: Request, device: str, viewer: Viewer = Depends(page())):
+def device_page(request: Request, device: str, channel: str | None = None, offset: int = 0,
+                viewer: Viewer = Depends(page())):
     devices = _devices(request)
     twin = devices.twin(device)
     reported = {k: v for k, v in twin["reported"].items() if k != "hardware"}
+    events = _events(request).list(device, channel=channel or None, offset=max(0, offset), limit=50)
+    by_channel: dict[str, list] = {}
+    for event in events["items"]:
+        by_channel.setdefault(event["channel"], []).append(event)
     return render(request, "edge_device.html", viewer, title=f"Device {twin['name']}", twin=twin,
                   desired_json=json.dumps(twin["desired"], indent=2), reported_json=json.dumps(reported, indent=2),
                   hardware=twin["reported"].get("hardware") or {}, logs=devices.logs(device, 200)["lines"],
-                  alarms=devices.alarms(device, include_acknowledged=True))
+                  alarms=devices.alarms(device, include_acknowledged=True), events=events, by_channel=by_channel,
+                  hard_examples=_events(request).hard_examples(device, limit=20))
+
+
+@router.get("/edge/events/{event_id}/thumbnail")
+def event_thumbnail(request: Request, event_id: str, viewer: Viewer = Depends(page())):
+    from fastapi.responses import Response
+
+    return Response(_events(request).thumbnail(event_id), media_type="image/jpeg")
 
 
 @router.get("/edge/deployments/{deployment_id}")
