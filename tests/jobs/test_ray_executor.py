@@ -4,6 +4,8 @@ PostgreSQL is there, the metadata in PostgreSQL: the same job rows, results and 
 from __future__ import annotations
 
 import os
+import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,7 @@ def ray_workspace(ray_head, s3_server, tmp_path, request):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
 def test_jobs_run_as_ray_jobs_with_results_logs_and_cancel(ray_workspace):
     from ray.job_submission import JobSubmissionClient
 
@@ -81,8 +84,33 @@ def test_jobs_run_as_ray_jobs_with_results_logs_and_cancel(ray_workspace):
     assert [str(j.status.value) for j in stopped] == ["STOPPED"]
 
 
+def _kill_the_job_driver_at(workspace, job_id: str, step: int, done: threading.Event) -> None:
+    """SIGKILL the job's own process on its Ray node (``python -m modelyard.jobs.runner --job ID``: what a lost
+    node or driver looks like to the worker) once its run has logged ``step``."""
+    import psutil
+
+    from modelyard.train.tracking import RunStore
+
+    runs = RunStore(workspace)
+    while not done.is_set():
+        tracked = runs.of_job(job_id)
+        history = runs.metric_history(tracked[0].id, "loss").get("loss", []) if tracked else []
+        if any(point["step"] >= step for point in history):
+            break
+        done.wait(0.2)
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "modelyard.jobs.runner" in cmdline and job_id in cmdline:
+            proc.kill()
+            done.set()
+
+
 @pytest.mark.slow
-def test_a_train_job_runs_under_ray_train_and_survives_a_dead_worker(ray_workspace, tmp_path):
+@pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
+def test_a_train_job_survives_a_dead_rank_and_a_dead_driver_resuming_from_checkpoints(ray_workspace, tmp_path):
+    """One ``train`` job under Ray Train proves both recoveries: a rank SIGKILLed at step 12 makes Ray Train restart
+    the group from the step-9 checkpoint; then the job's own process is SIGKILLed (a lost node): the worker re-queues
+    the job and the second attempt continues the same run from its last checkpoint in the blob store."""
     import numpy as np
     import pandas as pd
 
@@ -98,14 +126,29 @@ def test_a_train_job_runs_under_ray_train_and_survives_a_dead_worker(ray_workspa
     digest = "sha256:" + ray_workspace.blobs.put_file(script).digest
     queue = JobQueue(ray_workspace)
     job = queue.submit("train", {"script": digest, "script_name": "ddp_script.py", "data": "lin@1", "workers": 2,
-                                 "cpus_per_worker": 0.5, "params": {"steps": "20", "die_at_step": "12"}})
-    Worker(ray_workspace, concurrency=1).run(until_idle=True, handle_signals=False)
+                                 "cpus_per_worker": 0.5,
+                                 "params": {"steps": "25", "die_at_step": "12", "step_s": "0.25"}})
+    killed = threading.Event()
+    killer = threading.Thread(target=_kill_the_job_driver_at, args=(ray_workspace, job.id, 15, killed))
+    killer.start()
+    try:
+        Worker(ray_workspace, concurrency=1).run(until_idle=True, handle_signals=False)
+    finally:
+        killed.set()
+        killer.join()
     job = queue.get(job.id)
-    assert job.status == "succeeded", job.log_path.read_text()[-3000:]
-    assert job.result["workers"] == 2 and job.result["steps"] == 19
-    run = RunStore(ray_workspace).get(job.result["run_id"])
-    assert run.metrics["loss"] < 0.5 and ray_workspace.blobs.exists(job.result["checkpoint"])
-    assert "resumed at step 10" in job.log_path.read_text()  # Ray Train restarted the group from the checkpoint
+    log = job.log_path.read_text()
+    assert job.status == "succeeded", log[-3000:]
+    assert "resumed at step 10" in log  # Ray Train restarted the group from the step-9 checkpoint
+    assert job.attempts == 2 and "re-queued: the job process exited with code" in log, log[-4000:]
+    # the second attempt continues the run from its last checkpoint (step 14, or 19 if the kill came late)
+    assert "continuing run" in log and re.search(r"rank 0: resumed at step (15|20)\n", log), log[-3000:]
+    assert job.result["workers"] == 2 and job.result["steps"] == 24
+    runs = RunStore(ray_workspace)
+    assert [r.id for r in runs.of_job(job.id)] == [job.result["run_id"]]  # one run across both attempts
+    run = runs.get(job.result["run_id"])
+    assert run.status == "finished" and run.metrics["loss"] < 0.5 and ray_workspace.blobs.exists(
+        job.result["checkpoint"])
 
 
 def _quadratic(params: dict) -> float:
@@ -115,6 +158,7 @@ def _quadratic(params: dict) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
 def test_trials_spread_over_the_cluster_with_ask_and_tell(ray_head):
     import ray
 
