@@ -216,6 +216,8 @@ class Worker:
         for job_id in sorted(self.executor.active()):
             self.executor.kill(job_id)
             job = self.queue.get(job_id)
+            if job.done:  # it had recorded its result and was only exiting (a Ray driver disconnecting)
+                continue
             try:
                 idempotent = plugins.load_job_kind(job.kind).idempotent
             except ModelyardError:
