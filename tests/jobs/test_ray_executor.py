@@ -107,10 +107,13 @@ def _kill_the_job_driver_at(workspace, job_id: str, step: int, done: threading.E
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
-def test_a_train_job_survives_a_dead_rank_and_a_dead_driver_resuming_from_checkpoints(ray_workspace, tmp_path):
-    """One ``train`` job under Ray Train proves both recoveries: a rank SIGKILLed at step 12 makes Ray Train restart
-    the group from the step-9 checkpoint; then the job's own process is SIGKILLed (a lost node): the worker re-queues
-    the job and the second attempt continues the same run from its last checkpoint in the blob store."""
+def test_a_train_job_under_ray_train_is_requeued_after_its_driver_dies_and_resumes_from_the_checkpoint(
+        ray_workspace, tmp_path):
+    """A ``train`` job with 2 Ray Train workers whose own process is SIGKILLed after the first checkpoint (a lost
+    node): the worker re-queues the job and the second attempt continues the same run from that checkpoint, fetched
+    from the blob store. (A dead *rank* is Ray Train's own group restart, ``FailureConfig``; the launcher's restart
+    of a dead rank is tested locally in ``tests/train/test_user_jobs.py``: each Ray Train group start costs tens of
+    seconds here.)"""
     import numpy as np
     import pandas as pd
 
@@ -126,10 +129,9 @@ def test_a_train_job_survives_a_dead_rank_and_a_dead_driver_resuming_from_checkp
     digest = "sha256:" + ray_workspace.blobs.put_file(script).digest
     queue = JobQueue(ray_workspace)
     job = queue.submit("train", {"script": digest, "script_name": "ddp_script.py", "data": "lin@1", "workers": 2,
-                                 "cpus_per_worker": 0.5,
-                                 "params": {"steps": "25", "die_at_step": "12", "step_s": "0.25"}})
+                                 "cpus_per_worker": 0.5, "params": {"steps": "20", "step_s": "0.25"}})
     killed = threading.Event()
-    killer = threading.Thread(target=_kill_the_job_driver_at, args=(ray_workspace, job.id, 15, killed))
+    killer = threading.Thread(target=_kill_the_job_driver_at, args=(ray_workspace, job.id, 5, killed))
     killer.start()
     try:
         Worker(ray_workspace, concurrency=1).run(until_idle=True, handle_signals=False)
@@ -139,11 +141,10 @@ def test_a_train_job_survives_a_dead_rank_and_a_dead_driver_resuming_from_checkp
     job = queue.get(job.id)
     log = job.log_path.read_text()
     assert job.status == "succeeded", log[-3000:]
-    assert "resumed at step 10" in log  # Ray Train restarted the group from the step-9 checkpoint
     assert job.attempts == 2 and "re-queued: the job process exited with code" in log, log[-4000:]
-    # the second attempt continues the run from its last checkpoint (step 14, or 19 if the kill came late)
-    assert "continuing run" in log and re.search(r"rank 0: resumed at step (15|20)\n", log), log[-3000:]
-    assert job.result["workers"] == 2 and job.result["steps"] == 24
+    # the second attempt continues the run from its last checkpoint (step 4, or 9 if the kill came late)
+    assert "continuing run" in log and re.search(r"rank 0: resumed at step (5|10)\n", log), log[-3000:]
+    assert job.result["workers"] == 2 and job.result["steps"] == 19
     runs = RunStore(ray_workspace)
     assert [r.id for r in runs.of_job(job.id)] == [job.result["run_id"]]  # one run across both attempts
     run = runs.get(job.result["run_id"])
