@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.core.settings import Settings
-from modelyard.jobs.executor import LocalExecutor
+from modelyard.jobs.executor import Executor, LocalExecutor, Started
 from modelyard.jobs.queue import JobQueue
 from modelyard.jobs.ray_executor import RayExecutor, settings_env
 from modelyard.jobs.worker import Worker, make_executor
@@ -34,6 +34,45 @@ def test_settings_travel_as_environment(tmp_path):
     assert env["MODELYARD_BLOB_URL"] == "s3://b/p" and env["MODELYARD_MAX_BODY_BYTES"] == "2048"
     assert env["MODELYARD_DB_URL"] == settings.database_url
     assert "MODELYARD_HEARTBEAT_S" not in env  # defaults stay defaults
+
+
+class _NodeLost(Executor):
+    """An executor whose every job process ends at once without a result, as when a Ray node dies."""
+
+    requeues_lost_jobs = True
+
+    def __init__(self):
+        self.started: list[str] = []
+        self._running: set[str] = set()
+
+    def start(self, job_id, log_path) -> Started:
+        self.started.append(job_id)
+        self._running.add(job_id)
+        return Started(0, 0.0)
+
+    def poll(self) -> dict[str, int]:
+        ended, self._running = dict.fromkeys(self._running, 137), set()
+        return ended
+
+    def kill(self, job_id) -> None:
+        self._running.discard(job_id)
+
+    def active(self) -> set[str]:
+        return set(self._running)
+
+
+def test_a_lost_job_is_requeued_while_its_kind_allows_then_failed(sqlite_workspace):
+    queue = JobQueue(sqlite_workspace)
+    idempotent = queue.submit("blob.verify", {})  # max_attempts 3
+    once = queue.submit("system.sleep", {"seconds": 1})  # not idempotent: lost once is failed
+    executor = _NodeLost()
+    Worker(sqlite_workspace, executor=executor, concurrency=2).run(until_idle=True, handle_signals=False)
+    assert executor.started.count(idempotent.id) == 3 and executor.started.count(once.id) == 1
+    lost, failed = queue.get(idempotent.id), queue.get(once.id)
+    assert lost.status == "failed" and lost.attempts == 3 and "exited with code 137" in lost.error
+    log = lost.log_path.read_text()
+    assert log.count("re-queued: the job process exited with code 137 without reporting a result") == 2
+    assert failed.status == "failed" and failed.attempts == 1
 
 
 @pytest.fixture
