@@ -1,7 +1,8 @@
 """Session fixtures for the scale-out tests: ONE real SeaweedFS S3 server and ONE real Ray head per test session,
 both on 127.0.0.1, both stopped at the end. Each skips (with the reason) when its package or binary is missing.
 
-A Ray head is ~2 GB of memory; only the tests that need it request ``ray_head``."""
+A Ray head is ~2 GB of memory; only the tests that need it request ``ray_head``. Stopping it kills its own
+processes only (``ray stop`` would stop every Ray on the machine, another session's too)."""
 
 from __future__ import annotations
 
@@ -155,7 +156,7 @@ class RayHead:
 
 @contextlib.contextmanager
 def ray_head_process(num_cpus: int = 2):
-    """Start ONE Ray head on 127.0.0.1 (2 CPUs, 200 MB object store, dashboard); ``ray stop --force`` at the end."""
+    """Start ONE Ray head on 127.0.0.1 (2 CPUs, 200 MB object store, dashboard); its processes killed at the end."""
     ray_bin = _bin("ray")
     if ray_bin is None:
         raise FileNotFoundError("the `ray` command (pip install 'modelyard[scale]')")
@@ -175,8 +176,26 @@ def ray_head_process(num_cpus: int = 2):
             raise RuntimeError(f"ray start failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         yield RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}")
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_ray_under(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop_ray_under(temp: Path) -> None:
+    """SIGKILL this head's processes only: every one of them names ``temp`` (its session folder) on its command
+    line. ``ray stop --force`` would kill every Ray on the machine, another test session's head included."""
+    import psutil
+
+    mine = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if str(temp) in " ".join(proc.info["cmdline"] or []):
+                # with its children: workers retitle themselves ("ray::IDLE"), job drivers run under a supervisor
+                for member in (proc, *proc.children(recursive=True)):
+                    mine[member.pid] = member
+    for proc in mine.values():
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(list(mine.values()), timeout=10)
 
 
 @pytest.fixture(scope="session")

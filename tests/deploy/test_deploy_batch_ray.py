@@ -14,6 +14,7 @@ ROWS = 230
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
 def test_two_ray_workers_write_each_row_once_and_resume(ray_head, deploy_models, linear_expected, tmp_path,
                                                         monkeypatch):
     import pyarrow.parquet as pq

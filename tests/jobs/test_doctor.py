@@ -39,6 +39,7 @@ def test_each_problem_is_one_line_and_exit_1(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
 def test_ray_and_s3_are_checked_for_real(ray_head, s3_server, tmp_path):
     settings = Settings.load(tmp_path / "home", executor="ray", ray_address=ray_head.dashboard,
                              **s3_server.settings_values())

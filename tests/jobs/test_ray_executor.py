@@ -4,12 +4,14 @@ PostgreSQL is there, the metadata in PostgreSQL: the same job rows, results and 
 from __future__ import annotations
 
 import os
+import re
+import threading
 from pathlib import Path
 
 import pytest
 
 from modelyard.core.settings import Settings
-from modelyard.jobs.executor import LocalExecutor
+from modelyard.jobs.executor import Executor, LocalExecutor, Started
 from modelyard.jobs.queue import JobQueue
 from modelyard.jobs.ray_executor import RayExecutor, settings_env
 from modelyard.jobs.worker import Worker, make_executor
@@ -34,6 +36,45 @@ def test_settings_travel_as_environment(tmp_path):
     assert "MODELYARD_HEARTBEAT_S" not in env  # defaults stay defaults
 
 
+class _NodeLost(Executor):
+    """An executor whose every job process ends at once without a result, as when a Ray node dies."""
+
+    requeues_lost_jobs = True
+
+    def __init__(self):
+        self.started: list[str] = []
+        self._running: set[str] = set()
+
+    def start(self, job_id, log_path) -> Started:
+        self.started.append(job_id)
+        self._running.add(job_id)
+        return Started(0, 0.0)
+
+    def poll(self) -> dict[str, int]:
+        ended, self._running = dict.fromkeys(self._running, 137), set()
+        return ended
+
+    def kill(self, job_id) -> None:
+        self._running.discard(job_id)
+
+    def active(self) -> set[str]:
+        return set(self._running)
+
+
+def test_a_lost_job_is_requeued_while_its_kind_allows_then_failed(sqlite_workspace):
+    queue = JobQueue(sqlite_workspace)
+    idempotent = queue.submit("blob.verify", {})  # max_attempts 3
+    once = queue.submit("system.sleep", {"seconds": 1})  # not idempotent: lost once is failed
+    executor = _NodeLost()
+    Worker(sqlite_workspace, executor=executor, concurrency=2).run(until_idle=True, handle_signals=False)
+    assert executor.started.count(idempotent.id) == 3 and executor.started.count(once.id) == 1
+    lost, failed = queue.get(idempotent.id), queue.get(once.id)
+    assert lost.status == "failed" and lost.attempts == 3 and "exited with code 137" in lost.error
+    log = lost.log_path.read_text()
+    assert log.count("re-queued: the job process exited with code 137 without reporting a result") == 2
+    assert failed.status == "failed" and failed.attempts == 1
+
+
 @pytest.fixture
 def ray_workspace(ray_head, s3_server, tmp_path, request):
     db_url = request.getfixturevalue("pg_database") if os.environ.get("MODELYARD_TEST_PG_URL") else None
@@ -45,6 +86,7 @@ def ray_workspace(ray_head, s3_server, tmp_path, request):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
 def test_jobs_run_as_ray_jobs_with_results_logs_and_cancel(ray_workspace):
     from ray.job_submission import JobSubmissionClient
 
@@ -81,8 +123,36 @@ def test_jobs_run_as_ray_jobs_with_results_logs_and_cancel(ray_workspace):
     assert [str(j.status.value) for j in stopped] == ["STOPPED"]
 
 
+def _kill_the_job_driver_at(workspace, job_id: str, step: int, done: threading.Event) -> None:
+    """SIGKILL the job's own process on its Ray node (``python -m modelyard.jobs.runner --job ID``: what a lost
+    node or driver looks like to the worker) once its run has logged ``step``."""
+    import psutil
+
+    from modelyard.train.tracking import RunStore
+
+    runs = RunStore(workspace)
+    while not done.is_set():
+        tracked = runs.of_job(job_id)
+        history = runs.metric_history(tracked[0].id, "loss").get("loss", []) if tracked else []
+        if any(point["step"] >= step for point in history):
+            break
+        done.wait(0.2)
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "modelyard.jobs.runner" in cmdline and job_id in cmdline:
+            proc.kill()
+            done.set()
+
+
 @pytest.mark.slow
-def test_a_train_job_runs_under_ray_train_and_survives_a_dead_worker(ray_workspace, tmp_path):
+@pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
+def test_a_train_job_under_ray_train_is_requeued_after_its_driver_dies_and_resumes_from_the_checkpoint(
+        ray_workspace, tmp_path):
+    """A ``train`` job with 2 Ray Train workers whose own process is SIGKILLed after the first checkpoint (a lost
+    node): the worker re-queues the job and the second attempt continues the same run from that checkpoint, fetched
+    from the blob store. (A dead *rank* is Ray Train's own group restart, ``FailureConfig``; the launcher's restart
+    of a dead rank is tested locally in ``tests/train/test_user_jobs.py``: each Ray Train group start costs tens of
+    seconds here.)"""
     import numpy as np
     import pandas as pd
 
@@ -98,14 +168,27 @@ def test_a_train_job_runs_under_ray_train_and_survives_a_dead_worker(ray_workspa
     digest = "sha256:" + ray_workspace.blobs.put_file(script).digest
     queue = JobQueue(ray_workspace)
     job = queue.submit("train", {"script": digest, "script_name": "ddp_script.py", "data": "lin@1", "workers": 2,
-                                 "cpus_per_worker": 0.5, "params": {"steps": "20", "die_at_step": "12"}})
-    Worker(ray_workspace, concurrency=1).run(until_idle=True, handle_signals=False)
+                                 "cpus_per_worker": 0.5, "params": {"steps": "20", "step_s": "0.25"}})
+    killed = threading.Event()
+    killer = threading.Thread(target=_kill_the_job_driver_at, args=(ray_workspace, job.id, 5, killed))
+    killer.start()
+    try:
+        Worker(ray_workspace, concurrency=1).run(until_idle=True, handle_signals=False)
+    finally:
+        killed.set()
+        killer.join()
     job = queue.get(job.id)
-    assert job.status == "succeeded", job.log_path.read_text()[-3000:]
+    log = job.log_path.read_text()
+    assert job.status == "succeeded", log[-3000:]
+    assert job.attempts == 2 and "re-queued: the job process exited with code" in log, log[-4000:]
+    # the second attempt continues the run from its last checkpoint (step 4, or 9 if the kill came late)
+    assert "continuing run" in log and re.search(r"rank 0: resumed at step (5|10)\n", log), log[-3000:]
     assert job.result["workers"] == 2 and job.result["steps"] == 19
-    run = RunStore(ray_workspace).get(job.result["run_id"])
-    assert run.metrics["loss"] < 0.5 and ray_workspace.blobs.exists(job.result["checkpoint"])
-    assert "resumed at step 10" in job.log_path.read_text()  # Ray Train restarted the group from the checkpoint
+    runs = RunStore(ray_workspace)
+    assert [r.id for r in runs.of_job(job.id)] == [job.result["run_id"]]  # one run across both attempts
+    run = runs.get(job.result["run_id"])
+    assert run.status == "finished" and run.metrics["loss"] < 0.5 and ray_workspace.blobs.exists(
+        job.result["checkpoint"])
 
 
 def _quadratic(params: dict) -> float:
@@ -115,6 +198,7 @@ def _quadratic(params: dict) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
 def test_trials_spread_over_the_cluster_with_ask_and_tell(ray_head):
     import ray
 

@@ -1,11 +1,13 @@
 """A user's training script for the ``train`` job tests: linear regression on the mounted table with DDP (gloo).
 
 Each rank takes its shard of every global batch, so N workers see the same global batch as one. With
-``die_at_step`` rank ``WORLD_SIZE - 1`` kills itself (SIGKILL) at that step on the first attempt only.
+``die_at_step`` rank ``WORLD_SIZE - 1`` kills itself (SIGKILL) at that step on the first attempt only; ``step_s``
+makes every step last that long (a test that kills the job from outside needs time to see a checkpoint first).
 """
 
 import os
 import signal
+import time
 
 import pandas as pd
 import torch
@@ -20,6 +22,7 @@ features = torch.tensor(frame[["x1", "x2"]].to_numpy(), dtype=torch.float32)
 target = torch.tensor(frame["y"].to_numpy(), dtype=torch.float32).unsqueeze(1)
 steps, global_batch = int(ctx.params.get("steps", "40")), int(ctx.params.get("batch", "32"))
 die_at = int(ctx.params.get("die_at_step", "-1"))
+step_s = float(ctx.params.get("step_s", "0"))
 
 model = torch.nn.Linear(2, 1)
 if ctx.world_size > 1:
@@ -47,3 +50,4 @@ for step in range(start, steps):
     ctx.log_metrics(step, loss=full)
     if step % 5 == 4:
         ctx.save_checkpoint(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
+    time.sleep(step_s)

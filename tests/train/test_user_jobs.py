@@ -57,6 +57,35 @@ def test_two_workers_converge_like_one_and_a_dead_worker_resumes_from_the_checkp
     assert table_workspace.blobs.exists(two["checkpoint"]) and run.artifacts
 
 
+@pytest.mark.slow
+def test_a_requeued_attempt_continues_its_run_from_the_checkpoint_in_the_blob_store(table_workspace, tmp_path):
+    """An attempt that died hard (its worker or node lost: no chance to finish its run) left a running run with a
+    checkpoint artifact; the re-queued attempt, in a fresh folder, continues that run from that checkpoint."""
+    import torch
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.save({"step": 9, "state": {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": 9}},
+               tmp_path / "checkpoint.pt")  # what ddp_script.py saves at step 9
+    checkpoint = "sha256:" + table_workspace.blobs.put_file(tmp_path / "checkpoint.pt").digest
+    runs = RunStore(table_workspace)
+    lost = runs.create("train-ddp_script", experiment="train", job_id="job_requeued")
+    runs.log_metrics(lost.id, [{"key": "loss", "value": 1.0, "step": 9}])
+    runs.add_artifact(lost.id, "checkpoint.pt", checkpoint)
+    digest = "sha256:" + table_workspace.blobs.put_file(SCRIPT).digest
+    spec = TRAIN.validate_spec({"script": digest, "script_name": "ddp_script.py", "data": "lin@1", "workers": 1,
+                                "params": {"steps": "20", "die_at_step": "12"}})
+    ctx = LocalJobContext(home=table_workspace.home, workdir=tmp_path / "attempt-2", job_id="job_requeued")
+    result = TRAIN.run(spec, ctx)
+    assert result["run_id"] == lost.id and [r.id for r in runs.of_job("job_requeued")] == [lost.id]
+    assert any(line.startswith(f"resuming from the checkpoint {checkpoint}") for line in ctx.lines)
+    # the ranks see a restart (no die_at_step on a resumed attempt) and start after the checkpoint's step
+    assert result["restarts"] == 0 and result["steps"] == 19
+    history = runs.metric_history(lost.id, "loss")["loss"]
+    assert [p["step"] for p in history] == list(range(9, 20))
+    assert runs.get(lost.id).status == "finished" and result["metrics"]["loss"] < 0.5
+
+
 def test_only_callers_who_may_run_code_submit_a_script(table_workspace):
     digest = "sha256:" + table_workspace.blobs.put_file(SCRIPT).digest
     spec = TRAIN.validate_spec({"script": digest, "data": "lin@1"})

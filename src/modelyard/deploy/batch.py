@@ -260,6 +260,10 @@ class _ShardWorker:
             workspace.close()
         _, self.runner = load_served(self.version, artifact, backend)
 
+    def ready(self) -> bool:
+        """Answers once the actor has started and loaded the model (the job hands chunks only to ready actors)."""
+        return True
+
     def infer(self, index: int, feeds: dict) -> tuple[int, dict]:
         if self.version.signature.batchable:
             return index, self.runner.infer(feeds)
@@ -280,22 +284,35 @@ def _infer_on_ray(spec: BatchSpec, ctx: JobContext, model_ref: str, source, todo
     workers = [actor.remote(str(ctx.home), model_ref, spec.backend) for _ in range(spec.workers)]
     ctx.log(f"{len(todo)} chunk(s) over {spec.workers} Ray worker(s)")
     bounds = {index: (start, stop) for index, start, stop in todo}
+    # chunks go only to actors that have started, two in flight each: an actor the cluster has no free CPU for
+    # (the job's own driver holds one) must not hold chunks back, or the job would wait for it forever
+    starting = {worker.ready.remote(): worker for worker in workers}
     queue, pending, computed = list(bounds), {}, 0
+
+    def feed(worker) -> None:
+        if queue:
+            index = queue.pop(0)
+            start, stop = bounds[index]
+            pending[worker.infer.remote(index, source.read(start, stop))] = (index, worker)
+
     try:
         while queue or pending:
-            while queue and len(pending) < 2 * len(workers):  # two chunks in flight per worker
-                index = queue.pop(0)
-                start, stop = bounds[index]
-                pending[workers[index % len(workers)].infer.remote(index, source.read(start, stop))] = index
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait([*pending, *starting], num_returns=1)
             for ref in ready:
-                del pending[ref]
+                if ref in starting:
+                    worker = starting.pop(ref)
+                    ray.get(ref)  # an actor that failed to start (the model does not load) fails the job
+                    feed(worker)
+                    feed(worker)
+                    continue
+                _, worker = pending.pop(ref)
                 index, outputs = ray.get(ref)
                 start, stop = bounds[index]
                 write_part(parts / f"part-{index:06d}.npz", source.keys[start:stop], outputs)
                 computed += stop - start
                 done.add(index)
                 ctx.progress(len(done) / total_chunks, f"{len(done)}/{total_chunks} chunks on Ray")
+                feed(worker)
             if ctx.cancelled():
                 ctx.log(f"cancel requested after {computed} new rows; finished chunks stay for a resumed run")
                 raise InvalidInput("cancelled on request", code="cancelled")

@@ -30,6 +30,11 @@ class Started:
 class Executor(ABC):
     """Runs jobs somewhere. All methods are called from the worker loop's thread."""
 
+    # a job whose process ended without recording a result: True re-queues an idempotent kind (up to its
+    # max_attempts) instead of failing it. Locally that process is the job's own and its crash is the job's; on a
+    # cluster it is usually a lost node or worker, which the job did not cause -- as a dead worker locally.
+    requeues_lost_jobs = False
+
     @abstractmethod
     def start(self, job_id: str, log_path: Path) -> Started:
         """Start the job's process; it records its own result in the queue."""

@@ -77,6 +77,8 @@ class RayExecutor(Executor):
         num_cpus: CPUs Ray reserves for each job's entry point. Default 1.
     """
 
+    requeues_lost_jobs = True  # a Ray job that ends without a result lost its node or driver
+
     def __init__(self, settings: Settings, num_cpus: float = 1.0):
         self.settings = settings
         self.num_cpus = num_cpus

@@ -94,11 +94,7 @@ class Worker:
                 f"worker {job.worker} stopped while the job was running (crash, kill -9 or power loss); "
                 f"attempt {job.attempts}"
             )
-            try:
-                kind = plugins.load_job_kind(job.kind)
-                retry = kind.idempotent and job.attempts < kind.max_attempts
-            except ModelyardError:
-                retry = False
+            retry = self._retries(job)
             if job.cancel_requested:
                 if self.queue.finish(job.id, "cancelled", message="cancelled", worker=job.worker):
                     self._note(job.id, f"cancelled on request (its worker {job.worker} had stopped)")
@@ -130,10 +126,24 @@ class Worker:
                 if job.cancel_requested:
                     self.queue.finish(job_id, "cancelled", message="cancelled", worker=self.id)
                     self._note(job_id, "cancelled on request")
+                elif self.executor.requeues_lost_jobs and self._retries(job):
+                    reason = (f"re-queued: the job process exited with code {code} without reporting a result "
+                              f"(its node or worker was lost); attempt {job.attempts}")
+                    if self.queue.requeue(job_id, reason, worker=self.id):
+                        self._note(job_id, reason)
                 else:
                     error = f"job process exited with code {code} without reporting a result (see the job log)"
                     self.queue.finish(job_id, "failed", worker=self.id, message="failed", error=error)
                     self._note(job_id, error)
+
+    @staticmethod
+    def _retries(job: Job) -> bool:
+        """Whether an interrupted attempt of ``job`` goes back to the queue: an idempotent kind with attempts left."""
+        try:
+            kind = plugins.load_job_kind(job.kind)
+        except ModelyardError:
+            return False
+        return kind.idempotent and job.attempts < kind.max_attempts
 
     def _heartbeat(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -206,6 +216,8 @@ class Worker:
         for job_id in sorted(self.executor.active()):
             self.executor.kill(job_id)
             job = self.queue.get(job_id)
+            if job.done:  # it had recorded its result and was only exiting (a Ray driver disconnecting)
+                continue
             try:
                 idempotent = plugins.load_job_kind(job.kind).idempotent
             except ModelyardError:

@@ -162,7 +162,8 @@ def _train(spec, ctx, workspace, store, version, task, runs, run_id) -> dict:
                                 max_latency_ms=spec.max_latency_ms, families=tuple(spec.families or FAMILIES),
                                 ensemble=spec.ensemble, refit=spec.refit, seed=spec.seed, progress=ctx.progress,
                                 log=ctx.log,
-                                cancelled=ctx.cancelled, on_trial=on_trial)
+                                cancelled=ctx.cancelled, on_trial=on_trial,
+                                on_ray=workspace.settings.executor == "ray")
         family = search.winner["family"]
         source_format = "lightgbm" if family == "lightgbm" else "sklearn"
         task_info = ({"type": "classification", "output": "probabilities", "classes": list(search.classes)}

@@ -115,6 +115,46 @@ def encode_target(frame, schema: dict) -> np.ndarray:
     return label.astype(np.float64).to_numpy()
 
 
+@dataclass(frozen=True)
+class TrialData:
+    """What every trial needs, preprocessed once: the splits and how to score (one object-store entry on Ray)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    task: str
+    metric: str
+    n_classes: int | None
+    seed: int
+    threads: int | None = None
+
+
+def fit_trial(drawn: dict, data: TrialData) -> dict:
+    """Fit and score one candidate (``drawn``: family, params, seconds of boosting allowed). A top-level function,
+    so a Ray task can run it on any node; returns the fitted estimator and its validation prediction."""
+    family, params = drawn["family"], drawn["params"]
+    begin = time.monotonic()
+    fitted = {"fit_s": 0.0, "refit": {}, "error": None, "score": None, "tiebreak": 0.0, "estimator": None,
+              "prediction": None}
+    try:
+        estimator = fam.build(family, data.task, params, data.seed, threads=data.threads)
+        estimator, fitted["refit"] = fam.fit(family, estimator, data.x_train, data.y_train, data.x_val,
+                                             data.y_val, begin + drawn["seconds"])
+        prediction = fam.predict(estimator, data.task, data.x_val)
+        if data.task == "classification":
+            prediction = fam.full_probabilities(prediction, estimator.classes_, data.n_classes)
+        fitted["score"] = m.score(data.metric, data.y_val, prediction, data.n_classes)
+        if data.task == "classification" and data.metric != "log_loss":
+            # ties on a coarse metric (accuracy on a small validation split) go to the better-calibrated model
+            fitted["tiebreak"] = m.score("log_loss", data.y_val, prediction, data.n_classes)
+        fitted["estimator"], fitted["prediction"] = estimator, prediction
+    except (ValueError, ArithmeticError, MemoryError) as exc:
+        fitted["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    fitted["fit_s"] = time.monotonic() - begin
+    return fitted
+
+
 def search_tabular(
     frame,
     split: np.ndarray,
@@ -132,6 +172,8 @@ def search_tabular(
     log: Callable[[str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     on_trial: Callable[[dict], None] | None = None,
+    on_ray: bool = False,
+    ray_address: str | None = None,
 ) -> TabularSearchResult:
     """Search for the best deployable model of a table.
 
@@ -150,6 +192,11 @@ def search_tabular(
         seed: seeds the sampler and the models.
         progress, log, cancelled: job hooks.
         on_trial: called with each finished candidate's leaderboard entry (for run tracking).
+        on_ray: fit the trials as Ray tasks over the cluster's CPUs (``executor = "ray"``): Optuna asks and is
+            told in this process, which also measures the contenders' latency, ensembles and refits; the
+            preprocessed table goes into the object store once. Results arrive in whatever order the cluster
+            finishes them, so a seeded search is not repeatable there as it is locally.
+        ray_address: the cluster's GCS address; default the Ray Job's own cluster.
     """
     import optuna
 
@@ -198,36 +245,31 @@ def search_tabular(
     def export(estimator) -> bytes:
         return to_onnx(preprocessor, estimator, features, task, metadata)
 
-    def objective(trial) -> float:
-        family = trial.suggest_categorical("family", list(families))
-        params = fam.suggest(trial, family, int(train.sum()))
-        candidate = Candidate(trial.number, family, params)
+    data = TrialData(x_train, y_train, x_val, y_val, task, metric, n_classes, seed,
+                     threads=1 if on_ray else None)
+    n_train = int(train.sum())
+
+    def trial_seconds() -> float:
+        # one slow configuration must not eat the whole search: boosting stops at a share of the budget
+        now = time.monotonic()
+        return max(0.0, min(search_deadline - now, max(1.0, TRIAL_SHARE * (search_deadline - started))))
+
+    def record(number: int, family: str, params: dict, fitted: dict) -> float:
+        """Book one fitted trial (here, whichever process fitted it): latency of contenders, acceptance, the
+        running best, the log and the hooks; returns the value the sampler is told."""
+        candidate = Candidate(number, family, params, fit_s=fitted["fit_s"], refit=fitted["refit"])
         candidates.append(candidate)
-        begin = time.monotonic()
-        try:
-            estimator = fam.build(family, task, params, seed)
-            # one slow configuration must not eat the whole search: boosting stops at a share of the budget
-            trial_deadline = min(search_deadline, begin + max(1.0, TRIAL_SHARE * (search_deadline - started)))
-            estimator, candidate.refit = fam.fit(family, estimator, x_train, y_train, x_val, y_val, trial_deadline)
-            prediction = fam.predict(estimator, task, x_val)
-            if task == "classification":
-                prediction = fam.full_probabilities(prediction, estimator.classes_, n_classes)
-            candidate.score = m.score(metric, y_val, prediction, n_classes)
-            if task == "classification" and metric != "log_loss":
-                candidate.tiebreak = m.score("log_loss", y_val, prediction, n_classes)
-            candidate.estimator, candidate.prediction = estimator, prediction
-        except (ValueError, ArithmeticError, MemoryError) as exc:
-            candidate.error = f"{type(exc).__name__}: {str(exc)[:200]}"
-            candidate.accepted = False
-            candidate.fit_s = time.monotonic() - begin
-            note(f"trial {trial.number} {family} failed: {candidate.error}")
+        if fitted["error"]:
+            candidate.error, candidate.accepted = fitted["error"], False
+            note(f"trial {number} {family} failed: {candidate.error}")
             return -1e9
-        candidate.fit_s = time.monotonic() - begin
+        candidate.score, candidate.tiebreak = fitted["score"], fitted["tiebreak"]
+        candidate.estimator, candidate.prediction = fitted["estimator"], fitted["prediction"]
         scored = sorted((rank(c) for c in candidates if c.score is not None and c.accepted is not False),
                         reverse=True)
         contender = len(scored) <= TOP_MEASURED or rank(candidate) > scored[TOP_MEASURED]
         if max_latency_ms is not None or contender:
-            candidate.latency = measure_latency(export(estimator), latency_feed)
+            candidate.latency = measure_latency(export(candidate.estimator), latency_feed)
             candidate.accepted = max_latency_ms is None or candidate.latency["p95_ms"] <= max_latency_ms
         result = value(candidate.score) - 1e-4 * min(candidate.tiebreak, 10.0)
         if candidate.accepted is False:
@@ -237,7 +279,7 @@ def search_tabular(
         else:
             state["since_best"] += 1
         entry = candidate.entry()
-        note(f"trial {trial.number} {family} {metric}={candidate.score:.4f}"
+        note(f"trial {number} {family} {metric}={candidate.score:.4f}"
              + (f" latency p95 {candidate.latency['p95_ms']:.3f} ms" if candidate.latency else "")
              + (" REJECTED (over the latency limit)" if candidate.accepted is False else ""))
         if on_trial:
@@ -245,34 +287,64 @@ def search_tabular(
         if progress:
             elapsed = (time.monotonic() - started) / max(1e-9, search_deadline - started)
             best = state["best"]
-            progress(min(0.85, 0.85 * elapsed), f"trial {trial.number}: best "
+            progress(min(0.85, 0.85 * elapsed), f"trial {number}: best "
                      + (f"{best.family} {metric}={best.score:.4f}" if best else "none accepted yet"))
         return result
 
-    def stop(study, _trial) -> None:
+    def suggest(trial) -> dict:
+        family = trial.suggest_categorical("family", list(families))
+        return {"family": family, "params": fam.suggest(trial, family, n_train), "seconds": trial_seconds()}
+
+    def objective(trial) -> float:
+        drawn = suggest(trial)
+        return record(trial.number, drawn["family"], drawn["params"], fit_trial(drawn, data))
+
+    def should_stop() -> bool:
         best = state["best"]
         if cancelled and cancelled():
             state["stop"] = "cancelled"
-            study.stop()
-        elif time.monotonic() >= search_deadline:
-            study.stop()
-        elif best is not None and greater and metric != "r2" and best.score >= 1.0 - 1e-12:
+            return True
+        if time.monotonic() >= search_deadline:
+            return True
+        if best is not None and greater and metric != "r2" and best.score >= 1.0 - 1e-12:
             state["stop"] = "perfect validation score"
-            study.stop()
-        elif state["since_best"] >= patience:
+            return True
+        if state["since_best"] >= patience:
             state["stop"] = f"no improvement in {patience} trials"
+            return True
+        return False
+
+    def stop(study, _trial) -> None:
+        if should_stop():
             study.stop()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna flags multivariate TPE as experimental; LightGBM/sklearn chatter
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True)
+        # on Ray several trials are in flight: the constant liar keeps the sampler from asking the same point twice
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True,
+                                             constant_liar=on_ray)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         for point in fam.STARTING_POINTS:
             if point["family"] in families:
                 study.enqueue_trial(point, skip_if_exists=True)
-        study.optimize(objective, n_trials=max_trials, timeout=max(0.1, search_deadline - time.monotonic()),
-                       callbacks=[stop], catch=())
+        if on_ray:
+            from modelyard.train.ray_trials import ask_tell_on_ray
+
+            def tell(trial, drawn, fitted, error):
+                if error is not None:  # the task itself died (a lost node, a missing package): a failed trial
+                    record(trial.number, drawn["family"], drawn["params"],
+                           {"fit_s": 0.0, "refit": {}, "error": f"trial task failed: {error[:200]}"})
+                    return None
+                return record(trial.number, drawn["family"], drawn["params"], fitted)
+
+            outcome = ask_tell_on_ray(study, suggest, fit_trial, n_trials=max_trials, tell=tell, args=(data,),
+                                      should_stop=should_stop, address=ray_address)
+            note(f"{outcome.asked} trials ran as Ray tasks, up to {outcome.concurrency} in flight"
+                 + (f"; {outcome.failed} failed (first: {outcome.first_error})" if outcome.failed else ""))
+        else:
+            study.optimize(objective, n_trials=max_trials, timeout=max(0.1, search_deadline - time.monotonic()),
+                           callbacks=[stop], catch=())
         if state["stop"] == "time budget" and max_trials is not None and len(candidates) >= max_trials:
             state["stop"] = f"max trials ({max_trials})"
         winner = state["best"]
@@ -282,6 +354,10 @@ def search_tabular(
                 fastest = min(measured, key=lambda c: c.latency["p95_ms"])
                 raise InvalidInput(f"max latency {max_latency_ms} ms: no candidate met it in {len(candidates)} "
                                    f"trials (fastest: {fastest.family} at {fastest.latency['p95_ms']:.3f} ms p95)")
+            errors = [c.error for c in candidates if c.error]
+            if errors:
+                raise InvalidInput(f"no candidate could be trained: {len(errors)} trial(s) failed, the first with "
+                                   f"{errors[0]}")
             raise InvalidInput(f"no candidate could be trained in the time budget of {time_budget_s}s; "
                                "give a larger --time-budget")
         if ensemble and task in ("classification", "regression"):

@@ -54,9 +54,12 @@ def suggest(trial, family: str, n_rows: int) -> dict:
     }
 
 
-def build(family: str, task: str, params: dict, seed: int, n_estimators: int | None = None):
-    """An unfitted estimator of ``family`` with ``params``; ``n_estimators`` fixes LightGBM's rounds (a refit)."""
+def build(family: str, task: str, params: dict, seed: int, n_estimators: int | None = None,
+          threads: int | None = None):
+    """An unfitted estimator of ``family`` with ``params``; ``n_estimators`` fixes LightGBM's rounds (a refit);
+    ``threads`` caps its threads (a trial among others on one node; default all cores)."""
     classify = task == "classification"
+    threads = threads or n_jobs()
     if family == "lightgbm":
         from lightgbm import LGBMClassifier, LGBMRegressor
 
@@ -65,7 +68,7 @@ def build(family: str, task: str, params: dict, seed: int, n_estimators: int | N
                    num_leaves=params["num_leaves"], min_child_samples=params["min_child_samples"],
                    subsample=params["subsample"], subsample_freq=1 if params["subsample"] < 1.0 else 0,
                    colsample_bytree=params["colsample_bytree"], reg_lambda=params["reg_lambda"],
-                   random_state=seed, n_jobs=n_jobs(), verbose=-1)
+                   random_state=seed, n_jobs=threads, verbose=-1)
     if family == "linear":
         if classify:
             from sklearn.linear_model import LogisticRegression
@@ -81,7 +84,7 @@ def build(family: str, task: str, params: dict, seed: int, n_estimators: int | N
     max_features = params["max_features"]
     return cls(n_estimators=params["n_estimators"],
                max_features=max_features if max_features == "sqrt" else float(max_features),
-               min_samples_leaf=params["min_samples_leaf"], random_state=seed, n_jobs=n_jobs())
+               min_samples_leaf=params["min_samples_leaf"], random_state=seed, n_jobs=threads)
 
 
 def fit(family: str, estimator, x_train, y_train, x_val, y_val, deadline: float) -> tuple[object, dict]:

@@ -166,6 +166,12 @@ class RunStore:
         with self.engine.connect() as conn:
             return [self._run(r) for r in conn.execute(query).all()]
 
+    def of_job(self, job_id: str) -> list[Run]:
+        """The runs a job created, oldest first (a re-queued job finds the run its earlier attempt tracked)."""
+        query = sa.select(runs).where(runs.c.job_id == job_id).order_by(runs.c.started_at, runs.c.id)
+        with self.engine.connect() as conn:
+            return [self._run(r) for r in conn.execute(query).all()]
+
     def _require_running(self, conn, run_id: str) -> None:
         status = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
         if status is None:

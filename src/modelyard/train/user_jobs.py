@@ -10,6 +10,7 @@ elastic restart), up to ``max_restarts`` times. See :mod:`modelyard.train.script
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -74,6 +75,17 @@ def mount_dataset(store, version, dest: Path) -> None:
         store.blobs.materialize(digests_of(manifest), dest / "items", link=True)
 
 
+def _rank_session() -> None:  # runs in the rank between fork and exec
+    """Its own session (the launcher stops a rank's whole group), and SIGKILL when the launcher dies: a launcher
+    killed with its worker must not leave ranks training on, writing into a checkpoint folder that the re-queued
+    attempt uses."""
+    import ctypes
+
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):  # not Linux/glibc: the ranks outlive a killed launcher
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class _Group:
     """N ranks of the script, started together and stopped together."""
 
@@ -84,7 +96,7 @@ class _Group:
             rank_env = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(workers),
                         "LOCAL_WORLD_SIZE": str(workers), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
             self.procs.append(subprocess.Popen([sys.executable, script.name], cwd=script.parent, env=rank_env,
-                                               stdin=subprocess.DEVNULL, start_new_session=True))
+                                               stdin=subprocess.DEVNULL, preexec_fn=_rank_session))
 
     def failed_rank(self) -> tuple[int, int] | None:
         for rank, proc in enumerate(self.procs):
@@ -130,9 +142,16 @@ def run_user_training(spec: TrainSpec, ctx: JobContext) -> dict:
             mount_dataset(store, version, data_dir)
             ctx.log(f"mounted {ref} ({version.kind}) at {data_dir}")
         runs = RunStore(workspace)
-        run = runs.create(spec.name or f"train-{Path(spec.script_name).stem}", experiment="train",
-                          params={**spec.params, "workers": spec.workers, "script": spec.script_name},
-                          tags={"kind": "train"}, dataset=ref, job_id=ctx.job_id)
+        # a re-queued attempt (its node, worker or job process died) continues the run of the attempt before it,
+        # so it resumes from that run's last checkpoint in the blob store instead of starting over
+        earlier = [r for r in runs.of_job(ctx.job_id) if r.status == "running"]
+        if earlier:
+            run = earlier[-1]
+            ctx.log(f"continuing run {run.id} of an earlier attempt of this job")
+        else:
+            run = runs.create(spec.name or f"train-{Path(spec.script_name).stem}", experiment="train",
+                              params={**spec.params, "workers": spec.workers, "script": spec.script_name},
+                              tags={"kind": "train"}, dataset=ref, job_id=ctx.job_id)
         try:
             if workspace.settings.executor == "ray":
                 result = _supervise_ray_train(spec, ctx, runs, run.id, ref)
@@ -156,7 +175,13 @@ def _supervise(spec, ctx, workspace, runs, run_id, script, data_dir, work) -> di
     env.update({"MODELYARD_DATA_DIR": str(data_dir), "MODELYARD_PARAMS": json.dumps(spec.params),
                 "MODELYARD_CHECKPOINT_DIR": str(checkpoint_dir), "MODELYARD_METRICS_FILE": str(metrics_file),
                 "PYTHONUNBUFFERED": "1"})
-    state = {"offset": 0, "checkpoint_mtime": 0.0, "checkpoint": None, "last": {}, "steps": 0}
+    state = {"offset": metrics_file.stat().st_size, "checkpoint_mtime": 0.0, "checkpoint": None, "last": {},
+             "steps": 0}
+    resumed = _last_checkpoint(runs, run_id)
+    if resumed:  # an earlier attempt's checkpoint, from the blob store (this attempt's scratch may be new)
+        path = workspace.blobs.copy_to(resumed, checkpoint_dir / CHECKPOINT_NAME)
+        state["checkpoint_mtime"], state["checkpoint"] = path.stat().st_mtime, resumed
+        ctx.log(f"resuming from the checkpoint {resumed} of an earlier attempt")
 
     def collect() -> None:
         with open(metrics_file, encoding="utf-8") as handle:
@@ -181,7 +206,7 @@ def _supervise(spec, ctx, workspace, runs, run_id, script, data_dir, work) -> di
 
     restarts = 0
     while True:
-        env["MODELYARD_RESTART"] = str(restarts)
+        env["MODELYARD_RESTART"] = str(restarts + (1 if resumed else 0))
         ctx.log(f"starting {spec.workers} worker(s) of {spec.script_name}" + (f" (restart {restarts})" if restarts
                                                                             else ""))
         group = _Group(script, spec.workers, env)
@@ -211,6 +236,11 @@ def _supervise(spec, ctx, workspace, runs, run_id, script, data_dir, work) -> di
     ctx.progress(1.0, "done")
     return {"schema": RESULT_SCHEMA, "run_id": run_id, "workers": spec.workers, "restarts": restarts,
             "steps": state["steps"], "metrics": state["last"], "checkpoint": state["checkpoint"]}
+
+
+def _last_checkpoint(runs, run_id: str) -> str | None:
+    checkpoints = [a for a in runs.get(run_id).artifacts if a.get("name") == CHECKPOINT_NAME]
+    return checkpoints[-1]["digest"] if checkpoints else None
 
 
 def _ray_train_loop(config: dict) -> None:
@@ -303,7 +333,7 @@ TRAIN = JobKind(
     "train",
     TrainSpec,
     run_user_training,
-    idempotent=False,
+    idempotent=True,  # an interrupted attempt is re-queued and continues its run from the last checkpoint
     authorize=authorize_training,
     description="Run the user's training script on N data-parallel workers (torchrun semantics), tracked as a run.",
 )
