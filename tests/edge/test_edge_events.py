@@ -111,3 +111,42 @@ def test_a_device_writes_only_its_own_events_and_reports_are_bounded(fleet):
     assert EdgeEvents(workspace).ingest(a_id, [], [oversized])["left_out"] == 1
     with pytest.raises(InvalidInput, match="limit"):
         EdgeEvents(workspace).list("dev-a", limit=501)
+
+
+def _big_jpeg(width: int, height: int) -> str:
+    """A small file that declares many pixels (a uniform frame compresses to almost nothing): within the byte
+    bounds, over the pixel bounds."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 0).save(buffer, format="JPEG", quality=1)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_device_supplied_ids_bounds_and_bad_images_do_not_reach_other_devices_or_the_labeling_queue(fleet):
+    workspace, http, credentials, viewer = fleet
+    (a_id, a_secret), (b_id, b_secret) = credentials["dev-a"], credentials["dev-b"]
+    user = {"Authorization": f"Bearer {viewer}"}
+    # an event id is the agent's name for it on that device only: another device's event of the same id is stored
+    for device_id, secret in ((a_id, a_secret), (b_id, b_secret)):
+        stored = http.post(f"/edge/v1/devices/{device_id}/report", headers={"Authorization": f"Bearer {secret}"},
+                           json={"events": [_event("cam0", 1, id="same-agent-id-01")]}).json()["stored"]
+        assert stored["events"] == 1 and stored["duplicates"] == 0
+    assert http.get("/api/v1/edge/devices/dev-b/events", headers=user).json()["total"] == 1
+    # paging past what the database can count is a 422, not a 500
+    too_far = http.get("/api/v1/edge/devices/dev-a/events", params={"offset": 2**70}, headers=user)
+    assert too_far.status_code == 422 and too_far.json()["error"]["code"]
+    assert http.get("/api/v1/edge/devices/dev-a/hard-examples", params={"offset": 2**70},
+                    headers=user).status_code == 422
+
+    events = EdgeEvents(workspace)
+    # a truncated JPEG, a pixel bomb and an oversized thumbnail are left out at the door ...
+    truncated = {**_hard("cam0", 1), "image_jpeg_b64": base64.b64encode(base64.b64decode(_jpeg(30))[:60]).decode()}
+    bomb = {**_hard("cam0", 2), "image_jpeg_b64": _big_jpeg(5000, 4000)}
+    big_thumbnail = _event("cam0", 3, thumbnail_jpeg_b64=_big_jpeg(1200, 1000))
+    stored = events.ingest(a_id, [big_thumbnail], [truncated, bomb])
+    assert stored["hard_examples"] == 0 and stored["left_out"] == 2
+    assert not any(e["thumbnail"] for e in events.list("dev-a")["items"])
+    # ... so they cannot block the device's later hard examples from the labeling queue
+    assert events.ingest(a_id, [], [_hard("cam0", 120)])["hard_examples"] == 1
+    assert [h["labeling_job"] for h in events.hard_examples("dev-a")["items"]] == ["edge-hard-yard"]
