@@ -150,3 +150,24 @@ def test_device_supplied_ids_bounds_and_bad_images_do_not_reach_other_devices_or
     # ... so they cannot block the device's later hard examples from the labeling queue
     assert events.ingest(a_id, [], [_hard("cam0", 120)])["hard_examples"] == 1
     assert [h["labeling_job"] for h in events.hard_examples("dev-a")["items"]] == ["edge-hard-yard"]
+
+
+def test_a_labeling_job_another_server_process_opened_meanwhile_still_gets_the_hard_example(fleet, monkeypatch):
+    from modelyard.core.errors import NotFound
+    from modelyard.data.labeling import rows
+
+    workspace, _, credentials, _ = fleet
+    events = EdgeEvents(workspace)
+    assert events.ingest(credentials["dev-a"][0], [], [_hard("cam0", 40)])["hard_examples"] == 1  # opens the job
+    # the lock is per process: another server process's view, just before it opened the same job, is "not found"
+    real_job_row, raced = rows.job_row, []
+
+    def not_yet_opened(conn, name):
+        if not raced:
+            raced.append(name)
+            raise NotFound(f"labeling job {name!r} not found")
+        return real_job_row(conn, name)
+
+    monkeypatch.setattr(rows, "job_row", not_yet_opened)
+    assert events.ingest(credentials["dev-b"][0], [], [_hard("cam0", 80)])["hard_examples"] == 1
+    assert raced and [h["labeling_job"] for h in events.hard_examples("dev-b")["items"]] == ["edge-hard-yard"]

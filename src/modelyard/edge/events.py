@@ -196,8 +196,7 @@ class EdgeEvents:
     def _queue_for_labeling(self, device_id: str) -> None:
         """Queue this device's hard examples that no labeling job holds yet (a failure here is retried with the
         device's next hard example, so none is left out for good)."""
-        from modelyard.core.errors import Conflict, NotFound
-        from modelyard.data.labeling.rows import existing_items, job_row
+        from modelyard.core.errors import Conflict
         from modelyard.data.labeling.service import LabelingStore
 
         store = LabelingStore(self.workspace)
@@ -214,31 +213,44 @@ class EdgeEvents:
             files = {f"{_safe(device)}/{_safe(r.channel)}/{r.digest.removeprefix('sha256:')[:16]}.jpg": r.digest
                      for r in skill_rows}
             with _LABELING_QUEUE:  # two devices' first hard examples must not both open the job
-                try:
-                    with self.engine.connect() as conn:
-                        present = existing_items(conn, job_row(conn, job).id, list(files))
-                    fresh = {k: v for k, v in files.items() if k not in present}
-                    if fresh:
-                        store.add_items(job, _System(), fresh)
-                except NotFound:
-                    # a detector's hard frame is labelled with boxes; a classifier's (class probabilities) with a
-                    # class
-                    inference = skill_rows[0].inference or {}
-                    detection = "scores" in inference
-                    probabilities = inference.get("probabilities") or []
-                    classes = ["object"] if detection or len(probabilities) < 2 else \
-                        [f"class-{i}" for i in range(len(probabilities))]
-                    store.create(job, _System(), task="detection" if detection else "classification",
-                                 classes=classes, files=files,
-                                 description=f"Hard examples the skill {skill} found on edge devices (HiLens-style "
-                                             "filters on the device).")
-                except Conflict:
-                    pass  # an item already there: the next pass finds it present
+                # ... in this process; another server process (on PostgreSQL) may still open the job or add an item
+                # between our look and our write: that Conflict is looked at again once
+                for attempt in (1, 2):
+                    try:
+                        self._add_to_job(store, job, skill, files, skill_rows)
+                        break
+                    except Conflict:
+                        if attempt == 2:
+                            raise
                 store.set_priorities(job, _System(), {item: {"hard": True} for item in files})
             with write_transaction(self.engine) as conn:
                 for item, row in zip(files, skill_rows, strict=True):
                     conn.execute(edge_hard_examples.update().where(edge_hard_examples.c.id == row.id)
                                  .values(labeling_job=job, item=item))
+
+    @staticmethod
+    def _add_to_job(store, job: str, skill: str, files: dict[str, str], skill_rows: list) -> None:
+        """Add the files the skill's labeling job lacks, or open the job with them."""
+        from modelyard.core.errors import NotFound
+        from modelyard.data.labeling.rows import existing_items, job_row
+
+        try:
+            with store.engine.connect() as conn:
+                present = existing_items(conn, job_row(conn, job).id, list(files))
+        except NotFound:
+            # a detector's hard frame is labelled with boxes; a classifier's (class probabilities) with a class
+            inference = skill_rows[0].inference or {}
+            detection = "scores" in inference
+            probabilities = inference.get("probabilities") or []
+            classes = ["object"] if detection or len(probabilities) < 2 else \
+                [f"class-{i}" for i in range(len(probabilities))]
+            store.create(job, _System(), task="detection" if detection else "classification", classes=classes,
+                         files=files, description=f"Hard examples the skill {skill} found on edge devices "
+                                                  "(HiLens-style filters on the device).")
+            return
+        fresh = {k: v for k, v in files.items() if k not in present}
+        if fresh:
+            store.add_items(job, _System(), fresh)
 
     # -- user side --------------------------------------------------------------------------------------------------
     def _device_id(self, conn, ref: str) -> tuple[str, str]:
