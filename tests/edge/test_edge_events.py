@@ -33,17 +33,24 @@ def _hard(channel: str, shade: int) -> dict:
 
 
 @pytest.fixture
-def fleet(sqlite_workspace):
-    from fastapi.testclient import TestClient
-
-    from modelyard.server.app import create_app
-    from modelyard.store.tokens import TokenStore
-
+def registered(sqlite_workspace):
+    """Two activated devices: name -> (device id, credential)."""
     devices = Devices(sqlite_workspace.engine)
     credentials = {}
     for name in ("dev-a", "dev-b"):
         device, code = devices.register(name)
         credentials[name] = (device["id"], devices.activate(code)[1])
+    return credentials
+
+
+@pytest.fixture
+def fleet(sqlite_workspace, registered):
+    from fastapi.testclient import TestClient
+
+    from modelyard.server.app import create_app
+    from modelyard.store.tokens import TokenStore
+
+    credentials = registered
     _, viewer = TokenStore(sqlite_workspace.engine).create("viewer-user", "viewer")
     with TestClient(create_app(sqlite_workspace)) as http:
         yield sqlite_workspace, http, credentials, viewer
@@ -152,11 +159,12 @@ def test_device_supplied_ids_bounds_and_bad_images_do_not_reach_other_devices_or
     assert [h["labeling_job"] for h in events.hard_examples("dev-a")["items"]] == ["edge-hard-yard"]
 
 
-def test_a_labeling_job_another_server_process_opened_meanwhile_still_gets_the_hard_example(fleet, monkeypatch):
+def test_a_labeling_job_another_server_process_opened_meanwhile_gets_the_hard_example(sqlite_workspace, registered,
+                                                                                      monkeypatch):
     from modelyard.core.errors import NotFound
     from modelyard.data.labeling import rows
 
-    workspace, _, credentials, _ = fleet
+    workspace, credentials = sqlite_workspace, registered
     events = EdgeEvents(workspace)
     assert events.ingest(credentials["dev-a"][0], [], [_hard("cam0", 40)])["hard_examples"] == 1  # opens the job
     # the lock is per process: another server process's view, just before it opened the same job, is "not found"
