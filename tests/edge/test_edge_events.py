@@ -33,17 +33,24 @@ def _hard(channel: str, shade: int) -> dict:
 
 
 @pytest.fixture
-def fleet(sqlite_workspace):
-    from fastapi.testclient import TestClient
-
-    from modelyard.server.app import create_app
-    from modelyard.store.tokens import TokenStore
-
+def registered(sqlite_workspace):
+    """Two activated devices: name -> (device id, credential)."""
     devices = Devices(sqlite_workspace.engine)
     credentials = {}
     for name in ("dev-a", "dev-b"):
         device, code = devices.register(name)
         credentials[name] = (device["id"], devices.activate(code)[1])
+    return credentials
+
+
+@pytest.fixture
+def fleet(sqlite_workspace, registered):
+    from fastapi.testclient import TestClient
+
+    from modelyard.server.app import create_app
+    from modelyard.store.tokens import TokenStore
+
+    credentials = registered
     _, viewer = TokenStore(sqlite_workspace.engine).create("viewer-user", "viewer")
     with TestClient(create_app(sqlite_workspace)) as http:
         yield sqlite_workspace, http, credentials, viewer
@@ -111,3 +118,64 @@ def test_a_device_writes_only_its_own_events_and_reports_are_bounded(fleet):
     assert EdgeEvents(workspace).ingest(a_id, [], [oversized])["left_out"] == 1
     with pytest.raises(InvalidInput, match="limit"):
         EdgeEvents(workspace).list("dev-a", limit=501)
+
+
+def _big_jpeg(width: int, height: int) -> str:
+    """A small file that declares many pixels (a uniform frame compresses to almost nothing): within the byte
+    bounds, over the pixel bounds."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 0).save(buffer, format="JPEG", quality=1)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_device_supplied_ids_bounds_and_bad_images_do_not_reach_other_devices_or_the_labeling_queue(fleet):
+    workspace, http, credentials, viewer = fleet
+    (a_id, a_secret), (b_id, b_secret) = credentials["dev-a"], credentials["dev-b"]
+    user = {"Authorization": f"Bearer {viewer}"}
+    # an event id is the agent's name for it on that device only: another device's event of the same id is stored
+    for device_id, secret in ((a_id, a_secret), (b_id, b_secret)):
+        stored = http.post(f"/edge/v1/devices/{device_id}/report", headers={"Authorization": f"Bearer {secret}"},
+                           json={"events": [_event("cam0", 1, id="same-agent-id-01")]}).json()["stored"]
+        assert stored["events"] == 1 and stored["duplicates"] == 0
+    assert http.get("/api/v1/edge/devices/dev-b/events", headers=user).json()["total"] == 1
+    # paging past what the database can count is a 422, not a 500
+    too_far = http.get("/api/v1/edge/devices/dev-a/events", params={"offset": 2**70}, headers=user)
+    assert too_far.status_code == 422 and too_far.json()["error"]["code"]
+    assert http.get("/api/v1/edge/devices/dev-a/hard-examples", params={"offset": 2**70},
+                    headers=user).status_code == 422
+
+    events = EdgeEvents(workspace)
+    # a truncated JPEG, a pixel bomb and an oversized thumbnail are left out at the door ...
+    truncated = {**_hard("cam0", 1), "image_jpeg_b64": base64.b64encode(base64.b64decode(_jpeg(30))[:60]).decode()}
+    bomb = {**_hard("cam0", 2), "image_jpeg_b64": _big_jpeg(5000, 4000)}
+    big_thumbnail = _event("cam0", 3, thumbnail_jpeg_b64=_big_jpeg(1200, 1000))
+    stored = events.ingest(a_id, [big_thumbnail], [truncated, bomb])
+    assert stored["hard_examples"] == 0 and stored["left_out"] == 2
+    assert not any(e["thumbnail"] for e in events.list("dev-a")["items"])
+    # ... so they cannot block the device's later hard examples from the labeling queue
+    assert events.ingest(a_id, [], [_hard("cam0", 120)])["hard_examples"] == 1
+    assert [h["labeling_job"] for h in events.hard_examples("dev-a")["items"]] == ["edge-hard-yard"]
+
+
+def test_a_labeling_job_another_server_process_opened_meanwhile_gets_the_hard_example(sqlite_workspace, registered,
+                                                                                      monkeypatch):
+    from modelyard.core.errors import NotFound
+    from modelyard.data.labeling import rows
+
+    workspace, credentials = sqlite_workspace, registered
+    events = EdgeEvents(workspace)
+    assert events.ingest(credentials["dev-a"][0], [], [_hard("cam0", 40)])["hard_examples"] == 1  # opens the job
+    # the lock is per process: another server process's view, just before it opened the same job, is "not found"
+    real_job_row, raced = rows.job_row, []
+
+    def not_yet_opened(conn, name):
+        if not raced:
+            raced.append(name)
+            raise NotFound(f"labeling job {name!r} not found")
+        return real_job_row(conn, name)
+
+    monkeypatch.setattr(rows, "job_row", not_yet_opened)
+    assert events.ingest(credentials["dev-b"][0], [], [_hard("cam0", 80)])["hard_examples"] == 1
+    assert raced and [h["labeling_job"] for h in events.hard_examples("dev-b")["items"]] == ["edge-hard-yard"]

@@ -3,7 +3,10 @@
 The agent sends both inside its reports (queued on the device while the platform is away), so ingestion runs in the
 report's request, for the device the credential belongs to and no other. Bounds: at most ``MAX_EVENTS_PER_REPORT``
 events and ``MAX_HARD_EXAMPLES_PER_REPORT`` hard examples per report, a thumbnail or hard-example image of at most
-``MAX_IMAGE_BYTES``; what is over a bound is counted in the answer, not stored. Images go to the blob store
+``MAX_IMAGE_BYTES`` (``MAX_THUMBNAIL_BYTES``) and ``MAX_IMAGE_PIXELS`` (``MAX_THUMBNAIL_PIXELS``), read from the
+header before anything is decoded; a hard example is stored only when it decodes as the labeling import will decode it
+(a broken one stored would fail every later import of the device's hard examples). What is over a bound or broken is
+counted in the answer, not stored. Images go to the blob store
 (content-addressed), and a hard example is unique per device and image digest, so a resent report adds nothing.
 
 Hard examples are queued for labeling: each skill has one labeling job, ``edge-hard-<skill>``, opened on the first
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import io
 import logging
 import math
 import re
@@ -34,8 +39,13 @@ from modelyard.store.schema_edge_events import edge_events, edge_hard_examples
 MAX_EVENTS_PER_REPORT = 1000
 MAX_HARD_EXAMPLES_PER_REPORT = 20
 MAX_IMAGE_BYTES = 512 * 1024
+MAX_IMAGE_PIXELS = 4096 * 4096
+# the agent sends 160-pixel-wide thumbnails; browsers decode these on the device page
+MAX_THUMBNAIL_BYTES = 64 * 1024
+MAX_THUMBNAIL_PIXELS = 1024 * 1024
 MAX_EVENT_JSON_CHARS = 8000
 MAX_PAGE = 500
+MAX_OFFSET = 2**31 - 1  # SQLite's OFFSET takes a 64-bit integer: a larger one is an error, not an empty page
 LABELING_OWNER = "edge-hard-examples"
 _LABELING_QUEUE = threading.Lock()
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
@@ -60,15 +70,32 @@ def labeling_job_name(skill: str) -> str:
     return f"edge-hard-{_safe(skill)}"
 
 
-def _jpeg(data_b64) -> bytes | None:
-    """Decoded JPEG bytes, or None when the field is not a base64 JPEG within the size bound."""
-    if not isinstance(data_b64, str) or len(data_b64) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+def _jpeg(data_b64, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS, *,
+          decode: bool = False) -> bytes | None:
+    """Decoded JPEG bytes, or None when the field is not a base64 JPEG within the size and pixel bounds (and, with
+    ``decode``, one whose every pixel decodes)."""
+    if not isinstance(data_b64, str) or len(data_b64) > max_bytes * 4 // 3 + 4:
         return None
     try:
         data = base64.b64decode(data_b64, validate=True)
     except (binascii.Error, ValueError):
         return None
-    return data if data[:2] == b"\xff\xd8" and len(data) <= MAX_IMAGE_BYTES else None
+    if data[:2] != b"\xff\xd8" or len(data) > max_bytes:
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:  # reads the header only
+            if image.width * image.height > max_pixels:
+                return None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    if decode:
+        from modelyard.data.images import inspect_image
+
+        if inspect_image(data).get("error"):
+            return None
+    return data
 
 
 def _when(value) -> datetime:
@@ -106,12 +133,15 @@ class EdgeEvents:
                 continue
             thumbnail = None
             if event.get("thumbnail_jpeg_b64"):
-                data = _jpeg(event["thumbnail_jpeg_b64"])
+                data = _jpeg(event["thumbnail_jpeg_b64"], MAX_THUMBNAIL_BYTES, MAX_THUMBNAIL_PIXELS)
                 thumbnail = self.workspace.blobs.put_bytes(data).digest if data else None
             pts = event.get("pts")
             # the agent names each event, so a report it resends (the answer was lost) stores nothing twice
             given = event.get("id")
-            event_id = f"evt_{given}" if isinstance(given, str) and _EVENT_ID.match(given) else new_id("evt")
+            # ... and names it on this device only: the stored id is derived from the device's id too, so another
+            # device sending the same id neither collides with nor suppresses this one
+            event_id = "evt_" + hashlib.sha256(f"{device_id}/{given}".encode()).hexdigest()[:32] \
+                if isinstance(given, str) and _EVENT_ID.match(given) else new_id("evt")
             rows.append({"id": event_id, "device_id": device_id, "skill": _text(event.get("skill")),
                          "channel": _text(event.get("channel")), "at": _when(event.get("ts")),
                          "pts": float(pts) if isinstance(pts, int | float) and math.isfinite(pts) else None,
@@ -119,7 +149,7 @@ class EdgeEvents:
         hard_rows = []
         left_out += max(0, len(hard_examples) - MAX_HARD_EXAMPLES_PER_REPORT)
         for example in hard_examples[:MAX_HARD_EXAMPLES_PER_REPORT]:
-            data = _jpeg(example.get("image_jpeg_b64")) if isinstance(example, dict) else None
+            data = _jpeg(example.get("image_jpeg_b64"), decode=True) if isinstance(example, dict) else None
             if data is None:
                 left_out += 1
                 continue
@@ -166,8 +196,7 @@ class EdgeEvents:
     def _queue_for_labeling(self, device_id: str) -> None:
         """Queue this device's hard examples that no labeling job holds yet (a failure here is retried with the
         device's next hard example, so none is left out for good)."""
-        from modelyard.core.errors import Conflict, NotFound
-        from modelyard.data.labeling.rows import existing_items, job_row
+        from modelyard.core.errors import Conflict
         from modelyard.data.labeling.service import LabelingStore
 
         store = LabelingStore(self.workspace)
@@ -184,31 +213,44 @@ class EdgeEvents:
             files = {f"{_safe(device)}/{_safe(r.channel)}/{r.digest.removeprefix('sha256:')[:16]}.jpg": r.digest
                      for r in skill_rows}
             with _LABELING_QUEUE:  # two devices' first hard examples must not both open the job
-                try:
-                    with self.engine.connect() as conn:
-                        present = existing_items(conn, job_row(conn, job).id, list(files))
-                    fresh = {k: v for k, v in files.items() if k not in present}
-                    if fresh:
-                        store.add_items(job, _System(), fresh)
-                except NotFound:
-                    # a detector's hard frame is labelled with boxes; a classifier's (class probabilities) with a
-                    # class
-                    inference = skill_rows[0].inference or {}
-                    detection = "scores" in inference
-                    probabilities = inference.get("probabilities") or []
-                    classes = ["object"] if detection or len(probabilities) < 2 else \
-                        [f"class-{i}" for i in range(len(probabilities))]
-                    store.create(job, _System(), task="detection" if detection else "classification",
-                                 classes=classes, files=files,
-                                 description=f"Hard examples the skill {skill} found on edge devices (HiLens-style "
-                                             "filters on the device).")
-                except Conflict:
-                    pass  # an item already there: the next pass finds it present
+                # ... in this process; another server process (on PostgreSQL) may still open the job or add an item
+                # between our look and our write: that Conflict is looked at again once
+                for attempt in (1, 2):
+                    try:
+                        self._add_to_job(store, job, skill, files, skill_rows)
+                        break
+                    except Conflict:
+                        if attempt == 2:
+                            raise
                 store.set_priorities(job, _System(), {item: {"hard": True} for item in files})
             with write_transaction(self.engine) as conn:
                 for item, row in zip(files, skill_rows, strict=True):
                     conn.execute(edge_hard_examples.update().where(edge_hard_examples.c.id == row.id)
                                  .values(labeling_job=job, item=item))
+
+    @staticmethod
+    def _add_to_job(store, job: str, skill: str, files: dict[str, str], skill_rows: list) -> None:
+        """Add the files the skill's labeling job lacks, or open the job with them."""
+        from modelyard.core.errors import NotFound
+        from modelyard.data.labeling.rows import existing_items, job_row
+
+        try:
+            with store.engine.connect() as conn:
+                present = existing_items(conn, job_row(conn, job).id, list(files))
+        except NotFound:
+            # a detector's hard frame is labelled with boxes; a classifier's (class probabilities) with a class
+            inference = skill_rows[0].inference or {}
+            detection = "scores" in inference
+            probabilities = inference.get("probabilities") or []
+            classes = ["object"] if detection or len(probabilities) < 2 else \
+                [f"class-{i}" for i in range(len(probabilities))]
+            store.create(job, _System(), task="detection" if detection else "classification", classes=classes,
+                         files=files, description=f"Hard examples the skill {skill} found on edge devices "
+                                                  "(HiLens-style filters on the device).")
+            return
+        fresh = {k: v for k, v in files.items() if k not in present}
+        if fresh:
+            store.add_items(job, _System(), fresh)
 
     # -- user side --------------------------------------------------------------------------------------------------
     def _device_id(self, conn, ref: str) -> tuple[str, str]:
@@ -223,8 +265,8 @@ class EdgeEvents:
     def list(self, device: str, *, channel: str | None = None, skill: str | None = None, offset: int = 0,
              limit: int = 50) -> dict:
         """A page of a device's events, newest first (``modelyard.edge-events/1``), with the count per channel."""
-        if not 1 <= limit <= MAX_PAGE or offset < 0:
-            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE} and offset at least 0")
+        if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE} and offset between 0 and {MAX_OFFSET}")
         with self.engine.connect() as conn:
             device_id, name = self._device_id(conn, device)
             where = [edge_events.c.device_id == device_id]
@@ -253,8 +295,8 @@ class EdgeEvents:
         return self.workspace.blobs.read_bytes(digest[0])
 
     def hard_examples(self, device: str, *, channel: str | None = None, offset: int = 0, limit: int = 50) -> dict:
-        if not 1 <= limit <= MAX_PAGE or offset < 0:
-            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE} and offset at least 0")
+        if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE} and offset between 0 and {MAX_OFFSET}")
         with self.engine.connect() as conn:
             device_id, name = self._device_id(conn, device)
             where = [edge_hard_examples.c.device_id == device_id]

@@ -124,7 +124,7 @@ def _events(request: Request):
 
 @router.get("/edge/devices/{device}/events", responses=documented(EdgeBody, 404, 422))
 def device_events(device: str, request: Request, channel: str | None = None, skill: str | None = None,
-                  offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+                  offset: int = Query(0, ge=0, le=2**31 - 1), limit: int = Query(50, ge=1, le=500),
                   _: Principal = Depends(require("viewer"))):
     """The events the device's skills emitted, newest first; filter by channel and skill, page with offset/limit."""
     return _events(request).list(device, channel=channel, skill=skill, offset=offset, limit=limit)
@@ -138,7 +138,7 @@ def event_thumbnail(event_id: str, request: Request, _: Principal = Depends(requ
 
 @router.get("/edge/devices/{device}/hard-examples", responses=documented(EdgeBody, 404, 422))
 def device_hard_examples(device: str, request: Request, channel: str | None = None,
-                         offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+                         offset: int = Query(0, ge=0, le=2**31 - 1), limit: int = Query(50, ge=1, le=500),
                          _: Principal = Depends(require("viewer"))):
     """Hard examples the device uploaded (deduplicated by image digest) and the labeling job each one is queued in."""
     return _events(request).hard_examples(device, channel=channel, offset=offset, limit=limit)

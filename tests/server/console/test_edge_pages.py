@@ -72,6 +72,9 @@ def test_the_device_page_shows_events_per_channel_with_thumbnails_escaped(as_rol
     thumbnail = page.text.split('src="/edge/events/')[1].split('"')[0]
     image = as_role("viewer").get(f"/edge/events/{thumbnail}")
     assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
+    assert image.headers["content-type"] == "image/jpeg" and image.headers["x-content-type-options"] == "nosniff"
     assert "edge-hard-yard" in page.text
+    # an offset past what the database can count shows the last (empty) page, not a server error
+    assert as_role("viewer").get("/edge/devices/dev-a", params={"offset": 2**70}).status_code == 200
     filtered = as_role("viewer").get("/edge/devices/dev-a", params={"channel": "cam1"})
     assert "Channel cam1" in filtered.text and "Channel &lt;b&gt;" not in filtered.text

@@ -247,9 +247,10 @@ class SkillRuntime:
 
 def main(skill_dir, config, channels, outbox, inbox, options) -> None:
     """Process entry point (multiprocessing target); the exit code tells the host what happened."""
+    import multiprocessing
     import sys
 
-    _die_with_parent()
+    _die_with_parent(multiprocessing.parent_process().pid)
     runtime = SkillRuntime(skill_dir, config, channels, outbox, inbox, options)
     try:
         code = runtime.run()
@@ -261,9 +262,11 @@ def main(skill_dir, config, channels, outbox, inbox, options) -> None:
     sys.exit(code)
 
 
-def _die_with_parent() -> None:
-    """Linux: the skill process gets SIGKILL when its host's process dies, even by ``kill -9`` (a device agent
-    killed hard must not leave skills decoding video behind)."""
+def _die_with_parent(host_pid: int) -> None:
+    """Linux: the skill process gets SIGKILL when its host's process (``host_pid``) dies, even by ``kill -9`` (a
+    device agent killed hard must not leave skills decoding video behind). The tie is made only once this process
+    runs, a spawned interpreter's start-up later: a host that died before that leaves it orphaned, so it exits."""
+    import os
     import signal
 
     try:
@@ -272,3 +275,5 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != host_pid:  # checked after the tie: a host dying from here on kills this process
+        os._exit(1)

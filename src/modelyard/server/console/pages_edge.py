@@ -48,7 +48,9 @@ def device_page(request: Request, device: str, channel: str | None = None, offse
     devices = _devices(request)
     twin = devices.twin(device)
     reported = {k: v for k, v in twin["reported"].items() if k != "hardware"}
-    events = _events(request).list(device, channel=channel or None, offset=max(0, offset), limit=50)
+    from modelyard.edge.events import MAX_OFFSET
+
+    events = _events(request).list(device, channel=channel or None, offset=min(max(0, offset), MAX_OFFSET), limit=50)
     by_channel: dict[str, list] = {}
     for event in events["items"]:
         by_channel.setdefault(event["channel"], []).append(event)
