@@ -4,9 +4,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -245,13 +243,12 @@ def activate_device(body: Activate, request: Request):
 async def desired_state(device_id: str, request: Request, since: int = Query(-1),
                         wait: float = Query(0.0, ge=0, le=MAX_LONG_POLL_S)):
     """Long-poll: answers at once when the desired state's version differs from ``since``, else within ``wait`` s."""
+    from modelyard.server.edge_longpoll import watch_for
+
     devices = _devices(request)
-    await run_in_threadpool(_device, request, device_id)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if await run_in_threadpool(devices.desired_version, device_id) != since:
-            break
-        await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+    version = await run_in_threadpool(devices.authenticated_version, _bearer(request), device_id)
+    if wait > 0 and version == since:
+        await watch_for(request.app).wait(device_id, since, wait)
     return await run_in_threadpool(devices.desired, device_id)
 
 
