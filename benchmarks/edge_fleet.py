@@ -52,15 +52,34 @@ def conv_model(path: Path) -> Path:
     return path
 
 
-def bundle_figures(model: Path, home: Path) -> dict:
+def image_folder(root: Path, per_class: int = 12) -> Path:
+    """Smooth synthetic 64x64 images in two class folders: what INT8 is calibrated and the gate judges on."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("dark", "bright"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            base = rng.uniform(20, 110) + (110 if label == "bright" else 0)
+            ramp = np.linspace(-30, 30, 64)[None, :, None] * rng.uniform(-1, 1)
+            pixels = np.clip(base + ramp + rng.normal(0, 8, (64, 64, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{index}.png")
+    return root
+
+
+def bundle_figures(model: Path, home: Path, calibration: Path | None) -> dict:
     from modelyard.client.client import Client
 
     with Client(home=home) as client:
         client.models.register(model, "bench-model")
-        bundle = client.edge.package("bench-model@1", "cpu-x86")
+        data = None
+        if calibration is not None:
+            data = client.data.import_path(calibration, "bench-images")["ref"]
+        bundle = client.edge.package("bench-model@1", "cpu-x86", calibration=data)
     figures = bundle["figures"]
     return {"bundle_size_bytes": bundle["size"], "float": figures["float"], "final": figures["final"],
-            "applied": figures["applied"],
+            "applied": figures["applied"], "samples_from": figures.get("samples_from"),
             "steps": [{k: s.get(k) for k in ("step", "accepted", "metric", "drop")} for s in figures["steps"]]}
 
 
@@ -269,13 +288,16 @@ def main() -> None:
                         help="Desired-state changes per second (remote actions on random devices).")
     parser.add_argument("--no-bundle", action="store_true", help="Skip the bundle figures.")
     parser.add_argument("--data", type=Path, default=None, help="An ONNX model for the bundle figures.")
+    parser.add_argument("--calibration", type=Path, default=None,
+                        help="A dataset (file or folder 'modelyard data import' reads) to calibrate INT8 on.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         root = Path(tmp)
         figures = None
         if not args.no_bundle:
             model = args.data or conv_model(root / "det.onnx")
-            figures = bundle_figures(model, root / "package-home")
+            images = args.calibration or (None if args.data else image_folder(root / "images"))
+            figures = bundle_figures(model, root / "package-home", images)
             print("bundle:", json.dumps(figures))
         home = root / "platform"
         devices_made = time.perf_counter()

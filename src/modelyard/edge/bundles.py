@@ -120,9 +120,10 @@ def _gate(spec, reference, runtime: str, artifact, numeric_class: str, max_drop:
 
 
 def optimise(spec, onnx_path: Path, runtime: str, work: Path, int8: bool, prune: bool, max_drop: float,
-             samples: int = 16) -> tuple[Path, dict]:
+             samples: int = 16, progress=None, data: Path | None = None) -> tuple[Path, dict]:
     """Run pruning then INT8 on ``onnx_path``, each kept only when the gate accepts it; returns the chosen file and
-    the figures (size and latency before/after, each step's verdict)."""
+    the figures (size and latency before/after, each step's verdict). ``data`` (an ``.npz`` of real inputs)
+    calibrates INT8 and is what the gate judges on; without it both use seeded random inputs."""
     from modelyard.migrate.model.passes import get_pass
     from modelyard.migrate.optimize.gate import ReferenceOutputs
     from modelyard.runtime.feeds import random_feeds
@@ -133,9 +134,11 @@ def optimise(spec, onnx_path: Path, runtime: str, work: Path, int8: bool, prune:
     figures: dict = {"float": {"size_bytes": onnx_path.stat().st_size,
                                "latency_ms_batch1": _latency_ms(runtime, float_artifact, one)},
                      "max_accuracy_drop": max_drop, "steps": []}
-    reference = ReferenceOutputs.collect(spec, runtime, float_artifact, samples)
+    reference = ReferenceOutputs.collect(spec, runtime, float_artifact, samples, data=data)
     chosen = onnx_path
+    step = progress or (lambda *_: None)
     if prune:
+        step(0.2, "pruning (magnitude), gated against the float model")
         pruned = work / "model.pruned.onnx"
         zeroed = magnitude_prune(chosen, pruned, PRUNE_SPARSITY)
         verdict = _gate(spec, reference, runtime, Artifact("onnx", pruned, spec), "fp32", max_drop)
@@ -143,7 +146,9 @@ def optimise(spec, onnx_path: Path, runtime: str, work: Path, int8: bool, prune:
         if verdict["accepted"]:
             chosen = pruned
     if int8:
-        result = get_pass("int8-static").run(Artifact("onnx", chosen, spec), {"samples": samples}, work / "int8")
+        step(0.5, "INT8 static quantisation, gated against the float model")
+        config = {"samples": samples, **({"calibration": str(data)} if data is not None else {})}
+        result = get_pass("int8-static").run(Artifact("onnx", chosen, spec), config, work / "int8")
         candidate = result.artifact.path
         verdict = _gate(spec, reference, runtime, Artifact("onnx", candidate, spec), "int8", max_drop)
         figures["steps"].append({"step": "int8-static", **verdict})
@@ -161,8 +166,13 @@ class Bundles:
         self.engine = workspace.engine
 
     def package(self, model_ref: str, target: str, *, int8: bool = True, prune: bool = True,
-                max_accuracy_drop: float = 0.01, created_by: str = "") -> dict:
-        """Package ``model_ref`` for ``target`` into a signed bundle stored in the blob store."""
+                max_accuracy_drop: float = 0.01, created_by: str = "", progress=None,
+                calibration: str | None = None) -> dict:
+        """Package ``model_ref`` for ``target`` into a signed bundle stored in the blob store (the ``edge.package``
+        job kind runs this; ``progress(fraction, message)`` hears each step).
+
+        INT8 is calibrated on a dataset version: ``calibration`` (``NAME@VERSION``) or the one in the model's
+        lineage (a clear error when there is neither); the gate judges every step on those samples."""
         import numpy as np
 
         from modelyard.registry.resolve import resolve, version_spec
@@ -181,9 +191,21 @@ class Bundles:
             raise InvalidInput(f"{version.ref} is a {version.format} model; edge bundles package ONNX models "
                                "(convert it with 'modelyard migrate model convert' and register the result)")
         spec = version_spec(resolved)
+        from modelyard.edge.calibration import calibration_ref, dataset_feeds
+
+        data_ref = calibration_ref(version, calibration) if int8 else (calibration or version.lineage.get("dataset"))
         with tempfile.TemporaryDirectory(prefix="edge-package-") as tmp:
             work = Path(tmp)
-            chosen, figures = optimise(spec, resolved.path, runtime, work, int8, prune, max_accuracy_drop)
+            data, calibrated_on = None, None
+            if data_ref:
+                data = work / "calibration.npz"
+                calibrated_on = dataset_feeds(self.workspace, data_ref, spec, data)
+            chosen, figures = optimise(spec, resolved.path, runtime, work, int8, prune, max_accuracy_drop,
+                                       samples=calibrated_on["samples"] if calibrated_on else 16, progress=progress,
+                                       data=data)
+            figures["samples_from"] = calibrated_on or {"dataset": None, "kind": "seeded random inputs"}
+            if progress is not None:
+                progress(0.9, "signing the bundle")
             model_file = work / "model.onnx"
             shutil.copyfile(chosen, model_file)
             samples_file = work / "samples.npz"

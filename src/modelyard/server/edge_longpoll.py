@@ -30,10 +30,11 @@ class DesiredWatch:
         self._waiting: dict[str, dict[asyncio.Future, int]] = {}
         self._task: asyncio.Task | None = None
 
-    async def wait(self, device_id: str, since: int, timeout: float) -> None:
-        """Return once ``device_id``'s desired version differs from ``since``, or after ``timeout`` seconds."""
+    async def wait(self, device_id: str, since: int, timeout: float) -> bool:
+        """Wait until ``device_id``'s desired version differs from ``since`` (True) or ``timeout`` seconds pass
+        (False)."""
         if timeout <= 0:
-            return
+            return False
         future = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(device_id, {})[future] = since
         if self._task is None or self._task.done():
@@ -41,6 +42,7 @@ class DesiredWatch:
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(future, timeout)
+            return future.done() and not future.cancelled()
         finally:
             waiters = self._waiting.get(device_id)
             if waiters is not None:
@@ -53,8 +55,8 @@ class DesiredWatch:
         with self.engine.connect() as conn:
             for start in range(0, len(device_ids), CHUNK):
                 chunk = device_ids[start:start + CHUNK]
-                out.update(conn.execute(sa.select(edge_devices.c.id, edge_devices.c.desired_version)
-                                        .where(edge_devices.c.id.in_(chunk))).tuples().all())
+                out.update((row.id, row.desired_version) for row in conn.execute(
+                    sa.select(edge_devices.c.id, edge_devices.c.desired_version).where(edge_devices.c.id.in_(chunk))))
         return out
 
     async def _watch(self) -> None:

@@ -1,0 +1,41 @@
+"""The long-poll watcher: a held poll wakes when its device's desired version moves (written through another
+connection, as another server process or a job would) and answers at its deadline otherwise."""
+
+import asyncio
+
+from modelyard.core.settings import Settings
+from modelyard.edge.devices import Devices
+from modelyard.server.edge_longpoll import DesiredWatch
+from modelyard.store.workspace import Workspace
+
+
+def test_a_held_poll_wakes_on_a_change_and_expires_without_one(tmp_path):
+    workspace = Workspace.open(Settings.load(tmp_path / "home"))
+    try:
+        devices = Devices(workspace.engine)
+        ids = {}
+        for name in ("d1", "d2"):
+            _, code = devices.register(name)
+            ids[name] = devices.activate(code)[0]["id"]
+        _, code = devices.register("d3")
+        device, credential = devices.activate(code)
+        assert devices.authenticated_version(credential, device["id"]) == devices.desired_version(device["id"])
+        watch = DesiredWatch(workspace.engine, tick_s=0.01)
+
+        async def scenario():
+            since = {name: devices.desired_version(i) for name, i in ids.items()}
+            assert await watch.wait(ids["d1"], since["d1"], 0.05) is False
+            held = {name: asyncio.create_task(watch.wait(ids[name], since[name], 60)) for name in ids}
+            await asyncio.sleep(0.05)
+            assert not any(task.done() for task in held.values())
+            await asyncio.to_thread(devices.request_action, "d1", "collect_logs")  # bumps d1's version only
+            assert await asyncio.wait_for(held["d1"], 10) is True
+            assert not held["d2"].done()
+            assert await watch.wait(ids["d1"], since["d1"], 60) is True  # already moved: the next tick says so
+            held["d2"].cancel()
+            await asyncio.gather(held["d2"], return_exceptions=True)
+            assert watch._waiting == {}  # nothing left registered, so the watcher stops querying
+
+        asyncio.run(scenario())
+    finally:
+        workspace.close()
