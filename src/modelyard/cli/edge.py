@@ -135,7 +135,8 @@ def deregister(device: str, as_json: JsonOpt = False) -> None:
 def package(model: str,
             target: Annotated[str, typer.Option(help="cpu-x86, cpu-arm, openvino-cpu or ascend-310.")] = "cpu-x86",
             int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Try INT8 static quantisation.")] = True,
-            prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Try magnitude pruning.")] = True,
+            prune: Annotated[bool, typer.Option("--prune/--no-prune",
+                                                help="Try channel and magnitude pruning.")] = True,
             max_accuracy_drop: Annotated[float, typer.Option(help="Gate for each step (0.01 = 1 %).")] = 0.01,
             calibration: Annotated[str | None, typer.Option(
                 "--calibration", help="DATASET@VERSION to calibrate INT8 on (default: the dataset in the model's "

@@ -80,15 +80,19 @@ def _table(store, dataset, name: str, shape: list) -> np.ndarray:
 
 
 def _images(store, dataset, name: str, shape: list, samples: int) -> np.ndarray:
-    from modelyard.data import images
-
     dims = _fixed(shape, dataset.ref, name) if len(shape) == 4 else []
     if len(dims) != 3 or dims[0] not in (1, 3):
         raise InvalidInput(f"cannot calibrate on {dataset.ref}: the model's input {name} {shape} is not an image "
                            "batch (N, C, H, W)")
-    channels, height, width = dims
     entries = [e for e in store.manifest(dataset)["entries"] if "digest" in e and not e.get("error")]
     picked = [entries[i] for i in _spread(len(entries), samples)] if entries else []
+    return _images_of(store, dataset, name, shape, picked)
+
+
+def _images_of(store, dataset, name: str, shape: list, picked: list[dict]) -> np.ndarray:
+    from modelyard.data import images
+
+    channels, height, width = _fixed(shape, dataset.ref, name)
     out = np.empty((len(picked), channels, height, width), dtype=np.float32)
     for i, entry in enumerate(picked):
         data = store.blobs.read_bytes(entry["digest"])
@@ -110,3 +114,24 @@ def _letterboxed(data: bytes, size: int) -> np.ndarray:
         pixels = np.asarray(image.convert("RGB"))
     placed, _ = letterbox(pixels, size)
     return placed.transpose(2, 0, 1)
+
+
+def training_images(workspace, ref: str, spec, classes: list[str] | None, limit: int = 256):
+    """Labelled images of image-classification dataset ``ref`` shaped for the model's input (as calibration
+    prepares them) and their class indices in ``classes`` (the model's order; default the dataset's): the data a
+    pruned classifier is fine-tuned on. ``None`` when ``ref`` is not an image-classification dataset."""
+    from modelyard.data.datasets import DatasetStore
+
+    store = DatasetStore(workspace)
+    dataset = store.get(ref)
+    if dataset.kind != "image-classification" or len(spec.inputs) != 1 or len(spec.inputs[0].shape) != 4:
+        return None
+    order = classes or list(dataset.schema["classes"])
+    index = {name: i for i, name in enumerate(order)}
+    entries = [e for e in store.manifest(dataset)["entries"] if "digest" in e and not e.get("error")
+               and e.get("label") in index]
+    picked = [entries[i] for i in _spread(len(entries), limit)] if entries else []
+    if not picked:
+        return None
+    x = _images_of(store, dataset, spec.inputs[0].name, list(spec.inputs[0].shape), picked)
+    return x, np.array([index[e["label"]] for e in picked], dtype=np.int64)
