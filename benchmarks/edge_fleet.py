@@ -80,7 +80,8 @@ def bundle_figures(model: Path, home: Path, calibration: Path | None) -> dict:
     figures = bundle["figures"]
     return {"bundle_size_bytes": bundle["size"], "float": figures["float"], "final": figures["final"],
             "applied": figures["applied"], "samples_from": figures.get("samples_from"),
-            "steps": [{k: s.get(k) for k in ("step", "accepted", "metric", "drop")} for s in figures["steps"]]}
+            "steps": [{k: s.get(k) for k in ("step", "accepted", "reason", "metric", "drop", "channels_removed")}
+                      for s in figures["steps"]]}
 
 
 def start_server(home: Path):
