@@ -39,3 +39,32 @@ def test_a_held_poll_wakes_on_a_change_and_expires_without_one(tmp_path):
         asyncio.run(scenario())
     finally:
         workspace.close()
+
+
+def test_each_event_loop_gets_its_own_watcher(tmp_path):
+    """An in-process client may run requests on loops that come and go: a watcher (its task, its futures) from a
+    closed loop must not hold a poll on a new one."""
+    from types import SimpleNamespace
+
+    from modelyard.server.edge_longpoll import watch_for
+
+    workspace = Workspace.open(Settings.load(tmp_path / "home"))
+    try:
+        devices = Devices(workspace.engine)
+        _, code = devices.register("d1")
+        device_id = devices.activate(code)[0]["id"]
+        app = SimpleNamespace(state=SimpleNamespace(workspace=workspace))
+        since = devices.desired_version(device_id)
+
+        async def poll_once():
+            held = asyncio.create_task(watch_for(app).wait(device_id, since, 60))
+            await asyncio.sleep(0.01)
+            await asyncio.to_thread(devices.request_action, "d1", "collect_logs")
+            return await asyncio.wait_for(held, 10), watch_for(app)
+
+        woke, first = asyncio.run(poll_once())
+        since += 1  # the first change moved it on by one
+        woke_again, second = asyncio.run(poll_once())
+        assert woke and woke_again and first is not second
+    finally:
+        workspace.close()

@@ -76,8 +76,15 @@ class DesiredWatch:
 
 
 def watch_for(app) -> DesiredWatch:
-    """The app's one watcher, made on first use."""
-    watch = getattr(app.state, "edge_desired_watch", None)
+    """The app's watcher for the running event loop, made on first use. One per loop: a server has one, but an
+    in-process client may run requests on loops that come and go, and a watcher's task and futures belong to one."""
+    import weakref
+
+    watches = getattr(app.state, "edge_desired_watches", None)
+    if watches is None:
+        watches = app.state.edge_desired_watches = weakref.WeakKeyDictionary()
+    loop = asyncio.get_running_loop()
+    watch = watches.get(loop)
     if watch is None:
-        watch = app.state.edge_desired_watch = DesiredWatch(app.state.workspace.engine)
+        watch = watches[loop] = DesiredWatch(app.state.workspace.engine)
     return watch
