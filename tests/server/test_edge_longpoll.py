@@ -68,3 +68,46 @@ def test_each_event_loop_gets_its_own_watcher(tmp_path):
         assert woke and woke_again and first is not second
     finally:
         workspace.close()
+
+
+def test_a_poll_that_registers_during_a_query_is_not_woken_by_it(tmp_path):
+    """The tick's query asks about the devices waiting when it starts; one that starts waiting meanwhile is not in
+    its answer and must not be taken for a vanished device (it was woken at once, a spurious answer per poll)."""
+    import threading
+
+    workspace = Workspace.open(Settings.load(tmp_path / "home"))
+    try:
+        devices = Devices(workspace.engine)
+        ids = {}
+        for name in ("d1", "d2"):
+            _, code = devices.register(name)
+            ids[name] = devices.activate(code)[0]["id"]
+        watch = DesiredWatch(workspace.engine, tick_s=0.01)
+        querying, registered = threading.Event(), threading.Event()
+        plain = watch._versions
+
+        def slow_first_query(device_ids):
+            if not querying.is_set():
+                querying.set()
+                assert registered.wait(10)  # d2 starts waiting while this query runs
+            return plain(device_ids)
+
+        watch._versions = slow_first_query
+
+        async def scenario():
+            since = {name: devices.desired_version(i) for name, i in ids.items()}
+            first = asyncio.create_task(watch.wait(ids["d1"], since["d1"], 60))
+            await asyncio.to_thread(querying.wait, 10)
+            second = asyncio.create_task(watch.wait(ids["d2"], since["d2"], 60))
+            await asyncio.sleep(0)  # let it register
+            registered.set()
+            await asyncio.sleep(0.1)  # that query and several more ticks
+            assert not first.done() and not second.done()
+            await asyncio.to_thread(devices.request_action, "d2", "collect_logs")
+            assert await asyncio.wait_for(second, 10) is True
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+
+        asyncio.run(scenario())
+    finally:
+        workspace.close()

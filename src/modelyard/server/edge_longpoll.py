@@ -66,8 +66,11 @@ class DesiredWatch:
             await asyncio.sleep(self.tick_s)
             if not self._waiting:
                 break
-            versions = await run_in_threadpool(self._versions, list(self._waiting))
-            for device_id, waiters in list(self._waiting.items()):
+            asked = list(self._waiting)
+            versions = await run_in_threadpool(self._versions, asked)
+            # only the devices this query asked about: a poll that registered while it ran waits for the next tick
+            for device_id in asked:
+                waiters = self._waiting.get(device_id, {})
                 version = versions.get(device_id)
                 for future, since in list(waiters.items()):
                     # a device that vanished wakes too: its poll answers (with an error) instead of hanging
