@@ -18,16 +18,6 @@ from modelyard.core.errors import InvalidInput
 TRAINABLE_OPS = {"Conv", "Gemm", "MatMul", "BatchNormalization"}
 
 
-def _forward(program, feeds: dict):
-    """``OnnxTorchProgram.run`` without inference mode, so gradients reach the weights."""
-    env = dict(program.constants)
-    env.update(feeds)
-    for step in program.steps:
-        values = program._call(step, [env[n] if n else None for n in step.inputs])
-        env.update((name, value) for name, value in zip(step.outputs, values, strict=False) if name)
-    return env[program.output_names[0]]
-
-
 def _log_probabilities(out):
     import torch
 
@@ -59,17 +49,13 @@ def fine_tune_classifier(source: Path, dest: Path, x: np.ndarray, y: np.ndarray,
     floats = {t.name for t in graph.initializer if t.name in weights and t.data_type == onnx.TensorProto.FLOAT}
     torch.manual_seed(seed)
     program = OnnxTorchProgram(model)
-    # constants folded at compile time are inference tensors; autograd may not save those for backward
-    program.constants = {k: (v.clone() if v.is_inference() else v) for k, v in program.constants.items()}
-    params = {name: program.constants[name].clone().requires_grad_(True) for name in floats
-              if name in program.constants}
+    params = program.trainable(floats)
     if not params:
         raise InvalidInput("fine-tuning found no float weights to train in this graph")
-    program.constants.update(params)
     data, labels = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
 
     def loss_on(index) -> torch.Tensor:
-        scores = _forward(program, {inputs[0]: data[index]})
+        scores = program.forward({inputs[0]: data[index]})[program.output_names[0]]
         if scores.ndim != 2 or int(labels.max()) >= scores.shape[1]:
             raise InvalidInput(f"fine-tuning needs class scores (batch, classes); the first output has shape "
                                f"{list(scores.shape)}")
