@@ -54,9 +54,28 @@ def test_int8_without_a_dataset_is_refused_with_what_to_do(workspace):
     named = bundles.package("plain@1", "cpu-x86", prune=False, calibration="table@1")
     assert named["figures"]["samples_from"]["dataset"] == "table@1"
     assert bundles.package("plain@1", "cpu-x86", int8=False)["figures"]["samples_from"]["dataset"] is None
-    with pytest.raises(InvalidInput, match="does not take its 2 numeric"):
+    with pytest.raises(InvalidInput, match=r"does not take its 2 numeric.*--no-int8"):
         # a table of two feature columns cannot feed a three-feature input
         dataset_feeds(workspace, "table@1", _spec_with_width(3), workspace.home / "x.npz")
+
+
+def test_lineage_data_that_does_not_fit_stops_int8_but_not_a_float_bundle(workspace, tmp_path):
+    from onnx import TensorProto, helper, save
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(tmp_path / "wide.onnx"))
+    blob = workspace.blobs.put_file(tmp_path / "wide.onnx")
+    ModelRegistry(workspace).create_version("wide", {"model.onnx": "sha256:" + blob.digest}, "model.onnx", "onnx",
+                                            lineage={"dataset": "table@1"})
+    bundles = Bundles(workspace)
+    with pytest.raises(InvalidInput, match=r"cannot calibrate on table@1.*--no-int8"):
+        bundles.package("wide@1", "cpu-x86", prune=False)
+    samples_from = bundles.package("wide@1", "cpu-x86", int8=False)["figures"]["samples_from"]
+    assert samples_from["dataset"] is None and "does not take its 2 numeric" in samples_from["why"]
 
 
 def _spec_with_width(width: int):

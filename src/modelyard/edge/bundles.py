@@ -159,7 +159,10 @@ def optimise(spec, onnx_path: Path, runtime: str, work: Path, int8: bool, prune:
                 from modelyard.edge.fine_tune import fine_tune_classifier
 
                 step(0.2, "fine-tuning the channel-pruned model on its training data")
-                tuned = fine_tune_classifier(slim, slim, *training)
+                try:
+                    tuned = fine_tune_classifier(slim, slim, *training)
+                except InvalidInput as exc:  # e.g. an operator the torch runner lacks: gate it untuned
+                    tuned = {"skipped": str(exc)}
             else:
                 tuned = {"skipped": training or "no training data: the model's lineage names no image dataset"}
             verdict = _gate(spec, reference, runtime, Artifact("onnx", slim, spec), LOSSY, max_drop)
@@ -226,10 +229,16 @@ class Bundles:
             calibration or (version.lineage or {}).get("dataset"))
         with tempfile.TemporaryDirectory(prefix="edge-package-") as tmp:
             work = Path(tmp)
-            data, calibrated_on = None, None
+            data, calibrated_on = None, {"dataset": None, "kind": "seeded random inputs"}
             if data_ref:
                 data = work / "calibration.npz"
-                calibrated_on = dataset_feeds(self.workspace, data_ref, spec, data)
+                try:
+                    calibrated_on = dataset_feeds(self.workspace, data_ref, spec, data)
+                except InvalidInput as exc:
+                    if int8:
+                        raise
+                    # without INT8 the samples only feed the gate: the lineage's data not fitting is no reason to stop
+                    data, calibrated_on = None, {**calibrated_on, "why": exc.message}
             training = None
             trained_on = (version.lineage or {}).get("dataset")
             if prune and trained_on:
@@ -238,9 +247,9 @@ class Bundles:
                 training = training_images(self.workspace, trained_on, spec, classes) or (
                     f"{trained_on} is not an image-classification dataset: fine-tuning covers classifiers")
             chosen, figures = optimise(spec, resolved.path, runtime, work, int8, prune, max_accuracy_drop,
-                                       samples=calibrated_on["samples"] if calibrated_on else 16, progress=progress,
+                                       samples=calibrated_on["samples"] if data is not None else 16, progress=progress,
                                        data=data, training=training)
-            figures["samples_from"] = calibrated_on or {"dataset": None, "kind": "seeded random inputs"}
+            figures["samples_from"] = calibrated_on
             if progress is not None:
                 progress(0.9, "signing the bundle")
             model_file = work / "model.onnx"

@@ -38,13 +38,20 @@ def _fixed(shape: list, ref: str, name: str) -> list[int]:
     dims = list(shape[1:])
     if not all(isinstance(d, int) for d in dims):
         raise InvalidInput(f"cannot calibrate on {ref}: the model's input {name} has dynamic dims {shape[1:]} beyond "
-                           "the batch; calibrate with --calibration on data shaped for it, or skip INT8")
+                           "the batch")
     return dims
 
 
 def dataset_feeds(workspace, ref: str, spec, out: Path, samples: int = DEFAULT_SAMPLES) -> dict:
     """Write up to ``samples`` inputs from dataset version ``ref`` to ``out`` (an ``.npz`` keyed by the model's
     input name); returns ``{"dataset", "kind", "samples"}``."""
+    try:
+        return _dataset_feeds(workspace, ref, spec, out, samples)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{exc.message}; or package without INT8 (--no-int8)") from None
+
+
+def _dataset_feeds(workspace, ref: str, spec, out: Path, samples: int) -> dict:
     from modelyard.data.datasets import DatasetStore
 
     store = DatasetStore(workspace)
@@ -124,7 +131,8 @@ def training_images(workspace, ref: str, spec, classes: list[str] | None, limit:
 
     store = DatasetStore(workspace)
     dataset = store.get(ref)
-    if dataset.kind != "image-classification" or len(spec.inputs) != 1 or len(spec.inputs[0].shape) != 4:
+    shape = list(spec.inputs[0].shape) if len(spec.inputs) == 1 else []
+    if dataset.kind != "image-classification" or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
         return None
     order = classes or list(dataset.schema["classes"])
     index = {name: i for i, name in enumerate(order)}
@@ -133,5 +141,5 @@ def training_images(workspace, ref: str, spec, classes: list[str] | None, limit:
     picked = [entries[i] for i in _spread(len(entries), limit)] if entries else []
     if not picked:
         return None
-    x = _images_of(store, dataset, spec.inputs[0].name, list(spec.inputs[0].shape), picked)
+    x = _images_of(store, dataset, spec.inputs[0].name, shape, picked)
     return x, np.array([index[e["label"]] for e in picked], dtype=np.int64)
