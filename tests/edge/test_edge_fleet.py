@@ -72,6 +72,11 @@ class Fleet:
                                str(self.agent_home(name)), *args], capture_output=True, text=True,
                               env=cli_env(**env), timeout=60, stdin=subprocess.DEVNULL)
 
+    def agent_popen(self, name: str, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "modelyard.edge.agent.main", "--home",
+                                 str(self.agent_home(name)), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=cli_env(), stdin=subprocess.DEVNULL)
+
     def start_agent(self, name: str, **env) -> subprocess.Popen:
         log = open(self.agent_home(name) / "stdout.log", "ab")  # noqa: SIM115 - the process owns it
         proc = subprocess.Popen([sys.executable, "-m", "modelyard.edge.agent.main", "--home",
@@ -107,6 +112,9 @@ class Fleet:
         return skills[0]["bundle"] if skills else None
 
     def close(self) -> None:
+        for proc in self.agents.values():  # all at once: each takes its skill processes down before it exits
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         for name in list(self.agents):
             self.stop_agent(name)
         self.client.close()
@@ -119,17 +127,37 @@ def fleet(tmp_path_factory):
     fleet = Fleet(root)
     try:
         matmul_onnx(root / "m.onnx", np.array([[1.0, 2.0], [3.0, -1.0]], dtype=np.float32))
-        fleet.cli("models", "register", str(root / "m.onnx"), "--name", "mm")
-        fleet.bundle_v1 = fleet.json("edge", "package", "mm@1", "--target", "cpu-x86")["id"]
-        fleet.bundle_v2 = fleet.client.edge.package("mm@1", "cpu-x86", int8=False, prune=False)["id"]
-        fleet.bundle_v3 = fleet.client.edge.package("mm@1", "cpu-arm", int8=False, prune=False)["id"]
+        fleet.client.models.register(root / "m.onnx", "mm")
+        # INT8 is calibrated on a dataset version; mm has no lineage, so the CLI names one
+        rows = [f"{a},{b},{int(a > b)}" for a, b in np.random.default_rng(0).normal(0, 1, (20, 2)).round(3)]
+        (root / "t.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+        fleet.client.data.import_path(root / "t.csv", "table")
+        # everything below overlaps: the three agents activate, the CLI packages v1 (an edge.package job it follows)
+        # and two more packaging jobs queue behind it on the server's worker
+        activating = {}
         for name in ("cam-1", "cam-2", "cam-3"):
             device = fleet.client.edge.register(name, {"site": "plant-3", "group": "line-a"})
             fleet.agent_home(name).mkdir(parents=True)
-            proc = fleet.agent_cli(name, "activate", "--url", fleet.url, "--code", device["activation_code"])
-            assert proc.returncode == 0, proc.stderr
-            assert f"activated as device {name}" in proc.stdout
+            activating[name] = fleet.agent_popen(name, "activate", "--url", fleet.url, "--code",
+                                                 device["activation_code"])
+        packaging = subprocess.Popen(
+            [sys.executable, "-m", "modelyard.cli.main", "--url", fleet.url, "--token", fleet.server.token, "edge",
+             "package", "mm@1", "--target", "cpu-x86", "--calibration", "table@1", "--json"],
+            env=cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: fleet.client.jobs.list(kind="edge.package")["items"], 60, "the CLI's packaging job")
+        queued = [fleet.client.edge.package("mm@1", target, int8=False, prune=False, wait=False)
+                  for target in ("cpu-x86", "cpu-arm")]
+        assert all(job["kind"] == "edge.package" and job["status"] == "queued" for job in queued)
+        for name, proc in activating.items():
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            assert f"activated as device {name}" in out
             fleet.start_agent(name)
+        out, err = packaging.communicate(timeout=180)
+        assert packaging.returncode == 0, err
+        fleet.bundle_v1 = json.loads(out)["id"]
+        fleet.bundle_v2, fleet.bundle_v3 = (fleet.client.jobs.result(fleet.client.jobs.wait(job["id"], 120))["id"]
+                                            for job in queued)
         yield fleet
     finally:
         fleet.close()
@@ -151,6 +179,15 @@ def on_v1(fleet):
 
 
 def test_canary_then_fleet(on_v1, fleet):
+    from modelyard.core.errors import InvalidInput
+
+    bundle = fleet.client.edge.bundle(fleet.bundle_v1)
+    assert bundle["created_by"] == "admin" and bundle["figures"]["samples_from"]["dataset"] == "table@1"
+    with pytest.raises(InvalidInput, match="no training dataset in its lineage"):
+        fleet.client.edge.package("mm@1", "cpu-x86", wait=False)
+    with pytest.raises(InvalidInput, match="ATC"):  # refused at submit: nothing queued, no failed job
+        fleet.client.edge.package("mm@1", "ascend-310", wait=False)
+    assert not fleet.client.jobs.list(kind="edge.package", status="failed")["items"]
     listed = fleet.json("edge", "devices")
     assert {d["name"]: d["online"] for d in listed["items"]} == {"cam-1": True, "cam-2": True, "cam-3": True}
     twin = fleet.json("edge", "twin", "cam-2")
@@ -233,25 +270,29 @@ def test_tampered_bundle_is_refused_with_an_alarm(on_v1, fleet):
     assert not [a for a in fleet.client.edge.alarms("cam-3")["items"] if a["kind"] == "bundle_refused"]
 
 
-@pytest.mark.parametrize(("device", "crash_at", "recovered"), [
-    ("cam-2", "download", "resuming download"),
-    ("cam-1", "activate", "finished the interrupted activation"),
-])
-def test_kill_9_mid_update_recovers(on_v1, fleet, device, crash_at, recovered):
-    fleet.stop_agent(device)
-    proc = fleet.start_agent(device, MODELYARD_AGENT_CRASH_AT=crash_at)
-    deployment = fleet.client.edge.deploy(fleet.bundle_v3, device=device, gate={"watch_s": 1})
-    assert proc.wait(timeout=60) == -signal.SIGKILL
-    fleet.start_agent(device)
-    done = fleet.wait_deployment(deployment["id"], ("succeeded", "failed"))
-    assert done["status"] == "succeeded", done
-    assert fleet.running_bundle(device) == fleet.bundle_v3
-    log = (fleet.agent_home(device) / "agent.log").read_text()
-    assert recovered in log
-    if crash_at == "activate":
-        # the last good bundle stays in the other slot for rollback
-        state = json.loads((fleet.agent_home(device) / "state.json").read_text())
-        assert state["skills"]["inference"]["previous"] == fleet.bundle_v1
+def test_kill_9_mid_download_and_mid_activation_recovers(on_v1, fleet):
+    """Two devices at once (the scenarios are independent): cam-2 is killed mid-download and resumes it, cam-1 is
+    killed mid-activation and finishes the switch; both end healthy on v3 with v1 kept for rollback."""
+    scenarios = {"cam-2": ("download", "resuming download"),
+                 "cam-1": ("activate", "finished the interrupted activation")}
+    crashing, deployments = {}, {}
+    for device, (crash_at, _) in scenarios.items():
+        fleet.stop_agent(device)
+        crashing[device] = fleet.start_agent(device, MODELYARD_AGENT_CRASH_AT=crash_at)
+    for device in scenarios:
+        deployments[device] = fleet.client.edge.deploy(fleet.bundle_v3, device=device, gate={"watch_s": 1})["id"]
+    for device, proc in crashing.items():
+        assert proc.wait(timeout=60) == -signal.SIGKILL, device
+        fleet.start_agent(device)
+    for device, (crash_at, recovered) in scenarios.items():
+        done = fleet.wait_deployment(deployments[device], ("succeeded", "failed"))
+        assert done["status"] == "succeeded", done
+        assert fleet.running_bundle(device) == fleet.bundle_v3
+        assert recovered in (fleet.agent_home(device) / "agent.log").read_text()
+        if crash_at == "activate":
+            # the last good bundle stays in the other slot for rollback
+            state = json.loads((fleet.agent_home(device) / "state.json").read_text())
+            assert state["skills"]["inference"]["previous"] == fleet.bundle_v1
 
 
 def test_platform_stopped_and_restarted(on_v1, fleet):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from modelyard.core.errors import Forbidden, Unauthorized
@@ -104,3 +106,38 @@ def test_a_deployment_to_one_device_succeeds_once_its_canary_is_healthy(fleet):
     _report(devices, ids["d1"], dep["id"], "active", "b1")
     rollouts.advance(ids["d1"])
     assert rollouts.get(dep["id"])["status"] == "succeeded"
+
+
+def test_a_rollout_survives_a_server_restart_mid_canary(fleet):
+    """No request and no process holds a rollout: stop everything while the canary is being watched, open the
+    workspace again, and the next reports finish it (the watch's start is in the database)."""
+    from modelyard.store.schema_edge import edge_deployment_devices
+
+    workspace, devices, rollouts, ids = fleet
+    home = workspace.settings.home
+    dep = rollouts.create(DeploymentSpec(bundle="b1", selector={"site": "s"}, canary=1, gate={"watch_s": 3600}))
+    _report(devices, ids["d1"], dep["id"], "active", "b1")
+    rollouts.advance(ids["d1"])
+    assert _states(rollouts, dep["id"])["d1"] == "activating"  # healthy so far, watched for an hour
+    workspace.close()
+
+    again = Workspace.open(Settings.load(home))
+    try:
+        devices, rollouts = Devices(again.engine), Rollouts(again.engine)
+        assert rollouts.get(dep["id"])["status"] == "canary"
+        with again.engine.begin() as conn:  # the hour passes while the platform is down
+            conn.execute(edge_deployment_devices.update().where(
+                edge_deployment_devices.c.device_id == ids["d1"]).values(active_since=utcnow() - timedelta(hours=2)))
+        _report(devices, ids["d1"], dep["id"], "active", "b1")
+        rollouts.advance(ids["d1"])
+        assert rollouts.get(dep["id"])["status"] == "rolling"
+        for name in ("d2", "d3"):
+            _report(devices, ids[name], dep["id"], "active", "b1")
+        rollouts.advance()
+        with again.engine.begin() as conn:
+            conn.execute(edge_deployment_devices.update().where(
+                edge_deployment_devices.c.device_id != ids["d1"]).values(active_since=utcnow() - timedelta(hours=2)))
+        rollouts.advance()
+        assert rollouts.get(dep["id"])["status"] == "succeeded"
+    finally:
+        again.close()

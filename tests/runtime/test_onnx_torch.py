@@ -748,3 +748,21 @@ def test_exported_model_runs_on_cuda(name, onnx_torch_models):
     for batch in (1, 3):
         feeds = make_feeds(batch)
         _assert_same(runner.infer(feeds), reference.infer(feeds), rtol=1e-4, atol=1e-4)
+
+
+def test_trainable_weights_get_gradients_through_forward(tmp_path):
+    """``trainable`` + ``forward`` (no inference mode): the gradient of sum(x @ W) by W is x summed over the batch."""
+    import onnx
+    import torch
+
+    from modelyard.runtime.onnx_torch import OnnxTorchProgram
+    from support import matmul_onnx
+
+    program = OnnxTorchProgram(onnx.load(str(matmul_onnx(tmp_path / "m.onnx", [[1.0, 2.0], [3.0, 4.0]]))))
+    params = program.trainable({"W"})
+    x = torch.tensor([[1.0, 2.0], [3.0, 5.0]])
+    program.forward({"x": x})["y"].sum().backward()
+    assert torch.equal(params["W"].grad, x.sum(dim=0)[:, None].expand(2, 2))
+    with torch.no_grad():
+        params["W"] -= 1.0  # what an optimiser step does: the next forward sees it
+    assert torch.equal(program.forward({"x": x})["y"], x @ (torch.tensor([[1.0, 2.0], [3.0, 4.0]]) - 1.0))

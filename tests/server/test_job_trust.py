@@ -22,7 +22,7 @@ ZOO = {"entrypoint": "modelyard.runtime.zoo:tiny_mlp", "kwargs": {"in_features":
        "inputs": [{"name": "x", "shape": [1, 4]}]}
 # kinds whose specs name neither code nor paths (only registry/dataset names, numbers, flags)
 PATH_FREE = {"blob.verify", "system.sleep", "automl.train", "evaluate", "label.propose", "label.suggest",
-             "label.group"}
+             "label.group", "edge.package"}
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,9 @@ def _hostile(api, outside: Path) -> list[tuple[str, dict, int, str]]:
         ("train", {"script": _upload(api, b"import os\nos.system('id > pwned.txt')\n")}, 403, forbidden_code),
         # tune names registry and dataset versions only: a path where a name belongs is not a name
         ("tune", {"base": "/etc/passwd", "data": "d@1"}, 422, "invalid_input"),
+        # edge.package names a registry version and a target: a path where the name belongs is not a name
+        ("edge.package", {"model": "/etc/passwd", "target": "cpu-x86"}, 422, "invalid_input"),
+        ("edge.package", {"model": "m@1", "target": "../../etc"}, 422, "invalid_input"),
     ]
     return cases
 

@@ -135,12 +135,28 @@ def deregister(device: str, as_json: JsonOpt = False) -> None:
 def package(model: str,
             target: Annotated[str, typer.Option(help="cpu-x86, cpu-arm, openvino-cpu or ascend-310.")] = "cpu-x86",
             int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Try INT8 static quantisation.")] = True,
-            prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Try magnitude pruning.")] = True,
+            prune: Annotated[bool, typer.Option("--prune/--no-prune",
+                                                help="Try channel and magnitude pruning.")] = True,
             max_accuracy_drop: Annotated[float, typer.Option(help="Gate for each step (0.01 = 1 %).")] = 0.01,
+            calibration: Annotated[str | None, typer.Option(
+                "--calibration", help="DATASET@VERSION to calibrate INT8 on (default: the dataset in the model's "
+                                      "lineage; required for INT8 when it names none).")] = None,
+            wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the edge.package job (default) or "
+                                                                        "print the queued job and return.")] = True,
             as_json: JsonOpt = False) -> None:
-    """Package MODEL@V for a device class into a signed bundle."""
+    """Package MODEL@V for a device class into a signed bundle (an edge.package job)."""
+    from modelyard.cli.automl import finish, run_job
+
+    spec = {"model": model, "target": target, "int8": int8, "prune": prune, "max_accuracy_drop": max_accuracy_drop,
+            "calibration": calibration}
     with get_client() as client:
-        data = client.edge.package(model, target, int8=int8, prune=prune, max_accuracy_drop=max_accuracy_drop)
+        job = run_job(client, "edge.package", spec, quiet=as_json, wait=wait)
+    if not wait:
+        print_json(job) if as_json else console.print(
+            f"job {job['id']} queued (edge.package); follow it with 'modelyard jobs logs {job['id']} --follow'",
+            highlight=False)
+        return
+    data = finish(job)
     if as_json:
         print_json(data)
         return

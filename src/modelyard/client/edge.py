@@ -66,10 +66,16 @@ class Edge:
 
     # bundles
     def package(self, model: str, target: str, *, int8: bool = True, prune: bool = True,
-                max_accuracy_drop: float = 0.01) -> dict:
-        return self._c.request("POST", "/api/v1/edge/bundles", json={
-            "model": model, "target": target, "int8": int8, "prune": prune,
-            "max_accuracy_drop": max_accuracy_drop}).json()
+                max_accuracy_drop: float = 0.01, calibration: str | None = None, wait: bool = True,
+                timeout: float | None = None, on_update=None) -> dict:
+        """Package ``model`` for ``target`` as an ``edge.package`` job. ``wait`` (default): wait for it and return
+        the bundle (a failed job raises ``ModelyardError``); otherwise return the queued job."""
+        spec = {"model": model, "target": target, "int8": int8, "prune": prune,
+                "max_accuracy_drop": max_accuracy_drop, "calibration": calibration}
+        if not wait:
+            return self._c.request("POST", "/api/v1/edge/bundles", json=spec).json()
+        jobs = self._c.jobs
+        return jobs.result(jobs.run("edge.package", spec, timeout=timeout, on_update=on_update))
 
     def package_skill(self, skill: str, version: str | None = None, target: str = "cpu-x86") -> dict:
         return self._c.request("POST", "/api/v1/edge/skill-bundles", json={

@@ -32,6 +32,7 @@ JOB_KINDS: dict[str, str] = {
     "label.group": "modelyard.train.label_suggest:GROUP",
     "train": "modelyard.train.user_jobs:TRAIN",
     "tune": "modelyard.train.tune:TUNE",
+    "edge.package": "modelyard.edge.jobs:PACKAGE",
 }
 
 

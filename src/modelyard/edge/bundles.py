@@ -1,10 +1,12 @@
 """Edge bundles: ``package(MODEL@V, target)`` turns a registered ONNX model into one signed file for a device class.
 
-Packaging reuses the migration passes: INT8 static quantisation (the ``int8-static`` pass) and magnitude pruning,
-each kept only when the compare engine's gate (``migrate.optimize.gate``) accepts it against the float model
-(max accuracy drop, default 1 %). The manifest carries size and batch-1 latency before/after, the gate's verdicts,
-the input/output signature and the runtime the device needs. The platform's Ed25519 key (created on first use,
-``<home>/edge/signing-key.pem``, owner-only) signs it; agents trust its public key from activation.
+Packaging reuses the migration passes: structured channel pruning (fine-tuned on the model's training images when it
+came from Modelyard's own training), magnitude pruning and INT8 static quantisation (the ``int8-static`` pass,
+calibrated on a registered dataset version), each kept only when the compare engine's gate
+(``migrate.optimize.gate``) accepts it against the float model (max accuracy drop, default 1 %). The manifest carries
+size and batch-1 latency before/after, the gate's verdicts, the input/output signature and the runtime the device
+needs. The platform's Ed25519 key (created on first use, ``<home>/edge/signing-key.pem``, owner-only) signs it;
+agents trust its public key from activation.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ ASCEND_REFUSAL = ("target ascend-310 needs an offline model (.om) built by Huawe
                   "toolkit (atc --model=model.onnx --framework=5 --soc_version=Ascend310 --output=model), which this "
                   "machine does not have; see docs/edge.md for the steps")
 PRUNE_SPARSITY = 0.3
+# share of each qualifying Conv's output channels structured pruning removes (edge/channel_pruning.py)
+CHANNEL_PRUNE_RATIO = 0.25
+# the compare engine's numeric class for pruned models: pruning is lossy by design, so it is judged on the accuracy
+# drop with the tolerances of a lossy conversion (INT8's), not fp32's exactness (an SQNR of 80 dB refused a pruned
+# model whose outputs moved by 0.002 %)
+LOSSY = "int8"
 LATENCY_RUNS = 20
 
 
@@ -120,9 +128,12 @@ def _gate(spec, reference, runtime: str, artifact, numeric_class: str, max_drop:
 
 
 def optimise(spec, onnx_path: Path, runtime: str, work: Path, int8: bool, prune: bool, max_drop: float,
-             samples: int = 16) -> tuple[Path, dict]:
+             samples: int = 16, progress=None, data: Path | None = None, training=None) -> tuple[Path, dict]:
     """Run pruning then INT8 on ``onnx_path``, each kept only when the gate accepts it; returns the chosen file and
-    the figures (size and latency before/after, each step's verdict)."""
+    the figures (size and latency before/after, each step's verdict). ``data`` (an ``.npz`` of real inputs)
+    calibrates INT8 and is what the gate judges on; without it both use seeded random inputs. ``training``
+    (``(x, y)``, the labelled images a classifier was trained on) fine-tunes the channel-pruned model, or says why
+    not (a string)."""
     from modelyard.migrate.model.passes import get_pass
     from modelyard.migrate.optimize.gate import ReferenceOutputs
     from modelyard.runtime.feeds import random_feeds
@@ -133,17 +144,43 @@ def optimise(spec, onnx_path: Path, runtime: str, work: Path, int8: bool, prune:
     figures: dict = {"float": {"size_bytes": onnx_path.stat().st_size,
                                "latency_ms_batch1": _latency_ms(runtime, float_artifact, one)},
                      "max_accuracy_drop": max_drop, "steps": []}
-    reference = ReferenceOutputs.collect(spec, runtime, float_artifact, samples)
+    reference = ReferenceOutputs.collect(spec, runtime, float_artifact, samples, data=data)
     chosen = onnx_path
+    step = progress or (lambda *_: None)
     if prune:
+        from modelyard.edge.channel_pruning import structured_prune
+
+        step(0.15, "pruning channels (structured), gated against the float model")
+        slim = work / "model.channels.onnx"
+        removed = structured_prune(chosen, slim, CHANNEL_PRUNE_RATIO)
+        if removed["layers"]:
+            tuned = None
+            if isinstance(training, tuple):
+                from modelyard.edge.fine_tune import fine_tune_classifier
+
+                step(0.2, "fine-tuning the channel-pruned model on its training data")
+                try:
+                    tuned = fine_tune_classifier(slim, slim, *training)
+                except InvalidInput as exc:  # e.g. an operator the torch runner lacks: gate it untuned
+                    tuned = {"skipped": str(exc)}
+            else:
+                tuned = {"skipped": training or "no training data: the model's lineage names no image dataset"}
+            verdict = _gate(spec, reference, runtime, Artifact("onnx", slim, spec), LOSSY, max_drop)
+            figures["steps"].append({"step": "prune-channels", "ratio": CHANNEL_PRUNE_RATIO, **removed,
+                                     "fine_tuned": tuned, "size_bytes": slim.stat().st_size, **verdict})
+            if verdict["accepted"]:
+                chosen = slim
+        step(0.3, "pruning (magnitude), gated against the float model")
         pruned = work / "model.pruned.onnx"
         zeroed = magnitude_prune(chosen, pruned, PRUNE_SPARSITY)
-        verdict = _gate(spec, reference, runtime, Artifact("onnx", pruned, spec), "fp32", max_drop)
+        verdict = _gate(spec, reference, runtime, Artifact("onnx", pruned, spec), LOSSY, max_drop)
         figures["steps"].append({"step": "prune-magnitude", "sparsity": PRUNE_SPARSITY, "zeroed": zeroed, **verdict})
         if verdict["accepted"]:
             chosen = pruned
     if int8:
-        result = get_pass("int8-static").run(Artifact("onnx", chosen, spec), {"samples": samples}, work / "int8")
+        step(0.5, "INT8 static quantisation, gated against the float model")
+        config = {"samples": samples, **({"calibration": str(data)} if data is not None else {})}
+        result = get_pass("int8-static").run(Artifact("onnx", chosen, spec), config, work / "int8")
         candidate = result.artifact.path
         verdict = _gate(spec, reference, runtime, Artifact("onnx", candidate, spec), "int8", max_drop)
         figures["steps"].append({"step": "int8-static", **verdict})
@@ -161,8 +198,13 @@ class Bundles:
         self.engine = workspace.engine
 
     def package(self, model_ref: str, target: str, *, int8: bool = True, prune: bool = True,
-                max_accuracy_drop: float = 0.01, created_by: str = "") -> dict:
-        """Package ``model_ref`` for ``target`` into a signed bundle stored in the blob store."""
+                max_accuracy_drop: float = 0.01, created_by: str = "", progress=None,
+                calibration: str | None = None) -> dict:
+        """Package ``model_ref`` for ``target`` into a signed bundle stored in the blob store (the ``edge.package``
+        job kind runs this; ``progress(fraction, message)`` hears each step).
+
+        INT8 is calibrated on a dataset version: ``calibration`` (``NAME@VERSION``) or the one in the model's
+        lineage (a clear error when there is neither); the gate judges every step on those samples."""
         import numpy as np
 
         from modelyard.registry.resolve import resolve, version_spec
@@ -181,9 +223,35 @@ class Bundles:
             raise InvalidInput(f"{version.ref} is a {version.format} model; edge bundles package ONNX models "
                                "(convert it with 'modelyard migrate model convert' and register the result)")
         spec = version_spec(resolved)
+        from modelyard.edge.calibration import calibration_ref, dataset_feeds, training_images
+
+        data_ref = calibration_ref(version, calibration) if int8 else (
+            calibration or (version.lineage or {}).get("dataset"))
         with tempfile.TemporaryDirectory(prefix="edge-package-") as tmp:
             work = Path(tmp)
-            chosen, figures = optimise(spec, resolved.path, runtime, work, int8, prune, max_accuracy_drop)
+            data, calibrated_on = None, {"dataset": None, "kind": "seeded random inputs"}
+            if data_ref:
+                data = work / "calibration.npz"
+                try:
+                    calibrated_on = dataset_feeds(self.workspace, data_ref, spec, data)
+                except InvalidInput as exc:
+                    if int8:
+                        raise
+                    # without INT8 the samples only feed the gate: the lineage's data not fitting is no reason to stop
+                    data, calibrated_on = None, {**calibrated_on, "why": exc.message}
+            training = None
+            trained_on = (version.lineage or {}).get("dataset")
+            if prune and trained_on:
+                # the model came from Modelyard's training: the channel-pruned model is fine-tuned on that data
+                classes = [c for c in (version.tags.get("classes") or "").split(",") if c] or None
+                training = training_images(self.workspace, trained_on, spec, classes) or (
+                    f"{trained_on} is not an image-classification dataset: fine-tuning covers classifiers")
+            chosen, figures = optimise(spec, resolved.path, runtime, work, int8, prune, max_accuracy_drop,
+                                       samples=calibrated_on["samples"] if data is not None else 16, progress=progress,
+                                       data=data, training=training)
+            figures["samples_from"] = calibrated_on
+            if progress is not None:
+                progress(0.9, "signing the bundle")
             model_file = work / "model.onnx"
             shutil.copyfile(chosen, model_file)
             samples_file = work / "samples.npz"

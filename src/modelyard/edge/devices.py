@@ -227,16 +227,23 @@ class Devices:
 
     def authenticate(self, secret: str | None, device_id: str | None = None):
         """The active device whose credential this is (401 otherwise); 403 when ``device_id`` names another."""
+        return self._credential_row(secret, device_id).id
+
+    def authenticated_version(self, secret: str | None, device_id: str) -> int:
+        """``authenticate`` and the device's desired-state version in one query (a poll's first step)."""
+        return self._credential_row(secret, device_id).desired_version
+
+    def _credential_row(self, secret: str | None, device_id: str | None):
         if not secret or not secret.startswith(DEVICE_CREDENTIAL_PREFIX):
             raise Unauthorized("missing device credential: send 'Authorization: Bearer <device credential>'")
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(edge_devices.c.id, edge_devices.c.status)
+            row = conn.execute(sa.select(edge_devices.c.id, edge_devices.c.status, edge_devices.c.desired_version)
                                .where(edge_devices.c.credential_hash == _hash(secret))).first()
         if row is None or row.status != "active":
             raise Unauthorized("invalid or revoked device credential")
         if device_id is not None and device_id != row.id:
             raise Forbidden("a device credential can only act for its own device")
-        return row.id
+        return row
 
     def desired(self, device_id: str) -> dict:
         with self.engine.connect() as conn:

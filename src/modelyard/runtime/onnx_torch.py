@@ -185,6 +185,25 @@ class OnnxTorchProgram:
         result.update(kept)
         return result
 
+    def trainable(self, names) -> dict[str, Any]:
+        """Make the initializers ``names`` trainable leaf tensors (returned by name) for :meth:`forward`. Constants
+        folded at compile time are inference tensors, which autograd may not save; they become ordinary ones."""
+        self.constants = {k: (v.clone() if v.is_inference() else v) for k, v in self.constants.items()}
+        params = {name: self.constants[name].clone().requires_grad_(True) for name in names if name in self.constants}
+        self.constants.update(params)
+        return params
+
+    def forward(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`run` with autograd on (no inference mode), for fine-tuning the weights made :meth:`trainable`.
+        Returns the graph outputs."""
+        env: dict[str, Any] = dict(self.constants)
+        for name in self.input_names:
+            env[name] = feeds[name].to(self.device)
+        for step in self.steps:
+            values = self._call(step, [env[n] if n else None for n in step.inputs])
+            env.update((name, value) for name, value in zip(step.outputs, values, strict=False) if name)
+        return {name: env[name] for name in self.output_names}
+
 
 # -- runner ---------------------------------------------------------------------------------------------------------
 

@@ -4,9 +4,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -16,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.core.errors import Forbidden, InvalidInput, NotFound
 from modelyard.edge.devices import Devices, parse_labels
 from modelyard.server.auth import Principal, _bearer, require
-from modelyard.server.responses import documented
+from modelyard.server.responses import Job, documented
 
 router = APIRouter(tags=["edge"])
 agent_router = APIRouter(tags=["edge agent"])
@@ -49,6 +47,8 @@ class PackageBundle(BaseModel):
     int8: bool = True
     prune: bool = True
     max_accuracy_drop: float = Field(default=0.01, ge=0, le=1)
+    calibration: str | None = Field(default=None, min_length=1, max_length=200,
+                                    description="DATASET@VERSION for INT8 calibration (default: the model's lineage)")
 
 
 def _workspace(request: Request):
@@ -145,13 +145,17 @@ def device_hard_examples(device: str, request: Request, channel: str | None = No
 
 
 # -- bundles ------------------------------------------------------------------------------------------------------
-@router.post("/edge/bundles", status_code=201, responses=documented(EdgeBody, 404, 413, 422, status=201))
+@router.post("/edge/bundles", status_code=201, responses=documented(Job, 404, 413, 422, status=201))
 def package_bundle(body: PackageBundle, request: Request, principal: Principal = Depends(require("editor"))):
-    """Package a registered ONNX model for a device class into a signed bundle (INT8 and pruning, each gated)."""
-    from modelyard.edge.bundles import Bundles
+    """Queue an ``edge.package`` job that packages a registered ONNX model for a device class into a signed bundle
+    (pruning and INT8, each gated). The answer is the job; follow it under ``/api/v1/jobs/{id}``; its result is the
+    bundle."""
+    from modelyard.core.trust import Caller
+    from modelyard.jobs.queue import JobQueue
 
-    return Bundles(_workspace(request)).package(body.model, body.target, int8=body.int8, prune=body.prune,
-                                                max_accuracy_drop=body.max_accuracy_drop, created_by=principal.name)
+    job = JobQueue(_workspace(request)).submit("edge.package", body.model_dump(), owner=principal.name,
+                                               caller=Caller(principal.name, principal.role))
+    return job.to_dict()
 
 
 class PackageSkill(BaseModel):
@@ -245,13 +249,12 @@ def activate_device(body: Activate, request: Request):
 async def desired_state(device_id: str, request: Request, since: int = Query(-1),
                         wait: float = Query(0.0, ge=0, le=MAX_LONG_POLL_S)):
     """Long-poll: answers at once when the desired state's version differs from ``since``, else within ``wait`` s."""
+    from modelyard.server.edge_longpoll import watch_for
+
     devices = _devices(request)
-    await run_in_threadpool(_device, request, device_id)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if await run_in_threadpool(devices.desired_version, device_id) != since:
-            break
-        await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+    version = await run_in_threadpool(devices.authenticated_version, _bearer(request), device_id)
+    if wait > 0 and version == since:
+        await watch_for(request.app).wait(device_id, since, wait)
     return await run_in_threadpool(devices.desired, device_id)
 
 

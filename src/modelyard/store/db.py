@@ -32,6 +32,9 @@ def create_db_engine(url: str) -> Engine:
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
             poolclass=sa.pool.NullPool if parsed.database in (None, "", ":memory:") else None,
+            # the server's thread pool runs up to 40 requests at once; with the default 5 (+10 overflow) the busy
+            # ones opened and closed a connection each time, paying connect + the pragmas below per request
+            **({} if parsed.database in (None, "", ":memory:") else {"pool_size": 20, "max_overflow": 30}),
         )
 
         @sa.event.listens_for(engine, "connect")
