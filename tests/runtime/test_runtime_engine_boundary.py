@@ -29,6 +29,13 @@ ENGINE_IMPORTS: dict[str, tuple[frozenset[str], str]] = {
                                      "optimized_model_filepath is how ORT saves an optimised graph)"),
     "migrate/model/passes/openvino.py": (frozenset(), "ov.convert_model / save_model and NNCF write IRs"),
     "registry/signature.py": (frozenset(), "reads an IR's declared inputs and outputs (no compiled model)"),
+    # skill logic runs on a device that installs the skills extra: onnxruntime without the onnx package, which the
+    # runtime's ORT backend needs to parse graphs; both only read declared inputs/outputs or run a tiny fixed model
+    "edge/skills/rules.py": (frozenset({"InferenceSession"}), "reads a classifier's declared input and output names "
+                             "on a device (no onnx package there) before loading it through the runtime"),
+    "edge/skills/builtin/speech_recognition/logic.py": (frozenset({"InferenceSession"}), "runs silero-vad, a "
+                                                        "stateful 32 ms-step ONNX model, on a device with "
+                                                        "onnxruntime but no onnx package"),
     "train/latency.py": (frozenset({"InferenceSession"}), "AutoML times in-memory ONNX candidates (bytes with "
                          "ai.onnx.ml operators) on a one-thread ORT session; runtime runners load files"),
 }
