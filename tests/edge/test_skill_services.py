@@ -1,10 +1,13 @@
 """``modelyard skills deploy NAME``: a market skill as a service with a model service's lifecycle (revisions under
 the supervisor, the platform's predict URL and token rules, /readyz, /metrics, services list/show/stop)."""
 
+import subprocess
+import sys
+
 import httpx
 import pytest
 
-from support import run_cli
+from support import cli_env, run_cli
 
 
 @pytest.fixture
@@ -54,17 +57,23 @@ def test_skill_entry_refusals_and_digest(tmp_path):
 @pytest.mark.slow
 def test_deploy_call_metrics_stop_a_skill_service(home):
     from modelyard.client import Client
+    from modelyard.core.errors import InvalidInput
 
-    bad = run_cli("skills", "deploy", "nope", home=home)
-    assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "no skill 'nope'" in bad.stderr
+    # the bad name's process runs while the good one deploys: a CLI process costs seconds of imports
+    bad = subprocess.Popen([sys.executable, "-m", "modelyard.cli.main", "skills", "deploy", "nope"], text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(home))
     deployed = run_cli("skills", "deploy", "sentiment", "--service", "senti", "--config", '{"threshold": 0.5}',
                        home=home, check=True).stdout
+    _, bad_stderr = bad.communicate(timeout=120)
+    assert bad.returncode == 1 and bad_stderr.strip().count("\n") == 0 and "no skill 'nope'" in bad_stderr
     assert "service senti revision 1 ready: skill:sentiment@" in deployed and "token required" in deployed
     with Client(home=home) as client:
         answer = client.skills.call("senti", {"text": "I love this, it works great!"})
         assert answer["skill"] == "sentiment" and answer["events"][0]["label"] == "positive"
         weak = client.skills.call("senti", {"text": "It is fine, I guess."})
         assert weak["events"][0]["label"] == "neutral"  # threshold 0.5 from --config, not the default 0.05
+        with pytest.raises(InvalidInput, match="config must be a JSON object"):
+            client.skills.call("senti", {"text": "hi", "config": [1]})
         service = client.services.get("senti")
         assert service["traffic"][0]["kind"] == "skill" and service["healthy_replicas"] == 1
         with httpx.Client(base_url=service["url"]) as direct:  # the service's own URL: same token rules
@@ -77,7 +86,7 @@ def test_deploy_call_metrics_stop_a_skill_service(home):
         from modelyard.cli.services import summarize_metrics
 
         counted = summarize_metrics(client.services.metrics("senti"))[service["traffic"][0]["ref"]]
-        assert counted["requests"] == 3 and counted["errors"] == 1  # two answered, the direct call refused
+        assert counted["requests"] == 4 and counted["errors"] == 2  # two answered; a bad config, a call without token
         listed = client.services.list()["items"]
         assert [(s["name"], s["traffic"][0]["ref"]) for s in listed] == [("senti", service["traffic"][0]["ref"])]
         assert client.services.stop("senti")["status"] == "stopped"

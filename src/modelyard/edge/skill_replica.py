@@ -45,16 +45,23 @@ class LoadedSkill:
         self.ref = entry["ref"]
         self.logic = load_logic(folder, self.manifest)
         self.logic.setup(config)
+        self.config = config
         self.lock = threading.Lock()
         if self.manifest.inputs[0] != "audio":  # an audio sample needs the speech-synthesis skill: not a warm-up
             self.process(sample_item(self.manifest), {})
 
     def process(self, item: dict, config: dict) -> list:
+        """Run the skill on one item; ``config`` (the request's) overlays the deployed config as a channel's does."""
         from modelyard.core.errors import InvalidInput
+        from modelyard.edge.skills.manifest import validate_config
 
+        if config:
+            if not isinstance(config, dict):
+                raise InvalidInput("config must be a JSON object")
+            validate_config(self.manifest, self.config, {"request": {"config": config}})
         with self.lock:
             try:
-                return self.logic.process(item, {"id": "rest", "config": config})
+                return self.logic.process(item, {"id": "rest", "config": {**self.config, **config}})
             except (ValueError, TypeError, KeyError) as exc:
                 raise InvalidInput(f"{self.manifest.name}: {exc}") from exc
 
