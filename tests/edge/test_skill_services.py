@@ -12,9 +12,8 @@ from support import cli_env, run_cli
 
 @pytest.fixture
 def home(tmp_path):
-    from modelyard.deploy import supervisor
-
     from modelyard.client import Client
+    from modelyard.deploy import supervisor
 
     home = tmp_path / "home"
     with Client(home=home):  # the workspace made here, in a process that has imported it all already

@@ -1,5 +1,5 @@
-"""``modelyard skills list | show | measure | publish | template | install | deploy | serve | check``: the skill market and the
-EI-style skill services."""
+"""``modelyard skills list | show | measure | publish | template | install | deploy | serve | check``: the skill
+market and the EI-style skill services (``deploy``: a skill as a platform service)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import InvalidInput
-from modelyard.server.auth import Principal, require
 from modelyard.edge.skill_services import SkillDeploySpec
+from modelyard.server.auth import Principal, require
 from modelyard.server.responses import Service, documented
 
 router = APIRouter(tags=["skills"])

@@ -58,10 +58,8 @@ def parse_window_reference(reference: str) -> tuple[float, float]:
 
 def served_version(workspace, service: str):
     """The model version taking most of the service's live traffic (its desired one before it went live)."""
-    from modelyard.deploy.services import ServiceStore
+    from modelyard.deploy.services import ServiceStore, skill_entries
     from modelyard.registry.versions import ModelRegistry
-
-    from modelyard.deploy.services import skill_entries
 
     found = ServiceStore(workspace).get(service)
     revision = found.live or found.desired

@@ -44,9 +44,8 @@ def services_page(request: Request, viewer: Viewer = Depends(page())):
 
 def _example_body(request: Request, service) -> str:
     """A JSON body that fits the live version's signature, to start the "try it" form from."""
-    from modelyard.registry.versions import ModelRegistry
-
     from modelyard.deploy.services import skill_entries
+    from modelyard.registry.versions import ModelRegistry
 
     traffic = (service.live or service.desired).traffic
     if not traffic:
