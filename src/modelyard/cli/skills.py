@@ -1,5 +1,5 @@
-"""``modelyard skills list | show | measure | publish | template | install | serve | check``: the skill market and the
-EI-style skill services."""
+"""``modelyard skills list | show | measure | publish | template | install | deploy | serve | check``: the skill
+market and the EI-style skill services (``deploy``: a skill as a platform service)."""
 
 from __future__ import annotations
 
@@ -117,6 +117,48 @@ def install(name: str, destination: Path, version: Annotated[str | None, typer.O
 
     target = install_skill(Settings.load(OPTIONS.home).home, name, destination, version)
     console.print(f"installed {name} in {target}", highlight=False)
+
+
+@app.command("deploy")
+def deploy(
+    name: Annotated[str, typer.Argument(help="A skill in the market (modelyard skills list).")],
+    service: Annotated[str | None, typer.Option(help="Service name (default: the skill's).")] = None,
+    version: Annotated[str | None, typer.Option(help="Skill version (default: the newest).")] = None,
+    replicas: Annotated[int, typer.Option(help="Replica processes.")] = 1,
+    config: Annotated[str | None, typer.Option(help="The skill's global config as a JSON object.")] = None,
+    port: Annotated[int, typer.Option(help="Service port (0: a free one, kept across restarts).")] = 0,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    public: Annotated[bool, typer.Option("--public", help="Calls need no token.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return at once instead of waiting until it "
+                                          "serves.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the service to serve.")] = 300.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy a skill as a platform service (the EI-style ready API): POST its JSON body to the service's
+    /v1/predict; manage it with 'modelyard services' (show, logs, metrics, stop). Waits until it serves."""
+    import json
+
+    from modelyard.core.errors import InvalidInput, ModelyardError
+
+    try:
+        skill_config = json.loads(config) if config else {}
+    except ValueError as exc:
+        raise InvalidInput(f"--config is not JSON: {exc}") from None
+    if not isinstance(skill_config, dict):
+        raise InvalidInput("--config must be a JSON object")
+    with get_client() as client:
+        try:
+            data = client.skills.deploy(name, service, version=version, replicas=replicas, config=skill_config,
+                                        port=port, host=host, public=public, wait=not no_wait, timeout=timeout)
+        except TimeoutError as exc:
+            raise ModelyardError(str(exc), code="timeout") from exc
+    if as_json:
+        print_json(data)
+        return
+    served = ", ".join(t["ref"] for t in data["traffic"]) or name
+    console.print(f"service [bold]{data['name']}[/] revision {data['revision']} {data['status']}: {served} at "
+                  f"{data['url']}/v1/predict ({data['replicas']} replica(s), "
+                  f"{'public' if data['public'] else 'token required'})", highlight=False)
 
 
 @app.command("serve")

@@ -28,6 +28,23 @@ from modelyard.store.schema import service_revisions, services
 from modelyard.store.workspace import Workspace
 
 MAX_REPLICAS = 16
+# the replica process each kind of traffic entry runs in (a module name, not an import: deploy never imports edge)
+REPLICA_MODULES = {"model": "modelyard.deploy.replica", "skill": "modelyard.edge.skill_replica"}
+
+
+def entry_kind(entry: dict) -> str:
+    """``model`` (a registry version: ``version_id``, ``format``) or ``skill`` (a market skill: ``skill``,
+    ``version``, ``digest``). Entries written before skills existed carry no kind: they are models."""
+    return entry.get("kind", "model")
+
+
+def replica_module(traffic: list[dict]) -> str:
+    """The module a revision's replicas run: a revision serves one kind (a skill's revision has one entry)."""
+    return REPLICA_MODULES[entry_kind(traffic[0])] if traffic else REPLICA_MODULES["model"]
+
+
+def skill_entries(traffic: list[dict]) -> list[dict]:
+    return [t for t in traffic if entry_kind(t) == "skill"]
 
 
 class DeploySpec(BaseModel):
@@ -248,6 +265,14 @@ class ServiceStore:
                   "instances": spec.instances,
                   "follows": str(parse_ref(spec.model)) if spec.follow_alias and parse_ref(spec.model).alias
                   else None}
+        return self.deploy_revision(name, traffic, config, replicas=spec.replicas, host=spec.host, port=spec.port,
+                                    public=spec.public, created_by=created_by)
+
+    def deploy_revision(self, name: str, traffic: list[dict], config: dict, *, replicas: int, host: str, port: int,
+                        public: bool, created_by: str = "") -> Service:
+        """Create the service ``name`` serving ``traffic`` with ``config``, or add that as a new revision to an
+        existing one (a model deploy, or a skill's: :mod:`modelyard.edge.skill_services` builds its entry)."""
+        name = check_name(name, "service name")
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -255,18 +280,18 @@ class ServiceStore:
                 if row is None:
                     service_id = new_id("svc")
                     conn.execute(services.insert().values(
-                        id=service_id, name=name, state="running", host=spec.host, port=spec.port,
-                        public=spec.public, replicas=spec.replicas, revision=1, live_revision=None,
+                        id=service_id, name=name, state="running", host=host, port=port,
+                        public=public, replicas=replicas, revision=1, live_revision=None,
                         created_by=created_by, created_at=now, updated_at=now))
                     self._add_revision(conn, service_id, 1, traffic, config, created_by)
                 else:
-                    if spec.host != row.host or (spec.port and spec.port != row.port):
+                    if host != row.host or (port and port != row.port):
                         raise Conflict(f"service {name!r} listens on {row.host}:{row.port}; to move it, stop and "
                                        "delete it first ('modelyard services delete')")
                     number = self._next_revision(conn, row.id)
                     self._add_revision(conn, row.id, number, traffic, config, created_by)
                     conn.execute(services.update().where(services.c.id == row.id).values(
-                        state="running", public=spec.public, replicas=spec.replicas, revision=number,
+                        state="running", public=public, replicas=replicas, revision=number,
                         updated_at=now))
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"service {name!r} changed concurrently; try again") from exc
@@ -292,8 +317,12 @@ class ServiceStore:
     def set_traffic(self, name: str, weights: dict[str, float], created_by: str = "") -> Service:
         """A new revision splitting traffic by percentage (``{"resnet@3": 90, "resnet@4": 10}``)."""
         service = self.get(name)
-        traffic = self._traffic(weights)
         base = service.live or service.desired
+        served = skill_entries(base.traffic)
+        if served:
+            raise InvalidInput(f"service {name!r} serves the skill {served[0]['skill']}; a traffic split is between "
+                               "model versions (deploy another skill with 'modelyard skills deploy')")
+        traffic = self._traffic(weights)
         config = {**base.config, "follows": None}  # an explicit split is what the user wants now: pinned
         _resolve_backend(config["backend"], {t["format"] for t in traffic})
         return self._new_revision(name, traffic, config, created_by)
@@ -314,7 +343,10 @@ class ServiceStore:
             if target is None:
                 raise Conflict(f"service {name!r} has no earlier revision that served to roll back to")
         for entry in target.traffic:
-            self.registry.get_version_by_id(entry["version_id"])  # NotFound when a version was deleted since
+            if entry_kind(entry) == "model":  # NotFound when a version was deleted since
+                self.registry.get_version_by_id(entry["version_id"])
+            # a skill entry carries its content digest: its replica refuses a skill that changed or went (the
+            # revision fails, the live one keeps serving)
         # pinned: following the alias again would undo the rollback at once
         return self._new_revision(name, [dict(t) for t in target.traffic], {**target.config, "follows": None},
                                   created_by)
@@ -328,7 +360,7 @@ class ServiceStore:
         for service in self.list():
             desired = service.desired
             if (service.state != "running" or desired is None or desired.config.get("follows") != followed
-                    or [t["version_id"] for t in desired.traffic] == [target.id]):
+                    or [t.get("version_id") for t in desired.traffic] == [target.id]):
                 continue
             try:
                 _resolve_backend(desired.config["backend"], {target.format})

@@ -264,6 +264,8 @@ class Supervisor:
         return path
 
     def _spawn(self, service, rt: ServiceRuntime, rset: ReplicaSet, replica: Replica) -> None:
+        from modelyard.deploy.services import replica_module
+
         config_path = self._replica_config(service, rt, rset)
         control = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         control.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -276,7 +278,8 @@ class Supervisor:
         (rset.run_dir / f"replica-{replica.index}.error").unlink(missing_ok=True)
         with open(log_path, "ab") as out:
             replica.proc = subprocess.Popen(
-                [sys.executable, "-m", "modelyard.deploy.replica", "--config", str(config_path),
+                # a model revision runs deploy/replica.py, a skill's edge/skill_replica.py: same arguments
+                [sys.executable, "-m", replica_module(rset.traffic), "--config", str(config_path),
                  "--index", str(replica.index), "--listen-fd", str(rt.sock.fileno()),
                  "--control-fd", str(control.fileno())],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.home,

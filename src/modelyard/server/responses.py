@@ -474,7 +474,9 @@ class AliasDeleted(_Closed):
 # -- services -------------------------------------------------------------------------------------------------------
 class Revision(_Closed):
     revision: int
-    traffic: list[dict[str, Any]] = Field(description="[{ref, version_id, weight}, ...]")
+    traffic: list[dict[str, Any]] = Field(description="[{ref, version_id, format, weight}, ...] for model versions; "
+                                          "a skill service's: [{ref, kind: skill, skill, version, digest, inputs, "
+                                          "weight}]")
     config: dict[str, Any]
     status: str
     message: str

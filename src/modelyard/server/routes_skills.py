@@ -13,8 +13,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import InvalidInput
+from modelyard.edge.skill_services import SkillDeploySpec
 from modelyard.server.auth import Principal, require
-from modelyard.server.responses import documented
+from modelyard.server.responses import Service, documented
 
 router = APIRouter(tags=["skills"])
 
@@ -112,6 +113,19 @@ def publish_skill(body: SkillPublish, request: Request, _: Principal = Depends(r
         except SyntaxError as exc:
             raise InvalidInput(f"logic.py line {exc.lineno}: {exc.msg}") from exc
         return publish(request.app.state.workspace.home, folder)
+
+
+@router.post("/skills/{name}/deploy", status_code=201,
+             responses=documented(Service, 404, 409, 413, 422, status=201))
+def deploy_skill(name: str, body: SkillDeploySpec, request: Request,
+                 principal: Principal = Depends(require("editor"))):
+    """Deploy the market skill as a service (or a new revision of it): its REST API at the service's URL and at
+    ``/api/v1/services/{service}/predict``, with the token rules, ``/metrics`` and lifecycle of a model service.
+    Answers at once with status ``deploying``; poll ``GET /services/{service}`` until the revision is ``live``."""
+    from modelyard.edge.skill_services import deploy_skill as deploy
+    from modelyard.server.routes_services import _view
+
+    return _view(request, deploy(request.app.state.workspace, name, body, created_by=principal.name))
 
 
 @router.post("/skills/templates", status_code=201, responses=documented(SkillInfo, 404, 409, 422, status=201))

@@ -58,11 +58,14 @@ def parse_window_reference(reference: str) -> tuple[float, float]:
 
 def served_version(workspace, service: str):
     """The model version taking most of the service's live traffic (its desired one before it went live)."""
-    from modelyard.deploy.services import ServiceStore
+    from modelyard.deploy.services import ServiceStore, skill_entries
     from modelyard.registry.versions import ModelRegistry
 
     found = ServiceStore(workspace).get(service)
     revision = found.live or found.desired
+    if skill_entries(revision.traffic):  # a skill service's requests are not a model's tensors: no drift reference
+        raise InvalidInput(f"service {service!r} serves the skill {revision.traffic[0]['skill']}; monitoring "
+                           "compares a model version's inputs with a reference, which a skill has none of")
     entry = max(revision.traffic, key=lambda t: t["weight"])
     return ModelRegistry(workspace).get_version_by_id(entry["version_id"])
 

@@ -44,11 +44,16 @@ def services_page(request: Request, viewer: Viewer = Depends(page())):
 
 def _example_body(request: Request, service) -> str:
     """A JSON body that fits the live version's signature, to start the "try it" form from."""
+    from modelyard.deploy.services import skill_entries
     from modelyard.registry.versions import ModelRegistry
 
     traffic = (service.live or service.desired).traffic
     if not traffic:
         return ""
+    if skill_entries(traffic):  # a skill's REST body, not a model's tensors: a sentence for a text skill
+        from modelyard.edge.skills.market import SAMPLE_TEXT
+
+        return json.dumps({"text": SAMPLE_TEXT}) if "text" in traffic[0].get("inputs", []) else ""
     try:
         version = ModelRegistry(request.app.state.workspace).get_version_by_id(traffic[0]["version_id"])
     except ModelyardError:
@@ -104,6 +109,7 @@ def _batching(request: Request, service) -> dict[str, dict]:
 @router.get("/services/{name}")
 def service_page(request: Request, name: str, viewer: Viewer = Depends(page())):
     from modelyard.deploy.access_stats import access_stats
+    from modelyard.deploy.services import skill_entries
     from modelyard.deploy.views import service_logs
     from modelyard.registry.versions import ModelRegistry
 
@@ -116,6 +122,7 @@ def service_page(request: Request, name: str, viewer: Viewer = Depends(page())):
                   charts=_charts(stats), access=service_logs(home, name, "access", lines=30),
                   events=service_logs(home, name, "events", lines=30), example=_example_body(request, service),
                   batching=_batching(request, service),
+                  serves_skill=bool(skill_entries((service.live or service.desired).traffic)),
                   model_refs=[f"{m['name']}@{m['latest']}" for m in models if m["latest"]][:500])
 
 
