@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -94,7 +95,7 @@ class SeaweedS3:
 def _weed_has_flag(weed: str, flag: str) -> bool:
     """Whether this ``weed server`` knows ``-flag`` (older releases refuse flags they do not know)."""
     done = subprocess.run([weed, "server", "-h"], capture_output=True, text=True, timeout=30)
-    return f"-{flag} " in done.stdout + done.stderr
+    return re.search(rf"^\s*-{re.escape(flag)}(?=\s)", done.stdout + done.stderr, re.MULTILINE) is not None
 
 
 @contextlib.contextmanager
