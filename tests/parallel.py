@@ -4,10 +4,11 @@ running afterwards.
 A pytest plugin (``pytest_plugins`` in ``tests/conftest.py``). Under pytest-xdist it decides which tests must share a
 worker and in which order the work is handed out; serial runs keep pytest's own order.
 
-* Every test that uses the Ray head goes to one worker (``xdist_group("ray-head")``): a head is ~2 GB and ``ray stop
+* Every test that uses the Ray head goes to one worker (``xdist_group("ray")``): a head is ~2 GB and ``ray stop
   --force`` at its end stops every Ray process on the machine.
 * The tests of a module that has a module-, class- or package-scoped fixture stay together, so that fixture (a server,
-  a deployed service, a browser, a trained model) is built once, not once per worker.
+  a deployed service, a browser, a trained model) is built once, not once per worker; so do the tests that use one of
+  the few session fixtures that take tens of seconds to build (``COSTLY_SESSION_FIXTURES``).
 * The longest work is handed out first, so no worker starts a 2-minute test when the others are done: a test's cost
   is what it took last time (kept in pytest's cache, ``.pytest_cache``), else a guess from its markers.
 * At the end of each process, anything still running that names that process's temporary folder on its command line
@@ -23,8 +24,10 @@ import pytest
 
 from support import kill_processes_naming
 
-RAY_GROUP = "ray-head"
-SHARED_SCOPES = ("module", "class", "package")
+RAY_GROUP = "ray"  # the name the Ray tests also give themselves (xdist_group("ray"))
+# session fixtures that take tens of seconds to build: the tests using them share a worker, so each is built once
+# (a cheaper session fixture is simply built once per worker that needs it)
+COSTLY_SESSION_FIXTURES = ("trained_home", "ladder", "tiny_lm_dir")
 DURATIONS_KEY = "modelyard/durations"
 # guesses (seconds) for tests the cache has not timed yet: a slow or browser test often takes tens of seconds
 GUESS_SLOW_S, GUESS_FAST_S = 30.0, 0.5
@@ -54,22 +57,37 @@ def _shared_scope_key(item) -> str | None:
 
 
 def _groups(items) -> dict[int, str]:
-    """``id(item) -> group`` for the items that must share a worker (items left out are free)."""
+    """``id(item) -> group`` for the items that must share a worker (items left out are free).
+
+    An item's keys are its module (when it uses a module-scoped fixture), the costly session fixtures it uses, and
+    ``ray`` (for every test of a module with a Ray test); items whose keys meet end up in one group."""
     by_module: dict[str, list] = {}
     for item in items:
         by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
-    groups: dict[int, str] = {}
-    for module_items in by_module.values():
-        # one group per module: a module with Ray tests is all Ray (two group marks would make a third group)
-        if any("ray_head" in getattr(item, "fixturenames", ()) for item in module_items):
-            for item in module_items:
-                groups[id(item)] = RAY_GROUP
-            continue
-        for item in module_items:
-            key = _shared_scope_key(item)
-            if key is not None:
-                groups[id(item)] = key
-    return groups
+    ray_modules = {module for module, found in by_module.items()
+                   if any("ray_head" in getattr(item, "fixturenames", ()) for item in found)}
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    keys_of: dict[int, list[str]] = {}
+    for item in items:
+        keys = [RAY_GROUP] if item.nodeid.split("::")[0] in ray_modules else []
+        scope_key = _shared_scope_key(item)
+        keys += [scope_key] if scope_key else []
+        keys += [f"fixture:{name}" for name in COSTLY_SESSION_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if keys:
+            keys_of[id(item)] = keys
+            for key in keys:
+                parent[root(key)] = root(keys[0])
+    members: dict[str, set[str]] = {}
+    for key in list(parent):
+        members.setdefault(root(key), set()).add(key)
+    name_of = {top: RAY_GROUP if RAY_GROUP in keys else min(keys) for top, keys in members.items()}
+    return {item_id: name_of[root(keys[0])] for item_id, keys in keys_of.items()}
 
 
 def _guess(item) -> float:

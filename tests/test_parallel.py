@@ -36,8 +36,18 @@ def test_ray_modules_share_one_group_and_module_fixtures_keep_a_module_together(
     assert id(free) not in groups  # session fixtures are built once per worker anyway
 
 
+def test_tests_sharing_a_costly_session_fixture_share_a_worker_with_their_module_neighbours():
+    tuned = _item("tests/train/test_tune.py::test_a", {"ladder": "session", "tuned": "module"})
+    tuned_too = _item("tests/train/test_tune.py::test_b", {"tuned": "module"})
+    classify = _item("tests/train/test_classify.py::test_c", {"ladder": "session"})
+    unrelated = _item("tests/train/test_other.py::test_d", {"other": "module"})
+    groups = parallel._groups([tuned, tuned_too, classify, unrelated])
+    assert groups[id(tuned)] == groups[id(tuned_too)] == groups[id(classify)] == "fixture:ladder"
+    assert groups[id(unrelated)] == "module:tests/train/test_other.py"
+
+
 def test_plain_node_ids_drop_only_the_group_suffix():
-    assert parallel._plain_nodeid("tests/a.py::test_x@ray-head") == "tests/a.py::test_x"
+    assert parallel._plain_nodeid("tests/a.py::test_x@ray") == "tests/a.py::test_x"
     assert parallel._plain_nodeid("tests/a.py::test_x[user@host]") == "tests/a.py::test_x[user@host]"
     assert parallel._plain_nodeid("tests/a.py::test_x") == "tests/a.py::test_x"
 
