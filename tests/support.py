@@ -80,17 +80,19 @@ def start_server(home: Path, *extra: str, token: str | None = None, timeout: flo
     raise AssertionError("server did not come up in time")
 
 
-def stop_supervisor(home: Path, timeout: float = 30.0) -> bool:
+def stop_supervisor(home: Path, timeout: float = 60.0) -> list[str]:
     """Stop the services supervisor of ``home`` (and so its replicas) whatever state a test left it in: a graceful
-    stop first, then SIGKILL for anything still naming ``home``. True when the graceful stop worked and nothing had
-    to be killed (assert it: a supervisor that ignores SIGTERM is a bug)."""
+    stop first, then SIGKILL for anything still naming ``home``. Returns what went wrong, if anything (assert it is
+    empty: a supervisor that ignores SIGTERM, or a process left behind, is a bug)."""
     from modelyard.deploy import supervisor
 
+    problems = []
     try:
-        stopped = supervisor.stop(home, timeout=timeout)
+        if not supervisor.stop(home, timeout=timeout):
+            problems.append(f"the supervisor of {home} did not stop within {timeout:.0f} s of SIGTERM")
     finally:
-        killed = kill_processes_naming(home)
-    return stopped and not killed
+        problems += [f"killed pid {pid}, left running: {command[:200]}" for pid, command in kill_processes_naming(home)]
+    return problems
 
 
 def _command_lines() -> dict[int, str]:

@@ -43,7 +43,8 @@ def test_penguins_from_import_to_a_service_and_a_batch_csv(tmp_path):
                       home=home)
         assert bad.returncode == 1 and "input 'island' takes text" in bad.stderr
     finally:
-        assert stop_supervisor(home), "the supervisor did not stop"
+        problems = stop_supervisor(home)
+        assert not problems, problems
     run_cli("batch", "pc@1", "--input", str(sample), "--output", str(out), home=home, check=True, timeout=300)
     table = pacsv.read_csv(out)
     assert table.num_rows == 344 and table["row"].to_pylist() == list(range(344))

@@ -21,7 +21,8 @@ def home(tmp_path):
         client.models.register(linear_onnx(tmp_path / "a.onnx"), "mm")
         client.models.register(linear_onnx(tmp_path / "b.onnx", 3.0), "mm")
     yield home
-    assert stop_supervisor(home)  # stops (or kills) the supervisor and its replicas whatever the test did
+    problems = stop_supervisor(home)  # stops (or kills) the supervisor and its replicas whatever the test did
+    assert not problems, problems
 
 
 @pytest.mark.slow

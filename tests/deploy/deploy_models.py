@@ -143,9 +143,9 @@ def platform(tmp_path_factory, deploy_models):
                            preprocessing={"size": [8, 8], "scale": 1.0, "mean": [0, 0, 0], "std": [1, 1, 1]})
     _, token = TokenStore(client._workspace.engine).create("predictor", "viewer")
     yield Platform(client, home, token)
-    stopped = stop_supervisor(home)
+    problems = stop_supervisor(home)
     client.close()
-    assert stopped, "the supervisor did not stop"
+    assert not problems, problems
 
 
 @pytest.fixture(scope="session")

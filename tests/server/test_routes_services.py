@@ -28,7 +28,8 @@ def served(tmp_path):
     yield server, client, viewer
     client.close()
     server.stop()
-    assert stop_supervisor(home)
+    problems = stop_supervisor(home)
+    assert not problems, problems
 
 
 def test_deploy_manage_and_proxy_over_http(served):
