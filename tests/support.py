@@ -50,7 +50,7 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def start_server(home: Path, *extra: str, token: str | None = None, timeout: float = 30) -> ServerProcess:
+def start_server(home: Path, *extra: str, token: str | None = None, timeout: float = 60) -> ServerProcess:
     """``modelyard init`` (if needed) + ``modelyard server --port 0`` on 127.0.0.1; waits until it answers."""
     import httpx
 
@@ -77,7 +77,8 @@ def start_server(home: Path, *extra: str, token: str | None = None, timeout: flo
                 pass
         time.sleep(0.1)
     proc.kill()
-    raise AssertionError("server did not come up in time")
+    proc.wait()  # reaped: a Popen still running when collected is a ResourceWarning (an error here) on top
+    raise AssertionError(f"server did not come up within {timeout:.0f} s: {log_path.read_text()[-2000:]}")
 
 
 def stop_supervisor(home: Path, timeout: float = 60.0) -> list[str]:
