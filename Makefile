@@ -35,13 +35,19 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist): most slow tests wait on servers and subprocesses, so three
+# workers beat two on 2 cores. tests/parallel.py keeps what must share a worker together (the Ray head, a module's
+# fixtures) and hands out the longest work first. TEST_WORKERS=0 runs everything in one process, in file order.
+TEST_WORKERS ?= 3
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
+
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # the inner loop: everything but the tests that spawn servers, replicas or searches (slow), drive a browser or
 # need PostgreSQL
 test-fast: $(VENV)/.installed-dev
-	$(PY) -m pytest -m "not slow and not browser and not postgres" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow and not browser and not postgres" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check src tests scripts benchmarks examples

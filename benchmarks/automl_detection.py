@@ -70,7 +70,7 @@ def onnx_map(model: bytes, samples, classes, size: int) -> dict:
     """mAP of the exported graph on onnxruntime: letterbox, run, map the boxes back, score with pycocotools."""
     from modelyard.data.annotations import Annotated, Box
     from modelyard.runtime.letterbox import letterbox
-    from modelyard.train.detection_metrics import coco_map
+    from modelyard.train.detection_eval import coco_map
     from modelyard.train.latency import session
 
     sess = session(model, threads=os.cpu_count() or 1)

@@ -12,8 +12,9 @@ import pytest
 from support import start_server
 
 REPO = Path(__file__).resolve().parents[1]
-# tiny models (MLP, CNN, ResNet, BERT) exported once per session, for every test folder
-pytest_plugins = ["tiny_models", "scale_servers", "llm_models"]
+# tiny models (MLP, CNN, ResNet, BERT) exported once per session, for every test folder; how the suite runs on
+# several processes (make test) and what it kills at the end
+pytest_plugins = ["tiny_models", "scale_servers", "llm_models", "parallel"]
 PG_ENV = "MODELYARD_TEST_PG_URL"
 
 

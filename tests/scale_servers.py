@@ -7,7 +7,9 @@ processes only (``ray stop`` would stop every Ray on the machine, another sessio
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -89,6 +91,13 @@ class SeaweedS3:
                 "s3_access_key_id": S3_KEY, "s3_secret_access_key": S3_SECRET}
 
 
+@functools.cache
+def _weed_has_flag(weed: str, flag: str) -> bool:
+    """Whether this ``weed server`` knows ``-flag`` (older releases refuse flags they do not know)."""
+    done = subprocess.run([weed, "server", "-h"], capture_output=True, text=True, timeout=30)
+    return re.search(rf"^\s*-{re.escape(flag)}(?=\s)", done.stdout + done.stderr, re.MULTILINE) is not None
+
+
 @contextlib.contextmanager
 def seaweed_server(root: Path):
     """Start SeaweedFS (S3 on a free 127.0.0.1 port) with its data in ``root``; SIGKILL it at the end."""
@@ -106,6 +115,10 @@ def seaweed_server(root: Path):
             f"-s3.port={s3_port}", f"-s3.config={config}", f"-master.port={ports['master']}",
             f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}", "-volume.max=16",
             "-master.volumeSizeLimitMB=256"]
+    # newer SeaweedFS's S3 gateway starts Iceberg and Lance catalogs on fixed ports (8181, 9101): a second server
+    # (another xdist worker, another session) dies on them. And its master reports usage to the internet.
+    args += [f"-{flag}" for flag in ("s3.port.iceberg=0", "s3.port.lance=0", "master.telemetry=false")
+             if _weed_has_flag(weed, flag.split("=")[0])]
     with open(root / "weed.log", "wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -49,7 +50,7 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def start_server(home: Path, *extra: str, token: str | None = None, timeout: float = 30) -> ServerProcess:
+def start_server(home: Path, *extra: str, token: str | None = None, timeout: float = 60) -> ServerProcess:
     """``modelyard init`` (if needed) + ``modelyard server --port 0`` on 127.0.0.1; waits until it answers."""
     import httpx
 
@@ -76,7 +77,64 @@ def start_server(home: Path, *extra: str, token: str | None = None, timeout: flo
                 pass
         time.sleep(0.1)
     proc.kill()
-    raise AssertionError("server did not come up in time")
+    proc.wait()  # reaped: a Popen still running when collected is a ResourceWarning (an error here) on top
+    raise AssertionError(f"server did not come up within {timeout:.0f} s: {log_path.read_text()[-2000:]}")
+
+
+def stop_supervisor(home: Path, timeout: float = 60.0) -> list[str]:
+    """Stop the services supervisor of ``home`` (and so its replicas) whatever state a test left it in: a graceful
+    stop first, then SIGKILL for anything still naming ``home``. Returns what went wrong, if anything (assert it is
+    empty: a supervisor that ignores SIGTERM, or a process left behind, is a bug)."""
+    from modelyard.deploy import supervisor
+
+    problems = []
+    try:
+        if not supervisor.stop(home, timeout=timeout):
+            problems.append(f"the supervisor of {home} did not stop within {timeout:.0f} s of SIGTERM")
+    finally:
+        problems += [f"killed pid {pid}, left running: {command[:200]}" for pid, command in kill_processes_naming(home)]
+    return problems
+
+
+def _command_lines() -> dict[int, str]:
+    found = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            raw = (entry / "cmdline").read_bytes()
+            if raw:
+                found[int(entry.name)] = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return found
+
+
+def _ancestors() -> set[int]:
+    pids, pid = {os.getpid()}, os.getpid()
+    while pid > 1:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            break
+        pid = int(fields[1])
+        pids.add(pid)
+    return pids
+
+
+def kill_processes_naming(folder: Path) -> list[tuple[int, str]]:
+    """SIGKILL every process whose command line names ``folder`` (or a path under it), except this process and its
+    ancestors; returns ``(pid, command line)`` of each. Linux only (``/proc``); elsewhere it finds nothing."""
+    needle = str(folder)
+    own = _ancestors()
+    killed = []
+    for pid, command in _command_lines().items():
+        # the folder itself or a path under it: /tmp/pytest-89 must not match /tmp/pytest-890
+        named = any(f"{needle}{end}" in f"{command} " for end in (os.sep, " ", "'", '"'))
+        if pid in own or not named:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append((pid, command))
+    return killed
 
 
 def matmul_onnx(path, weight=None):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from support import run_cli
+from support import run_cli, stop_supervisor
 
 CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
 ROW = {"island": [["Biscoe"]], "bill_length_mm": [[46.5]], "bill_depth_mm": [[14.8]],
@@ -17,7 +17,6 @@ def test_penguins_from_import_to_a_service_and_a_batch_csv(tmp_path):
     import pyarrow.csv as pacsv
 
     from modelyard.client import Client
-    from modelyard.deploy import supervisor
 
     home, sample, out = tmp_path / "w", tmp_path / "p.csv", tmp_path / "out.csv"
     run_cli("data", "sample", "penguins", "-o", str(sample), home=home, check=True)
@@ -44,7 +43,8 @@ def test_penguins_from_import_to_a_service_and_a_batch_csv(tmp_path):
                       home=home)
         assert bad.returncode == 1 and "input 'island' takes text" in bad.stderr
     finally:
-        assert supervisor.stop(home), "the supervisor did not stop"
+        problems = stop_supervisor(home)
+        assert not problems, problems
     run_cli("batch", "pc@1", "--input", str(sample), "--output", str(out), home=home, check=True, timeout=300)
     table = pacsv.read_csv(out)
     assert table.num_rows == 344 and table["row"].to_pylist() == list(range(344))

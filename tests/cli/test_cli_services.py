@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from support import matmul_onnx, run_cli
+from support import matmul_onnx, run_cli, stop_supervisor
 
 
 def linear_onnx(path, scale=1.0):
@@ -15,14 +15,14 @@ def linear_onnx(path, scale=1.0):
 @pytest.fixture
 def home(tmp_path):
     from modelyard.client import Client
-    from modelyard.deploy import supervisor
 
     home = tmp_path / "home"
     with Client(home=home) as client:  # set-up through the SDK: the commands under test are the services ones
         client.models.register(linear_onnx(tmp_path / "a.onnx"), "mm")
         client.models.register(linear_onnx(tmp_path / "b.onnx", 3.0), "mm")
     yield home
-    assert supervisor.stop(home)
+    problems = stop_supervisor(home)  # stops (or kills) the supervisor and its replicas whatever the test did
+    assert not problems, problems
 
 
 @pytest.mark.slow

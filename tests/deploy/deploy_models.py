@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import DETECTOR_PREPROCESSING, DETECTOR_TASK, detector_onnx  # noqa: F401 - re-exported for tests
+from support import DETECTOR_PREPROCESSING, DETECTOR_TASK, detector_onnx, stop_supervisor  # noqa: F401 - re-exported for tests
 
 WEIGHT = np.arange(12, dtype=np.float32).reshape(4, 3) / 10.0
 BIAS = np.array([0.5, -0.5, 1.0], dtype=np.float32)
@@ -132,7 +132,6 @@ class Platform:
 def platform(tmp_path_factory, deploy_models):
     """A workspace with ``linear`` versions 1 (W) and 2 (2W), ``broken`` and ``image`` registered."""
     from modelyard.client import Client
-    from modelyard.deploy import supervisor
     from modelyard.store.tokens import TokenStore
 
     home = tmp_path_factory.mktemp("platform") / "home"
@@ -144,9 +143,9 @@ def platform(tmp_path_factory, deploy_models):
                            preprocessing={"size": [8, 8], "scale": 1.0, "mean": [0, 0, 0], "std": [1, 1, 1]})
     _, token = TokenStore(client._workspace.engine).create("predictor", "viewer")
     yield Platform(client, home, token)
-    stopped = supervisor.stop(home)
+    problems = stop_supervisor(home)
     client.close()
-    assert stopped, "the supervisor did not stop"
+    assert not problems, problems
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import pytest
 from deploy_models import TABULAR_CLASSES, TABULAR_ISLANDS, deploy_models, expected_tabular  # noqa: F401
 
 from modelyard.cli.main import main
+from support import stop_supervisor
 
 pytestmark = pytest.mark.slow  # a supervisor and a replica process
 
@@ -60,7 +61,6 @@ def _truth(rng, islands, bills):
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory, deploy_models):  # noqa: F811 - the fixture imported above
     from modelyard.client import Client
-    from modelyard.deploy import supervisor
 
     folder = tmp_path_factory.mktemp("monitoring")
     home = folder / "home"
@@ -77,7 +77,7 @@ def monitored(tmp_path_factory, deploy_models):  # noqa: F811 - the fixture impo
     receiver = Receiver()
     yield client, home, service["url"], receiver
     receiver.close()
-    supervisor.stop(home)
+    stop_supervisor(home)
     client.close()
 
 

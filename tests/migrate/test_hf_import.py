@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from modelyard.core.errors import InvalidInput, NotFound
+from support import stop_supervisor
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.slow  # two exports and two comparisons (about 15 s)
@@ -100,7 +101,6 @@ def test_a_text_service_takes_raw_strings(hf_folders, tmp_path):
     import torch
 
     from modelyard.client import Client
-    from modelyard.deploy import supervisor
 
     home = tmp_path / "home"
     with Client(home=home) as client:
@@ -120,4 +120,4 @@ def test_a_text_service_takes_raw_strings(hf_folders, tmp_path):
             wrong = httpx.post(url, json={"inputs": {"text": [1, 2]}}, timeout=30)
             assert wrong.status_code == 400 and "list of strings" in wrong.json()["error"]["message"]
         finally:
-            supervisor.stop(home)
+            stop_supervisor(home)

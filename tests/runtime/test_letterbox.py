@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from modelyard.runtime.letterbox import PAD_VALUE, LetterboxParams, letterbox
+from modelyard.runtime.letterbox import PAD_VALUE, letterbox, letterbox_geometry
 
 
 def test_a_wide_image_is_centred_vertically_and_boxes_round_trip():
@@ -11,7 +11,7 @@ def test_a_wide_image_is_centred_vertically_and_boxes_round_trip():
     pixels[10:20, 40:80] = 255  # a white box at x 40..80, y 10..20
     canvas, params = letterbox(pixels, 128)
     assert canvas.shape == (128, 128, 3)
-    assert params.scale == pytest.approx(0.64) and params.resized == (128, 32)
+    assert params.scale_x == params.scale_y == pytest.approx(0.64) and params.resized == (128, 32)
     assert (params.pad_x, params.pad_y) == (0, 48)
     assert (canvas[:48] == PAD_VALUE).all() and (canvas[80:] == PAD_VALUE).all()
     box = np.array([[40.0, 10.0, 80.0, 20.0]])
@@ -23,19 +23,20 @@ def test_a_wide_image_is_centred_vertically_and_boxes_round_trip():
 
 
 def test_a_tall_image_pads_left_and_right_and_odd_padding_goes_right():
-    params = LetterboxParams.fit(width=31, height=64, size=64)
-    assert params.scale == 1.0 and params.resized == (31, 64) and (params.pad_x, params.pad_y) == (16, 0)
+    params = letterbox_geometry(height=64, width=31, size=64)
+    assert params.scale_x == params.scale_y == 1.0
+    assert params.resized == (31, 64) and (params.pad_x, params.pad_y) == (16, 0)
     canvas, _ = letterbox(np.full((64, 31, 3), 7, dtype=np.uint8), 64)
     assert (canvas[:, :16] == PAD_VALUE).all() and (canvas[:, 16:47] == 7).all() and (canvas[:, 47:] == PAD_VALUE).all()
 
 
 def test_boxes_on_the_padding_map_back_clipped_to_the_image():
-    params = LetterboxParams.fit(200, 50, 128)
+    params = letterbox_geometry(50, 200, 128)
     np.testing.assert_allclose(params.to_original(np.array([-5.0, 0.0, 140.0, 128.0])), [0.0, 0.0, 200.0, 50.0])
 
 
 def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="positive sizes"):
-        LetterboxParams.fit(0, 10, 64)
-    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        letterbox_geometry(10, 0, 64)
+    with pytest.raises(ValueError, match=r"\(H, W, C\)"):
         letterbox(np.zeros((10, 10), dtype=np.uint8), 64)

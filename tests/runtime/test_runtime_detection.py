@@ -5,6 +5,7 @@ import pytest
 
 from modelyard.core.errors import InvalidInput
 from modelyard.runtime import detection as det
+from modelyard.runtime.letterbox import letterbox, letterbox_geometry
 
 
 def yolov8_output(anchors: list[tuple]) -> np.ndarray:
@@ -45,8 +46,8 @@ def test_boxes_kind_keeps_the_graph_decoding_and_sorts_by_score():
 @pytest.mark.parametrize("align", ["center", "top-left"])
 def test_letterbox_and_back_are_inverse(align):
     pixels = np.arange(30 * 60 * 3, dtype=np.uint8).reshape(30, 60, 3)
-    boxed = det.letterbox(pixels, (40, 40), align, pad_value=7)
-    where = det.letterbox_geometry(30, 60, (40, 40), align)
+    boxed, where = letterbox(pixels, (40, 40), align, pad_value=7)
+    assert where == letterbox_geometry(30, 60, (40, 40), align)
     assert boxed.shape == (40, 40, 3)
     top = int(where.pad_y)
     assert top == (10 if align == "center" else 0) and where.pad_x == 0 and where.scale_x == pytest.approx(40 / 60)
@@ -54,9 +55,9 @@ def test_letterbox_and_back_are_inverse(align):
     original = np.array([[6.0, 3.0, 30.0, 27.0]])
     inside = original * [where.scale_x, where.scale_y, where.scale_x, where.scale_y] + [
         where.pad_x, where.pad_y, where.pad_x, where.pad_y]
-    np.testing.assert_allclose(det.to_original(inside, where), original)
+    np.testing.assert_allclose(where.to_original(inside), original)
     # a box reaching into the padding is clipped to the image
-    assert det.to_original(np.array([[0, 0, 40, 40]]), where).tolist() == [[0, 0, 60, 30]]
+    assert where.to_original(np.array([[0, 0, 40, 40]])).tolist() == [[0, 0, 60, 30]]
 
 
 def test_nms_keeps_the_best_of_each_cluster():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modelyard.client import Client
-from support import matmul_onnx, start_server
+from support import matmul_onnx, start_server, stop_supervisor
 
 pytestmark = pytest.mark.slow  # a real server with a supervisor and replica processes
 
@@ -20,8 +20,6 @@ def linear_onnx(path):
 
 @pytest.fixture
 def served(tmp_path):
-    from modelyard.deploy import supervisor
-
     home = tmp_path / "home"
     server = start_server(home)
     client = Client(url=server.url, token=server.token)
@@ -30,7 +28,8 @@ def served(tmp_path):
     yield server, client, viewer
     client.close()
     server.stop()
-    assert supervisor.stop(home)
+    problems = stop_supervisor(home)
+    assert not problems, problems
 
 
 def test_deploy_manage_and_proxy_over_http(served):

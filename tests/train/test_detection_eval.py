@@ -74,6 +74,42 @@ def test_bad_pairs_are_refused_by_name():
         de.coco_map([], [truth("i"), truth("i")])
 
 
+def _two_images():
+    return [Annotated.make("a", 100, 100, [Box(10, 10, 30, 30, "cat"), Box(50, 50, 90, 90, "cat")]),
+            Annotated.make("b", 100, 100, [Box(0, 0, 40, 20, "dog")])]
+
+
+def test_a_class_list_names_every_class_in_order_and_refuses_strays():
+    """The search scores with the model's class list: a class without boxes is listed, unscored."""
+    perfect = [Annotated.make(t.item, t.width, t.height, [Box(b.x1, b.y1, b.x2, b.y2, b.label, 0.9)
+                                                           for b in t.boxes]) for t in _two_images()]
+    result = de.coco_map(perfect, _two_images(), ["dog", "cat", "bird"])
+    assert result["map50"] == pytest.approx(1.0) and result["map50_95"] == pytest.approx(1.0)
+    assert list(result["per_class"]) == ["dog", "cat", "bird"] and result["classes"] == ["dog", "cat"]
+    assert result["per_class"]["bird"] == {"ap50": None, "ap75": None, "ap50_95": None, "ground_truth": 0,
+                                           "predictions": 0}
+    assert result["per_class"]["cat"]["ground_truth"] == 2 and result["per_class"]["cat"]["predictions"] == 2
+    with pytest.raises(InvalidInput, match="prediction a: class 'cow' is not in the class list"):
+        de.coco_map([Annotated.make("a", 100, 100, [Box(0, 0, 5, 5, "cow", 0.5)])], _two_images(), ["cat", "dog"])
+    with pytest.raises(InvalidInput, match="ground truth b: class 'dog' is not in the class list"):
+        de.coco_map([], _two_images(), ["cat"])
+    assert de.coco_map([], _two_images(), ["cat", "dog"])["map50"] == 0.0
+
+
+def test_one_hit_and_one_miss_of_two_is_51_of_101_recall_points():
+    """Recall reaches 0.5 at precision 1, never 1.0: COCO's 101-point AP is 51/101 for the class."""
+    predictions = [Annotated.make("a", 100, 100, [Box(10, 10, 30, 30, "cat", 0.9), Box(60, 0, 80, 20, "cat", 0.8)]),
+                   Annotated.make("b", 100, 100, [Box(0, 0, 40, 20, "dog", 0.7)])]
+    result = de.coco_map(predictions, _two_images())
+    assert result["per_class"]["cat"]["ap50"] == pytest.approx(51 / 101)
+    assert result["per_class"]["dog"]["ap50"] == pytest.approx(1.0)
+    assert result["map50"] == pytest.approx((51 / 101 + 1.0) / 2)
+    # a box shifted to IoU 0.6 (600 / 1000) matches at the thresholds 0.50, 0.55 and 0.60 (>=): 3 of 10
+    shifted = [Annotated.make("b", 100, 100, [Box(0, 5, 40, 25, "dog", 0.7)])]
+    dog = de.coco_map(shifted, _two_images())["per_class"]["dog"]
+    assert dog["ap50"] == pytest.approx(1.0) and dog["ap50_95"] == pytest.approx(0.3)
+
+
 def _random_case(seed: int, images: int = 25):
     rng = np.random.default_rng(seed)
     classes = ["a", "b", "c"]

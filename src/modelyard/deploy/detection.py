@@ -69,7 +69,7 @@ def padded(signature: Signature, outputs: dict[str, np.ndarray], sizes: list[tup
     """A chunk of a batch job: per input its boxes (in the original image's pixels when ``sizes`` gives each
     image's (height, width), else in input pixels), padded to the most any input has, with the ``count`` that are
     real (fixed-width arrays keep a chunk one row per input, so the resumable part files stay one key per input)."""
-    from modelyard.runtime.detection import decode, postprocess_of, to_original
+    from modelyard.runtime.detection import decode, postprocess_of
 
     found = decode(signature.task, outputs, threshold)
     width = int(postprocess_of(signature.task).get("max_detections", 100))  # the same in every chunk
@@ -80,7 +80,7 @@ def padded(signature: Signature, outputs: dict[str, np.ndarray], sizes: list[tup
     for i, (b, s, c) in enumerate(found):
         n = len(s)
         where = image_geometry(signature, sizes[i]) if sizes is not None else None
-        boxes[i, :n] = to_original(b, where) if where is not None else b
+        boxes[i, :n] = where.to_original(b) if where is not None else b
         scores[i, :n], labels[i, :n], count[i] = s, c, n
     return {"boxes": boxes, "scores": scores, "labels": labels, "count": count}
 

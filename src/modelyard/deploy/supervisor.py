@@ -50,6 +50,7 @@ START_TIMEOUT_S = 300.0
 STOP_GRACE_S = 15.0
 IDLE_EXIT_S = 5.0
 BIND_RETRY_S = 5.0
+START_LOCK_WAIT_S = 10.0  # ensure_running waits this long at most for the new supervisor to hold its lock
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 EXIT_LOAD_FAILED = 3
 PR_SET_PDEATHSIG = 1
@@ -116,22 +117,40 @@ def ensure_running(settings: Settings, only_if_services: bool = True, workspace=
                         "--daemonize"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                        env=_child_env(settings), cwd=settings.home, close_fds=True, start_new_session=True,
                        check=False, timeout=60)
+    # the daemon takes the lock a moment after its parent exits: until it has, a stop() would find nothing to stop
+    # and the supervisor would start afterwards, unasked (it then serves the running services for good)
+    deadline = time.monotonic() + START_LOCK_WAIT_S
+    while not is_running(settings.home) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return True
 
 
 def stop(home: Path, timeout: float = 30.0) -> bool:
     """SIGTERM the supervisor of ``home`` (its replicas stop gracefully) and wait for it. True when it stopped."""
-    info = read_json(services_root(home) / "supervisor.json") or {}
-    pid = info.get("pid")
-    if pid and is_running(home):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    signalled = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not is_running(home):
+        # the lock goes when main() returns, a moment before the process has exited: wait for the process too
+        if not is_running(home) and (signalled is None or not _alive(signalled)):
             return True
+        # a supervisor that holds the lock but has not written its pid yet is signalled once it has
+        pid = (read_json(services_root(home) / "supervisor.json") or {}).get("pid")
+        if pid and pid != signalled:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            signalled = pid
         time.sleep(0.1)
     return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _die_with_parent() -> None:

@@ -1,5 +1,5 @@
-"""Detector outputs -> boxes, in plain numpy: the post-processors a model version declares, letterboxing and its
-inverse, and non-maximum suppression.
+"""Detector outputs -> boxes, in plain numpy: the post-processors a model version declares, a model's image input
+(stretched or letterboxed by :mod:`modelyard.runtime.letterbox`), and non-maximum suppression.
 
 A detection model declares how its outputs read in its task (``task: {"type": "detection", "classes": [...],
 "postprocess": {"kind": ...}}``, see :class:`modelyard.runtime.spec.Postprocess`):
@@ -13,42 +13,23 @@ A detection model declares how its outputs read in its task (``task: {"type": "d
 Services, batch jobs, ``modelyard evaluate`` and the compare engine all decode through :func:`decode`, so a box means
 the same everywhere. Images are letterboxed (scaled to fit keeping the aspect ratio, bilinear, padded) when the
 preprocessing says ``resize: letterbox`` (a detector Modelyard trained says so in its ``modelyard.letterbox``
-metadata, read at registration); :func:`to_original` maps boxes back to the original image's pixels.
+metadata, read at registration); the :class:`~modelyard.runtime.letterbox.Geometry` of :func:`geometry` maps boxes back
+to the original image's pixels (``Geometry.to_original``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from modelyard.core.errors import InvalidInput
-
-DEFAULT_PAD_VALUE = 114.0  # the grey YOLO-family models were trained with
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Where an ``height x width`` image lies in the model's input: ``input = original * scale + pad``."""
-
-    height: int
-    width: int
-    scale_x: float
-    scale_y: float
-    pad_x: float
-    pad_y: float
-
-
-def letterbox_geometry(height: int, width: int, size: tuple[int, int], align: str = "center") -> Geometry:
-    """The geometry of fitting ``height x width`` into ``size`` (h, w) keeping the aspect ratio."""
-    scale = min(size[0] / height, size[1] / width)
-    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    top, left = ((size[0] - new_h) // 2, (size[1] - new_w) // 2) if align == "center" else (0, 0)
-    return Geometry(height, width, new_w / width, new_h / height, float(left), float(top))
-
-
-def stretch_geometry(height: int, width: int, size: tuple[int, int]) -> Geometry:
-    return Geometry(height, width, size[1] / width, size[0] / height, 0.0, 0.0)
+from modelyard.runtime.letterbox import (
+    PAD_VALUE,
+    Geometry,
+    letterbox,
+    letterbox_geometry,
+    resize_nearest,
+    stretch_geometry,
+)
 
 
 def geometry(pre: dict | None, height: int, width: int, size: tuple[int, int]) -> Geometry:
@@ -58,45 +39,12 @@ def geometry(pre: dict | None, height: int, width: int, size: tuple[int, int]) -
     return stretch_geometry(height, width, size)
 
 
-def resize_nearest(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of ``H x W x C`` with the index arithmetic every image loader here shares."""
-    h, w = size
-    rows = (np.arange(h) * pixels.shape[0] / h).astype(int)
-    cols = (np.arange(w) * pixels.shape[1] / w).astype(int)
-    return pixels[rows][:, cols]
-
-
-def letterbox(pixels: np.ndarray, size: tuple[int, int], align: str = "center",
-              pad_value: float = DEFAULT_PAD_VALUE) -> np.ndarray:
-    """``H x W x C`` uint8 scaled to fit ``size`` (h, w) and padded with ``pad_value``."""
-    where = letterbox_geometry(pixels.shape[0], pixels.shape[1], size, align)
-    new_h, new_w = round(where.height * where.scale_y), round(where.width * where.scale_x)
-    canvas = np.full((size[0], size[1], pixels.shape[2]), pad_value, dtype=pixels.dtype)
-    top, left = int(where.pad_y), int(where.pad_x)
-    canvas[top:top + new_h, left:left + new_w] = _resize_bilinear(pixels, (new_h, new_w))
-    return canvas
-
-
-def _resize_bilinear(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear (Pillow), as detectors are trained (Modelyard's with Pillow, YOLO's with OpenCV): a detector sees
-    the same pixels served as trained. Images of another channel count fall back to nearest neighbour."""
-    if pixels.shape[:2] == tuple(size):
-        return pixels
-    if pixels.dtype != np.uint8 or pixels.shape[2] not in (1, 3):
-        return resize_nearest(pixels, size)
-    from PIL import Image
-
-    image = Image.fromarray(np.ascontiguousarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels))
-    resized = np.asarray(image.resize((size[1], size[0]), Image.Resampling.BILINEAR))
-    return resized[:, :, None] if resized.ndim == 2 else resized
-
-
 def resize_for(pixels: np.ndarray, pre: dict | None, size: tuple[int, int]) -> np.ndarray:
     """``pixels`` resized for the model as ``pre`` says (stretched, or letterboxed)."""
     if pre and pre.get("resize") == "letterbox":
         pad = pre.get("pad_value")
         return letterbox(pixels, size, pre.get("letterbox_align") or "center",
-                         DEFAULT_PAD_VALUE if pad is None else float(pad))
+                         PAD_VALUE if pad is None else float(pad))[0]
     return resize_nearest(pixels, size)
 
 
@@ -116,14 +64,6 @@ def image_tensor(pixels: np.ndarray, pre: dict | None, size: tuple[int, int], ch
     if layout == "NCHW":
         value = value.transpose(2, 0, 1)
     return np.ascontiguousarray(value[None].astype("float32" if dtype == "bfloat16" else dtype))
-
-
-def to_original(boxes: np.ndarray, where: Geometry) -> np.ndarray:
-    """Boxes (n, 4 xyxy) in input pixels -> the original image's pixels, clipped to it."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-    boxes[:, [0, 2]] = np.clip((boxes[:, [0, 2]] - where.pad_x) / where.scale_x, 0, where.width)
-    boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - where.pad_y) / where.scale_y, 0, where.height)
-    return boxes
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -218,7 +158,7 @@ def as_dicts(found: Detections, classes: list[str] | None, where: Geometry | Non
     """``[{"box": [x1, y1, x2, y2], "score", "class"}]``, in the original image's pixels when ``where`` is given."""
     boxes, scores, labels = found
     if where is not None:
-        boxes = to_original(boxes, where)
+        boxes = where.to_original(np.asarray(boxes).reshape(-1, 4))
     return [{"box": [round(float(v), 2) for v in box], "score": round(float(score), 5),
              "class": class_name(classes, int(label))}
             for box, score, label in zip(boxes, scores, labels, strict=True)]

@@ -73,34 +73,49 @@ def _classes(ground_truth: Sequence[Annotated]) -> list[str]:
     return list(dict.fromkeys(box.label for item in ground_truth for box in item.boxes))
 
 
-def coco_map(predictions: Sequence[Annotated], ground_truth: Sequence[Annotated]) -> dict:
+def coco_map(predictions: Sequence[Annotated], ground_truth: Sequence[Annotated],
+             classes: Sequence[str] | None = None) -> dict:
     """mAP@0.5, mAP@0.75 and mAP@[.5:.95] over the classes that have ground truth boxes, computed by ``pycocotools``.
 
     Args:
         predictions: the model's boxes per item (``Box.score`` set), matched to ``ground_truth`` by item id; an
             item left out has no predictions.
         ground_truth: the labeled items (every item counts, with or without boxes).
+        classes: the model's class list, when it has one: ``per_class`` then names every class in its order
+            (one without ground truth boxes with APs of ``None``), and a box of a class outside it is refused.
+            Default: the ground truth's classes, then any other class the predictions name.
 
     Returns:
         ``{"map50", "map75", "map50_95", "classes", "per_class": {name: {"ap50", "ap75", "ap50_95", "ground_truth",
-        "predictions"}}}``; a class with predictions but no ground truth box has APs of ``None``. With no ground
-        truth box at all every mAP is ``None``.
+        "predictions"}}}`` (``classes``: the classes with ground truth boxes, the ones the means are over); a class
+        with predictions but no ground truth box has APs of ``None``. With no ground truth box at all every mAP is
+        ``None``.
     """
     pairs = _paired(predictions, ground_truth)
-    classes = _classes(ground_truth)
-    predicted_only = sorted({b.label for _, boxes in pairs for b in boxes} - set(classes))
-    counts = {name: {"ground_truth": 0, "predictions": 0} for name in classes + predicted_only}
+    truth_classes = _classes(ground_truth)
+    named = sorted({b.label for _, boxes in pairs for b in boxes} - set(truth_classes))
+    if classes is not None:
+        known = list(dict.fromkeys(classes))
+        for truth, boxes in pairs:
+            for side, found in (("ground truth", truth.boxes), ("prediction", boxes)):
+                stray = next((b.label for b in found if b.label not in known), None)
+                if stray is not None:
+                    raise InvalidInput(f"{side} {truth.item}: class {stray!r} is not in the class list")
+        truth_classes = [name for name in known if name in set(truth_classes)]
+        named = [name for name in known if name not in set(truth_classes)]
+    counts = {name: {"ground_truth": 0, "predictions": 0} for name in truth_classes + named}
     for truth, boxes in pairs:
         for box in truth.boxes:
             counts[box.label]["ground_truth"] += 1
         for box in boxes:
             counts[box.label]["predictions"] += 1
-    per_class = {name: {"ap50": None, "ap75": None, "ap50_95": None, **counts[name]} for name in counts}
-    result = {"map50": None, "map75": None, "map50_95": None, "classes": classes, "per_class": per_class}
-    if not classes:
+    order = list(dict.fromkeys(classes)) if classes is not None else list(counts)
+    per_class = {name: {"ap50": None, "ap75": None, "ap50_95": None, **counts[name]} for name in order}
+    result = {"map50": None, "map75": None, "map50_95": None, "classes": truth_classes, "per_class": per_class}
+    if not truth_classes:
         return result
-    precision = _pycocotools_precision(pairs, classes)  # (T, R, K) at area "all", 100 detections
-    for k, name in enumerate(classes):
+    precision = _pycocotools_precision(pairs, truth_classes)  # (T, R, K) at area "all", 100 detections
+    for k, name in enumerate(truth_classes):
         for key, t in (("ap50", 0), ("ap75", 5)):
             per_class[name][key] = _mean_valid(precision[t, :, k])
         per_class[name]["ap50_95"] = _mean_valid(precision[:, :, k])

@@ -54,7 +54,7 @@ def _decode(data: bytes, item: str) -> np.ndarray:
 def _predict(sess, signature, pixels: np.ndarray, item: str, classes: list[str]):
     """The model's boxes for one image, in its own pixels, as an Annotated with scores."""
     from modelyard.data.annotations import Annotated, Box
-    from modelyard.runtime.detection import class_name, decode, geometry, image_tensor, to_original
+    from modelyard.runtime.detection import class_name, decode, geometry, image_tensor
 
     pre = signature.preprocessing
     target = signature.input(signature.image_input)
@@ -66,7 +66,7 @@ def _predict(sess, signature, pixels: np.ndarray, item: str, classes: list[str])
     names = [o.name for o in sess.get_outputs()]
     outputs = dict(zip(names, sess.run(names, feeds), strict=True))
     boxes, scores, labels = decode(signature.task, outputs, threshold=EVAL_SCORE_FLOOR)[0]
-    boxes = to_original(boxes, geometry(pre, pixels.shape[0], pixels.shape[1], size))
+    boxes = geometry(pre, pixels.shape[0], pixels.shape[1], size).to_original(boxes)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # a box squeezed to nothing by clipping
     found = [Box(*map(float, b), str(class_name(classes, int(c))), float(s))
              for b, s, c in zip(boxes[keep], scores[keep], labels[keep], strict=True)]

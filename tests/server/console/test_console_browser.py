@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from support import start_server
+from support import start_server, stop_supervisor
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -71,13 +71,11 @@ def _iris_csv() -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from modelyard.deploy import supervisor
-
     running = start_server(tmp_path_factory.mktemp("console-browser") / "home")
     yield running
     running.stop()
     # the deployed service's supervisor is a daemon of its own: stop it whatever the tests did
-    supervisor.stop(running.home)
+    stop_supervisor(running.home)
 
 
 @pytest.fixture(scope="module")

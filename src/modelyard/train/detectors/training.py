@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modelyard.data.annotations import Annotated, Box
-from modelyard.runtime.letterbox import LetterboxParams, letterbox
+from modelyard.runtime.letterbox import Geometry, letterbox
 
 BATCH = 32
 SCORE_FLOOR = 0.001  # predictions below this are dropped before mAP (COCO evaluations keep the low tail)
@@ -32,7 +32,7 @@ class DetectionData:
     size: int
     images: np.ndarray = field(repr=False)
     boxes: np.ndarray = field(repr=False)
-    params: tuple[LetterboxParams, ...] = field(repr=False)
+    params: tuple[Geometry, ...] = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -172,6 +172,6 @@ def predict(model, data: DetectionData, items: Sequence[Annotated], classes: Seq
 
 def evaluate_map(model, data: DetectionData, items: Sequence[Annotated], classes: Sequence[str]) -> dict:
     """``coco_map`` of the model's predictions on ``data`` against ``items``."""
-    from modelyard.train.detection_metrics import coco_map
+    from modelyard.train.detection_eval import coco_map
 
     return coco_map(predict(model, data, items, classes), items, classes)
