@@ -5,7 +5,7 @@ and is an L1 a better start for a scenario task (L2) than the foundation model (
 - general perplexity L0 vs L1 on the frozen general-English set shipped with Modelyard (goal: at most 5 % higher);
 - an L2 task built from the corpus (which document a paragraph comes from, answered as the document's name), tuned
   with the same steps from L1 and from L0; score = accuracy on held-out paragraphs, the answer being the candidate
-  name the model finds most likely (goal: from L1 >= from L0).
+  name (closed by end-of-sequence) the model finds most likely (goal: from L1 >= from L0).
 
 The anchor is L0 itself, measured in the same run. ``--data DIR`` takes any folder of text files as the domain
 corpus (default: the Python documentation's topics from ``pydoc_data``, which every Python has). The model defaults
@@ -68,27 +68,6 @@ def task_records(corpus: Path, labels: int, per_label: int, seed: int) -> list[d
     return records
 
 
-def task_accuracy(lm, records: list[dict], names: list[str]) -> float:
-    """Share of records whose response is the most likely of ``names`` after the chat prompt."""
-    import torch
-
-    correct = 0
-    lm.model.eval()
-    with torch.no_grad():
-        for record in records:
-            prompt = lm.chat_prompt([{"role": "user", "content": record["instruction"]}])
-            prompt_ids = lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            scores = {}
-            for name in names:
-                answer = lm.tokenizer(name, add_special_tokens=False)["input_ids"]
-                ids = torch.tensor([prompt_ids + answer])
-                logits = lm.model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1]
-                logp = torch.log_softmax(logits, -1).gather(1, torch.tensor(answer)[:, None]).sum()
-                scores[name] = float(logp) / len(answer)
-            correct += max(scores, key=scores.get) == record["response"]
-    return correct / max(1, len(records))
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="a folder of text files: the domain corpus (default: pydoc topics)")
@@ -109,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     from modelyard.data.datasets import DatasetStore
     from modelyard.registry.ladder import chain_of, load_chain
     from modelyard.registry.versions import ModelRegistry
+    from modelyard.runtime.causal_lm import answer_accuracy
     from modelyard.train.tune import TUNE, TuneSpec
 
     started = time.monotonic()
@@ -140,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
                 lm = load_chain(registry, chain_of(registry, registry.get_version(result["model"])))
                 store = DatasetStore(workspace)
                 held_out = [r for r in store.load_texts(store.get("task@1")) if r["split"] == "validation"]
-                scores[base[:2]] = task_accuracy(lm, held_out, names)
+                scores[base[:2]] = answer_accuracy(lm, held_out, names)
                 print(f"L2 from {base}: accuracy {scores[base[:2]]:.3f} on {len(held_out)}", file=sys.stderr)
     evaluation = l1["evaluation"]
     report = {

@@ -123,8 +123,13 @@ def _examples(lm, records: list[dict], stage: str, max_length: int) -> list[dict
             prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
             answer_ids = tokenizer(record["response"] + (tokenizer.eos_token or ""),
                                    add_special_tokens=False)["input_ids"]
-            ids = (prompt_ids + answer_ids)[:max_length]
-            labels = ([-100] * len(prompt_ids) + answer_ids)[:max_length]
+            # NOTE: a prompt too long is cut from the left: cutting the end would drop the response (and the
+            # example with it) and teach nothing; the prompt's end is where the answer starts
+            answer_ids = answer_ids[:max(1, max_length // 2)]
+            prompt_ids = prompt_ids[len(prompt_ids) + len(answer_ids) - max_length:] \
+                if len(prompt_ids) + len(answer_ids) > max_length else prompt_ids
+            ids = prompt_ids + answer_ids
+            labels = [-100] * len(prompt_ids) + answer_ids
         else:
             ids = tokenizer(_plain(record), truncation=True, max_length=max_length)["input_ids"]
             labels = list(ids)
