@@ -1,7 +1,9 @@
 """Fine-tuning language models up the L0 -> L1 -> L2 ladder: the ``tune`` job kind.
 
 - ``pretrain``: continued pretraining on a ``text`` corpus (an industry model, L1);
-- ``sft``: instruction tuning on ``instruction``/``response`` records (a scenario model, L2).
+- ``sft``: instruction tuning on ``instruction``/``response`` records (a scenario model, L2);
+- ``classify``: a classification head on an encoder or decoder, trained on ``text``/``label`` records (an L2
+  classifier, registered as ONNX for the classification services: see :mod:`modelyard.train.tune_classify`).
 
 LoRA (peft) or full fine-tuning, on whatever device torch has. The tracked run logs the loss each step and the
 held-out perplexity every ``eval_every`` steps; a checkpoint (trainable weights, optimizer, step) goes to the blob
@@ -29,7 +31,7 @@ from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.registry.ladder import chain_of, ladder_of, lineage_entry, load_chain
 
 GENERAL_SET = Path(__file__).parent / "data" / "general_english.txt"
-LEVEL_OF_STAGE = {"pretrain": "L1", "sft": "L2"}
+LEVEL_OF_STAGE = {"pretrain": "L1", "sft": "L2", "classify": "L2"}
 LORA_TARGETS = (("q_proj", "v_proj"), ("c_attn",), ("query", "value"))
 
 
@@ -40,7 +42,8 @@ class TuneSpec(BaseModel):
         base: the registered model to start from (``name@version``): a foundation model (hf/gguf), a tuned merged
             model, or a LoRA adapter (its chain is merged first).
         data: a ``text`` dataset version (``name@version``).
-        stage: ``pretrain`` (text -> L1) or ``sft`` (instruction/response -> L2).
+        stage: ``pretrain`` (text -> L1), ``sft`` (instruction/response -> L2) or ``classify`` (text/label -> an
+            L2 classifier; always merged weights, evaluated by held-out accuracy, no forgetting gate).
         method: ``lora`` (default) or ``full``.
         output: ``adapter`` (default with LoRA: a small peft version over the base) or ``merged`` (full weights).
         name: the model name to register; default ``<base name>-<stage>``.
@@ -57,7 +60,7 @@ class TuneSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base: str = Field(min_length=1, max_length=300)
     data: str = Field(min_length=1, max_length=300)
-    stage: Literal["pretrain", "sft"] = "pretrain"
+    stage: Literal["pretrain", "sft", "classify"] = "pretrain"
     method: Literal["lora", "full"] = "lora"
     output: Literal["adapter", "merged"] | None = None
     name: str | None = Field(default=None, max_length=200)
@@ -79,6 +82,10 @@ class TuneSpec(BaseModel):
     def resolved_output(self) -> str:
         if self.output == "adapter" and self.method == "full":
             raise InvalidInput("output adapter needs method lora (full fine-tuning makes full weights: output merged)")
+        if self.stage == "classify":
+            if self.output == "adapter":
+                raise InvalidInput("stage classify registers merged weights (an ONNX classifier): output merged")
+            return "merged"
         return self.output or ("adapter" if self.method == "lora" else "merged")
 
     def hyperparameters(self) -> dict:
@@ -256,14 +263,18 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
     data = store.get(spec.data)
     if data.kind != "text":
         raise InvalidInput(f"{data.ref} is a {data.kind} dataset; tune reads text datasets (--kind text)")
+    key = digest_of({"spec": spec.model_dump(mode="json"), "base": lineage_entry(base)["digest"],
+                     "data": data.manifest_digest})
+    if spec.stage == "classify":
+        from modelyard.train.tune_classify import tune_classifier
+
+        return tune_classifier(spec, ctx, workspace, registry, base, chain, data, name, hyper, key)
     if spec.stage == "sft" and data.schema.get("layout") != "instruction":
         raise InvalidInput(f"stage sft needs instruction/response records; {data.ref} holds "
                            f"{data.schema.get('layout')}")
     records = store.load_texts(data)
     train = [r for r in records if r["split"] == "train"]
     held_out = [r for r in records if r["split"] == "validation"][:spec.eval_items]
-    key = digest_of({"spec": spec.model_dump(mode="json"), "base": lineage_entry(base)["digest"],
-                     "data": data.manifest_digest})
 
     torch.manual_seed(spec.seed)
     lm = load_chain(registry, chain)
@@ -421,6 +432,6 @@ TUNE = JobKind(
     run_tune,
     idempotent=True,  # a crashed run is re-queued and resumes from its last checkpoint
     authorize=authorize_tune,
-    description="Fine-tune a language model (pretrain -> L1, sft -> L2; LoRA or full) with a forgetting gate, "
-                "checkpoints and lineage by content hash; registers the result.",
+    description="Fine-tune a language model (pretrain -> L1, sft or classify -> L2; LoRA or full) with a forgetting "
+                "gate, checkpoints and lineage by content hash; registers the result.",
 )
