@@ -98,3 +98,28 @@ def test_classify_refuses_unlabeled_data_and_an_adapter_output(classified):
         TUNE.run(TuneSpec(base="tiny@1", data="corpus@1", stage="classify", steps=1), context)
     with pytest.raises(ModelyardError, match="output merged"):
         TUNE.run(TuneSpec(base="tiny@1", data="topics@1", stage="classify", output="adapter", steps=1), context)
+
+
+def test_batch_classifies_a_text_dataset_and_a_table_of_texts(classified):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from modelyard.deploy.batch import BatchSpec, run_batch
+
+    home, root = classified["home"], classified["root"]
+    model = classified["encoder"]["model"]
+    result = run_batch(BatchSpec(model=model, dataset="topics@1", output=str(root / "topics-out.parquet")),
+                       LocalJobContext(home=home, workdir=root / "b1"))
+    out = pq.read_table(root / "topics-out.parquet")
+    assert result["rows"] == len(ROWS) and out.num_rows == len(ROWS)
+    assert set(out["class"].to_pylist()) <= set(TOPICS) and "probabilities" in result["outputs"]
+    labels = [json.loads(line)["label"] for line in (root / "topics.jsonl").read_text().splitlines()]
+    assert sum(c == lab for c, lab in zip(out["class"].to_pylist(), labels, strict=True)) > len(ROWS) / 3
+    pq.write_table(pa.table({"id": ["a", "b"], "body": ["Append item 99 to the list and sort the list of numbers.",
+                                                       "Open the file and read its lines."]}), root / "t.parquet")
+    run_batch(BatchSpec(model=model, input=str(root / "t.parquet"), key="id", columns=["body"],
+                        output=str(root / "t-out.csv")), LocalJobContext(home=home, workdir=root / "b2"))
+    assert (root / "t-out.csv").read_text().splitlines()[0].startswith("id,")
+    with pytest.raises(ModelyardError, match="text column"):
+        run_batch(BatchSpec(model=model, input=str(root / "t.parquet")), LocalJobContext(home=home,
+                                                                                          workdir=root / "b3"))
