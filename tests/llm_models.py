@@ -65,7 +65,8 @@ def build_tiny_bert(folder):
     fast.save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=2, max_position_embeddings=128, pad_token_id=fast.pad_token_id)
+                        num_attention_heads=2, max_position_embeddings=128, pad_token_id=fast.pad_token_id,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     BertModel(config).save_pretrained(folder, safe_serialization=True)
     (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\nA tiny test encoder.\n", encoding="utf-8")
     return folder

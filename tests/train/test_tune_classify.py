@@ -40,7 +40,7 @@ def classified(tmp_path_factory, tiny_lm_dir, tiny_bert_dir):
     decoder = TUNE.run(TuneSpec(base=l1["model"], data="topics@1", stage="classify", name="topic-dec", **options),
                        LocalJobContext(home=home, workdir=root / "w2"))
     encoder = TUNE.run(TuneSpec(base="enc@1", data="topics@1", stage="classify", method="full", name="topic-enc",
-                                **{**options, "steps": 12, "learning_rate": 1e-2}),
+                                **{**options, "steps": 16, "learning_rate": 1e-2}),
                        LocalJobContext(home=home, workdir=root / "w3"))
     return {"home": home, "root": root, "l1": l1, "decoder": decoder, "encoder": encoder, "topics": topics,
             "bert": bert, "options": options}
@@ -77,7 +77,8 @@ def test_a_classification_service_answers_text_with_label_and_probabilities(clas
     from modelyard.client import Client
     from modelyard.deploy import supervisor
 
-    texts = ["Append item 99 to the list and sort the list of numbers.", "Open the file and read its lines."]
+    texts = ["Append item 99 to the list and sort the list of numbers.",
+             "Open the file with the with statement and read its lines number 99."]
     with Client(home=classified["home"]) as client:
         try:
             client.services.deploy(classified["encoder"]["model"], "topics", timeout=120)
