@@ -29,10 +29,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.core.errors import InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.registry.ladder import chain_of, ladder_of, lineage_entry, load_chain
+from modelyard.train.tune_state import (
+    LORA_TARGETS,
+    checkpoint_pointer,
+    digest_of,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 GENERAL_SET = Path(__file__).parent / "data" / "general_english.txt"
 LEVEL_OF_STAGE = {"pretrain": "L1", "sft": "L2", "classify": "L2"}
-LORA_TARGETS = (("q_proj", "v_proj"), ("c_attn",), ("query", "value"))
 
 
 class TuneSpec(BaseModel):
@@ -95,10 +101,6 @@ class TuneSpec(BaseModel):
         data["learning_rate"] = self.learning_rate or (2e-4 if self.method == "lora" else 2e-5)
         data["output"] = self.resolved_output()
         return data
-
-
-def digest_of(data) -> str:
-    return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def general_texts() -> list[str]:
@@ -186,50 +188,6 @@ def _lora(lm, spec: TuneSpec):
     return targets
 
 
-def _checkpoint_pointer(ctx: JobContext, key: str) -> Path:
-    return Path(ctx.home) / "tune-checkpoints" / f"{key.split(':', 1)[1][:32]}.json"
-
-
-def _save_checkpoint(workspace, ctx, key: str, model, optimizer, step: int) -> str:
-    import io
-
-    import torch
-
-    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    buffer = io.BytesIO()
-    torch.save({"step": step, "weights": trainable, "optimizer": optimizer.state_dict(),
-                "rng": torch.get_rng_state()}, buffer)
-    blob = workspace.blobs.put_bytes(buffer.getvalue())
-    pointer = _checkpoint_pointer(ctx, key)
-    pointer.parent.mkdir(parents=True, exist_ok=True)
-    temp = pointer.with_suffix(".tmp")
-    temp.write_text(json.dumps({"key": key, "step": step, "digest": "sha256:" + blob.digest}), encoding="utf-8")
-    temp.replace(pointer)  # atomic: a crash leaves the previous checkpoint named
-    return "sha256:" + blob.digest
-
-
-def _load_checkpoint(workspace, ctx, key: str, model, optimizer) -> int:
-    import io
-
-    import torch
-
-    pointer = _checkpoint_pointer(ctx, key)
-    if not pointer.is_file():
-        return 0
-    info = json.loads(pointer.read_text(encoding="utf-8"))
-    if info.get("key") != key:
-        return 0
-    state = torch.load(io.BytesIO(workspace.blobs.read_bytes(info["digest"])), weights_only=True)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state["weights"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    ctx.log(f"resumed from checkpoint at step {state['step']} ({info['digest'][:19]})")
-    return int(state["step"])
-
-
 def run_tune(spec: TuneSpec, ctx: JobContext) -> dict:
     """Run one tune job; returns the ``modelyard.tune/1`` result."""
     from modelyard.core.settings import Settings
@@ -294,7 +252,7 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
     run = runs.create(f"tune-{name}", experiment="ladder", params=hyper, dataset=data.ref, job_id=ctx.job_id,
                       tags={"kind": "tune", "stage": spec.stage, "base": base.ref})
     try:
-        start = _load_checkpoint(workspace, ctx, key, lm.model, optimizer)
+        start = load_checkpoint(workspace, ctx, key, lm.model, optimizer)
         losses = _train_loop(spec, ctx, workspace, key, lm, examples, optimizer, start, runs, run.id, domain_texts)
         after = {"domain_ppl": perplexity(lm, domain_texts, spec.max_length),
                  "general_ppl": perplexity(lm, general, spec.max_length)}
@@ -330,7 +288,7 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
         result["model"] = version.ref
         runs.set_model(run.id, version.ref)
     runs.finish(run.id)
-    _checkpoint_pointer(ctx, key).unlink(missing_ok=True)
+    checkpoint_pointer(ctx, key).unlink(missing_ok=True)
     return result
 
 
@@ -371,7 +329,7 @@ def _train_loop(spec, ctx, workspace, key, lm, examples, optimizer, start, runs,
             points.append({"key": "eval_ppl", "value": perplexity(lm, domain_texts, spec.max_length), "step": step})
         runs.log_metrics(run_id, points)
         if step % spec.checkpoint_every == 0 and step < spec.steps:
-            _save_checkpoint(workspace, ctx, key, model, optimizer, step)
+            save_checkpoint(workspace, ctx, key, model, optimizer, step)
         ctx.progress(step / spec.steps, f"step {step}/{spec.steps} loss {value:.4f}")
     return losses
 

@@ -75,7 +75,7 @@ def _lora(model, spec):
     from peft import LoraConfig, get_peft_model
 
     from modelyard.runtime.causal_lm import peft_quietly
-    from modelyard.train.tune import LORA_TARGETS
+    from modelyard.train.tune_state import LORA_TARGETS
 
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     targets = spec.target_modules or next((list(t) for t in LORA_TARGETS if set(t) <= names), None)
@@ -121,7 +121,7 @@ def tune_classifier(spec, ctx, workspace, registry, base, chain, data, name: str
     from modelyard.data.datasets import DatasetStore
     from modelyard.registry.ladder import lineage_entry
     from modelyard.train.tracking import RunStore
-    from modelyard.train.tune import _checkpoint_pointer, _load_checkpoint, digest_of
+    from modelyard.train.tune_state import checkpoint_pointer, digest_of, load_checkpoint
 
     if data.schema.get("layout") != "labeled":
         raise InvalidInput(f"stage classify needs text/label records; {data.ref} holds {data.schema.get('layout')}")
@@ -149,7 +149,7 @@ def tune_classifier(spec, ctx, workspace, registry, base, chain, data, name: str
     run = runs.create(f"tune-{name}", experiment="ladder", params=hyper, dataset=data.ref, job_id=ctx.job_id,
                       tags={"kind": "tune", "stage": "classify", "base": base.ref})
     try:
-        start = _load_checkpoint(workspace, ctx, key, model, optimizer)
+        start = load_checkpoint(workspace, ctx, key, model, optimizer)
         losses = _train(spec, ctx, workspace, key, model, tokenizer, train, index, held_out, optimizer, start, runs,
                         run.id)
         after = accuracy(model, tokenizer, held_out, index, spec.max_length)
@@ -176,14 +176,14 @@ def tune_classifier(spec, ctx, workspace, registry, base, chain, data, name: str
         result["model"] = version.ref
         runs.set_model(run.id, version.ref)
     runs.finish(run.id)
-    _checkpoint_pointer(ctx, key).unlink(missing_ok=True)
+    checkpoint_pointer(ctx, key).unlink(missing_ok=True)
     return result
 
 
 def _train(spec, ctx, workspace, key, model, tokenizer, train, index, held_out, optimizer, start, runs, run_id):
     import torch
 
-    from modelyard.train.tune import _save_checkpoint
+    from modelyard.train.tune_state import save_checkpoint
 
     if not train:
         raise InvalidInput("no training records")
@@ -218,7 +218,7 @@ def _train(spec, ctx, workspace, key, model, tokenizer, train, index, held_out, 
                            "value": accuracy(model, tokenizer, held_out, index, spec.max_length)})
         runs.log_metrics(run_id, points)
         if step % spec.checkpoint_every == 0 and step < spec.steps:
-            _save_checkpoint(workspace, ctx, key, model, optimizer, step)
+            save_checkpoint(workspace, ctx, key, model, optimizer, step)
         ctx.progress(step / spec.steps, f"step {step}/{spec.steps} loss {value:.4f}")
     return losses
 
