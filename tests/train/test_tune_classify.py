@@ -102,6 +102,8 @@ def test_classify_refuses_unlabeled_data_and_an_adapter_output(classified):
 
 
 def test_batch_classifies_a_text_dataset_and_a_table_of_texts(classified):
+    import csv
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -120,7 +122,8 @@ def test_batch_classifies_a_text_dataset_and_a_table_of_texts(classified):
                                                        "Open the file and read its lines."]}), root / "t.parquet")
     run_batch(BatchSpec(model=model, input=str(root / "t.parquet"), key="id", columns=["body"],
                         output=str(root / "t-out.csv")), LocalJobContext(home=home, workdir=root / "b2"))
-    assert (root / "t-out.csv").read_text().splitlines()[0].startswith("id,")
+    rows = list(csv.DictReader((root / "t-out.csv").open()))
+    assert [r["id"] for r in rows] == ["a", "b"] and rows[0]["class"] == "lists" and "probabilities_2" in rows[0]
     with pytest.raises(ModelyardError, match="text column"):
         run_batch(BatchSpec(model=model, input=str(root / "t.parquet")), LocalJobContext(home=home,
                                                                                           workdir=root / "b3"))
