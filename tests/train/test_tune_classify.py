@@ -20,30 +20,26 @@ ROWS = [{"text": template.format(i=i), "label": label} for i in range(12) for la
 
 
 @pytest.fixture(scope="module")
-def classified(tmp_path_factory, tiny_lm_dir, tiny_bert_dir):
+def classified(ladder, tiny_bert_dir):
+    """Classifiers added to the shared tiny ladder (tests/train/conftest.py): a LoRA head on its L1 (a decoder) and a
+    fully tuned tiny BERT (an encoder)."""
     from modelyard.client import Client
     from modelyard.train.tune import TUNE, TuneSpec
 
-    root = tmp_path_factory.mktemp("classify")
-    home = root / "home"
+    home, root = ladder["home"], ladder["root"]
     (root / "topics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
-    (root / "corpus.txt").write_text("\n\n".join(r["text"] for r in ROWS), encoding="utf-8")
     with Client(home=home) as client:
-        client.models.register(str(tiny_lm_dir), "tiny", hf_task="text-generation")
         bert = client.models.register(str(tiny_bert_dir), "enc", hf_task="foundation")
         topics = client.data.import_path(str(root / "topics.jsonl"), "topics", kind="text", validation_fraction=0.25)
-        client.data.import_path(str(root / "corpus.txt"), "corpus", kind="text")
     options = {"steps": 8, "batch_size": 8, "learning_rate": 5e-3, "max_length": 32, "eval_every": 4,
                "checkpoint_every": 4}
-    l1 = TUNE.run(TuneSpec(base="tiny@1", data="corpus@1", stage="pretrain", steps=2, max_length=32),
-                  LocalJobContext(home=home, workdir=root / "w1"))
-    decoder = TUNE.run(TuneSpec(base=l1["model"], data="topics@1", stage="classify", name="topic-dec", **options),
-                       LocalJobContext(home=home, workdir=root / "w2"))
+    decoder = TUNE.run(TuneSpec(base=ladder["l1"]["model"], data="topics@1", stage="classify", name="topic-dec",
+                                **options), LocalJobContext(home=home, workdir=root / "c1"))
     encoder = TUNE.run(TuneSpec(base="enc@1", data="topics@1", stage="classify", method="full", name="topic-enc",
                                 **{**options, "steps": 16, "learning_rate": 1e-2}),
-                       LocalJobContext(home=home, workdir=root / "w3"))
-    return {"home": home, "root": root, "l1": l1, "decoder": decoder, "encoder": encoder, "topics": topics,
-            "bert": bert, "options": options}
+                       LocalJobContext(home=home, workdir=root / "c2"))
+    return {"home": home, "root": root, "l1": ladder["l1"], "decoder": decoder, "encoder": encoder,
+            "topics": topics, "bert": bert, "options": options}
 
 
 def test_classifiers_learn_the_task_on_a_decoder_and_an_encoder(classified):
@@ -94,7 +90,7 @@ def test_a_classification_service_answers_text_with_label_and_probabilities(clas
 def test_classify_refuses_unlabeled_data_and_an_adapter_output(classified):
     from modelyard.train.tune import TUNE, TuneSpec
 
-    context = LocalJobContext(home=classified["home"], workdir=classified["root"] / "w4")
+    context = LocalJobContext(home=classified["home"], workdir=classified["root"] / "c4")
     with pytest.raises(ModelyardError, match="text/label"):
         TUNE.run(TuneSpec(base="tiny@1", data="corpus@1", stage="classify", steps=1), context)
     with pytest.raises(ModelyardError, match="output merged"):
@@ -112,7 +108,7 @@ def test_batch_classifies_a_text_dataset_and_a_table_of_texts(classified):
     home, root = classified["home"], classified["root"]
     model = classified["encoder"]["model"]
     result = run_batch(BatchSpec(model=model, dataset="topics@1", output=str(root / "topics-out.parquet")),
-                       LocalJobContext(home=home, workdir=root / "b1"))
+                       LocalJobContext(home=home, workdir=root / "cb1"))
     out = pq.read_table(root / "topics-out.parquet")
     assert result["rows"] == len(ROWS) and out.num_rows == len(ROWS)
     assert set(out["class"].to_pylist()) <= set(TOPICS) and "probabilities" in result["outputs"]
@@ -121,9 +117,9 @@ def test_batch_classifies_a_text_dataset_and_a_table_of_texts(classified):
     pq.write_table(pa.table({"id": ["a", "b"], "body": ["Append item 99 to the list and sort the list of numbers.",
                                                        "Open the file and read its lines."]}), root / "t.parquet")
     run_batch(BatchSpec(model=model, input=str(root / "t.parquet"), key="id", columns=["body"],
-                        output=str(root / "t-out.csv")), LocalJobContext(home=home, workdir=root / "b2"))
-    rows = list(csv.DictReader((root / "t-out.csv").open()))
+                        output=str(root / "t-out.csv")), LocalJobContext(home=home, workdir=root / "cb2"))
+    rows = list(csv.DictReader((root / "t-out.csv").read_text().splitlines()))
     assert [r["id"] for r in rows] == ["a", "b"] and rows[0]["class"] == "lists" and "probabilities_2" in rows[0]
     with pytest.raises(ModelyardError, match="text column"):
         run_batch(BatchSpec(model=model, input=str(root / "t.parquet")), LocalJobContext(home=home,
-                                                                                          workdir=root / "b3"))
+                                                                                          workdir=root / "cb3"))
