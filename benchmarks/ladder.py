@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--eval-items", type=int, default=32, help="held-out paragraphs for domain perplexity")
     parser.add_argument("--labels", type=int, default=4, help="documents in the L2 task")
-    parser.add_argument("--per-label", type=int, default=12, help="paragraphs per document in the L2 task")
+    parser.add_argument("--per-label", type=int, default=24, help="paragraphs per document in the L2 task")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
