@@ -273,14 +273,22 @@ def _check_export(model, tokenizer, names: list[str], target: Path, texts: list[
     """The largest difference between the ONNX graph's probabilities and PyTorch's on ``texts``; refuses a graph
     that disagrees (an export that traced a shape-dependent branch would)."""
     import numpy as np
-    import onnxruntime
     import torch
 
-    session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    from modelyard.runtime.registry import get_backend
+    from modelyard.runtime.spec import ModelSpec
+
+    spec = ModelSpec.model_validate({"name": "classifier", "onnx": str(target), "outputs": ["probabilities"],
+                                     "inputs": [{"name": n, "shape": ["batch", "sequence"], "dtype": "int64"}
+                                                for n in names]})
     batch = _batch(tokenizer, texts, max_length)
     with torch.no_grad():
         expected = torch.softmax(model(**{n: batch[n] for n in names}).logits, -1).numpy()
-    got = session.run(["probabilities"], {n: batch[n].numpy().astype(np.int64) for n in names})[0]
+    runner = get_backend("onnxruntime:cpu").load(spec.source())  # the backend the services run it on
+    try:
+        got = runner.infer({n: batch[n].numpy().astype(np.int64) for n in names})["probabilities"]
+    finally:
+        runner.close()
     worst = float(np.abs(got - expected).max())
     if worst > 1e-3:
         raise InvalidInput(f"the classifier's ONNX export differs from PyTorch by {worst:.2g}; not registered")
