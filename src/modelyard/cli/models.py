@@ -83,7 +83,8 @@ def register(
     hf_task: Annotated[str | None, typer.Option(
         "--task", help="For a Hugging Face folder (config.json + safetensors + tokenizer or preprocessor): "
                        "text-generation (a foundation language model, kept as its files; a .gguf file needs no "
-                       "--task), text-classification, image-classification or feature-extraction.")] = None,
+                       "--task), foundation (an encoder kept as its files, a base for tune --stage classify), "
+                       "text-classification, image-classification or feature-extraction.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a new immutable version of a model."""

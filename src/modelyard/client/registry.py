@@ -62,7 +62,8 @@ class Models:
             trust_pickle: allow loading a pickled estimator (runs code from the file).
             n_features: for an estimator whose feature count cannot be read from it.
             hf_task: for a Hugging Face folder: ``text-generation`` (a causal language model, stored as its own
-                files as a ``foundation`` model; a ``.gguf`` file needs no task), ``text-classification``,
+                files as a ``foundation`` model; a ``.gguf`` file needs no task), ``foundation`` (any model kept as
+                its files, an encoder for ``tune --stage classify`` say), ``text-classification``,
                 ``image-classification`` or ``feature-extraction``; those three are converted to ONNX by the migration
                 passes and registered only when the compare engine passes them against the PyTorch model.
         """
@@ -174,11 +175,11 @@ def _prepare_path(path: Path, workdir: Path, trust_pickle: bool, hf_task: str | 
     language model (``text-generation`` or a ``.gguf``) is stored as its own files."""
     from modelyard.core.errors import InvalidInput
     from modelyard.registry.formats import prepare
-    from modelyard.registry.foundation import GENERATION_TASK, is_gguf, prepare_foundation
+    from modelyard.registry.foundation import FOUNDATION_TASKS, is_gguf, prepare_foundation
     from modelyard.registry.mlflow_model import is_mlflow_model, prepare_mlflow
 
     folder = path.expanduser()
-    if hf_task == GENERATION_TASK or is_gguf(folder):
+    if hf_task in FOUNDATION_TASKS or is_gguf(folder):
         return prepare_foundation(folder, license)
     if is_mlflow_model(folder):
         return prepare_mlflow(folder.resolve(), workdir, trust_pickle)

@@ -51,6 +51,8 @@ def check_stats(ref: str, kind: str, schema: dict, stats: dict) -> CheckResult:
         return _check_detection(ref, stats)
     if kind in ("text-classification", "multilabel-classification"):
         return _check_labels(ref, kind, stats)
+    if kind == "text":
+        return _check_text(ref, stats)
     if kind == "image-classification":
         rule = rules()["image-classification"]
         per_class = stats.get("per_class", {})
@@ -170,4 +172,22 @@ def _check_labels(ref: str, kind: str, stats: dict) -> CheckResult:
                         "a labeling job can label them)")
     if stats.get("duplicates", {}).get("texts"):
         warnings.append(f"{stats['duplicates']['texts']} text(s) repeat another one word for word")
+    return CheckResult(ref, tuple(problems), tuple(warnings))
+
+
+def _check_text(ref: str, stats: dict) -> CheckResult:
+    """A corpus for the tune job: records to train on, held-out ones to evaluate, two classes for classify (the table
+    rules -- rows, feature columns -- do not apply to text)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    split = stats.get("split", {})
+    if not split.get("train"):
+        problems.append("no training records")
+    if not split.get("validation"):
+        warnings.append("no validation records: tune evaluates on training records")
+    per_class = stats.get("per_class")
+    if per_class is not None and len([k for k, v in per_class.items() if v > 0]) < 2:
+        problems.append(f"text/label records of at least 2 classes are needed to classify, has {len(per_class)}")
+    if stats.get("duplicates_removed"):
+        warnings.append(f"{stats['duplicates_removed']} exact duplicate record(s) removed at import")
     return CheckResult(ref, tuple(problems), tuple(warnings))

@@ -152,6 +152,7 @@ def _artifact(workspace, version):
 def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     from modelyard.core.settings import Settings
     from modelyard.deploy.loading import load_served
+    from modelyard.deploy.text import text_encoder
     from modelyard.registry.versions import ModelRegistry
     from modelyard.store.workspace import Workspace
 
@@ -163,7 +164,8 @@ def run_batch(spec: BatchSpec, ctx: JobContext) -> dict:
     finally:
         workspace.close()
     backend, runner = load_served(version, artifact, spec.backend, log=ctx.log)
-    source = open_source(input_path, version.signature, spec.key, columns)
+    encoder = text_encoder(version.signature, Path(artifact.path).parent)
+    source = open_source(input_path, version.signature, spec.key, columns, encoder)
     total = len(source)
     if len(set(map(str, source.keys))) != total:
         raise InvalidInput(f"input keys are not unique ({total} rows); name a unique --key")
@@ -346,6 +348,17 @@ def _input(spec: BatchSpec, workspace, workdir: Path) -> tuple[Path, list[str] |
         return table, spec.columns or [c for c in frame.columns if c not in (label, spec.key)]
     if version.kind == "text-classification":  # texts live in the manifest: there are no files to run on
         raise InvalidInput(f"{version.ref} holds texts; batch inference runs on tables and images")
+    if version.kind == "text":  # a text model's input: the records' texts as a table (labels stay out of it)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        records = [r for r in store.load_texts(version) if "text" in r]
+        if not records:
+            raise InvalidInput(f"{version.ref} holds {version.schema.get('layout')} records, no texts to classify")
+        table = folder / "texts.parquet"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"text": [r["text"] for r in records]}), table)
+        return table, ["text"]
     # image datasets: one flat folder (keys are the stored paths with "/" as "__", so names stay unique)
     entries = [e for e in store.manifest(version)["entries"] if not e.get("error")]
     workspace.blobs.materialize({e["path"].replace("/", "__"): e["digest"] for e in entries}, folder)

@@ -50,9 +50,14 @@ class Source:
         return self._read(start, stop)
 
 
-def open_source(path: Path, signature: Signature, key: str | None = None, columns: list[str] | None = None) -> Source:
+def open_source(path: Path, signature: Signature, key: str | None = None, columns: list[str] | None = None,
+                encoder=None) -> Source:
+    """``encoder``: a text model's :class:`~modelyard.deploy.text.TextEncoder`: the table's ``text`` column is
+    tokenised chunk by chunk, as a service tokenises a request."""
     if not path.exists():
         raise NotFound(f"input {path} does not exist")
+    if encoder is not None:
+        return _texts(path, encoder, key, columns)
     if path.is_dir():
         return _images(path, signature)
     suffix = path.suffix.lower()
@@ -61,6 +66,21 @@ def open_source(path: Path, signature: Signature, key: str | None = None, column
     if suffix == ".npz":
         return _arrays(path, signature, key)
     raise InvalidInput(f"input {path.name}: expected a folder of images, a .csv/.parquet table or an .npz file")
+
+
+def _texts(path: Path, encoder, key: str | None, columns: list[str] | None) -> Source:
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise InvalidInput(f"input {path.name}: a text model reads a .csv/.parquet table with a text column")
+    table = _read_table(path)
+    column = (columns or ["text"])[0]
+    if len(columns or []) > 1 or column not in table.column_names:
+        raise InvalidInput(f"{path.name}: a text model reads one text column ({column!r} is not among "
+                           f"{', '.join(table.column_names[:30])}; name it with --column)")
+    if key is not None and key not in table.column_names:
+        raise InvalidInput(f"key column {key!r} is not in {path.name} (columns: {table.column_names})")
+    texts = ["" if v is None else str(v) for v in table[column].to_pylist()]
+    keys = table[key].to_pylist() if key else list(range(table.num_rows))
+    return Source(keys, "texts", lambda start, stop: encoder.encode(texts[start:stop]))
 
 
 def _images(folder: Path, signature: Signature) -> Source:

@@ -18,6 +18,8 @@ HF_MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "to
                   "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja",
                   "model.safetensors.index.json", "added_tokens.json")
 GENERATION_TASK = "text-generation"
+# an encoder (MiniLM, BERT) kept as its files: a base for the classify stage of tune
+FOUNDATION_TASKS = (GENERATION_TASK, "foundation")
 
 
 def _gguf_metadata(path: Path) -> dict:
@@ -76,7 +78,7 @@ def prepare_foundation(path: str | Path, license: str | None = None) -> Prepared
     files.update({f.name: f for f in sorted(p.glob("*.safetensors"))})
     chosen = license or _readme_license(p) or "unknown"
     return Prepared(files, "config.json", "hf", "huggingface", source=str(p),
-                    notes=[f"Hugging Face {config.get('model_type', '?')} causal language model from {p.name}"],
+                    notes=[f"Hugging Face {config.get('model_type', '?')} foundation model from {p.name}"],
                     metadata={"foundation": {"kind": "foundation", "license": chosen,
                                              "model_type": config.get("model_type"),
                                              "architectures": config.get("architectures")}})

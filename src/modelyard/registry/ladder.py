@@ -4,6 +4,8 @@ services."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from modelyard.core.errors import InvalidInput
 
 
@@ -29,14 +31,42 @@ def chain_of(registry, version) -> list:
 
 def load_chain(registry, chain, adapters: dict | None = None):
     """Load the root of ``chain`` with every adapter above it merged into the weights, then attach ``adapters``
-    (name -> adapter folder) side by side, when given."""
+    (name -> adapter folder) side by side, when given. A GGUF root is read from its dequantised copy
+    (:func:`dequantised`), made once."""
     from modelyard.registry.resolve import materialize
     from modelyard.runtime.causal_lm import load_causal_lm
 
     root = chain[0]
-    folder = materialize(registry, root)
+    folder, fmt, entry = (dequantised(registry, root), "hf", "config.json") if root.format == "gguf" else \
+        (materialize(registry, root), root.format, root.entry)
     merge = [materialize(registry, v) for v in chain[1:]]
-    return load_causal_lm(folder, root.format, root.entry, merge=merge, adapters=adapters)
+    return load_causal_lm(folder, fmt, entry, merge=merge, adapters=adapters)
+
+
+def dequantised(registry, root) -> Path:
+    """A GGUF foundation model as a Hugging Face folder (fp32 safetensors + tokenizer), made once and cached under
+    the GGUF's content digest: transformers dequantises a GGUF on every load (18-76 s for SmolLM2-135M on 2 cores),
+    and one ladder loads its L0 many times (each tune, each evaluation, each replica)."""
+    import os
+    import shutil
+
+    from modelyard.registry.resolve import materialize
+    from modelyard.runtime.causal_lm import load_causal_lm
+
+    key = lineage_entry(root)["digest"].split(":", 1)[-1][:32]
+    target = registry.root / "cache" / "dequantised" / key
+    if (target / "config.json").is_file():
+        return target
+    lm = load_causal_lm(materialize(registry, root), "gguf", root.entry)
+    temp = target.with_name(f"{key}.tmp-{os.getpid()}")
+    shutil.rmtree(temp, ignore_errors=True)
+    lm.model.save_pretrained(temp, safe_serialization=True)
+    lm.tokenizer.save_pretrained(temp)
+    try:
+        temp.rename(target)  # atomic: a reader sees no folder or a whole one
+    except OSError:  # another process made it first: theirs is the same
+        shutil.rmtree(temp, ignore_errors=True)
+    return target
 
 
 def lineage_entry(version) -> dict:

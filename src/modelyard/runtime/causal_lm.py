@@ -224,3 +224,40 @@ def stream(lm: CausalLM, prompt: str, *, max_new_tokens: int = 64, temperature: 
         yield from (piece for piece in streamer if piece)
     finally:
         thread.join()
+
+
+def answer_scores(lm: CausalLM, prompt: str, candidates: list[str]) -> dict[str, float]:
+    """The log-probability that the model answers ``prompt`` with exactly each of ``candidates``: the sum over the
+    answer's tokens *and* the end-of-sequence token that closes it (what sft trains a response to end with).
+
+    NOTE: neither averaged per token nor left open: a per-token mean favours long names, whose later tokens are
+    near-certain once the first is chosen, and an open answer lets a prefix of another candidate score as well as
+    it -- together they made the ladder benchmark's L2 task score below chance."""
+    import torch
+
+    tokenizer = lm.tokenizer
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    scores = {}
+    with torch.no_grad():
+        for name in candidates:
+            answer = tokenizer(name, add_special_tokens=False)["input_ids"] + end
+            ids = torch.tensor([prompt_ids + answer])
+            logits = lm.model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1]
+            logp = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(answer)[:, None]).sum()
+            scores[name] = float(logp)
+    return scores
+
+
+def answer_accuracy(lm: CausalLM, records: list[dict], candidates: list[str]) -> float:
+    """Share of instruction ``records`` whose ``response`` is the likeliest of ``candidates`` after the chat
+    prompt: a closed-set task (which document, which label) scored on a generative model."""
+    was_training = lm.model.training
+    lm.model.eval()
+    correct = 0
+    for record in records:
+        scores = answer_scores(lm, lm.chat_prompt([{"role": "user", "content": record["instruction"]}]), candidates)
+        correct += max(scores, key=scores.get) == record["response"]
+    if was_training:
+        lm.model.train()
+    return correct / max(1, len(records))

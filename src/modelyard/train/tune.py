@@ -1,7 +1,9 @@
 """Fine-tuning language models up the L0 -> L1 -> L2 ladder: the ``tune`` job kind.
 
 - ``pretrain``: continued pretraining on a ``text`` corpus (an industry model, L1);
-- ``sft``: instruction tuning on ``instruction``/``response`` records (a scenario model, L2).
+- ``sft``: instruction tuning on ``instruction``/``response`` records (a scenario model, L2);
+- ``classify``: a classification head on an encoder or decoder, trained on ``text``/``label`` records (an L2
+  classifier, registered as ONNX for the classification services: see :mod:`modelyard.train.tune_classify`).
 
 LoRA (peft) or full fine-tuning, on whatever device torch has. The tracked run logs the loss each step and the
 held-out perplexity every ``eval_every`` steps; a checkpoint (trainable weights, optimizer, step) goes to the blob
@@ -27,10 +29,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.core.errors import InvalidInput
 from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.registry.ladder import chain_of, ladder_of, lineage_entry, load_chain
+from modelyard.train.tune_state import (
+    LORA_TARGETS,
+    checkpoint_pointer,
+    digest_of,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 GENERAL_SET = Path(__file__).parent / "data" / "general_english.txt"
-LEVEL_OF_STAGE = {"pretrain": "L1", "sft": "L2"}
-LORA_TARGETS = (("q_proj", "v_proj"), ("c_attn",), ("query", "value"))
+LEVEL_OF_STAGE = {"pretrain": "L1", "sft": "L2", "classify": "L2"}
 
 
 class TuneSpec(BaseModel):
@@ -40,7 +48,8 @@ class TuneSpec(BaseModel):
         base: the registered model to start from (``name@version``): a foundation model (hf/gguf), a tuned merged
             model, or a LoRA adapter (its chain is merged first).
         data: a ``text`` dataset version (``name@version``).
-        stage: ``pretrain`` (text -> L1) or ``sft`` (instruction/response -> L2).
+        stage: ``pretrain`` (text -> L1), ``sft`` (instruction/response -> L2) or ``classify`` (text/label -> an
+            L2 classifier; always merged weights, evaluated by held-out accuracy, no forgetting gate).
         method: ``lora`` (default) or ``full``.
         output: ``adapter`` (default with LoRA: a small peft version over the base) or ``merged`` (full weights).
         name: the model name to register; default ``<base name>-<stage>``.
@@ -57,7 +66,7 @@ class TuneSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base: str = Field(min_length=1, max_length=300)
     data: str = Field(min_length=1, max_length=300)
-    stage: Literal["pretrain", "sft"] = "pretrain"
+    stage: Literal["pretrain", "sft", "classify"] = "pretrain"
     method: Literal["lora", "full"] = "lora"
     output: Literal["adapter", "merged"] | None = None
     name: str | None = Field(default=None, max_length=200)
@@ -79,6 +88,10 @@ class TuneSpec(BaseModel):
     def resolved_output(self) -> str:
         if self.output == "adapter" and self.method == "full":
             raise InvalidInput("output adapter needs method lora (full fine-tuning makes full weights: output merged)")
+        if self.stage == "classify":
+            if self.output == "adapter":
+                raise InvalidInput("stage classify registers merged weights (an ONNX classifier): output merged")
+            return "merged"
         return self.output or ("adapter" if self.method == "lora" else "merged")
 
     def hyperparameters(self) -> dict:
@@ -88,10 +101,6 @@ class TuneSpec(BaseModel):
         data["learning_rate"] = self.learning_rate or (2e-4 if self.method == "lora" else 2e-5)
         data["output"] = self.resolved_output()
         return data
-
-
-def digest_of(data) -> str:
-    return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def general_texts() -> list[str]:
@@ -123,8 +132,13 @@ def _examples(lm, records: list[dict], stage: str, max_length: int) -> list[dict
             prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
             answer_ids = tokenizer(record["response"] + (tokenizer.eos_token or ""),
                                    add_special_tokens=False)["input_ids"]
-            ids = (prompt_ids + answer_ids)[:max_length]
-            labels = ([-100] * len(prompt_ids) + answer_ids)[:max_length]
+            # NOTE: a prompt too long is cut from the left: cutting the end would drop the response (and the
+            # example with it) and teach nothing; the prompt's end is where the answer starts
+            answer_ids = answer_ids[:max(1, max_length // 2)]
+            prompt_ids = prompt_ids[len(prompt_ids) + len(answer_ids) - max_length:] \
+                if len(prompt_ids) + len(answer_ids) > max_length else prompt_ids
+            ids = prompt_ids + answer_ids
+            labels = [-100] * len(prompt_ids) + answer_ids
         else:
             ids = tokenizer(_plain(record), truncation=True, max_length=max_length)["input_ids"]
             labels = list(ids)
@@ -174,50 +188,6 @@ def _lora(lm, spec: TuneSpec):
     return targets
 
 
-def _checkpoint_pointer(ctx: JobContext, key: str) -> Path:
-    return Path(ctx.home) / "tune-checkpoints" / f"{key.split(':', 1)[1][:32]}.json"
-
-
-def _save_checkpoint(workspace, ctx, key: str, model, optimizer, step: int) -> str:
-    import io
-
-    import torch
-
-    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    buffer = io.BytesIO()
-    torch.save({"step": step, "weights": trainable, "optimizer": optimizer.state_dict(),
-                "rng": torch.get_rng_state()}, buffer)
-    blob = workspace.blobs.put_bytes(buffer.getvalue())
-    pointer = _checkpoint_pointer(ctx, key)
-    pointer.parent.mkdir(parents=True, exist_ok=True)
-    temp = pointer.with_suffix(".tmp")
-    temp.write_text(json.dumps({"key": key, "step": step, "digest": "sha256:" + blob.digest}), encoding="utf-8")
-    temp.replace(pointer)  # atomic: a crash leaves the previous checkpoint named
-    return "sha256:" + blob.digest
-
-
-def _load_checkpoint(workspace, ctx, key: str, model, optimizer) -> int:
-    import io
-
-    import torch
-
-    pointer = _checkpoint_pointer(ctx, key)
-    if not pointer.is_file():
-        return 0
-    info = json.loads(pointer.read_text(encoding="utf-8"))
-    if info.get("key") != key:
-        return 0
-    state = torch.load(io.BytesIO(workspace.blobs.read_bytes(info["digest"])), weights_only=True)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state["weights"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    ctx.log(f"resumed from checkpoint at step {state['step']} ({info['digest'][:19]})")
-    return int(state["step"])
-
-
 def run_tune(spec: TuneSpec, ctx: JobContext) -> dict:
     """Run one tune job; returns the ``modelyard.tune/1`` result."""
     from modelyard.core.settings import Settings
@@ -251,14 +221,18 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
     data = store.get(spec.data)
     if data.kind != "text":
         raise InvalidInput(f"{data.ref} is a {data.kind} dataset; tune reads text datasets (--kind text)")
+    key = digest_of({"spec": spec.model_dump(mode="json"), "base": lineage_entry(base)["digest"],
+                     "data": data.manifest_digest})
+    if spec.stage == "classify":
+        from modelyard.train.tune_classify import tune_classifier
+
+        return tune_classifier(spec, ctx, workspace, registry, base, chain, data, name, hyper, key)
     if spec.stage == "sft" and data.schema.get("layout") != "instruction":
         raise InvalidInput(f"stage sft needs instruction/response records; {data.ref} holds "
                            f"{data.schema.get('layout')}")
     records = store.load_texts(data)
     train = [r for r in records if r["split"] == "train"]
     held_out = [r for r in records if r["split"] == "validation"][:spec.eval_items]
-    key = digest_of({"spec": spec.model_dump(mode="json"), "base": lineage_entry(base)["digest"],
-                     "data": data.manifest_digest})
 
     torch.manual_seed(spec.seed)
     lm = load_chain(registry, chain)
@@ -278,7 +252,7 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
     run = runs.create(f"tune-{name}", experiment="ladder", params=hyper, dataset=data.ref, job_id=ctx.job_id,
                       tags={"kind": "tune", "stage": spec.stage, "base": base.ref})
     try:
-        start = _load_checkpoint(workspace, ctx, key, lm.model, optimizer)
+        start = load_checkpoint(workspace, ctx, key, lm.model, optimizer)
         losses = _train_loop(spec, ctx, workspace, key, lm, examples, optimizer, start, runs, run.id, domain_texts)
         after = {"domain_ppl": perplexity(lm, domain_texts, spec.max_length),
                  "general_ppl": perplexity(lm, general, spec.max_length)}
@@ -314,7 +288,7 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
         result["model"] = version.ref
         runs.set_model(run.id, version.ref)
     runs.finish(run.id)
-    _checkpoint_pointer(ctx, key).unlink(missing_ok=True)
+    checkpoint_pointer(ctx, key).unlink(missing_ok=True)
     return result
 
 
@@ -355,7 +329,7 @@ def _train_loop(spec, ctx, workspace, key, lm, examples, optimizer, start, runs,
             points.append({"key": "eval_ppl", "value": perplexity(lm, domain_texts, spec.max_length), "step": step})
         runs.log_metrics(run_id, points)
         if step % spec.checkpoint_every == 0 and step < spec.steps:
-            _save_checkpoint(workspace, ctx, key, model, optimizer, step)
+            save_checkpoint(workspace, ctx, key, model, optimizer, step)
         ctx.progress(step / spec.steps, f"step {step}/{spec.steps} loss {value:.4f}")
     return losses
 
@@ -416,6 +390,6 @@ TUNE = JobKind(
     run_tune,
     idempotent=True,  # a crashed run is re-queued and resumes from its last checkpoint
     authorize=authorize_tune,
-    description="Fine-tune a language model (pretrain -> L1, sft -> L2; LoRA or full) with a forgetting gate, "
-                "checkpoints and lineage by content hash; registers the result.",
+    description="Fine-tune a language model (pretrain -> L1, sft or classify -> L2; LoRA or full) with a forgetting "
+                "gate, checkpoints and lineage by content hash; registers the result.",
 )

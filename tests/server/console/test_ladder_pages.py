@@ -44,3 +44,45 @@ def test_ladder_page_draws_the_lineage_with_metrics_and_gate(as_role, sqlite_wor
     assert rest.status_code == 200 and [lv["ref"] for lv in rest.json()["levels"]] == [l0.ref, l1.ref]
     missing = browser.get("/ladder", params={"ref": "nope@1"})
     assert missing.status_code == 404
+
+
+@pytest.mark.slow  # builds the tiny language model and stores it
+def test_tune_form_starts_the_job_the_api_starts_and_refuses_bad_fields_on_the_page(as_role, sqlite_workspace,
+                                                                                    tiny_lm_dir, tmp_path):
+    from console_support import csrf_of, linear_onnx
+
+    from modelyard.data.datasets import DatasetStore
+    from modelyard.jobs.queue import JobQueue
+    from modelyard.registry.versions import ModelRegistry
+
+    l0, _ = _ladder(sqlite_workspace, tiny_lm_dir)
+    (tmp_path / "docs.txt").write_text("One paragraph about lists.\n\nAnother about files.\n", encoding="utf-8")
+    DatasetStore(sqlite_workspace).import_path(tmp_path / "docs.txt", "docs", kind="text")
+    onnx = {"model.onnx": "sha256:" + sqlite_workspace.blobs.put_file(linear_onnx(tmp_path / "m.onnx")).digest}
+    ModelRegistry(sqlite_workspace).create_version(
+        "topic-clf", onnx, "model.onnx", "tune", tags={"kind": "tuned", "level": "L2", "stage": "classify"},
+        lineage={"ladder": {"level": "L2", "stage": "classify", "base": {"ref": l0.ref, "id": l0.id},
+                            "evaluation": {"accuracy": 0.75, "accuracy_before": 0.3}}})
+    editor = as_role("editor")
+    page = editor.get("/ladder")
+    assert 'id="tune-form"' in page.text and '<option value="classify">' in page.text
+    assert "<option>tiny@1</option>" in page.text and "<option>docs@1</option>" in page.text
+    assert "<option>tiny-docs@1</option>" not in page.text  # its forgetting gate failed: no base
+    assert "topic-clf@1" in page.text and "classify" in page.text  # the L2 classifier is on the ladder
+    assert "accuracy" in editor.get("/ladder", params={"ref": "topic-clf@1"}).text
+    form = {"csrf": csrf_of(page.text), "base": "tiny@1", "data": "docs@1", "stage": "pretrain", "method": "lora",
+            "steps": "3", "learning_rate": "0.001", "name": ""}
+    answer = editor.post("/ladder/tune", data=form, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    job = JobQueue(sqlite_workspace).get(answer.headers["location"].split("?")[0].rsplit("/", 1)[-1])
+    assert answer.headers["location"].startswith(f"/jobs/{job.id}")
+    assert job.kind == "tune" and job.owner == "editor-user"
+    assert job.spec["steps"] == 3 and job.spec["learning_rate"] == 0.001 and job.spec["stage"] == "pretrain"
+    for field, value, message in (("steps", "many", "not a whole number"), ("steps", "0", "steps"),
+                                  ("stage", "dpo", "stage"), ("data", "nope@1", "nope"),
+                                  ("base", "tiny-docs@1", "forgetting gate")):
+        refused = editor.post("/ladder/tune", data={**form, field: value})
+        assert refused.status_code in (404, 422) and message in refused.text, (field, refused.text)
+    viewer = as_role("viewer")
+    assert 'id="tune-form"' not in viewer.get("/ladder").text
+    assert viewer.post("/ladder/tune", data={**form, "csrf": csrf_of(viewer.get("/").text)}).status_code == 403
