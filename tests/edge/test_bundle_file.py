@@ -66,3 +66,16 @@ def test_a_file_the_manifest_does_not_list_is_refused(bundle, tmp_path):
         tar.addfile(info, io.BytesIO(b"hi"))
     with pytest.raises(BundleRefused, match="does not list"):
         unpack_verified(path, tmp_path / "slot", public)
+
+
+def test_the_signing_key_is_created_once_when_many_threads_ask_at_once(tmp_path):
+    """Three agents activating together reached the key's first creation on three server threads: the scratch file
+    was named by the process id only, so the second thread's exclusive create failed (a 500 at activation)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelyard.edge.bundles import signing_key
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: signing_key(tmp_path), range(32)))
+    assert len(set(keys)) == 1 and keys[0].startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert [p.name for p in (tmp_path / "edge").iterdir()] == ["signing-key.pem"]  # no scratch file left behind

@@ -12,6 +12,7 @@ agents trust its public key from activation.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import statistics
 import tempfile
@@ -58,7 +59,8 @@ def signing_key(home: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    scratch = path.with_name(f".{path.name}.{os.getpid()}")
+    # unique per caller, not per process: the server activates devices on several threads at once
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}")
     fd = os.open(scratch, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
