@@ -63,11 +63,14 @@ def test_each_optional_module_is_listed_in_its_extra():
 
 
 def test_the_demo_install_set_has_what_the_demo_imports():
-    """`make demo` installs .[ml,openvino] only: the sample tables need pandas and palmerpenguins from there."""
-    demo = {_name(r) for extra in ("ml", "openvino") for r in PYPROJECT["project"]["optional-dependencies"][extra]}
-    assert {"pandas", "palmerpenguins", "scikit-learn", "torch", "onnxruntime", "openvino"} <= demo
+    """`make demo` installs .[ml,openvino,llm] only: the sample tables need pandas and palmerpenguins from there,
+    the ladder step transformers, peft, gguf and the openai client."""
+    demo = {_name(r) for extra in ("ml", "openvino", "llm")
+            for r in PYPROJECT["project"]["optional-dependencies"][extra]}
+    assert {"pandas", "palmerpenguins", "scikit-learn", "torch", "onnxruntime", "openvino", "transformers", "peft",
+            "gguf", "openai"} <= demo
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert "-e '.[ml,openvino]'" in makefile
+    assert "-e '.[ml,openvino,llm]'" in makefile
 
 
 def test_require_names_the_extra_when_the_module_is_missing(monkeypatch):
