@@ -91,6 +91,12 @@ def stop_supervisor(home: Path, timeout: float = 60.0) -> list[str]:
     try:
         if not supervisor.stop(home, timeout=timeout):
             problems.append(f"the supervisor of {home} did not stop within {timeout:.0f} s of SIGTERM")
+        # a supervisor whose last service the test stopped exits by itself a few seconds later, and gives up its
+        # lock just before the interpreter exits: stop() then finds nothing to stop while the process is still on
+        # its way out. Give such a process a moment before calling it left behind.
+        deadline = time.monotonic() + 10
+        while processes_naming(home) and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         problems += [f"killed pid {pid}, left running: {command[:200]}" for pid, command in kill_processes_naming(home)]
     return problems
@@ -120,17 +126,20 @@ def _ancestors() -> set[int]:
     return pids
 
 
-def kill_processes_naming(folder: Path) -> list[tuple[int, str]]:
-    """SIGKILL every process whose command line names ``folder`` (or a path under it), except this process and its
-    ancestors; returns ``(pid, command line)`` of each. Linux only (``/proc``); elsewhere it finds nothing."""
+def processes_naming(folder: Path) -> dict[int, str]:
+    """``{pid: command line}`` of every process whose command line names ``folder`` (or a path under it), except this
+    process and its ancestors. Linux only (``/proc``); elsewhere it finds nothing."""
     needle = str(folder)
     own = _ancestors()
+    # the folder itself or a path under it: /tmp/pytest-89 must not match /tmp/pytest-890
+    return {pid: command for pid, command in _command_lines().items()
+            if pid not in own and any(f"{needle}{end}" in f"{command} " for end in (os.sep, " ", "'", '"'))}
+
+
+def kill_processes_naming(folder: Path) -> list[tuple[int, str]]:
+    """SIGKILL every process :func:`processes_naming` finds; returns ``(pid, command line)`` of each."""
     killed = []
-    for pid, command in _command_lines().items():
-        # the folder itself or a path under it: /tmp/pytest-89 must not match /tmp/pytest-890
-        named = any(f"{needle}{end}" in f"{command} " for end in (os.sep, " ", "'", '"'))
-        if pid in own or not named:
-            continue
+    for pid, command in processes_naming(folder).items():
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
             killed.append((pid, command))
