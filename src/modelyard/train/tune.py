@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +30,7 @@ from modelyard.core.jobkind import JobContext, JobKind
 from modelyard.registry.ladder import chain_of, ladder_of, lineage_entry, load_chain
 from modelyard.train.tune_state import (
     LORA_TARGETS,
+    batch_order,
     checkpoint_pointer,
     digest_of,
     load_checkpoint,
@@ -299,25 +299,15 @@ def _file_digest(path: Path) -> str:
 def _train_loop(spec, ctx, workspace, key, lm, examples, optimizer, start, runs, run_id, domain_texts) -> list:
     from modelyard.runtime.causal_lm import perplexity
 
-    rng = random.Random(spec.seed)
-    order: list[int] = []
+    batches = batch_order(len(examples), spec.batch_size, spec.seed, start)
     losses = []
     model = lm.model
     model.train()
     pad = lm.tokenizer.pad_token_id
-    # the batch order is a function of the seed and the step alone, so a resumed run sees the same batches
-    for _ in range(start * spec.batch_size):
-        if not order:
-            order = rng.sample(range(len(examples)), len(examples))
-        order.pop()
     for step in range(start + 1, spec.steps + 1):
         if ctx.cancelled():
             raise InvalidInput(f"cancelled at step {step}")
-        batch = []
-        for _ in range(spec.batch_size):
-            if not order:
-                order = rng.sample(range(len(examples)), len(examples))
-            batch.append(examples[order.pop()])
+        batch = [examples[i] for i in next(batches)]
         loss = model(**_collate(batch, pad)).loss
         loss.backward()
         optimizer.step()

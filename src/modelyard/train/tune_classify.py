@@ -16,7 +16,6 @@ down to L0 and the dataset by content hash, like every rung of the ladder.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 from modelyard.core.errors import InvalidInput
@@ -183,27 +182,17 @@ def tune_classifier(spec, ctx, workspace, registry, base, chain, data, name: str
 def _train(spec, ctx, workspace, key, model, tokenizer, train, index, held_out, optimizer, start, runs, run_id):
     import torch
 
-    from modelyard.train.tune_state import save_checkpoint
+    from modelyard.train.tune_state import batch_order, save_checkpoint
 
     if not train:
         raise InvalidInput("no training records")
-    rng = random.Random(spec.seed)
-    order: list[int] = []
+    batches = batch_order(len(train), spec.batch_size, spec.seed, start)
     losses = []
     model.train()
-    # the batch order is a function of the seed and the step alone, so a resumed run sees the same batches
-    for _ in range(start * spec.batch_size):
-        if not order:
-            order = rng.sample(range(len(train)), len(train))
-        order.pop()
     for step in range(start + 1, spec.steps + 1):
         if ctx.cancelled():
             raise InvalidInput(f"cancelled at step {step}")
-        batch = []
-        for _ in range(spec.batch_size):
-            if not order:
-                order = rng.sample(range(len(train)), len(train))
-            batch.append(train[order.pop()])
+        batch = [train[i] for i in next(batches)]
         inputs = _batch(tokenizer, [r["text"] for r in batch], spec.max_length)
         labels = torch.tensor([index[r["label"]] for r in batch])
         loss = model(**inputs, labels=labels).loss

@@ -6,11 +6,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+from collections.abc import Iterator
 from pathlib import Path
 
 from modelyard.core.jobkind import JobContext
 
 LORA_TARGETS = (("q_proj", "v_proj"), ("c_attn",), ("query", "value"))
+
+
+def batch_order(size: int, batch_size: int, seed: int, start: int = 0) -> Iterator[list[int]]:
+    """Each step's example indices from step ``start + 1`` on: seeded shuffles of ``range(size)``, drawn in turn.
+    The order is a function of the seed and the step alone, so a run resumed at ``start`` sees the same batches."""
+    rng = random.Random(seed)
+    order: list[int] = []
+
+    def draw() -> int:
+        nonlocal order
+        if not order:
+            order = rng.sample(range(size), size)
+        return order.pop()
+
+    for _ in range(start * batch_size):
+        draw()
+    while True:
+        yield [draw() for _ in range(batch_size)]
 
 
 def digest_of(data) -> str:
