@@ -102,9 +102,17 @@ class Fleet:
     def deployment(self, deployment_id: str) -> dict:
         return self.client.edge.deployment(deployment_id)
 
-    def wait_deployment(self, deployment_id: str, statuses: tuple[str, ...], timeout: float = 90) -> dict:
-        return wait_for(lambda: (d := self.deployment(deployment_id))["status"] in statuses and d,
-                        timeout, f"deployment {deployment_id} to reach {statuses}")
+    def wait_deployment(self, deployment_id: str, statuses: tuple[str, ...], timeout: float = 150) -> dict:
+        try:
+            return wait_for(lambda: (d := self.deployment(deployment_id))["status"] in statuses and d,
+                            timeout, f"deployment {deployment_id} to reach {statuses}")
+        except AssertionError as exc:  # say what the platform and the agents saw
+            seen = self.deployment(deployment_id)
+            devices = {d["device"]: (d["state"], d["message"]) for d in seen["devices"]}
+            logs = {name: (self.agent_home(name) / "agent.log").read_text().splitlines()[-8:]
+                    for name in devices if (self.agent_home(name) / "agent.log").is_file()}
+            raise AssertionError(f"{exc}: {seen['status']} {seen['message']!r}; devices {devices}; "
+                                 f"agent logs {json.dumps(logs, indent=1)}") from None
 
     def running_bundle(self, name: str) -> str | None:
         twin = self.client.edge.twin(name)

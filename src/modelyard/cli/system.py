@@ -101,10 +101,11 @@ class WorkerKeeper:
         return self.proc.pid if self.proc else None
 
     def _spawn(self) -> None:
-        from modelyard.jobs.executor import exit_with_parent
+        from modelyard.core.lifetime import die_with_parent
 
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, cwd=self.home,
-                                     env={**os.environ, "PYTHONSAFEPATH": "1"}, preexec_fn=exit_with_parent)  # noqa: PLW1509
+                                     env={**os.environ, "PYTHONSAFEPATH": "1"},
+                                     preexec_fn=die_with_parent(signal.SIGTERM))  # noqa: PLW1509
 
     def start(self) -> None:
         import threading

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
@@ -29,6 +28,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelyard.core.lifetime import die_with_parent
 from modelyard.core.settings import Settings
 from modelyard.deploy.state import (
     INTERNAL_HEADER,
@@ -53,7 +53,6 @@ BIND_RETRY_S = 5.0
 START_LOCK_WAIT_S = 10.0  # ensure_running waits this long at most for the new supervisor to hold its lock
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 EXIT_LOAD_FAILED = 3
-PR_SET_PDEATHSIG = 1
 
 
 # -- starting, finding and stopping the supervisor ---------------------------------------------------------------
@@ -151,11 +150,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 # -- the runtime objects ----------------------------------------------------------------------------------------
@@ -302,7 +296,7 @@ class Supervisor:
                  "--index", str(replica.index), "--listen-fd", str(rt.sock.fileno()),
                  "--control-fd", str(control.fileno())],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.home,
-                pass_fds=(rt.sock.fileno(), control.fileno()), preexec_fn=_die_with_parent,  # noqa: PLW1509
+                pass_fds=(rt.sock.fileno(), control.fileno()), preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509
             )
         replica.control_port = control.getsockname()[1]
         control.close()  # the replica holds its own copy

@@ -5,7 +5,6 @@ owns processes, so a Ray executor can replace ``LocalExecutor`` without touching
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -16,9 +15,8 @@ from pathlib import Path
 
 import psutil
 
+from modelyard.core.lifetime import die_with_parent
 from modelyard.core.settings import Settings
-
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -53,21 +51,6 @@ class Executor(ABC):
 
     def stop_orphan(self, job_id: str) -> None:  # noqa: B027 - optional hook, local orphans are killed by pid
         """Stop what still runs of a job whose worker died (before another worker recovers it)."""
-
-
-def _set_parent_death_signal(sig: int) -> None:
-    with contextlib.suppress(OSError):  # not Linux/glibc: recovery on restart still handles orphans
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    os.setsid()
-    _set_parent_death_signal(signal.SIGKILL)
-
-
-def exit_with_parent() -> None:
-    """``preexec_fn`` for helper processes (a server's worker): SIGTERM them when their parent dies."""
-    _set_parent_death_signal(signal.SIGTERM)
 
 
 def kill_tree(pid: int, pid_started: float | None = None, timeout: float = 3.0) -> bool:
@@ -116,7 +99,7 @@ class LocalExecutor(Executor):
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.settings.home,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - the worker loop is single-threaded
+                preexec_fn=die_with_parent(signal.SIGKILL, new_session=True),  # noqa: PLW1509 - see core/lifetime.py
                 close_fds=True,
             )
         self._procs[job_id] = proc

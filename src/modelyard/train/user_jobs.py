@@ -10,7 +10,6 @@ elastic restart), up to ``max_restarts`` times. See :mod:`modelyard.train.script
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.core.errors import InvalidInput, ModelyardError
 from modelyard.core.jobkind import JobContext, JobKind
+from modelyard.core.lifetime import die_with_parent
 from modelyard.train.script_context import CHECKPOINT_NAME
 
 RESULT_SCHEMA = "modelyard.train/1"
@@ -75,28 +75,21 @@ def mount_dataset(store, version, dest: Path) -> None:
         store.blobs.materialize(digests_of(manifest), dest / "items", link=True)
 
 
-def _rank_session() -> None:  # runs in the rank between fork and exec
-    """Its own session (the launcher stops a rank's whole group), and SIGKILL when the launcher dies: a launcher
-    killed with its worker must not leave ranks training on, writing into a checkpoint folder that the re-queued
-    attempt uses."""
-    import ctypes
-
-    os.setsid()
-    with contextlib.suppress(OSError, AttributeError):  # not Linux/glibc: the ranks outlive a killed launcher
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 class _Group:
     """N ranks of the script, started together and stopped together."""
 
     def __init__(self, script: Path, workers: int, env: dict[str, str]):
         port = _free_port()
+        # each rank in its own session (the launcher stops a rank's whole group), and SIGKILL when the launcher dies:
+        # a launcher killed with its worker must not leave ranks training on, writing into a checkpoint folder that
+        # the re-queued attempt uses
+        tie = die_with_parent(signal.SIGKILL, new_session=True)
         self.procs = []
         for rank in range(workers):
             rank_env = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(workers),
                         "LOCAL_WORLD_SIZE": str(workers), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
             self.procs.append(subprocess.Popen([sys.executable, script.name], cwd=script.parent, env=rank_env,
-                                               stdin=subprocess.DEVNULL, preexec_fn=_rank_session))
+                                               stdin=subprocess.DEVNULL, preexec_fn=tie))
 
     def failed_rank(self) -> tuple[int, int] | None:
         for rank, proc in enumerate(self.procs):

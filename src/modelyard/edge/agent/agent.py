@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from modelyard.core.lifetime import die_with_parent
 from modelyard.edge.agent import AGENT_VERSION
 from modelyard.edge.agent.bundle_file import BundleRefused, sha256_file, unpack_verified
 from modelyard.edge.agent.home import AgentHome, read_json, write_json
@@ -383,7 +384,8 @@ class Agent:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "modelyard.edge.agent.skill_process", "--slot", str(slot), "--stats",
                  str(stats), "--config", json.dumps(entry.get("config") or {})],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(signal.SIGKILL))  # noqa: PLW1509 - see core/lifetime.py
         self.processes[name] = proc
         self.state.setdefault("pids", {})[name] = proc.pid
         self.home.save_state(self.state)
@@ -558,16 +560,6 @@ def _slot_verifies(slot: Path, bundle_id: str) -> bool:
         if not path.is_file() or path.stat().st_size != info["size"] or sha256_file(path) != info["sha256"]:
             return False
     return True
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: the skill gets SIGKILL when the agent dies, even by ``kill -9`` (no orphaned skills)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def _kill_if_ours(pid: int, home: Path) -> None:

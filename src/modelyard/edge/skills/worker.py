@@ -266,14 +266,8 @@ def _die_with_parent(host_pid: int) -> None:
     """Linux: the skill process gets SIGKILL when its host's process (``host_pid``) dies, even by ``kill -9`` (a
     device agent killed hard must not leave skills decoding video behind). The tie is made only once this process
     runs, a spawned interpreter's start-up later: a host that died before that leaves it orphaned, so it exits."""
-    import os
     import signal
 
-    try:
-        import ctypes
+    from modelyard.core.lifetime import tie_to_parent
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != host_pid:  # checked after the tie: a host dying from here on kills this process
-        os._exit(1)
+    tie_to_parent(signal.SIGKILL, host_pid)
