@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HOLD_SHARE = 0.9  # the same rule as the planner's (planner.HOLD_SHARE), restated: the benchmark judges on its own
+HOLD_SHARE = 0.9  # every channel gets 90 % of its fps over the window: the benchmark's own rule, not the planner's code
 
 
 def _wait(host, condition, timeout: float, what: str) -> dict:

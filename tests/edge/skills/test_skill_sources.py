@@ -76,3 +76,15 @@ def test_a_corrupt_stretch_is_one_counted_error_and_the_channel_goes_on(media):
         reader.stop()
     assert reader.stats.corrupt >= 1 and "corrupt frame" in reader.stats.last_error
     assert reader.stats.state == "ended" and frames >= 10  # read to the end: most of the 20 frames arrive
+
+
+def test_one_decoder_thread_per_channel_gives_the_same_frames_as_ffmpegs_choice(video):
+    import numpy as np
+
+    from modelyard.edge.skills.sources import iter_source
+
+    single = list(iter_source(str(video), 5))  # the default: 1 thread per decoder (many channels share the cores)
+    auto = list(iter_source(str(video), 5, decoder_threads=0))  # FFmpeg's frame and slice threads
+    assert len(single) == len(auto) == 20  # 4 s at 5 fps
+    for (pts_a, frame_a), (pts_b, frame_b) in zip(single, auto, strict=True):
+        assert pts_a == pts_b and np.array_equal(frame_a, frame_b)
