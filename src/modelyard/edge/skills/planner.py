@@ -172,7 +172,7 @@ def measure(infer_batch: Callable[[list], list], width: int = 640, height: int =
 
 # -- verify: the real pipeline ----------------------------------------------------------------------------------------
 
-HOLD_SHARE = 0.9  # a channel keeps real time when the skill handles at least this share of its fps
+HOLD_SHARE = 0.9  # channels keep real time when the skill handles at least this share of their frames
 STEP_UP = 1.5  # the next count after one that held, until one fails
 MIN_STEP_DOWN = 0.8  # the next count after one that failed is at most this share of it
 
@@ -286,7 +286,7 @@ class PipelineTrials:
         window = last["at_monotonic"] - first["at_monotonic"]
         counts = {cid: c.get("processed", 0) - first["channels"][cid].get("processed", 0)
                   for cid, c in last["channels"].items()}
-        rates = {cid: count / window for cid, count in counts.items()}
+        rates = {cid: got / window for cid, got in counts.items()}
         batches = last.get("batches", 0) - first.get("batches", 0)
         frames = last.get("batched_frames", 0) - first.get("batched_frames", 0)
         return {"channels": count, "fps": self.sample_fps, "holds": holds_real_time(counts, window, self.sample_fps),

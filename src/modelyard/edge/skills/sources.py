@@ -212,8 +212,7 @@ class ChannelReader:
     def _run(self) -> None:
         local_file = not is_stream(self.source) and not self.source.startswith("camera:")
         while not self._stop.is_set():
-            started = time.monotonic()
-            first_pts = None
+            started, first_pts = 0.0, None
             got_frame = False
             try:
                 for pts, frame in iter_source(self.source, self.fps, decoder_threads=self.decoder_threads):
@@ -228,7 +227,11 @@ class ChannelReader:
                     if self.stats.failures and (local_file or time.monotonic() - connected >= self.healthy_after_s):
                         self.stats.failures = 0
                     if self.realtime:
-                        first_pts = pts if first_pts is None else first_pts
+                        if first_pts is None:
+                            # NOTE: the schedule starts at the first frame, not before the open: a source that took
+                            # 0.6 s to open and decode its first frame then sent 3 frames at once (at 5 fps) to catch
+                            # up, which a camera never does and which made a short capacity trial look held
+                            first_pts, started = pts, time.monotonic()
                         delay = (pts - first_pts) - (time.monotonic() - started)
                         if delay > 0 and self._stop.wait(delay):
                             break
