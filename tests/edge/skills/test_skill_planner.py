@@ -87,7 +87,7 @@ def test_holding_real_time_means_nine_tenths_of_the_frames_and_no_channel_short_
 
 def test_the_search_steps_up_from_a_count_that_held_and_down_to_what_a_failed_one_got_through():
     trial = _device(36)
-    assert next_count([trial(20)], limit=256) == 30  # held: up by half
+    assert next_count([trial(20)], limit=256) == 40  # held: doubled
     # 50 failed, 36 * 5 frames/s got through: try 36 (at most 80 % of 50 = 40)
     assert next_count([trial(50)], limit=256) == 36
     assert next_count([trial(50), trial(36)], limit=256) == 43  # bracketed, and 36 held already: bisect
@@ -139,10 +139,10 @@ def test_the_plan_answers_with_what_held_in_the_trials_not_with_the_model(monkey
     plan = plan_capacity("unused.onnx", 10, width=160, height=96, measurements=M)
     assert plan["model_channels"] == predict_channels(M, 25, 5) == 5  # the model says 5
     assert plan["verified"] and plan["predicted_channels"] == 9 and not plan["fits"]  # 9 held, 10 do not fit
-    assert [t["channels"] for t in plan["trials"]] == [5, 8, 12, 9]  # up, up, failed (9 got through), 9 held
+    assert [t["channels"] for t in plan["trials"]] == [5, 10, 9]  # up, failed (9 got through), 9 held
     assert "holds 9" in plan["reason"] and "trial" in plan["reason"]
-    quick = plan_capacity("unused.onnx", 8, width=160, height=96, measurements=M, quick=True)
-    assert quick["fits"] and [t["channels"] for t in quick["trials"]] == [5, 8]
+    quick = plan_capacity("unused.onnx", 5, width=160, height=96, measurements=M, quick=True)
+    assert quick["fits"] and [t["channels"] for t in quick["trials"]] == [5, 10] and quick["predicted_channels"] == 5
     assert runs[-1]["window_s"] < runs[0]["window_s"]
 
 
@@ -163,5 +163,5 @@ def test_a_trial_counts_what_the_real_pipeline_got_through_per_channel(detector,
     # NOTE: not "easy holds": on a loaded CI box one late frame in a 1 s window is a fair failure; the rates are the
     # point: about 5 per channel, and about the clip's 10 where 40 were asked
     assert easy["channels"] == 2 and 3 <= easy["worst_fps"] <= 7 and 6 <= easy["frames_per_s"] <= 14, easy
-    assert easy["holds"] == (easy["worst_fps"] >= 4.5) and easy["mean_batch"] >= 1
+    assert 1 <= easy["mean_batch"] <= 2
     assert not starved["holds"] and 5 <= starved["worst_fps"] <= 13, starved
