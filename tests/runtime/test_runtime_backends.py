@@ -171,3 +171,15 @@ def test_layer_call_flattens_arrays():
     a, b = np.zeros(2), np.ones(3)
     call = LayerCall([a, (b, "x")], {"mask": a})
     assert [x.shape for x in call.arrays()] == [(2,), (3,), (2,)]
+
+
+def test_onnxruntime_spinning_is_a_load_option(mlp_onnx):
+    from modelyard.runtime.onnxruntime_backend import OnnxRuntimeOptions, session_options
+
+    quiet = session_options(OnnxRuntimeOptions(spinning=False))
+    assert quiet.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert quiet.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+    assert session_options(OnnxRuntimeOptions(spinning=True)).get_session_config_entry(
+        "session.intra_op.allow_spinning") == "1"
+    runner = get_backend("onnxruntime:cpu").load(mlp_onnx, spinning=False)
+    assert runner.info["session_options"] == {"spinning": False}  # recorded beside the run's figures

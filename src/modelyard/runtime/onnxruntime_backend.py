@@ -70,6 +70,9 @@ class OnnxRuntimeOptions(BackendOptions):
     inter_op_threads: inter-op threads (used with ``execution_mode=parallel``).
     graph_optimization: ``disable``, ``basic``, ``extended`` or ``all`` (ORT's default).
     execution_mode: ``sequential`` (ORT's default) or ``parallel``.
+    spinning: whether idle intra-op threads spin waiting for work (ORT's default: yes). ``False`` for a model that
+        shares the cores with other work (an edge skill beside its video decoders): spinning threads burn CPU
+        between inferences that the neighbours need.
     """
 
     depth: PositiveInt | None = None
@@ -77,6 +80,7 @@ class OnnxRuntimeOptions(BackendOptions):
     inter_op_threads: PositiveInt | None = None
     graph_optimization: Literal["disable", "basic", "extended", "all"] | None = None
     execution_mode: Literal["sequential", "parallel"] | None = None
+    spinning: bool | None = None
 
 
 def session_options(options: OnnxRuntimeOptions | None = None, profile_prefix: str | None = None):
@@ -94,6 +98,9 @@ def session_options(options: OnnxRuntimeOptions | None = None, profile_prefix: s
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[opts.graph_optimization])
     if opts.execution_mode:
         so.execution_mode = getattr(ort.ExecutionMode, _MODES[opts.execution_mode])
+    if opts.spinning is not None:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if opts.spinning else "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "1" if opts.spinning else "0")
     if profile_prefix is not None:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix

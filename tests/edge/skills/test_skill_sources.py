@@ -76,3 +76,45 @@ def test_a_corrupt_stretch_is_one_counted_error_and_the_channel_goes_on(media):
         reader.stop()
     assert reader.stats.corrupt >= 1 and "corrupt frame" in reader.stats.last_error
     assert reader.stats.state == "ended" and frames >= 10  # read to the end: most of the 20 frames arrive
+
+
+def test_one_decoder_thread_per_channel_gives_the_same_frames_as_ffmpegs_choice(video):
+    import numpy as np
+
+    from modelyard.edge.skills.sources import iter_source
+
+    single = list(iter_source(str(video), 5))  # the default: 1 thread per decoder (many channels share the cores)
+    auto = list(iter_source(str(video), 5, decoder_threads=0))  # FFmpeg's frame and slice threads
+    assert len(single) == len(auto) == 20  # 4 s at 5 fps
+    for (pts_a, frame_a), (pts_b, frame_b) in zip(single, auto, strict=True):
+        assert pts_a == pts_b and np.array_equal(frame_a, frame_b)
+
+
+def test_a_realtime_source_is_paced_from_its_first_frame_not_from_before_it_opened(monkeypatch):
+    import types
+
+    import numpy as np
+
+    from modelyard.edge.skills import sources
+
+    clock = [100.0]
+    waits = []
+    monkeypatch.setattr(sources, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+
+    def slow_to_open(source, fps, **options):
+        clock[0] += 0.6  # opening and decoding up to the first frame took 0.6 s
+        for index in range(3):
+            yield index * 0.2, np.zeros((2, 2, 3), np.uint8)
+
+    class RecordingStop(threading.Event):
+        def wait(self, timeout=None):  # the reader's pacing sleeps: recorded, and the clock moves on
+            waits.append(round(timeout, 3))
+            clock[0] += timeout
+            return False
+
+    monkeypatch.setattr(sources, "iter_source", slow_to_open)
+    reader = ChannelReader("cam", "clip.mp4", fps=5, realtime=True)
+    reader._stop = RecordingStop()
+    reader._run()  # in this thread: the file ends, the reader ends
+    # 5 fps from the first frame on; anchored before the open, the 0.6 s late start came out as 3 frames at once
+    assert waits == [0.2, 0.2] and reader.stats.frames == 3 and reader.stats.state == "ended"

@@ -115,9 +115,10 @@ class SkillRuntime:
     # -- the loop -------------------------------------------------------------------------------------------------
     def _fps(self, channel_id: str, now: float) -> float:
         """Frames the skill's logic handled per second on this channel over the last ``FPS_WINDOW_S``."""
-        stamps = self.processed_at.get(channel_id) or ()
-        recent = [t for t in stamps if now - t <= FPS_WINDOW_S]
-        return round(len(recent) / FPS_WINDOW_S, 2)
+        stamps = self.processed_at.get(channel_id)
+        while stamps and now - stamps[0] > FPS_WINDOW_S:  # stamps are in order: drop the old ones, count the rest
+            stamps.popleft()
+        return round(len(stamps or ()) / FPS_WINDOW_S, 2)
 
     def status(self) -> dict:
         now = time.monotonic()
@@ -127,7 +128,10 @@ class SkillRuntime:
                                    "fps": self._fps(cid, now)}
                              for cid in self.channels},
                 "batches": self.batches, "batched_frames": self.batched_frames,
-                "latency_ms_p50": round(statistics.median(latencies), 3) if latencies else None}
+                "latency_ms_p50": round(statistics.median(latencies), 3) if latencies else None,
+                # when these counters were read (CLOCK_MONOTONIC, the same clock in every process of the device):
+                # a rate over two reports divides by the time between them, not by when they happened to arrive
+                "at_monotonic": now}
 
     def _gather(self) -> list[tuple[str, float, object]]:
         self.notify.wait(0.05)
