@@ -5,7 +5,9 @@ nothing left on the cluster after stop."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -13,6 +15,8 @@ import pytest
 from deploy_models import deploy_models, linear_expected  # noqa: F401 - fixtures
 
 from modelyard.core.errors import ModelyardError
+from modelyard.core.ray_cluster import scratch_key
+from modelyard.core.settings import Settings
 from modelyard.deploy.model_server import bucket
 from scale_servers import free_port
 from support import stop_supervisor
@@ -64,12 +68,15 @@ def test_a_service_on_ray_serves_splits_traffic_and_stops_leaving_nothing_on_the
     from modelyard.client import Client
     from modelyard.store.tokens import TokenStore
 
-    db_url = request.getfixturevalue("pg_database") if os.environ.get("MODELYARD_TEST_PG_URL") else None
     home = tmp_path / "home"
     home.mkdir()
-    values = {"ray_address": ray_head.dashboard, **s3_server.settings_values(),
-              **({"db_url": db_url} if db_url else {})}
+    # the database named explicitly (SQLite's file on this machine without CI's PostgreSQL): with it and S3 the
+    # replica works in a scratch home on its node and fetches the model from S3, as on a cluster
+    db_url = (request.getfixturevalue("pg_database") if os.environ.get("MODELYARD_TEST_PG_URL")
+              else f"sqlite:///{home / 'modelyard.db'}")
+    values = {"ray_address": ray_head.dashboard, "db_url": db_url, **s3_server.settings_values()}
     (home / "config.toml").write_text("".join(f'{key} = "{value}"\n' for key, value in values.items()))
+    scratch = Path(os.environ.get("TMPDIR") or "/tmp") / "modelyard-ray-services" / scratch_key(Settings.load(home))
     client = Client(home=home)
     try:
         client.models.register(deploy_models / "linear.onnx", "linear")
@@ -83,6 +90,8 @@ def test_a_service_on_ray_serves_splits_traffic_and_stops_leaving_nothing_on_the
         assert replica["placement"] == "ray" and replica["ray_job"].startswith("modelyard-svc-lin-r1-0-")
         running = [j for j in _service_jobs(ray_head.dashboard, home) if str(j.status.value) == "RUNNING"]
         assert [j.submission_id for j in running] == [replica["ray_job"]]
+        # the replica's home is the node's scratch folder: the model came from the bucket into its blob cache
+        assert any(p.is_file() for p in (scratch / "blobs").rglob("*")), sorted(scratch.rglob("*"))
 
         # the same protocol at the service port (forwarded to the replica on its node) and through the platform
         answer = httpx.post(service["url"] + "/v1/predict", json={"inputs": {"x": X.tolist()}}, headers=auth,
@@ -121,4 +130,5 @@ def test_a_service_on_ray_serves_splits_traffic_and_stops_leaving_nothing_on_the
     finally:
         problems = stop_supervisor(home)
         client.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     assert not problems, problems
