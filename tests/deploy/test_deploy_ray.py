@@ -90,8 +90,9 @@ def test_a_service_on_ray_serves_splits_traffic_and_stops_leaving_nothing_on_the
         assert replica["placement"] == "ray" and replica["ray_job"].startswith("modelyard-svc-lin-r1-0-")
         running = [j for j in _service_jobs(ray_head.dashboard, home) if str(j.status.value) == "RUNNING"]
         assert [j.submission_id for j in running] == [replica["ray_job"]]
-        # the replica's home is the node's scratch folder: the model came from the bucket into its blob cache
-        assert any(p.is_file() for p in (scratch / "blobs").rglob("*")), sorted(scratch.rglob("*"))
+        # the replica's home is the node's scratch folder: the model came from the bucket into its cache there
+        assert [p.name for p in (scratch / "registry" / "cache").rglob("*.onnx")] == ["model.onnx"], sorted(
+            scratch.rglob("*"))
 
         # the same protocol at the service port (forwarded to the replica on its node) and through the platform
         answer = httpx.post(service["url"] + "/v1/predict", json={"inputs": {"x": X.tolist()}}, headers=auth,

@@ -178,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     from modelyard.deploy.model_server import ModelServer, TokenCheck, build_app
     from modelyard.deploy.state import internal_key
 
-    # a replica on another node gets the platform's key in its config (its home there has a key of its own)
-    # public or not: /metrics needs a credential
-    tokens = TokenCheck(workspace.engine, config.get("internal_key") or internal_key(home), home)
+    # public or not: /metrics needs a credential. A replica on another node gets the platform's key in its config
+    # (its home there has a key of its own); it sees a token revocation at once where the workspace's home is on
+    # its node too, else when its token cache expires
+    marker_home = Path(config["home"]) if Path(config["home"]).is_dir() else home
+    tokens = TokenCheck(workspace.engine, config.get("internal_key") or internal_key(home), marker_home)
     if text_models:
         from modelyard.deploy.textgen import build_text_app
 
