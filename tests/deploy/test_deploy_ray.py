@@ -24,25 +24,22 @@ from support import stop_supervisor
 X = np.array([[1, 2, 3, 4], [0, 0, 0, 1]], dtype=np.float32)
 
 
-def test_placement_ray_needs_a_configured_reachable_cluster(tmp_path, deploy_models, monkeypatch):
-    from modelyard.client import Client
+def test_placement_ray_needs_a_configured_reachable_cluster(tmp_path):
+    from pydantic import ValidationError
 
-    home = tmp_path / "home"
-    with Client(home=home) as client:
-        client.models.register(deploy_models / "linear.onnx", "linear")
-        with pytest.raises(ModelyardError, match="placement 'ray' needs the setting ray_address") as missing:
-            client.services.deploy("linear@1", "lin", placement="ray", wait=False)
-        assert missing.value.status == 422
-        with pytest.raises(ModelyardError, match="placement") as unknown:
-            client.services.deploy("linear@1", "lin", placement="kubernetes", wait=False)
-        assert unknown.value.status == 422
-        assert client.services.list()["items"] == []  # nothing was created
+    from modelyard.deploy.ray_replicas import check_placement
+    from modelyard.deploy.services import DeploySpec
+
+    check_placement(Settings.load(tmp_path), "local")  # needs nothing
+    with pytest.raises(ModelyardError, match="placement 'ray' needs the setting ray_address") as missing:
+        check_placement(Settings.load(tmp_path), "ray")
+    assert missing.value.status == 422  # the REST answer (ServiceStore.deploy checks before it writes anything)
+    with pytest.raises(ValidationError, match="placement"):
+        DeploySpec(model="m@1", placement="kubernetes")
     # a dashboard that does not answer: 503, one line naming it
-    monkeypatch.setenv("MODELYARD_RAY_ADDRESS", f"http://127.0.0.1:{free_port()}")
-    with Client(home=home) as client:
-        with pytest.raises(ModelyardError, match="Ray") as unreachable:
-            client.services.deploy("linear@1", "lin", placement="ray", wait=False)
-        assert unreachable.value.status == 503 and "\n" not in unreachable.value.message
+    with pytest.raises(ModelyardError, match="(?i)ray") as unreachable:
+        check_placement(Settings.load(tmp_path, ray_address=f"http://127.0.0.1:{free_port()}"), "ray")
+    assert unreachable.value.status == 503 and "\n" not in unreachable.value.message
 
 
 def _service_jobs(dashboard: str, home) -> list:
