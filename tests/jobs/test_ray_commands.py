@@ -6,7 +6,6 @@ on Ray is covered by ``test_ray_executor.py``."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -24,17 +23,11 @@ ZOO = {"entrypoint": "modelyard.runtime.zoo:tiny_mlp", "kwargs": {"in_features":
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
-def test_automl_batch_and_migrate_optimize_run_unchanged_on_ray_s3_and_postgres(ray_head, s3_server, tmp_path,
+def test_automl_batch_and_migrate_optimize_run_unchanged_on_ray_s3_and_postgres(ray_s3_home, s3_server, tmp_path,
                                                                                    request):
     from ray.util.state import list_tasks
 
-    db_url = request.getfixturevalue("pg_database") if os.environ.get("MODELYARD_TEST_PG_URL") else None
-    home = tmp_path / "home"
-    home.mkdir()
-    blob_url = s3_server.new_url()
-    values = {"executor": "ray", "ray_address": ray_head.dashboard, **s3_server.settings_values(blob_url),
-              **({"db_url": db_url} if db_url else {})}
-    (home / "config.toml").write_text("".join(f'{key} = "{value}"\n' for key, value in values.items()))
+    home, blob_url = ray_s3_home.home, ray_s3_home.blob_url  # the session's Ray + S3 (+ PostgreSQL) workspace
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(240, 4))
@@ -51,7 +44,7 @@ def test_automl_batch_and_migrate_optimize_run_unchanged_on_ray_s3_and_postgres(
     assert result["score"] >= 0.6 and result["stop_reason"] == "max trials (4)", result
     searched = [e for e in result["leaderboard"] if e["family"] != "ensemble"]
     assert len(searched) == 4 and all(e["score"] is not None for e in searched)
-    trials = list_tasks(address=ray_head.dashboard, filters=[("func_or_class_name", "=", "fit_trial")], limit=1000,
+    trials = list_tasks(address=ray_s3_home.dashboard, filters=[("func_or_class_name", "=", "fit_trial")], limit=1000,
                         raise_on_missing_output=False)
     assert len(trials) >= 4  # each candidate was fitted by a Ray task, not in the job's process
     # what the commands left, read here directly (each CLI process costs seconds; the commands are the test)
@@ -80,7 +73,7 @@ def test_automl_batch_and_migrate_optimize_run_unchanged_on_ray_s3_and_postgres(
 
     # migrate optimize as a job: submitted, then run by a worker whose executor is Ray
     (tmp_path / "optimize.json").write_text(json.dumps({"spec": ZOO, "target": "onnxruntime:cpu", "samples": 8,
-                                                        "budget_s": 4}))
+                                                        "budget_s": 1}))
     submitted = json.loads(run_cli("jobs", "submit", "migrate.optimize", "--spec", str(tmp_path / "optimize.json"),
                                    "--json", home=home, check=True).stdout)
     run_cli("worker", "--until-idle", "--concurrency", "1", home=home, check=True, timeout=300)

@@ -147,7 +147,7 @@ def _kill_the_job_driver_at(workspace, job_id: str, step: int, done: threading.E
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")  # one Ray head per session: Ray tests share a worker
 def test_a_train_job_under_ray_train_is_requeued_after_its_driver_dies_and_resumes_from_the_checkpoint(
-        ray_workspace, tmp_path):
+        ray_s3_home, tmp_path, request):
     """A ``train`` job with 2 Ray Train workers whose own process is SIGKILLed after the first checkpoint (a lost
     node): the worker re-queues the job and the second attempt continues the same run from that checkpoint, fetched
     from the blob store. (A dead *rank* is Ray Train's own group restart, ``FailureConfig``; the launcher's restart
@@ -159,6 +159,8 @@ def test_a_train_job_under_ray_train_is_requeued_after_its_driver_dies_and_resum
     from modelyard.data.datasets import DatasetStore
     from modelyard.train.tracking import RunStore
 
+    ray_workspace = Workspace.open(Settings.load(ray_s3_home.home), create=False)  # the session's, migrated once
+    request.addfinalizer(ray_workspace.close)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 2))
     pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "y": 3 * x[:, 0] - 2 * x[:, 1] + 0.5}).to_csv(tmp_path / "l.csv",

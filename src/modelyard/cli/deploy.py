@@ -29,6 +29,8 @@ def deploy(
     public: Annotated[bool, typer.Option("--public", help="Predict needs no token.")] = False,
     pin: Annotated[bool, typer.Option("--pin", help="Deployed from an alias: keep the version it names now "
                                       "(default: follow the alias when it moves).")] = False,
+    on: Annotated[str, typer.Option("--on", help="Where the replicas run: local (this machine) or ray (placed by "
+                                    "the Ray cluster at ray_address).")] = "local",
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return at once instead of waiting until it "
                                           "serves.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the service to serve.")] = 300.0,
@@ -45,7 +47,7 @@ def deploy(
             service = client.services.deploy(
                 model, name, backend=backend, replicas=replicas, max_batch=max_batch, max_wait_ms=max_wait_ms,
                 instances=instances, port=port, host=host, public=public, follow_alias=not pin,
-                wait=not no_wait, timeout=timeout)
+                wait=not no_wait, timeout=timeout, placement=on)
         except TimeoutError as exc:
             raise ModelyardError(str(exc), code="timeout") from exc
     if as_json:

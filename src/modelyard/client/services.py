@@ -31,18 +31,18 @@ class Services:
     def deploy(self, model: str, name: str | None = None, *, backend: str = "auto", replicas: int = 1,
                max_batch: int = 16, max_wait_ms: float = 5.0, instances: int = 2, port: int = 0,
                host: str = "127.0.0.1", public: bool = False, follow_alias: bool = True, wait: bool = True,
-               timeout: float = 300.0) -> dict:
+               timeout: float = 300.0, placement: str = "local") -> dict:
         """Deploy ``model`` (``N@V``/``N@alias``/``N``); with ``wait``, until the new revision serves.
 
         A service deployed from an alias follows it (moving the alias rolls the service to the new version) unless
-        ``follow_alias`` is False.
+        ``follow_alias`` is False. ``placement="ray"`` runs the replicas on the Ray cluster of ``ray_address``.
 
         Raises:
             DeployFailed: the revision could not start (the message says why and what keeps serving).
         """
         body = {"model": model, "name": name, "backend": backend, "replicas": replicas, "max_batch": max_batch,
                 "max_wait_ms": max_wait_ms, "instances": instances, "port": port, "host": host, "public": public,
-                "follow_alias": follow_alias}
+                "follow_alias": follow_alias, "placement": placement}
         service = self._c.request("POST", "/api/v1/services", json=body).json()
         return self.wait(service["name"], service["revision"], timeout) if wait else service
 

@@ -5,6 +5,10 @@ service, so the kernel hands each new connection to whichever replica accepts fi
 queued connection) and a private control port the supervisor health-checks. The replica loads and warms up every
 version of its revision *before* it accepts anything; when a version cannot load it writes the reason to
 ``replica-<k>.error`` and exits with code 3, and the supervisor keeps the previous revision serving.
+
+``--ray --config-env VAR --home DIR``: a replica Ray placed on one of its nodes (see
+:mod:`modelyard.deploy.ray_replicas`): the config comes in a variable, the model from the blob store, and it
+listens on one free port of its node (service and health alike), which it prints once it has loaded.
 """
 
 from __future__ import annotations
@@ -89,23 +93,69 @@ def load_versions(workspace, config: dict) -> list:
     return loaded
 
 
+def _runtime_dir(path: str, fallback) -> Path:
+    """``path`` (the service's folder in the workspace's home) when this node can write there, else ``fallback``
+    (a replica on a Ray node without the home: its metrics and access log stay on its node)."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return Path(path)
+    except OSError:
+        Path(fallback).mkdir(parents=True, exist_ok=True)
+        return Path(fallback)
+
+
+def _listen_on_this_node() -> socket.socket:
+    """A listening socket on a free port of the node's own address (what Ray calls the node), for a replica Ray
+    placed: the supervisor forwards the service port to it."""
+    import ray.util
+
+    host = ray.util.get_node_ip_address()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listen = socket.socket(family, socket.SOCK_STREAM)
+    listen.bind((host, 0))
+    listen.listen(1024)
+    return listen
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelyard.deploy.replica")
-    parser.add_argument("--config", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="the replica config file the supervisor wrote")
+    source.add_argument("--config-env", help="the variable holding the replica config as JSON (Ray placement)")
     parser.add_argument("--index", type=int, required=True)
-    parser.add_argument("--listen-fd", type=int, required=True)
-    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--listen-fd", type=int)
+    parser.add_argument("--control-fd", type=int)
+    parser.add_argument("--ray", action="store_true",
+                        help="placed by Ray: listen on a free port of this node and print where (see ray_replicas)")
+    parser.add_argument("--home", help="the workspace home on this node (default: the config's)")
     args = parser.parse_args(argv)
-    config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    if not args.ray and (args.listen_fd is None or args.control_fd is None):
+        parser.error("--listen-fd and --control-fd are required unless --ray")
+    config = json.loads(Path(args.config).read_text(encoding="utf-8") if args.config else os.environ[args.config_env])
+    home = Path(args.home or config["home"])
+    if args.ray:
+        from modelyard.deploy.ray_replicas import LISTENING, LOAD_ERROR
+        from modelyard.deploy.state import service_dir
+
+        local = service_dir(home, config["service"])
+        config["metrics_dir"] = str(_runtime_dir(config["metrics_dir"], local / "metrics"))
+        config["access_log"] = str(_runtime_dir(str(Path(config["access_log"]).parent), local)
+                                   / Path(config["access_log"]).name)
+        config["run_dir"] = str(_runtime_dir(config["run_dir"], local / f"rev-{config['revision']}"))
+        # before anything imports prometheus_client: it picks multiprocess mode from this at import
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = config["metrics_dir"]
     error_file = Path(config["run_dir"]) / f"replica-{args.index}.error"
     error_file.unlink(missing_ok=True)
-    listen = socket.socket(fileno=args.listen_fd)
-    control = socket.socket(fileno=args.control_fd)
+    if args.ray:
+        sockets = [_listen_on_this_node()]
+    else:
+        sockets = [socket.socket(fileno=args.listen_fd), socket.socket(fileno=args.control_fd)]
     try:
         from modelyard.core.settings import Settings
         from modelyard.store.workspace import Workspace
 
-        workspace = Workspace.open(Settings.load(config["home"]), create=False)
+        # on Ray, like a job process: the platform migrated the database already
+        workspace = Workspace.open(Settings.load(home), create=False, migrate=not args.ray)
         text_models = any(e.get("format") in TEXT_FORMATS for e in config["traffic"])
         if text_models:  # a language model and its adapters: the OpenAI-compatible API (deploy/textgen.py)
             from modelyard.deploy.textgen import load_text_server
@@ -113,18 +163,26 @@ def main(argv: list[str] | None = None) -> int:
             text_server = load_text_server(workspace, config)
         else:
             versions = load_versions(workspace, config)
-    except Exception as exc:  # noqa: BLE001 - reported to the supervisor through the error file
+    except Exception as exc:  # noqa: BLE001 - reported to the supervisor through the error file (Ray: the log)
         traceback.print_exc()
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         error_file.write_text(message, encoding="utf-8")
+        if args.ray:
+            print(f"{LOAD_ERROR} {message}", flush=True)
         return EXIT_LOAD_FAILED
+    if args.ray:  # loaded and warm: the supervisor may send traffic from now on
+        host, port = sockets[0].getsockname()[:2]
+        print(f"{LISTENING} {host}:{port} pid {os.getpid()}", flush=True)
     import uvicorn
 
     from modelyard.deploy.model_server import ModelServer, TokenCheck, build_app
     from modelyard.deploy.state import internal_key
 
-    home = Path(config["home"])
-    tokens = TokenCheck(workspace.engine, internal_key(home), home)  # public or not: /metrics needs a credential
+    # public or not: /metrics needs a credential. A replica on another node gets the platform's key in its config
+    # (its home there has a key of its own); it sees a token revocation at once where the workspace's home is on
+    # its node too, else when its token cache expires
+    marker_home = Path(config["home"]) if Path(config["home"]).is_dir() else home
+    tokens = TokenCheck(workspace.engine, config.get("internal_key") or internal_key(home), marker_home)
     if text_models:
         from modelyard.deploy.textgen import build_text_app
 
@@ -133,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(v.ref for v in text_server.versions)} (OpenAI-compatible, pid {os.getpid()})", flush=True)
         uv_config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning",
                                    timeout_graceful_shutdown=10, timeout_keep_alive=30)
-        uvicorn.Server(uv_config).run(sockets=[listen, control])
+        uvicorn.Server(uv_config).run(sockets=sockets)
         workspace.close()
         return 0
     server = ModelServer(config["service"], config["revision"], args.index, versions, config["public"], tokens,
@@ -148,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(v.ref for v in versions)} (pid {os.getpid()})", flush=True)
     uv_config = uvicorn.Config(build_app(server), lifespan="off", access_log=False, log_level="warning",
                                timeout_graceful_shutdown=10, timeout_keep_alive=30)
-    uvicorn.Server(uv_config).run(sockets=[listen, control])
+    uvicorn.Server(uv_config).run(sockets=sockets)
     server.capture.close()  # writes what is still queued
     workspace.close()
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -66,6 +67,9 @@ class DeploySpec(BaseModel):
             (``modelyard models alias``) rolls a running service to the alias's new version as a new revision, with
             the usual guarantee (a version that cannot load leaves the previous one serving). False pins the version
             the alias names now. A traffic split or a rollback pins too. Default True.
+        placement: where the replicas run: ``local`` (processes on the supervisor's machine) or ``ray`` (Ray
+            places each replica on a node of the cluster at ``ray_address``; see docs/scale-out.md). A traffic
+            split or a rollback keeps the placement of the revision it starts from. Default ``local``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -81,6 +85,7 @@ class DeploySpec(BaseModel):
     host: str = Field(default="127.0.0.1", min_length=1, max_length=200)
     public: bool = False
     follow_alias: bool = True
+    placement: Literal["local", "ray"] = "local"
 
     @field_validator("model")
     @classmethod
@@ -256,13 +261,16 @@ class ServiceStore:
     # -- writing ------------------------------------------------------------------------------------------------
     def deploy(self, spec: DeploySpec, created_by: str = "") -> Service:
         """Create the service, or add a revision serving ``spec.model`` at 100% to an existing one."""
+        from modelyard.deploy.ray_replicas import check_placement
+
         version = self.registry.get_version(spec.model)
         name = check_name(spec.name or version.name.replace(".", "-"), "service name")
         backend = _resolve_backend(spec.backend, {version.format})
+        check_placement(self.workspace.settings, spec.placement)
         traffic = self._traffic({version.ref: 100.0})
         traffic[0]["requested"] = spec.model
         config = {"backend": backend, "max_batch": spec.max_batch, "max_wait_ms": spec.max_wait_ms,
-                  "instances": spec.instances,
+                  "instances": spec.instances, "placement": spec.placement,
                   "follows": str(parse_ref(spec.model)) if spec.follow_alias and parse_ref(spec.model).alias
                   else None}
         return self.deploy_revision(name, traffic, config, replicas=spec.replicas, host=spec.host, port=spec.port,

@@ -53,6 +53,11 @@ BIND_RETRY_S = 5.0
 START_LOCK_WAIT_S = 10.0  # ensure_running waits this long at most for the new supervisor to hold its lock
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 EXIT_LOAD_FAILED = 3
+RAY_POLL_S = 0.5  # a starting Ray replica's job status and log: one dashboard call each
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 # -- starting, finding and stopping the supervisor ---------------------------------------------------------------
@@ -171,15 +176,26 @@ class Replica:
     next_start: float = 0.0
     backoff: int = 0
     backends: dict[str, str] = field(default_factory=dict)  # version ref -> backend:device, as the replica says
+    # placed by Ray: its Ray job, and where it listens on its node once it has loaded (its pid is on that node)
+    placement: str = "local"
+    ray_job: str | None = None
+    address: tuple[str, int] | None = None
+    remote_pid: int | None = None
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        return self.proc.pid if self.proc else self.remote_pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None or self.ray_job is not None
 
     def to_dict(self) -> dict:
         return {"index": self.index, "revision": self.revision, "pid": self.pid, "state": self.state,
                 "restarts": self.restarts, "started_at": self.started_at or None, "last_exit": self.last_exit,
-                "last_error": self.last_error, "control_port": self.control_port, "backends": self.backends}
+                "last_error": self.last_error, "control_port": self.control_port, "backends": self.backends,
+                "placement": self.placement, "ray_job": self.ray_job,
+                "address": f"{self.address[0]}:{self.address[1]}" if self.address else None}
 
 
 @dataclass
@@ -191,6 +207,10 @@ class ReplicaSet:
     started: float = field(default_factory=time.monotonic)
     replicas: list[Replica] = field(default_factory=list)
 
+    @property
+    def on_ray(self) -> bool:
+        return self.config.get("placement") == "ray"
+
 
 @dataclass
 class ServiceRuntime:
@@ -201,6 +221,7 @@ class ServiceRuntime:
     metrics_dir: Path
     sets: dict[int, ReplicaSet] = field(default_factory=dict)
     draining: list[tuple[subprocess.Popen, float]] = field(default_factory=list)
+    ray_draining: list[tuple[str, int | None, float]] = field(default_factory=list)  # (Ray job, pid, next check)
     message: str = ""
 
 
@@ -218,6 +239,19 @@ class Supervisor:
         self._written: dict[str, str] = {}
         self._failed_message: dict[str, str] = {}
         self._health_client = None
+        self._ray = None
+        from modelyard.deploy.router import Router
+
+        self.router = Router()  # the service port of services whose replicas Ray placed
+
+    @property
+    def ray(self):
+        """The Ray cluster of ``ray_address`` (connected on first use: only services placed on Ray need it)."""
+        if self._ray is None:
+            from modelyard.deploy.ray_replicas import RayReplicas
+
+            self._ray = RayReplicas(self.workspace.settings)
+        return self._ray
 
     @property
     def health_client(self):
@@ -265,20 +299,59 @@ class Supervisor:
         self.bind_failures.pop(service.name, None)
         return ServiceRuntime(service.name, sock, service.host, port, metrics_dir)
 
-    def _replica_config(self, service, rt: ServiceRuntime, rset: ReplicaSet) -> Path:
-        rset.run_dir.mkdir(parents=True, exist_ok=True)
-        path = rset.run_dir / "replica.json"
-        write_json_atomic(path, {
+    def _replica_config_data(self, service, rt: ServiceRuntime, rset: ReplicaSet) -> dict:
+        return {
             "service": service.name, "revision": rset.revision, "home": str(self.home),
             "public": service.public, "traffic": rset.traffic, "config": rset.config, "replicas": service.replicas,
             "max_body_bytes": self.workspace.settings.max_body_bytes, "metrics_dir": str(rt.metrics_dir),
             "access_log": str(service_dir(self.home, service.name) / "access.log"), "run_dir": str(rset.run_dir),
-        })
+        }
+
+    def _replica_config(self, service, rt: ServiceRuntime, rset: ReplicaSet) -> Path:
+        rset.run_dir.mkdir(parents=True, exist_ok=True)
+        path = rset.run_dir / "replica.json"
+        write_json_atomic(path, self._replica_config_data(service, rt, rset))
         return path
+
+    def _started(self, replica: Replica) -> None:
+        replica.state = "starting"
+        replica.started_at = time.time()
+        replica.ready_at = None
+        replica.last_ok = time.monotonic()
+        replica.last_check = 0.0
+
+    def _spawn_on_ray(self, service, rt: ServiceRuntime, rset: ReplicaSet, replica: Replica) -> None:
+        """Submit the replica to Ray; a cluster that refuses it is a crash like any other (backoff, or the
+        deployment fails with the reason)."""
+        from modelyard.core.errors import ModelyardError
+
+        config = {**self._replica_config_data(service, rt, rset), "internal_key": self.internal_key}
+        replica.placement, replica.address, replica.remote_pid = "ray", None, None
+        self._started(replica)
+        try:
+            replica.ray_job = self.ray.start(service.name, rset.revision, replica.index, config)
+        except ModelyardError as exc:
+            self._crashed(service.name, rset, replica, exc.message)
+            return
+        self.event(service.name, f"revision {rset.revision} replica {replica.index} submitted to Ray as "
+                                 f"{replica.ray_job}")
+
+    def _crashed(self, service_name: str, rset: ReplicaSet, replica: Replica, reason: str) -> None:
+        replica.last_error = reason
+        replica.state = "crashed"
+        replica.proc = None
+        replica.ray_job, replica.address = None, None
+        delay = BACKOFF_S[min(replica.backoff, len(BACKOFF_S) - 1)]
+        replica.backoff += 1
+        replica.next_start = time.monotonic() + delay
+        self.event(service_name, f"revision {rset.revision} replica {replica.index} stopped: {reason}")
 
     def _spawn(self, service, rt: ServiceRuntime, rset: ReplicaSet, replica: Replica) -> None:
         from modelyard.deploy.services import replica_module
 
+        if rset.on_ray:
+            self._spawn_on_ray(service, rt, rset, replica)
+            return
         config_path = self._replica_config(service, rt, rset)
         control = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         control.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -300,11 +373,7 @@ class Supervisor:
             )
         replica.control_port = control.getsockname()[1]
         control.close()  # the replica holds its own copy
-        replica.state = "starting"
-        replica.started_at = time.time()
-        replica.ready_at = None
-        replica.last_ok = time.monotonic()
-        replica.last_check = 0.0
+        self._started(replica)
         self.event(service.name, f"revision {rset.revision} replica {replica.index} started (pid {replica.pid})")
 
     def _start_set(self, service, rt: ServiceRuntime, revision) -> ReplicaSet:
@@ -318,6 +387,11 @@ class Supervisor:
         return rset
 
     def _terminate(self, rt: ServiceRuntime, replica: Replica, hard: bool = False) -> None:
+        if replica.ray_job is not None:  # Ray sends SIGTERM (in-flight requests finish), SIGKILL after a grace
+            self.ray.stop(replica.ray_job)
+            rt.ray_draining.append((replica.ray_job, replica.remote_pid, 0.0))
+            replica.ray_job, replica.address = None, None
+            return
         if replica.proc is None or replica.proc.poll() is not None:
             return
         if hard:
@@ -344,6 +418,13 @@ class Supervisor:
             else:
                 mark_dead(rt.metrics_dir, proc.pid)
         rt.draining = keep
+        still = []
+        for job, pid, next_check in rt.ray_draining:
+            if time.monotonic() < next_check or not self.ray.ended(job):
+                still.append((job, pid, max(next_check, time.monotonic() + 0.5)))
+            elif pid is not None:
+                mark_dead(rt.metrics_dir, pid)  # where the node shares the home's metrics folder
+        rt.ray_draining = still
 
     # -- health -------------------------------------------------------------------------------------------------
     def _exit_reason(self, rset: ReplicaSet, replica: Replica, service_name: str) -> str:
@@ -355,38 +436,68 @@ class Supervisor:
         signal_name = f" (signal {signal.Signals(-code).name})" if code is not None and code < 0 else ""
         return f"exited with code {code}{signal_name}" + (f": {log_tail.strip()}" if log_tail.strip() else "")
 
+    def _ray_ended(self, service_name: str, rset: ReplicaSet, replica: Replica, progress) -> None:
+        from modelyard.deploy.metrics import mark_dead
+
+        if replica.remote_pid is not None:
+            mark_dead(self.runtimes[service_name].metrics_dir, replica.remote_pid)
+        replica.last_exit = EXIT_LOAD_FAILED if progress.error else None
+        self._crashed(service_name, rset, replica, progress.error or progress.message)
+
+    def _check_ray_start(self, service_name: str, rset: ReplicaSet, replica: Replica, now: float) -> bool:
+        """While a Ray replica has not said where it listens: read its job's log. True once it has."""
+        if replica.address is not None:
+            return True
+        if now - replica.last_check < RAY_POLL_S:
+            return False
+        replica.last_check = now
+        progress = self.ray.progress(replica.ray_job)
+        if progress.ended or progress.error:
+            if not progress.ended:
+                self.ray.stop(replica.ray_job)
+            self._ray_ended(service_name, rset, replica, progress)
+        elif progress.address is not None:
+            replica.address, replica.remote_pid = progress.address, progress.pid
+            replica.control_port = progress.address[1]
+            replica.last_check = 0.0
+            self.event(service_name, f"revision {rset.revision} replica {replica.index} loaded on Ray at "
+                                     f"{progress.address[0]}:{progress.address[1]}")
+            return True
+        return False
+
     def _check(self, service_name: str, rset: ReplicaSet, replica: Replica) -> None:
-        """Update one replica's state from its process and its control port."""
+        """Update one replica's state from its process (its Ray job) and its control port."""
         import httpx
 
-        if replica.proc is None:
+        if not replica.running:
             return
-        code = replica.proc.poll()
+        code = replica.proc.poll() if replica.proc is not None else None
         if code is not None:
             from modelyard.deploy.metrics import mark_dead
 
             mark_dead(self.runtimes[service_name].metrics_dir, replica.proc.pid)
             replica.last_exit = code
-            replica.last_error = self._exit_reason(rset, replica, service_name)
-            replica.state = "crashed"
-            replica.proc = None
-            delay = BACKOFF_S[min(replica.backoff, len(BACKOFF_S) - 1)]
-            replica.backoff += 1
-            replica.next_start = time.monotonic() + delay
-            self.event(service_name, f"revision {rset.revision} replica {replica.index} stopped: "
-                                     f"{replica.last_error}")
+            self._crashed(service_name, rset, replica, self._exit_reason(rset, replica, service_name))
             return
         now = time.monotonic()
+        if replica.ray_job is not None and not self._check_ray_start(service_name, rset, replica, now):
+            return
         if now - replica.last_check < (HEALTH_INTERVAL_S if replica.state == "ready" else 0.2):
             return
         replica.last_check = now
+        host, port = replica.address or ("127.0.0.1", replica.control_port)
         try:
             # with the internal key: the answer then names the backends each version runs on
-            answer = self.health_client.get(f"http://127.0.0.1:{replica.control_port}/readyz",
+            answer = self.health_client.get(f"http://{_url_host(host)}:{port}/readyz",
                                             headers={INTERNAL_HEADER: self.internal_key})
             ok = answer.status_code == 200
         except httpx.HTTPError:
             ok = False
+        if not ok and replica.ray_job is not None:
+            progress = self.ray.progress(replica.ray_job, with_log=False)
+            if progress.ended:
+                self._ray_ended(service_name, rset, replica, progress)
+                return
         if ok:
             if not replica.backends:
                 with contextlib.suppress(ValueError, AttributeError, TypeError):  # an older replica's answer
@@ -402,7 +513,10 @@ class Supervisor:
             if now - replica.last_ok > UNHEALTHY_RESTART_S:
                 self.event(service_name, f"revision {rset.revision} replica {replica.index} unhealthy for "
                                          f"{UNHEALTHY_RESTART_S:.0f}s: killing it")
-                replica.proc.kill()
+                if replica.ray_job is not None:
+                    self.ray.stop(replica.ray_job)  # its job ends: the next check restarts it
+                else:
+                    replica.proc.kill()
 
     # -- reconciling --------------------------------------------------------------------------------------------
     def reconcile(self) -> None:
@@ -419,6 +533,7 @@ class Supervisor:
 
     def stop_service(self, name: str, why: str) -> None:
         rt = self.runtimes.pop(name)
+        self.router.close(name)
         for revision in list(rt.sets):
             self._stop_set(rt, revision)
         rt.sock.close()
@@ -429,6 +544,10 @@ class Supervisor:
         for proc, _ in rt.draining:
             proc.kill()
             proc.wait()
+        if rt.ray_draining:  # Ray kills a job that outlives its stop grace itself: wait until it has
+            left = self.ray.wait_ended([job for job, _, _ in rt.ray_draining], STOP_GRACE_S)
+            if left:
+                self.event(name, f"Ray has not stopped replica job(s) {', '.join(left)} yet")
         self.event(name, f"stopped ({why})")
         self._write_state(name, {"status": "stopped", "message": why, "replicas": [], "port": rt.port})
 
@@ -454,12 +573,20 @@ class Supervisor:
             self._supervise(service, rt, rset, restart=revision == serving)
         if deploying is not None:
             serving, deploying = self._advance_deploy(service, rt, rt.sets[deploying], serving)
+        self._route(service, rt)
         self._publish(service, rt, serving, deploying)
+
+    def _route(self, service, rt: ServiceRuntime) -> None:
+        """Point the service port at the ready replicas Ray placed (none: local replicas accept alone)."""
+        ready = [r.address for rset in rt.sets.values() if rset.on_ray for r in rset.replicas
+                 if r.state == "ready" and r.address is not None]
+        if ready or self.router.routing(service.name):
+            self.router.route(service.name, rt.sock, ready)
 
     def _supervise(self, service, rt: ServiceRuntime, rset: ReplicaSet, restart: bool) -> None:
         for replica in list(rset.replicas):
             self._check(service.name, rset, replica)
-            if restart and replica.proc is None and time.monotonic() >= replica.next_start:
+            if restart and not replica.running and time.monotonic() >= replica.next_start:
                 replica.restarts += 1
                 self._spawn(service, rt, rset, replica)
         while len(rset.replicas) < service.replicas:
@@ -545,6 +672,7 @@ class Supervisor:
             time.sleep(STEADY_LOOP_S if steady and self.runtimes else LOOP_S)
         for name in list(self.runtimes):
             self.stop_service(name, "supervisor stopped")
+        self.router.shutdown()
         if self._health_client is not None:
             self._health_client.close()
 

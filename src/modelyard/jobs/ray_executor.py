@@ -16,49 +16,29 @@ otherwise the job uses the worker's home, which then has to be on a shared file 
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import time
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelyard.core.errors import Unavailable
+from modelyard.core.ray_cluster import (  # noqa: F401 - settings_env and connect: this module's API since Ray jobs
+    TERMINAL,
+    connect,
+    ray_job_env,
+    settings_env,
+    state_on_servers,
+)
 from modelyard.core.settings import Settings
 from modelyard.jobs.executor import Executor, Started
 
-TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": -15}
 LOG_INTERVAL_S = 1.0
-# the standard variables boto3 (and other clients) read, passed on when the worker has them
-PASSED_THROUGH = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
-                  "AWS_ENDPOINT_URL", "MODELYARD_JOB_KINDS")
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``MODELYARD_*`` variables that reproduce ``settings`` in a process on another node."""
-    defaults = Settings(home=settings.home)
-    env = {}
-    for item in fields(Settings):
-        if item.name in ("home", "workers"):
-            continue
-        value = getattr(settings, item.name)
-        if value is not None and value != getattr(defaults, item.name):
-            env["MODELYARD_" + item.name.upper()] = str(value)
-    env["MODELYARD_DB_URL"] = settings.database_url  # a SQLite default names the worker's file explicitly
-    return env
-
-
-def ray_job_env(settings: Settings) -> dict[str, str]:
-    env = settings_env(settings)
-    env.update({name: os.environ[name] for name in PASSED_THROUGH if os.environ.get(name)})
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONSAFEPATH"] = "1"
-    return env
 
 
 def job_home(settings: Settings, job_id: str) -> str:
     """Where the job process keeps its scratch: the worker's home unless every piece of state is on a server."""
-    if settings.db_url and settings.blob_url:
+    if state_on_servers(settings):
         return f"${{TMPDIR:-/tmp}}/modelyard-ray-jobs/{job_id}"
     return str(settings.home)
 
@@ -171,21 +151,6 @@ class RayExecutor(Executor):
 
     def active(self) -> set[str]:
         return set(self._runs)
-
-
-def connect(address: str | None):
-    """A Jobs API client for the dashboard at ``address``; ``Unavailable`` with the reason when it cannot."""
-    if not address:
-        raise Unavailable("executor 'ray' needs ray_address (the Ray dashboard URL, e.g. http://127.0.0.1:8265)")
-    from modelyard.core.extras import require
-
-    require("ray")
-    from ray.job_submission import JobSubmissionClient
-
-    try:
-        return JobSubmissionClient(address)
-    except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, HTTP errors: one line either way
-        raise Unavailable(f"cannot reach the Ray dashboard at {address}: {str(exc).splitlines()[0]}") from exc
 
 
 def cluster_resources(address: str | None) -> dict:
