@@ -88,23 +88,6 @@ def test_debug_shows_the_traceback(tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
-def test_help_is_light():
-    """`modelyard --help` must not import torch, FastAPI, SQLAlchemy or numpy (it has to be instant)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from modelyard.cli.main import main\n"
-        "main(['--help'])\n"
-        "heavy = [m for m in ('torch', 'fastapi', 'sqlalchemy', 'onnx', 'openvino', 'numpy') if m in sys.modules]\n"
-        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "Usage: modelyard" in proc.stdout
-    assert proc.stderr.strip().endswith("HEAVY="), proc.stderr
-
-
 @pytest.mark.slow
 def test_blobs_put_and_get_round_trip(tmp_path):
     home = tmp_path / "w"
