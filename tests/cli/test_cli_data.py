@@ -99,10 +99,14 @@ def test_prep_dedupe_near_shows_what_it_would_remove_first(tmp_path):
 
 @pytest.mark.slow
 def test_delete_and_blob_gc_commands(tmp_path):
+    from modelyard.client import Client
+    from modelyard.data.samples import write_tabular_sample
+
     home = tmp_path / "w"
-    csv_path = tmp_path / "iris.csv"
-    run_cli("data", "sample", "iris", "-o", str(csv_path), check=True)
-    run_cli("data", "import", str(csv_path), "--name", "iris", home=home, check=True)
+    # set-up through the SDK (test_data_commands runs 'data sample' and 'data import'): the commands under test
+    # are delete and the blob ones
+    with Client(home=home) as client:
+        client.data.import_path(write_tabular_sample("iris", tmp_path / "iris.csv"), "iris")
     mine = tmp_path / "mine.txt"
     mine.write_text("kept by hand")
     put = json.loads(run_cli("blobs", "put", str(mine), "--json", home=home, check=True).stdout)["items"][0]

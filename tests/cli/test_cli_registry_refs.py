@@ -25,8 +25,11 @@ def _linear_onnx(path):
 def test_migrate_commands_take_registry_references(tmp_path):
     home = tmp_path / "w"
     _linear_onnx(tmp_path / "linear.onnx")
-    run_cli("models", "register", str(tmp_path / "linear.onnx"), "--name", "linear", home=home, check=True)
-    run_cli("models", "alias", "linear@1", "production", home=home, check=True)
+    from modelyard.client import Client
+
+    with Client(home=home) as client:  # set-up through the SDK (test_cli_models runs register and alias)
+        client.models.register(tmp_path / "linear.onnx", "linear")
+        client.models.alias("linear@1", "production")
     compared = run_cli("migrate", "compare", "modelyard://linear@production", "--ref", "onnxruntime:cpu",
                        "--target", "openvino:cpu", "--samples", "2", "--json", home=home, check=True)
     result = json.loads(compared.stdout)

@@ -1,5 +1,11 @@
-"""Entry point of the ``modelyard`` command. Sub-apps are imported here; each keeps heavy imports inside its
-commands so ``modelyard --help`` stays instant."""
+"""Entry point of the ``modelyard`` command.
+
+An invocation builds only the part of the command tree it runs: ``modelyard data list`` imports ``cli/data.py`` and
+builds the ``data`` group, not the other 120-odd commands (building a command reads its signature and type hints:
+a tenth of a second for the whole tree, paid by every CLI process). ``modelyard --help``, an unknown command and the
+module attribute ``app`` (docs, tests) get the whole tree. Each command module keeps heavy imports inside its
+commands, so nothing here imports FastAPI, SQLAlchemy, httpx or the ML stack.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import typer
 from modelyard.cli import _common
 from modelyard.cli._common import OPTIONS
 
-app = typer.Typer(
+ROOT_SETTINGS = dict(
     name="modelyard",
     help="Modelyard: migrate GPU PyTorch models to any accelerator, develop, deploy.",
     no_args_is_help=True,
@@ -21,7 +27,6 @@ app = typer.Typer(
 )
 
 
-@app.callback()
 def _global(
     home: Annotated[
         Path | None, typer.Option("--home", envvar="MODELYARD_HOME", help="Workspace folder (default ~/.modelyard).")
@@ -89,25 +94,49 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
 }
 
 
-def _build_tree() -> None:
+def _noun_app(noun: str) -> tuple[typer.Typer, dict[str, typer.models.CommandInfo]]:
+    """The ``noun`` group (its modules imported now) and its verbs by name."""
     import importlib
+
+    help_text, module_names = NOUNS[noun]
+    noun_app = typer.Typer(help=help_text, no_args_is_help=True)
+    verbs: dict[str, typer.models.CommandInfo] = {}
+    for module_name in module_names:
+        module_app = importlib.import_module(f"modelyard.cli.{module_name}").app
+        noun_app.add_typer(module_app)
+        verbs.update({command.name: command for command in module_app.registered_commands})
+    return noun_app, verbs
+
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The command tree: all of it (``command`` None), or only what ``modelyard <command> ...`` runs (a noun's group
+    or one shortcut), which parses, helps and fails exactly as the whole tree does for that command."""
     import inspect
 
+    root = typer.Typer(**ROOT_SETTINGS)
+    root.callback()(_global)
+    nouns = list(NOUNS) if command is None else [command if command in NOUNS else SHORTCUTS[command][0]]
     verbs: dict[tuple[str, str], typer.models.CommandInfo] = {}
-    for noun, (help_text, module_names) in NOUNS.items():
-        noun_app = typer.Typer(help=help_text, no_args_is_help=True)
-        for module_name in module_names:
-            module_app = importlib.import_module(f"modelyard.cli.{module_name}").app
-            noun_app.add_typer(module_app)
-            verbs.update({(noun, command.name): command for command in module_app.registered_commands})
-        app.add_typer(noun_app, name=noun)
+    for noun in nouns:
+        noun_app, noun_verbs = _noun_app(noun)
+        verbs.update({(noun, verb): info for verb, info in noun_verbs.items()})
+        if command is None or command == noun:
+            root.add_typer(noun_app, name=noun)
     for shortcut, (noun, verb) in SHORTCUTS.items():
+        if command is not None and command != shortcut:
+            continue
         callback = verbs[(noun, verb)].callback
         help_text = f"{inspect.getdoc(callback)}\n\nShortcut for 'modelyard {noun} {verb}'."
-        app.command(shortcut, help=help_text, rich_help_panel="Shortcuts")(callback)
+        root.command(shortcut, help=help_text, rich_help_panel="Shortcuts")(callback)
+    return root
 
 
-_build_tree()
+def __getattr__(name: str):
+    # ``from modelyard.cli.main import app``: the whole tree, built on first use (the docs generator, the tests)
+    if name == "app":
+        whole = globals()["app"] = build_app()
+        return whole
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 GLOBAL_VALUE_OPTIONS = ("--home", "--url", "--token")
@@ -134,6 +163,21 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
+def command_name(argv: list[str]) -> str | None:
+    """The noun or shortcut ``argv`` (global options first, as :func:`hoist_global_options` leaves it) runs, or None
+    when it names none (no command, ``--help``, a typo): those need the whole tree to answer."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg in GLOBAL_VALUE_OPTIONS:
+            index += 2
+        elif arg.split("=", 1)[0] in GLOBAL_VALUE_OPTIONS or arg in GLOBAL_FLAGS:
+            index += 1
+        else:
+            return arg if arg in NOUNS or arg in SHORTCUTS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a ``ModelyardError`` becomes one line on stderr and exit code 1 (2 for bad input)."""
     from rich.markup import escape
@@ -142,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=argv, prog_name="modelyard", standalone_mode=True)
+        build_app(command_name(argv))(args=argv, prog_name="modelyard", standalone_mode=True)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ModelyardError as exc:

@@ -62,7 +62,8 @@ class Client:
             from modelyard.store.workspace import Workspace
 
             self._workspace = Workspace.open(Settings.load(home))
-            app = create_app(self._workspace, local_principal=Principal("local", "admin"))
+            # the API alone: the SDK never asks for a console page, and leaving the console out saves its import
+            app = create_app(self._workspace, local_principal=Principal("local", "admin"), console=False)
             self._http = TestClient(app, base_url=IN_PROCESS_URL, headers=headers, raise_server_exceptions=False)
         self.jobs = Jobs(self)
         self.tokens = Tokens(self)

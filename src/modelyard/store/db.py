@@ -105,8 +105,46 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
+def head_revision_from_files() -> str | None:
+    """The head revision as the migration files declare it (their ``revision`` and ``down_revision``), read without
+    importing Alembic; None when they do not read as one plain chain (then Alembic answers).
+
+    Every CLI command run in-process opens the workspace: checking that it is current this way spares each of them
+    the Alembic import (a tenth of a second of CPU), which only a migration needs.
+    """
+    import ast
+
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        declared = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                with contextlib.suppress(ValueError):
+                    declared[node.targets[0].id] = ast.literal_eval(node.value)
+        revision, down = declared.get("revision"), declared.get("down_revision", ())
+        if not isinstance(revision, str):
+            return None
+        revisions.add(revision)
+        parents.update([down] if isinstance(down, str) else down if isinstance(down, tuple) else ())
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (Alembic's ``alembic_version`` table), or None (new, or not one head)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    return rows[0] if len(rows) == 1 else None
+
+
 def migrate(engine: Engine) -> str:
     """Bring the database to the newest schema; returns the revision. Cheap when already current."""
+    declared_head = head_revision_from_files()
+    if declared_head is not None and _current_revision(engine) == declared_head:
+        return declared_head
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
