@@ -115,6 +115,7 @@ def pytest_collection_modifyitems(config, items):
     for index, item in enumerate(items):
         first.setdefault(unit_of[id(item)], index)
     items.sort(key=lambda item: (-cost[unit_of[id(item)]], first[unit_of[id(item)]]))
+    _suffix_group_names(items)  # last: the durations above are kept under plain node ids
 
 
 def pytest_configure(config):
@@ -142,3 +143,16 @@ def pytest_sessionfinish(session):
     if factory is not None and getattr(factory, "_basetemp", None) is not None:
         for pid, command in kill_processes_naming(factory.getbasetemp()):
             sys.stderr.write(f"\nkilled a process a test left running: pid {pid}: {command[:300]}\n")
+
+
+def _suffix_group_names(items) -> None:
+    """What pytest-xdist (3.8) means to do for ``--dist loadgroup``: ``<nodeid>@<group>``, which its scheduler reads.
+    xdist writes ``item._nodeid``, which pytest 9 no longer reads (a node's id is ``item._id``), so every group
+    was split across workers and each worker built the group's fixtures again."""
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                        for mark in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid.rpartition("::")[2]:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
