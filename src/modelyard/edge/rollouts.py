@@ -189,9 +189,12 @@ class Rollouts:
     def advance(self, device_id: str | None = None) -> None:
         """Move every active deployment (touching ``device_id`` when given) as far as the reports allow."""
         with self.engine.connect() as conn:
+            # the statuses as plain comparisons, not IN (...): an IN list is re-rendered on every execution, and
+            # this query runs on every report of a fleet
             active = sa.select(sa.func.count()).select_from(edge_deployment_devices).join(
                 edge_deployments, edge_deployments.c.id == edge_deployment_devices.c.deployment_id).where(
-                sa.or_(edge_deployments.c.status.in_(ACTIVE), edge_deployment_devices.c.state == "failed"))
+                sa.or_(*(edge_deployments.c.status == status for status in ACTIVE),
+                       edge_deployment_devices.c.state == "failed"))
             if device_id is not None:
                 active = active.where(edge_deployment_devices.c.device_id == device_id)
             active = conn.execute(active).scalar_one()
