@@ -41,6 +41,12 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 _SQLITE_WRITES = threading.Lock()
+# the reads of a fleet's polls and reports, built once (SQLAlchemy caches a statement object's compiled form)
+_POLL_READ = sa.select(edge_devices.c.credential_hash, edge_devices.c.status, edge_devices.c.desired,
+                       edge_devices.c.desired_version, edge_devices.c.actions).where(
+    edge_devices.c.id == sa.bindparam("device_id"))
+_REPORT_READ = sa.select(edge_devices.c.credential_hash, edge_devices.c.status, edge_devices.c.reported,
+                         edge_devices.c.actions).where(edge_devices.c.id == sa.bindparam("device_id"))
 log = logging.getLogger("modelyard.edge")
 
 
@@ -263,10 +269,7 @@ class Devices:
         """The desired state for an authenticated device (``modelyard.edge-desired/1``): one read, and last seen
         noted in ``last_seen`` (written with the others of the second) or, without one, written now."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(edge_devices.c.credential_hash, edge_devices.c.status,
-                                         edge_devices.c.desired, edge_devices.c.desired_version,
-                                         edge_devices.c.actions)
-                               .where(edge_devices.c.id == device_id)).first()
+            row = conn.execute(_POLL_READ, {"device_id": device_id}).first()
         self._check_credential(row, secret, device_id)
         self._seen(device_id, last_seen)
         return {"schema": "modelyard.edge-desired/1", "version": row.desired_version, "desired": row.desired,
@@ -300,9 +303,7 @@ class Devices:
         reported state's ``reported_at`` says when it last changed.
         """
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(edge_devices.c.credential_hash, edge_devices.c.status,
-                                         edge_devices.c.reported, edge_devices.c.actions)
-                               .where(edge_devices.c.id == device_id)).first()
+            row = conn.execute(_REPORT_READ, {"device_id": device_id}).first()
         if secret is not None:
             self._check_credential(row, secret, device_id)
         done = set(body.get("actions_done") or [])
