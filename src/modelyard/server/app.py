@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -64,6 +65,7 @@ def close_app(app: FastAPI) -> None:
     close_upstream(app)
     close_predictors(app)
     app.state.last_seen.close()
+    app.state.edge_threads.shutdown(wait=False)
 
 
 def server_paths_hidden(message: str, home: Path) -> str:
@@ -123,6 +125,9 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None, c
     app.state.workspace = workspace
     app.state.local_principal = local_principal
     app.state.last_seen = LastSeen(workspace.engine)  # devices' last-seen times, written once a second
+    # the device protocol's database work (edge_protocol.py): a plain pool costs less per call than anyio's, and as
+    # many threads as anyio's, so polls do not queue behind reports waiting for SQLite's write lock
+    app.state.edge_threads = ThreadPoolExecutor(max_workers=40, thread_name_prefix="edge-protocol")
 
     @app.exception_handler(ModelyardError)
     async def _modelyard_error(_request: Request, exc: ModelyardError):

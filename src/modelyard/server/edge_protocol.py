@@ -131,8 +131,9 @@ class DeviceProtocol:
         report = _loads(body) if size == length else None
         if not isinstance(report, dict) or report.get("events") or report.get("hard_examples"):
             return await self.app(scope, _replay(body, more, receive), send)
-        loop = asyncio.get_running_loop()
-        await self._answer(send, loop.run_in_executor(None, store_report, self.api, device_id, secret, report))
+        work = asyncio.get_running_loop().run_in_executor(self.api.state.edge_threads, store_report, self.api,
+                                                          device_id, secret, report)
+        await self._answer(send, work)
 
     async def _answer(self, send, work) -> None:
         headers = {}

@@ -264,9 +264,10 @@ async def long_poll(app, device_id: str, secret: str | None, since: int, wait: f
     devices = Devices(app.state.workspace.engine)
     last_seen = getattr(app.state, "last_seen", None)
     loop = asyncio.get_running_loop()
-    state = await loop.run_in_executor(None, devices.poll, secret, device_id, last_seen)
+    threads = app.state.edge_threads
+    state = await loop.run_in_executor(threads, devices.poll, secret, device_id, last_seen)
     if wait > 0 and state["version"] == since and await watch_for(app).wait(device_id, since, wait):
-        state = await loop.run_in_executor(None, devices.poll, secret, device_id, last_seen)
+        state = await loop.run_in_executor(threads, devices.poll, secret, device_id, last_seen)
     return state
 
 
