@@ -169,8 +169,10 @@ async def _devices_loop(url: str, devices: list[tuple[str, str]], duration: floa
         await asyncio.sleep(max(0.0, start_at - time.monotonic()) + random.uniform(0, interval))
         end = start_at + duration
         next_report = time.monotonic()
-        while time.monotonic() < end:
-            wait = round(max(0.0, min(next_report, end) - time.monotonic()), 3)
+        # a device stops once its next report would fall after the end: clipping the last held polls to the end
+        # made every device's poll expire in the same instant, a burst no fleet makes (it set the p99)
+        while next_report < end:
+            wait = round(max(0.0, next_report - time.monotonic()), 3)
             try:
                 if wait > 0.05 or version == -1:  # as the agent, a first poll (answered at once) before reporting
                     started = time.monotonic()
@@ -218,7 +220,7 @@ async def _devices_loop(url: str, devices: list[tuple[str, str]], duration: floa
 
 
 def change_desired(home: Path, devices: list[tuple[str, str]], duration: float, per_second: float,
-                   start_at: float) -> dict[str, float]:
+                   start_at: float, interval: float) -> dict[str, float]:
     """Queue a remote action on random devices (a desired-state change, written by another process the way a second
     server worker or a job would) and note when each committed; the devices' long-polls must pick it up."""
     from modelyard.core.settings import Settings
@@ -231,7 +233,7 @@ def change_desired(home: Path, devices: list[tuple[str, str]], duration: float, 
         fleet = Devices(workspace.engine)
         rng = random.Random(7)
         time.sleep(max(0.0, start_at - time.monotonic()) + min(duration / 4, 10.0))  # devices have polled once
-        end = start_at + duration - 5
+        end = start_at + duration - interval - 1  # every device still polls (its last report comes later)
         while time.monotonic() < end:
             action = fleet.request_action(rng.choice(devices)[0], "collect_logs")
             changed[action["id"]] = time.monotonic()
@@ -254,7 +256,7 @@ def simulate(url: str, home: Path, devices: list[tuple[str, str]], duration: flo
                                args=(url, devices[index::processes], duration, interval, start_at, send))
         proc.start()
         workers.append((proc, receive))
-    changed = change_desired(home, devices, duration, changes_per_s, start_at) if changes_per_s > 0 else {}
+    changed = change_desired(home, devices, duration, changes_per_s, start_at, interval) if changes_per_s > 0 else {}
     merged: dict = {"polls_at_once": [], "polls_expired": [], "reports": [], "seen": {}, "errors": {}}
     for proc, receive in workers:
         part = receive.recv()
