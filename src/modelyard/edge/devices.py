@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
+import logging
 import re
 import secrets
 import threading
@@ -27,7 +29,8 @@ ACTIVATION_PREFIX = "act_"
 DEFAULT_ACTIVATION_TTL_S = 24 * 3600
 # a device that has not polled for this long shows offline (agents long-poll at most every 30 s)
 OFFLINE_AFTER = timedelta(seconds=90)
-LAST_SEEN_RESOLUTION = timedelta(seconds=15)
+# last-seen times a server notes in memory are written together, at most this long after the request
+LAST_SEEN_FLUSH_S = 1.0
 MAX_LOG_LINES_PER_REPORT = 500
 MAX_LOG_LINE_CHARS = 2000
 KEEP_LOG_LINES = 5000
@@ -38,6 +41,13 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 _SQLITE_WRITES = threading.Lock()
+# the reads of a fleet's polls and reports, built once (SQLAlchemy caches a statement object's compiled form)
+_POLL_READ = sa.select(edge_devices.c.credential_hash, edge_devices.c.status, edge_devices.c.desired,
+                       edge_devices.c.desired_version, edge_devices.c.actions).where(
+    edge_devices.c.id == sa.bindparam("device_id"))
+_REPORT_READ = sa.select(edge_devices.c.credential_hash, edge_devices.c.status, edge_devices.c.reported,
+                         edge_devices.c.actions).where(edge_devices.c.id == sa.bindparam("device_id"))
+log = logging.getLogger("modelyard.edge")
 
 
 @contextlib.contextmanager
@@ -245,18 +255,37 @@ class Devices:
             raise Forbidden("a device credential can only act for its own device")
         return row
 
+    def _check_credential(self, row, secret: str | None, device_id: str) -> None:
+        """Authenticate with the device's own row, read by id with the data the request needs (one query, and no
+        cache to outlive a revocation). A row that does not match ends in the lookup by the secret's hash, which
+        says precisely why: no credential, revoked (401) or another device's (403)."""
+        if row is not None and row.status == "active" and row.credential_hash and isinstance(secret, str) \
+                and hmac.compare_digest(row.credential_hash, _hash(secret)):
+            return
+        self._credential_row(secret, device_id)
+        raise Unauthorized("invalid or revoked device credential")  # pragma: no cover - the lookup raised already
+
+    def poll(self, secret: str | None, device_id: str, last_seen: LastSeen | None = None) -> dict:
+        """The desired state for an authenticated device (``modelyard.edge-desired/1``): one read, and last seen
+        noted in ``last_seen`` (written with the others of the second) or, without one, written now."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_POLL_READ, {"device_id": device_id}).first()
+        self._check_credential(row, secret, device_id)
+        self._seen(device_id, last_seen)
+        return {"schema": "modelyard.edge-desired/1", "version": row.desired_version, "desired": row.desired,
+                "actions": row.actions}
+
+    def _seen(self, device_id: str, last_seen: LastSeen | None) -> None:
+        if last_seen is not None:
+            last_seen.note(device_id)
+            return
+        with write_transaction(self.engine) as conn:
+            conn.execute(edge_devices.update().where(edge_devices.c.id == device_id).values(last_seen_at=utcnow()))
+
     def desired(self, device_id: str) -> dict:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(edge_devices.c.desired, edge_devices.c.desired_version,
-                                         edge_devices.c.actions, edge_devices.c.last_seen_at)
-                               .where(edge_devices.c.id == device_id)).first()
-        now = utcnow()
-        last_seen = as_utc(row.last_seen_at)
-        # a poll is a read: last seen is a courtesy written at most every few seconds (reports write it too), so a
-        # fleet polling together does not queue on the database's write lock
-        if last_seen is None or now - last_seen > LAST_SEEN_RESOLUTION:
-            with write_transaction(self.engine) as conn:
-                conn.execute(edge_devices.update().where(edge_devices.c.id == device_id).values(last_seen_at=now))
+                                         edge_devices.c.actions).where(edge_devices.c.id == device_id)).first()
         return {"schema": "modelyard.edge-desired/1", "version": row.desired_version, "desired": row.desired,
                 "actions": row.actions}
 
@@ -265,21 +294,43 @@ class Devices:
             return conn.execute(sa.select(edge_devices.c.desired_version)
                                 .where(edge_devices.c.id == device_id)).scalar_one()
 
-    def report(self, device_id: str, body: dict) -> None:
-        """Store one report: reported state (replaces), log lines (bounded), alarms, actions done."""
+    def report(self, device_id: str, body: dict, secret: str | None = None, last_seen: LastSeen | None = None) -> None:
+        """Store one report: reported state (replaces), log lines (bounded), alarms, actions done.
+
+        With ``secret``, the device is authenticated from the row this reads (401/403 before anything is stored).
+        A report that changes nothing -- the same reported state, no logs, alarms or actions done, most of an idle
+        fleet's -- takes no write transaction: only its last seen is noted (in ``last_seen`` when given). The
+        reported state's ``reported_at`` says when it last changed.
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(_REPORT_READ, {"device_id": device_id}).first()
+        if secret is not None:
+            self._check_credential(row, secret, device_id)
+        done = set(body.get("actions_done") or [])
+        lines = [str(line)[:MAX_LOG_LINE_CHARS] for line in (body.get("logs") or [])][-MAX_LOG_LINES_PER_REPORT:]
+        alarms = [a for a in (body.get("alarms") or [])[:50] if isinstance(a, dict) and a.get("kind") in ALARM_KINDS]
+        reported = body.get("reported")
+        if isinstance(reported, dict):
+            stored = row.reported or {}
+            reported = {**reported, "hardware": reported.get("hardware") or stored.get("hardware", {})}
+            if reported == {k: v for k, v in stored.items() if k != "reported_at"}:
+                reported = None
+        else:
+            reported = None
+        if reported is None and not lines and not alarms and not done & {a["id"] for a in row.actions}:
+            self._seen(device_id, last_seen)
+            return
         now = utcnow()
         with write_transaction(self.engine) as conn:
-            row = conn.execute(sa.select(edge_devices.c.reported, edge_devices.c.actions)
-                               .where(edge_devices.c.id == device_id)).first()
             values: dict = {"last_seen_at": now}
-            if isinstance(body.get("reported"), dict):
-                values["reported"] = {**body["reported"], "hardware": body["reported"].get("hardware")
-                                      or (row.reported or {}).get("hardware", {}), "reported_at": isoformat(now)}
-            done = set(body.get("actions_done") or [])
+            if reported is not None:
+                values["reported"] = {**reported, "reported_at": isoformat(now)}
             if done:
-                values["actions"] = [a for a in row.actions if a["id"] not in done]
+                # read in the transaction: an action queued since the read above must not be dropped
+                actions = conn.execute(sa.select(edge_devices.c.actions)
+                                       .where(edge_devices.c.id == device_id)).scalar_one()
+                values["actions"] = [a for a in actions if a["id"] not in done]
             conn.execute(edge_devices.update().where(edge_devices.c.id == device_id).values(**values))
-            lines = [str(line)[:MAX_LOG_LINE_CHARS] for line in (body.get("logs") or [])][-MAX_LOG_LINES_PER_REPORT:]
             if lines:
                 conn.execute(edge_logs.insert(), [{"device_id": device_id, "at": now, "line": ln} for ln in lines])
                 cutoff = conn.execute(sa.select(edge_logs.c.id).where(edge_logs.c.device_id == device_id)
@@ -287,13 +338,82 @@ class Devices:
                 if cutoff is not None:
                     conn.execute(edge_logs.delete().where(edge_logs.c.device_id == device_id,
                                                           edge_logs.c.id <= cutoff))
-            for alarm in (body.get("alarms") or [])[:50]:
-                kind = alarm.get("kind") if isinstance(alarm, dict) else None
-                if kind not in ALARM_KINDS:
-                    continue
+            for alarm in alarms:
                 conn.execute(edge_alarms.insert().values(
-                    id=new_id("alm"), device_id=device_id, kind=kind, message=str(alarm.get("message", ""))[:2000],
-                    created_at=now))
+                    id=new_id("alm"), device_id=device_id, kind=alarm["kind"],
+                    message=str(alarm.get("message", ""))[:2000], created_at=now))
+
+
+class LastSeen:
+    """Last-seen times of one database noted in memory and written together, at most ``flush_s`` later: one
+    transaction a second for a whole fleet instead of one per poll or report (SQLite has a single writer).
+
+    A server holds one (``create_app``) and closes it (``close_app``) before its workspace. One that dies, or whose
+    workspace is closed first, loses at most ``flush_s`` of last-seen times, which only say whether a device is
+    online (after ``OFFLINE_AFTER``).
+    """
+
+    def __init__(self, engine: Engine, flush_s: float = LAST_SEEN_FLUSH_S):
+        self.engine = engine
+        self.flush_s = flush_s
+        self._lock = threading.Lock()
+        self._pending: dict[str, datetime] = {}
+        self._timer: threading.Timer | None = None
+        self._closed = False
+        # a workspace closed without close_app: no timer may reopen its database afterwards
+        sa.event.listen(engine, "engine_disposed", self._drop)
+
+    def note(self, device_id: str) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._pending[device_id] = utcnow()
+            if self._timer is None:
+                self._timer = threading.Timer(self.flush_s, self._flush_from_timer)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush_from_timer(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - a courtesy write; the next batch carries the times again
+            log.warning("could not write devices' last-seen times; retrying with the next batch", exc_info=True)
+
+    def close(self) -> None:
+        """Write what is pending; later notes are dropped."""
+        self.flush()
+        self._drop()
+        if sa.event.contains(self.engine, "engine_disposed", self._drop):
+            sa.event.remove(self.engine, "engine_disposed", self._drop)
+
+    def _drop(self, *_) -> None:
+        with self._lock:
+            self._closed = True
+            self._pending.clear()
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def flush(self) -> None:
+        """Write what is pending now (and stop the timer)."""
+        with self._lock:
+            batch, self._pending = self._pending, {}
+            timer, self._timer = self._timer, None
+        if timer is not None and timer is not threading.current_thread():
+            timer.cancel()
+        if not batch:
+            return
+        at = sa.bindparam("at")
+        statement = edge_devices.update().where(
+            edge_devices.c.id == sa.bindparam("device"),
+            sa.or_(edge_devices.c.last_seen_at.is_(None), edge_devices.c.last_seen_at < at)).values(last_seen_at=at)
+        try:
+            with write_transaction(self.engine) as conn:
+                conn.execute(statement, [{"device": device, "at": when} for device, when in batch.items()])
+        except Exception:
+            with self._lock:  # keep the times for the next batch (newer ones noted meanwhile win)
+                self._pending = {**batch, **self._pending}
+            raise
 
 
 def set_desired(conn, device_id: str, desired: dict) -> None:

@@ -26,6 +26,14 @@ AGENT_STATES = ("downloading", "verifying", "activating")
 DONE = ("healthy", "rolled_back", "superseded", "cancelled")
 
 
+# built once: this runs on every report of a fleet, and a statement built per call costs more CPU in SQLAlchemy
+# than SQLite takes to answer it; the statuses are plain comparisons, as an IN list is re-rendered per execution
+_IN_FLIGHT = sa.select(sa.func.count()).select_from(edge_deployment_devices).join(
+    edge_deployments, edge_deployments.c.id == edge_deployment_devices.c.deployment_id).where(
+    sa.or_(*(edge_deployments.c.status == status for status in ACTIVE), edge_deployment_devices.c.state == "failed"))
+_IN_FLIGHT_FOR_DEVICE = _IN_FLIGHT.where(edge_deployment_devices.c.device_id == sa.bindparam("device_id"))
+
+
 class HealthGate(BaseModel):
     """Args:
     watch_s: how long a device must stay healthy before it counts as healthy. Default 30.
@@ -189,12 +197,10 @@ class Rollouts:
     def advance(self, device_id: str | None = None) -> None:
         """Move every active deployment (touching ``device_id`` when given) as far as the reports allow."""
         with self.engine.connect() as conn:
-            active = sa.select(sa.func.count()).select_from(edge_deployment_devices).join(
-                edge_deployments, edge_deployments.c.id == edge_deployment_devices.c.deployment_id).where(
-                sa.or_(edge_deployments.c.status.in_(ACTIVE), edge_deployment_devices.c.state == "failed"))
-            if device_id is not None:
-                active = active.where(edge_deployment_devices.c.device_id == device_id)
-            active = conn.execute(active).scalar_one()
+            if device_id is None:
+                active = conn.execute(_IN_FLIGHT).scalar_one()
+            else:
+                active = conn.execute(_IN_FLIGHT_FOR_DEVICE, {"device_id": device_id}).scalar_one()
         if not active:
             return  # the common case of a fleet's reports: nothing in flight, no write transaction
         with write_transaction(self.engine) as conn:

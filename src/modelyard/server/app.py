@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from modelyard.core.errors import ModelyardError
 from modelyard.core.extras import missing_dependency
 from modelyard.core.ids import new_id
 from modelyard.core.version import __version__
+from modelyard.edge.devices import LastSeen
 from modelyard.server.auth import Principal
 from modelyard.server.limits import BodyLimitMiddleware, BodyTooLarge, StrictJSONMiddleware
 from modelyard.server.responses import AUTH_ERRORS, documented
@@ -62,6 +64,8 @@ def close_app(app: FastAPI) -> None:
 
     close_upstream(app)
     close_predictors(app)
+    app.state.last_seen.close()
+    app.state.edge_threads.shutdown(wait=False)
 
 
 def server_paths_hidden(message: str, home: Path) -> str:
@@ -120,6 +124,10 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None, c
     )
     app.state.workspace = workspace
     app.state.local_principal = local_principal
+    app.state.last_seen = LastSeen(workspace.engine)  # devices' last-seen times, written once a second
+    # the device protocol's database work (edge_protocol.py): a plain pool costs less per call than anyio's, and as
+    # many threads as anyio's, so polls do not queue behind reports waiting for SQLite's write lock
+    app.state.edge_threads = ThreadPoolExecutor(max_workers=40, thread_name_prefix="edge-protocol")
 
     @app.exception_handler(ModelyardError)
     async def _modelyard_error(_request: Request, exc: ModelyardError):
@@ -188,6 +196,12 @@ def create_app(workspace: Workspace, local_principal: Principal | None = None, c
                        raw_paths=r"/api/v1/blobs(/uploads/[^/]+)?")
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=workspace.settings.max_body_bytes,
                        page_for=console_pages.too_large_page)
+    from modelyard.server.edge_protocol import DeviceProtocol
+
+    # outermost: a fleet's polls and reports skip the user API's middlewares and routing (edge_protocol.py)
+    app.add_middleware(DeviceProtocol, api=app, max_body_bytes=workspace.settings.max_body_bytes,
+                       hide_paths=None if local_principal is not None
+                       else lambda message: server_paths_hidden(message, workspace.home))
     app.openapi = lambda: _openapi(app)
     return app
 

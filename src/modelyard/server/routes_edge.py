@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -249,26 +248,46 @@ def activate_device(body: Activate, request: Request):
 async def desired_state(device_id: str, request: Request, since: int = Query(-1),
                         wait: float = Query(0.0, ge=0, le=MAX_LONG_POLL_S)):
     """Long-poll: answers at once when the desired state's version differs from ``since``, else within ``wait`` s."""
+    return await long_poll(request.app, device_id, _bearer(request), since, wait)
+
+
+async def long_poll(app, device_id: str, secret: str | None, since: int, wait: float) -> dict:
+    """The desired state once its version differs from ``since`` or ``wait`` seconds have passed (the FastAPI route
+    and the device protocol's fast path, ``edge_protocol.py``, both answer with this).
+
+    One read up front; a poll held to its deadline answers with that read (the watcher saw the version unchanged),
+    one woken by a change reads again."""
+    import asyncio
+
     from modelyard.server.edge_longpoll import watch_for
 
-    devices = _devices(request)
-    version = await run_in_threadpool(devices.authenticated_version, _bearer(request), device_id)
-    if wait > 0 and version == since:
-        await watch_for(request.app).wait(device_id, since, wait)
-    return await run_in_threadpool(devices.desired, device_id)
+    devices = Devices(app.state.workspace.engine)
+    last_seen = getattr(app.state, "last_seen", None)
+    loop = asyncio.get_running_loop()
+    threads = app.state.edge_threads
+    state = await loop.run_in_executor(threads, devices.poll, secret, device_id, last_seen)
+    if wait > 0 and state["version"] == since and await watch_for(app).wait(device_id, since, wait):
+        state = await loop.run_in_executor(threads, devices.poll, secret, device_id, last_seen)
+    return state
 
 
 @agent_router.post("/edge/v1/devices/{device_id}/report", responses=documented(EdgeBody, 401, 403, 413, 422))
 def report_state(device_id: str, body: dict, request: Request):
     """Reported state, log lines, alarms, actions done; advances the deployments that involve this device."""
-    from modelyard.edge.events import EdgeEvents
+    return store_report(request.app, device_id, _bearer(request), body)
 
-    _device(request, device_id)
-    _devices(request).report(device_id, body)
+
+def store_report(app, device_id: str, secret: str | None, body: dict) -> dict:
+    """Authenticate, store and ack one report (the FastAPI route and ``edge_protocol.py``'s fast path)."""
+    from modelyard.edge.events import EdgeEvents
+    from modelyard.edge.rollouts import Rollouts
+
+    workspace = app.state.workspace
+    Devices(workspace.engine).report(device_id, body, secret=secret, last_seen=getattr(app.state, "last_seen", None))
     stored = None
     if body.get("events") or body.get("hard_examples"):
-        stored = EdgeEvents(_workspace(request)).ingest(device_id, body.get("events"), body.get("hard_examples"))
-    _rollouts(request).advance(device_id)
+        stored = EdgeEvents(workspace).ingest(device_id, body.get("events"), body.get("hard_examples"))
+    Rollouts(workspace.engine).advance(device_id)
     return {"schema": "modelyard.edge-report-ack/1", "ok": True, "stored": stored}
 
 
