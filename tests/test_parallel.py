@@ -3,8 +3,10 @@ the work goes out, and that nothing a test started outlives it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -67,3 +69,35 @@ def test_leftover_processes_naming_a_folder_are_killed_and_its_prefix_twins_are_
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+MODULE_WITH_A_SHARED_FIXTURE = """
+import os, pytest
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    with open(os.environ["BUILDS"], "a") as log:
+        log.write(os.environ.get("PYTEST_XDIST_WORKER", "main") + "\\n")
+    return 1
+
+@pytest.mark.parametrize("n", range(8))
+def test_uses_it(shared, n):
+    assert shared == 1
+"""
+
+
+@pytest.mark.slow  # a pytest run on three xdist workers
+def test_a_module_fixture_is_built_once_under_xdist_loadgroup(tmp_path):
+    """The group must reach xdist's scheduler (pytest 9 ignores the ``item._nodeid`` xdist 3.8 writes): split over
+    three workers, the module's fixture was built three times."""
+    (tmp_path / "test_grouped.py").write_text(MODULE_WITH_A_SHARED_FIXTURE)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    builds = tmp_path / "builds.txt"
+    tests_dir = str(Path(__file__).parent)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-n", "3", "--dist", "loadgroup", "-p", "parallel", "-q",
+                          "-p", "no:cacheprovider", str(tmp_path / "test_grouped.py")], cwd=tmp_path,
+                         env={**os.environ, "BUILDS": str(builds), "PYTHONPATH": tests_dir},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "8 passed" in run.stdout
+    assert len(builds.read_text().split()) == 1, builds.read_text()
