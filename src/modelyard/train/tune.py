@@ -256,6 +256,7 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
         losses = _train_loop(spec, ctx, workspace, key, lm, examples, optimizer, start, runs, run.id, domain_texts)
         after = {"domain_ppl": perplexity(lm, domain_texts, spec.max_length),
                  "general_ppl": perplexity(lm, general, spec.max_length)}
+        runs.log_metrics(run.id, [{"key": "eval_ppl", "value": after["domain_ppl"], "step": spec.steps}])
     except BaseException as exc:
         runs.finish(run.id, "killed" if isinstance(exc, KeyboardInterrupt) else "failed", str(exc)[:500])
         raise
@@ -315,7 +316,8 @@ def _train_loop(spec, ctx, workspace, key, lm, examples, optimizer, start, runs,
         value = float(loss.detach())
         losses.append(round(value, 5))
         points = [{"key": "loss", "value": value, "step": step}]
-        if step % spec.eval_every == 0 or step == spec.steps:
+        # the last step's evaluation is the "after" one _tune makes anyway (it logs it): not measured twice
+        if step % spec.eval_every == 0 and step < spec.steps:
             points.append({"key": "eval_ppl", "value": perplexity(lm, domain_texts, spec.max_length), "step": step})
         runs.log_metrics(run_id, points)
         if step % spec.checkpoint_every == 0 and step < spec.steps:
