@@ -11,7 +11,6 @@ import pytest
 from modelyard.core.errors import InvalidInput
 
 
-@pytest.mark.slow  # reads the header of a 90 MB file through gguf's memory map
 def test_gguf_header_gives_license_and_architecture():
     import importlib.metadata
 
@@ -26,6 +25,40 @@ def test_gguf_header_gives_license_and_architecture():
     foundation = prepared.metadata["foundation"]
     assert foundation["kind"] == "foundation" and foundation["license"] == "apache-2.0"
     assert foundation["gguf"]["architecture"] == "llama"
+
+
+def _write_gguf(path, tokens: int):
+    """A GGUF with no tensors: a tokenizer-sized string array and a float array before the general.* fields."""
+    gguf = pytest.importorskip("gguf")
+
+    writer = gguf.GGUFWriter(str(path), arch="llama")  # writes general.architecture first
+    writer.add_array("tokenizer.ggml.tokens", [f"tok{i}" for i in range(tokens)])
+    writer.add_array("tokenizer.ggml.scores", [float(i) for i in range(tokens)])
+    writer.add_uint32("llama.context_length", 2048)
+    writer.add_name("Tiny Test")
+    writer.add_license("mit")
+    writer.add_file_type(3)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_gguf_header_fields_are_read_past_arrays_without_gguf_reader(tmp_path):
+    from modelyard.registry.foundation import _gguf_metadata, prepare_foundation
+
+    path = _write_gguf(tmp_path / "tiny.gguf", 500)
+    assert _gguf_metadata(path) == {"architecture": "llama", "name": "Tiny Test", "license": "mit", "file_type": 3}
+    assert prepare_foundation(path).metadata["foundation"]["license"] == "mit"
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(path.read_bytes()[:1000])  # ends inside the token array
+    with pytest.raises(InvalidInput, match="not a readable GGUF file: the header ends early"):
+        prepare_foundation(cut)
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGML" + path.read_bytes()[4:])
+    with pytest.raises(InvalidInput, match="no GGUF magic"):
+        prepare_foundation(other)
 
 
 def test_folders_that_would_need_a_download_or_remote_code_are_refused(tmp_path, tiny_lm_dir):

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from modelyard.runtime.causal_lm import CausalLM, answer_accuracy, answer_scores
+from modelyard.core.errors import InvalidInput
+from modelyard.runtime.causal_lm import CausalLM, answer_accuracy, answer_correct, answer_scores
 
 EOS = "<eos>"
 # next-token probabilities given the previous token; the question ends in "assistant:"
@@ -55,10 +56,12 @@ class _TableModel:
     def eval(self):
         return self
 
-    def __call__(self, input_ids):
+    def __call__(self, input_ids, use_cache=False, logits_to_keep=0, **cache):
         from types import SimpleNamespace
 
-        return SimpleNamespace(logits=self.table[input_ids])
+        # a bigram model needs no memory of the prompt: its cache only has to take the batch repeat
+        logits = self.table[input_ids][:, -logits_to_keep:]
+        return SimpleNamespace(logits=logits, cache=SimpleNamespace(batch_repeat_interleave=lambda n: None))
 
 
 @pytest.fixture
@@ -84,4 +87,34 @@ def test_an_answer_is_scored_with_the_end_that_closes_it(lm):
 
 def test_answer_accuracy_counts_the_likeliest_candidate(lm):
     records = [{"instruction": "which?", "response": "types"}, {"instruction": "which?", "response": "compound"}]
+    assert answer_correct(lm, records, ["types", "string - methods", "compound"]) == [True, False]
     assert answer_accuracy(lm, records, ["types", "string - methods", "compound"]) == 0.5
+
+
+def test_an_empty_prompt_or_no_candidates_is_refused(lm):
+    with pytest.raises(InvalidInput, match="at least one"):
+        answer_scores(lm, "", ["types"])
+    with pytest.raises(InvalidInput, match="at least one"):
+        answer_scores(lm, "user: which? assistant:", [])
+
+
+def test_scores_from_the_shared_prompt_cache_equal_full_sequences_on_a_real_model(tiny_lm_dir):
+    # the prompt runs once and its key/value cache is shared by candidates of different lengths (right-padded in
+    # one batch): each score must equal the one from running prompt + answer + end as a whole sequence
+    import torch
+
+    from modelyard.runtime.causal_lm import load_causal_lm
+
+    lm = load_causal_lm(tiny_lm_dir, "hf")
+    lm.model.eval()
+    prompt = "Use the with statement to open files so"
+    candidates = ["they", "they are closed again.", "a tuple is an immutable sequence", "def"]
+    scores = answer_scores(lm, prompt, candidates)
+    tokenizer = lm.tokenizer
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    for name in candidates:
+        answer = tokenizer(name, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        with torch.no_grad():
+            logits = lm.model(input_ids=torch.tensor([prompt_ids + answer])).logits[0, len(prompt_ids) - 1:-1]
+        expected = float(torch.log_softmax(logits, -1).gather(1, torch.tensor(answer)[:, None]).sum())
+        assert scores[name] == pytest.approx(expected, abs=1e-4), name

@@ -37,6 +37,28 @@ def test_l1_pretrain_lowers_domain_perplexity_and_records_its_gate(ladder):
     assert gate["passed"] == (gate["general_ppl_rise"] <= 0.05)
 
 
+def test_l2_takes_its_bases_general_perplexity_from_the_bases_own_tune(ladder):
+    from modelyard.client import Client
+    from modelyard.registry.ladder import chain_of, load_chain
+    from modelyard.registry.refs import parse_ref
+    from modelyard.registry.versions import ModelRegistry
+    from modelyard.runtime.causal_lm import perplexity
+    from modelyard.train.tune import _recorded_general_ppl, general_texts
+
+    l1, l2 = ladder["l1"]["evaluation"], ladder["l2"]["evaluation"]
+    assert l1["general_ppl_before_from"] == "measured"  # L0 has no tune of its own
+    assert l2["general_ppl_before_from"] == "the base's own tune"
+    assert l2["general_ppl_before"] == l1["general_ppl_after"]
+    with Client(home=ladder["home"]) as client:
+        registry = ModelRegistry(client._workspace)
+        version = registry.get_version(parse_ref(ladder["l1"]["model"]))
+        # the merged L1 that L2 starts from measures what L1's tune recorded (up to float rounding)
+        measured = perplexity(load_chain(registry, chain_of(registry, version)), general_texts(), 48)
+        assert measured == pytest.approx(l1["general_ppl_after"], rel=1e-4)
+        assert _recorded_general_ppl(version, 48) == l1["general_ppl_after"]
+        assert _recorded_general_ppl(version, 64) is None  # another length: measured afresh
+
+
 def test_l2_lineage_names_l1_and_l0_by_content_hash(ladder):
     from modelyard.client import Client
 

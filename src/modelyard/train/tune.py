@@ -237,8 +237,9 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
     torch.manual_seed(spec.seed)
     lm = load_chain(registry, chain)
     domain_texts, general = _texts_for_eval(held_out or train[:spec.eval_items], spec.stage), general_texts()
+    recorded = _recorded_general_ppl(base, spec.max_length)
     before = {"domain_ppl": perplexity(lm, domain_texts, spec.max_length),
-              "general_ppl": perplexity(lm, general, spec.max_length)}
+              "general_ppl": recorded if recorded is not None else perplexity(lm, general, spec.max_length)}
     ctx.log(f"base {base.ref}: domain perplexity {before['domain_ppl']:.2f}, general {before['general_ppl']:.2f}")
     targets = _lora(lm, spec) if spec.method == "lora" else None
     if targets:
@@ -256,6 +257,7 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
         losses = _train_loop(spec, ctx, workspace, key, lm, examples, optimizer, start, runs, run.id, domain_texts)
         after = {"domain_ppl": perplexity(lm, domain_texts, spec.max_length),
                  "general_ppl": perplexity(lm, general, spec.max_length)}
+        runs.log_metrics(run.id, [{"key": "eval_ppl", "value": after["domain_ppl"], "step": spec.steps}])
     except BaseException as exc:
         runs.finish(run.id, "killed" if isinstance(exc, KeyboardInterrupt) else "failed", str(exc)[:500])
         raise
@@ -264,7 +266,8 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
         "general_ppl_before": before["general_ppl"], "general_ppl_after": after["general_ppl"],
         "domain_ppl_drop": 1 - after["domain_ppl"] / before["domain_ppl"],
         "general_ppl_rise": after["general_ppl"] / before["general_ppl"] - 1,
-        "general_set": f"modelyard/train/data/general_english.txt {_file_digest(GENERAL_SET)}",
+        "general_set": _general_set_name(),
+        "general_ppl_before_from": "the base's own tune" if recorded is not None else "measured",
         "domain_set": f"{data.ref} validation ({len(domain_texts)} texts)",
     }
     gate = {"name": "forgetting", "max_general_ppl_rise": spec.max_general_ppl_rise,
@@ -292,6 +295,26 @@ def _tune(spec: TuneSpec, ctx: JobContext, workspace) -> dict:
     return result
 
 
+def _general_set_name() -> str:
+    return f"modelyard/train/data/general_english.txt {_file_digest(GENERAL_SET)}"
+
+
+def _recorded_general_ppl(base, max_length: int) -> float | None:
+    """The base's general perplexity as its own tune measured it at the end, when that was on this very general set
+    at this ``max_length``; else None (measure it).
+
+    NOTE: the general set is most of a tune's evaluation (the demo's L2 spent ~80 % of its compute on perplexity);
+    the base's tune measured it on the same weights (its adapter active rather than merged: equal up to float
+    rounding)."""
+    info = ladder_of(base)
+    evaluation, hyper = info.get("evaluation") or {}, info.get("hyperparameters") or {}
+    value = evaluation.get("general_ppl_after")
+    if isinstance(value, float) and hyper.get("max_length") == max_length and \
+            evaluation.get("general_set") == _general_set_name():
+        return value
+    return None
+
+
 def _file_digest(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -315,7 +338,8 @@ def _train_loop(spec, ctx, workspace, key, lm, examples, optimizer, start, runs,
         value = float(loss.detach())
         losses.append(round(value, 5))
         points = [{"key": "loss", "value": value, "step": step}]
-        if step % spec.eval_every == 0 or step == spec.steps:
+        # the last step's evaluation is the "after" one _tune makes anyway (it logs it): not measured twice
+        if step % spec.eval_every == 0 and step < spec.steps:
             points.append({"key": "eval_ppl", "value": perplexity(lm, domain_texts, spec.max_length), "step": step})
         runs.log_metrics(run_id, points)
         if step % spec.checkpoint_every == 0 and step < spec.steps:
