@@ -40,14 +40,18 @@ demo: $(VENV)/.installed
 # fixtures) and hands out the longest work first. TEST_WORKERS=0 runs everything in one process, in file order.
 TEST_WORKERS ?= 3
 XDIST = -n $(TEST_WORKERS) --dist loadgroup
+# a PYTHONDONTWRITEBYTECODE=1 environment makes every worker re-rewrite every test module's asserts (~8 s of CPU
+# each) and every CLI, server and job process compile its modules again: the tests keep both caches (__pycache__/,
+# git-ignored)
+PYTEST = env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest
 
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS)
 
 # the inner loop: everything but the tests that spawn servers, replicas or searches (slow), drive a browser or
 # need PostgreSQL
 test-fast: $(VENV)/.installed-dev
-	$(PY) -m pytest $(XDIST) -m "not slow and not browser and not postgres" $(PYTEST_ARGS)
+	$(PYTEST) $(XDIST) -m "not slow and not browser and not postgres" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check src tests scripts benchmarks examples

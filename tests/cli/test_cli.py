@@ -104,6 +104,7 @@ def test_blobs_put_and_get_round_trip(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["copy.bin"], "no temporary file is left behind"
 
 
+@pytest.mark.slow  # > 2.5 s (subprocesses or jobs): out of the inner loop, in make test
 def test_jobs_kinds_shows_each_kinds_spec_fields_without_json(initialised):
     home, _ = initialised  # initialised: a read-only command never creates the workspace
     listing = run_cli("jobs", "kinds", home=home, check=True).stdout

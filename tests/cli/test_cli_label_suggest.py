@@ -29,6 +29,7 @@ def digits_home(tmp_path_factory):
     return root / "home"
 
 
+@pytest.mark.slow  # > 2.5 s (subprocesses or jobs): out of the inner loop, in make test
 def test_bad_dataset_is_one_line_on_stderr(digits_home):
     proc = run_cli("label", "suggest", "nope@1", home=digits_home)
     assert proc.returncode == 1

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from support import cli_env
 
 # runs the real CLI with pandas made unimportable (as on a machine whose install set lacks it)
@@ -19,6 +21,7 @@ def test_data_sample_without_pandas_names_the_extra(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow  # > 2.5 s (subprocesses or jobs): out of the inner loop, in make test
 def test_a_bare_import_of_a_declared_module_gets_the_same_line(tmp_path):
     """Code that imports pandas plainly (data import of a table) is covered by the CLI's last line of defence."""
     table = tmp_path / "t.csv"

@@ -8,6 +8,7 @@ from labelfixtures import colour_folder
 from modelyard.core.errors import Conflict, Forbidden, NotFound
 
 
+@pytest.mark.slow  # > 2.5 s (subprocesses or jobs): out of the inner loop, in make test
 def test_two_people_label_review_and_prioritise_through_the_sdk(tmp_path):
     from modelyard.client import Client
 

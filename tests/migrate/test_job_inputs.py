@@ -76,6 +76,7 @@ def test_apply_to_uploaded_files_returns_the_migrated_copy_as_a_blob(ctx):
     assert (ctx.workdir / "inputs" / "proj" / "train.py").read_text() == CUDA_CODE  # the upload is untouched
 
 
+@pytest.mark.slow  # > 2.5 s (subprocesses or jobs): out of the inner loop, in make test
 def test_convert_a_zoo_model_and_check_coverage_of_an_uploaded_onnx(ctx):
     converted = _run("migrate.convert", {"spec": ZOO, "to": "onnx"}, ctx)
     onnx_path = Path(converted["artifact"]["path"])

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -16,6 +18,7 @@ def _load(name: str):
     return module
 
 
+@pytest.mark.slow  # > 2.5 s (subprocesses or jobs): out of the inner loop, in make test
 def test_benchmark_runs_on_an_image_folder_and_ends_with_one_json_line(tmp_path, capsys):
     _load("shapes_folder").write_shapes(tmp_path / "shapes", per_class=20, seed=1)
     report = _load("active_learning").main(["--data", str(tmp_path / "shapes"), "--seeds", "2", "--budget", "50",

@@ -55,6 +55,7 @@ def _poisoned_problem():
     return np.vstack([x, outliers]), np.concatenate([y, (side < 0).astype(np.int64)])
 
 
+@pytest.mark.slow  # > 2.5 s (subprocesses or jobs): out of the inner loop, in make test
 def test_a_losing_strategy_falls_back_to_random():
     x, y = _poisoned_problem()
     pool, heldout = np.concatenate([np.arange(500), np.arange(700, 900)]), np.arange(500, 700)

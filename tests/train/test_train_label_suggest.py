@@ -165,6 +165,7 @@ def _run_queued(home, **spec) -> dict:
         workspace.close()
 
 
+@pytest.mark.slow  # > 2.5 s (subprocesses or jobs): out of the inner loop, in make test
 def test_rounds_chain_through_jobs_and_follow_items_into_their_class_folders(tmp_path, pool_home):
     """Round 1 on digits@1; its proposals are labeled (moved into their class folders) and imported as digits@2;
     round 2 continues round 1 by itself, finds the moved items by content and counts them as round 1's arms."""

@@ -61,6 +61,7 @@ def test_compare_marks_differences_and_the_best(sqlite_workspace):
     assert result["best"] == {"val_accuracy": a.id, "val_loss": b.id}
 
 
+@pytest.mark.slow  # > 2.5 s (subprocesses or jobs): out of the inner loop, in make test
 def test_sdk_context_manager_records_a_script(tmp_path):
     home = tmp_path / "home"
     with modelyard.run("script", experiment="sdk", params={"lr": 3e-4}, home=home) as r:
